@@ -1,0 +1,192 @@
+"""Sandpit settings: one module, environments differ only by environment variables.
+
+Every variable is documented in `.env.example`. This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=True)
+
+# A missing secret must fail loudly in production; the laptop default is fine only with DEBUG on.
+if DEBUG:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="sandpit-insecure-dev-key-change-me")
+else:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "runner",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "runner.middleware.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Embedded default: a SQLite file. DATABASE_URL switches to Postgres for scale-out.
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL saved about 5 ms per run in the prototype; IMMEDIATE avoids SQLITE_BUSY upgrade deadlocks.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Embedded default: the in-memory channel layer (one process). REDIS_URL switches to channels-redis.
+REDIS_URL = env.str("REDIS_URL", default="")
+CHANNEL_CAPACITY = env.int("CHANNEL_CAPACITY", default=2000)
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "capacity": CHANNEL_CAPACITY,
+                "prefix": env.str("CHANNEL_PREFIX", default="sandpit"),
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": CHANNEL_CAPACITY},
+        }
+    }
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / ".staticfiles"
+# Serve straight from the finders: no collectstatic step is needed under Daphne.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "SAMEORIGIN"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# ---------------------------------------------------------------------------------------------
+# Sandboxes
+# ---------------------------------------------------------------------------------------------
+# "auto": e2b when E2B_API_KEY is set, otherwise local. "local" or "e2b" forces one.
+SANDBOX_BACKEND = env.str("SANDBOX_BACKEND", default="auto")
+
+# The kernels' environment: a venv built on /usr/bin/python3, separate from the app's venv.
+_default_state = Path("/var/lib/sandpit") if os.geteuid() == 0 else Path.home() / ".cache" / "sandpit"
+SANDBOX_STATE_DIR = Path(env.str("SANDBOX_STATE_DIR", default=str(_default_state)))
+SANDBOX_KERNEL_ENV = Path(env.str("SANDBOX_KERNEL_ENV", default=str(SANDBOX_STATE_DIR / "kenv")))
+SANDBOX_BWRAP = env.str("SANDBOX_BWRAP", default="bwrap")
+# The unprivileged system user kernels run as when the server runs as root.
+SANDBOX_USER = env.str("SANDBOX_USER", default="sandpit-sbx")
+
+SANDBOX_MEMORY_MB = env.int("SANDBOX_MEMORY_MB", default=512)
+SANDBOX_PIDS = env.int("SANDBOX_PIDS", default=128)
+SANDBOX_CPUS = env.float("SANDBOX_CPUS", default=1.0)
+SANDBOX_TMPFS_MB = env.int("SANDBOX_TMPFS_MB", default=64)
+SANDBOX_WORKSPACE_QUOTA_MB = env.int("SANDBOX_WORKSPACE_QUOTA_MB", default=256)
+SANDBOX_FILE_MAX_BYTES = env.int("SANDBOX_FILE_MAX_BYTES", default=10 * 1024 * 1024)
+SANDBOX_POOL_SIZE = env.int("SANDBOX_POOL_SIZE", default=1)
+SANDBOX_IDLE_TIMEOUT_S = env.int("SANDBOX_IDLE_TIMEOUT_S", default=900)
+SANDBOX_MAX_LIVE = env.int("SANDBOX_MAX_LIVE", default=20)
+SANDBOX_INSTALL_TIMEOUT_S = env.int("SANDBOX_INSTALL_TIMEOUT_S", default=180)
+# Where `install` fetches packages from; the kernel itself never reaches the network.
+SANDBOX_PIP_INDEX_URL = env.str("SANDBOX_PIP_INDEX_URL", default="")
+
+# E2B cloud
+E2B_API_KEY = env.str("E2B_API_KEY", default="")
+E2B_DOMAIN = env.str("E2B_DOMAIN", default="")
+E2B_API_URL = env.str("E2B_API_URL", default="")
+E2B_SANDBOX_URL = env.str("E2B_SANDBOX_URL", default="")
+E2B_TEMPLATE = env.str("E2B_TEMPLATE", default="")
+E2B_REQUEST_TIMEOUT_S = env.float("E2B_REQUEST_TIMEOUT_S", default=30.0)
+# Prices per second (E2B's list prices); the default sandbox is 2 vCPU / 0.5 GiB, about $0.109 an hour.
+E2B_PRICE_PER_VCPU_S = env.float("E2B_PRICE_PER_VCPU_S", default=0.000014)
+E2B_PRICE_PER_GIB_S = env.float("E2B_PRICE_PER_GIB_S", default=0.0000045)
+E2B_VCPUS = env.int("E2B_VCPUS", default=2)
+E2B_MEMORY_MB = env.int("E2B_MEMORY_MB", default=512)
+
+# ---------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------
+RUN_CODE_MAX_BYTES = env.int("RUN_CODE_MAX_BYTES", default=100 * 1024)
+RUN_TIMEOUT_S = env.int("RUN_TIMEOUT_S", default=60)
+RUN_OUTPUT_MAX_BYTES = env.int("RUN_OUTPUT_MAX_BYTES", default=2 * 1024 * 1024)
+RUN_BATCH_MAX_BYTES = env.int("RUN_BATCH_MAX_BYTES", default=64 * 1024)
+RUN_QUEUE_MAX = env.int("RUN_QUEUE_MAX", default=10)
+# Websocket frames a client may send per 10 s before it is told to slow down.
+WS_MESSAGES_PER_10S = env.int("WS_MESSAGES_PER_10S", default=60)

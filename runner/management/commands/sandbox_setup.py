@@ -1,0 +1,37 @@
+"""Build the kernels' environment (idempotent): a venv on /usr/bin/python3 at SANDBOX_KERNEL_ENV."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "sandboxes" / "kernel-requirements.txt"
+
+
+class Command(BaseCommand):
+    help = "Create or update the sandbox kernels' environment (a venv separate from the app's)."
+
+    def handle(self, *args: object, **options: object) -> None:
+        env_dir: Path = settings.SANDBOX_KERNEL_ENV
+        want = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
+        stamp = env_dir / ".sandpit-stamp"
+        if stamp.exists() and stamp.read_text().strip() == want and (env_dir / "bin" / "python").exists():
+            return
+        if not Path("/usr/bin/python3").exists():
+            raise CommandError("/usr/bin/python3 is missing: install Debian's python3 and python3-venv")
+        self.stdout.write(f"[setup] building the kernels' environment in {env_dir} (a few minutes, once)")
+        env_dir.parent.mkdir(parents=True, exist_ok=True)
+        if not (env_dir / "bin" / "python").exists():
+            shutil.rmtree(env_dir, ignore_errors=True)
+            subprocess.run(["/usr/bin/python3", "-m", "venv", str(env_dir)], check=True)
+        pip = [str(env_dir / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q"]
+        subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, "install", "-r", str(REQUIREMENTS)], check=True)
+        env_dir.chmod(0o755)
+        stamp.write_text(want + "\n")
+        self.stdout.write("[setup] kernels' environment ready")

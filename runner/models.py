@@ -1,0 +1,149 @@
+"""Sandpit's tables. Small per-row facts are properties; reusable filters are QuerySet methods."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+LANGUAGE_CHOICES = [
+    ("python", "Python"),
+    ("javascript", "JavaScript"),
+    ("typescript", "TypeScript"),
+    ("bash", "Bash"),
+]
+
+
+class ChatSession(models.Model):
+    class Status(models.TextChoices):
+        IDLE = "idle"
+        RUNNING = "running"
+        CLOSED = "closed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions")
+    title = models.CharField(max_length=200, default="Untitled session")
+    language = models.CharField(max_length=16, choices=LANGUAGE_CHOICES, default="python")
+    backend = models.CharField(max_length=16, blank=True, default="")
+    # The backend's handle for this session's sandbox, or "" when none is live.
+    sandbox_id = models.CharField(max_length=200, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-last_activity_at"]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.owner})"
+
+    @property
+    def group_name(self) -> str:
+        return f"session_{self.id.hex}"
+
+
+class ExecutionQuerySet(models.QuerySet["Execution"]):
+    def active(self) -> "ExecutionQuerySet":
+        return self.filter(status__in=[Execution.Status.QUEUED, Execution.Status.RUNNING])
+
+
+class Execution(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        TIMED_OUT = "timed_out"
+        CANCELLED = "cancelled"
+        INTERRUPTED = "interrupted"
+        REJECTED = "rejected"
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="executions")
+    seq = models.PositiveIntegerField()
+    code = models.TextField()
+    language = models.CharField(max_length=16, choices=LANGUAGE_CHOICES)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="executions")
+    client_id = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    error_name = models.CharField(max_length=200, blank=True, default="")
+    error_value = models.TextField(blank=True, default="")
+    traceback = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    stdout_bytes = models.PositiveBigIntegerField(default=0)
+    stderr_bytes = models.PositiveBigIntegerField(default=0)
+    truncated = models.BooleanField(default=False)
+    # Which server process owns the run (its boot id), so a start-up sweep only touches dead owners.
+    owner_boot_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+
+    objects = ExecutionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["session", "seq"]
+        constraints = [models.UniqueConstraint(fields=["session", "seq"], name="execution_unique_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} #{self.seq} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+
+class OutputChunk(models.Model):
+    class Kind(models.TextChoices):
+        STDOUT = "stdout"
+        STDERR = "stderr"
+        RESULT = "result"
+        ERROR = "error"
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    text = models.TextField(blank=True, default="")
+    # A MIME bundle for results; {"ename", "evalue", "traceback"} for errors.
+    data = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["execution", "index"]
+        constraints = [models.UniqueConstraint(fields=["execution", "index"], name="chunk_unique_index")]
+
+
+class SandboxLease(models.Model):
+    """One sandbox's life, for billing: billed seconds are ended_at - started_at."""
+
+    class EndReason(models.TextChoices):
+        IDLE = "idle"
+        CLOSED = "closed"
+        GONE = "gone"
+        SHUTDOWN = "shutdown"
+        RESTART = "restart"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sandbox_leases")
+    session = models.ForeignKey(ChatSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="leases")
+    backend = models.CharField(max_length=16)
+    sandbox_id = models.CharField(max_length=200)
+    vcpus = models.FloatField(default=1.0)
+    memory_mb = models.PositiveIntegerField(default=512)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    @property
+    def billed_seconds(self) -> float:
+        end = self.ended_at or timezone.now()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def estimated_cost_usd(self) -> Decimal:
+        per_s = self.vcpus * settings.E2B_PRICE_PER_VCPU_S + (self.memory_mb / 1024) * settings.E2B_PRICE_PER_GIB_S
+        return Decimal(str(round(self.billed_seconds * per_s, 6)))

@@ -1,0 +1,181 @@
+"""The Sandbox Protocol: the one interface between Sandpit and any place that runs code.
+
+Everything above this module is backend-agnostic. A backend is one module in this package
+(`local`, `e2b`) exposing a class that satisfies `Backend`, whose sandboxes satisfy `Sandbox`.
+
+Contract, for every backend:
+- `Backend.create()` returns a live sandbox or raises `SandboxUnavailable` (nothing can run:
+  degraded mode, with a reason fit to show a user) or `SandboxError`.
+- `Backend.connect(sandbox_id)` re-attaches to a sandbox made earlier (perhaps by another process)
+  or raises `SandboxGone` when its state is lost.
+- `Sandbox.run()` delivers events to `on_event` in kernel order, never raises for user-code
+  errors (those are `Error` events and status "error"), and returns an `Outcome`:
+  "ok", "error" (the code raised), "timeout" (the backend interrupted it after `timeout_s`;
+  variables survive), "interrupted" (`interrupt()` was called; variables survive) or "gone"
+  (the sandbox died; an event says why, and the next `run` starts fresh).
+- File paths are relative to the sandbox's workspace (`/home/user`); anything that would leave
+  it raises `ValueError` with a message fit to show a user.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, Union, runtime_checkable
+
+LANGUAGES: frozenset[str] = frozenset({"python", "javascript", "typescript", "bash"})
+
+
+# --- events, delivered in kernel order -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stdout:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stderr:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A rich result: `data` is a MIME bundle such as {"text/plain": "...", "image/png": "<base64>"}."""
+
+    data: dict[str, str]
+    is_main: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    ename: str
+    evalue: str
+    traceback: list[str] = field(default_factory=list)
+
+
+Event = Union[Stdout, Stderr, Result, Error]
+OnEvent = Callable[[Event], Awaitable[None] | None]
+
+OutcomeStatus = Literal["ok", "error", "timeout", "interrupted", "gone"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: OutcomeStatus
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    ok: bool
+    detail: str
+    # How code is isolated, e.g. "bwrap+cgroup-v1 uid=sandpit-sbx", "bwrap+userns+prlimit", "e2b", "none".
+    isolation: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    name: str
+    path: str
+    is_dir: bool
+    size: int
+
+
+# --- errors the rest of the code may catch ------------------------------------------------------
+
+
+class SandboxError(Exception):
+    """Something went wrong talking to a sandbox; the message is fit to show a user."""
+
+
+class SandboxUnavailable(SandboxError):
+    """No sandbox can run code right now (degraded mode). `reason` says why, for the page."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SandboxGone(SandboxError):
+    """The sandbox and its state are lost; start a new one and tell the user."""
+
+
+# --- the Protocol -------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    id: str
+
+    async def run(self, code: str, *, language: str, on_event: OnEvent, timeout_s: float) -> Outcome: ...
+
+    async def interrupt(self) -> None: ...
+
+    async def write_file(self, path: str, data: bytes) -> None: ...
+
+    async def read_file(self, path: str) -> bytes: ...
+
+    async def list_files(self, path: str = ".") -> list[FileInfo]: ...
+
+    async def install(
+        self, packages: list[str], *, language: str, on_event: OnEvent, timeout_s: float
+    ) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    languages: frozenset[str]
+
+    async def create(self, *, owner_id: int, session_id: str) -> Sandbox: ...
+
+    async def connect(self, sandbox_id: str) -> Sandbox: ...
+
+    async def health(self) -> Health: ...
+
+
+async def emit(on_event: OnEvent, event: Event) -> None:
+    """Deliver one event to a callback that may be sync or async."""
+    result = on_event(event)
+    if result is not None:
+        await result
+
+
+# --- choosing a backend -------------------------------------------------------------------------
+
+# Names map lazily to classes, so importing this module never imports an SDK or connects anywhere.
+BACKENDS: dict[str, str] = {
+    "local": "runner.sandboxes.local:LocalBackend",
+    "e2b": "runner.sandboxes.e2b:E2BBackend",
+}
+
+_instances: dict[str, Backend] = {}
+
+
+def backend_name_from_settings() -> str:
+    from django.conf import settings
+
+    name = settings.SANDBOX_BACKEND
+    if name == "auto":
+        return "e2b" if settings.E2B_API_KEY else "local"
+    return name
+
+
+def get_backend(name: str | None = None) -> Backend:
+    """The backend called `name` ("local" or "e2b"), or the one settings choose.
+
+    One instance per name per process (backends hold process-local handles such as kernel
+    processes). Raises `ValueError` for an unknown name.
+    """
+    name = name or backend_name_from_settings()
+    if name not in BACKENDS:
+        raise ValueError(f"unknown sandbox backend {name!r}; choose one of {sorted(BACKENDS)}")
+    if name not in _instances:
+        module_name, class_name = BACKENDS[name].split(":")
+        cls = getattr(importlib.import_module(module_name), class_name)
+        _instances[name] = cls()
+    return _instances[name]

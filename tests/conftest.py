@@ -1,0 +1,5 @@
+"""Shared fixtures. Fixtures for one area live in tests/fixtures_<area>.py, listed in pytest_plugins."""
+
+from __future__ import annotations
+
+pytest_plugins: list[str] = []
