@@ -79,6 +79,8 @@ class Execution(models.Model):
     stdout_bytes = models.PositiveBigIntegerField(default=0)
     stderr_bytes = models.PositiveBigIntegerField(default=0)
     truncated = models.BooleanField(default=False)
+    # Shown inline above the run's output, e.g. "A new sandbox was started; variables from earlier runs are gone."
+    notice = models.CharField(max_length=300, blank=True, default="")
     # Which server process owns the run (its boot id), so a start-up sweep only touches dead owners.
     owner_boot_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
 
