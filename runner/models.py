@@ -117,6 +117,11 @@ class OutputChunk(models.Model):
         constraints = [models.UniqueConstraint(fields=["execution", "index"], name="chunk_unique_index")]
 
 
+class SandboxLeaseQuerySet(models.QuerySet["SandboxLease"]):
+    def open(self) -> "SandboxLeaseQuerySet":
+        return self.filter(ended_at__isnull=True)
+
+
 class SandboxLease(models.Model):
     """One sandbox's life, for billing: billed seconds are ended_at - started_at."""
 
@@ -136,6 +141,10 @@ class SandboxLease(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True, default="")
+    # The server process (boot id) holding the sandbox, so a sweep can close leases of dead processes.
+    owner_boot_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
+
+    objects = SandboxLeaseQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at"]
@@ -149,3 +158,18 @@ class SandboxLease(models.Model):
     def estimated_cost_usd(self) -> Decimal:
         per_s = self.vcpus * settings.E2B_PRICE_PER_VCPU_S + (self.memory_mb / 1024) * settings.E2B_PRICE_PER_GIB_S
         return Decimal(str(round(self.billed_seconds * per_s, 6)))
+
+
+class ServerProcess(models.Model):
+    """A live server process (one Daphne), by boot id. Runs and leases name their owner by boot id;
+    a process whose heartbeat is stale (or whose pid is gone on this host) is dead, and a sweep
+    interrupts its runs."""
+
+    boot_id = models.CharField(max_length=64, primary_key=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.pid} ({self.boot_id[:8]})"

@@ -1,0 +1,158 @@
+"""What the server sends: websocket frames (TypedDicts, as in ARCHITECTURE.md) and group names.
+
+Two layers of messages:
+- **frames** go to the browser, exactly as in the websocket protocol;
+- **group messages** go through the channel layer to every socket of a session. A group message
+  has a dotted `type` that the consumer handles with the matching method, and carries the frames
+  it expands to. Output goes as one group message per batch, so a flood is a few messages.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal, NotRequired, TypedDict
+
+ErrorCode = Literal["bad_request", "quota", "rate_limited", "unavailable", "forbidden", "not_found"]
+ChunkKind = Literal["stdout", "stderr", "result", "error"]
+
+
+# --- frames: server → browser -------------------------------------------------------------------
+
+
+class LastPointer(TypedDict):
+    execution_id: int
+    index: int  # the last stored output index of that execution, or -1 when it has none yet
+
+
+class HelloFrame(TypedDict):
+    type: Literal["hello"]
+    session_id: str
+    can_run: bool
+    backend: str
+    last: LastPointer | None
+
+
+class QueuedFrame(TypedDict):
+    type: Literal["execution.queued"]
+    execution_id: int
+    seq: int
+    client_id: str
+    code: str
+    language: str
+
+
+class StartedFrame(TypedDict):
+    type: Literal["execution.started"]
+    execution_id: int
+    # Present only when set: an inline note such as "A new sandbox was started; ...".
+    notice: NotRequired[str]
+
+
+class OutputFrame(TypedDict):
+    type: Literal["execution.output"]
+    execution_id: int
+    index: int
+    kind: ChunkKind
+    text: NotRequired[str]
+    data: NotRequired[dict[str, Any]]
+
+
+class FinishedFrame(TypedDict):
+    type: Literal["execution.finished"]
+    execution_id: int
+    status: str
+    duration_ms: int | None
+    truncated: bool
+
+
+class ErrorFrame(TypedDict):
+    type: Literal["error"]
+    code: ErrorCode
+    message: str
+
+
+class PongFrame(TypedDict):
+    type: Literal["pong"]
+
+
+# --- chunks as stored and published -------------------------------------------------------------
+
+
+class Chunk(TypedDict):
+    index: int
+    kind: ChunkKind
+    text: str
+    data: dict[str, Any] | None
+
+
+def output_frame(execution_id: int, chunk: Chunk) -> OutputFrame:
+    frame: OutputFrame = {"type": "execution.output", "execution_id": execution_id, "index": chunk["index"], "kind": chunk["kind"]}
+    if chunk["kind"] in ("stdout", "stderr") or chunk["text"]:
+        frame["text"] = chunk["text"]
+    if chunk["data"] is not None:
+        frame["data"] = chunk["data"]
+    return frame
+
+
+def started_frame(execution_id: int, notice: str = "") -> StartedFrame:
+    frame: StartedFrame = {"type": "execution.started", "execution_id": execution_id}
+    if notice:
+        frame["notice"] = notice
+    return frame
+
+
+def error_frame(code: ErrorCode, message: str) -> ErrorFrame:
+    return {"type": "error", "code": code, "message": message}
+
+
+# --- group messages: services → every socket of a session ----------------------------------------
+# Each is {"type": <dotted>, ...}; the consumer method of the same name relays it.
+
+
+class QueuedMessage(TypedDict):
+    type: Literal["execution.queued"]
+    frame: QueuedFrame
+
+
+class StartedMessage(TypedDict):
+    type: Literal["execution.started"]
+    frame: StartedFrame
+
+
+class OutputMessage(TypedDict):
+    type: Literal["execution.output"]
+    execution_id: int
+    chunks: list[Chunk]
+
+
+class FinishedMessage(TypedDict):
+    type: Literal["execution.finished"]
+    frame: FinishedFrame
+
+
+class RunErrorMessage(TypedDict):
+    """An `error` frame for every socket of the session, e.g. code "unavailable" in degraded mode."""
+
+    type: Literal["run.error"]
+    frame: ErrorFrame
+
+
+class CancelMessage(TypedDict):
+    """Stop request for the process that owns a run (sent to `process_channel(owner_boot_id)`)."""
+
+    type: Literal["execution.cancel"]
+    execution_id: int
+
+
+# --- names --------------------------------------------------------------------------------------
+
+
+def session_group(session_id: uuid.UUID | str) -> str:
+    """The channel-layer group of one chat session: every socket viewing it."""
+    hex_id = session_id.hex if isinstance(session_id, uuid.UUID) else uuid.UUID(str(session_id)).hex
+    return f"session_{hex_id}"
+
+
+def process_channel(boot_id: str) -> str:
+    """The channel one server process listens on for requests about the runs it owns (e.g. Stop)."""
+    return f"sandpit-runner.{boot_id}"
