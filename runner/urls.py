@@ -4,4 +4,15 @@ from runner import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    path("", views.chat_home, name="chat_home"),
+    path("sessions/new/", views.session_new, name="session_new"),
+    path("sessions/<uuid:session_id>/", views.session_detail, name="session_detail"),
+    path("sessions/<uuid:session_id>/rename/", views.session_rename, name="session_rename"),
+    path("sessions/<uuid:session_id>/export.ipynb", views.session_export_ipynb, name="session_export_ipynb"),
+    path("sessions/<uuid:session_id>/export.md", views.session_export_markdown, name="session_export_markdown"),
+    path(
+        "sessions/<uuid:session_id>/executions/<int:execution_id>/output/",
+        views.execution_output,
+        name="execution_output",
+    ),
 ]

@@ -2,12 +2,162 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+import json
+import re
+import uuid
+from typing import Any
 
-from runner import selectors
+from asgiref.sync import async_to_sync
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from runner import selectors, services
+from runner.models import LANGUAGE_CHOICES, ChatSession
+from runner.selectors.sessions import truncation_notice
+
+BACKEND_LABELS = {"local": "Local sandbox", "e2b": "E2B cloud", "none": "No sandbox"}
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
     status = await selectors.sandbox_status()
     body = {"ok": status.ok, "backend": status.backend, "detail": status.detail}
     return JsonResponse(body, status=200 if status.ok else 503)
+
+
+def _own_session_or_404(request: HttpRequest, session_id: uuid.UUID) -> ChatSession:
+    session = selectors.session_for_user(user=request.user, session_id=session_id)
+    if session is None:
+        raise Http404("No such session.")
+    return session
+
+
+def _chat_context(request: HttpRequest, session: ChatSession | None) -> dict[str, Any]:
+    health = async_to_sync(selectors.sandbox_status)()
+    query = request.GET.get("q", "")
+    page_data: dict[str, Any] = {
+        "can_run": health.ok,
+        "degraded_reason": "" if health.ok else health.detail.rstrip(". "),
+        "truncation_notice": truncation_notice(),
+        "new_session_url": reverse("session_new"),
+    }
+    context: dict[str, Any] = {
+        "sessions": selectors.sessions_for_sidebar(user=request.user, query=query),
+        "filter_query": query,
+        "session": session,
+        "health": health,
+        "backend_label": BACKEND_LABELS.get(health.backend, health.backend),
+        "degraded_reason": health.detail.rstrip(". "),
+        "languages": LANGUAGE_CHOICES,
+        "truncation_notice": truncation_notice(),
+        "page_data": page_data,
+    }
+    if session is not None:
+        turns = selectors.session_history(session=session)
+        context["turns"] = turns
+        context["sandbox_state"] = "ready" if session.sandbox_id else "closed"
+        page_data.update(
+            {
+                "session_id": str(session.id),
+                "ws_path": f"/ws/sessions/{session.id}/",
+                "last": selectors.session_resume_point(session=session),
+                "language": session.language,
+                "rename_url": reverse("session_rename", args=[session.id]),
+                "output_url": reverse("execution_output", args=[session.id, 0]).replace("/0/", "/{id}/"),
+                "history": [t.execution.code for t in turns if t.execution.language == session.language][-50:],
+            }
+        )
+    return context
+
+
+@login_required
+@require_GET
+def chat_home(request: HttpRequest) -> HttpResponse:
+    """The chat: the sidebar and the most recent session, or a prompt to start one."""
+    session = selectors.session_latest_for_user(user=request.user)
+    return render(request, "runner/chat.html", _chat_context(request, session))
+
+
+@login_required
+@require_GET
+def session_detail(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    session = _own_session_or_404(request, session_id)
+    return render(request, "runner/chat.html", _chat_context(request, session))
+
+
+@login_required
+@require_POST
+def session_new(request: HttpRequest) -> HttpResponse:
+    try:
+        session = services.session_create(owner=request.user, language=request.POST.get("language", "python"))
+    except ValidationError as exc:
+        return HttpResponseBadRequest(" ".join(exc.messages))
+    return redirect("session_detail", session_id=session.id)
+
+
+@login_required
+@require_POST
+def session_rename(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    """Rename from the header's in-place title: JSON for the page's fetch, a redirect for a plain form."""
+    session = _own_session_or_404(request, session_id)
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    try:
+        services.session_rename(session=session, title=request.POST.get("title", ""))
+    except ValidationError as exc:
+        if wants_json:
+            return JsonResponse({"ok": False, "message": " ".join(exc.messages)}, status=400)
+        return HttpResponseBadRequest(" ".join(exc.messages))
+    if wants_json:
+        return JsonResponse({"ok": True, "title": session.title})
+    return redirect("session_detail", session_id=session.id)
+
+
+def _download_name(session: ChatSession, extension: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", session.title).strip("-")[:60] or "session"
+    return f"{stem}.{extension}"
+
+
+@login_required
+@require_GET
+def session_export_ipynb(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    session = _own_session_or_404(request, session_id)
+    notebook = selectors.session_export_notebook(session=session)
+    response = HttpResponse(json.dumps(notebook, indent=1, ensure_ascii=False), content_type="application/x-ipynb+json")
+    response["Content-Disposition"] = f'attachment; filename="{_download_name(session, "ipynb")}"'
+    return response
+
+
+@login_required
+@require_GET
+def session_export_markdown(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    session = _own_session_or_404(request, session_id)
+    response = HttpResponse(selectors.session_export_markdown(session=session), content_type="text/markdown; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{_download_name(session, "md")}"'
+    return response
+
+
+@login_required
+@require_GET
+def execution_output(request: HttpRequest, session_id: uuid.UUID, execution_id: int) -> HttpResponse:
+    """One run's output as server-rendered, sanitised HTML: "show all", and rich results arriving live.
+
+    With `?index=N` only the block holding chunk N is returned.
+    """
+    session = _own_session_or_404(request, session_id)
+    turn = selectors.execution_for_session(session=session, execution_id=execution_id)
+    if turn is None:
+        raise Http404("No such run.")
+    blocks = turn.blocks
+    if "index" in request.GET:
+        try:
+            index = int(request.GET["index"])
+        except ValueError:
+            return HttpResponseBadRequest("index must be a number")
+        blocks = [b for b in blocks if b.first_index <= index <= b.last_index]
+        if not blocks:
+            raise Http404("No such output.")
+    context = {"blocks": blocks, "turn": turn, "truncation_notice": truncation_notice(), "whole": "index" not in request.GET}
+    return render(request, "runner/_output.html", context)

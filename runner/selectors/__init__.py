@@ -4,5 +4,31 @@ One module per area; everything is re-exported here so callers write `selectors.
 """
 
 from runner.selectors.health import SandboxStatus, sandbox_status
+from runner.selectors.sessions import (
+    SessionListItem,
+    Turn,
+    execution_for_session,
+    session_export_markdown,
+    session_export_notebook,
+    session_for_user,
+    session_history,
+    session_latest_for_user,
+    session_resume_point,
+    sessions_for_sidebar,
+)
 
-__all__ = ["SandboxStatus", "sandbox_status"]
+__all__ = [
+    "SandboxStatus",
+    "sandbox_status",
+    # sessions (the chat page)
+    "SessionListItem",
+    "Turn",
+    "execution_for_session",
+    "session_export_markdown",
+    "session_export_notebook",
+    "session_for_user",
+    "session_history",
+    "session_latest_for_user",
+    "session_resume_point",
+    "sessions_for_sidebar",
+]

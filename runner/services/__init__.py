@@ -3,4 +3,10 @@
 One module per area; everything is re-exported here so callers write `services.<name>`.
 """
 
-__all__: list[str] = []
+from runner.services.sessions import session_create, session_rename
+
+__all__: list[str] = [
+    # sessions
+    "session_create",
+    "session_rename",
+]

@@ -1,0 +1,347 @@
+"""Reads behind the chat page: the sidebar, one session's history as render-ready turns, and exports."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import nbformat
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import Exists, OuterRef, Prefetch
+from django.utils import timezone
+
+from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, OutputChunk
+from runner.selectors.rendering import AnsiState, ansi_to_html, markdown_to_safe_html, sanitize_rich_html, strip_ansi
+
+LANGUAGE_LABELS = dict(LANGUAGE_CHOICES)
+# Rich results are shown as the first of these the bundle has (Jupyter's order, images first).
+_IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+_MARKDOWN_LANG = {"python": "python", "javascript": "javascript", "typescript": "typescript", "bash": "bash"}
+
+
+@dataclass(frozen=True)
+class SessionListItem:
+    id: uuid.UUID
+    title: str
+    language: str
+    language_label: str
+    last_activity_at: datetime
+    last_activity_text: str
+    is_running: bool
+
+
+@dataclass
+class OutputBlock:
+    """One visual block of a reply. `html` is always safe markup (escaped, ANSI-coloured or sanitised)."""
+
+    type: str  # "stream", "image", "html", "text", "error"
+    first_index: int
+    last_index: int
+    html: str = ""
+    src: str = ""  # for images: a data: URL (SVG too: never inlined)
+    mime: str = ""
+    ename: str = ""
+    evalue: str = ""
+    line_count: int = 0
+
+
+@dataclass
+class Turn:
+    execution: Execution
+    language_label: str
+    blocks: list[OutputBlock] = field(default_factory=list)
+    last_index: int | None = None
+    status_text: str = ""
+    status_class: str = ""
+    is_active: bool = False
+    truncated: bool = False
+
+
+def duration_text(duration_ms: int | None) -> str:
+    """0.12 s, 3.4 s, 2 min 5 s: the same format as the page's JS."""
+    if duration_ms is None:
+        return ""
+    seconds = duration_ms / 1000
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+
+def truncation_notice() -> str:
+    cap_mib = settings.RUN_OUTPUT_MAX_BYTES / (1024 * 1024)
+    cap = f"{cap_mib:g} MiB" if cap_mib >= 1 else f"{settings.RUN_OUTPUT_MAX_BYTES // 1024} KiB"
+    return f"Output stopped at {cap}; the run went on."
+
+
+def relative_time_text(moment: datetime, *, now: datetime | None = None) -> str:
+    seconds = max(0, int(((now or timezone.now()) - moment).total_seconds()))
+    if seconds < 45:
+        return "just now"
+    if seconds < 3600:
+        return f"{max(1, round(seconds / 60))} min ago"
+    if seconds < 86400:
+        return f"{round(seconds / 3600)} h ago"
+    if seconds < 86400 * 7:
+        return f"{round(seconds / 86400)} d ago"
+    return moment.strftime("%d %b %Y")
+
+
+def execution_status(execution: Execution) -> tuple[str, str]:
+    """The reply's status line as (text, css class); mirrored by statusText() in chat.js."""
+    status = execution.status
+    S = Execution.Status
+    if status == S.SUCCEEDED:
+        return f"✓ {duration_text(execution.duration_ms)}", "ok"
+    if status == S.FAILED:
+        return f"✗ {execution.error_name or 'error'}", "err"
+    if status == S.TIMED_OUT:
+        return f"⏱ timed out after {round((execution.duration_ms or settings.RUN_TIMEOUT_S * 1000) / 1000)} s", "warn"
+    if status == S.CANCELLED:
+        return "■ stopped", "muted"
+    if status == S.INTERRUPTED:
+        return "⚠ interrupted (server restarted)", "warn"
+    if status == S.REJECTED:
+        return f"✗ not run: {execution.error_value or 'rejected'}", "err"
+    if status == S.RUNNING:
+        return "running…", "running"
+    return "queued", "queued"
+
+
+def sessions_for_sidebar(*, user: AbstractBaseUser, query: str = "", limit: int = 200) -> list[SessionListItem]:
+    """The user's own sessions, newest activity first, optionally filtered by title."""
+    running = Execution.objects.active().filter(session=OuterRef("pk"))
+    qs = ChatSession.objects.filter(owner=user).annotate(is_running=Exists(running)).order_by("-last_activity_at")
+    if query.strip():
+        qs = qs.filter(title__icontains=query.strip())
+    now = timezone.now()
+    return [
+        SessionListItem(
+            id=s.id,
+            title=s.title,
+            language=s.language,
+            language_label=LANGUAGE_LABELS.get(s.language, s.language),
+            last_activity_at=s.last_activity_at,
+            last_activity_text=relative_time_text(s.last_activity_at, now=now),
+            is_running=s.is_running,
+        )
+        for s in qs[:limit]
+    ]
+
+
+def session_for_user(*, user: AbstractBaseUser, session_id: uuid.UUID | str) -> ChatSession | None:
+    """The session if `user` may see it (its owner), else None: callers answer 404 either way."""
+    try:
+        return ChatSession.objects.get(pk=session_id, owner=user)
+    except (ChatSession.DoesNotExist, ValueError):
+        return None
+
+
+def session_latest_for_user(*, user: AbstractBaseUser) -> ChatSession | None:
+    return ChatSession.objects.filter(owner=user).order_by("-last_activity_at").first()
+
+
+def _result_block(chunk: OutputChunk) -> OutputBlock:
+    data: dict[str, Any] = chunk.data if isinstance(chunk.data, dict) else {}
+    block = OutputBlock(type="text", first_index=chunk.index, last_index=chunk.index)
+    for mime in _IMAGE_MIMES:
+        if isinstance(data.get(mime), str):
+            payload = data[mime]
+            if mime == "image/svg+xml":
+                payload = base64.b64encode(payload.encode()).decode()
+            block.type, block.mime, block.src = "image", mime, f"data:{mime};base64,{payload.strip()}"
+            return block
+    if isinstance(data.get("text/html"), str):
+        block.type, block.html = "html", sanitize_rich_html(data["text/html"])
+        return block
+    if isinstance(data.get("text/markdown"), str):
+        block.type, block.html = "html", markdown_to_safe_html(data["text/markdown"])
+        return block
+    text = data.get("text/plain") if isinstance(data.get("text/plain"), str) else chunk.text
+    block.html = ansi_to_html(text or "")
+    block.line_count = (text or "").count("\n") + 1
+    return block
+
+
+def _error_block(chunk: OutputChunk) -> OutputBlock:
+    data: dict[str, Any] = chunk.data if isinstance(chunk.data, dict) else {}
+    ename, evalue = str(data.get("ename", "")), str(data.get("evalue", ""))
+    traceback = data.get("traceback") or []
+    text = "\n".join(str(line) for line in traceback) if traceback else (chunk.text or f"{ename}: {evalue}")
+    return OutputBlock(
+        type="error",
+        first_index=chunk.index,
+        last_index=chunk.index,
+        html=ansi_to_html(text),
+        ename=ename,
+        evalue=evalue,
+        line_count=text.count("\n") + 1,
+    )
+
+
+def output_blocks(chunks: list[OutputChunk]) -> list[OutputBlock]:
+    """Chunks in index order → blocks; neighbouring stdout/stderr pieces share one block, in true order."""
+    blocks: list[OutputBlock] = []
+    states = {"stdout": AnsiState(), "stderr": AnsiState()}
+    for chunk in chunks:
+        if chunk.kind in ("stdout", "stderr"):
+            piece = ansi_to_html(chunk.text, states[chunk.kind])
+            markup = f'<span class="{chunk.kind}">{piece}</span>'
+            if blocks and blocks[-1].type == "stream":
+                blocks[-1].html += markup
+                blocks[-1].last_index = chunk.index
+                blocks[-1].line_count += chunk.text.count("\n")
+            else:
+                blocks.append(
+                    OutputBlock(
+                        type="stream",
+                        first_index=chunk.index,
+                        last_index=chunk.index,
+                        html=markup,
+                        line_count=chunk.text.count("\n") + 1,
+                    )
+                )
+        elif chunk.kind == "error":
+            blocks.append(_error_block(chunk))
+        else:
+            blocks.append(_result_block(chunk))
+    return blocks
+
+
+def _turn(execution: Execution, chunks: list[OutputChunk]) -> Turn:
+    text, cls = execution_status(execution)
+    return Turn(
+        execution=execution,
+        language_label=LANGUAGE_LABELS.get(execution.language, execution.language),
+        blocks=output_blocks(chunks),
+        last_index=chunks[-1].index if chunks else None,
+        status_text=text,
+        status_class=cls,
+        is_active=execution.is_active,
+        truncated=execution.truncated,
+    )
+
+
+def session_history(*, session: ChatSession) -> list[Turn]:
+    """Every run of the session, oldest first, with its output ready to render."""
+    executions = (
+        Execution.objects.filter(session=session)
+        .order_by("seq")
+        .prefetch_related(Prefetch("chunks", queryset=OutputChunk.objects.order_by("index")))
+    )
+    return [_turn(e, list(e.chunks.all())) for e in executions]
+
+
+def execution_for_session(*, session: ChatSession, execution_id: int) -> Turn | None:
+    """One run's full output (for "show all" and for rich results streamed live), or None."""
+    execution = Execution.objects.filter(session=session, pk=execution_id).first()
+    if execution is None:
+        return None
+    return _turn(execution, list(execution.chunks.order_by("index")))
+
+
+def session_resume_point(*, session: ChatSession) -> dict[str, int] | None:
+    """The last stored output event, so the page's socket asks only for what came after the render."""
+    chunk = (
+        OutputChunk.objects.filter(execution__session=session)
+        .order_by("-execution__seq", "-index")
+        .values("execution_id", "index")
+        .first()
+    )
+    return {"execution_id": chunk["execution_id"], "index": chunk["index"]} if chunk else None
+
+
+# --- exports ---------------------------------------------------------------------------------------------
+
+
+def _notebook_outputs(chunks: list[OutputChunk], execution_count: int) -> list[Any]:
+    outputs: list[Any] = []
+    for chunk in chunks:
+        if chunk.kind in ("stdout", "stderr"):
+            if outputs and outputs[-1].get("output_type") == "stream" and outputs[-1]["name"] == chunk.kind:
+                outputs[-1]["text"] += chunk.text
+            else:
+                outputs.append(nbformat.v4.new_output("stream", name=chunk.kind, text=chunk.text))
+        elif chunk.kind == "error":
+            data = chunk.data if isinstance(chunk.data, dict) else {}
+            outputs.append(
+                nbformat.v4.new_output(
+                    "error",
+                    ename=str(data.get("ename", "")),
+                    evalue=str(data.get("evalue", "")),
+                    traceback=[str(line) for line in data.get("traceback") or []],
+                )
+            )
+        else:
+            data = {k: v for k, v in (chunk.data or {}).items() if isinstance(v, str)} if isinstance(chunk.data, dict) else {}
+            if not data:
+                data = {"text/plain": chunk.text}
+            outputs.append(nbformat.v4.new_output("display_data", data=data, metadata={}))
+    return outputs
+
+
+def session_export_notebook(*, session: ChatSession) -> nbformat.NotebookNode:
+    """The session as an nbformat v4 notebook: one code cell per run, outputs as stored."""
+    language = session.language
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": {"python": "python3", "bash": "bash"}.get(language, "deno"),
+        "display_name": LANGUAGE_LABELS.get(language, language),
+        "language": language,
+    }
+    nb.metadata["language_info"] = {"name": language}
+    nb.metadata["sandpit"] = {"session_id": str(session.id), "title": session.title}
+    nb.cells.append(nbformat.v4.new_markdown_cell(f"# {session.title}"))
+    executions = Execution.objects.filter(session=session).order_by("seq").prefetch_related(
+        Prefetch("chunks", queryset=OutputChunk.objects.order_by("index"))
+    )
+    for execution in executions:
+        cell = nbformat.v4.new_code_cell(
+            source=execution.code,
+            execution_count=execution.seq,
+            outputs=_notebook_outputs(list(execution.chunks.all()), execution.seq),
+        )
+        cell.metadata["sandpit"] = {"language": execution.language, "status": execution.status}
+        nb.cells.append(cell)
+    nbformat.validate(nb)
+    return nb
+
+
+def session_export_markdown(*, session: ChatSession) -> str:
+    """The session as a Markdown document: each run's code, then its text output (images noted by type)."""
+    lines = [f"# {session.title}", ""]
+    executions = Execution.objects.filter(session=session).order_by("seq").prefetch_related(
+        Prefetch("chunks", queryset=OutputChunk.objects.order_by("index"))
+    )
+    for execution in executions:
+        status, _ = execution_status(execution)
+        when = timezone.localtime(execution.created_at).strftime("%Y-%m-%d %H:%M")
+        lines += [f"## Run {execution.seq} · {LANGUAGE_LABELS.get(execution.language, execution.language)} · {when}", ""]
+        fence = "````" if "```" in execution.code else "```"
+        lines += [f"{fence}{_MARKDOWN_LANG.get(execution.language, '')}", execution.code.rstrip("\n"), fence, ""]
+        text_parts: list[str] = []
+        for chunk in execution.chunks.all():
+            if chunk.kind in ("stdout", "stderr"):
+                text_parts.append(strip_ansi(chunk.text))
+            elif chunk.kind == "error":
+                data = chunk.data if isinstance(chunk.data, dict) else {}
+                text_parts.append(strip_ansi("\n".join(str(t) for t in data.get("traceback") or [])) + "\n")
+            else:
+                data = chunk.data if isinstance(chunk.data, dict) else {}
+                image = next((m for m in _IMAGE_MIMES if m in data), None)
+                if image:
+                    text_parts.append(f"[{image} output]\n")
+                else:
+                    text_parts.append(strip_ansi(str(data.get("text/plain", chunk.text))) + "\n")
+        output = "".join(text_parts).rstrip("\n")
+        if output:
+            lines += ["```text", output.replace("```", "ʼʼʼ"), "```", ""]
+        if execution.truncated:
+            lines += [f"*{truncation_notice()}*", ""]
+        lines += [f"*{status}*", ""]
+    return "\n".join(lines)

@@ -1,0 +1,42 @@
+"""Writes for chat sessions themselves (runs live in executions.py)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from runner.models import LANGUAGE_CHOICES, ChatSession
+from runner.sandboxes.base import backend_name_from_settings
+
+TITLE_MAX_CHARS = ChatSession._meta.get_field("title").max_length or 200
+_LANGUAGES = {code for code, _ in LANGUAGE_CHOICES}
+
+
+def session_create(*, owner: AbstractBaseUser, language: str = "python", title: str = "") -> ChatSession:
+    """A new, empty session owned by `owner`. Raises ValidationError for an unknown language."""
+    if language not in _LANGUAGES:
+        raise ValidationError(f"Unknown language {language!r}; choose one of {', '.join(sorted(_LANGUAGES))}.")
+    try:
+        backend = backend_name_from_settings()
+    except Exception:  # a broken backend setting is degraded mode; the session still exists
+        backend = ""
+    now = timezone.now()
+    return ChatSession.objects.create(
+        owner=owner,
+        language=language,
+        title=(title.strip()[:TITLE_MAX_CHARS] or "Untitled session"),
+        backend=backend,
+        created_at=now,
+        last_activity_at=now,
+    )
+
+
+def session_rename(*, session: ChatSession, title: str) -> ChatSession:
+    """Set the title (trimmed, at most 200 characters). Raises ValidationError for an empty one."""
+    title = " ".join(title.split())
+    if not title:
+        raise ValidationError("A title cannot be empty.")
+    session.title = title[:TITLE_MAX_CHARS]
+    session.save(update_fields=["title", "updated_at"])
+    return session
