@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +19,26 @@ class Command(BaseCommand):
     help = "Create or update the sandbox kernels' environment (a venv separate from the app's)."
 
     def handle(self, *args: object, **options: object) -> None:
+        self.ensure_sandbox_user()
+        self.ensure_kernel_env()
+
+    def ensure_sandbox_user(self) -> None:
+        """As root, kernels run as a dedicated system user with no home, shell or groups."""
+        if os.geteuid() != 0:
+            return
+        try:
+            pwd.getpwnam(settings.SANDBOX_USER)
+            return
+        except KeyError:
+            pass
+        self.stdout.write(f"[setup] creating the sandbox user {settings.SANDBOX_USER}")
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/usr/sbin/nologin", "--user-group", settings.SANDBOX_USER],
+            check=True,
+        )
+
+    def ensure_kernel_env(self) -> None:
         env_dir: Path = settings.SANDBOX_KERNEL_ENV
         want = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:16]
         stamp = env_dir / ".sandpit-stamp"

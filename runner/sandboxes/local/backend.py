@@ -1,0 +1,280 @@
+"""LocalBackend: creates bwrap'd sandboxes, keeps a warm pool, reaps idle ones, sweeps leftovers.
+
+State on disk, under SANDBOX_STATE_DIR/sbx/<owner>/<sandbox id>/ (workspace `home/`, one control
+dir per kernel). <owner> is "<pid>.<start time>" of the server process, and cgroups are named
+"<pid>.<start time>.<id>", so a start-up sweep removes only what dead processes left behind,
+even with several servers and test runs sharing the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+import secrets
+import shutil
+import time
+import weakref
+from pathlib import Path
+
+import zmq
+from django.conf import settings
+
+from runner.sandboxes.base import Health, SandboxGone, SandboxUnavailable
+from runner.sandboxes.local import jail
+from runner.sandboxes.local.kernel import Kernel
+from runner.sandboxes.local.sandbox import LocalSandbox
+
+
+class LocalBackend:
+    """Jupyter kernels in bubblewrap on this machine. Satisfies runner.sandboxes.base.Backend.
+
+    Python and bash are stateful ipykernel/bash_kernel kernels over ipc. JavaScript and TypeScript
+    share one stateful Deno kernel whose TCP sockets are relayed to ipc inside the sandbox.
+    """
+
+    name = "local"
+    languages = frozenset({"python", "bash", "javascript", "typescript"})
+
+    def __init__(self) -> None:
+        self._isolation: jail.Isolation | None = None
+        self._live: dict[str, LocalSandbox] = {}
+        self._pool: list[LocalSandbox] = []
+        self._pool_filling = 0
+        self._reaper: asyncio.Task[None] | None = None
+        self._context: zmq.Context | None = None
+        self._kfiles: Path | None = None
+        self._owner_dir: Path | None = None
+        self._pid = 0
+
+    # --- set-up, once per process -----------------------------------------------------------
+
+    @property
+    def isolation(self) -> jail.Isolation:
+        if self._isolation is None or self._pid != os.getpid():
+            self._isolation = jail.Isolation.detect()
+            self._pid = os.getpid()
+            if not self._isolation.problem:
+                self._prepare()
+        return self._isolation
+
+    @property
+    def as_root(self) -> bool:
+        return self.isolation.as_root
+
+    @property
+    def kernel_owner(self) -> tuple[int, int]:
+        return self.isolation.uid, self.isolation.gid
+
+    @property
+    def zmq_context(self) -> zmq.Context:
+        if self._context is None:
+            self._context = zmq.Context()
+        return self._context
+
+    def _prepare(self) -> None:
+        isolation = self._isolation
+        assert isolation is not None
+        state = Path(settings.SANDBOX_STATE_DIR)
+        (state / "sbx").mkdir(parents=True, exist_ok=True)
+        os.chmod(state, 0o755)
+        os.chmod(state / "sbx", 0o711)
+        self._kfiles = jail.kernel_files_dir(state, isolation.uid, isolation.gid)
+        owner = f"{os.getpid()}.{jail.process_start_time(os.getpid())}"
+        self._owner_dir = state / "sbx" / owner
+        sweep(state, isolation)
+        self._owner_dir.mkdir(mode=0o711, exist_ok=True)
+        (self._owner_dir / "boot_id").write_text(jail.boot_id())
+        atexit.register(_close_all_at_exit, weakref.ref(self))
+
+    # --- the Protocol -----------------------------------------------------------------------
+
+    async def health(self) -> Health:
+        isolation = self.isolation
+        if isolation.problem:
+            return Health(ok=False, detail=isolation.problem, isolation="none")
+        return Health(
+            ok=True,
+            detail=f"{len(self._live)} live sandboxes (max {settings.SANDBOX_MAX_LIVE}), {len(self._pool)} warm",
+            isolation=isolation.describe(),
+        )
+
+    async def create(self, *, owner_id: int, session_id: str) -> LocalSandbox:
+        """A sandbox for this session, from the warm pool when one is ready.
+
+        Raises SandboxUnavailable when the machine can't isolate code or too many are live.
+        """
+        isolation = self.isolation
+        if isolation.problem:
+            raise SandboxUnavailable(isolation.problem)
+        self._ensure_reaper()
+        if len(self._live) >= settings.SANDBOX_MAX_LIVE:
+            self.reap_idle()
+            if len(self._live) >= settings.SANDBOX_MAX_LIVE:
+                raise SandboxUnavailable(
+                    f"busy: {len(self._live)} sandboxes are running (the limit is {settings.SANDBOX_MAX_LIVE}); "
+                    "try again in a few minutes"
+                )
+        sandbox = None
+        while self._pool and sandbox is None:
+            candidate = self._pool.pop(0)
+            if not candidate.closed and all(k.alive for k in candidate.kernels.values()):
+                sandbox = candidate
+            else:
+                await candidate.close()
+        if sandbox is None:
+            sandbox = self._new_sandbox()
+            # Start Python now, so a run that follows soon finds it (nearly) ready.
+            task = asyncio.ensure_future(sandbox.kernel("python"))
+            task.add_done_callback(_swallow)
+        sandbox.owner_id = owner_id
+        sandbox.session_id = session_id
+        sandbox.last_used = time.monotonic()
+        self._live[sandbox.id] = sandbox
+        self.fill_pool()
+        return sandbox
+
+    async def connect(self, sandbox_id: str) -> LocalSandbox:
+        sandbox = self._live.get(sandbox_id)
+        if sandbox is None or sandbox.closed:
+            raise SandboxGone(f"sandbox {sandbox_id} no longer exists (its kernel stopped or the server restarted)")
+        return sandbox
+
+    # --- pool, reaper, bookkeeping ----------------------------------------------------------
+
+    def _new_sandbox(self) -> LocalSandbox:
+        isolation = self.isolation
+        assert self._owner_dir is not None
+        sandbox_id = secrets.token_hex(6)
+        root = self._owner_dir / sandbox_id
+        root.mkdir(mode=0o711)
+        workspace = root / "home"
+        workspace.mkdir(mode=0o700)
+        (workspace / ".local" / "packages").mkdir(parents=True)
+        if isolation.as_root:
+            for path in (workspace, workspace / ".local", workspace / ".local" / "packages"):
+                os.chown(path, isolation.uid, isolation.gid)
+        cgroup = None
+        if isolation.as_root and isolation.cgroup_version:
+            cgroup = jail.Cgroup(isolation, f"{self._owner_dir.name}.{sandbox_id}", jail.Limits.from_settings())
+        return LocalSandbox(self, sandbox_id, root, cgroup)
+
+    def new_kernel(self, sandbox: LocalSandbox, kind: str) -> Kernel:
+        control = sandbox.root / {"python": "py", "bash": "sh", "deno": "js"}[kind]
+        if len(f"{control}/k-1") > jail.UNIX_PATH_MAX:
+            raise OSError(f"the state dir path is too long for Unix sockets: {control}")
+        kernel = Kernel(
+            kind=kind,
+            control_dir=control,
+            argv_for=lambda command: self.confined_argv(sandbox, command=command, language=kind, control=control),
+        )
+        kernel.owner = self.kernel_owner  # type: ignore[attr-defined]
+        return kernel
+
+    def confined_argv(self, sandbox: LocalSandbox, *, command: list[str], language: str, control: Path | None,
+                      network: bool = False) -> list[str]:
+        assert self._kfiles is not None
+        return jail.bwrap_argv(
+            self.isolation, workspace=sandbox.workspace, control=control, kfiles=self._kfiles, command=command,
+            env=jail.sandbox_env(language), limits=jail.Limits.from_settings(), cgroup=sandbox.cgroup,
+            network=network,
+        )
+
+    def fill_pool(self) -> None:
+        """Start Python sandboxes in the background until SANDBOX_POOL_SIZE are warm or warming."""
+        missing = settings.SANDBOX_POOL_SIZE - len(self._pool) - self._pool_filling
+        for _ in range(max(missing, 0)):
+            self._pool_filling += 1
+            asyncio.ensure_future(self._warm_one()).add_done_callback(_swallow)
+
+    async def _warm_one(self) -> None:
+        sandbox = self._new_sandbox()
+        try:
+            await sandbox.kernel("python")
+        except BaseException:
+            sandbox.destroy()
+            raise
+        finally:
+            self._pool_filling -= 1
+        self._pool.append(sandbox)
+
+    def forget(self, sandbox: LocalSandbox) -> None:
+        self._live.pop(sandbox.id, None)
+        if sandbox in self._pool:
+            self._pool.remove(sandbox)
+
+    def reap_idle(self) -> list[str]:
+        """Close sandboxes idle for longer than SANDBOX_IDLE_TIMEOUT_S; returns their ids."""
+        cutoff = time.monotonic() - settings.SANDBOX_IDLE_TIMEOUT_S
+        idle = [s for s in self._live.values() if s.last_used < cutoff and s._running is None]
+        for sandbox in idle:
+            self.forget(sandbox)
+            sandbox.closed = True
+            sandbox.destroy()
+        return [s.id for s in idle]
+
+    def _ensure_reaper(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._reaper is not None and not self._reaper.done() and self._reaper.get_loop() is loop:
+            return
+        self._reaper = loop.create_task(self._reap_forever())
+
+    async def _reap_forever(self) -> None:
+        interval = max(1.0, min(60.0, settings.SANDBOX_IDLE_TIMEOUT_S / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.reap_idle()
+
+    def close_all(self) -> None:
+        """Tear down every sandbox of this process (at exit)."""
+        for sandbox in list(self._live.values()) + list(self._pool):
+            sandbox.destroy()
+        self._live.clear()
+        self._pool.clear()
+        if self._owner_dir is not None:
+            shutil.rmtree(self._owner_dir, ignore_errors=True)
+
+
+def _close_all_at_exit(ref: weakref.ref[LocalBackend]) -> None:
+    backend = ref()
+    if backend is not None and backend._pid == os.getpid():
+        backend.close_all()
+
+
+def _swallow(task: asyncio.Future[object]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+def sweep(state: Path, isolation: jail.Isolation) -> None:
+    """Remove state dirs (with their HMAC-keyed connection files) and cgroups of dead servers only."""
+    this_boot = jail.boot_id()
+    for owner_dir in (state / "sbx").iterdir():
+        if _owner_alive(owner_dir.name) and _read(owner_dir / "boot_id") in (this_boot, ""):
+            continue
+        shutil.rmtree(owner_dir, ignore_errors=True)
+    for parent in isolation.cgroup_parents.values():
+        try:
+            children = [p for p in parent.iterdir() if p.is_dir()]
+        except OSError:
+            continue
+        dead = [p for p in children if not _owner_alive(p.name.rsplit(".", 1)[0])]
+        jail.remove_cgroup_dirs(dead)
+    for leftover in state.glob(".kfiles-*"):
+        pid = leftover.name.split("-")[1]
+        if pid.isdigit() and not jail.process_start_time(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _owner_alive(owner: str) -> bool:
+    pid, _, start = owner.partition(".")
+    if not pid.isdigit() or not start:
+        return False
+    return jail.process_start_time(int(pid)) == start
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""

@@ -1,0 +1,134 @@
+"""The files API of a local sandbox: paths stay inside the workspace, whatever the user planted.
+
+Every path is walked one component at a time with O_NOFOLLOW from an fd on the workspace, so
+neither `..` nor a symlink (even one swapped in mid-call) can lead outside it.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+
+from runner.sandboxes.base import FileInfo
+from runner.sandboxes.local.jail import HOME
+
+
+def parts_of(path: str) -> list[str]:
+    """The components of a workspace path; raises ValueError for one that would leave it."""
+    if "\0" in path:
+        raise ValueError("a file path may not contain a NUL byte")
+    if path.startswith("/"):
+        if path == HOME or path.startswith(HOME + "/"):
+            path = path[len(HOME):]
+        else:
+            raise ValueError(f"{path!r} is outside the workspace ({HOME}); use a path relative to it")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{path!r} contains '..'; paths must stay inside the workspace")
+    return parts
+
+
+def _open_dir(root: str, parts: list[str], *, create: bool = False, uid: int = -1, gid: int = -1) -> int:
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parts:
+            if create:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                    if uid >= 0:
+                        os.chown(part, uid, gid, dir_fd=fd, follow_symlinks=False)
+                except FileExistsError:
+                    pass
+            try:
+                child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                raise _explain(exc, part) from None
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _explain(exc: OSError, name: str) -> Exception:
+    import errno
+
+    if exc.errno == errno.ELOOP:
+        return ValueError(f"{name!r} is a symlink; the files API does not follow links")
+    if exc.errno == errno.ENOTDIR:
+        return ValueError(f"{name!r} is not a directory (or is a symlink)")
+    if exc.errno == errno.ENOENT:
+        return FileNotFoundError(f"{name!r} does not exist")
+    return exc
+
+
+def write(root: str, path: str, data: bytes, *, max_bytes: int, uid: int, gid: int) -> None:
+    if len(data) > max_bytes:
+        raise ValueError(f"the file is {len(data)} bytes; the limit is {max_bytes}")
+    parts = parts_of(path)
+    if not parts:
+        raise ValueError("a file path is required")
+    dir_fd = _open_dir(root, parts[:-1], create=True, uid=uid, gid=gid)
+    try:
+        try:
+            fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
+        except OSError as exc:
+            raise _explain(exc, parts[-1]) from None
+        with os.fdopen(fd, "wb") as f:
+            if uid >= 0:
+                os.fchown(f.fileno(), uid, gid)
+            f.write(data)
+    finally:
+        os.close(dir_fd)
+
+
+def read(root: str, path: str, *, max_bytes: int) -> bytes:
+    parts = parts_of(path)
+    if not parts:
+        raise ValueError("a file path is required")
+    dir_fd = _open_dir(root, parts[:-1])
+    try:
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except OSError as exc:
+            raise _explain(exc, parts[-1]) from None
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError(f"{path!r} is not a regular file")
+            if info.st_size > max_bytes:
+                raise ValueError(f"{path!r} is {info.st_size} bytes; the limit is {max_bytes}")
+            return f.read(max_bytes + 1)[:max_bytes]
+    finally:
+        os.close(dir_fd)
+
+
+def listing(root: str, path: str) -> list[FileInfo]:
+    parts = parts_of(path)
+    fd = _open_dir(root, parts)
+    try:
+        found = []
+        for name in sorted(os.listdir(fd)):
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                continue
+            rel = posixpath.join(*parts, name) if parts else name
+            found.append(FileInfo(name=name, path=rel, is_dir=stat.S_ISDIR(info.st_mode),
+                                  size=0 if stat.S_ISDIR(info.st_mode) else info.st_size))
+        return found
+    finally:
+        os.close(fd)
+
+
+def usage_bytes(root: str) -> int:
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total

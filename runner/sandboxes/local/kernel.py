@@ -1,0 +1,338 @@
+"""One Jupyter kernel in bwrap, spoken to over ZMQ ipc sockets in its control directory.
+
+The client side uses plain (blocking-API) zmq sockets driven by the running event loop's reader
+callbacks, plus a pidfd for the kernel process: no threads, no asyncio subprocess transport, so a
+kernel can outlive the event loop that started it (tests, async_to_sync) and the run path stays
+as short as a raw client's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zmq
+from jupyter_client.session import Session
+
+from runner.sandboxes.base import Error, OnEvent, Result, Stderr, Stdout, emit
+from runner.sandboxes.local import jail
+
+CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
+# A message bigger than this drops the connection instead of growing the server's memory.
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+# Messages queued per socket in the server at most (the kernel flushes every 64 KiB).
+RECEIVE_QUEUE = 64
+START_TIMEOUT_S = 30.0
+# After an interrupt, how long the kernel gets to answer before it is declared stuck.
+INTERRUPT_GRACE_S = 5.0
+INTERRUPT_RESEND_S = 0.2
+# After execute_reply, how long to wait for the idle status that closes the output stream.
+IDLE_GRACE_S = 2.0
+
+
+def _command(language: str) -> list[str]:
+    conn = f"{jail.CONTROL}/kernel.json"
+    if language == "python":
+        return [f"{jail.VENV}/bin/python", "-m", "ipykernel_launcher", "-f", conn]
+    if language == "bash":
+        return [f"{jail.VENV}/bin/python", "-m", "bash_kernel", "-f", conn]
+    # javascript and typescript: one deno kernel, its TCP sockets relayed to ipc inside.
+    return [f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/relay.py", conn, f"{jail.VENV}/bin/deno"]
+
+
+KERNEL_KIND = {"python": "python", "bash": "bash", "javascript": "deno", "typescript": "deno"}
+
+
+class KernelDied(Exception):
+    """The kernel process exited; `detail` says why, for the user."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class Kernel:
+    """A kernel process plus its client sockets. Not thread-safe; one run at a time."""
+
+    def __init__(self, *, kind: str, control_dir: Path, argv_for: Callable[[list[str]], list[str]]) -> None:
+        self.kind = kind
+        self.control_dir = control_dir
+        self._argv_for = argv_for
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.protected_pids: set[int] = set()
+        self.session = Session(key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256",
+                               username="sandpit")
+        self.sockets: dict[str, zmq.Socket] = {}
+        self._pidfd = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._interrupt_requested = False
+        self.lock = asyncio.Lock()
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    async def start(self, context: zmq.Context) -> None:
+        """Start the kernel and return when it answers; raises KernelDied or TimeoutError."""
+        self.control_dir.mkdir(mode=0o700, exist_ok=True)
+        conn = {
+            "transport": "ipc", "ip": f"{jail.CONTROL}/k",
+            "shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5,
+            "key": self.session.key.decode(), "signature_scheme": "hmac-sha256",
+            "kernel_name": self.kind, "interrupt_mode": "message",
+        }
+        conn_file = self.control_dir / "kernel.json"
+        fd = os.open(conn_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(conn, f)
+        uid, gid = self._owner
+        if os.geteuid() == 0:
+            os.chown(self.control_dir, uid, gid)
+            os.chown(conn_file, uid, gid)
+        argv = self._argv_for(_command(self.kind))
+        self.proc = subprocess.Popen(
+            argv, env=jail.OUTER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+        )
+        self._pidfd = os.pidfd_open(self.proc.pid)
+        prefix = f"ipc://{self.control_dir}/k"
+        for number, name in enumerate(CHANNELS, start=1):
+            if name in ("stdin", "hb"):
+                continue
+            kind = zmq.SUB if name == "iopub" else zmq.DEALER
+            sock = context.socket(kind)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+            sock.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
+            sock.setsockopt(zmq.RECONNECT_IVL, 5)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 100)
+            if kind == zmq.SUB:
+                sock.setsockopt(zmq.SUBSCRIBE, b"")
+            else:
+                sock.setsockopt(zmq.IDENTITY, self.session.bsession)
+            sock.connect(f"{prefix}-{number}")
+            self.sockets[name] = sock
+        await self._wait_ready()
+        tree = jail.process_tree(self.proc.pid)
+        self.protected_pids = {pid for pid, comm in tree if comm != "bwrap"}
+
+    @property
+    def _owner(self) -> tuple[int, int]:
+        return getattr(self, "owner", (os.getuid(), os.getgid()))
+
+    async def _wait_ready(self) -> None:
+        """kernel_info until both the reply and an iopub message arrive (iopub is subscribed)."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        shell, iopub = self.sockets["shell"], self.sockets["iopub"]
+        got_reply = got_iopub = False
+        next_send = 0.0
+        while not (got_reply and got_iopub):
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f"the {self.kind} kernel did not start within {START_TIMEOUT_S:.0f} s")
+            if now >= next_send:
+                self.session.send(shell, "kernel_info_request", {})
+                next_send = now + 0.5
+            for msg in self._drain(iopub):
+                got_iopub = True
+            for msg in self._drain(shell):
+                if msg["msg_type"] == "kernel_info_reply":
+                    got_reply = True
+            if got_reply and got_iopub:
+                break
+            if not self.alive:
+                raise KernelDied(f"the {self.kind} kernel exited while starting (status {self.proc.returncode})")
+            await self._wait(min(next_send, deadline) - time.monotonic())
+        self._drain(self.sockets["control"])
+
+    def kill(self) -> None:
+        """Kill the kernel's processes and close the client sockets (idempotent)."""
+        if self.proc is not None and self.proc.poll() is None:
+            jail.kill_processes([pid for pid, _ in reversed(jail.process_tree(self.proc.pid))])
+            self.proc.kill()
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._unregister()
+        for sock in self.sockets.values():
+            sock.close(linger=0)
+        self.sockets.clear()
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    def kill_strays(self) -> None:
+        """Kill processes user code left behind (not the kernel's own), e.g. after a fork bomb."""
+        if self.proc is None:
+            return
+        for _ in range(20):
+            strays = [pid for pid, comm in jail.process_tree(self.proc.pid)
+                      if comm != "bwrap" and pid not in self.protected_pids]
+            if not strays:
+                return
+            jail.kill_processes(strays)
+
+    # --- waiting without threads ----------------------------------------------------------
+
+    def _register(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        self._unregister()
+        self._loop = loop
+        for sock in self.sockets.values():
+            loop.add_reader(sock.getsockopt(zmq.FD), self._wake)
+        if self._pidfd >= 0:
+            loop.add_reader(self._pidfd, self._wake)
+
+    def _unregister(self) -> None:
+        if self._loop is None or self._loop.is_closed():
+            self._loop = None
+            return
+        for sock in self.sockets.values():
+            try:
+                self._loop.remove_reader(sock.getsockopt(zmq.FD))
+            except (zmq.ZMQError, ValueError, RuntimeError):
+                pass
+        if self._pidfd >= 0:
+            try:
+                self._loop.remove_reader(self._pidfd)
+            except (ValueError, RuntimeError):
+                pass
+        self._loop = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self, timeout_s: float) -> None:
+        """Sleep until a socket may be readable, the process exits, interrupt() is called, or timeout."""
+        self._register()
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        # zmq's FD is edge-triggered: check for pending messages after arming the waiter.
+        if any(sock.getsockopt(zmq.EVENTS) & zmq.POLLIN for sock in self.sockets.values()):
+            return
+        if self.proc is not None and self.proc.poll() is not None:
+            return
+        handle = loop.call_later(max(timeout_s, 0.0), self._wake)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+            self._waiter = None
+
+    def _drain(self, sock: zmq.Socket) -> list[dict[str, Any]]:
+        messages = []
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return messages
+            try:
+                _, parts = self.session.feed_identities(frames)
+                messages.append(self.session.deserialize(parts))
+            except (ValueError, TypeError, KeyError):
+                continue  # a bad signature or a truncated message: ignore it
+
+    # --- running code -----------------------------------------------------------------------
+
+    def interrupt(self) -> None:
+        """Ask the kernel to interrupt the current cell (message mode; SIGINT would kill bwrap)."""
+        self._interrupt_requested = True
+        if "control" in self.sockets:
+            self.session.send(self.sockets["control"], "interrupt_request", {})
+        self._wake()
+
+    async def execute(self, code: str, on_event: OnEvent, timeout_s: float, *, silent: bool = False) -> str:
+        """Run `code`; deliver its output in order; return "ok", "error", "timeout" or "interrupted".
+
+        Raises KernelDied when the kernel exits (or stops answering an interrupt) mid-run.
+        """
+        shell, iopub, control = self.sockets["shell"], self.sockets["iopub"], self.sockets["control"]
+        self._drain(iopub)
+        self._drain(shell)
+        self._interrupt_requested = False
+        msg = self.session.msg("execute_request", {
+            "code": code, "silent": silent, "store_history": not silent, "user_expressions": {},
+            "allow_stdin": False, "stop_on_error": True,
+        })
+        msg_id = msg["header"]["msg_id"]
+        self.session.send(shell, msg)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        stopped_by = ""  # "timeout" or "interrupted"
+        first_interrupt_at = last_interrupt_at = 0.0
+        reply: dict[str, Any] | None = None
+        reply_at = 0.0
+        idle = False
+        while True:
+            for message in self._drain(iopub):
+                if message["parent_header"].get("msg_id") != msg_id:
+                    continue
+                kind, content = message["msg_type"], message["content"]
+                if kind == "stream":
+                    event = Stdout(content["text"]) if content.get("name") == "stdout" else Stderr(content["text"])
+                    await emit(on_event, event)
+                elif kind in ("display_data", "execute_result", "update_display_data"):
+                    await emit(on_event, Result(_bundle(content.get("data", {})), is_main=kind == "execute_result"))
+                elif kind == "error":
+                    if stopped_by and content.get("ename") == "KeyboardInterrupt":
+                        continue  # our own interrupt: the outcome says so
+                    await emit(on_event, Error(content.get("ename", ""), content.get("evalue", ""),
+                                               list(content.get("traceback", []))))
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    idle = True
+            for message in self._drain(shell):
+                if message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "execute_reply":
+                    reply = message["content"]
+                    reply_at = loop.time()
+            self._drain(control)
+            now = loop.time()
+            if reply is not None and (idle or now - reply_at > IDLE_GRACE_S):
+                break
+            if self.proc is None or self.proc.poll() is not None:
+                raise KernelDied(f"the kernel exited (status {self.proc.returncode if self.proc else '?'})")
+            if not stopped_by and (self._interrupt_requested or now >= deadline):
+                stopped_by = "interrupted" if self._interrupt_requested else "timeout"
+                first_interrupt_at = last_interrupt_at = now
+                if not self._interrupt_requested:
+                    self.interrupt()
+            elif stopped_by and reply is None:
+                if now - first_interrupt_at > INTERRUPT_GRACE_S:
+                    raise KernelDied("the kernel did not respond to the interrupt, so it was stopped")
+                if now - last_interrupt_at >= INTERRUPT_RESEND_S:
+                    # An interrupt that lands before the kernel has the request does nothing: resend.
+                    self.interrupt()
+                    last_interrupt_at = now
+            if reply is not None:
+                wait = reply_at + IDLE_GRACE_S - now
+            elif stopped_by:
+                wait = INTERRUPT_RESEND_S
+            else:
+                wait = deadline - now
+            await self._wait(min(wait, 1.0))
+        if stopped_by:
+            self.kill_strays()
+            return stopped_by
+        if reply.get("status") == "abort" and self._interrupt_requested:
+            return "interrupted"
+        return "ok" if reply.get("status") == "ok" else "error"
+
+
+def _bundle(data: dict[str, Any]) -> dict[str, str]:
+    """A MIME bundle with string values (JSON values such as application/json are dumped)."""
+    return {mime: value if isinstance(value, str) else json.dumps(value) for mime, value in data.items()}

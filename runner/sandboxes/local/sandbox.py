@@ -1,0 +1,234 @@
+"""LocalSandbox: one session's workspace, cgroup and kernels (started per language on first use)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from runner.sandboxes.base import LANGUAGES, FileInfo, OnEvent, Outcome, SandboxGone, Stderr, Stdout, emit
+from runner.sandboxes.local import files, jail
+from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
+
+if TYPE_CHECKING:
+    from runner.sandboxes.local.backend import LocalBackend
+
+# A PyPI requirement: a name, optional extras, an optional version constraint. No options, paths or URLs.
+PIP_REQUIREMENT = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?"
+    r"(?:\[[A-Za-z0-9._,-]{1,100}\])?"
+    r"(?:(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!_-]{1,50}(?:,(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!_-]{1,50})*)?$"
+)
+MAX_PACKAGES = 20
+
+
+def validate_requirements(packages: list[str]) -> list[str]:
+    """The packages, checked; raises ValueError naming the first that is not a plain requirement."""
+    if not packages:
+        raise ValueError("name at least one package to install")
+    if len(packages) > MAX_PACKAGES:
+        raise ValueError(f"install at most {MAX_PACKAGES} packages at once")
+    for package in packages:
+        if not isinstance(package, str) or not PIP_REQUIREMENT.match(package):
+            raise ValueError(
+                f"{package!r} is not a package name (options, paths and URLs are not allowed), "
+                "e.g. 'requests' or 'requests==2.32.3'"
+            )
+    return list(packages)
+
+
+class LocalSandbox:
+    """A session's sandbox. Satisfies runner.sandboxes.base.Sandbox."""
+
+    def __init__(self, backend: LocalBackend, sandbox_id: str, root: Path, cgroup: jail.Cgroup | None) -> None:
+        self.id = sandbox_id
+        self.backend = backend
+        self.root = root
+        self.workspace = root / "home"
+        self.cgroup = cgroup
+        self.kernels: dict[str, Kernel] = {}
+        self._starting: dict[str, asyncio.Future[Kernel]] = {}
+        self._running: Kernel | None = None
+        self._run_lock = asyncio.Lock()
+        self._installed = False
+        self.owner_id: int | None = None
+        self.session_id = ""
+        self.last_used = time.monotonic()
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<LocalSandbox {self.id} session={self.session_id or '-'} kernels={sorted(self.kernels)}>"
+
+    # --- kernels ----------------------------------------------------------------------------
+
+    async def kernel(self, kind: str) -> Kernel:
+        """The running kernel of this kind, started if needed (concurrent callers share one start)."""
+        existing = self.kernels.get(kind)
+        if existing is not None and existing.alive:
+            return existing
+        if existing is not None:
+            existing.kill()
+            del self.kernels[kind]
+        pending = self._starting.get(kind)
+        if pending is None:
+            pending = self._starting[kind] = asyncio.ensure_future(self._start_kernel(kind))
+        try:
+            return await asyncio.shield(pending)
+        finally:
+            if pending.done():
+                self._starting.pop(kind, None)
+
+    async def _start_kernel(self, kind: str) -> Kernel:
+        if self.closed:
+            raise SandboxGone("this sandbox was closed")
+        kernel = self.backend.new_kernel(self, kind)
+        try:
+            await kernel.start(self.backend.zmq_context)
+        except BaseException:
+            kernel.kill()
+            raise
+        if self.closed:
+            kernel.kill()
+            raise SandboxGone("this sandbox was closed")
+        self.kernels[kind] = kernel
+        return kernel
+
+    # --- the Protocol ---------------------------------------------------------------------
+
+    async def run(self, code: str, *, language: str, on_event: OnEvent, timeout_s: float) -> Outcome:
+        if language not in LANGUAGES:
+            raise ValueError(f"unknown language {language!r}; choose one of {sorted(LANGUAGES)}")
+        if self.closed:
+            raise SandboxGone("this sandbox was closed")
+        started = time.monotonic()
+        self.last_used = started
+        async with self._run_lock:
+            kind = KERNEL_KIND[language]
+            try:
+                kernel = await self.kernel(kind)
+            except (KernelDied, TimeoutError, OSError) as exc:
+                await emit(on_event, Stderr(f"The {language} kernel could not start: {exc}\n"))
+                return Outcome("gone", _ms_since(started))
+            if self._installed and kind == "python":
+                self._installed = False
+                await kernel.execute("import importlib; importlib.invalidate_caches()", _ignore, 10, silent=True)
+            oom_before = self.cgroup.oom_kills() if self.cgroup else 0
+            self._running = kernel
+            try:
+                status = await kernel.execute(code, on_event, timeout_s)
+            except KernelDied as exc:
+                await emit(on_event, Stderr(self._death_message(language, exc.detail, oom_before)))
+                kernel.kill()
+                self.kernels.pop(kind, None)
+                return Outcome("gone", _ms_since(started))
+            finally:
+                self._running = None
+                self.last_used = time.monotonic()
+        return Outcome(status, _ms_since(started))  # type: ignore[arg-type]
+
+    def _death_message(self, language: str, detail: str, oom_before: int) -> str:
+        if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
+            why = f"the sandbox ran out of memory ({self.cgroup.limits.memory_mb} MiB)"
+        else:
+            why = detail
+        return (f"\n{why[0].upper()}{why[1:]}. The {language} kernel was restarted: its variables are gone, "
+                "and the next run starts fresh.\n")
+
+    async def interrupt(self) -> None:
+        kernel = self._running
+        if kernel is not None:
+            kernel.interrupt()
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        self._check_open()
+        uid, gid = self.backend.kernel_owner
+        quota = settings.SANDBOX_WORKSPACE_QUOTA_MB * 1024 * 1024
+        root = str(self.workspace)
+        if await asyncio.to_thread(files.usage_bytes, root) + len(data) > quota:
+            raise ValueError(f"the workspace is full (quota {settings.SANDBOX_WORKSPACE_QUOTA_MB} MiB)")
+        await asyncio.to_thread(files.write, root, path, data, max_bytes=settings.SANDBOX_FILE_MAX_BYTES,
+                                uid=uid if self.backend.as_root else -1, gid=gid)
+
+    async def read_file(self, path: str) -> bytes:
+        self._check_open()
+        return await asyncio.to_thread(files.read, str(self.workspace), path,
+                                       max_bytes=settings.SANDBOX_FILE_MAX_BYTES)
+
+    async def list_files(self, path: str = ".") -> list[FileInfo]:
+        self._check_open()
+        return await asyncio.to_thread(files.listing, str(self.workspace), path)
+
+    async def install(self, packages: list[str], *, language: str, on_event: OnEvent, timeout_s: float) -> Outcome:
+        """pip install into the workspace, in a separate short-lived sandbox that may reach the index.
+
+        Wheels only (`--only-binary=:all:`): no package's build code runs while the network is up.
+        """
+        self._check_open()
+        if language not in ("python", "bash"):
+            raise ValueError(f"install supports python (pip) packages; {language} has no network to fetch from")
+        requirements = validate_requirements(packages)
+        started = time.monotonic()
+        command = [f"{jail.VENV}/bin/python", "-m", "pip", "install", "--no-input", "--progress-bar", "off",
+                   "--only-binary=:all:", "--upgrade", "--target", jail.PACKAGES]
+        if settings.SANDBOX_PIP_INDEX_URL:
+            command += ["--index-url", settings.SANDBOX_PIP_INDEX_URL]
+        command += ["--", *requirements]
+        argv = self.backend.confined_argv(self, command=command, language="python", control=None, network=True)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+        )
+        assert proc.stdout is not None
+
+        async def stream() -> None:
+            while line := await proc.stdout.readline():
+                await emit(on_event, Stdout(line.decode(errors="replace")))
+
+        try:
+            await asyncio.wait_for(stream(), timeout_s)
+            code = await proc.wait()
+        except TimeoutError:
+            jail.kill_processes([pid for pid, _ in reversed(jail.process_tree(proc.pid))] + [proc.pid])
+            await proc.wait()
+            await emit(on_event, Stderr(f"\npip did not finish within {timeout_s:.0f} s and was stopped.\n"))
+            return Outcome("timeout", _ms_since(started))
+        self._installed = True
+        return Outcome("ok" if code == 0 else "error", _ms_since(started))
+
+    async def close(self) -> None:
+        """Stop every kernel and remove the workspace and cgroup. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.backend.forget(self)
+        for pending in self._starting.values():
+            pending.cancel()
+        await asyncio.to_thread(self.destroy)
+
+    def destroy(self) -> None:
+        """Synchronous teardown (also used at exit)."""
+        self.closed = True
+        for kernel in list(self.kernels.values()):
+            kernel.kill()
+        self.kernels.clear()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise SandboxGone("this sandbox was closed")
+        self.last_used = time.monotonic()
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _ignore(_event: object) -> None:
+    return None
