@@ -469,7 +469,9 @@ def translate_error(exc: BaseException, config: E2BConfig, *, doing: str) -> San
         return SandboxUnavailable("E2B rate limit reached, try again in a moment.")
     if isinstance(exc, ServiceBusyException):
         return SandboxUnavailable("E2B is temporarily unavailable (503), try again in a moment.")
-    if isinstance(exc, (SandboxNotRunningException, NotFoundException)) or "was not found" in message:
+    if isinstance(exc, (SandboxNotRunningException, NotFoundException)) or any(
+        sign in message for sign in ("was not found", "sandbox was killed")
+    ):
         return SandboxGone("The E2B sandbox is gone (it timed out or was stopped); its variables and files are lost.")
     if isinstance(exc, TimeoutException):
         return SandboxUnavailable(f"E2B did not answer in time, so could not {doing}; try again in a moment.")

@@ -96,6 +96,7 @@ class KernelContext:
         self.client.wait_for_ready(timeout=60)
         # One execution at a time per context, like the real server's per-context lock.
         self.lock = threading.Lock()
+        self._alive_checked_at, self._alive = time.monotonic(), True
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "language": self.language, "cwd": "/home/user"}
@@ -132,6 +133,8 @@ class KernelContext:
                         errored = True
                         yield _error_object(content)
             if msg is None:
+                if not self.alive():
+                    return  # the kernel died (or its sandbox was killed): the stream just ends
                 if interrupted_at is None and client_gone():
                     log.info("client closed /execute: interrupting context %s", self.id)
                     self.manager.interrupt_kernel()
@@ -168,6 +171,12 @@ class KernelContext:
             elif kind == "error" and not errored:
                 errored = True
                 yield _error_object(content)
+
+    def alive(self) -> bool:
+        now = time.monotonic()
+        if now - self._alive_checked_at > 0.5:
+            self._alive_checked_at, self._alive = now, self.manager.is_alive()
+        return self._alive
 
     def interrupt(self) -> None:
         self.manager.interrupt_kernel()

@@ -360,6 +360,12 @@ class Handler(BaseHTTPRequestHandler):
             self.send_empty()
         elif path == "/_test/requests":
             self.send_json(200, self.state.requests)
+        elif path == "/_test/reset":
+            self.state.faults.clear()
+            self.state.requests.clear()
+            for sandbox_id in list(self.state.sandboxes):
+                self.state.kill(sandbox_id)
+            self.send_empty()
         elif path.startswith("/_test/forget/"):
             # The sandbox vanishes as if E2B had reaped it.
             self.state.kill(path.rsplit("/", 1)[1])
@@ -501,6 +507,9 @@ class Handler(BaseHTTPRequestHandler):
             if item["type"] != "keepalive":
                 sent += 1
         if self.stream_broken:
+            return
+        if self.state.get(sandbox.id) is None:
+            self.drop_connection()  # the sandbox was killed under the run: its VM vanishes mid-stream
             return
         try:
             self.write_chunk(b'{"type": "end_of_execution"}\n')
