@@ -339,7 +339,7 @@ def sandbox_env(language: str) -> dict[str, str]:
         "TMPDIR": "/tmp",
         "PYTHONPATH": PACKAGES,
         "PYTHONDONTWRITEBYTECODE": "1",
-        "IPYTHONDIR": f"{SANDPIT}/ipython",
+        "IPYTHONDIR": "/tmp/.ipython",
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "MPLCONFIGDIR": "/tmp/.matplotlib",
         "OPENBLAS_NUM_THREADS": "1",

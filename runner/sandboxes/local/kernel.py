@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import secrets
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -40,7 +41,13 @@ IDLE_GRACE_S = 2.0
 def _command(language: str) -> list[str]:
     conn = f"{jail.CONTROL}/kernel.json"
     if language == "python":
-        return [f"{jail.VENV}/bin/python", "-m", "ipykernel_launcher", "-f", conn]
+        return [
+            f"{jail.VENV}/bin/python", "-m", "ipykernel_launcher", "-f", conn,
+            f"--IPKernelApp.exec_files={jail.SANDPIT}/python_startup.py",
+            # No history database, no output cache, plain tracebacks (they are stored as text).
+            "--HistoryManager.enabled=False", "--InteractiveShell.cache_size=0",
+            "--InteractiveShell.colors=nocolor", "--InlineBackend.close_figures=True",
+        ]
     if language == "bash":
         return [f"{jail.VENV}/bin/python", "-m", "bash_kernel", "-f", conn]
     # javascript and typescript: one deno kernel, its TCP sockets relayed to ipc inside.
@@ -305,7 +312,7 @@ class Kernel:
             if reply is not None and (idle or now - reply_at > IDLE_GRACE_S):
                 break
             if self.proc is None or self.proc.poll() is not None:
-                raise KernelDied(f"the kernel exited (status {self.proc.returncode if self.proc else '?'})")
+                raise KernelDied(_exit_detail(self.proc.returncode if self.proc else None))
             if not stopped_by and (self._interrupt_requested or now >= deadline):
                 stopped_by = "interrupted" if self._interrupt_requested else "timeout"
                 first_interrupt_at = last_interrupt_at = now
@@ -331,6 +338,19 @@ class Kernel:
         if reply.get("status") == "abort" and self._interrupt_requested:
             return "interrupted"
         return "ok" if reply.get("status") == "ok" else "error"
+
+
+def _exit_detail(returncode: int | None) -> str:
+    """Why the kernel process ended, for the user (bwrap exits with 128+N when its child got signal N)."""
+    if returncode is not None and returncode > 128:
+        returncode = -(returncode - 128)
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"the kernel was killed ({name})"
+    return f"the kernel exited (status {returncode})"
 
 
 def _bundle(data: dict[str, Any]) -> dict[str, str]:

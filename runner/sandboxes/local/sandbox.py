@@ -135,9 +135,9 @@ class LocalSandbox:
         if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
             why = f"the sandbox ran out of memory ({self.cgroup.limits.memory_mb} MiB)"
         else:
-            why = detail
-        return (f"\n{why[0].upper()}{why[1:]}. The {language} kernel was restarted: its variables are gone, "
-                "and the next run starts fresh.\n")
+            why = detail.replace("the kernel", f"the {language} kernel", 1)
+        return (f"\n{why[0].upper()}{why[1:]}. Its variables are gone; "
+                f"the next {language} run starts a fresh kernel.\n")
 
     async def interrupt(self) -> None:
         kernel = self._running

@@ -1,5 +1,7 @@
-"""Sandpit kernel start-up: small ordered output messages, and no zombies left behind.
+"""Sandpit's Python kernel start-up (run by ipykernel's exec_files, outside any cell).
 
+- IPython 9 keeps every printed chunk in `history_manager.outputs`: repeated big prints would
+  fill the kernel's memory, so nothing is kept;
 - stdout/stderr are flushed every 64 KiB, so one huge print becomes many small messages and the
   server never holds a giant message;
 - switching between stdout and stderr flushes the other stream first, so output keeps the order
@@ -66,9 +68,19 @@ def _sandpit_setup() -> None:
                 except ChildProcessError:
                     pass
 
+    class NoOutputs(dict):
+        """Looks like IPython's output history, remembers nothing."""
+
+        def __contains__(self, key: object) -> bool:
+            return False
+
+        def __getitem__(self, key: object) -> list:
+            return []
+
     ip = get_ipython()  # noqa: F821
     if ip is not None:
         ip.events.register("post_run_cell", reap_zombies)
+        ip.history_manager.outputs = NoOutputs()
 
 
 _sandpit_setup()
