@@ -274,3 +274,17 @@ async def test_the_api_key_never_reaches_logs_messages_or_the_sandbox(e2b_server
     finally:
         e2b_server.reset()
     assert key not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("language", "code", "expected"),
+    [("javascript", "console.log(6 * 7)", "42\n"), ("typescript", "const n: number = 42; console.log(n)", "42\n"), ("bash", "echo 42", "42\n")],
+)
+async def test_each_language_runs_in_its_own_context(e2b_backend: E2BBackend, language: str, code: str, expected: str) -> None:
+    sandbox = await e2b_backend.create(owner_id=1, session_id="s")
+    try:
+        outcome, events = await _run(sandbox, code, language=language, timeout_s=60)
+        assert outcome.status == "ok", events
+        assert _stdout(events) == expected
+    finally:
+        await sandbox.close()

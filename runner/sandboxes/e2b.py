@@ -351,7 +351,7 @@ class E2BSandbox:
                 name=entry.name,
                 path=posixpath.relpath(entry.path, WORKSPACE),
                 is_dir=entry.type is not None and entry.type.value == "dir",
-                size=int(entry.size or 0),
+                size=0 if entry.type is not None and entry.type.value == "dir" else int(entry.size or 0),
             )
             for entry in entries
         ]
