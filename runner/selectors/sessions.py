@@ -246,14 +246,16 @@ def execution_for_session(*, session: ChatSession, execution_id: int) -> Turn | 
 
 
 def session_resume_point(*, session: ChatSession) -> dict[str, int] | None:
-    """The last stored output event, so the page's socket asks only for what came after the render."""
-    chunk = (
-        OutputChunk.objects.filter(execution__session=session)
-        .order_by("-execution__seq", "-index")
-        .values("execution_id", "index")
-        .first()
-    )
-    return {"execution_id": chunk["execution_id"], "index": chunk["index"]} if chunk else None
+    """Where the rendered page ends: the last run and its last stored output index (-1 if none yet).
+
+    The page's socket resumes from here (`after_execution`/`after_index`), so nothing stored after the
+    render is missed, and nothing before it is sent twice.
+    """
+    execution = Execution.objects.filter(session=session).order_by("-seq").first()
+    if execution is None:
+        return None
+    last = execution.chunks.order_by("-index").values_list("index", flat=True).first()
+    return {"execution_id": execution.id, "index": -1 if last is None else last}
 
 
 # --- exports ---------------------------------------------------------------------------------------------
