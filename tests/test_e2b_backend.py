@@ -288,3 +288,19 @@ async def test_each_language_runs_in_its_own_context(e2b_backend: E2BBackend, la
         assert _stdout(events) == expected
     finally:
         await sandbox.close()
+
+
+async def test_health_is_retried_so_degraded_mode_ends_when_e2b_recovers(e2b_server: E2BServerControl) -> None:
+    backend = E2BBackend(e2b_server.config(health_cache_s=0))
+    e2b_server.inject(where="api", action="status", status=500, times=None)
+    assert not (await backend.health()).ok
+    e2b_server.reset()
+    health = await backend.health()
+    assert health.ok and health.isolation == "e2b"
+
+
+async def test_health_is_cached_briefly_so_polling_does_not_hit_e2b(e2b_server: E2BServerControl) -> None:
+    backend = E2BBackend(e2b_server.config(health_cache_s=60))
+    for _ in range(5):
+        assert (await backend.health()).ok
+    assert e2b_server.requests().count(("GET", "/v2/sandboxes")) == 1

@@ -59,8 +59,6 @@ from runner.sandboxes.base import (
 log = logging.getLogger(__name__)
 
 WORKSPACE = "/home/user"
-# How long a health answer is reused: /healthz may be polled, but E2B should not be.
-HEALTH_CACHE_S = 5.0
 # The SDK's own execution timeout sits past ours, so ours always fires first.
 SDK_TIMEOUT_SLACK_S = 30.0
 
@@ -101,6 +99,8 @@ class E2BConfig:
     request_timeout_s: float = 30.0
     idle_timeout_s: int = 900
     file_max_bytes: int = 10 * 1024 * 1024
+    # How long a health answer is reused: /healthz may be polled, but E2B should not be.
+    health_cache_s: float = 5.0
 
     @classmethod
     def from_settings(cls) -> "E2BConfig":
@@ -139,14 +139,13 @@ class E2BBackend:
 
     def __init__(self, config: E2BConfig | None = None) -> None:
         self._config = config
-        self._health: tuple[float, Health] | None = None
+        self._health: tuple[float, E2BConfig, Health] | None = None
 
     @property
     def config(self) -> E2BConfig:
-        # Read lazily, so constructing the backend never touches settings or the network.
-        if self._config is None:
-            self._config = E2BConfig.from_settings()
-        return self._config
+        # Read on use, never at construction: building the backend touches neither settings nor
+        # the network, and a settings change (a new key) applies without a new instance.
+        return self._config if self._config is not None else E2BConfig.from_settings()
 
     def _check_key(self) -> None:
         if not self.config.api_key:
@@ -180,24 +179,26 @@ class E2BBackend:
     async def health(self) -> Health:
         """Whether E2B accepts our key and answers, checked by listing one sandbox.
 
-        A failed check is retried on the next call after HEALTH_CACHE_S seconds, so degraded mode
+        A failed check is retried on the next call after `health_cache_s` seconds, so degraded mode
         ends by itself once E2B is reachable again.
         """
-        now = time.monotonic()
-        if self._health is not None and now - self._health[0] < HEALTH_CACHE_S:
-            return self._health[1]
-        health = await self._check_health()
-        self._health = (time.monotonic(), health)
+        config = self.config
+        if self._health is not None:
+            checked_at, checked_config, health = self._health
+            if checked_config == config and time.monotonic() - checked_at < config.health_cache_s:
+                return health
+        health = await self._check_health(config)
+        self._health = (time.monotonic(), config, health)
         return health
 
-    async def _check_health(self) -> Health:
-        if not self.config.api_key:
+    async def _check_health(self, config: E2BConfig) -> Health:
+        if not config.api_key:
             return Health(ok=False, detail="E2B is selected but E2B_API_KEY is not set.", isolation="e2b")
-        options = {**self.config.sdk_options(), "request_timeout": min(self.config.request_timeout_s, 10.0)}
+        options = {**config.sdk_options(), "request_timeout": min(config.request_timeout_s, 10.0)}
         try:
             await AsyncSandbox.list(limit=1, **options).next_items()
         except Exception as exc:
-            error = translate_error(exc, self.config, doing="check E2B's status")
+            error = translate_error(exc, config, doing="check E2B's status")
             return Health(ok=False, detail=str(error), isolation="e2b")
         return Health(ok=True, detail="E2B cloud sandboxes are available.", isolation="e2b")
 
