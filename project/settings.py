@@ -191,3 +191,7 @@ RUN_BATCH_MAX_BYTES = env.int("RUN_BATCH_MAX_BYTES", default=64 * 1024)
 RUN_QUEUE_MAX = env.int("RUN_QUEUE_MAX", default=10)
 # Websocket frames a client may send per 10 s before it is told to slow down.
 WS_MESSAGES_PER_10S = env.int("WS_MESSAGES_PER_10S", default=60)
+# Each server process writes a heartbeat this often; one silent for SERVER_STALE_S is dead, and
+# its queued or running runs become interrupted (so several Daphnes never sweep each other).
+SERVER_HEARTBEAT_S = env.int("SERVER_HEARTBEAT_S", default=10)
+SERVER_STALE_S = env.int("SERVER_STALE_S", default=45)

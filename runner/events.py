@@ -156,3 +156,37 @@ def session_group(session_id: uuid.UUID | str) -> str:
 def process_channel(boot_id: str) -> str:
     """The channel one server process listens on for requests about the runs it owns (e.g. Stop)."""
     return f"sandpit-runner.{boot_id}"
+
+
+class ReplayFilter:
+    """Drops live events a replay already sent.
+
+    A socket joins its group before the replay query, so an event can arrive both ways; this
+    keeps each `(execution_id, index)` and each queued/started/finished once.
+    """
+
+    def __init__(self) -> None:
+        self._max_index: dict[int, int] = {}
+        self._sent: set[tuple[int, str]] = set()
+
+    def mark_seen_before(self, execution_id: int, index: int) -> None:
+        """The client said it has everything of `execution_id` up to `index` (and its start)."""
+        self._max_index[execution_id] = index
+        self._sent.update({(execution_id, "execution.queued"), (execution_id, "execution.started")})
+
+    def note(self, frame: dict[str, Any]) -> None:
+        """Record a frame the replay sent."""
+        execution_id = frame["execution_id"]
+        if frame["type"] == "execution.output":
+            self._max_index[execution_id] = max(self._max_index.get(execution_id, -1), frame["index"])
+        else:
+            self._sent.add((execution_id, frame["type"]))
+
+    def is_fresh(self, frame: dict[str, Any]) -> bool:
+        return (frame["execution_id"], frame["type"]) not in self._sent
+
+    def fresh_chunks(self, execution_id: int, chunks: list[Chunk]) -> list[Chunk]:
+        seen = self._max_index.get(execution_id)
+        if seen is None:
+            return chunks
+        return [chunk for chunk in chunks if chunk["index"] > seen]

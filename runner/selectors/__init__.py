@@ -3,6 +3,8 @@
 One module per area; everything is re-exported here so callers write `selectors.<name>`.
 """
 
+from runner.selectors.access import SessionAccess, session_access, session_with_access
+from runner.selectors.executions import execution_last_pointer, execution_replay
 from runner.selectors.health import SandboxStatus, sandbox_status
 from runner.selectors.sessions import (
     SessionListItem,
@@ -18,6 +20,13 @@ from runner.selectors.sessions import (
 )
 
 __all__ = [
+    # access
+    "SessionAccess",
+    "session_access",
+    "session_with_access",
+    # executions (the live stream)
+    "execution_last_pointer",
+    "execution_replay",
     "SandboxStatus",
     "sandbox_status",
     # sessions (the chat page)

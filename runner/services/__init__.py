@@ -3,9 +3,46 @@
 One module per area; everything is re-exported here so callers write `services.<name>`.
 """
 
+from runner.services.executions import (
+    RunRejected,
+    execution_cancel,
+    execution_cancel_local,
+    execution_quota_check,
+    execution_start,
+    execution_sweep,
+)
+from runner.services.processes import BOOT_ID, runtime_ensure_started, runtime_stop
+from runner.services.sandboxes import (
+    AcquiredSandbox,
+    backend_name,
+    lease_sweep,
+    sandbox_acquire,
+    sandbox_reap_idle,
+    sandbox_release,
+    sandboxes_close_all,
+)
 from runner.services.sessions import session_create, session_rename
 
 __all__: list[str] = [
+    # executions (runs)
+    "RunRejected",
+    "execution_cancel",
+    "execution_cancel_local",
+    "execution_quota_check",
+    "execution_start",
+    "execution_sweep",
+    # this server process
+    "BOOT_ID",
+    "runtime_ensure_started",
+    "runtime_stop",
+    # sandboxes and leases
+    "AcquiredSandbox",
+    "backend_name",
+    "lease_sweep",
+    "sandbox_acquire",
+    "sandbox_reap_idle",
+    "sandbox_release",
+    "sandboxes_close_all",
     # sessions
     "session_create",
     "session_rename",

@@ -1,0 +1,175 @@
+"""The session websocket, `ws/sessions/<id>/`: authenticate, join the group, hand requests to
+services, relay group events. The protocol is in ARCHITECTURE.md ("The websocket protocol")."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from runner import events, selectors, services
+from runner.events import ErrorCode
+
+
+class _RateLimit:
+    """At most `limit` frames per 10 s from one socket."""
+
+    WINDOW_S = 10.0
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.times: deque[float] = deque()
+        self.told = False
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        while self.times and now - self.times[0] > self.WINDOW_S:
+            self.times.popleft()
+        if len(self.times) >= self.limit:
+            return False
+        self.times.append(now)
+        self.told = False
+        return True
+
+
+class SessionConsumer(AsyncJsonWebsocketConsumer):
+    group: str | None = None
+
+    async def connect(self) -> None:
+        # Accept first: a close code (4403/4404) only reaches the browser on an accepted socket.
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4403)
+            return
+        session_id = self.scope["url_route"]["kwargs"]["session_id"]
+        session, access = await selectors.session_with_access(session_id=session_id, user=user)
+        if session is None:
+            await self.close(code=4404)
+            return
+        if access is None:
+            await self.close(code=4403)
+            return
+        self.session, self.access = session, access
+        self.seen = events.ReplayFilter()
+        self.rate_limit = _RateLimit(settings.WS_MESSAGES_PER_10S)
+        await services.runtime_ensure_started()
+
+        # Join before reading the replay, so nothing falls between the two; `seen` drops repeats.
+        self.group = events.session_group(session.id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        hello: events.HelloFrame = {
+            "type": "hello",
+            "session_id": str(session.id),
+            "can_run": access == "owner",
+            "backend": services.backend_name(),
+            "last": await selectors.execution_last_pointer(session_id=session.id),
+        }
+        await self.send_json(hello)
+
+        after, problem = _after_point(self.scope.get("query_string", b""))
+        if problem:
+            await self.send_error("bad_request", problem)
+        elif after is not None:
+            self.seen.mark_seen_before(*after)
+            for frame in await selectors.execution_replay(session_id=session.id, after_execution=after[0], after_index=after[1]):
+                self.seen.note(frame)
+                await self.send_json(frame)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    # --- client → server --------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not self.rate_limit.allow():
+            if not self.rate_limit.told:
+                self.rate_limit.told = True
+                await self.send_error("rate_limited", f"Too many messages: at most {self.rate_limit.limit} per 10 seconds.")
+            return
+        if text_data is None:
+            await self.send_error("bad_request", "Binary frames are not supported; send JSON text.")
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_error("bad_request", "That message is not JSON.")
+            return
+        if not isinstance(content, dict):
+            await self.send_error("bad_request", "A message must be a JSON object with a \"type\".")
+            return
+        kind = content.get("type")
+        handler = {"run": self.on_run, "stop": self.on_stop, "ping": self.on_ping}.get(kind) if isinstance(kind, str) else None
+        if handler is None:
+            await self.send_error("bad_request", f"Unknown message type {str(kind)[:40]!r}; use run, stop or ping.")
+            return
+        await handler(content)
+
+    async def on_run(self, content: dict[str, Any]) -> None:
+        if self.access != "owner":
+            await self.send_error("forbidden", "You can watch this session but not run code in it.")
+            return
+        try:
+            await services.execution_start(
+                session=self.session, user=self.scope["user"], code=content.get("code"),
+                language=content.get("language"), client_id=content.get("client_id", ""),
+            )
+        except services.RunRejected as rejected:
+            await self.send_error(rejected.code, rejected.message)
+
+    async def on_stop(self, content: dict[str, Any]) -> None:
+        if self.access != "owner":
+            await self.send_error("forbidden", "You can watch this session but not stop its runs.")
+            return
+        try:
+            await services.execution_cancel(session=self.session, user=self.scope["user"], execution_id=content.get("execution_id"))
+        except services.RunRejected as rejected:
+            await self.send_error(rejected.code, rejected.message)
+
+    async def on_ping(self, content: dict[str, Any]) -> None:
+        await self.send_json({"type": "pong"})
+
+    async def send_error(self, code: ErrorCode, message: str) -> None:
+        await self.send_json(events.error_frame(code, message))
+
+    # --- group events → this socket ---------------------------------------------------------------
+
+    async def execution_queued(self, message: dict[str, Any]) -> None:
+        await self._relay(message["frame"])
+
+    async def execution_started(self, message: dict[str, Any]) -> None:
+        await self._relay(message["frame"])
+
+    async def execution_finished(self, message: dict[str, Any]) -> None:
+        await self._relay(message["frame"])
+
+    async def execution_output(self, message: dict[str, Any]) -> None:
+        execution_id = message["execution_id"]
+        for chunk in self.seen.fresh_chunks(execution_id, message["chunks"]):
+            await self.send_json(events.output_frame(execution_id, chunk))
+
+    async def run_error(self, message: dict[str, Any]) -> None:
+        await self.send_json(message["frame"])
+
+    async def _relay(self, frame: dict[str, Any]) -> None:
+        if self.seen.is_fresh(frame):
+            await self.send_json(frame)
+
+
+def _after_point(query_string: bytes) -> tuple[tuple[int, int] | None, str]:
+    """(after_execution, after_index) from `?after_execution=&after_index=`, or None; and a problem."""
+    query = parse_qs(query_string.decode("latin-1"))
+    if "after_execution" not in query:
+        return None, ""
+    try:
+        execution_id = int(query["after_execution"][0])
+        index = int(query.get("after_index", ["-1"])[0])
+    except ValueError:
+        return None, "after_execution and after_index must be integers."
+    return (execution_id, max(index, -1)), ""

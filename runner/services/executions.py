@@ -1,0 +1,675 @@
+"""Runs: start one, stop one, and the task that drives it; adaptive output batching; the sweep.
+
+`execution_start` validates, stores the row and starts an asyncio task, then returns at once.
+The task owns the run to the end, whether or not any socket is connected:
+1. it waits its turn (one active run per session; others queue in order);
+2. gets the session's sandbox (reused, reconnected or new; a notice says which);
+3. publishes `execution.started`, runs the code, and streams output through `_OutputWriter`:
+   persist a batch, then publish it (one group message per batch);
+4. stores the final status with one commit, then publishes `execution.finished`.
+
+Stop works from any process: the row names its owner process (boot id); a Stop that lands
+elsewhere is forwarded to the owner's channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.db.models import Case, Count, Exists, Max, OuterRef, Q, Value, When
+from django.utils import timezone
+
+from runner import events
+from runner.events import Chunk, ChunkKind, ErrorCode
+from runner.models import ChatSession, Execution, OutputChunk, SandboxLease, ServerProcess
+from runner.sandboxes.base import (
+    LANGUAGES,
+    Error,
+    Event,
+    Outcome,
+    Result,
+    SandboxError,
+    SandboxGone,
+    SandboxUnavailable,
+    Stderr,
+    Stdout,
+    get_backend,
+)
+from runner.services import sandboxes
+from runner.services.processes import BOOT_ID, db, live_boot_ids_sync, runtime_ensure_started
+
+log = logging.getLogger(__name__)
+
+ACTIVE = (Execution.Status.QUEUED, Execution.Status.RUNNING)
+CLIENT_ID_MAX_CHARS = Execution._meta.get_field("client_id").max_length or 64
+# Stop re-sends the interrupt this often while the run is live (an early one can land before the
+# kernel has the execute request), for at most this long.
+INTERRUPT_EVERY_S = 0.2
+INTERRUPT_FOR_S = 10.0
+# How often a queued run checks whether runs ahead of it, owned by other processes, are done.
+REMOTE_QUEUE_POLL_S = 0.25
+NOTICE_MARKER = "sandpit/notice"
+
+
+class RunRejected(Exception):
+    """A run that won't start: `code` is the protocol's error code, `message` is for the user."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+
+@dataclass(eq=False)
+class _Run:
+    """A run this process owns: the handles that can't live in the row."""
+
+    execution_id: int
+    session: ChatSession
+    group: str
+    code: str
+    language: str
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    sandbox: Any = None  # set while the code runs
+    task: asyncio.Task[None] | None = None
+
+
+# Process-local registries: the runs this process owns, and per session the future that
+# resolves when the last run in line here is done (each run waits for the one before it).
+_runs: dict[int, _Run] = {}
+_tails: dict[uuid.UUID, asyncio.Future[None]] = {}
+
+
+def _take_turn(session_id: uuid.UUID) -> tuple[asyncio.Future[None] | None, asyncio.Future[None]]:
+    """Join the session's line, synchronously, so the order is the order of calls.
+    Returns (the future of the run ahead, or None when nothing is ahead; our own future)."""
+    ahead = _tails.get(session_id)
+    mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    _tails[session_id] = mine
+    return (ahead if ahead is not None and not ahead.done() else None), mine
+
+
+def _pass_turn(session_id: uuid.UUID, ahead: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+    """Let the next run go, but never before the run ahead of us is done."""
+
+    def release(_: object = None) -> None:
+        if not mine.done():
+            mine.set_result(None)
+        if _tails.get(session_id) is mine:
+            del _tails[session_id]
+
+    if ahead is None or ahead.done():
+        release()
+    else:
+        ahead.add_done_callback(release)
+
+
+def _publish(group: str, message: dict[str, Any]) -> Any:
+    return get_channel_layer().group_send(group, message)
+
+
+def session_is_busy(*, session_id: uuid.UUID) -> bool:
+    """Whether this process has a run going or waiting in the session."""
+    return session_id in _tails
+
+
+def execution_quota_check(*, user: AbstractBaseUser) -> str | None:
+    """A message when `user` may not start another run now, else None. (Quotas arrive with a
+    later issue; this is where they plug in.)"""
+    return None
+
+
+def _validated(code: object, language: object, client_id: object) -> tuple[str, str, str]:
+    if not isinstance(code, str):
+        raise RunRejected("bad_request", "`code` must be a string.")
+    if not code.strip():
+        raise RunRejected("bad_request", "There is no code to run.")
+    size = len(code.encode("utf-8", "surrogatepass"))
+    if size > settings.RUN_CODE_MAX_BYTES:
+        raise RunRejected(
+            "bad_request", f"The code is {_human_bytes(size)}; the limit is {_human_bytes(settings.RUN_CODE_MAX_BYTES)}."
+        )
+    if not isinstance(language, str):
+        raise RunRejected("bad_request", "`language` must be a string.")
+    if language not in LANGUAGES:
+        raise RunRejected("bad_request", f"Unknown language {language[:40]!r}; use one of {', '.join(sorted(LANGUAGES))}.")
+    try:
+        available = get_backend().languages
+    except Exception:
+        available = LANGUAGES  # degraded mode: the run is refused later with the reason
+    if language not in available:
+        raise RunRejected("bad_request", f"{language} is not available on this server; use one of {', '.join(sorted(available))}.")
+    if client_id is None:
+        client_id = ""
+    if not isinstance(client_id, str):
+        raise RunRejected("bad_request", "`client_id` must be a string.")
+    if len(client_id) > CLIENT_ID_MAX_CHARS:
+        raise RunRejected("bad_request", f"`client_id` is longer than {CLIENT_ID_MAX_CHARS} characters.")
+    return code, language, client_id
+
+
+def _human_bytes(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.3g} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.3g} KB"
+    return f"{n} bytes"
+
+
+# --- start ----------------------------------------------------------------------------------------
+
+
+async def execution_start(
+    *, session: ChatSession, user: AbstractBaseUser, code: object, language: object, client_id: object = ""
+) -> Execution:
+    """Store a run and start it in the background; return at once with the row.
+
+    Only the session's owner may run. The run starts when the session's earlier runs are done,
+    continues with no socket connected, and publishes everything to the session's group.
+    Raises `RunRejected` (bad_request, forbidden, quota, rate_limited) without storing anything.
+    """
+    code, language, client_id = _validated(code, language, client_id)
+    if session.owner_id != user.pk:
+        raise RunRejected("forbidden", "Only the session's owner can run code in it.")
+    if (over := execution_quota_check(user=user)) is not None:
+        raise RunRejected("quota", over)
+    await runtime_ensure_started()
+
+    ahead, mine = _take_turn(session.id)
+    free_here = ahead is None
+    # Pipelining: when nothing runs here, get the sandbox while the row is inserted.
+    prefetch = asyncio.ensure_future(sandboxes.sandbox_acquire(session=session)) if free_here else None
+    try:
+        execution, remote_ahead = await db(_insert_sync)(
+            session_id=session.id, user_id=user.pk, code=code, language=language, client_id=client_id, may_start=free_here
+        )
+    except BaseException:
+        _pass_turn(session.id, ahead, mine)
+        if prefetch is not None:
+            prefetch.add_done_callback(_discard_result)
+        raise
+
+    run = _Run(execution.pk, session, events.session_group(session.id), code, language)
+    _runs[execution.pk] = run
+    queued: events.QueuedMessage = {
+        "type": "execution.queued",
+        "frame": {
+            "type": "execution.queued", "execution_id": execution.pk, "seq": execution.seq,
+            "client_id": client_id, "code": code, "language": language,
+        },
+    }
+    try:
+        await _publish(run.group, dict(queued))  # before the task exists, so `queued` precedes `started`
+    finally:
+        started = execution.status == Execution.Status.RUNNING
+        run.task = asyncio.create_task(_drive(run, ahead, mine, prefetch, started=started, remote_ahead=remote_ahead))
+    return execution
+
+
+def _discard_result(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _insert_sync(
+    *, session_id: uuid.UUID, user_id: int, code: str, language: str, client_id: str, may_start: bool
+) -> tuple[Execution, bool]:
+    now = timezone.now()
+    with transaction.atomic():
+        # Updating the session row first serialises concurrent starts in one session (row lock).
+        ChatSession.objects.filter(pk=session_id).update(status=ChatSession.Status.RUNNING, last_activity_at=now)
+        ahead = Execution.objects.filter(session_id=session_id).aggregate(
+            max_seq=Max("seq"),
+            active=Count("pk", filter=Q(status__in=ACTIVE)),
+            remote=Count("pk", filter=Q(status__in=ACTIVE) & ~Q(owner_boot_id=BOOT_ID)),
+        )
+        if ahead["active"] > settings.RUN_QUEUE_MAX:
+            raise RunRejected(
+                "rate_limited", f"{ahead['active'] - 1} runs are already waiting in this session; wait for them or stop one."
+            )
+        start_now = may_start and ahead["active"] == 0
+        execution = Execution.objects.create(
+            session_id=session_id, seq=(ahead["max_seq"] or 0) + 1, code=code, language=language, user_id=user_id,
+            client_id=client_id, owner_boot_id=BOOT_ID, created_at=now,
+            status=Execution.Status.RUNNING if start_now else Execution.Status.QUEUED,
+            started_at=now if start_now else None,
+        )
+    return execution, ahead["remote"] > 0
+
+
+# --- the run task -------------------------------------------------------------------------------
+
+
+async def _drive(
+    run: _Run,
+    ahead: asyncio.Future[None] | None,
+    mine: asyncio.Future[None],
+    prefetch: asyncio.Future[sandboxes.AcquiredSandbox] | None,
+    *,
+    started: bool,
+    remote_ahead: bool,
+) -> None:
+    writer = _OutputWriter(run)
+    try:
+        if await _wait_turn(run, ahead) and remote_ahead:
+            await _wait_remote_ahead(run)
+        if run.cancel.is_set():
+            await _finish(run, writer, Execution.Status.CANCELLED, duration_ms=None)
+            return
+        try:
+            acquired = await (prefetch if prefetch is not None else sandboxes.sandbox_acquire(session=run.session))
+            prefetch = None
+            if await _is_closed(acquired):
+                # Closed under us (e.g. the backend reaped it as idle): start a fresh one instead.
+                await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.IDLE)
+                acquired = await sandboxes.sandbox_acquire(session=run.session)
+        except SandboxUnavailable as exc:
+            await _publish(run.group, {"type": "run.error", "frame": events.error_frame("unavailable", exc.reason)})
+            await _finish(run, writer, Execution.Status.REJECTED, duration_ms=None, error=("SandboxUnavailable", exc.reason))
+            return
+        except SandboxError as exc:
+            writer.note(f"Could not start a sandbox: {exc}")
+            await _finish(run, writer, Execution.Status.FAILED, duration_ms=None, error=(type(exc).__name__, str(exc)))
+            return
+
+        if not started or acquired.notice:
+            await db(_mark_started_sync)(execution_id=run.execution_id, notice=acquired.notice, set_started=not started)
+        await _publish(run.group, {"type": "execution.started", "frame": events.started_frame(run.execution_id, acquired.notice)})
+
+        sandbox = run.sandbox = acquired.sandbox
+        if run.cancel.is_set():
+            asyncio.ensure_future(_interrupt_until_done(run))
+        began = time.monotonic()
+        timeout_s = settings.RUN_TIMEOUT_S
+        try:
+            # The backend enforces timeout_s; this outer bound only guards against a hung backend.
+            outcome: Outcome = await asyncio.wait_for(
+                sandbox.run(run.code, language=run.language, on_event=writer.on_event, timeout_s=timeout_s),
+                timeout=timeout_s + 30,
+            )
+        except asyncio.TimeoutError:
+            outcome = Outcome("gone", int((time.monotonic() - began) * 1000))
+            writer.note("The sandbox stopped answering, so it was replaced.")
+            await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.GONE)
+            await _finish(run, writer, Execution.Status.TIMED_OUT, duration_ms=outcome.duration_ms)
+            return
+        except SandboxGone as exc:
+            outcome = Outcome("gone", int((time.monotonic() - began) * 1000))
+            writer.note(str(exc) or "The sandbox stopped; the next run starts a new one.")
+        except SandboxError as exc:
+            writer.note(str(exc))
+            await _finish(
+                run, writer, Execution.Status.FAILED, duration_ms=int((time.monotonic() - began) * 1000),
+                error=(type(exc).__name__, str(exc)),
+            )
+            return
+        finally:
+            run.sandbox = None
+        if outcome.status == "gone":
+            await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.GONE)
+        else:
+            sandboxes.sandbox_touch(session_id=run.session.id)
+        await _finish(run, writer, _status_for(outcome, cancelled=run.cancel.is_set()), duration_ms=outcome.duration_ms)
+    except asyncio.CancelledError:
+        await _finish_quietly(run, writer, Execution.Status.INTERRUPTED)
+        raise
+    except Exception:
+        log.exception("run %s failed inside the server", run.execution_id)
+        writer.note("The server failed while running this; the error is in its log.")
+        await _finish_quietly(run, writer, Execution.Status.FAILED)
+    finally:
+        if prefetch is not None:
+            prefetch.add_done_callback(_discard_result)
+        _runs.pop(run.execution_id, None)
+        run.done.set()
+        _pass_turn(run.session.id, ahead, mine)
+
+
+async def _wait_turn(run: _Run, ahead: asyncio.Future[None] | None) -> bool:
+    """Wait until the session's earlier runs here are done. False if stopped while queued."""
+    if ahead is None or ahead.done():
+        return True
+    stopped = asyncio.ensure_future(run.cancel.wait())
+    await asyncio.wait({ahead, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    return ahead.done()
+
+
+async def _wait_remote_ahead(run: _Run) -> None:
+    """Runs ahead of this one owned by other processes: wait for them (or a Stop)."""
+    while await db(_remote_ahead_sync)(execution_id=run.execution_id, session_id=run.session.id):
+        try:
+            await asyncio.wait_for(run.cancel.wait(), REMOTE_QUEUE_POLL_S)
+            return
+        except asyncio.TimeoutError:
+            continue
+
+
+def _remote_ahead_sync(*, execution_id: int, session_id: uuid.UUID) -> bool:
+    return Execution.objects.filter(session_id=session_id, pk__lt=execution_id, status__in=ACTIVE).exists()
+
+
+async def _is_closed(acquired: sandboxes.AcquiredSandbox) -> bool:
+    # Not part of the Protocol; backends that can tell (local) expose `closed`.
+    return bool(getattr(acquired.sandbox, "closed", False))
+
+
+def _mark_started_sync(*, execution_id: int, notice: str, set_started: bool) -> None:
+    fields: dict[str, Any] = {"notice": notice[:300]} if notice else {}
+    if set_started:
+        fields.update(status=Execution.Status.RUNNING, started_at=timezone.now())
+    Execution.objects.filter(pk=execution_id).update(**fields)
+
+
+def _status_for(outcome: Outcome, *, cancelled: bool) -> str:
+    if outcome.status == "ok":
+        return Execution.Status.SUCCEEDED
+    if outcome.status == "error":
+        return Execution.Status.FAILED
+    if outcome.status == "timeout":
+        return Execution.Status.TIMED_OUT
+    if outcome.status == "interrupted":
+        return Execution.Status.CANCELLED if cancelled else Execution.Status.INTERRUPTED
+    return Execution.Status.FAILED  # gone
+
+
+async def _finish(
+    run: _Run, writer: _OutputWriter, status: str, *, duration_ms: int | None, error: tuple[str, str] | None = None
+) -> None:
+    """Drain output, store the final state in one commit, then publish `execution.finished`."""
+    await writer.drain()
+    fields: dict[str, Any] = {
+        "status": status,
+        "finished_at": timezone.now(),
+        "duration_ms": duration_ms,
+        "stdout_bytes": writer.stdout_bytes,
+        "stderr_bytes": writer.stderr_bytes,
+        "truncated": writer.truncated,
+    }
+    if writer.error is not None:
+        fields.update(error_name=writer.error.ename[:200], error_value=writer.error.evalue, traceback=list(writer.error.traceback))
+    elif error is not None:
+        fields.update(error_name=error[0][:200], error_value=error[1])
+    await db(_finish_sync)(execution_id=run.execution_id, session_id=run.session.id, fields=fields)
+    finished: events.FinishedMessage = {
+        "type": "execution.finished",
+        "frame": {
+            "type": "execution.finished", "execution_id": run.execution_id, "status": str(status),
+            "duration_ms": duration_ms, "truncated": writer.truncated,
+        },
+    }
+    await _publish(run.group, dict(finished))
+
+
+async def _finish_quietly(run: _Run, writer: _OutputWriter, status: str) -> None:
+    try:
+        await asyncio.shield(_finish(run, writer, status, duration_ms=None))
+    except BaseException:
+        log.exception("could not store the end of run %s", run.execution_id)
+
+
+def _finish_sync(*, execution_id: int, session_id: uuid.UUID, fields: dict[str, Any]) -> None:
+    others_active = Execution.objects.filter(session_id=OuterRef("pk"), status__in=ACTIVE).exclude(pk=execution_id)
+    with transaction.atomic():
+        Execution.objects.filter(pk=execution_id).update(**fields)
+        ChatSession.objects.filter(pk=session_id).update(
+            status=Case(When(Exists(others_active), then=Value(ChatSession.Status.RUNNING)), default=Value(ChatSession.Status.IDLE)),
+            last_activity_at=timezone.now(),
+        )
+
+
+# --- stop ---------------------------------------------------------------------------------------
+
+
+async def execution_cancel(*, session: ChatSession, user: AbstractBaseUser, execution_id: object) -> None:
+    """Stop a run of `session`, queued or running, wherever it runs: the owner process interrupts
+    it and it ends `cancelled`, keeping the session's variables. A run already finished is left
+    as it is. Raises `RunRejected` (bad_request, forbidden, not_found)."""
+    if isinstance(execution_id, bool) or not isinstance(execution_id, int):
+        raise RunRejected("bad_request", "`execution_id` must be an integer.")
+    if session.owner_id != user.pk:
+        raise RunRejected("forbidden", "Only the session's owner can stop its runs.")
+    if execution_id in _runs and _runs[execution_id].session.id == session.id:
+        await execution_cancel_local(execution_id=execution_id)
+        return
+    row = await db(_owner_of_sync)(execution_id=execution_id, session_id=session.id)
+    if row is None:
+        raise RunRejected("not_found", f"This session has no run {execution_id}.")
+    status, owner = row
+    if status not in ACTIVE:
+        return
+    if owner == BOOT_ID:
+        await execution_cancel_local(execution_id=execution_id)
+        return
+    message: events.CancelMessage = {"type": "execution.cancel", "execution_id": execution_id}
+    await get_channel_layer().send(events.process_channel(owner), dict(message))
+
+
+def _owner_of_sync(*, execution_id: int, session_id: uuid.UUID) -> tuple[str, str] | None:
+    return Execution.objects.filter(pk=execution_id, session_id=session_id).values_list("status", "owner_boot_id").first()
+
+
+async def execution_cancel_local(*, execution_id: int) -> None:
+    """Stop a run this process owns (no-op if it has ended)."""
+    run = _runs.get(execution_id)
+    if run is None or run.cancel.is_set():
+        return
+    run.cancel.set()
+    if run.sandbox is not None:
+        asyncio.ensure_future(_interrupt_until_done(run))
+
+
+async def _interrupt_until_done(run: _Run) -> None:
+    deadline = time.monotonic() + INTERRUPT_FOR_S
+    while not run.done.is_set() and run.sandbox is not None and time.monotonic() < deadline:
+        try:
+            await run.sandbox.interrupt()
+        except Exception:
+            log.warning("interrupting run %s failed", run.execution_id, exc_info=True)
+        try:
+            await asyncio.wait_for(run.done.wait(), INTERRUPT_EVERY_S)
+        except asyncio.TimeoutError:
+            continue
+
+
+# --- output: adaptive batches -------------------------------------------------------------------
+
+
+class _OutputWriter:
+    """Numbers events, caps them, and writes then publishes them in adaptive batches.
+
+    `on_event` is synchronous and never blocks the kernel's reader. An event that arrives when
+    nothing is being written starts a write at once (no added latency); events arriving during
+    a write coalesce into the next batch (at most RUN_BATCH_MAX_BYTES; adjacent stdout or stderr
+    text merges into one chunk). Past RUN_OUTPUT_MAX_BYTES nothing more is kept; a marker is.
+    """
+
+    def __init__(self, run: _Run) -> None:
+        self.execution_id = run.execution_id
+        self.group = run.group
+        self.cap_bytes: int = settings.RUN_OUTPUT_MAX_BYTES
+        self.batch_max_bytes: int = settings.RUN_BATCH_MAX_BYTES
+        self.next_index = 0
+        self.kept_bytes = 0
+        self.truncated = False
+        self.stdout_bytes = 0
+        self.stderr_bytes = 0
+        self.error: Error | None = None
+        self._pending: list[Chunk] = []
+        self._pending_sizes: list[int] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, Stdout):
+            raw = event.text.encode("utf-8", "replace")
+            self.stdout_bytes += len(raw)
+            self._keep_text("stdout", raw)
+        elif isinstance(event, Stderr):
+            raw = event.text.encode("utf-8", "replace")
+            self.stderr_bytes += len(raw)
+            self._keep_text("stderr", raw)
+        elif isinstance(event, Result):
+            size = sum(len(v) if isinstance(v, str) else 64 for v in event.data.values())
+            if self._room_for(size):
+                self._append("result", "", dict(event.data), size)
+        elif isinstance(event, Error):
+            self.error = event
+            data = {"ename": event.ename, "evalue": event.evalue, "traceback": list(event.traceback)}
+            size = len(event.ename) + len(event.evalue) + sum(len(line) for line in event.traceback)
+            if self._room_for(size):
+                self._append("error", "", data, size)
+        self._kick()
+
+    def note(self, text: str) -> None:
+        """A server note in the output (stderr, marked), outside the cap."""
+        self._append("stderr", text if text.endswith("\n") else text + "\n", {NOTICE_MARKER: "server"}, len(text))
+        self._kick()
+
+    def _room_for(self, size: int) -> bool:
+        if self.truncated:
+            return False
+        if self.kept_bytes + size <= self.cap_bytes:
+            self.kept_bytes += size
+            return True
+        self._truncate()
+        return False
+
+    def _truncate(self) -> None:
+        self.truncated = True
+        text = f"Output stopped at {_human_bytes(self.cap_bytes)}; the run went on.\n"
+        self._append("stderr", text, {NOTICE_MARKER: "truncated"}, len(text))
+
+    def _keep_text(self, kind: ChunkKind, raw: bytes) -> None:
+        if self.truncated or not raw:
+            return
+        room = self.cap_bytes - self.kept_bytes
+        over = len(raw) > room
+        if over:
+            raw = raw[: _utf8_boundary(raw, room)]
+        self.kept_bytes += len(raw)
+        limit = self.batch_max_bytes
+        while raw:
+            # Top up the last pending chunk of the same kind, then cut new chunks of ≤ limit bytes.
+            if self._pending and self._pending[-1]["kind"] == kind and self._pending[-1]["data"] is None:
+                room_here = limit - self._pending_sizes[-1]
+            else:
+                room_here = 0
+            if room_here > 0:
+                cut = _utf8_boundary(raw, room_here)
+                if cut > 0:
+                    self._pending[-1]["text"] += raw[:cut].decode("utf-8", "replace")
+                    self._pending_sizes[-1] += cut
+                    raw = raw[cut:]
+                    continue
+            cut = _utf8_boundary(raw, limit) or len(raw)
+            self._append(kind, raw[:cut].decode("utf-8", "replace"), None, cut)
+            raw = raw[cut:]
+        if over:
+            self._truncate()
+
+    def _append(self, kind: ChunkKind, text: str, data: dict[str, Any] | None, size: int) -> None:
+        self._pending.append({"index": self.next_index, "kind": kind, "text": text, "data": data})
+        self._pending_sizes.append(size)
+        self.next_index += 1
+
+    def _kick(self) -> None:
+        if self._flusher is None and self._pending:
+            self._flusher = asyncio.ensure_future(self._flush())
+
+    def _take_batch(self) -> list[Chunk]:
+        total, n = 0, 0
+        for size in self._pending_sizes:
+            if n and total + size > self.batch_max_bytes:
+                break
+            total += size
+            n += 1
+        batch = self._pending[:n]
+        del self._pending[:n]
+        del self._pending_sizes[:n]
+        return batch
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch = self._take_batch()
+                await db(_store_chunks_sync)(execution_id=self.execution_id, chunks=batch)
+                message: events.OutputMessage = {"type": "execution.output", "execution_id": self.execution_id, "chunks": batch}
+                await _publish(self.group, dict(message))
+        finally:
+            self._flusher = None
+
+    async def drain(self) -> None:
+        """Wait until everything received so far is stored and published."""
+        self._kick()
+        while self._flusher is not None:
+            await self._flusher
+
+
+def _utf8_boundary(raw: bytes, limit: int) -> int:
+    """The largest cut ≤ limit that doesn't split a UTF-8 character."""
+    if limit >= len(raw):
+        return len(raw)
+    cut = max(limit, 0)
+    while cut > 0 and (raw[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return cut
+
+
+def _store_chunks_sync(*, execution_id: int, chunks: list[Chunk]) -> None:
+    OutputChunk.objects.bulk_create(
+        [OutputChunk(execution_id=execution_id, index=c["index"], kind=c["kind"], text=c["text"], data=c["data"]) for c in chunks]
+    )
+
+
+# --- the sweep ------------------------------------------------------------------------------------
+
+SWEEP_NOTE = "This run was interrupted: the server process running it stopped before it finished."
+
+
+async def execution_sweep() -> int:
+    """Runs left `queued` or `running` by dead processes become `interrupted`, with a note in
+    their output; open sockets see it. Returns how many. Live processes' runs are untouched."""
+    swept = await db(execution_sweep_sync)()
+    for execution_id, session_id, chunk in swept:
+        group = events.session_group(session_id)
+        await _publish(group, {"type": "execution.output", "execution_id": execution_id, "chunks": [chunk]})
+        frame: events.FinishedFrame = {
+            "type": "execution.finished", "execution_id": execution_id,
+            "status": Execution.Status.INTERRUPTED.value, "duration_ms": None, "truncated": False,
+        }
+        await _publish(group, {"type": "execution.finished", "frame": frame})
+    return len(swept)
+
+
+def execution_sweep_sync(*, owner_boot_ids: set[str] | None = None) -> list[tuple[int, uuid.UUID, Chunk]]:
+    """Interrupt active runs owned by `owner_boot_ids`, or by every dead process when None."""
+    runs = Execution.objects.active()
+    if owner_boot_ids is None:
+        runs = runs.exclude(owner_boot_id__in=live_boot_ids_sync())
+        ServerProcess.objects.filter(seen_at__lt=timezone.now() - timezone.timedelta(days=1)).delete()
+    else:
+        runs = runs.filter(owner_boot_id__in=owner_boot_ids)
+    swept: list[tuple[int, uuid.UUID, Chunk]] = []
+    for execution in runs.only("pk", "session_id", "status"):
+        with transaction.atomic():
+            now = timezone.now()
+            if not Execution.objects.filter(pk=execution.pk, status__in=ACTIVE).update(
+                status=Execution.Status.INTERRUPTED, finished_at=now
+            ):
+                continue  # finished meanwhile
+            last = OutputChunk.objects.filter(execution_id=execution.pk).aggregate(m=Max("index"))["m"]
+            chunk: Chunk = {"index": (last if last is not None else -1) + 1, "kind": "stderr", "text": SWEEP_NOTE + "\n", "data": {NOTICE_MARKER: "interrupted"}}
+            OutputChunk.objects.create(execution_id=execution.pk, **chunk)
+            ChatSession.objects.filter(pk=execution.session_id, status=ChatSession.Status.RUNNING).update(status=ChatSession.Status.IDLE)
+        swept.append((execution.pk, execution.session_id, chunk))
+    return swept

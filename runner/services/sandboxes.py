@@ -1,0 +1,228 @@
+"""The session's sandbox: get or create it, its lease, the idle reaper, reconnect-or-replace.
+
+A session has at most one sandbox. This process keeps the live handles (they can't be stored);
+the database keeps the durable facts: `ChatSession.sandbox_id` and one `SandboxLease` per
+sandbox lifetime, closed with a reason (idle, closed, gone, shutdown, restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from runner.models import ChatSession, SandboxLease, ServerProcess
+from runner.sandboxes.base import Backend, Sandbox, SandboxGone, SandboxUnavailable, get_backend
+from runner.services.processes import BOOT_ID, db, live_boot_ids_sync
+
+log = logging.getLogger(__name__)
+
+NOTICE_NEW_SANDBOX = "A new sandbox was started; variables from earlier runs are gone."
+NOTICE_RECONNECTED = "Reconnected to this session's sandbox after a server restart; variables from earlier runs are kept."
+
+
+@dataclass(eq=False)
+class _Held:
+    sandbox: Sandbox
+    backend: str
+    lease_id: int
+    last_used_s: float  # time.monotonic() of the last run's end
+
+
+@dataclass(frozen=True)
+class AcquiredSandbox:
+    sandbox: Sandbox
+    # An inline note for the run that got it ("" when the session's variables are intact).
+    notice: str
+
+
+# Process-local handles: live sandboxes can't live in rows. Keyed by ChatSession id.
+_held: dict[uuid.UUID, _Held] = {}
+_opening: dict[uuid.UUID, asyncio.Future[AcquiredSandbox]] = {}
+
+
+def _size(backend: str) -> tuple[float, int]:
+    if backend == "e2b":
+        return float(settings.E2B_VCPUS), int(settings.E2B_MEMORY_MB)
+    return float(settings.SANDBOX_CPUS), int(settings.SANDBOX_MEMORY_MB)
+
+
+async def sandbox_acquire(*, session: ChatSession) -> AcquiredSandbox:
+    """The session's live sandbox: this process's handle, a reconnect to the one the session
+    names, or a new one (opening a lease). Concurrent callers share one creation.
+
+    Raises `SandboxUnavailable` (degraded mode, with a reason for the page) or `SandboxError`.
+    """
+    held = _held.get(session.id)
+    if held is not None:
+        return AcquiredSandbox(held.sandbox, "")
+    opening = _opening.get(session.id)
+    if opening is None:
+        opening = asyncio.ensure_future(_open(session))
+        _opening[session.id] = opening
+        opening.add_done_callback(lambda _f, sid=session.id: _opening.pop(sid, None))
+    return await asyncio.shield(opening)
+
+
+def sandbox_touch(*, session_id: uuid.UUID) -> None:
+    """A run on the session's sandbox just ended: restart its idle clock."""
+    held = _held.get(session_id)
+    if held is not None:
+        held.last_used_s = time.monotonic()
+
+
+def sandbox_is_held(*, session_id: uuid.UUID) -> bool:
+    return session_id in _held
+
+
+async def _open(session: ChatSession) -> AcquiredSandbox:
+    try:
+        backend: Backend = get_backend()
+    except Exception as exc:
+        raise SandboxUnavailable(f"no sandbox backend could be loaded: {exc}") from exc
+    if session.sandbox_id and session.backend == backend.name:
+        try:
+            sandbox = await backend.connect(session.sandbox_id)
+        except SandboxGone:
+            await db(_lease_end_sync)(sandbox_id=session.sandbox_id, reason=SandboxLease.EndReason.RESTART)
+        else:
+            lease_id = await db(_lease_adopt_sync)(session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id)
+            _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic())
+            return AcquiredSandbox(sandbox, NOTICE_RECONNECTED)
+    sandbox = await backend.create(owner_id=session.owner_id, session_id=str(session.id))
+    try:
+        lease_id, had_sandbox = await db(_lease_open_sync)(
+            session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id
+        )
+    except BaseException:
+        await _close_quietly(sandbox)
+        raise
+    _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic())
+    return AcquiredSandbox(sandbox, NOTICE_NEW_SANDBOX if had_sandbox else "")
+
+
+async def sandbox_release(*, session_id: uuid.UUID, reason: str) -> None:
+    """Drop and close the session's sandbox and end its lease with `reason`. The next run starts
+    a new one (and its notice says the variables are gone)."""
+    held = _held.pop(session_id, None)
+    if held is None:
+        return
+    await _close_quietly(held.sandbox)
+    await db(_lease_close_sync)(lease_id=held.lease_id, session_id=session_id, sandbox_id=held.sandbox.id, reason=reason)
+
+
+async def sandbox_reap_idle() -> int:
+    """Close sandboxes with no run for SANDBOX_IDLE_TIMEOUT_S (lease reason "idle"). Returns how many."""
+    from runner.services.executions import session_is_busy
+
+    cutoff = time.monotonic() - settings.SANDBOX_IDLE_TIMEOUT_S
+    idle = [sid for sid, held in _held.items() if held.last_used_s < cutoff and not session_is_busy(session_id=sid)]
+    for session_id in idle:
+        await sandbox_release(session_id=session_id, reason=SandboxLease.EndReason.IDLE)
+    return len(idle)
+
+
+async def sandboxes_close_all(*, reason: str) -> None:
+    """Close every sandbox this process holds (shutdown, tests)."""
+    for session_id in list(_held):
+        await sandbox_release(session_id=session_id, reason=reason)
+
+
+async def _close_quietly(sandbox: Sandbox) -> None:
+    try:
+        await asyncio.wait_for(sandbox.close(), timeout=10)
+    except Exception:
+        log.warning("closing sandbox %s failed", getattr(sandbox, "id", "?"), exc_info=True)
+
+
+async def lease_sweep() -> int:
+    """End the open leases of dead processes. Returns how many."""
+    return await db(lease_sweep_sync)()
+
+
+# --- sync database work (run through `db`) ------------------------------------------------------
+
+
+def _lease_open_sync(*, session_id: uuid.UUID, user_id: int, backend: str, sandbox_id: str) -> tuple[int, bool]:
+    vcpus, memory_mb = _size(backend)
+    with transaction.atomic():
+        had_sandbox = SandboxLease.objects.filter(session_id=session_id).exists()
+        lease = SandboxLease.objects.create(
+            user_id=user_id, session_id=session_id, backend=backend, sandbox_id=sandbox_id,
+            vcpus=vcpus, memory_mb=memory_mb, owner_boot_id=BOOT_ID,
+        )
+        ChatSession.objects.filter(pk=session_id).update(sandbox_id=sandbox_id, backend=backend)
+    return lease.pk, had_sandbox
+
+
+def _lease_adopt_sync(*, session_id: uuid.UUID, user_id: int, backend: str, sandbox_id: str) -> int:
+    """A sandbox reconnected after a restart (or from another process): continue its open lease."""
+    with transaction.atomic():
+        lease = SandboxLease.objects.open().filter(sandbox_id=sandbox_id, backend=backend).first()
+        if lease is not None:
+            SandboxLease.objects.filter(pk=lease.pk).update(owner_boot_id=BOOT_ID)
+            return lease.pk
+        vcpus, memory_mb = _size(backend)
+        lease = SandboxLease.objects.create(
+            user_id=user_id, session_id=session_id, backend=backend, sandbox_id=sandbox_id,
+            vcpus=vcpus, memory_mb=memory_mb, owner_boot_id=BOOT_ID,
+        )
+        return lease.pk
+
+
+def _lease_end_sync(*, sandbox_id: str, reason: str) -> None:
+    SandboxLease.objects.open().filter(sandbox_id=sandbox_id).update(ended_at=timezone.now(), end_reason=reason)
+
+
+def _lease_close_sync(*, lease_id: int, session_id: uuid.UUID, sandbox_id: str, reason: str) -> None:
+    with transaction.atomic():
+        SandboxLease.objects.open().filter(pk=lease_id).update(ended_at=timezone.now(), end_reason=reason)
+        ChatSession.objects.filter(pk=session_id, sandbox_id=sandbox_id).update(sandbox_id="")
+
+
+def lease_end_mine_sync() -> None:
+    """At exit: leases of sandboxes that die with this process (local kernels) end now."""
+    SandboxLease.objects.open().filter(owner_boot_id=BOOT_ID).exclude(backend="e2b").update(
+        ended_at=timezone.now(), end_reason=SandboxLease.EndReason.SHUTDOWN
+    )
+
+
+def lease_sweep_sync() -> int:
+    """End the open leases of dead processes with reason "shutdown".
+
+    A local sandbox died with its process: its lease ends at the process's last heartbeat. An E2B
+    sandbox outlives us until E2B's idle timeout, so its lease stays open that long (a reconnect
+    adopts it); after that it ends at last heartbeat + the idle timeout.
+    """
+    live = live_boot_ids_sync()
+    seen = dict(ServerProcess.objects.values_list("boot_id", "seen_at"))
+    now = timezone.now()
+    idle = timedelta(seconds=settings.SANDBOX_IDLE_TIMEOUT_S)
+    ended = 0
+    for lease in SandboxLease.objects.open().exclude(owner_boot_id__in=live):
+        last_seen = seen.get(lease.owner_boot_id) or now
+        end = last_seen + idle if lease.backend == "e2b" else last_seen
+        if end > now:
+            continue
+        ended += SandboxLease.objects.open().filter(pk=lease.pk).update(
+            ended_at=max(end, lease.started_at), end_reason=SandboxLease.EndReason.SHUTDOWN
+        )
+    return ended
+
+
+def backend_name() -> str:
+    """The backend runs use ("local" or "e2b"), or "none" when settings name no usable one."""
+    from runner.sandboxes.base import BACKENDS, backend_name_from_settings
+
+    try:
+        name = backend_name_from_settings()
+    except Exception:
+        return "none"
+    return name if name in BACKENDS else "none"

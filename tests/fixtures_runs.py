@@ -1,0 +1,115 @@
+"""Fixtures for runs over the websocket: users, sessions, and connected sockets.
+
+Who is who:
+- alice owns `alice_session` and may run code in it;
+- bob is another student: he must never see alice's session (4403);
+- `admin` is a superuser: a read-only viewer of any session (can_run false).
+
+Sockets go through the real `project.asgi.application` (origin check, cookie auth, routing) with
+the session cookie of a user logged in by Django's test client. Runs use the configured sandbox
+backend for real; after each test this process's sandboxes are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from project.asgi import application
+from runner import services
+from runner.models import ChatSession
+
+ORIGIN = b"http://127.0.0.1"
+FRAME_TIMEOUT_S = 30
+
+
+def _cookie_for(user: Any) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+@pytest.fixture
+def alice() -> Any:
+    return get_user_model().objects.create_user("alice", password="pw-alice-123")
+
+
+@pytest.fixture
+def bob() -> Any:
+    return get_user_model().objects.create_user("bob", password="pw-bob-123")
+
+
+@pytest.fixture
+def admin_user() -> Any:
+    return get_user_model().objects.create_superuser("root", password="pw-root-123")
+
+
+@pytest.fixture
+def alice_session(alice: Any) -> ChatSession:
+    return services.session_create(owner=alice, title="Alice's numbers")
+
+
+@pytest.fixture
+async def runs_cleanup() -> AsyncIterator[None]:
+    """Close this process's sandboxes and housekeeping after the test (they live on its loop)."""
+    yield
+    await services.runtime_stop()
+
+
+Connect = Callable[..., Awaitable[WebsocketCommunicator]]
+
+
+@pytest.fixture
+async def connect(runs_cleanup: None) -> AsyncIterator[Connect]:
+    """`await connect(user, session, query="")` → a connected communicator (hello not yet read).
+    Every communicator is disconnected at the end of the test."""
+    opened: list[WebsocketCommunicator] = []
+
+    async def _connect(user: Any, session: ChatSession, query: str = "", expect_accept: bool = True) -> WebsocketCommunicator:
+        headers = [(b"origin", ORIGIN)]
+        if user is not None:
+            cookie = await asyncio.to_thread(_cookie_for, user)
+            headers.append((b"cookie", cookie))
+        path = f"/ws/sessions/{session.id if isinstance(session, ChatSession) else session}/" + (f"?{query}" if query else "")
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        connected, _ = await communicator.connect(timeout=FRAME_TIMEOUT_S)
+        assert connected is expect_accept
+        opened.append(communicator)
+        return communicator
+
+    yield _connect
+    for communicator in opened:
+        await communicator.disconnect()
+
+
+async def receive(communicator: WebsocketCommunicator) -> dict[str, Any]:
+    return await communicator.receive_json_from(timeout=FRAME_TIMEOUT_S)
+
+
+async def receive_until_finished(communicator: WebsocketCommunicator, execution_id: int | None = None) -> list[dict[str, Any]]:
+    """Frames up to and including `execution.finished` (of `execution_id`, or the first one)."""
+    frames: list[dict[str, Any]] = []
+    while True:
+        frame = await receive(communicator)
+        frames.append(frame)
+        if frame["type"] == "execution.finished" and execution_id in (None, frame["execution_id"]):
+            return frames
+
+
+async def run(communicator: WebsocketCommunicator, code: str, *, language: str = "python", client_id: str = "c1") -> int:
+    """Send a run and return its execution id (from `execution.queued`)."""
+    await communicator.send_json_to({"type": "run", "code": code, "language": language, "client_id": client_id})
+    frame = await receive(communicator)
+    assert frame["type"] == "execution.queued", frame
+    return frame["execution_id"]
+
+
+def stdout_of(frames: list[dict[str, Any]]) -> str:
+    return "".join(f.get("text", "") for f in frames if f["type"] == "execution.output" and f["kind"] == "stdout")
