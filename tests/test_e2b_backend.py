@@ -11,6 +11,7 @@ import logging
 import time
 
 import pytest
+from django.test import override_settings
 
 from runner.sandboxes.base import Error, Event, Result, SandboxGone, SandboxUnavailable, Stdout
 from runner.sandboxes.e2b import E2BBackend, E2BSandbox, install_command, workspace_path
@@ -304,3 +305,26 @@ async def test_health_is_cached_briefly_so_polling_does_not_hit_e2b(e2b_server: 
     for _ in range(5):
         assert (await backend.health()).ok
     assert e2b_server.requests().count(("GET", "/v2/sandboxes")) == 1
+
+
+# --- through the app ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_with_the_banner_when_the_e2b_key_is_rejected(client, e2b_server: E2BServerControl) -> None:
+    wrong_key = "e2b_rejected_000000000000000000000000000"
+    with override_settings(SANDBOX_BACKEND="auto", E2B_API_KEY=wrong_key, E2B_API_URL=e2b_server.url, E2B_SANDBOX_URL=e2b_server.url):
+        response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["backend"] == "e2b" and body["ok"] is False
+    assert "E2B API key rejected" in body["detail"]
+    assert wrong_key not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_healthz_is_200_when_e2b_accepts_the_key(client, e2b_server: E2BServerControl) -> None:
+    with override_settings(SANDBOX_BACKEND="auto", E2B_API_KEY=e2b_server.api_key, E2B_API_URL=e2b_server.url, E2B_SANDBOX_URL=e2b_server.url):
+        response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["backend"] == "e2b"
