@@ -282,10 +282,10 @@ def process_tree(root_pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def kill_processes(pids: list[int]) -> None:
+def signal_processes(pids: list[int], signum: int = signal.SIGKILL) -> None:
     for pid in pids:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
 

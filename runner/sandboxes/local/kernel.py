@@ -165,7 +165,7 @@ class Kernel:
     def kill(self) -> None:
         """Kill the kernel's processes and close the client sockets (idempotent)."""
         if self.proc is not None and self.proc.poll() is None:
-            jail.kill_processes([pid for pid, _ in reversed(jail.process_tree(self.proc.pid))])
+            jail.signal_processes([pid for pid, _ in reversed(jail.process_tree(self.proc.pid))], signal.SIGKILL)
             self.proc.kill()
         if self.proc is not None:
             try:
@@ -181,15 +181,26 @@ class Kernel:
             self._pidfd = -1
 
     def kill_strays(self) -> None:
-        """Kill processes user code left behind (not the kernel's own), e.g. after a fork bomb."""
-        if self.proc is None:
+        """Kill processes user code started (not the kernel's own), e.g. a fork bomb's.
+
+        The kernel's own processes are stopped meanwhile, so they can't fork more.
+        """
+        if self.proc is None or self.proc.poll() is not None:
             return
-        for _ in range(20):
-            strays = [pid for pid, comm in jail.process_tree(self.proc.pid)
-                      if comm != "bwrap" and pid not in self.protected_pids]
-            if not strays:
-                return
-            jail.kill_processes(strays)
+        tree = jail.process_tree(self.proc.pid)
+        if all(comm == "bwrap" or pid in self.protected_pids for pid, comm in tree):
+            return
+        protected = [pid for pid, _ in tree if pid in self.protected_pids]
+        jail.signal_processes(protected, signal.SIGSTOP)
+        try:
+            for _ in range(100):
+                strays = [pid for pid, comm in jail.process_tree(self.proc.pid)
+                          if comm != "bwrap" and pid not in self.protected_pids]
+                if not strays:
+                    return
+                jail.signal_processes(strays, signal.SIGKILL)
+        finally:
+            jail.signal_processes(protected, signal.SIGCONT)
 
     # --- waiting without threads ----------------------------------------------------------
 
@@ -315,9 +326,12 @@ class Kernel:
                 raise KernelDied(_exit_detail(self.proc.returncode if self.proc else None))
             if not stopped_by and (self._interrupt_requested or now >= deadline):
                 stopped_by = "interrupted" if self._interrupt_requested else "timeout"
-                first_interrupt_at = last_interrupt_at = now
-                if not self._interrupt_requested:
-                    self.interrupt()
+                if self.kind == "python":
+                    # A fork bomb's processes would starve the kernel of the CPU it needs to stop.
+                    # (Not for bash: bash_kernel stops its own foreground job, and would lose track.)
+                    self.kill_strays()
+                self.interrupt()
+                first_interrupt_at = last_interrupt_at = loop.time()
             elif stopped_by and reply is None:
                 if now - first_interrupt_at > INTERRUPT_GRACE_S:
                     raise KernelDied("the kernel did not respond to the interrupt, so it was stopped")

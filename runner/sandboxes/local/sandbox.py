@@ -193,7 +193,7 @@ class LocalSandbox:
             await asyncio.wait_for(stream(), timeout_s)
             code = await proc.wait()
         except TimeoutError:
-            jail.kill_processes([pid for pid, _ in reversed(jail.process_tree(proc.pid))] + [proc.pid])
+            jail.signal_processes([pid for pid, _ in reversed(jail.process_tree(proc.pid))] + [proc.pid])
             await proc.wait()
             await emit(on_event, Stderr(f"\npip did not finish within {timeout_s:.0f} s and was stopped.\n"))
             return Outcome("timeout", _ms_since(started))
