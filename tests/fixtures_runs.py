@@ -13,6 +13,7 @@ backend for real; after each test this process's sandboxes are closed.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -57,6 +58,11 @@ def alice_session(alice: Any) -> ChatSession:
 
 
 @pytest.fixture
+def bob_session(bob: Any) -> ChatSession:
+    return services.session_create(owner=bob, title="Bob's")
+
+
+@pytest.fixture
 async def runs_cleanup() -> AsyncIterator[None]:
     """Close this process's sandboxes and housekeeping after the test (they live on its loop)."""
     yield
@@ -90,6 +96,10 @@ async def connect(runs_cleanup: None) -> AsyncIterator[Connect]:
 
 
 async def receive(communicator: WebsocketCommunicator) -> dict[str, Any]:
+    """The next frame (frames `run` skipped over come first)."""
+    backlog: list[dict[str, Any]] = communicator.__dict__.setdefault("backlog", [])
+    if backlog:
+        return backlog.pop(0)
     return await communicator.receive_json_from(timeout=FRAME_TIMEOUT_S)
 
 
@@ -103,12 +113,19 @@ async def receive_until_finished(communicator: WebsocketCommunicator, execution_
             return frames
 
 
-async def run(communicator: WebsocketCommunicator, code: str, *, language: str = "python", client_id: str = "c1") -> int:
-    """Send a run and return its execution id (from `execution.queued`)."""
+async def run(communicator: WebsocketCommunicator, code: str, *, language: str = "python", client_id: str | None = None) -> int:
+    """Send a run and return its execution id (from its `execution.queued`). Other frames that
+    arrive first stay queued for `receive`."""
+    client_id = client_id or uuid.uuid4().hex[:12]
     await communicator.send_json_to({"type": "run", "code": code, "language": language, "client_id": client_id})
-    frame = await receive(communicator)
-    assert frame["type"] == "execution.queued", frame
-    return frame["execution_id"]
+    skipped: list[dict[str, Any]] = []
+    while True:
+        frame = await communicator.receive_json_from(timeout=FRAME_TIMEOUT_S)
+        if frame["type"] == "execution.queued" and frame["client_id"] == client_id:
+            communicator.__dict__.setdefault("backlog", []).extend(skipped)
+            return frame["execution_id"]
+        assert frame["type"] != "error", frame
+        skipped.append(frame)
 
 
 def stdout_of(frames: list[dict[str, Any]]) -> str:

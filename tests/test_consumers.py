@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
+import pytest
+from django.test import override_settings
+
+from runner.models import Execution, OutputChunk, SandboxLease
+from runner.services.sandboxes import NOTICE_NEW_SANDBOX
 from tests.fixtures_runs import receive, receive_until_finished, run, stdout_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -29,4 +34,187 @@ async def test_output_streams_in_order_with_contiguous_indexes(connect, alice, a
     assert outputs[-1]["kind"] == "result" and outputs[-1]["data"]["text/plain"] == "42"
     assert frames[-1] == {"type": "execution.finished", "execution_id": execution_id, "status": "succeeded",
                           "duration_ms": frames[-1]["duration_ms"], "truncated": False}
+    assert await ws.receive_nothing()
+
+
+async def test_reconnecting_with_after_replays_each_missed_event_exactly_once(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    first = await run(ws, "for i in range(3):\n    print(i, flush=True)")
+    frames = await receive_until_finished(ws, first)
+    seen = [f for f in frames if f["type"] == "execution.output"]
+    await ws.disconnect()
+
+    # Away: pretend we only got the first output of `first`; a second run happens meanwhile.
+    other = await connect(alice, alice_session)
+    await receive(other)
+    second = await run(other, "print('while away')")
+    await receive_until_finished(other, second)
+
+    back = await connect(alice, alice_session, f"after_execution={first}&after_index={seen[0]['index']}")
+    hello = await receive(back)
+    assert hello["last"]["execution_id"] == second
+    replayed = []
+    while True:
+        frame = await receive(back)
+        replayed.append(frame)
+        if frame["type"] == "execution.finished" and frame["execution_id"] == second:
+            break
+    assert await back.receive_nothing()
+    assert [(f["type"], f["execution_id"], f.get("index")) for f in replayed] == [
+        *[("execution.output", first, f["index"]) for f in seen[1:]],
+        ("execution.finished", first, None),
+        ("execution.queued", second, None),
+        ("execution.started", second, None),
+        ("execution.output", second, 0),
+        ("execution.finished", second, None),
+    ]
+    assert replayed[-2]["text"] == "while away\n"
+
+
+async def test_a_run_continues_and_is_stored_when_no_socket_is_connected(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    execution_id = await run(ws, "import time\ntime.sleep(0.5)\nprint('done without you')")
+    await ws.disconnect()
+
+    execution = await Execution.objects.aget(pk=execution_id)
+    for _ in range(100):
+        if execution.status not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.1)
+        execution = await Execution.objects.aget(pk=execution_id)
+    assert execution.status == "succeeded"
+    texts = [c.text async for c in OutputChunk.objects.filter(execution_id=execution_id).order_by("index")]
+    assert texts == ["done without you\n"]
+
+
+async def test_stop_cancels_a_running_run_and_keeps_variables(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    await receive_until_finished(ws, await run(ws, "x = 41"))
+    execution_id = await run(ws, "print('spinning', flush=True)\nwhile True:\n    pass")
+    assert (await receive(ws))["type"] == "execution.started"
+    assert (await receive(ws))["text"] == "spinning\n"
+    await ws.send_json_to({"type": "stop", "execution_id": execution_id})
+    frames = await receive_until_finished(ws, execution_id)
+    assert frames[-1]["status"] == "cancelled", frames
+    after = await receive_until_finished(ws, await run(ws, "print(x + 1)"))
+    assert stdout_of(after) == "42\n"
+
+
+async def test_stop_from_another_tab_cancels_the_run(connect, alice, alice_session) -> None:
+    tab_one = await connect(alice, alice_session)
+    tab_two = await connect(alice, alice_session)
+    await receive(tab_one)
+    await receive(tab_two)
+    execution_id = await run(tab_one, "import time\nwhile True:\n    time.sleep(0.01)")
+    assert (await receive(tab_two))["type"] == "execution.queued"
+    assert (await receive(tab_two))["type"] == "execution.started"
+    await tab_two.send_json_to({"type": "stop", "execution_id": execution_id})
+    assert (await receive_until_finished(tab_one, execution_id))[-1]["status"] == "cancelled"
+    assert (await receive_until_finished(tab_two, execution_id))[-1]["status"] == "cancelled"
+
+
+async def test_stop_of_a_queued_run_cancels_it_before_it_starts(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    first = await run(ws, "import time\ntime.sleep(1)\nprint('first')")
+    second = await run(ws, "print('never')")
+    await ws.send_json_to({"type": "stop", "execution_id": second})
+    frames = await receive_until_finished(ws, first)
+    finished_second = [f for f in frames if f["type"] == "execution.finished" and f["execution_id"] == second]
+    assert finished_second == [{"type": "execution.finished", "execution_id": second, "status": "cancelled", "duration_ms": None, "truncated": False}]
+    assert not any(f["type"] == "execution.started" and f["execution_id"] == second for f in frames)
+    assert stdout_of(frames) == "first\n"
+    assert await ws.receive_nothing()
+
+
+async def test_runs_queue_in_order_one_at_a_time(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    first = await run(ws, "import time\ntime.sleep(0.3)\nprint('one')", client_id="a")
+    second = await run(ws, "print('two')", client_id="b")
+    frames = await receive_until_finished(ws, second)
+    order = [(f["type"], f["execution_id"]) for f in frames if f["type"] != "execution.output"]
+    assert order == [
+        ("execution.started", first), ("execution.finished", first),
+        ("execution.started", second), ("execution.finished", second),
+    ]
+    assert stdout_of(frames) == "one\ntwo\n"
+
+
+async def test_timeout_ends_the_run_timed_out_and_keeps_variables(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    await receive_until_finished(ws, await run(ws, "y = 'kept'"))
+    with override_settings(RUN_TIMEOUT_S=1):
+        frames = await receive_until_finished(ws, await run(ws, "import time\ntime.sleep(30)"))
+    assert frames[-1]["status"] == "timed_out"
+    assert stdout_of(await receive_until_finished(ws, await run(ws, "print(y)"))) == "kept\n"
+
+
+async def test_output_past_the_cap_is_dropped_with_a_marker_and_truncated_flag(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    with override_settings(RUN_OUTPUT_MAX_BYTES=1000):
+        execution_id = await run(ws, "for i in range(200):\n    print('x' * 99)\nprint('after the cap')")
+        frames = await receive_until_finished(ws, execution_id)
+    assert frames[-1]["status"] == "succeeded" and frames[-1]["truncated"] is True
+    assert len(stdout_of(frames)) == 1000
+    marker = [f for f in frames if f["type"] == "execution.output"][-1]
+    assert marker["kind"] == "stderr" and marker["text"] == "Output stopped at 1000 bytes; the run went on.\n"
+    execution = await Execution.objects.aget(pk=execution_id)
+    assert execution.truncated and execution.stdout_bytes == 200 * 100 + len("after the cap\n")
+    stored = [c async for c in OutputChunk.objects.filter(execution_id=execution_id).order_by("index")]
+    assert stored[-1].text == marker["text"] and sum(len(c.text) for c in stored if c.kind == "stdout") == 1000
+
+
+async def test_a_flood_of_output_is_stored_in_few_batched_chunks(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    execution_id = await run(ws, "for i in range(20000):\n    print(i)")
+    frames = await receive_until_finished(ws, execution_id)
+    assert stdout_of(frames) == "".join(f"{i}\n" for i in range(20000))
+    chunks = await OutputChunk.objects.filter(execution_id=execution_id).acount()
+    assert chunks < 200
+    assert all(len(f["text"]) <= 64 * 1024 for f in frames if f["type"] == "execution.output")
+
+
+async def test_an_error_is_stored_with_its_traceback_and_the_run_fails(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    execution_id = await run(ws, "1/0")
+    frames = await receive_until_finished(ws, execution_id)
+    error = [f for f in frames if f["type"] == "execution.output"][-1]
+    assert error["kind"] == "error" and error["data"]["ename"] == "ZeroDivisionError" and error["data"]["traceback"]
+    assert frames[-1]["status"] == "failed"
+    execution = await Execution.objects.aget(pk=execution_id)
+    assert (execution.error_name, execution.error_value) == ("ZeroDivisionError", "division by zero")
+
+
+async def test_a_dead_kernel_fails_the_run_and_the_next_run_says_the_sandbox_is_new(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    await receive_until_finished(ws, await run(ws, "z = 1"))
+    frames = await receive_until_finished(ws, await run(ws, "import os\nos._exit(1)"))
+    assert frames[-1]["status"] == "failed"
+    execution_id = await run(ws, "print('z' in dir())")
+    frames = await receive_until_finished(ws, execution_id)
+    assert frames[0] == {"type": "execution.started", "execution_id": execution_id, "notice": NOTICE_NEW_SANDBOX}
+    assert stdout_of(frames) == "False\n"
+    assert (await Execution.objects.aget(pk=execution_id)).notice == NOTICE_NEW_SANDBOX
+    ended = await SandboxLease.objects.filter(session_id=alice_session.id, end_reason="gone").acount()
+    assert ended == 1
+
+
+async def test_degraded_mode_rejects_the_run_with_an_unavailable_error(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    with override_settings(SANDBOX_BACKEND="nonsense"):
+        execution_id = await run(ws, "print(1)")
+        error = await receive(ws)
+        finished = await receive(ws)
+    assert error["type"] == "error" and error["code"] == "unavailable" and "nonsense" in error["message"]
+    assert finished == {"type": "execution.finished", "execution_id": execution_id, "status": "rejected", "duration_ms": None, "truncated": False}
     assert await ws.receive_nothing()

@@ -1,0 +1,153 @@
+"""Who may connect, and what malformed input gets: an `error` frame, the socket stays open, and
+nobody else notices.
+
+alice owns `alice_session`; bob is another student; `admin_user` is a superuser (read-only viewer).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.test import override_settings
+
+from runner.models import Execution
+from tests.fixtures_runs import receive
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+
+
+async def _assert_still_open(ws) -> None:
+    await ws.send_json_to({"type": "ping"})
+    assert await receive(ws) == {"type": "pong"}
+
+
+async def test_another_users_session_is_closed_with_4403(connect, bob, alice_session) -> None:
+    ws = await connect(bob, alice_session)
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+
+
+async def test_an_anonymous_socket_is_closed_with_4403(connect, alice_session) -> None:
+    ws = await connect(None, alice_session)
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+
+
+async def test_an_unknown_session_is_closed_with_4404(connect, alice) -> None:
+    ws = await connect(alice, uuid.uuid4())
+    assert await ws.receive_output(timeout=5) == {"type": "websocket.close", "code": 4404}
+
+
+async def test_a_foreign_origin_is_refused_at_the_handshake(alice_session, alice, runs_cleanup) -> None:
+    from channels.testing import WebsocketCommunicator
+
+    from project.asgi import application
+
+    ws = WebsocketCommunicator(application, f"/ws/sessions/{alice_session.id}/", headers=[(b"origin", b"http://evil.example")])
+    connected, _ = await ws.connect(timeout=5)
+    assert connected is False
+    await ws.disconnect()
+
+
+async def test_a_viewer_sees_the_session_but_may_not_run(connect, admin_user, alice_session) -> None:
+    ws = await connect(admin_user, alice_session)
+    hello = await receive(ws)
+    assert hello["can_run"] is False
+    await ws.send_json_to({"type": "run", "code": "print(1)", "language": "python", "client_id": "x"})
+    error = await receive(ws)
+    assert error["type"] == "error" and error["code"] == "forbidden"
+    assert await Execution.objects.acount() == 0
+    await _assert_still_open(ws)
+
+
+async def test_ping_gets_pong(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    await _assert_still_open(ws)
+    assert await ws.receive_nothing()
+
+
+BAD_FRAMES = {
+    "not_json": ("text", "{not json"),
+    "json_array": ("text", "[1, 2]"),
+    "json_string": ("text", '"run"'),
+    "no_type": ("json", {"code": "print(1)"}),
+    "type_not_a_string": ("json", {"type": 7}),
+    "unknown_type": ("json", {"type": "launch"}),
+    "code_not_a_string": ("json", {"type": "run", "code": ["print(1)"], "language": "python", "client_id": "a"}),
+    "code_missing": ("json", {"type": "run", "language": "python", "client_id": "a"}),
+    "code_empty": ("json", {"type": "run", "code": "   ", "language": "python", "client_id": "a"}),
+    "language_unknown": ("json", {"type": "run", "code": "1", "language": "cobol", "client_id": "a"}),
+    "language_not_a_string": ("json", {"type": "run", "code": "1", "language": None, "client_id": "a"}),
+    "client_id_not_a_string": ("json", {"type": "run", "code": "1", "language": "python", "client_id": 5}),
+    "code_too_large": ("json", {"type": "run", "code": "#" * (100 * 1024 + 1), "language": "python", "client_id": "a"}),
+    "stop_id_not_an_integer": ("json", {"type": "stop", "execution_id": "1"}),
+    "stop_id_boolean": ("json", {"type": "stop", "execution_id": True}),
+}
+
+
+@pytest.mark.parametrize("how,payload", BAD_FRAMES.values(), ids=BAD_FRAMES.keys())
+async def test_malformed_input_gets_a_bad_request_error_and_the_socket_stays_open(connect, alice, alice_session, how, payload) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    if how == "text":
+        await ws.send_to(text_data=payload)
+    else:
+        await ws.send_json_to(payload)
+    error = await receive(ws)
+    assert error["type"] == "error" and error["code"] == "bad_request" and error["message"], error
+    await _assert_still_open(ws)
+    assert await Execution.objects.acount() == 0
+
+
+async def test_a_binary_frame_gets_a_bad_request_error(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    await ws.send_to(bytes_data=b"\x00\x01")
+    error = await receive(ws)
+    assert error["type"] == "error" and error["code"] == "bad_request"
+    await _assert_still_open(ws)
+
+
+async def test_stopping_a_run_of_another_session_is_not_found(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    await ws.send_json_to({"type": "stop", "execution_id": 999999})
+    error = await receive(ws)
+    assert error["type"] == "error" and error["code"] == "not_found"
+    await _assert_still_open(ws)
+
+
+async def test_bad_after_parameters_get_an_error_after_hello(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session, "after_execution=abc&after_index=0")
+    assert (await receive(ws))["type"] == "hello"
+    error = await receive(ws)
+    assert error["type"] == "error" and error["code"] == "bad_request"
+    await _assert_still_open(ws)
+
+
+async def test_a_flood_of_frames_is_rate_limited_once_and_the_socket_stays_open(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    with override_settings(WS_MESSAGES_PER_10S=5):
+        ws2 = await connect(alice, alice_session)
+        await receive(ws2)
+        for _ in range(8):
+            await ws2.send_json_to({"type": "ping"})
+        frames = [await receive(ws2) for _ in range(6)]
+    assert frames == [{"type": "pong"}] * 5 + [frames[5]]
+    assert frames[5]["type"] == "error" and frames[5]["code"] == "rate_limited"
+    assert await ws2.receive_nothing()
+
+
+async def test_another_users_socket_notices_nothing_of_a_bad_client(connect, alice, bob, alice_session, bob_session) -> None:
+    bystander = await connect(bob, bob_session)
+    await receive(bystander)
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    for payload in ("{oops", "[]", '{"type": "nope"}'):
+        await ws.send_to(text_data=payload)
+        assert (await receive(ws))["type"] == "error"
+    await ws.send_to(bytes_data=b"\xff")
+    assert (await receive(ws))["type"] == "error"
+    assert await bystander.receive_nothing()
+    await _assert_still_open(bystander)
