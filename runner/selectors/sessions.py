@@ -59,6 +59,8 @@ class Turn:
     status_class: str = ""
     is_active: bool = False
     truncated: bool = False
+    # A stopped run whose backend kept the KeyboardInterrupt to itself still reads like Jupyter's.
+    stopped_note: bool = False
 
 
 def duration_text(duration_ms: int | None) -> str:
@@ -215,15 +217,18 @@ def output_blocks(chunks: list[OutputChunk]) -> list[OutputBlock]:
 
 def _turn(execution: Execution, chunks: list[OutputChunk]) -> Turn:
     text, cls = execution_status(execution)
+    blocks = output_blocks(chunks)
     return Turn(
         execution=execution,
         language_label=LANGUAGE_LABELS.get(execution.language, execution.language),
-        blocks=output_blocks(chunks),
+        blocks=blocks,
         last_index=chunks[-1].index if chunks else None,
         status_text=text,
         status_class=cls,
         is_active=execution.is_active,
         truncated=execution.truncated,
+        stopped_note=execution.status == Execution.Status.CANCELLED
+        and not any(b.type == "error" and b.ename == "KeyboardInterrupt" for b in blocks),
     )
 
 

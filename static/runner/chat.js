@@ -202,7 +202,11 @@
     line.className = 'status-line ' + cls;
     $('.status-text', line).textContent = text;
     var sr = $('.status-sr', line);
-    if (spoken !== undefined && sr) sr.textContent = spoken;
+    if (spoken !== undefined && sr) {
+      sr.textContent = spoken;
+      // Screen readers hear the sentence ("Run finished: succeeded in 0.2 s"), not the symbols too.
+      $('.status-text', line).setAttribute('aria-hidden', spoken ? 'true' : 'false');
+    }
   }
 
   function markSeq(turn, running) {
@@ -461,6 +465,13 @@
     var s = finishedStatus(frame.status, frame.duration_ms, turn.ename);
     setStatus(turn, s[0], s[1], 'Run finished: ' + s[2]);
     markSeq(turn, false);
+    if (frame.status === 'cancelled' && turn.ename !== 'KeyboardInterrupt' && !$('.stopped-note', turn.output)) {
+      var note = el('p', 'stopped-note');
+      note.setAttribute('role', 'note');
+      note.appendChild(el('span', 'ename', 'KeyboardInterrupt'));
+      note.appendChild(document.createTextNode(": stopped; the session's variables are kept."));
+      turn.output.appendChild(note);
+    }
     if (frame.truncated && !$('.trunc', turn.output)) {
       var p = el('p', 'trunc', page.truncation_notice || 'Output stopped at 2 MiB; the run went on.');
       p.setAttribute('role', 'note');
@@ -576,6 +587,10 @@
   }
   if (conversation) {
     conversation.addEventListener('scroll', function () { atBottom = computeAtBottom(); }, { passive: true });
+    // Images (and sanitised HTML) grow the page after they load: stay pinned if the reader was.
+    conversation.addEventListener('load', function (e) {
+      if (e.target.tagName === 'IMG' && atBottom) scrollToBottom();
+    }, true);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -607,11 +622,13 @@
     ws.addEventListener('open', function () {
       connected = true;
       everOpened = true;
+      document.body.dataset.socket = 'open';
       showToast(false);
       updateControls();
     });
     ws.addEventListener('close', function (event) {
       connected = false;
+      document.body.dataset.socket = 'closed';
       if (event.code === 4403 || event.code === 4404) {
         closedForGood = true;
         ws.close();

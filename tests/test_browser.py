@@ -1,0 +1,182 @@
+"""The page in headless Chromium, against a real Daphne and real kernels.
+
+Each test logs in as alice (a fresh student), starts a session from the sidebar, and drives the
+composer the way a user does: type, Shift+Enter, watch the reply.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+
+PASSWORD = "a-long-test-password-1"
+RUN_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+def alice(transactional_db):
+    return get_user_model().objects.create_user("alice", password=PASSWORD, first_name="Alice", last_name="Liddell")
+
+
+@pytest.fixture
+def page(chromium_browser, live_daphne, alice):
+    context = chromium_browser.new_context(base_url=live_daphne, viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(RUN_TIMEOUT_MS)
+    page = context.new_page()
+    page.errors = []  # uncaught page errors, so a broken script fails the test that caused it
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    yield page
+    context.close()
+
+
+def log_in_and_start_session(page) -> None:
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("button", name="Start a session").click()
+    page.wait_for_url(re.compile(r"/sessions/[0-9a-f-]{36}/$"))
+    wait_connected(page)
+
+
+def wait_connected(page) -> None:
+    """Wait until the page's socket is open (the composer is usable and no toast shows)."""
+    page.wait_for_function("() => document.body.dataset.socket === 'open'")
+
+
+def run(page, code: str, *, wait: bool = True):
+    """Type `code` into the composer, Shift+Enter, and return the new turn (after it finishes if `wait`)."""
+    before = page.locator("#turns > li.turn").count()
+    composer = page.get_by_label("Code to run")
+    composer.fill(code)
+    composer.press("Shift+Enter")
+    turn = page.locator("#turns > li.turn").nth(before)
+    turn.wait_for()
+    if wait:
+        wait_finished(turn)
+    return turn
+
+
+def wait_finished(turn) -> None:
+    turn.locator(".status-line.ok, .status-line.err, .status-line.warn, .status-line.muted").wait_for(timeout=RUN_TIMEOUT_MS)
+
+
+def test_print_shows_its_output(page) -> None:
+    log_in_and_start_session(page)
+    turn = run(page, "print('hi')")
+    assert turn.locator(".output pre.stream").inner_text() == "hi\n"
+    assert turn.locator(".status-text").inner_text().startswith("✓")
+    assert page.errors == []
+
+
+def test_a_variable_persists_into_the_next_run(page) -> None:
+    log_in_and_start_session(page)
+    run(page, "x = 6 * 7")
+    turn = run(page, "print(x + 1)")
+    assert turn.locator(".output").inner_text().strip() == "43"
+
+
+def test_a_matplotlib_plot_shows_an_image(page) -> None:
+    log_in_and_start_session(page)
+    turn = run(page, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()")
+    image = turn.locator(".out-image img")
+    image.wait_for()
+    assert image.get_attribute("src").startswith("data:image/png;base64,")
+    assert image.evaluate("img => img.complete && img.naturalWidth > 100")
+
+
+def test_stop_interrupts_an_endless_loop_and_the_next_run_works(page) -> None:
+    log_in_and_start_session(page)
+    loop = run(page, "while True: pass", wait=False)
+    loop.locator(".status-line.running").wait_for()
+    page.get_by_role("button", name="Stop").click()
+    wait_finished(loop)
+    assert loop.locator(".status-text").inner_text() == "■ stopped", loop.locator(".reply").inner_text()
+    assert "KeyboardInterrupt" in loop.locator(".output").inner_text()
+    after = run(page, "print('still here')")
+    assert after.locator(".output").inner_text().strip() == "still here"
+
+
+def test_a_reload_shows_the_whole_history(page) -> None:
+    log_in_and_start_session(page)
+    run(page, "print('first')")
+    run(page, "1/0")
+    run(page, "import sys; print('to stderr', file=sys.stderr)")
+    page.reload()
+    turns = page.locator("#turns > li.turn")
+    assert turns.count() == 3
+    assert turns.nth(0).locator(".output").inner_text().strip() == "first"
+    assert turns.nth(1).locator(".status-text").inner_text() == "✗ ZeroDivisionError"
+    assert "ZeroDivisionError" in turns.nth(1).locator("pre.traceback").inner_text()
+    assert turns.nth(2).locator(".output .stderr").inner_text().strip() == "to stderr"
+    assert turns.nth(0).locator("pre.code").inner_text().strip() == "print('first')"
+    assert page.errors == []
+
+
+def test_going_offline_mid_stream_ends_with_complete_output_once(page) -> None:
+    log_in_and_start_session(page)
+    turn = run(page, "import time\nfor i in range(40):\n    print(i, flush=True)\n    time.sleep(0.05)", wait=False)
+    turn.locator("pre.stream").wait_for()
+    page.context.set_offline(True)
+    page.wait_for_function("() => document.body.dataset.socket === 'closed'", timeout=10_000)
+    assert page.locator("#toast").is_visible()
+    page.wait_for_timeout(1500)
+    page.context.set_offline(False)
+    wait_finished(turn)
+    wait_connected(page)
+    assert not page.locator("#toast").is_visible()
+    assert turn.locator("pre.stream").inner_text() == "".join(f"{i}\n" for i in range(40))
+    assert turn.locator(".status-text").inner_text().startswith("✓")
+
+
+def test_rich_html_from_user_code_cannot_run_script_in_the_page(page) -> None:
+    log_in_and_start_session(page)
+    turn = run(
+        page,
+        "from IPython.display import HTML, Markdown, display\n"
+        "display(HTML('<b>bold</b><script>window.pwned = 1</script>'))\n"
+        "display(HTML('<img src=x onerror=\"window.pwned = 2\">'))\n"
+        "display(Markdown('*md* <img src=y onerror=\"window.pwned = 3\">'))\n"
+        "display(HTML('<svg onload=\"window.pwned = 4\"></svg><a href=\"javascript:window.pwned=5\">x</a>'))",
+    )
+    turn.locator(".rich b").wait_for()
+    page.wait_for_timeout(500)
+    assert page.evaluate("() => window.pwned") is None
+    page.reload()
+    page.locator("#turns .rich b").wait_for()
+    page.wait_for_timeout(500)
+    assert page.evaluate("() => window.pwned") is None
+    assert page.locator("#turns .rich script, #turns .rich [onerror], #turns .rich svg").count() == 0
+
+
+def test_pages_look_right_in_light_and_dark(chromium_browser, live_daphne, alice) -> None:
+    """Screenshots for a human to look at (saved to /tmp), plus the checks a screenshot can't make."""
+    for scheme, size in [("light", (1280, 860)), ("dark", (1280, 860)), ("light", (390, 800))]:
+        context = chromium_browser.new_context(
+            base_url=live_daphne, color_scheme=scheme, viewport={"width": size[0], "height": size[1]}
+        )
+        context.set_default_timeout(RUN_TIMEOUT_MS)
+        page = context.new_page()
+        page.errors = []
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        if scheme == "light" and size[0] > 700:
+            log_in_and_start_session(page)
+            page.get_by_role("button", name="Pandas table").click()
+            run(page, page.get_by_label("Code to run").input_value())
+            run(page, "import numpy as np\nimport matplotlib.pyplot as plt\nx = np.linspace(0, 6.3, 200)\nplt.plot(x, np.sin(x))\nplt.show()")
+            run(page, "print('\\x1b[32mgreen\\x1b[0m and plain')\ndef f():\n    return 1/0\nf()")
+        else:
+            page.goto("/accounts/login/")
+            page.get_by_label("Username").fill("alice")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Log in").click()
+            page.locator("#turns").wait_for()
+            wait_connected(page)
+        page.wait_for_timeout(300)
+        page.screenshot(path=f"/tmp/sandpit-{scheme}-{size[0]}.png")
+        assert page.errors == []
+        context.close()
