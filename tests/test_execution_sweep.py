@@ -1,0 +1,90 @@
+"""The start-up sweep: runs left `queued` or `running` by a dead server process become
+`interrupted` with a note in their output; runs of live processes are never touched.
+
+Processes: this test process (alive by definition), a "dead" one that never heartbeated, and a
+live peer on another host with a fresh heartbeat.
+"""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from runner import services
+from runner.models import ChatSession, Execution, OutputChunk, SandboxLease, ServerProcess
+from runner.services.executions import SWEEP_NOTE
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+
+
+def _run(session: ChatSession, seq: int, status: str, owner_boot_id: str) -> Execution:
+    return Execution.objects.create(
+        session=session, seq=seq, code="while True: pass", language="python", user=session.owner,
+        status=status, owner_boot_id=owner_boot_id, started_at=timezone.now() if status == "running" else None,
+    )
+
+
+@pytest.fixture
+def dead_runs(alice_session: ChatSession) -> list[Execution]:
+    running = _run(alice_session, 1, "running", "dead-process")
+    OutputChunk.objects.create(execution=running, index=0, kind="stdout", text="before the crash\n")
+    return [running, _run(alice_session, 2, "queued", "dead-process")]
+
+
+@pytest.fixture
+def live_peer_run(alice_session: ChatSession) -> Execution:
+    ServerProcess.objects.create(boot_id="live-peer", hostname="another-host", pid=1, seen_at=timezone.now())
+    return _run(alice_session, 3, "running", "live-peer")
+
+
+async def test_runs_of_a_dead_process_become_interrupted_with_a_note(dead_runs, runs_cleanup) -> None:
+    assert await services.execution_sweep() == 2
+    for execution in dead_runs:
+        await execution.arefresh_from_db()
+        assert execution.status == "interrupted" and execution.finished_at is not None
+    notes = [(c.execution_id, c.index, c.text) async for c in OutputChunk.objects.filter(kind="stderr").order_by("execution_id")]
+    assert notes == [(dead_runs[0].pk, 1, SWEEP_NOTE + "\n"), (dead_runs[1].pk, 0, SWEEP_NOTE + "\n")]
+
+
+async def test_the_sweep_leaves_runs_of_a_live_process_alone(live_peer_run, runs_cleanup) -> None:
+    assert await services.execution_sweep() == 0
+    await live_peer_run.arefresh_from_db()
+    assert live_peer_run.status == "running"
+
+
+async def test_a_peer_whose_heartbeat_went_stale_is_swept(live_peer_run, runs_cleanup) -> None:
+    await ServerProcess.objects.filter(boot_id="live-peer").aupdate(seen_at=timezone.now() - timezone.timedelta(minutes=5))
+    assert await services.execution_sweep() == 1
+    await live_peer_run.arefresh_from_db()
+    assert live_peer_run.status == "interrupted"
+
+
+async def test_the_first_socket_of_a_process_runs_the_start_up_sweep(connect, alice, alice_session, dead_runs) -> None:
+    from runner.services import processes
+
+    processes._swept_at_start = False  # a fresh process: nothing swept yet
+    ws = await connect(alice, alice_session)
+    await ws.receive_json_from(timeout=10)
+    statuses = {e.status async for e in Execution.objects.filter(pk__in=[r.pk for r in dead_runs])}
+    assert statuses == {"interrupted"}
+
+
+async def test_leases_of_a_dead_process_end_with_reason_shutdown(alice, alice_session, runs_cleanup) -> None:
+    lease = await SandboxLease.objects.acreate(
+        user=alice, session=alice_session, backend="local", sandbox_id="gone1", owner_boot_id="dead-process",
+        started_at=timezone.now() - timezone.timedelta(minutes=3),
+    )
+    assert await services.lease_sweep() == 1
+    await lease.arefresh_from_db()
+    assert lease.end_reason == "shutdown" and lease.ended_at is not None
+
+
+async def test_sweep_sync_at_exit_interrupts_only_this_process_runs(alice_session, live_peer_run, runs_cleanup) -> None:
+    mine = await sync_to_async(_run)(alice_session, 4, "running", services.BOOT_ID)
+    from runner.services.executions import execution_sweep_sync
+
+    await sync_to_async(execution_sweep_sync)(owner_boot_ids={services.BOOT_ID})
+    await mine.arefresh_from_db()
+    await live_peer_run.arefresh_from_db()
+    assert (mine.status, live_peer_run.status) == ("interrupted", "running")
