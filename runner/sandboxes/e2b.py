@@ -218,28 +218,34 @@ class E2BSandbox:
     async def run(self, code: str, *, language: str, on_event: OnEvent, timeout_s: float) -> Outcome:
         """Run code in the language's context. Never raises for errors in the user's code.
 
-        Raises SandboxGone if the sandbox is already gone when the run starts, SandboxUnavailable
-        or SandboxError if E2B refuses the request; a sandbox lost mid-run is Outcome "gone".
+        Raises SandboxGone if the sandbox is already gone when the run starts (nothing was
+        delivered), SandboxUnavailable or SandboxError if E2B refuses the request; a sandbox lost
+        mid-run is Outcome "gone" with an Error event.
         """
         if language not in LANGUAGES:
             raise ValueError(f"unsupported language {language!r}; choose one of {sorted(LANGUAGES)}")
-        await self._keep_alive()
         started = time.monotonic()
         errored = False
+        delivered = 0
+
+        async def deliver(event: Event) -> None:
+            nonlocal delivered
+            delivered += 1
+            await emit(on_event, event)
 
         async def on_stdout(message: OutputMessage) -> None:
-            await emit(on_event, Stdout(message.line))
+            await deliver(Stdout(message.line))
 
         async def on_stderr(message: OutputMessage) -> None:
-            await emit(on_event, Stderr(message.line))
+            await deliver(Stderr(message.line))
 
         async def on_result(result: E2BResult) -> None:
-            await emit(on_event, Result(data=mime_bundle(result), is_main=bool(result.is_main_result)))
+            await deliver(Result(data=mime_bundle(result), is_main=bool(result.is_main_result)))
 
         async def on_error(error: ExecutionError) -> None:
             nonlocal errored
             errored = True
-            await emit(on_event, Error(ename=error.name, evalue=error.value, traceback=error.traceback.splitlines()))
+            await deliver(Error(ename=error.name, evalue=error.value, traceback=error.traceback.splitlines()))
 
         call = self._sdk.run_code(
             code,
@@ -251,9 +257,14 @@ class E2BSandbox:
             timeout=timeout_s + SDK_TIMEOUT_SLACK_S,
             request_timeout=self._config.request_timeout_s,
         )
-        status, failure = await self._run_with_deadline(call, timeout_s)
+        # The keep-alive goes out beside the run, not before it: it costs the run no round trip.
+        keep_alive = asyncio.ensure_future(self._keep_alive())
+        try:
+            status, failure = await self._run_with_deadline(call, timeout_s)
+        finally:
+            await _settle_keep_alive(keep_alive, self.id)
         if failure is not None:
-            status = await self._report_failure(failure, on_event)
+            status = await self._report_failure(failure, on_event, nothing_delivered=delivered == 0)
         elif status == "ok" and errored:
             status = "error"
         return Outcome(status=status, duration_ms=int((time.monotonic() - started) * 1000))
@@ -281,9 +292,15 @@ class E2BSandbox:
             return "interrupted", None
         return "ok", failure
 
-    async def _report_failure(self, failure: BaseException, on_event: OnEvent) -> str:
-        """Turn an SDK failure during a run into an Error event and a status, or raise."""
+    async def _report_failure(self, failure: BaseException, on_event: OnEvent, *, nothing_delivered: bool) -> str:
+        """Turn an SDK failure during a run into an Error event and a status, or raise.
+
+        A sandbox found gone before anything was delivered raises SandboxGone, so the caller can
+        start a fresh sandbox and run the code there.
+        """
         error = translate_error(failure, self._config, doing="run the code")
+        if isinstance(error, SandboxGone) and nothing_delivered:
+            raise error
         if isinstance(error, SandboxGone):
             await emit(on_event, Error(ename="SandboxGone", evalue=str(error)))
             return "gone"
@@ -391,7 +408,7 @@ class E2BSandbox:
             await emit(on_event, Error(ename="InstallFailed", evalue=f"{tool} exited with status {failure.exit_code}"))
             status, failure = "error", None
         if failure is not None:
-            status = await self._report_failure(failure, on_event)
+            status = await self._report_failure(failure, on_event, nothing_delivered=False)
         return Outcome(status=status, duration_ms=int((time.monotonic() - started) * 1000))
 
     # --- lifetime -------------------------------------------------------------------------------
@@ -490,6 +507,18 @@ def translate_error(exc: BaseException, config: E2BConfig, *, doing: str) -> San
 def _leading_status(message: str) -> int | None:
     match = re.match(r"^(\d{3})\b", message)
     return int(match.group(1)) if match else None
+
+
+async def _settle_keep_alive(keep_alive: asyncio.Future[None], sandbox_id: str) -> None:
+    """Wait for a keep-alive sent beside a run. Its failure never fails the run: a sandbox that is
+    really gone fails the run itself, and anything else (a rate limit) is retried next run."""
+    try:
+        await asyncio.shield(keep_alive)
+    except SandboxError as exc:
+        log.info("E2B keep-alive for sandbox %s failed: %s", sandbox_id, exc)
+    except asyncio.CancelledError:
+        keep_alive.cancel()
+        raise
 
 
 async def _cancel(task: asyncio.Future[Any]) -> None:

@@ -97,6 +97,7 @@ class KernelContext:
         # One execution at a time per context, like the real server's per-context lock.
         self.lock = threading.Lock()
         self._alive_checked_at, self._alive = time.monotonic(), True
+        self.closed = False
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "language": self.language, "cwd": "/home/user"}
@@ -106,9 +107,15 @@ class KernelContext:
 
         When `client_gone()` turns true the kernel is interrupted, the run is drained until the
         kernel is idle again, and nothing more is yielded: E2B interrupts a run whose request closed.
+        A kernel shut down under the run (its sandbox killed) just ends the stream.
         """
         with self.lock:
-            yield from self._execute_locked(code, client_gone=client_gone, keepalive_s=keepalive_s)
+            try:
+                yield from self._execute_locked(code, client_gone=client_gone, keepalive_s=keepalive_s)
+            except Exception:
+                if not self.closed:
+                    raise
+                log.info("context %s was shut down during a run", self.id)
 
     def _execute_locked(self, code: str, *, client_gone: Callable[[], bool], keepalive_s: float) -> Iterator[dict[str, Any]]:
         msg_id = self.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
@@ -117,13 +124,16 @@ class KernelContext:
         replied_at = 0.0
         last_sent = time.monotonic()
         while not (idle and replied):
-            try:
-                msg = self.client.get_iopub_msg(timeout=0.05)
-            except Empty:
-                msg = None
+            msg = None
+            if not idle:
+                try:
+                    msg = self.client.get_iopub_msg(timeout=0.05)
+                except Empty:
+                    pass
             if not replied:
                 try:
-                    reply = self.client.get_shell_msg(timeout=0)
+                    # Once idle, only the reply is missing: wait on the shell channel instead.
+                    reply = self.client.get_shell_msg(timeout=0.05 if idle else 0)
                 except Empty:
                     reply = None
                 if reply is not None and reply["parent_header"].get("msg_id") == msg_id:
@@ -182,6 +192,7 @@ class KernelContext:
         self.manager.interrupt_kernel()
 
     def shutdown(self) -> None:
+        self.closed = True
         try:
             self.client.stop_channels()
             self.manager.shutdown_kernel(now=True)
