@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
@@ -66,6 +66,7 @@ def _chat_context(request: HttpRequest, session: ChatSession | None) -> dict[str
                 "last": selectors.session_resume_point(session=session),
                 "language": session.language,
                 "rename_url": reverse("session_rename", args=[session.id]),
+                "restart_url": reverse("session_restart", args=[session.id]),
                 "output_url": reverse("execution_output", args=[session.id, 0]).replace("/0/", "/{id}/"),
                 "history": [t.execution.code for t in turns if t.execution.language == session.language][-50:],
             }
@@ -112,6 +113,21 @@ def session_rename(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
         return HttpResponseBadRequest(" ".join(exc.messages))
     if wants_json:
         return JsonResponse({"ok": True, "title": session.title})
+    return redirect("session_detail", session_id=session.id)
+
+
+@login_required
+@require_POST
+async def session_restart(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    """Restart the session's sandbox (the page asks first and says variables will be lost)."""
+    user = await request.auser()
+    session = await sync_to_async(selectors.session_for_user)(user=user, session_id=session_id)
+    if session is None:
+        raise Http404("No such session.")
+    try:
+        await services.session_sandbox_restart(session=session)
+    except services.SessionBusy as exc:
+        return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
     return redirect("session_detail", session_id=session.id)
 
 

@@ -180,3 +180,71 @@ def test_pages_look_right_in_light_and_dark(chromium_browser, live_daphne, alice
         page.screenshot(path=f"/tmp/sandpit-{scheme}-{size[0]}.png")
         assert page.errors == []
         context.close()
+
+
+def test_restart_sandbox_asks_first_and_then_variables_are_gone(page) -> None:
+    log_in_and_start_session(page)
+    run(page, "x = 1")
+    page.get_by_label("Session menu").click()
+    page.get_by_role("button", name="Restart sandbox…").click()
+    dialog = page.get_by_role("dialog", name="Restart the sandbox?")
+    assert "Variables" in dialog.inner_text() and "will be lost" in dialog.inner_text()
+    dialog.get_by_role("button", name="Cancel").click()
+    assert not dialog.is_visible()
+    page.get_by_label("Session menu").click()
+    page.get_by_role("button", name="Restart sandbox…").click()
+    dialog.get_by_role("button", name="Restart sandbox").click()
+    page.wait_for_load_state()
+    wait_connected(page)
+    turn = run(page, "print(x)")
+    assert turn.locator(".status-text").inner_text() == "✗ NameError"
+    assert turn.locator(".notice").inner_text() == "A new sandbox was started; variables from earlier runs are gone."
+
+
+def test_composer_keeps_indentation_and_recalls_the_previous_code(page) -> None:
+    log_in_and_start_session(page)
+    composer = page.get_by_label("Code to run")
+    composer.click()
+    page.keyboard.type("for i in range(2):")
+    page.keyboard.press("Enter")  # a newline, indented after the colon: not a run
+    page.keyboard.type("print(i)")
+    assert composer.input_value() == "for i in range(2):\n    print(i)"
+    page.keyboard.press("Shift+Tab")
+    assert composer.input_value() == "for i in range(2):\nprint(i)"
+    page.keyboard.press("Home")
+    page.keyboard.press("Tab")  # at the start of the line: indent it
+    assert composer.input_value() == "for i in range(2):\n    print(i)"
+    assert page.locator("#turns > li.turn").count() == 0
+    page.keyboard.press("Shift+Enter")
+    turn = page.locator("#turns > li.turn").first
+    wait_finished(turn)
+    assert turn.locator(".output").inner_text() == "0\n1\n"
+    assert composer.input_value() == ""
+    page.keyboard.press("ArrowUp")
+    assert composer.input_value() == "for i in range(2):\n    print(i)"
+    page.keyboard.press("Escape")
+    page.keyboard.press("Tab")  # Esc then Tab leaves the editor
+    assert page.evaluate("() => document.activeElement.id") == "composer-language"
+    page.keyboard.press("Tab")
+    page.keyboard.press("?")  # outside a text field, ? lists the shortcuts
+    assert page.get_by_role("dialog", name="Keyboard shortcuts").is_visible()
+
+
+def test_a_flood_of_output_keeps_a_bounded_tail_and_says_where_it_stopped(page) -> None:
+    log_in_and_start_session(page)
+    turn = run(page, "for i in range(120_000):\n    print(i, 'x' * 80)")
+    assert turn.locator(".trunc").inner_text() == "Output stopped at 2 MiB; the run went on."
+    chars = turn.locator("pre.stream").evaluate("pre => pre.textContent.length")
+    assert chars <= 200_000
+    assert turn.get_by_role("button", name="Show all output").is_enabled()
+
+
+def test_rename_in_place_updates_the_sidebar(page) -> None:
+    log_in_and_start_session(page)
+    title = page.get_by_label("Session title (press Enter to rename)")
+    title.fill("Sine waves")
+    title.press("Enter")
+    page.wait_for_function("() => document.title.startsWith('Sine waves')")
+    assert page.locator('#session-list a[aria-current="page"] .session-title').inner_text() == "Sine waves"
+    page.reload()
+    assert title.input_value() == "Sine waves"

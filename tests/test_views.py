@@ -246,3 +246,19 @@ def test_degraded_mode_shows_the_reason_and_disables_the_composer(alice_client, 
     assert '<textarea id="composer-code" rows="3" spellcheck="false" autocapitalize="off"' in page
     assert "disabled></textarea>" in page
     assert "x = 6 * 7" in page
+
+
+def test_restart_sandbox_redirects_back_to_the_session(alice_client, alice_session) -> None:
+    response = alice_client.post(f"/sessions/{alice_session.id}/restart/")
+    assert response.status_code == 302 and response["Location"] == f"/sessions/{alice_session.id}/"
+
+
+def test_restart_sandbox_refuses_while_a_run_is_going(alice_client, alice_session) -> None:
+    _run(alice_session, 4, "while True: pass", status="running")
+    response = alice_client.post(f"/sessions/{alice_session.id}/restart/")
+    assert response.status_code == 409
+    assert "Stop the running code first" in response.content.decode()
+
+
+def test_student_cannot_restart_other_students_sandbox(bob_client, alice_session) -> None:
+    assert bob_client.post(f"/sessions/{alice_session.id}/restart/").status_code == 404

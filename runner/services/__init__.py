@@ -21,7 +21,7 @@ from runner.services.sandboxes import (
     sandbox_release,
     sandboxes_close_all,
 )
-from runner.services.sessions import session_create, session_rename
+from runner.services.sessions import SessionBusy, session_create, session_rename, session_sandbox_restart
 
 __all__: list[str] = [
     # executions (runs)
@@ -44,6 +44,8 @@ __all__: list[str] = [
     "sandbox_release",
     "sandboxes_close_all",
     # sessions
+    "SessionBusy",
     "session_create",
     "session_rename",
+    "session_sandbox_restart",
 ]

@@ -6,8 +6,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from runner.models import LANGUAGE_CHOICES, ChatSession
+from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, SandboxLease
 from runner.sandboxes.base import backend_name_from_settings
+from runner.services.sandboxes import sandbox_release
 
 TITLE_MAX_CHARS = ChatSession._meta.get_field("title").max_length or 200
 _LANGUAGES = {code for code, _ in LANGUAGE_CHOICES}
@@ -40,3 +41,18 @@ def session_rename(*, session: ChatSession, title: str) -> ChatSession:
     session.title = title[:TITLE_MAX_CHARS]
     session.save(update_fields=["title", "updated_at"])
     return session
+
+
+class SessionBusy(Exception):
+    """The session has a run going or waiting, so its sandbox can't be restarted now."""
+
+
+async def session_sandbox_restart(*, session: ChatSession) -> None:
+    """Close the session's sandbox (lease reason "restart"); the next run starts a fresh one.
+
+    Raises SessionBusy while a run is queued or running. Only a sandbox held by this server
+    process is closed: with several processes, one held elsewhere is left to its idle reaper.
+    """
+    if await Execution.objects.filter(session=session).active().aexists():
+        raise SessionBusy("Stop the running code first, then restart the sandbox.")
+    await sandbox_release(session_id=session.id, reason=SandboxLease.EndReason.RESTART)

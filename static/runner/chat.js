@@ -8,6 +8,7 @@
 (function () {
   'use strict';
 
+  document.documentElement.classList.add('js');
   var dataEl = document.getElementById('page-data');
   var page = dataEl ? JSON.parse(dataEl.textContent) : {};
   var Ansi = window.SandpitAnsi;
@@ -247,10 +248,11 @@
       pre.removeChild(pre.firstChild);
     }
     pre.dataset.chars = String(chars);
+    pre.dataset.clipped = '1';
     if (!pre.previousElementSibling || !pre.previousElementSibling.classList.contains('hidden-head')) {
       var bar = el('p', 'hidden-head');
       bar.appendChild(el('span', null, 'Earlier output is hidden to keep the page responsive.'));
-      var btn = el('button', 'btn ghost small', 'Show all');
+      var btn = el('button', 'btn ghost small', 'Show all output');
       btn.type = 'button';
       btn.setAttribute('data-action', 'load-all');
       btn.disabled = isActive(turn);
@@ -344,6 +346,12 @@
 
   function foldBlock(pre) {
     if (pre.dataset.folded) return;
+    if (pre.dataset.clipped) {
+      // Only the tail is in the DOM: show its end in a scrolling box, not its first lines.
+      pre.classList.add('tail');
+      pre.scrollTop = pre.scrollHeight;
+      return;
+    }
     var lines = parseInt(pre.dataset.lines || '0', 10);
     var isTraceback = pre.classList.contains('traceback');
     var limit = isTraceback ? FOLD_TRACEBACK_LINES : FOLD_LINES;
@@ -883,11 +891,18 @@
         applyFolds(turn.output);
       }).catch(function () {
         target.disabled = false;
-        target.textContent = 'Show all';
+        target.textContent = 'Show all output';
         showMessage("Couldn't load the full output; try again.", 'fetch');
       });
     } else if (action === 'open-drawer') setDrawer(true);
     else if (action === 'close-drawer') setDrawer(false);
+    else if (action === 'restart') {
+      var sm = $('#session-menu');
+      if (sm) sm.open = false;
+      if (activeTurns().length) { showMessage('Stop the running code first, then restart the sandbox.', 'busy'); return; }
+      var dialog = $('#restart-dialog');
+      if (dialog) dialog.showModal();
+    }
     else if (action === 'show-shortcuts') { var m = $('#session-menu'); if (m) m.open = false; openShortcuts(); }
   });
 
