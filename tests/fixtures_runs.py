@@ -13,6 +13,7 @@ backend for real; after each test this process's sandboxes are closed.
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import connections
 from django.test import Client
 
 from project.asgi import application
@@ -32,8 +34,12 @@ FRAME_TIMEOUT_S = 30
 
 
 def _cookie_for(user: Any) -> bytes:
+    """The session cookie of `user`, logged in by Django's test client. Call it in a thread from
+    async code; that thread's database connection is closed before returning."""
     client = Client()
     client.force_login(user)
+    if threading.current_thread() is not threading.main_thread():
+        connections.close_all()
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
 
 

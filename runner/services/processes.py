@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from runner.events import process_channel
@@ -115,6 +115,7 @@ async def runtime_stop() -> None:
             task.cancel()
         await asyncio.gather(*runtime.tasks, return_exceptions=True)
     await sandboxes_close_all(reason=SandboxLease.EndReason.SHUTDOWN)
+    await db(connections.close_all)()  # the sync thread's connection, kept open between hops
 
 
 async def _housekeeping() -> None:
