@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import os
 import secrets
 import shutil
@@ -24,6 +25,8 @@ from runner.sandboxes.base import Health, SandboxGone, SandboxUnavailable
 from runner.sandboxes.local import jail
 from runner.sandboxes.local.kernel import Kernel
 from runner.sandboxes.local.sandbox import LocalSandbox
+
+log = logging.getLogger(__name__)
 
 
 class LocalBackend:
@@ -87,6 +90,20 @@ class LocalBackend:
         (self._owner_dir / "boot_id").write_text(jail.boot_id())
         atexit.register(_close_all_at_exit, weakref.ref(self))
 
+    @property
+    def owner_dir(self) -> Path:
+        """This process's state dir (after set-up)."""
+        assert self._owner_dir is not None
+        return self._owner_dir
+
+    @property
+    def live_count(self) -> int:
+        return len(self._live)
+
+    @property
+    def warm_count(self) -> int:
+        return len(self._pool)
+
     # --- the Protocol -----------------------------------------------------------------------
 
     async def health(self) -> Health:
@@ -109,7 +126,7 @@ class LocalBackend:
             raise SandboxUnavailable(isolation.problem)
         self._ensure_reaper()
         if len(self._live) >= settings.SANDBOX_MAX_LIVE:
-            self.reap_idle()
+            await self.reap_idle()
             if len(self._live) >= settings.SANDBOX_MAX_LIVE:
                 raise SandboxUnavailable(
                     f"busy: {len(self._live)} sandboxes are running (the limit is {settings.SANDBOX_MAX_LIVE}); "
@@ -192,7 +209,8 @@ class LocalBackend:
         try:
             await sandbox.kernel("python")
         except BaseException:
-            sandbox.destroy()
+            sandbox.detach()
+            await asyncio.shield(asyncio.to_thread(sandbox.destroy))
             raise
         finally:
             self._pool_filling -= 1
@@ -203,14 +221,14 @@ class LocalBackend:
         if sandbox in self._pool:
             self._pool.remove(sandbox)
 
-    def reap_idle(self) -> list[str]:
-        """Close sandboxes idle for longer than SANDBOX_IDLE_TIMEOUT_S; returns their ids."""
+    async def reap_idle(self) -> list[str]:
+        """Close sandboxes with no run for SANDBOX_IDLE_TIMEOUT_S; returns their ids."""
         cutoff = time.monotonic() - settings.SANDBOX_IDLE_TIMEOUT_S
-        idle = [s for s in self._live.values() if s.last_used < cutoff and s._running is None]
+        idle = [s for s in self._live.values() if s.last_used < cutoff and not s.busy]
         for sandbox in idle:
-            self.forget(sandbox)
-            sandbox.closed = True
-            sandbox.destroy()
+            sandbox.detach()
+        for sandbox in idle:
+            await asyncio.to_thread(sandbox.destroy)
         return [s.id for s in idle]
 
     def _ensure_reaper(self) -> None:
@@ -223,7 +241,10 @@ class LocalBackend:
         interval = max(1.0, min(60.0, settings.SANDBOX_IDLE_TIMEOUT_S / 4))
         while True:
             await asyncio.sleep(interval)
-            self.reap_idle()
+            try:
+                await self.reap_idle()
+            except Exception:  # keep reaping; a failed teardown is retried by the next sweep
+                log.exception("reaping idle sandboxes failed")
 
     def close_all(self) -> None:
         """Tear down every sandbox of this process (at exit)."""

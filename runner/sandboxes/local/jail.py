@@ -256,9 +256,10 @@ def boot_id() -> str:
         return ""
 
 
-def process_tree(root_pid: int) -> list[tuple[int, str]]:
+def process_tree(root_pid: int, *, with_zombies: bool = True) -> list[tuple[int, str]]:
     """(pid, comm) of every descendant of `root_pid`, parents before children."""
     children: dict[int, list[tuple[int, str]]] = {}
+    zombies: set[int] = set()
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -268,10 +269,13 @@ def process_tree(root_pid: int) -> list[tuple[int, str]]:
             continue
         head, _, tail = stat.rpartition(")")
         comm = head.partition("(")[2]
+        fields = tail.split()
         try:
-            ppid = int(tail.split()[1])
+            ppid = int(fields[1])
         except (IndexError, ValueError):
             continue
+        if fields[0] == "Z":
+            zombies.add(int(name))
         children.setdefault(ppid, []).append((int(name), comm))
     found: list[tuple[int, str]] = []
     todo = [root_pid]
@@ -279,6 +283,8 @@ def process_tree(root_pid: int) -> list[tuple[int, str]]:
         for child in children.get(todo.pop(), []):
             found.append(child)
             todo.append(child[0])
+    if not with_zombies:
+        found = [(pid, comm) for pid, comm in found if pid not in zombies]
     return found
 
 
@@ -413,7 +419,9 @@ def bwrap_argv(
     ]
     if control is not None:
         argv += ["--bind", str(control), CONTROL]
-    argv += ["--chdir", HOME]
+    # The root itself (and /etc, /run, /opt) is bwrap's private tmpfs: make it read-only, so only
+    # /tmp (size-capped) and the workspace take writes.
+    argv += ["--remount-ro", "/", "--chdir", HOME]
     for key, value in env.items():
         argv += ["--setenv", key, value]
     argv += ["--", *command]

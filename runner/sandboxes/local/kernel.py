@@ -163,15 +163,17 @@ class Kernel:
         self._drain(self.sockets["control"])
 
     def kill(self) -> None:
-        """Kill the kernel's processes and close the client sockets (idempotent)."""
-        if self.proc is not None and self.proc.poll() is None:
-            jail.signal_processes([pid for pid, _ in reversed(jail.process_tree(self.proc.pid))], signal.SIGKILL)
-            self.proc.kill()
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        """Close the client side and kill the kernel's processes (idempotent; blocks for a few ms)."""
+        self.close_client()
+        self.terminate()
+
+    async def stop(self) -> None:
+        """kill() without blocking the event loop."""
+        self.close_client()
+        await asyncio.to_thread(self.terminate)
+
+    def close_client(self) -> None:
+        """Stop watching and close the sockets (on the event loop's thread)."""
         self._unregister()
         for sock in self.sockets.values():
             sock.close(linger=0)
@@ -180,6 +182,19 @@ class Kernel:
             os.close(self._pidfd)
             self._pidfd = -1
 
+    def terminate(self) -> None:
+        """Kill every process of the kernel, innermost first, and reap bwrap (thread-safe)."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            jail.signal_processes([pid for pid, _ in reversed(jail.process_tree(proc.pid))], signal.SIGKILL)
+            proc.kill()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
     def kill_strays(self) -> None:
         """Kill processes user code started (not the kernel's own), e.g. a fork bomb's.
 
@@ -187,14 +202,14 @@ class Kernel:
         """
         if self.proc is None or self.proc.poll() is not None:
             return
-        tree = jail.process_tree(self.proc.pid)
+        tree = jail.process_tree(self.proc.pid, with_zombies=False)
         if all(comm == "bwrap" or pid in self.protected_pids for pid, comm in tree):
             return
         protected = [pid for pid, _ in tree if pid in self.protected_pids]
         jail.signal_processes(protected, signal.SIGSTOP)
         try:
             for _ in range(100):
-                strays = [pid for pid, comm in jail.process_tree(self.proc.pid)
+                strays = [pid for pid, comm in jail.process_tree(self.proc.pid, with_zombies=False)
                           if comm != "bwrap" and pid not in self.protected_pids]
                 if not strays:
                     return
@@ -329,12 +344,13 @@ class Kernel:
                 if self.kind == "python":
                     # A fork bomb's processes would starve the kernel of the CPU it needs to stop.
                     # (Not for bash: bash_kernel stops its own foreground job, and would lose track.)
-                    self.kill_strays()
+                    await asyncio.to_thread(self.kill_strays)
                 self.interrupt()
                 first_interrupt_at = last_interrupt_at = loop.time()
             elif stopped_by and reply is None:
                 if now - first_interrupt_at > INTERRUPT_GRACE_S:
-                    raise KernelDied("the kernel did not respond to the interrupt, so it was stopped")
+                    raise KernelDied("the kernel did not respond to the interrupt (is the code forking "
+                                     "or stuck in native code?), so it was stopped")
                 if now - last_interrupt_at >= INTERRUPT_RESEND_S:
                     # An interrupt that lands before the kernel has the request does nothing: resend.
                     self.interrupt()
@@ -347,7 +363,7 @@ class Kernel:
                 wait = deadline - now
             await self._wait(min(wait, 1.0))
         if stopped_by:
-            self.kill_strays()
+            await asyncio.to_thread(self.kill_strays)
             return stopped_by
         if reply.get("status") == "abort" and self._interrupt_requested:
             return "interrupted"

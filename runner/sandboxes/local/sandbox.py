@@ -54,6 +54,8 @@ class LocalSandbox:
         self.kernels: dict[str, Kernel] = {}
         self._starting: dict[str, asyncio.Future[Kernel]] = {}
         self._running: Kernel | None = None
+        self._in_run = False
+        self._stop_pending = False  # interrupt() came while the kernel was still starting
         self._run_lock = asyncio.Lock()
         self._installed = False
         self.owner_id: int | None = None
@@ -64,6 +66,11 @@ class LocalSandbox:
     def __repr__(self) -> str:
         return f"<LocalSandbox {self.id} session={self.session_id or '-'} kernels={sorted(self.kernels)}>"
 
+    @property
+    def busy(self) -> bool:
+        """A run is in progress (or waiting for its kernel)."""
+        return self._in_run
+
     # --- kernels ----------------------------------------------------------------------------
 
     async def kernel(self, kind: str) -> Kernel:
@@ -72,8 +79,8 @@ class LocalSandbox:
         if existing is not None and existing.alive:
             return existing
         if existing is not None:
-            existing.kill()
-            del self.kernels[kind]
+            await existing.stop()
+            self.kernels.pop(kind, None)
         pending = self._starting.get(kind)
         if pending is None:
             pending = self._starting[kind] = asyncio.ensure_future(self._start_kernel(kind))
@@ -90,10 +97,11 @@ class LocalSandbox:
         try:
             await kernel.start(self.backend.zmq_context)
         except BaseException:
-            kernel.kill()
+            kernel.close_client()
+            await asyncio.shield(asyncio.to_thread(kernel.terminate))
             raise
         if self.closed:
-            kernel.kill()
+            await kernel.stop()
             raise SandboxGone("this sandbox was closed")
         self.kernels[kind] = kernel
         return kernel
@@ -108,27 +116,40 @@ class LocalSandbox:
         started = time.monotonic()
         self.last_used = started
         async with self._run_lock:
-            kind = KERNEL_KIND[language]
+            self._in_run, self._stop_pending = True, False
             try:
-                kernel = await self.kernel(kind)
-            except (KernelDied, TimeoutError, OSError) as exc:
-                await emit(on_event, Stderr(f"The {language} kernel could not start: {exc}\n"))
-                return Outcome("gone", _ms_since(started))
-            if self._installed and kind == "python":
-                self._installed = False
-                await kernel.execute("import importlib; importlib.invalidate_caches()", _ignore, 10, silent=True)
-            oom_before = self.cgroup.oom_kills() if self.cgroup else 0
-            self._running = kernel
-            try:
-                status = await kernel.execute(code, on_event, timeout_s)
-            except KernelDied as exc:
-                await emit(on_event, Stderr(self._death_message(language, exc.detail, oom_before)))
-                kernel.kill()
-                self.kernels.pop(kind, None)
-                return Outcome("gone", _ms_since(started))
+                return await self._run_locked(code, language, on_event, timeout_s, started)
             finally:
-                self._running = None
-                self.last_used = time.monotonic()
+                self._in_run = False
+
+    async def _run_locked(self, code: str, language: str, on_event: OnEvent, timeout_s: float,
+                          started: float) -> Outcome:
+        kind = KERNEL_KIND[language]
+        try:
+            kernel = await self.kernel(kind)
+        except (KernelDied, TimeoutError, OSError) as exc:
+            await emit(on_event, Stderr(f"The {language} kernel could not start: {exc}\n"))
+            return Outcome("gone", _ms_since(started))
+        if self._stop_pending:
+            return Outcome("interrupted", _ms_since(started))
+        oom_before = self.cgroup.oom_kills() if self.cgroup else 0
+        self._running = kernel
+        try:
+            if self._installed and kind == "python":
+                self._installed = False  # new packages on disk: drop the import system's stale caches
+                await kernel.execute("import importlib; importlib.invalidate_caches()", _ignore, 10, silent=True)
+            status = await kernel.execute(code, on_event, timeout_s)
+        except asyncio.CancelledError:
+            kernel.interrupt()  # the caller gave up on this run: don't let it run on unseen
+            raise
+        except KernelDied as exc:
+            await emit(on_event, Stderr(self._death_message(language, exc.detail, oom_before)))
+            self.kernels.pop(kind, None)
+            await kernel.stop()
+            return Outcome("gone", _ms_since(started))
+        finally:
+            self._running = None
+            self.last_used = time.monotonic()
         return Outcome(status, _ms_since(started))  # type: ignore[arg-type]
 
     def _death_message(self, language: str, detail: str, oom_before: int) -> str:
@@ -143,6 +164,8 @@ class LocalSandbox:
         kernel = self._running
         if kernel is not None:
             kernel.interrupt()
+        elif self._in_run:
+            self._stop_pending = True
 
     async def write_file(self, path: str, data: bytes) -> None:
         self._check_open()
@@ -204,14 +227,20 @@ class LocalSandbox:
         """Stop every kernel and remove the workspace and cgroup. Idempotent."""
         if self.closed:
             return
+        self.detach()
+        await asyncio.to_thread(self.destroy)
+
+    def detach(self) -> None:
+        """Mark closed, leave the backend's books and close client sockets (on the loop's thread)."""
         self.closed = True
         self.backend.forget(self)
         for pending in self._starting.values():
             pending.cancel()
-        await asyncio.to_thread(self.destroy)
+        for kernel in self.kernels.values():
+            kernel.close_client()
 
     def destroy(self) -> None:
-        """Synchronous teardown (also used at exit)."""
+        """Kill the kernels, remove the cgroup and the workspace (blocking; thread-safe after detach())."""
         self.closed = True
         for kernel in list(self.kernels.values()):
             kernel.kill()

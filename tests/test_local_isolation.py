@@ -1,0 +1,335 @@
+"""What code in a local sandbox cannot do, and how the local backend holds up (real kernels in bwrap).
+
+As root (CI), kernels run as SANDBOX_USER in per-sandbox cgroups; as non-root they run in bwrap's
+user namespace with prlimit only, and the tests that need cgroups skip, saying so.
+Most tests share one sandbox per module (`shared`), since they only look around.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from django.conf import settings
+
+from runner.sandboxes.base import Sandbox, SandboxGone, SandboxUnavailable, Stdout
+from runner.sandboxes.local import LocalBackend, jail
+from runner.sandboxes.local.backend import sweep
+from tests.fixtures_sandboxes import local_backend_or_skip, run
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def local() -> LocalBackend:
+    return local_backend_or_skip()  # type: ignore[return-value]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared(local: LocalBackend) -> AsyncIterator[Sandbox]:
+    sandbox = await local.create(owner_id=1, session_id=str(uuid.uuid4()))
+    yield sandbox
+    await sandbox.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def fresh(local: LocalBackend) -> AsyncIterator[Sandbox]:
+    sandbox = await local.create(owner_id=2, session_id=str(uuid.uuid4()))
+    yield sandbox
+    await sandbox.close()
+
+
+def needs_cgroups(local: LocalBackend) -> None:
+    if not local.isolation.cgroup_version:
+        pytest.skip("needs root with cgroups; without them memory and pids are only capped by prlimit")
+
+
+async def python_says(sandbox: Sandbox, code: str) -> str:
+    outcome, events = await run(sandbox, code)
+    assert outcome.status == "ok", events.events
+    return events.stdout.strip()
+
+
+# --- network ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", [5432, 6379], ids=["postgres", "redis"])
+async def test_cannot_connect_to_the_hosts_database_ports(shared: Sandbox, port: int) -> None:
+    code = (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=3); print('connected')\n"
+        "except OSError as exc:\n"
+        "    print('refused', type(exc).__name__)\n"
+    )
+    assert (await python_says(shared, code)).startswith("refused")
+
+
+async def test_cannot_reach_the_hosts_other_addresses(shared: Sandbox) -> None:
+    addresses = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    addresses.discard("127.0.0.1")
+    addresses.add("10.0.2.2")  # a typical gateway, in case the host has only loopback here
+    code = (
+        "import socket\nfor ip in %r:\n"
+        "    try:\n        socket.create_connection((ip, 5432), timeout=2); print('connected', ip)\n"
+        "    except OSError as exc:\n        print('blocked', ip)\n"
+    ) % sorted(addresses)
+    assert "connected" not in await python_says(shared, code)
+
+
+async def test_only_loopback_exists(shared: Sandbox) -> None:
+    assert await python_says(shared, "import socket; print([n for _, n in socket.if_nameindex()])") == "['lo']"
+
+
+async def test_cannot_resolve_dns(shared: Sandbox) -> None:
+    code = (
+        "import socket\n"
+        "try:\n    print(socket.getaddrinfo('pypi.org', 443))\n"
+        "except OSError as exc:\n    print('no dns', type(exc).__name__)\n"
+    )
+    assert (await python_says(shared, code)).startswith("no dns")
+
+
+# --- files and identity -------------------------------------------------------------------
+
+
+async def test_cannot_read_etc_shadow(shared: Sandbox) -> None:
+    code = "try:\n    print(open('/etc/shadow').read()[:20])\nexcept OSError as exc:\n    print('denied', type(exc).__name__)"
+    assert (await python_says(shared, code)).startswith("denied")
+
+
+async def test_cannot_see_the_project_or_its_database(shared: Sandbox) -> None:
+    paths = [str(settings.BASE_DIR), str(settings.BASE_DIR / "manage.py"), str(settings.BASE_DIR.parent),
+             str(settings.SANDBOX_STATE_DIR), "/root"]
+    db = settings.DATABASES["default"].get("NAME")
+    if db and str(db).startswith("/"):
+        paths.append(str(db))
+    code = f"import os\nprint([p for p in {paths!r} if os.path.exists(p)])"
+    assert await python_says(shared, code) == "[]"
+
+
+async def test_sees_only_a_read_only_usr_and_its_own_home(shared: Sandbox) -> None:
+    code = (
+        "import os\n"
+        "print(sorted(os.listdir('/')))\n"
+        "for p in ('/usr/bin', '/opt/venv', '/etc'):\n"
+        "    try:\n        open(p + '/planted', 'w'); print('wrote', p)\n"
+        "    except OSError:\n        pass\n"
+    )
+    out = await python_says(shared, code)
+    assert "wrote" not in out
+    assert "'work'" not in out and "'var'" not in out and "'root'" not in out
+
+
+async def test_runs_as_an_unprivileged_user_without_capabilities(local: LocalBackend, shared: Sandbox) -> None:
+    out = await python_says(
+        shared,
+        "import os\nstatus = open('/proc/self/status').read()\n"
+        "print(os.getuid(), [l.split()[1] for l in status.splitlines() if l.startswith('CapEff')][0])",
+    )
+    uid, cap_eff = out.split()
+    assert int(cap_eff, 16) == 0
+    if local.isolation.as_root:
+        assert int(uid) == local.isolation.uid != 0
+
+
+async def test_cannot_see_a_secret_in_the_servers_environment(local: LocalBackend) -> None:
+    canary = "sandpit-canary-" + secrets.token_hex(8)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SANDPIT_TEST_CANARY", canary)
+        mp.setenv("E2B_API_KEY", canary)
+        mp.setenv("DJANGO_SECRET_KEY", canary)
+        sandbox = await local.create(owner_id=3, session_id=str(uuid.uuid4()))
+        try:
+            # bash starts a new kernel now, after the canary is in this process's environment.
+            outcome, events = await run(
+                sandbox, "env; cat /proc/*/environ | tr '\\0' '\\n'; echo done", language="bash"
+            )
+            python = await python_says(
+                sandbox, "import os, glob\nprint(sorted(os.environ))\n"
+                "print([open(p, 'rb').read() for p in glob.glob('/proc/[0-9]*/environ')])",
+            )
+        finally:
+            await sandbox.close()
+    assert outcome.status == "ok" and "done" in events.stdout
+    for seen in (events.stdout, python):
+        assert canary not in seen
+        assert "E2B_API_KEY" not in seen and "DJANGO_SECRET_KEY" not in seen
+    assert "HOME=/home/user" in events.stdout
+
+
+async def test_cannot_see_another_sandboxs_files(shared: Sandbox, fresh: Sandbox) -> None:
+    token = secrets.token_hex(8)
+    await python_says(shared, f"open('mine-{token}.txt', 'w').write('{token}'); print('ok')")
+    code = (
+        "import os\nhits = []\n"
+        "for top in ('/home', '/tmp', '/run', '/opt', '/var', '/mnt', '/srv'):\n"
+        "    for d, _, files in os.walk(top):\n"
+        f"        hits += [os.path.join(d, f) for f in files if '{token}' in f]\n"
+        "print(hits)"
+    )
+    assert await python_says(fresh, code) == "[]"
+    other_root = str(getattr(shared, "root", "/nonexistent"))
+    assert await python_says(fresh, f"import os; print(os.path.exists({other_root!r}))") == "False"
+
+
+async def test_code_can_change_files_written_through_the_api(shared: Sandbox) -> None:
+    await shared.write_file("notes/api.txt", b"one\n")
+    await python_says(shared, "open('notes/api.txt', 'a').write('two\\n'); print('ok')")
+    assert await shared.read_file("notes/api.txt") == b"one\ntwo\n"
+
+
+async def test_files_over_the_size_cap_are_refused(shared: Sandbox) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await shared.write_file("big.bin", b"\0" * (settings.SANDBOX_FILE_MAX_BYTES + 1))
+
+
+# --- resources ----------------------------------------------------------------------------
+
+
+async def test_a_huge_print_keeps_the_servers_memory_bounded(shared: Sandbox) -> None:
+    def rss_mb() -> float:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    before = rss_mb()
+    peak = [before]
+    received = [0]
+
+    def on_event(event: object) -> None:
+        if isinstance(event, Stdout):
+            received[0] += len(event.text)
+            peak[0] = max(peak[0], rss_mb())
+
+    outcome = await shared.run("print('x' * 100_000_000)", language="python", on_event=on_event, timeout_s=60)
+    assert outcome.status == "ok"
+    assert received[0] == 100_000_001
+    assert peak[0] - before < 40, f"the server grew by {peak[0] - before:.0f} MB"
+
+
+async def test_a_fork_bomb_leaves_the_server_responsive_and_the_sandbox_usable(local: LocalBackend, fresh: Sandbox) -> None:
+    needs_cgroups(local)
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            t = time.monotonic()
+            await asyncio.sleep(0.01)
+            lags.append(time.monotonic() - t - 0.01)
+
+    ticking = asyncio.create_task(ticker())
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    outcome, _ = await run(fresh, bomb, timeout_s=3)
+    stop.set()
+    await ticking
+    assert outcome.status in ("timeout", "gone")
+    assert max(lags) < 0.5, f"the event loop stalled for {max(lags):.2f} s"
+    after, events = await run(fresh, "import subprocess; print(subprocess.run(['echo', 'alive'], capture_output=True, text=True).stdout)")
+    assert (after.status, events.stdout) == ("ok", "alive\n\n")
+
+
+async def test_a_memory_hog_is_stopped_with_a_clear_message_and_the_next_run_works(local: LocalBackend, fresh: Sandbox) -> None:
+    needs_cgroups(local)
+    outcome, events = await run(fresh, "hog = []\nwhile True:\n    hog.append(b'x' * 50_000_000)", timeout_s=60)
+    assert outcome.status == "gone"
+    assert f"ran out of memory ({settings.SANDBOX_MEMORY_MB} MiB)" in events.text
+    after, events = await run(fresh, "print('fresh')")
+    assert (after.status, events.stdout) == ("ok", "fresh\n")
+
+
+async def test_the_process_limit_holds(local: LocalBackend, fresh: Sandbox) -> None:
+    needs_cgroups(local)
+    code = (
+        "import subprocess\nprocs = []\n"
+        "try:\n"
+        f"    for _ in range({settings.SANDBOX_PIDS + 50}):\n"
+        "        procs.append(subprocess.Popen(['sleep', '30']))\n"
+        "except OSError as exc:\n    print('capped', len(procs))\n"
+        "for p in procs:\n    p.kill(); p.wait()\n"
+    )
+    out = await python_says(fresh, code)
+    assert out.startswith("capped") and int(out.split()[1]) < settings.SANDBOX_PIDS
+
+
+# --- the backend's bookkeeping ------------------------------------------------------------
+
+
+async def test_health_names_the_isolation(local: LocalBackend) -> None:
+    health = await local.health()
+    assert health.ok
+    assert health.isolation.startswith("bwrap")
+    if local.isolation.as_root and local.isolation.cgroup_version:
+        assert f"cgroup-v{local.isolation.cgroup_version}" in health.isolation
+
+
+async def test_the_warm_pool_hands_out_a_running_kernel(local: LocalBackend, settings) -> None:
+    settings.SANDBOX_POOL_SIZE = 1
+    local.fill_pool()
+    for _ in range(300):
+        if local.warm_count:
+            break
+        await asyncio.sleep(0.05)
+    assert local.warm_count == 1
+    started = time.monotonic()
+    sandbox = await local.create(owner_id=4, session_id=str(uuid.uuid4()))
+    try:
+        outcome, events = await run(sandbox, "print('warm')")
+        first_output_s = time.monotonic() - started
+    finally:
+        await sandbox.close()
+    assert (outcome.status, events.stdout) == ("ok", "warm\n")
+    assert first_output_s < 0.5
+
+
+async def test_too_many_live_sandboxes_is_busy(local: LocalBackend, shared: Sandbox, settings) -> None:
+    settings.SANDBOX_MAX_LIVE = local.live_count
+    with pytest.raises(SandboxUnavailable, match="^busy: "):
+        await local.create(owner_id=5, session_id=str(uuid.uuid4()))
+
+
+async def test_idle_sandboxes_are_reaped(local: LocalBackend, fresh: Sandbox) -> None:
+    await python_says(fresh, "print(1)")
+    fresh.last_used -= settings.SANDBOX_IDLE_TIMEOUT_S + 1  # type: ignore[attr-defined]
+    assert await local.reap_idle() == [fresh.id]
+    with pytest.raises(SandboxGone):
+        await local.connect(fresh.id)
+    assert not Path(fresh.root).exists()  # type: ignore[attr-defined]
+
+
+async def test_the_start_up_sweep_removes_only_what_dead_servers_left(local: LocalBackend) -> None:
+    state = Path(settings.SANDBOX_STATE_DIR)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        dead_owner = f"{dead.pid}.12345"
+        alive_owner = f"{alive.pid}.{jail.process_start_time(alive.pid)}"
+        for owner in (dead_owner, alive_owner):
+            control = state / "sbx" / owner / "abc123" / "py"
+            control.mkdir(parents=True)
+            (control / "kernel.json").write_text('{"key": "secret"}')
+            (state / "sbx" / owner / "boot_id").write_text(jail.boot_id())
+        cgroups = [parent / f"{owner}.abc123" for parent in local.isolation.cgroup_parents.values()
+                   for owner in (dead_owner, alive_owner)]
+        for path in cgroups:
+            path.mkdir()
+        sweep(state, local.isolation)
+        assert not (state / "sbx" / dead_owner).exists()
+        assert (state / "sbx" / alive_owner / "abc123" / "py" / "kernel.json").exists()
+        assert [p.exists() for p in cgroups] == [owner == alive_owner for p in local.isolation.cgroup_parents.values()
+                                                 for owner in (dead_owner, alive_owner)]
+        assert (state / "sbx" / local.owner_dir.name).exists()  # this process's own state survives
+    finally:
+        alive.kill()
+        alive.wait()
+        sweep(state, local.isolation)
+    assert not (state / "sbx" / alive_owner).exists()
