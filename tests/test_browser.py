@@ -248,3 +248,49 @@ def test_rename_in_place_updates_the_sidebar(page) -> None:
     assert page.locator('#session-list a[aria-current="page"] .session-title').inner_text() == "Sine waves"
     page.reload()
     assert title.input_value() == "Sine waves"
+
+
+def test_a_second_run_waits_in_the_queue_and_the_finish_is_announced(page) -> None:
+    log_in_and_start_session(page)
+    first = run(page, "import time; time.sleep(1.5); print('slow')", wait=False)
+    first.locator(".status-line.running").wait_for()
+    second = run(page, "print('next')", wait=False)
+    chip = page.locator("#queued-chip")
+    chip.wait_for()
+    assert chip.inner_text() == "1 queued"
+    assert second.locator(".status-text").inner_text() == "queued"
+    assert first.locator(".status-line").get_attribute("aria-live") == "polite"
+    wait_finished(second)
+    assert not chip.is_visible()
+    assert second.locator(".output").inner_text() == "next\n"
+    assert re.fullmatch(r"Run finished: succeeded in \d+\.\d\d s", first.locator(".status-sr").inner_text())
+
+
+def test_a_refused_run_is_explained_near_the_composer_and_keeps_the_code(page) -> None:
+    log_in_and_start_session(page)
+    code = "# " + "x" * 120_000
+    composer = page.get_by_label("Code to run")
+    composer.fill(code)
+    composer.press("Shift+Enter")
+    message = page.locator(".composer-message")
+    message.wait_for()
+    assert "too long" in message.inner_text().lower() or "KB" in message.inner_text()
+    assert composer.input_value() == code
+    assert page.locator("#turns > li.turn").count() == 0
+    message.get_by_role("button", name="Dismiss this message").click()
+    assert page.locator(".composer-message").count() == 0
+
+
+def test_on_a_phone_the_sidebar_is_a_drawer(chromium_browser, live_daphne, alice) -> None:
+    context = chromium_browser.new_context(base_url=live_daphne, viewport={"width": 390, "height": 800}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    log_in_and_start_session(page)
+    new_session = page.get_by_role("button", name="+ New session")
+    assert not new_session.is_visible()
+    page.get_by_role("button", name="Open the session list").click()
+    assert new_session.is_visible()
+    page.get_by_role("button", name="Close the session list").click()
+    assert not new_session.is_visible()
+    composer_width = page.get_by_label("Code to run").bounding_box()["width"]
+    assert composer_width > 330
+    context.close()

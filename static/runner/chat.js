@@ -101,6 +101,7 @@
   // ---------------------------------------------------------------------------------------------
   var turns = new Map(); // execution_id -> turn state
   var canRun = !!page.can_run;
+  var unavailable = false; // an `unavailable` error frame: the sandbox went away after the page loaded
   var connected = false;
 
   function highlight(codeEl) {
@@ -284,10 +285,16 @@
     var image = imageSource(bundle);
     if (image) {
       var fig = el('figure', 'out out-image');
+      var zoom = el('button', 'img-zoom');
+      zoom.type = 'button';
+      zoom.setAttribute('data-action', 'zoom');
+      zoom.setAttribute('aria-pressed', 'false');
+      zoom.setAttribute('aria-label', 'Image output ' + frame.index + ': show full size');
       var img = el('img');
       img.src = image.src;
       img.alt = 'Image output ' + frame.index + ' (' + image.mime + ')';
-      fig.appendChild(img);
+      zoom.appendChild(img);
+      fig.appendChild(zoom);
       turn.output.appendChild(fig);
       return;
     }
@@ -412,7 +419,10 @@
   }
 
   function onHello(frame) {
-    setCanRun(!!frame.can_run, page.degraded_reason || 'the sandbox is unavailable');
+    // The page knows whether the sandbox can run (health); hello knows whether this user may.
+    if (!page.can_run) return;
+    if (!frame.can_run) setCanRun(false, 'you can watch this session but not run code in it', true);
+    else if (!canRun && !unavailable) setCanRun(true);
   }
 
   var pendingRun = null; // {client_id, code, language}: sent, not yet acknowledged by execution.queued
@@ -497,7 +507,7 @@
       if (!codeInput.value.trim()) { codeInput.value = pendingRun.code; autosize(); }
       pendingRun = null;
     }
-    if (frame.code === 'unavailable') setCanRun(false, frame.message);
+    if (frame.code === 'unavailable') { unavailable = true; setCanRun(false, frame.message); }
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -540,14 +550,17 @@
     sandboxState.textContent = state === 'ready' ? 'ready' : state === 'starting' ? 'starting…' : 'closed when idle · starts on your next run';
   }
 
-  function setCanRun(ok, reason) {
+  function setCanRun(ok, reason, readOnly) {
     canRun = ok;
     if (!composer) return;
     codeInput.disabled = !ok;
     languageSelect.disabled = !ok;
     runButton.disabled = !ok;
     var banner = $('.banner-degraded');
-    if (!ok) {
+    if (!ok && readOnly) {
+      hintEl.textContent = 'Read-only: ' + reason;
+      codeInput.placeholder = 'Read-only: ' + reason;
+    } else if (!ok) {
       hintEl.textContent = 'Running is off: ' + reason;
       codeInput.placeholder = "Code can't run right now: " + reason;
       if (!banner) {
@@ -854,15 +867,14 @@
   }
 
   document.addEventListener('click', function (e) {
-    var target = e.target.closest('[data-action], [data-example], .out-image img');
-    if (!target) {
-      var menu = $('#session-menu');
-      if (menu && menu.open && !menu.contains(e.target)) menu.open = false;
-      return;
-    }
-    if (target.matches('.out-image img')) {
-      var fig = target.closest('.out-image');
-      fig.classList.toggle('zoomed');
+    var target = e.target.closest('[data-action], [data-example]');
+    var openMenu = $('#session-menu');
+    if (openMenu && openMenu.open && !openMenu.contains(e.target)) openMenu.open = false;
+    if (!target) return;
+    if (target.getAttribute('data-action') === 'zoom') {
+      var zoomed = target.closest('.out-image').classList.toggle('zoomed');
+      target.setAttribute('aria-pressed', String(zoomed));
+      target.setAttribute('aria-label', target.getAttribute('aria-label').replace(/: .*$/, zoomed ? ': fit to width' : ': show full size'));
       return;
     }
     if (target.hasAttribute('data-example')) {
