@@ -20,6 +20,12 @@ from runner.models import LANGUAGE_CHOICES, ChatSession
 from runner.selectors.sessions import truncation_notice
 
 BACKEND_LABELS = {"local": "Local sandbox", "e2b": "E2B cloud", "none": "No sandbox"}
+# The header's sandbox chip; chat.js says the same for the states it moves to live.
+SANDBOX_STATE_TEXT = {
+    "ready": "ready",
+    "closed": "closed when idle · starts on your next run",
+    "unavailable": "unavailable",
+}
 
 
 async def healthz(request: HttpRequest) -> JsonResponse:
@@ -58,7 +64,9 @@ def _chat_context(request: HttpRequest, session: ChatSession | None) -> dict[str
     if session is not None:
         turns = selectors.session_history(session=session)
         context["turns"] = turns
-        context["sandbox_state"] = "ready" if session.sandbox_id else "closed"
+        state = "unavailable" if not health.ok else "ready" if session.sandbox_id else "closed"
+        context["sandbox_state"] = state
+        context["sandbox_state_text"] = SANDBOX_STATE_TEXT[state] if turns or state != "closed" else "starts on your first run"
         page_data.update(
             {
                 "session_id": str(session.id),
@@ -68,7 +76,7 @@ def _chat_context(request: HttpRequest, session: ChatSession | None) -> dict[str
                 "rename_url": reverse("session_rename", args=[session.id]),
                 "restart_url": reverse("session_restart", args=[session.id]),
                 "output_url": reverse("execution_output", args=[session.id, 0]).replace("/0/", "/{id}/"),
-                "history": [t.execution.code for t in turns if t.execution.language == session.language][-50:],
+                "history": [t.execution.code for t in turns][-50:],  # ↑ in an empty composer walks back
             }
         )
     return context

@@ -556,6 +556,7 @@
     codeInput.disabled = !ok;
     languageSelect.disabled = !ok;
     runButton.disabled = !ok;
+    $all('[data-example]').forEach(function (b) { b.disabled = !ok; });
     var banner = $('.banner-degraded');
     if (!ok && readOnly) {
       hintEl.textContent = 'Read-only: ' + reason;
