@@ -9,6 +9,7 @@ as short as a raw client's.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import secrets
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,10 @@ def _command(language: str) -> list[str]:
     # javascript and typescript: one deno kernel, its TCP sockets relayed to ipc inside.
     return [f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/relay.py", conn, f"{jail.VENV}/bin/deno"]
 
+
+# bwrap --die-with-parent fires when the *thread* that started it exits, so every kernel is
+# started from this one long-lived thread, whichever thread's event loop asked for it.
+SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandpit-spawner")
 
 KERNEL_KIND = {"python": "python", "bash": "bash", "javascript": "deno", "typescript": "deno"}
 
@@ -107,10 +113,11 @@ class Kernel:
             os.chown(self.control_dir, uid, gid)
             os.chown(conn_file, uid, gid)
         argv = self._argv_for(_command(self.kind))
-        self.proc = subprocess.Popen(
-            argv, env=jail.OUTER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        popen = functools.partial(
+            subprocess.Popen, argv, env=jail.OUTER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
         )
+        self.proc = await asyncio.get_running_loop().run_in_executor(SPAWNER, popen)
         self._pidfd = os.pidfd_open(self.proc.pid)
         prefix = f"ipc://{self.control_dir}/k"
         for number, name in enumerate(CHANNELS, start=1):
