@@ -21,6 +21,16 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         self.ensure_sandbox_user()
         self.ensure_kernel_env()
+        self.check_sandbox()
+
+    def check_sandbox(self) -> None:
+        """Start one throwaway sandbox, so a machine that can't isolate code says so at set-up."""
+        from runner.sandboxes.local import LocalBackend
+
+        problem = LocalBackend().self_test()
+        if problem:
+            self.stderr.write(f"[setup] warning: the local sandbox can't run code here: {problem}")
+            self.stderr.write("[setup] Sandpit will run in degraded mode (or set E2B_API_KEY to use E2B).")
 
     def ensure_sandbox_user(self) -> None:
         """As root, kernels run as a dedicated system user with no home, shell or groups."""

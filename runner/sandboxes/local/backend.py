@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
 import time
 import weakref
 from pathlib import Path
@@ -103,6 +104,22 @@ class LocalBackend:
     @property
     def warm_count(self) -> int:
         return len(self._pool)
+
+    def self_test(self) -> str:
+        """Start a throwaway sandbox and import the kernels in it; "" when that works, else why not."""
+        isolation = self.isolation
+        if isolation.problem:
+            return isolation.problem
+        sandbox = self._new_sandbox()
+        try:
+            command = [f"{jail.VENV}/bin/python", "-c", "import ipykernel, bash_kernel; print('ok')"]
+            argv = self.confined_argv(sandbox, command=command, language="python", control=None)
+            done = subprocess.run(argv, env=jail.OUTER_ENV, capture_output=True, text=True, timeout=120)
+            if done.stdout.strip() == "ok":
+                return ""
+            return f"a test sandbox failed (status {done.returncode}): {done.stderr.strip()[-500:]}"
+        finally:
+            sandbox.destroy()
 
     # --- the Protocol -----------------------------------------------------------------------
 
