@@ -385,6 +385,7 @@
   var queue = [];
   var scheduled = false;
   var resume = page.last || null; // {execution_id, index}: the last contiguous output we hold
+  var resyncing = false; // set on a gap until the socket reopens with the resume point
 
   function enqueue(frame) {
     queue.push(frame);
@@ -460,9 +461,11 @@
     var turn = turns.get(frame.execution_id);
     if (!turn) return;
     if (frame.index <= turn.lastIndex) return; // already shown (server render or an earlier replay)
+    if (resyncing) return; // a replay from the resume point is on its way
     if (frame.index > turn.lastIndex + 1) {
       // A gap: some chunks never reached us. Resume from the last contiguous one; replay fills it.
       resume = { execution_id: turn.id, index: turn.lastIndex };
+      resyncing = true;
       reconnectNow();
       return;
     }
@@ -619,14 +622,14 @@
   // The socket
   // ---------------------------------------------------------------------------------------------
   var ws = null;
-  var everOpened = false;
   var closedForGood = false;
 
   function socketUrl() {
     var scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
-    var url = scheme + location.host + page.ws_path;
-    if (resume) url += '?after_execution=' + encodeURIComponent(resume.execution_id) + '&after_index=' + encodeURIComponent(resume.index);
-    return url;
+    // Always resume from a point: with none yet, from the start (the replay is then the whole, small, session).
+    var from = resume || { execution_id: 0, index: -1 };
+    return scheme + location.host + page.ws_path +
+      '?after_execution=' + encodeURIComponent(from.execution_id) + '&after_index=' + encodeURIComponent(from.index);
   }
 
   function showToast(show) { if (toast) toast.hidden = !show; }
@@ -643,7 +646,7 @@
     });
     ws.addEventListener('open', function () {
       connected = true;
-      everOpened = true;
+      resyncing = false;
       document.body.dataset.socket = 'open';
       showToast(false);
       updateControls();
