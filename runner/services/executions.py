@@ -58,6 +58,8 @@ INTERRUPT_FOR_S = 10.0
 # How often a queued run checks whether runs ahead of it, owned by other processes, are done.
 REMOTE_QUEUE_POLL_S = 0.25
 NOTICE_MARKER = "sandpit/notice"
+# At most this many batches are stored per database write while output floods in.
+WRITE_MAX_BATCHES = 16
 
 
 class RunRejected(Exception):
@@ -601,10 +603,15 @@ class _OutputWriter:
     async def _flush(self) -> None:
         try:
             while self._pending:
-                batch = self._take_batch()
-                await db(_store_chunks_sync)(execution_id=self.execution_id, chunks=batch)
-                message: events.OutputMessage = {"type": "execution.output", "execution_id": self.execution_id, "chunks": batch}
-                await _publish(self.group, dict(message))
+                # Under a flood, one write stores several batches (one thread hop and one commit);
+                # each batch is still published as its own group message of at most 64 KB.
+                batches = [self._take_batch()]
+                while self._pending and len(batches) < WRITE_MAX_BATCHES:
+                    batches.append(self._take_batch())
+                await db(_store_chunks_sync)(execution_id=self.execution_id, chunks=[c for batch in batches for c in batch])
+                for batch in batches:
+                    message: events.OutputMessage = {"type": "execution.output", "execution_id": self.execution_id, "chunks": batch}
+                    await _publish(self.group, dict(message))
         finally:
             self._flusher = None
 
