@@ -262,3 +262,16 @@ def test_restart_sandbox_refuses_while_a_run_is_going(alice_client, alice_sessio
 
 def test_student_cannot_restart_other_students_sandbox(bob_client, alice_session) -> None:
     assert bob_client.post(f"/sessions/{alice_session.id}/restart/").status_code == 404
+
+
+def test_rich_html_cannot_borrow_the_pages_classes_ids_or_styles(alice_client, alice_session) -> None:
+    run = _run(alice_session, 4, "display(HTML(...))")
+    OutputChunk.objects.create(
+        execution=run, index=0, kind="result", text="",
+        data={"text/html": '<div class="toast" id="composer" style="position:fixed">Reconnecting…</div>'
+                           '<table class="dataframe"><tr><td>1</td></tr></table>'},
+    )
+    body = alice_client.get(f"/sessions/{alice_session.id}/executions/{run.id}/output/").content.decode()
+    assert '<div>Reconnecting…</div>' in body
+    assert '<table class="dataframe">' in body
+    assert "toast" not in body and 'id="composer"' not in body and "position:fixed" not in body

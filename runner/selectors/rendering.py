@@ -21,8 +21,10 @@ _RICH_TAGS = {
     "mark", "ol", "p", "pre", "q", "s", "samp", "small", "span", "strong", "sub", "summary", "sup",
     "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul",
 }
+# No `class`, `id`, `name` or `style` from user HTML: page classes such as .toast would let it dress up
+# as the page's own controls, and ids could clobber the page's elements.
 _RICH_ATTRIBUTES = {
-    "*": {"title", "class", "align"},
+    "*": {"title", "align"},
     "a": {"href"},
     "img": {"src", "alt", "width", "height"},
     "td": {"colspan", "rowspan"},
@@ -134,6 +136,7 @@ def sanitize_rich_html(markup: str) -> str:
         markup,
         tags=_RICH_TAGS,
         attributes=_RICH_ATTRIBUTES,
+        allowed_classes={"table": {"dataframe"}},
         url_schemes={"http", "https", "data", "mailto"},
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
