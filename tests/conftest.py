@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins: list[str] = ["tests.fixtures_e2b", "tests.fixtures_runs", "tests.fixtures_browser", "tests.fixtures_sandboxes"]
+pytest_plugins: list[str] = ["tests.fixtures_e2b", "tests.fixtures_runs", "tests.fixtures_browser", "tests.fixtures_sandboxes", "tests.fixtures_daphne"]
