@@ -23,7 +23,7 @@ from django.conf import settings
 
 from runner.sandboxes.base import Sandbox, SandboxGone, SandboxUnavailable, Stdout
 from runner.sandboxes.local import LocalBackend, jail
-from runner.sandboxes.local.backend import sweep
+from runner.sandboxes.local.backend import REAPER_GRACE_S, sweep
 from tests.fixtures_sandboxes import local_backend_or_skip, run
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
@@ -298,7 +298,7 @@ async def test_too_many_live_sandboxes_is_busy(local: LocalBackend, shared: Sand
 
 async def test_idle_sandboxes_are_reaped(local: LocalBackend, fresh: Sandbox) -> None:
     await python_says(fresh, "print(1)")
-    fresh.last_used -= settings.SANDBOX_IDLE_TIMEOUT_S + 1  # type: ignore[attr-defined]
+    fresh.last_used -= settings.SANDBOX_IDLE_TIMEOUT_S + REAPER_GRACE_S + 1  # type: ignore[attr-defined]
     assert await local.reap_idle() == [fresh.id]
     with pytest.raises(SandboxGone):
         await local.connect(fresh.id)

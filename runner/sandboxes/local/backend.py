@@ -29,6 +29,9 @@ from runner.sandboxes.local.sandbox import LocalSandbox
 
 log = logging.getLogger(__name__)
 
+# The backend's own reaper waits this much longer than SANDBOX_IDLE_TIMEOUT_S (see reap_idle).
+REAPER_GRACE_S = 60.0
+
 
 class LocalBackend:
     """Jupyter kernels in bubblewrap on this machine. Satisfies runner.sandboxes.base.Backend.
@@ -239,8 +242,12 @@ class LocalBackend:
             self._pool.remove(sandbox)
 
     async def reap_idle(self) -> list[str]:
-        """Close sandboxes with no run for SANDBOX_IDLE_TIMEOUT_S; returns their ids."""
-        cutoff = time.monotonic() - settings.SANDBOX_IDLE_TIMEOUT_S
+        """Close sandboxes with no run for SANDBOX_IDLE_TIMEOUT_S (+ a grace); returns their ids.
+
+        This is the backend's backstop: the sessions service reaps at SANDBOX_IDLE_TIMEOUT_S
+        itself (ending the lease as "idle"), so the grace lets it go first.
+        """
+        cutoff = time.monotonic() - settings.SANDBOX_IDLE_TIMEOUT_S - REAPER_GRACE_S
         idle = [s for s in self._live.values() if s.last_used < cutoff and not s.busy]
         for sandbox in idle:
             sandbox.detach()
