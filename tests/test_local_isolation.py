@@ -290,6 +290,23 @@ async def test_the_warm_pool_hands_out_a_running_kernel(local: LocalBackend, set
     assert first_output_s < 0.5
 
 
+async def test_stop_while_the_kernel_is_still_starting_interrupts_the_run(local: LocalBackend, settings) -> None:
+    settings.SANDBOX_POOL_SIZE = 0
+    for _ in range(5):  # skip past warm sandboxes: this needs a kernel that is still starting
+        sandbox = await local.create(owner_id=6, session_id=str(uuid.uuid4()))
+        if "python" not in sandbox.kernels:  # type: ignore[attr-defined]
+            break
+        await sandbox.close()
+    try:
+        running = asyncio.create_task(run(sandbox, "import time\ntime.sleep(60)", language="python"))
+        await asyncio.sleep(0)  # the run is waiting for its kernel
+        await sandbox.interrupt()
+        outcome, _ = await asyncio.wait_for(running, 30)
+    finally:
+        await sandbox.close()
+    assert outcome.status == "interrupted"
+
+
 async def test_too_many_live_sandboxes_is_busy(local: LocalBackend, shared: Sandbox, settings) -> None:
     settings.SANDBOX_MAX_LIVE = local.live_count
     with pytest.raises(SandboxUnavailable, match="^busy: "):

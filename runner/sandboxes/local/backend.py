@@ -214,7 +214,7 @@ class LocalBackend:
         return jail.bwrap_argv(
             self.isolation, workspace=sandbox.workspace, control=control, kfiles=self._kfiles, command=command,
             env=jail.sandbox_env(language), limits=jail.Limits.from_settings(), cgroup=sandbox.cgroup,
-            network=network,
+            network=network, language=language,
         )
 
     def fill_pool(self) -> None:

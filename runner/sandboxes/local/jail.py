@@ -375,6 +375,7 @@ def bwrap_argv(
     limits: Limits,
     cgroup: Cgroup | None,
     network: bool = False,
+    language: str = "python",
 ) -> list[str]:
     """The full argv that starts `command` confined (run it with a minimal environment)."""
     argv: list[str] = []
@@ -384,8 +385,8 @@ def bwrap_argv(
         argv += ["/bin/sh", "-c", script, "sh", *cgroup.procs_files, "--"]
     fsize = limits.workspace_quota_mb * 1024 * 1024
     argv += ["prlimit", f"--fsize={fsize}", "--nofile=1024", "--core=0"]
-    if not (isolation.as_root and isolation.cgroup_version):
-        # No cgroup: cap the data segment instead (a rough memory limit).
+    if not (isolation.as_root and isolation.cgroup_version) and language != "deno":
+        # No cgroup: cap the data segment instead (a rough memory limit; V8 can't start under it).
         argv += [f"--data={limits.memory_mb * 2 * 1024 * 1024}"]
     argv += ["--"]
     if isolation.as_root:
