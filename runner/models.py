@@ -89,6 +89,8 @@ class Execution(models.Model):
     class Meta:
         ordering = ["session", "seq"]
         constraints = [models.UniqueConstraint(fields=["session", "seq"], name="execution_unique_seq")]
+        # A session's active runs, read on every run start: cheap however long the session.
+        indexes = [models.Index(fields=["session", "status"], name="execution_session_status")]
 
     def __str__(self) -> str:
         return f"{self.session_id} #{self.seq} ({self.status})"

@@ -25,7 +25,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Case, Count, Exists, Max, OuterRef, Q, Value, When
+from django.db.models import Max
 from django.utils import timezone
 
 from runner import events
@@ -84,6 +84,7 @@ class _Run:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     sandbox: Any = None  # set while the code runs
     task: asyncio.Task[None] | None = None
+    tail: asyncio.Future[None] | None = None  # resolves when this run is done and the next may go
 
 
 # Process-local registries: the runs this process owns, and per session the future that
@@ -201,7 +202,7 @@ async def execution_start(
             prefetch.add_done_callback(_discard_result)
         raise
 
-    run = _Run(execution.pk, session, events.session_group(session.id), code, language)
+    run = _Run(execution.pk, session, events.session_group(session.id), code, language, tail=mine)
     _runs[execution.pk] = run
     queued: events.QueuedMessage = {
         "type": "execution.queued",
@@ -230,23 +231,25 @@ def _insert_sync(
     with transaction.atomic():
         # Updating the session row first serialises concurrent starts in one session (row lock).
         ChatSession.objects.filter(pk=session_id).update(status=ChatSession.Status.RUNNING, last_activity_at=now)
-        ahead = Execution.objects.filter(session_id=session_id).aggregate(
-            max_seq=Max("seq"),
-            active=Count("pk", filter=Q(status__in=ACTIVE)),
-            remote=Count("pk", filter=Q(status__in=ACTIVE) & ~Q(owner_boot_id=BOOT_ID)),
+        # Both reads use an index (session+seq; status), so they stay cheap however long the session.
+        max_seq = Execution.objects.filter(session_id=session_id).order_by("-seq").values_list("seq", flat=True).first()
+        owners = list(
+            Execution.objects.filter(session_id=session_id, status__in=ACTIVE).values_list("owner_boot_id", flat=True)[
+                : settings.RUN_QUEUE_MAX + 1
+            ]
         )
-        if ahead["active"] > settings.RUN_QUEUE_MAX:
+        if len(owners) > settings.RUN_QUEUE_MAX:
             raise RunRejected(
-                "rate_limited", f"{ahead['active'] - 1} runs are already waiting in this session; wait for them or stop one."
+                "rate_limited", f"{len(owners) - 1} runs are already waiting in this session; wait for them or stop one."
             )
-        start_now = may_start and ahead["active"] == 0
+        start_now = may_start and not owners
         execution = Execution.objects.create(
-            session_id=session_id, seq=(ahead["max_seq"] or 0) + 1, code=code, language=language, user_id=user_id,
+            session_id=session_id, seq=(max_seq or 0) + 1, code=code, language=language, user_id=user_id,
             client_id=client_id, owner_boot_id=BOOT_ID, created_at=now,
             status=Execution.Status.RUNNING if start_now else Execution.Status.QUEUED,
             started_at=now if start_now else None,
         )
-    return execution, ahead["remote"] > 0
+    return execution, any(owner != BOOT_ID for owner in owners)
 
 
 # --- the run task -------------------------------------------------------------------------------
@@ -285,7 +288,9 @@ async def _drive(
             return
 
         if not started or acquired.notice:
-            await db(_mark_started_sync)(execution_id=run.execution_id, notice=acquired.notice, set_started=not started)
+            await db(_mark_started_sync)(
+                execution_id=run.execution_id, session_id=run.session.id, notice=acquired.notice, set_started=not started
+            )
         await _publish(run.group, {"type": "execution.started", "frame": events.started_frame(run.execution_id, acquired.notice)})
 
         sandbox = run.sandbox = acquired.sandbox
@@ -366,11 +371,13 @@ async def _is_closed(acquired: sandboxes.AcquiredSandbox) -> bool:
     return bool(getattr(acquired.sandbox, "closed", False))
 
 
-def _mark_started_sync(*, execution_id: int, notice: str, set_started: bool) -> None:
+def _mark_started_sync(*, execution_id: int, session_id: uuid.UUID, notice: str, set_started: bool) -> None:
     fields: dict[str, Any] = {"notice": notice[:300]} if notice else {}
-    if set_started:
-        fields.update(status=Execution.Status.RUNNING, started_at=timezone.now())
-    Execution.objects.filter(pk=execution_id).update(**fields)
+    with transaction.atomic():
+        if set_started:
+            fields.update(status=Execution.Status.RUNNING, started_at=timezone.now())
+            ChatSession.objects.filter(pk=session_id).update(status=ChatSession.Status.RUNNING)
+        Execution.objects.filter(pk=execution_id).update(**fields)
 
 
 def _status_for(outcome: Outcome, *, cancelled: bool) -> str:
@@ -388,8 +395,9 @@ def _status_for(outcome: Outcome, *, cancelled: bool) -> str:
 async def _finish(
     run: _Run, writer: _OutputWriter, status: str, *, duration_ms: int | None, error: tuple[str, str] | None = None
 ) -> None:
-    """Drain output, store the final state in one commit, then publish `execution.finished`."""
-    await writer.drain()
+    """Store the output and the final state (one commit), then publish `execution.finished`."""
+    if writer.has_pending():
+        await writer.drain()  # more than the batch being written: store it all first
     fields: dict[str, Any] = {
         "status": status,
         "finished_at": timezone.now(),
@@ -402,7 +410,16 @@ async def _finish(
         fields.update(error_name=writer.error.ename[:200], error_value=writer.error.evalue, traceback=list(writer.error.traceback))
     elif error is not None:
         fields.update(error_name=error[0][:200], error_value=error[1])
-    await db(_finish_sync)(execution_id=run.execution_id, session_id=run.session.id, fields=fields)
+    # Queued now, behind the last batch's write on the one database thread (FIFO), so that
+    # thread goes straight from one to the other; published only after both, in order.
+    busy = _tails.get(run.session.id) not in (None, run.tail)  # a later run waits here
+    store = asyncio.ensure_future(
+        db(_finish_sync)(execution_id=run.execution_id, session_id=run.session.id, fields=fields, session_busy=busy)
+    )
+    try:
+        await writer.drain()
+    finally:
+        await store
     finished: events.FinishedMessage = {
         "type": "execution.finished",
         "frame": {
@@ -420,13 +437,12 @@ async def _finish_quietly(run: _Run, writer: _OutputWriter, status: str) -> None
         log.exception("could not store the end of run %s", run.execution_id)
 
 
-def _finish_sync(*, execution_id: int, session_id: uuid.UUID, fields: dict[str, Any]) -> None:
-    others_active = Execution.objects.filter(session_id=OuterRef("pk"), status__in=ACTIVE).exclude(pk=execution_id)
+def _finish_sync(*, execution_id: int, session_id: uuid.UUID, fields: dict[str, Any], session_busy: bool) -> None:
     with transaction.atomic():
         Execution.objects.filter(pk=execution_id).update(**fields)
+        # The session is "running" while runs wait here; a run queued elsewhere marks it again when it starts.
         ChatSession.objects.filter(pk=session_id).update(
-            status=Case(When(Exists(others_active), then=Value(ChatSession.Status.RUNNING)), default=Value(ChatSession.Status.IDLE)),
-            last_activity_at=timezone.now(),
+            status=ChatSession.Status.RUNNING if session_busy else ChatSession.Status.IDLE, last_activity_at=fields["finished_at"]
         )
 
 
@@ -614,6 +630,10 @@ class _OutputWriter:
                     await _publish(self.group, dict(message))
         finally:
             self._flusher = None
+
+    def has_pending(self) -> bool:
+        """Whether output is waiting that no write has taken yet."""
+        return bool(self._pending)
 
     async def drain(self) -> None:
         """Wait until everything received so far is stored and published."""
