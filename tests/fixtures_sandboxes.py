@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from runner.sandboxes.base import Backend, Error, Event, Result, Sandbox, Stderr, Stdout, get_backend
 
-BACKEND_PARAMS: list[str] = ["local"]
+BACKEND_PARAMS: list[str] = ["local", "e2b"]
 
 
 def local_backend_or_skip() -> Backend:

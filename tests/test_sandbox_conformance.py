@@ -38,7 +38,9 @@ async def test_state_persists_across_runs(sandbox: Sandbox) -> None:
     assert events.stdout == "42\n"
 
 
-async def test_stdout_and_stderr_interleave_in_kernel_order(sandbox: Sandbox) -> None:
+async def test_stdout_and_stderr_interleave_in_kernel_order(backend: Backend, sandbox: Sandbox) -> None:
+    if backend.name == "e2b":
+        pytest.skip("E2B's stock ipykernel buffers stdout and stderr separately, so their relative order is not kept")
     code = "import sys\nfor i in range(3):\n    print('out', i)\n    print('err', i, file=sys.stderr)\n"
     outcome, events = await run(sandbox, code)
     assert outcome.status == "ok"

@@ -29,6 +29,8 @@ from e2b_code_interpreter import (
     AsyncSandbox,
     AuthenticationException,
     CommandExitException,
+    EntryInfo,
+    FileType,
     NotFoundException,
     RateLimitException,
     SandboxException,
@@ -61,6 +63,8 @@ log = logging.getLogger(__name__)
 WORKSPACE = "/home/user"
 # The SDK's own execution timeout sits past ours, so ours always fires first.
 SDK_TIMEOUT_SLACK_S = 30.0
+# The error E2B's code interpreter reports when a context's kernel died and was restarted.
+KERNEL_RESTARTED = "ContextRestarting"
 
 # E2B result formats → MIME types, in the order a renderer should prefer them.
 RESULT_MIME_TYPES = {
@@ -225,7 +229,7 @@ class E2BSandbox:
         if language not in LANGUAGES:
             raise ValueError(f"unsupported language {language!r}; choose one of {sorted(LANGUAGES)}")
         started = time.monotonic()
-        errored = False
+        errored = restarted = False
         delivered = 0
 
         async def deliver(event: Event) -> None:
@@ -243,8 +247,18 @@ class E2BSandbox:
             await deliver(Result(data=mime_bundle(result), is_main=bool(result.is_main_result)))
 
         async def on_error(error: ExecutionError) -> None:
-            nonlocal errored
+            nonlocal errored, restarted
             errored = True
+            if error.name == KERNEL_RESTARTED:
+                restarted = True
+                await deliver(
+                    Error(
+                        ename="KernelRestarted",
+                        evalue=f"The {language} kernel stopped (it crashed, was killed or ran out of memory) and E2B "
+                        "restarted it. Its variables are gone; the next run starts fresh.",
+                    )
+                )
+                return
             await deliver(Error(ename=error.name, evalue=error.value, traceback=error.traceback.splitlines()))
 
         call = self._sdk.run_code(
@@ -265,6 +279,8 @@ class E2BSandbox:
             await _settle_keep_alive(keep_alive, self.id)
         if failure is not None:
             status = await self._report_failure(failure, on_event, nothing_delivered=delivered == 0)
+        elif status == "ok" and restarted:
+            status = "gone"
         elif status == "ok" and errored:
             status = "error"
         return Outcome(status=status, duration_ms=int((time.monotonic() - started) * 1000))
@@ -332,20 +348,47 @@ class E2BSandbox:
 
     # --- files ----------------------------------------------------------------------------------
 
-    def _path(self, path: str) -> str:
-        return workspace_path(path)
+    async def _path(self, path: str) -> str:
+        """The absolute sandbox path for a workspace path, refusing paths through symlinks.
+
+        envd follows links anywhere in the VM; like the local backend, the files API does not.
+        (The check and the access are two requests, so code running at the same moment could
+        still swap a link in; on E2B that reaches only this session's own VM.)
+        """
+        target = workspace_path(path)
+        relative = posixpath.relpath(target, WORKSPACE)
+        if relative == ".":
+            return target
+        parts = relative.split("/")
+        prefixes = [posixpath.join(WORKSPACE, *parts[: i + 1]) for i in range(len(parts))]
+        infos = await asyncio.gather(*(self._lstat(prefix) for prefix in prefixes))
+        for prefix, info in zip(prefixes, infos):
+            if info is None:
+                break  # it doesn't exist yet, so nothing below it can be a link
+            if info.type == FileType.SYMLINK:
+                shown = posixpath.relpath(prefix, WORKSPACE)
+                raise ValueError(f"{path!r} goes through the symlink {shown!r}; the files API does not follow links.")
+        return target
+
+    async def _lstat(self, path: str) -> EntryInfo | None:
+        try:
+            return await self._sdk.files.get_info(path)
+        except NotFoundException:
+            return None
+        except Exception as exc:
+            raise translate_error(exc, self._config, doing="look up the file") from None
 
     async def write_file(self, path: str, data: bytes) -> None:
-        target = self._path(path)
         if len(data) > self._config.file_max_bytes:
             raise ValueError(f"The file is larger than the {self._config.file_max_bytes} byte limit.")
+        target = await self._path(path)
         try:
             await self._sdk.files.write(target, data)
         except Exception as exc:
             raise translate_error(exc, self._config, doing="write the file") from None
 
     async def read_file(self, path: str) -> bytes:
-        target = self._path(path)
+        target = await self._path(path)
         try:
             data = await self._sdk.files.read(target, format="bytes")
         except NotFoundException:
@@ -357,7 +400,7 @@ class E2BSandbox:
         return bytes(data)
 
     async def list_files(self, path: str = ".") -> list[FileInfo]:
-        target = self._path(path)
+        target = await self._path(path)
         try:
             entries = await self._sdk.files.list(target, depth=1)
         except NotFoundException:
@@ -368,8 +411,8 @@ class E2BSandbox:
             FileInfo(
                 name=entry.name,
                 path=posixpath.relpath(entry.path, WORKSPACE),
-                is_dir=entry.type is not None and entry.type.value == "dir",
-                size=0 if entry.type is not None and entry.type.value == "dir" else int(entry.size or 0),
+                is_dir=entry.type == FileType.DIR,
+                size=0 if entry.type == FileType.DIR else int(entry.size or 0),
             )
             for entry in entries
         ]

@@ -117,6 +117,18 @@ class KernelContext:
                     raise
                 log.info("context %s was shut down during a run", self.id)
 
+    def _late_output(self, msg_id: str) -> Iterator[dict[str, Any]]:
+        """Deno's kernel can publish a first run's console output just after going idle: wait
+        briefly for stream messages of this run."""
+        deadline = time.monotonic() + 0.1
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                msg = self.client.get_iopub_msg(timeout=remaining)
+            except Empty:
+                return
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "stream":
+                yield {"type": msg["content"]["name"], "text": msg["content"]["text"], "timestamp": time.time_ns()}
+
     def _execute_locked(self, code: str, *, client_gone: Callable[[], bool], keepalive_s: float) -> Iterator[dict[str, Any]]:
         msg_id = self.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
         idle = replied = errored = False
@@ -143,8 +155,16 @@ class KernelContext:
                         errored = True
                         yield _error_object(content)
             if msg is None:
+                if self.closed:
+                    return  # its sandbox was killed: the stream just ends
                 if not self.alive():
-                    return  # the kernel died (or its sandbox was killed): the stream just ends
+                    # What Jupyter's restarter and E2B's server do when a kernel dies mid-run.
+                    log.warning("context %s died during a run: restarting it", self.id)
+                    self.manager.restart_kernel(now=True)
+                    self.client.wait_for_ready(timeout=60)
+                    self._alive = True
+                    yield {"type": "error", "name": "ContextRestarting", "value": "Context was restarted", "traceback": ""}
+                    return
                 if interrupted_at is None and client_gone():
                     log.info("client closed /execute: interrupting context %s", self.id)
                     self.manager.interrupt_kernel()
@@ -181,6 +201,8 @@ class KernelContext:
             elif kind == "error" and not errored:
                 errored = True
                 yield _error_object(content)
+        if self.language in ("javascript", "typescript") and interrupted_at is None:
+            yield from self._late_output(msg_id)
 
     def alive(self) -> bool:
         now = time.monotonic()

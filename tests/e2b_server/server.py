@@ -554,15 +554,24 @@ class Handler(BaseHTTPRequestHandler):
             self.files_write(sandbox, query)
         elif path == "/filesystem.Filesystem/ListDir":
             self.list_dir(sandbox)
+        elif path == "/filesystem.Filesystem/Stat":
+            self.stat(sandbox)
         elif path == "/process.Process/Start":
             self.process_start(sandbox)
         else:
             self.send_json(404, {"code": "unimplemented", "message": f"{path} is not implemented by the test server"})
 
+    def confined(self, sandbox: SandboxState, target: Path) -> bool:
+        """Whether `target`, symlinks resolved, stays in the workspace. envd would follow a link
+        anywhere in its VM; this server's "VM" is the test host, so it refuses instead."""
+        home = os.path.realpath(sandbox.home)
+        resolved = os.path.realpath(target)
+        return resolved == home or resolved.startswith(home + "/")
+
     def files_read(self, sandbox: SandboxState, query: dict[str, list[str]]) -> None:
         raw = query.get("path", [""])[0]
         target = self.workspace_path(sandbox, raw)
-        if target is None:
+        if target is None or not self.confined(sandbox, target):
             self.send_json(403, {"code": 403, "message": f"path '{raw}' is outside the test server's workspace"})
         elif not target.is_file():
             self.send_json(404, {"code": 404, "message": f"path '{raw}' does not exist"})
@@ -585,7 +594,7 @@ class Handler(BaseHTTPRequestHandler):
         written = []
         for raw, data in uploads:
             target = self.workspace_path(sandbox, raw)
-            if target is None:
+            if target is None or not self.confined(sandbox, target):
                 self.send_json(403, {"code": 403, "message": f"path '{raw}' is outside the test server's workspace"})
                 return
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -601,23 +610,16 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(404, {"code": "not_found", "message": f"directory '{raw}' does not exist"})
             return
         base = os.path.normpath(raw if raw.startswith("/") else f"{HOME}/{raw}")
-        entries = []
-        for child in sorted(target.iterdir()):
-            stat = child.lstat()
-            entries.append(
-                {
-                    "name": child.name,
-                    "type": "FILE_TYPE_DIRECTORY" if child.is_dir() else "FILE_TYPE_FILE",
-                    "path": f"{base}/{child.name}",
-                    "size": str(stat.st_size),
-                    "mode": stat.st_mode & 0o777,
-                    "permissions": "",
-                    "owner": "user",
-                    "group": "user",
-                    "modifiedTime": datetime.fromtimestamp(stat.st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                }
-            )
+        entries = [entry_info(child, f"{base}/{child.name}") for child in sorted(target.iterdir())]
         self.send_json(200, {"entries": entries})
+
+    def stat(self, sandbox: SandboxState) -> None:
+        raw = self.json_body().get("path", HOME)
+        target = self.workspace_path(sandbox, raw)
+        if target is None or not os.path.lexists(target):
+            self.send_json(404, {"code": "not_found", "message": f"path '{raw}' does not exist"})
+            return
+        self.send_json(200, {"entry": entry_info(target, os.path.normpath(raw if raw.startswith("/") else f"{HOME}/{raw}"))})
 
     def process_start(self, sandbox: SandboxState) -> None:
         """A Connect server stream: start, data (base64 stdout/stderr), end, then end-of-stream."""
@@ -673,6 +675,27 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def entry_info(host_path: Path, sandbox_path: str) -> dict[str, Any]:
+    """envd's EntryInfo (proto JSON) for a path, lstat'ed like envd: a symlink is marked as one."""
+    info = host_path.lstat()
+    is_link = host_path.is_symlink()
+    entry: dict[str, Any] = {
+        "name": host_path.name,
+        "type": "FILE_TYPE_DIRECTORY" if host_path.is_dir() else "FILE_TYPE_FILE",
+        "path": sandbox_path,
+        "size": str(info.st_size),
+        "mode": info.st_mode & 0o777,
+        "permissions": "",
+        "owner": "user",
+        "group": "user",
+        "modifiedTime": datetime.fromtimestamp(info.st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if is_link:
+        entry["isSymlink"] = True
+        entry["symlinkTarget"] = os.readlink(host_path)
+    return entry
 
 
 class E2BServer(ThreadingHTTPServer):
