@@ -94,16 +94,27 @@ def live_daphne(transactional_db, tmp_path: Path) -> Iterator[str]:
             sys.stderr.write(log_path.read_text())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[object]:
-    """Debian's chromium driven by Playwright (no downloaded browser)."""
+    """Debian's chromium driven by Playwright (no downloaded browser).
+
+    Module-scoped on purpose: Playwright's sync API keeps an event loop running in this thread while
+    it is open, which would break the asyncio tests of modules that run after the browser tests.
+    """
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (bin/setup --test installs it)")
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls are still sync.
+    # While that loop runs, Django refuses sync ORM calls unless told they are safe (they are: one thread).
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
