@@ -88,3 +88,15 @@ async def test_sweep_sync_at_exit_interrupts_only_this_process_runs(alice_sessio
     await mine.arefresh_from_db()
     await live_peer_run.arefresh_from_db()
     assert (mine.status, live_peer_run.status) == ("interrupted", "running")
+
+
+async def test_stop_of_a_run_whose_process_died_ends_it_at_once(connect, alice, alice_session, live_peer_run) -> None:
+    ws = await connect(alice, alice_session)
+    await ws.receive_json_from(timeout=10)
+    # The peer dies (its heartbeat goes stale) before any sweep notices; then the owner presses Stop.
+    await ServerProcess.objects.filter(boot_id="live-peer").aupdate(seen_at=timezone.now() - timezone.timedelta(minutes=5))
+    await ws.send_json_to({"type": "stop", "execution_id": live_peer_run.pk})
+    output = await ws.receive_json_from(timeout=10)
+    finished = await ws.receive_json_from(timeout=10)
+    assert (output["type"], output["text"]) == ("execution.output", SWEEP_NOTE + "\n")
+    assert (finished["execution_id"], finished["status"]) == (live_peer_run.pk, "interrupted")

@@ -469,6 +469,9 @@ async def execution_cancel(*, session: ChatSession, user: AbstractBaseUser, exec
     if owner == BOOT_ID:
         await execution_cancel_local(execution_id=execution_id)
         return
+    if owner not in await db(live_boot_ids_sync)():
+        await execution_sweep()  # its process is dead: nobody would hear the Stop; end it here
+        return
     message: events.CancelMessage = {"type": "execution.cancel", "execution_id": execution_id}
     await get_channel_layer().send(events.process_channel(owner), dict(message))
 
