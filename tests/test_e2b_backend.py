@@ -13,9 +13,12 @@ import time
 import pytest
 from django.test import override_settings
 
+from runner.models import ChatSession, Execution, OutputChunk, SandboxLease
 from runner.sandboxes.base import Error, Event, Result, SandboxGone, SandboxUnavailable, Stdout
 from runner.sandboxes.e2b import E2BBackend, E2BSandbox, install_command, workspace_path
+from runner.services.sandboxes import NOTICE_NEW_SANDBOX, NOTICE_RECONNECTED
 from tests.fixtures_e2b import E2BServerControl
+from tests.fixtures_runs import receive, receive_until_finished, run, stdout_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -328,3 +331,104 @@ def test_healthz_is_200_when_e2b_accepts_the_key(client, e2b_server: E2BServerCo
         response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json()["backend"] == "e2b"
+
+
+# --- through the websocket and the run services ---------------------------------------------------
+
+
+def _e2b_settings(server: E2BServerControl, **overrides: object) -> override_settings:
+    values: dict[str, object] = {
+        "SANDBOX_BACKEND": "e2b",
+        "E2B_API_KEY": server.api_key,
+        "E2B_API_URL": server.url,
+        "E2B_SANDBOX_URL": server.url,
+        "E2B_REQUEST_TIMEOUT_S": 15.0,
+    }
+    return override_settings(**{**values, **overrides})
+
+
+async def _left_by_a_previous_process(session: ChatSession, sandbox_id: str) -> None:
+    """The rows a server that died would leave: the session names its sandbox; its lease is open."""
+    await ChatSession.objects.filter(pk=session.pk).aupdate(backend="e2b", sandbox_id=sandbox_id)
+    await SandboxLease.objects.acreate(user_id=session.owner_id, session=session, backend="e2b", sandbox_id=sandbox_id, owner_boot_id="dead")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_page_run_with_a_rejected_key_is_refused_with_the_banner(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
+    with _e2b_settings(e2b_server, E2B_API_KEY="e2b_rejected_000000000000000000000000000"):
+        ws = await connect(alice, alice_session)
+        await receive(ws)
+        execution_id = await run(ws, "print(1)")
+        error = await receive(ws)
+        finished = await receive(ws)
+    assert error["type"] == "error" and error["code"] == "unavailable"
+    assert "E2B API key rejected" in error["message"]
+    assert finished["execution_id"] == execution_id and finished["status"] == "rejected"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_page_run_after_a_restart_reconnects_to_the_sessions_e2b_sandbox(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
+    with _e2b_settings(e2b_server):
+        earlier = await E2BBackend(e2b_server.config()).create(owner_id=alice.pk, session_id=str(alice_session.id))
+        await _run(earlier, "z = 'kept'")
+        await _left_by_a_previous_process(alice_session, earlier.id)
+        ws = await connect(alice, alice_session)
+        await receive(ws)
+        execution_id = await run(ws, "print(z)")
+        frames = await receive_until_finished(ws, execution_id)
+    assert frames[0] == {"type": "execution.started", "execution_id": execution_id, "notice": NOTICE_RECONNECTED}
+    assert stdout_of(frames) == "kept\n" and frames[-1]["status"] == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_page_run_whose_e2b_sandbox_was_lost_gets_a_new_one_and_is_told(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
+    with _e2b_settings(e2b_server):
+        earlier = await E2BBackend(e2b_server.config()).create(owner_id=alice.pk, session_id=str(alice_session.id))
+        await _run(earlier, "z = 1")
+        await _left_by_a_previous_process(alice_session, earlier.id)
+        e2b_server.forget(earlier.id)  # E2B reaped it while no server held it
+        ws = await connect(alice, alice_session)
+        await receive(ws)
+        execution_id = await run(ws, "print('z' in dir())")
+        frames = await receive_until_finished(ws, execution_id)
+    assert frames[0] == {"type": "execution.started", "execution_id": execution_id, "notice": NOTICE_NEW_SANDBOX}
+    assert stdout_of(frames) == "False\n" and frames[-1]["status"] == "succeeded"
+    assert (await Execution.objects.aget(pk=execution_id)).notice == NOTICE_NEW_SANDBOX
+    session = await ChatSession.objects.aget(pk=alice_session.pk)
+    assert session.sandbox_id not in ("", earlier.id) and session.sandbox_id in e2b_server.sandboxes()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_page_run_whose_e2b_sandbox_vanishes_while_held_is_failed_then_replaced(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
+    with _e2b_settings(e2b_server):
+        ws = await connect(alice, alice_session)
+        await receive(ws)
+        await receive_until_finished(ws, await run(ws, "z = 1"))
+        held = (await ChatSession.objects.aget(pk=alice_session.pk)).sandbox_id
+        e2b_server.forget(held)
+        frames = await receive_until_finished(ws, await run(ws, "print('lost run')"))
+        assert frames[-1]["status"] == "failed"
+        assert "E2B sandbox is gone" in " ".join(f.get("text", "") for f in frames)
+        execution_id = await run(ws, "print('z' in dir())")
+        frames = await receive_until_finished(ws, execution_id)
+    assert frames[0]["notice"] == NOTICE_NEW_SANDBOX
+    assert stdout_of(frames) == "False\n"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_page_run_whose_stream_drops_fails_and_keeps_its_output(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
+    with _e2b_settings(e2b_server):
+        ws = await connect(alice, alice_session)
+        await receive(ws)
+        await receive_until_finished(ws, await run(ws, "warm = 1"))
+        e2b_server.inject(where="execute", action="drop", after_lines=2)
+        execution_id = await run(ws, "import time\nprint('before', flush=True)\ntime.sleep(0.3)\nprint('after')")
+        frames = await receive_until_finished(ws, execution_id)
+    assert frames[-1]["status"] == "failed"
+    assert stdout_of(frames) == "before\n"
+    errors = [f for f in frames if f["type"] == "execution.output" and f["kind"] == "error"]
+    assert errors and errors[-1]["data"]["ename"] == "ConnectionLost"
+    stored = [c.text async for c in OutputChunk.objects.filter(execution_id=execution_id, kind="stdout").order_by("index")]
+    assert "".join(stored) == "before\n"
+    execution = await Execution.objects.aget(pk=execution_id)
+    assert execution.status == "failed" and execution.error_name == "ConnectionLost"
