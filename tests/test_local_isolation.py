@@ -193,6 +193,22 @@ async def test_files_over_the_size_cap_are_refused(shared: Sandbox) -> None:
         await shared.write_file("big.bin", b"\0" * (settings.SANDBOX_FILE_MAX_BYTES + 1))
 
 
+async def test_install_runs_nothing_the_user_left_in_the_workspace(shared: Sandbox) -> None:
+    planted = (
+        "import os\n"
+        "os.makedirs('.local/packages', exist_ok=True)\n"
+        "open('.local/packages/sitecustomize.py', 'w').write(\"open('/home/user/pwned', 'w').write('x')\\n\")\n"
+        "os.makedirs('.config/pip', exist_ok=True)\n"
+        "open('.config/pip/pip.conf', 'w').write('[global]\\nindex-url = http://127.0.0.1:9/nothing\\n')\n"
+        "print('planted')"
+    )
+    assert await python_says(shared, planted) == "planted"
+    log: list[object] = []
+    outcome = await shared.install(["humanize==4.11.0"], language="python", on_event=log.append, timeout_s=180)
+    assert outcome.status == "ok", log  # the planted pip.conf (a dead index) was ignored
+    assert "pwned" not in {f.name for f in await shared.list_files(".")}
+
+
 # --- resources ----------------------------------------------------------------------------
 
 
@@ -213,6 +229,19 @@ async def test_a_huge_print_keeps_the_servers_memory_bounded(shared: Sandbox) ->
     assert outcome.status == "ok"
     assert received[0] == 100_000_001
     assert peak[0] - before < 40, f"the server grew by {peak[0] - before:.0f} MB"
+
+
+async def test_a_slow_reader_still_gets_every_byte_of_a_huge_print(shared: Sandbox) -> None:
+    received = [0]
+
+    async def slow_reader(event: object) -> None:
+        if isinstance(event, Stdout):
+            received[0] += len(event.text)
+        await asyncio.sleep(0.001)  # e.g. a database write per chunk, while the kernel races ahead
+
+    outcome = await shared.run("print('x' * 100_000_000)", language="python", on_event=slow_reader, timeout_s=120)
+    assert outcome.status == "ok"
+    assert received[0] == 100_000_001
 
 
 async def test_a_fork_bomb_leaves_the_server_responsive_and_the_sandbox_usable(local: LocalBackend, fresh: Sandbox) -> None:
@@ -260,6 +289,25 @@ async def test_the_process_limit_holds(local: LocalBackend, fresh: Sandbox) -> N
     assert out.startswith("capped") and int(out.split()[1]) < settings.SANDBOX_PIDS
 
 
+async def test_exited_child_processes_are_reaped_after_each_run(fresh: Sandbox) -> None:
+    code = (
+        "import os\n"
+        "for _ in range(20):\n"
+        "    if os.fork() == 0:\n"
+        "        os._exit(0)\n"
+    )
+    await python_says(fresh, code + "print('forked')")
+    zombies = await python_says(
+        fresh,
+        "import os\nstates = []\nfor p in os.listdir('/proc'):\n"
+        "    if p.isdigit():\n"
+        "        try:\n            states.append(open(f'/proc/{p}/stat').read().rsplit(')', 1)[1].split()[0])\n"
+        "        except OSError:\n            pass\n"
+        "print(states.count('Z'))",
+    )
+    assert zombies == "0"
+
+
 # --- the backend's bookkeeping ------------------------------------------------------------
 
 
@@ -269,6 +317,17 @@ async def test_health_names_the_isolation(local: LocalBackend) -> None:
     assert health.isolation.startswith("bwrap")
     if local.isolation.as_root and local.isolation.cgroup_version:
         assert f"cgroup-v{local.isolation.cgroup_version}" in health.isolation
+
+
+async def test_without_bwrap_the_backend_is_unavailable_and_says_how_to_fix_it(settings) -> None:
+    settings.SANDBOX_BWRAP = "no-such-bwrap-binary"
+    backend = LocalBackend()
+    health = await backend.health()
+    assert not health.ok
+    assert "bubblewrap" in health.detail and "apt-get install" in health.detail
+    assert health.isolation == "none"
+    with pytest.raises(SandboxUnavailable, match="bubblewrap"):
+        await backend.create(owner_id=7, session_id=str(uuid.uuid4()))
 
 
 async def test_the_warm_pool_hands_out_a_running_kernel(local: LocalBackend, settings) -> None:

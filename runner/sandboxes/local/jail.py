@@ -332,7 +332,10 @@ def kernel_files_dir(state_dir: Path, uid: int, gid: int) -> Path:
 
 
 def sandbox_env(language: str) -> dict[str, str]:
-    """The whole environment inside the sandbox: nothing from the server's."""
+    """The whole environment inside the sandbox: nothing from the server's.
+
+    `language` is a kernel kind ("python", "bash", "deno") or "install" (pip with the network).
+    """
     env = {
         "HOME": HOME,
         "USER": "user",
@@ -361,6 +364,10 @@ def sandbox_env(language: str) -> dict[str, str]:
     }
     if language == "bash":
         env["PS1"] = "$ "
+    if language == "install":
+        # pip with the network: no config, home or packages from the (user-controlled) workspace.
+        del env["PYTHONPATH"]
+        env.update(HOME="/tmp", PIP_CONFIG_FILE="/dev/null", PYTHONNOUSERSITE="1")
     return env
 
 

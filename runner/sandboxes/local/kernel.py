@@ -34,6 +34,8 @@ CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 # Messages queued per socket in the server at most (the kernel flushes every 64 KiB).
 RECEIVE_QUEUE = 64
+# Messages read per pass before they are delivered.
+DRAIN_BATCH = 16
 START_TIMEOUT_S = 30.0
 # After an interrupt, how long the kernel gets to answer before it is declared stuck.
 INTERRUPT_GRACE_S = 5.0
@@ -277,9 +279,10 @@ class Kernel:
             handle.cancel()
             self._waiter = None
 
-    def _drain(self, sock: zmq.Socket) -> list[dict[str, Any]]:
-        messages = []
-        while True:
+    def _drain(self, sock: zmq.Socket, limit: int = DRAIN_BATCH) -> list[dict[str, Any]]:
+        """Up to `limit` pending messages (bounded: the socket refills while we read)."""
+        messages: list[dict[str, Any]] = []
+        while len(messages) < limit:
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -287,6 +290,7 @@ class Kernel:
             message = self._decode(frames)
             if message is not None:
                 messages.append(message)
+        return messages
 
     def _decode(self, frames: list[bytes]) -> dict[str, Any] | None:
         """A signed Jupyter message, or None for a bad one.
@@ -340,12 +344,13 @@ class Kernel:
         stopped_by = ""  # "timeout" or "interrupted"
         first_interrupt_at = last_interrupt_at = 0.0
         reply: dict[str, Any] | None = None
-        reply_at = 0.0
+        reply_at = heard_at = 0.0
         idle = False
         while True:
             for message in self._drain(iopub):
                 if message["parent_header"].get("msg_id") != msg_id:
                     continue
+                heard_at = loop.time()
                 kind, content = message["msg_type"], message["content"]
                 if kind == "stream":
                     event = Stdout(content["text"]) if content.get("name") == "stdout" else Stderr(content["text"])
@@ -365,7 +370,8 @@ class Kernel:
                     reply_at = loop.time()
             self._drain(control)
             now = loop.time()
-            if reply is not None and (idle or now - reply_at > IDLE_GRACE_S):
+            # Output may still be queued behind the reply: wait for idle while it keeps coming.
+            if reply is not None and (idle or now - max(reply_at, heard_at) > IDLE_GRACE_S):
                 break
             if self.proc is None or self.proc.poll() is not None:
                 raise KernelDied(_exit_detail(self.proc.returncode if self.proc else None))
@@ -386,7 +392,7 @@ class Kernel:
                     self.interrupt()
                     last_interrupt_at = now
             if reply is not None:
-                wait = reply_at + IDLE_GRACE_S - now
+                wait = max(reply_at, heard_at) + IDLE_GRACE_S - now
             elif stopped_by:
                 wait = INTERRUPT_RESEND_S
             else:

@@ -196,12 +196,14 @@ class LocalSandbox:
             raise ValueError(f"install supports python (pip) packages; {language} has no network to fetch from")
         requirements = validate_requirements(packages)
         started = time.monotonic()
-        command = [f"{jail.VENV}/bin/python", "-m", "pip", "install", "--no-input", "--progress-bar", "off",
+        # -I: ignore PYTHONPATH, the user site and the cwd, so nothing the user left in the
+        # workspace (a sitecustomize.py, say) runs while the network is up.
+        command = [f"{jail.VENV}/bin/python", "-I", "-m", "pip", "install", "--no-input", "--progress-bar", "off",
                    "--only-binary=:all:", "--upgrade", "--target", jail.PACKAGES]
         if settings.SANDBOX_PIP_INDEX_URL:
             command += ["--index-url", settings.SANDBOX_PIP_INDEX_URL]
         command += ["--", *requirements]
-        argv = self.backend.confined_argv(self, command=command, language="python", control=None, network=True)
+        argv = self.backend.confined_argv(self, command=command, language="install", control=None, network=True)
         proc = await asyncio.create_subprocess_exec(
             *argv, env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True,

@@ -6,6 +6,7 @@
   server never holds a giant message;
 - switching between stdout and stderr flushes the other stream first, so output keeps the order
   it was written in;
+- iopub waits for a slow server instead of dropping output (the server's queue stays small);
 - after each cell, exited child processes are reaped (a fork bomb would otherwise leave zombies
   that count against the sandbox's process limit).
 """
@@ -81,6 +82,15 @@ def _sandpit_setup() -> None:
     if ip is not None:
         ip.events.register("post_run_cell", reap_zombies)
         ip.history_manager.outputs = NoOutputs()
+        try:
+            import zmq
+
+            iopub = ip.kernel.iopub_thread
+            if iopub.socket.socket_type == zmq.XPUB:
+                # Output waits for a slow reader instead of being dropped once ~64 MB are queued.
+                iopub.schedule(lambda: iopub.socket.setsockopt(zmq.XPUB_NODROP, 1))
+        except Exception:  # an ipykernel without these: keep its lossy default
+            pass
 
 
 _sandpit_setup()
