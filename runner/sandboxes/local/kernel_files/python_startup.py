@@ -7,8 +7,8 @@
 - switching between stdout and stderr flushes the other stream first, so output keeps the order
   it was written in;
 - iopub waits for a slow server instead of dropping output (the server's queue stays small);
-- after each cell, exited child processes are reaped (a fork bomb would otherwise leave zombies
-  that count against the sandbox's process limit).
+- before and after each cell, exited child processes are reaped (a fork bomb would otherwise
+  leave zombies that count against the sandbox's process limit).
 """
 
 
@@ -80,6 +80,7 @@ def _sandpit_setup() -> None:
 
     ip = get_ipython()  # noqa: F821
     if ip is not None:
+        ip.events.register("pre_run_cell", reap_zombies)  # children that exited since the last cell
         ip.events.register("post_run_cell", reap_zombies)
         ip.history_manager.outputs = NoOutputs()
         try:
