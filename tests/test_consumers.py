@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from django.test import override_settings
 
-from runner.models import Execution, OutputChunk, SandboxLease
+from runner.models import Execution, OutputChunk, SandboxLease, ServerProcess
 from runner.services.sandboxes import NOTICE_NEW_SANDBOX
 from tests.fixtures_runs import receive, receive_until_finished, run, stdout_of
 
@@ -218,3 +218,22 @@ async def test_degraded_mode_rejects_the_run_with_an_unavailable_error(connect, 
     assert error["type"] == "error" and error["code"] == "unavailable" and "nonsense" in error["message"]
     assert finished == {"type": "execution.finished", "execution_id": execution_id, "status": "rejected", "duration_ms": None, "truncated": False}
     assert await ws.receive_nothing()
+
+
+async def test_a_run_refused_after_its_code_started_early_is_stopped_and_leaves_no_trace(connect, alice, alice_session) -> None:
+    # With the session's local sandbox warm, code starts while its row is stored; if storing
+    # refuses it (here: runs of another live process fill the queue), the code is interrupted.
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    await receive_until_finished(ws, await run(ws, "flag = 'before'"))
+    await ServerProcess.objects.acreate(boot_id="peer", hostname="elsewhere", pid=1)
+    for seq in (100, 101):
+        await Execution.objects.acreate(session=alice_session, seq=seq, code="", language="python", user=alice, status="running", owner_boot_id="peer")
+    with override_settings(RUN_QUEUE_MAX=1):
+        await ws.send_json_to({"type": "run", "code": "import time\ntime.sleep(2)\nflag = 'after'", "language": "python", "client_id": "x"})
+        error = await receive(ws)
+    assert error["type"] == "error" and error["code"] == "rate_limited"
+    await Execution.objects.filter(owner_boot_id="peer").aupdate(status="succeeded")
+    frames = await receive_until_finished(ws, await run(ws, "import time\ntime.sleep(2.5)\nprint(flag)"))
+    assert stdout_of(frames) == "before\n"
+    assert not await Execution.objects.filter(code__contains="flag = 'after'").aexists()

@@ -190,19 +190,37 @@ async def execution_start(
 
     ahead, mine = _take_turn(session.id)
     free_here = ahead is None
-    # Pipelining: when nothing runs here, get the sandbox while the row is inserted.
-    prefetch = asyncio.ensure_future(sandboxes.sandbox_acquire(session=session)) if free_here else None
+    run = _Run(0, session, events.session_group(session.id), code, language, tail=mine)
+    writer = _OutputWriter(run)  # holds output until the row exists
+    # Pipelining, when nothing runs here: the row is inserted while the sandbox is fetched, or,
+    # when the session's sandbox is this process's own (local) one, while the code already runs.
+    prefetch: asyncio.Future[sandboxes.AcquiredSandbox] | None = None
+    early: asyncio.Future[Outcome] | None = None
+    own_sandbox = sandboxes.sandbox_held_here(session_id=session.id) if free_here else None
+    if own_sandbox is not None:
+        run.sandbox = own_sandbox
+        early = asyncio.ensure_future(
+            own_sandbox.run(code, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
+        )
+    elif free_here:
+        prefetch = asyncio.ensure_future(sandboxes.sandbox_acquire(session=session))
+    if early is not None or prefetch is not None:
+        # Let it send its first request before the database thread takes the GIL for the insert.
+        await asyncio.sleep(0)
     try:
         execution, remote_ahead = await db(_insert_sync)(
-            session_id=session.id, user_id=user.pk, code=code, language=language, client_id=client_id, may_start=free_here
+            session_id=session.id, user_id=user.pk, code=code, language=language, client_id=client_id,
+            may_start=free_here, running_already=early is not None,
         )
     except BaseException:
+        if early is not None:
+            await _abandon(run, early)
         _pass_turn(session.id, ahead, mine)
         if prefetch is not None:
             prefetch.add_done_callback(_discard_result)
         raise
 
-    run = _Run(execution.pk, session, events.session_group(session.id), code, language, tail=mine)
+    run.execution_id = writer.execution_id = execution.pk
     _runs[execution.pk] = run
     queued: events.QueuedMessage = {
         "type": "execution.queued",
@@ -215,8 +233,21 @@ async def execution_start(
         await _publish(run.group, dict(queued))  # before the task exists, so `queued` precedes `started`
     finally:
         started = execution.status == Execution.Status.RUNNING
-        run.task = asyncio.create_task(_drive(run, ahead, mine, prefetch, started=started, remote_ahead=remote_ahead))
+        run.task = asyncio.create_task(
+            _drive(run, writer, ahead, mine, prefetch, early, started=started, remote_ahead=remote_ahead and early is None)
+        )
     return execution
+
+
+async def _abandon(run: _Run, early: asyncio.Future[Outcome]) -> None:
+    """The row could not be stored: stop the code that already started, and drop its output."""
+    while not early.done():
+        try:
+            await run.sandbox.interrupt()
+        except Exception:
+            log.warning("interrupting an abandoned run failed", exc_info=True)
+        await asyncio.wait({early}, timeout=INTERRUPT_EVERY_S)
+    _discard_result(early)
 
 
 def _discard_result(future: asyncio.Future[Any]) -> None:
@@ -225,7 +256,7 @@ def _discard_result(future: asyncio.Future[Any]) -> None:
 
 
 def _insert_sync(
-    *, session_id: uuid.UUID, user_id: int, code: str, language: str, client_id: str, may_start: bool
+    *, session_id: uuid.UUID, user_id: int, code: str, language: str, client_id: str, may_start: bool, running_already: bool = False
 ) -> tuple[Execution, bool]:
     now = timezone.now()
     with transaction.atomic():
@@ -242,7 +273,9 @@ def _insert_sync(
             raise RunRejected(
                 "rate_limited", f"{len(owners) - 1} runs are already waiting in this session; wait for them or stop one."
             )
-        start_now = may_start and not owners
+        # running_already: the code started in this process's own sandbox while this row was
+        # written. Only this process can run code in that sandbox, so nothing else can be ahead.
+        start_now = running_already or (may_start and not owners)
         execution = Execution.objects.create(
             session_id=session_id, seq=(max_seq or 0) + 1, code=code, language=language, user_id=user_id,
             client_id=client_id, owner_boot_id=BOOT_ID, created_at=now,
@@ -257,15 +290,20 @@ def _insert_sync(
 
 async def _drive(
     run: _Run,
+    writer: _OutputWriter,
     ahead: asyncio.Future[None] | None,
     mine: asyncio.Future[None],
     prefetch: asyncio.Future[sandboxes.AcquiredSandbox] | None,
+    early: asyncio.Future[Outcome] | None,
     *,
     started: bool,
     remote_ahead: bool,
 ) -> None:
-    writer = _OutputWriter(run)
     try:
+        if early is not None:
+            await _publish(run.group, {"type": "execution.started", "frame": events.started_frame(run.execution_id)})
+            await _run_and_finish(run, writer, early)
+            return
         if await _wait_turn(run, ahead) and remote_ahead:
             await _wait_remote_ahead(run)
         if run.cancel.is_set():
@@ -296,37 +334,10 @@ async def _drive(
         sandbox = run.sandbox = acquired.sandbox
         if run.cancel.is_set():
             asyncio.ensure_future(_interrupt_until_done(run))
-        began = time.monotonic()
-        timeout_s = settings.RUN_TIMEOUT_S
-        try:
-            # The backend enforces timeout_s; this outer bound only guards against a hung backend.
-            outcome: Outcome = await asyncio.wait_for(
-                sandbox.run(run.code, language=run.language, on_event=writer.on_event, timeout_s=timeout_s),
-                timeout=timeout_s + 30,
-            )
-        except asyncio.TimeoutError:
-            outcome = Outcome("gone", int((time.monotonic() - began) * 1000))
-            writer.note("The sandbox stopped answering, so it was replaced.")
-            await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.GONE)
-            await _finish(run, writer, Execution.Status.TIMED_OUT, duration_ms=outcome.duration_ms)
-            return
-        except SandboxGone as exc:
-            outcome = Outcome("gone", int((time.monotonic() - began) * 1000))
-            writer.note(str(exc) or "The sandbox stopped; the next run starts a new one.")
-        except SandboxError as exc:
-            writer.note(str(exc))
-            await _finish(
-                run, writer, Execution.Status.FAILED, duration_ms=int((time.monotonic() - began) * 1000),
-                error=(type(exc).__name__, str(exc)),
-            )
-            return
-        finally:
-            run.sandbox = None
-        if outcome.status == "gone":
-            await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.GONE)
-        else:
-            sandboxes.sandbox_touch(session_id=run.session.id)
-        await _finish(run, writer, _status_for(outcome, cancelled=run.cancel.is_set()), duration_ms=outcome.duration_ms)
+        running = asyncio.ensure_future(
+            sandbox.run(run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
+        )
+        await _run_and_finish(run, writer, running)
     except asyncio.CancelledError:
         await _finish_quietly(run, writer, Execution.Status.INTERRUPTED)
         raise
@@ -340,6 +351,40 @@ async def _drive(
         _runs.pop(run.execution_id, None)
         run.done.set()
         _pass_turn(run.session.id, ahead, mine)
+
+
+async def _run_and_finish(run: _Run, writer: _OutputWriter, running: asyncio.Future[Outcome]) -> None:
+    """Stream the running code's output, wait for its outcome, and store and publish the end."""
+    writer.release()
+    began = time.monotonic()
+    timeout_s = settings.RUN_TIMEOUT_S
+    try:
+        # The backend enforces timeout_s; this outer bound only guards against a hung backend.
+        outcome: Outcome = await asyncio.wait_for(running, timeout=timeout_s + 30)
+    except asyncio.TimeoutError:
+        run.sandbox = None
+        writer.note("The sandbox stopped answering, so it was replaced.")
+        await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.GONE)
+        await _finish(run, writer, Execution.Status.TIMED_OUT, duration_ms=int((time.monotonic() - began) * 1000))
+        return
+    except SandboxGone as exc:
+        outcome = Outcome("gone", int((time.monotonic() - began) * 1000))
+        writer.note(str(exc) or "The sandbox stopped; the next run starts a new one.")
+    except SandboxError as exc:
+        run.sandbox = None
+        writer.note(str(exc))
+        await _finish(
+            run, writer, Execution.Status.FAILED, duration_ms=int((time.monotonic() - began) * 1000),
+            error=(type(exc).__name__, str(exc)),
+        )
+        return
+    finally:
+        run.sandbox = None
+    if outcome.status == "gone":
+        await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.GONE)
+    else:
+        sandboxes.sandbox_touch(session_id=run.session.id)
+    await _finish(run, writer, _status_for(outcome, cancelled=run.cancel.is_set()), duration_ms=outcome.duration_ms)
 
 
 async def _wait_turn(run: _Run, ahead: asyncio.Future[None] | None) -> bool:
@@ -516,8 +561,9 @@ class _OutputWriter:
     """
 
     def __init__(self, run: _Run) -> None:
-        self.execution_id = run.execution_id
+        self.execution_id = run.execution_id  # set by the caller once the row exists
         self.group = run.group
+        self._held = True  # nothing is written until `release()`: the row may not exist yet
         self.cap_bytes: int = settings.RUN_OUTPUT_MAX_BYTES
         self.batch_max_bytes: int = settings.RUN_BATCH_MAX_BYTES
         self.next_index = 0
@@ -603,8 +649,13 @@ class _OutputWriter:
         self._pending_sizes.append(size)
         self.next_index += 1
 
+    def release(self) -> None:
+        """The row exists and `started` is out: write and publish from now on."""
+        self._held = False
+        self._kick()
+
     def _kick(self) -> None:
-        if self._flusher is None and self._pending:
+        if self._flusher is None and self._pending and not self._held:
             self._flusher = asyncio.ensure_future(self._flush())
 
     def _take_batch(self) -> list[Chunk]:
@@ -640,6 +691,7 @@ class _OutputWriter:
 
     async def drain(self) -> None:
         """Wait until everything received so far is stored and published."""
+        self._held = False
         self._kick()
         while self._flusher is not None:
             await self._flusher

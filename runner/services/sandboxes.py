@@ -226,3 +226,12 @@ def backend_name() -> str:
     except Exception:
         return "none"
     return name if name in BACKENDS else "none"
+
+
+def sandbox_held_here(*, session_id: uuid.UUID) -> Sandbox | None:
+    """The session's sandbox if this process holds it and only this process can run code in it
+    (the local backend's kernels are this process's children), else None."""
+    held = _held.get(session_id)
+    if held is None or held.backend != "local" or getattr(held.sandbox, "closed", False):
+        return None
+    return held.sandbox
