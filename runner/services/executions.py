@@ -355,7 +355,8 @@ async def _drive(
 
 async def _run_and_finish(run: _Run, writer: _OutputWriter, running: asyncio.Future[Outcome]) -> None:
     """Stream the running code's output, wait for its outcome, and store and publish the end."""
-    writer.release()
+    if not running.done():
+        writer.release()  # else it all goes out with the final state, in one commit
     began = time.monotonic()
     timeout_s = settings.RUN_TIMEOUT_S
     try:
@@ -441,6 +442,9 @@ async def _finish(
     run: _Run, writer: _OutputWriter, status: str, *, duration_ms: int | None, error: tuple[str, str] | None = None
 ) -> None:
     """Store the output and the final state (one commit), then publish `execution.finished`."""
+    # Output no write has taken yet (all of it, when the code finished before its row existed)
+    # is stored in the same commit as the final state.
+    last_batches = writer.take_all_if_idle()
     if writer.has_pending():
         await writer.drain()  # more than the batch being written: store it all first
     fields: dict[str, Any] = {
@@ -459,12 +463,17 @@ async def _finish(
     # thread goes straight from one to the other; published only after both, in order.
     busy = _tails.get(run.session.id) not in (None, run.tail)  # a later run waits here
     store = asyncio.ensure_future(
-        db(_finish_sync)(execution_id=run.execution_id, session_id=run.session.id, fields=fields, session_busy=busy)
+        db(_finish_sync)(
+            execution_id=run.execution_id, session_id=run.session.id, fields=fields, session_busy=busy,
+            chunks=[chunk for batch in last_batches for chunk in batch],
+        )
     )
     try:
         await writer.drain()
     finally:
         await store
+    for batch in last_batches:
+        await writer.publish(batch)
     finished: events.FinishedMessage = {
         "type": "execution.finished",
         "frame": {
@@ -482,8 +491,12 @@ async def _finish_quietly(run: _Run, writer: _OutputWriter, status: str) -> None
         log.exception("could not store the end of run %s", run.execution_id)
 
 
-def _finish_sync(*, execution_id: int, session_id: uuid.UUID, fields: dict[str, Any], session_busy: bool) -> None:
+def _finish_sync(
+    *, execution_id: int, session_id: uuid.UUID, fields: dict[str, Any], session_busy: bool, chunks: list[Chunk]
+) -> None:
     with transaction.atomic():
+        if chunks:
+            _store_chunks_sync(execution_id=execution_id, chunks=chunks)
         Execution.objects.filter(pk=execution_id).update(**fields)
         # The session is "running" while runs wait here; a run queued elsewhere marks it again when it starts.
         ChatSession.objects.filter(pk=session_id).update(
@@ -680,10 +693,22 @@ class _OutputWriter:
                     batches.append(self._take_batch())
                 await db(_store_chunks_sync)(execution_id=self.execution_id, chunks=[c for batch in batches for c in batch])
                 for batch in batches:
-                    message: events.OutputMessage = {"type": "execution.output", "execution_id": self.execution_id, "chunks": batch}
-                    await _publish(self.group, dict(message))
+                    await self.publish(batch)
         finally:
             self._flusher = None
+
+    async def publish(self, batch: list[Chunk]) -> None:
+        message: events.OutputMessage = {"type": "execution.output", "execution_id": self.execution_id, "chunks": batch}
+        await _publish(self.group, dict(message))
+
+    def take_all_if_idle(self) -> list[list[Chunk]]:
+        """Every pending batch, when no write is in flight (else [] and the flusher keeps them)."""
+        if self._flusher is not None:
+            return []
+        batches = []
+        while self._pending:
+            batches.append(self._take_batch())
+        return batches
 
     def has_pending(self) -> bool:
         """Whether output is waiting that no write has taken yet."""
