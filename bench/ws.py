@@ -5,13 +5,13 @@
 Starts a real Daphne (project.asgi, embedded defaults: SQLite in a temp dir, in-memory channel
 layer, local sandbox) and drives it with a `websockets` client, exactly as a browser would:
 - warm round trip of `1`: send `run` → receive `execution.finished`;
-- 10 MB of stdout: send `run` → `execution.finished`, with every byte received; the server's RSS
-  is sampled during the run;
+- 10 MB of stdout (one `print`): send `run` → `execution.finished`, with every byte received;
+  the server's RSS is sampled during the runs;
 - first output of a new session: a new session, a new socket, `run print(1)` → first
   `execution.output` (the warm pool hides the kernel start).
-The same measurements run against raw `jupyter_client` on a kernel from the same kernel venv
-(no sandbox, no server), and the round trip also against the local backend called in-process
-(sandboxed, no server, no database), so the overhead of each layer shows.
+The same measurements run, sample for sample in turn, against raw `jupyter_client` on a kernel
+the local backend started (same bwrap, kernel venv and ipc sockets; no server), and against the
+local backend's `Sandbox.run` in-process (no server, no database), so each layer's cost shows.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
-TEN_MB_CODE = "import sys\nline = 'x' * 99 + '\\n'\nfor _ in range(1000):\n    sys.stdout.write(line * 100)\n"
-TEN_MB = 1000 * 100 * 100
+TEN_MB_CODE = "print('x' * 10_000_000)"  # as in bench/sandbox.py
+TEN_MB = 10_000_001
 
 
 def _free_port() -> int:
@@ -64,34 +64,45 @@ def _median_ms(samples: list[float]) -> float:
 
 
 class RawKernel:
-    """A plain (unsandboxed) kernel from the kernels' venv, driven by jupyter_client's blocking client."""
+    """Stock jupyter_client (`AsyncKernelClient`) on a kernel the local backend started exactly like
+    the ones runs use (same bwrap, limits, kernel venv, ipc sockets), with the backend's own client
+    closed: the floor any server could reach on this kernel. (As in bench/sandbox.py.)"""
 
-    def __init__(self, kernel_python: Path, tmp: Path) -> None:
-        spec_dir = tmp / "jupyter" / "kernels" / "kenv"
-        spec_dir.mkdir(parents=True)
-        (spec_dir / "kernel.json").write_text(json.dumps({
-            "argv": [str(kernel_python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "kenv", "language": "python",
-        }))
-        os.environ["JUPYTER_PATH"] = str(tmp / "jupyter")
-        from jupyter_client.manager import start_new_kernel
+    async def start(self) -> None:
+        from jupyter_client.asynchronous.client import AsyncKernelClient
 
-        self.km, self.kc = start_new_kernel(kernel_name="kenv")
+        from runner.sandboxes.base import get_backend
 
-    def run(self, code: str) -> tuple[float, int]:
-        got = [0]
+        self.sandbox = await get_backend("local").create(owner_id=0, session_id="bench-raw")
+        kernel = await self.sandbox.kernel("python")
+        kernel.close_client()
+        conn = json.loads((kernel.control_dir / "kernel.json").read_text())
+        conn["ip"] = f"{kernel.control_dir}/k"
+        self.client = AsyncKernelClient()
+        self.client.load_connection_info(conn)
+        self.client.start_channels(hb=False, stdin=False)
 
-        def hook(msg: dict[str, Any]) -> None:
-            if msg["msg_type"] == "stream":
-                got[0] += len(msg["content"]["text"])
-
+    async def run(self, code: str) -> tuple[float, int]:
+        """execute → execute_reply and idle, as a careful raw client does."""
         t0 = time.perf_counter()
-        self.kc.execute_interactive(code, timeout=120, output_hook=hook)
-        return time.perf_counter() - t0, got[0]
+        msg_id = self.client.execute(code)
+        got = 0
+        idle = False
+        while not idle:
+            msg = await self.client.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "stream":
+                got += len(msg["content"]["text"])
+            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
+        while (await self.client.get_shell_msg(timeout=60))["parent_header"].get("msg_id") != msg_id:
+            pass
+        return time.perf_counter() - t0, got
 
-    def close(self) -> None:
-        self.kc.stop_channels()
-        self.km.shutdown_kernel(now=True)
+    async def close(self) -> None:
+        self.client.stop_channels()
+        await self.sandbox.close()
 
 
 class Backend:
@@ -182,12 +193,13 @@ async def _ws_run(ws: Any, code: str) -> tuple[float, int]:
 
 async def bench(raw: RawKernel, server: Server, cookie: str, session_ids: list[str], n: int, floods: int) -> dict[str, Any]:
     """Interleave the clients sample by sample, so load from elsewhere on the machine hits all alike."""
+    await raw.start()
     direct = Backend()
     has_direct = await direct.start()
     ws = await _socket(server, session_ids[0], cookie)
     results: dict[str, list[float]] = {k: [] for k in ("raw_rtt", "direct_rtt", "ws_rtt", "raw_flood", "direct_flood", "ws_flood")}
     for i in range(n + 5):
-        samples = [("raw_rtt", raw.run("1")[0]), ("ws_rtt", (await _ws_run(ws, "1"))[0])]
+        samples = [("raw_rtt", (await raw.run("1"))[0]), ("ws_rtt", (await _ws_run(ws, "1"))[0])]
         if has_direct:
             samples.append(("direct_rtt", (await direct.run("1"))[0]))
         if i >= 5:  # the first five warm up
@@ -206,7 +218,7 @@ async def bench(raw: RawKernel, server: Server, cookie: str, session_ids: list[s
     sampler = threading.Thread(target=sample_rss, daemon=True)
     sampler.start()
     for _ in range(floods):
-        elapsed, got = raw.run(TEN_MB_CODE)
+        elapsed, got = await raw.run(TEN_MB_CODE)
         assert got == TEN_MB, got
         results["raw_flood"].append(elapsed)
         elapsed, got = await _ws_run(ws, TEN_MB_CODE)
@@ -219,6 +231,7 @@ async def bench(raw: RawKernel, server: Server, cookie: str, session_ids: list[s
     sampling.set()
     sampler.join()
     await ws.close()
+    await raw.close()
     if has_direct:
         await direct.sandbox.close()
 
@@ -290,14 +303,12 @@ def main() -> None:
         kernel_python = Path(settings.SANDBOX_KERNEL_ENV) / "bin" / "python"
         print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; kernel env {kernel_python}; "
               f"pool size {settings.SANDBOX_POOL_SIZE}; {args.n} round trips, {args.floods} floods, {args.sessions} new sessions")
-        raw = RawKernel(kernel_python, tmp)
+        raw = RawKernel()
         server = Server(env, tmp)
         r = asyncio.run(bench(raw, server, cookie, session_ids, args.n, args.floods))
     finally:
         if server is not None:
             server.stop()
-        if raw is not None:
-            raw.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
     print()
