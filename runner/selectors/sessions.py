@@ -175,11 +175,16 @@ def _error_block(chunk: OutputChunk) -> OutputBlock:
     ename, evalue = str(data.get("ename", "")), str(data.get("evalue", ""))
     traceback = data.get("traceback") or []
     text = "\n".join(str(line) for line in traceback) if traceback else (chunk.text or f"{ename}: {evalue}")
+    if "\x1b[" in text:
+        markup = ansi_to_html(text)
+    else:  # a kernel without colours: still set the "ZeroDivisionError: ..." line apart, as Jupyter does
+        head, _, last = text.rstrip("\n").rpartition("\n")
+        markup = (ansi_to_html(head + "\n") if head else "") + f'<span class="ansi-fg-1 ansi-bold">{ansi_to_html(last)}</span>'
     return OutputBlock(
         type="error",
         first_index=chunk.index,
         last_index=chunk.index,
-        html=ansi_to_html(text),
+        html=markup,
         ename=ename,
         evalue=evalue,
         line_count=text.count("\n") + 1,

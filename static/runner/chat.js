@@ -345,7 +345,15 @@
     var lines = Array.isArray(d.traceback) && d.traceback.length ? d.traceback.join('\n') : (frame.text || ((d.ename || 'Error') + ': ' + (d.evalue || '')));
     var pre = el('pre', 'out traceback');
     pre.setAttribute('aria-label', 'Traceback: ' + (d.ename || 'error'));
-    Ansi.append(pre, lines, Ansi.newState());
+    if (lines.indexOf('\x1b[') !== -1) {
+      Ansi.append(pre, lines, Ansi.newState());
+    } else {
+      // A kernel without colours: still set the "ZeroDivisionError: ..." line apart, as Jupyter does.
+      var trimmed = lines.replace(/\n+$/, '');
+      var cut = trimmed.lastIndexOf('\n');
+      if (cut !== -1) pre.appendChild(document.createTextNode(trimmed.slice(0, cut + 1)));
+      pre.appendChild(el('span', 'ansi-fg-1 ansi-bold', trimmed.slice(cut + 1)));
+    }
     pre.dataset.lines = String((lines.match(/\n/g) || []).length + 1);
     turn.output.appendChild(pre);
     foldBlock(pre);
@@ -532,6 +540,12 @@
     runButton.hidden = active.length > 0 && !codeInput.value.trim();
     // A waiting run shows "N queued"; the first one only while nothing runs yet reads as "starting".
     var waiting = running ? queued : Math.max(0, queued - 1);
+    active.forEach(function (t, i) {
+      if (t.status !== 'queued') return;
+      var text = i === 0 ? 'starting…' : 'queued';
+      var node = $('.status-text', t.statusLine);
+      if (node.textContent !== text) node.textContent = text;
+    });
     queuedChip.hidden = waiting === 0;
     queuedChip.textContent = waiting + ' queued';
     runButton.disabled = !canRun;
