@@ -16,6 +16,7 @@ This is the only module that imports `e2b_code_interpreter`. Nothing connects at
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import posixpath
 import re
@@ -85,12 +86,6 @@ NPM_PACKAGE = re.compile(r"^(@[a-z0-9][a-z0-9._~-]{0,99}/)?[a-z0-9][a-z0-9._~-]{
 MAX_PACKAGES = 20
 
 
-def _require_settings() -> Any:
-    from django.conf import settings
-
-    return settings
-
-
 @dataclass(frozen=True)
 class E2BConfig:
     """Where and how to reach E2B. Built from settings unless a caller passes its own."""
@@ -108,7 +103,8 @@ class E2BConfig:
 
     @classmethod
     def from_settings(cls) -> "E2BConfig":
-        settings = _require_settings()
+        from django.conf import settings
+
         return cls(
             api_key=settings.E2B_API_KEY,
             domain=settings.E2B_DOMAIN,
@@ -121,8 +117,10 @@ class E2BConfig:
         )
 
     def sdk_options(self) -> dict[str, Any]:
-        """Connection options for every SDK call: the SDK's own configuration, never env vars."""
-        options: dict[str, Any] = {"api_key": self.api_key, "request_timeout": self.request_timeout_s}
+        """Connection options for every SDK call, passed explicitly (the SDK would otherwise read
+        E2B_* env vars itself; settings.py is the one reader of the environment). Debug mode, which
+        skips E2B's API altogether, is always off."""
+        options: dict[str, Any] = {"api_key": self.api_key, "request_timeout": self.request_timeout_s, "debug": False}
         if self.domain:
             options["domain"] = self.domain
         if self.api_url:
@@ -498,8 +496,6 @@ def install_command(packages: list[str], language: str) -> str:
 
 def mime_bundle(result: E2BResult) -> dict[str, str]:
     """An E2B Result as a MIME bundle; JSON payloads are serialised, other formats kept as is."""
-    import json
-
     bundle: dict[str, str] = {}
     for field_name, mime in RESULT_MIME_TYPES.items():
         value = getattr(result, field_name, None)
@@ -572,4 +568,4 @@ async def _cancel(task: asyncio.Future[Any]) -> None:
         task.exception()  # mark it retrieved; the run's outcome is already decided
 
 
-__all__ = ["E2BBackend", "E2BConfig", "E2BSandbox", "Event", "install_command", "workspace_path"]
+__all__ = ["E2BBackend", "E2BConfig", "E2BSandbox", "install_command", "workspace_path"]
