@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -11,6 +12,15 @@ import threading
 from pathlib import Path
 
 from tests.e2b_server.server import E2BServer, E2BState
+
+
+def _stop_when_orphaned(stop: threading.Event) -> None:
+    """A test run killed with SIGKILL can't stop us: exit (and shut the kernels down) when our
+    parent goes away."""
+    parent = os.getppid()
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            stop.set()
 
 
 def main() -> None:
@@ -31,6 +41,7 @@ def main() -> None:
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
+        threading.Thread(target=_stop_when_orphaned, args=(stop,), daemon=True).start()
         print(f"READY {server.url}", flush=True)
         stop.wait()
         server.shutdown()
