@@ -48,14 +48,14 @@ def _command(language: str) -> list[str]:
     conn = f"{jail.CONTROL}/kernel.json"
     if language == "python":
         return [
-            f"{jail.VENV}/bin/python", "-m", "ipykernel_launcher", "-f", conn,
+            f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/launcher.py", "python", "-f", conn,
             f"--IPKernelApp.exec_files={jail.SANDPIT}/python_startup.py",
             # No history database, no output cache, plain tracebacks (they are stored as text).
             "--HistoryManager.enabled=False", "--InteractiveShell.cache_size=0",
             "--InteractiveShell.colors=nocolor", "--InlineBackend.close_figures=True",
         ]
     if language == "bash":
-        return [f"{jail.VENV}/bin/python", "-m", "bash_kernel", "-f", conn]
+        return [f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/launcher.py", "bash", "-f", conn]
     # javascript and typescript: one deno kernel, its TCP sockets relayed to ipc inside.
     return [f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/relay.py", conn, f"{jail.VENV}/bin/deno"]
 
