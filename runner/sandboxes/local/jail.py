@@ -29,6 +29,7 @@ VENV = "/opt/venv"
 SANDPIT = "/opt/sandpit"
 PACKAGES = f"{HOME}/.local/packages"  # where `install` puts Python packages (on PYTHONPATH)
 UNIX_PATH_MAX = 107
+V2_CONTROLLERS = ("memory", "pids", "cpu")
 
 
 @dataclass(frozen=True)
@@ -119,20 +120,35 @@ class Isolation:
 
 
 def _cgroup_parents() -> tuple[int, dict[str, Path]]:
-    """Where per-sandbox cgroups go: a "sandpit" dir under this process's own cgroup."""
+    """Where per-sandbox cgroups go: a "sandpit" dir under this process's own cgroup.
+
+    (0, {}) when cgroups can't be used (not delegated to us): prlimit is then all there is.
+    """
     own = _own_cgroup_paths()
     if (CGROUP_ROOT / "cgroup.controllers").exists():  # pure v2
-        parent = CGROUP_ROOT / own.get("", "/").lstrip("/") / "sandpit"
+        own_dir = CGROUP_ROOT / own.get("", "/").lstrip("/")
+        parent = own_dir / "sandpit"
+        wanted = " ".join(f"+{c}" for c in V2_CONTROLLERS)
         try:
+            if not set(V2_CONTROLLERS) <= set(_read(own_dir / "cgroup.controllers").split()):
+                return 0, {}
             parent.mkdir(exist_ok=True)
-            wanted = {"memory", "pids", "cpu"}
-            available = set((parent.parent / "cgroup.subtree_control").read_text().split())
-            if not wanted <= available:
-                (parent.parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in wanted))
-            (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in wanted))
+            if not set(V2_CONTROLLERS) <= set(_read(own_dir / "cgroup.subtree_control").split()):
+                try:
+                    (own_dir / "cgroup.subtree_control").write_text(wanted)
+                except OSError as exc:
+                    if exc.errno != errno.EBUSY:
+                        raise
+                    # A cgroup with processes in it can't hand controllers to children ("no
+                    # internal processes"): move this server into a leaf of its own, then retry.
+                    leaf = own_dir / "sandpit-server"
+                    leaf.mkdir(exist_ok=True)
+                    (leaf / "cgroup.procs").write_text(str(os.getpid()))
+                    (own_dir / "cgroup.subtree_control").write_text(wanted)
+            (parent / "cgroup.subtree_control").write_text(wanted)
             return 2, {"": parent}
         except OSError:
-            return 0, {}  # not delegated to us: prlimit only
+            return 0, {}
     parents: dict[str, Path] = {}
     for controller in ("memory", "pids", "cpu"):
         mount = CGROUP_ROOT / controller
