@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from runner import services
 from runner.models import ChatSession, Execution, OutputChunk, SandboxLease, ServerProcess
-from runner.services.executions import SWEEP_NOTE
+from runner.services.sweep import SWEEP_NOTE
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -82,7 +82,7 @@ async def test_leases_of_a_dead_process_end_with_reason_shutdown(alice, alice_se
 
 async def test_sweep_sync_at_exit_interrupts_only_this_process_runs(alice_session, live_peer_run, runs_cleanup) -> None:
     mine = await sync_to_async(_run)(alice_session, 4, "running", services.BOOT_ID)
-    from runner.services.executions import execution_sweep_sync
+    from runner.services.sweep import execution_sweep_sync
 
     await sync_to_async(execution_sweep_sync)(owner_boot_ids={services.BOOT_ID})
     await mine.arefresh_from_db()

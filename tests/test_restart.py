@@ -16,7 +16,7 @@ import signal
 import pytest
 
 from runner.models import Execution, OutputChunk
-from runner.services.executions import SWEEP_NOTE
+from runner.services.sweep import SWEEP_NOTE
 from runner.services.sandboxes import NOTICE_NEW_SANDBOX, NOTICE_RECONNECTED
 from tests.fixtures_daphne import next_frame
 from tests.fixtures_runs import _cookie_for

@@ -4,7 +4,7 @@
 The task owns the run to the end, whether or not any socket is connected:
 1. it waits its turn (one active run per session; others queue in order);
 2. gets the session's sandbox (reused, reconnected or new; a notice says which);
-3. publishes `execution.started`, runs the code, and streams output through `_OutputWriter`:
+3. publishes `execution.started`, runs the code, and streams output through `OutputWriter`:
    persist a batch, then publish it (one group message per batch);
 4. stores the final status with one commit, then publishes `execution.finished`.
 
@@ -25,31 +25,22 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from runner import events
-from runner.events import Chunk, ChunkKind, ErrorCode
-from runner.models import ChatSession, Execution, OutputChunk, SandboxLease, ServerProcess
-from runner.sandboxes.base import (
-    LANGUAGES,
-    Error,
-    Event,
-    Outcome,
-    Result,
-    SandboxError,
-    SandboxGone,
-    SandboxUnavailable,
-    Stderr,
-    Stdout,
-    get_backend,
-)
+from runner.events import Chunk, ErrorCode
+from runner.models import ChatSession, Execution, SandboxLease
+from runner.sandboxes.base import LANGUAGES, Outcome, SandboxError, SandboxGone, SandboxUnavailable, get_backend
 from runner.services import sandboxes
+from runner.services.output import OutputWriter, human_bytes, publish, store_chunks_sync
 from runner.services.processes import BOOT_ID, db, live_boot_ids_sync, runtime_ensure_started
+from runner.services.sweep import ACTIVE, SWEEP_NOTE, execution_sweep, execution_sweep_sync
+
+__all__ = ["RunRejected", "SWEEP_NOTE", "execution_cancel", "execution_cancel_local", "execution_quota_check",
+           "execution_start", "execution_sweep", "execution_sweep_sync", "session_is_busy"]
 
 log = logging.getLogger(__name__)
 
-ACTIVE = (Execution.Status.QUEUED, Execution.Status.RUNNING)
 CLIENT_ID_MAX_CHARS = Execution._meta.get_field("client_id").max_length or 64
 # Stop re-sends the interrupt this often while the run is live (an early one can land before the
 # kernel has the execute request), for at most this long.
@@ -57,9 +48,6 @@ INTERRUPT_EVERY_S = 0.2
 INTERRUPT_FOR_S = 10.0
 # How often a queued run checks whether runs ahead of it, owned by other processes, are done.
 REMOTE_QUEUE_POLL_S = 0.25
-NOTICE_MARKER = "sandpit/notice"
-# At most this many batches are stored per database write while output floods in.
-WRITE_MAX_BATCHES = 16
 
 
 class RunRejected(Exception):
@@ -117,10 +105,6 @@ def _pass_turn(session_id: uuid.UUID, ahead: asyncio.Future[None] | None, mine: 
         ahead.add_done_callback(release)
 
 
-def _publish(group: str, message: dict[str, Any]) -> Any:
-    return get_channel_layer().group_send(group, message)
-
-
 def session_is_busy(*, session_id: uuid.UUID) -> bool:
     """Whether this process has a run going or waiting in the session."""
     return session_id in _tails
@@ -140,7 +124,7 @@ def _validated(code: object, language: object, client_id: object) -> tuple[str, 
     size = len(code.encode("utf-8", "surrogatepass"))
     if size > settings.RUN_CODE_MAX_BYTES:
         raise RunRejected(
-            "bad_request", f"The code is {_human_bytes(size)}; the limit is {_human_bytes(settings.RUN_CODE_MAX_BYTES)}."
+            "bad_request", f"The code is {human_bytes(size)}; the limit is {human_bytes(settings.RUN_CODE_MAX_BYTES)}."
         )
     if not isinstance(language, str):
         raise RunRejected("bad_request", "`language` must be a string.")
@@ -159,14 +143,6 @@ def _validated(code: object, language: object, client_id: object) -> tuple[str, 
     if len(client_id) > CLIENT_ID_MAX_CHARS:
         raise RunRejected("bad_request", f"`client_id` is longer than {CLIENT_ID_MAX_CHARS} characters.")
     return code, language, client_id
-
-
-def _human_bytes(n: int) -> str:
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.3g} MiB"
-    if n >= 1024:
-        return f"{n / 1024:.3g} KB"
-    return f"{n} bytes"
 
 
 # --- start ----------------------------------------------------------------------------------------
@@ -191,7 +167,7 @@ async def execution_start(
     ahead, mine = _take_turn(session.id)
     free_here = ahead is None
     run = _Run(0, session, events.session_group(session.id), code, language, tail=mine)
-    writer = _OutputWriter(run)  # holds output until the row exists
+    writer = OutputWriter(group=run.group)  # holds output until the row exists
     # Pipelining, when nothing runs here: the row is inserted while the sandbox is fetched, or,
     # when the session's sandbox is this process's own (local) one, while the code already runs.
     prefetch: asyncio.Future[sandboxes.AcquiredSandbox] | None = None
@@ -230,7 +206,7 @@ async def execution_start(
         },
     }
     try:
-        await _publish(run.group, dict(queued))  # before the task exists, so `queued` precedes `started`
+        await publish(run.group, dict(queued))  # before the task exists, so `queued` precedes `started`
     finally:
         started = execution.status == Execution.Status.RUNNING
         run.task = asyncio.create_task(
@@ -290,7 +266,7 @@ def _insert_sync(
 
 async def _drive(
     run: _Run,
-    writer: _OutputWriter,
+    writer: OutputWriter,
     ahead: asyncio.Future[None] | None,
     mine: asyncio.Future[None],
     prefetch: asyncio.Future[sandboxes.AcquiredSandbox] | None,
@@ -301,7 +277,7 @@ async def _drive(
 ) -> None:
     try:
         if early is not None:
-            await _publish(run.group, {"type": "execution.started", "frame": events.started_frame(run.execution_id)})
+            await publish(run.group, {"type": "execution.started", "frame": events.started_frame(run.execution_id)})
             await _run_and_finish(run, writer, early)
             return
         if await _wait_turn(run, ahead) and remote_ahead:
@@ -317,7 +293,7 @@ async def _drive(
                 await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.IDLE)
                 acquired = await sandboxes.sandbox_acquire(session=run.session)
         except SandboxUnavailable as exc:
-            await _publish(run.group, {"type": "run.error", "frame": events.error_frame("unavailable", exc.reason)})
+            await publish(run.group, {"type": "run.error", "frame": events.error_frame("unavailable", exc.reason)})
             await _finish(run, writer, Execution.Status.REJECTED, duration_ms=None, error=("SandboxUnavailable", exc.reason))
             return
         except SandboxError as exc:
@@ -329,7 +305,7 @@ async def _drive(
             await db(_mark_started_sync)(
                 execution_id=run.execution_id, session_id=run.session.id, notice=acquired.notice, set_started=not started
             )
-        await _publish(run.group, {"type": "execution.started", "frame": events.started_frame(run.execution_id, acquired.notice)})
+        await publish(run.group, {"type": "execution.started", "frame": events.started_frame(run.execution_id, acquired.notice)})
 
         sandbox = run.sandbox = acquired.sandbox
         if run.cancel.is_set():
@@ -353,7 +329,7 @@ async def _drive(
         _pass_turn(run.session.id, ahead, mine)
 
 
-async def _run_and_finish(run: _Run, writer: _OutputWriter, running: asyncio.Future[Outcome]) -> None:
+async def _run_and_finish(run: _Run, writer: OutputWriter, running: asyncio.Future[Outcome]) -> None:
     """Stream the running code's output, wait for its outcome, and store and publish the end."""
     if not running.done():
         writer.release()  # else it all goes out with the final state, in one commit
@@ -439,7 +415,7 @@ def _status_for(outcome: Outcome, *, cancelled: bool) -> str:
 
 
 async def _finish(
-    run: _Run, writer: _OutputWriter, status: str, *, duration_ms: int | None, error: tuple[str, str] | None = None
+    run: _Run, writer: OutputWriter, status: str, *, duration_ms: int | None, error: tuple[str, str] | None = None
 ) -> None:
     """Store the output and the final state (one commit), then publish `execution.finished`."""
     # Output no write has taken yet (all of it, when the code finished before its row existed)
@@ -481,10 +457,10 @@ async def _finish(
             "duration_ms": duration_ms, "truncated": writer.truncated,
         },
     }
-    await _publish(run.group, dict(finished))
+    await publish(run.group, dict(finished))
 
 
-async def _finish_quietly(run: _Run, writer: _OutputWriter, status: str) -> None:
+async def _finish_quietly(run: _Run, writer: OutputWriter, status: str) -> None:
     try:
         await asyncio.shield(_finish(run, writer, status, duration_ms=None))
     except BaseException:
@@ -496,7 +472,7 @@ def _finish_sync(
 ) -> None:
     with transaction.atomic():
         if chunks:
-            _store_chunks_sync(execution_id=execution_id, chunks=chunks)
+            store_chunks_sync(execution_id=execution_id, chunks=chunks)
         Execution.objects.filter(pk=execution_id).update(**fields)
         # The session is "running" while runs wait here; a run queued elsewhere marks it again when it starts.
         ChatSession.objects.filter(pk=session_id).update(
@@ -561,222 +537,3 @@ async def _interrupt_until_done(run: _Run) -> None:
             continue
 
 
-# --- output: adaptive batches -------------------------------------------------------------------
-
-
-class _OutputWriter:
-    """Numbers events, caps them, and writes then publishes them in adaptive batches.
-
-    `on_event` is synchronous and never blocks the kernel's reader. An event that arrives when
-    nothing is being written starts a write at once (no added latency); events arriving during
-    a write coalesce into the next batch (at most RUN_BATCH_MAX_BYTES; adjacent stdout or stderr
-    text merges into one chunk). Past RUN_OUTPUT_MAX_BYTES nothing more is kept; a marker is.
-    """
-
-    def __init__(self, run: _Run) -> None:
-        self.execution_id = run.execution_id  # set by the caller once the row exists
-        self.group = run.group
-        self._held = True  # nothing is written until `release()`: the row may not exist yet
-        self.cap_bytes: int = settings.RUN_OUTPUT_MAX_BYTES
-        self.batch_max_bytes: int = settings.RUN_BATCH_MAX_BYTES
-        self.next_index = 0
-        self.kept_bytes = 0
-        self.truncated = False
-        self.stdout_bytes = 0
-        self.stderr_bytes = 0
-        self.error: Error | None = None
-        self._pending: list[Chunk] = []
-        self._pending_sizes: list[int] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    def on_event(self, event: Event) -> None:
-        if isinstance(event, Stdout):
-            raw = event.text.encode("utf-8", "replace")
-            self.stdout_bytes += len(raw)
-            self._keep_text("stdout", raw)
-        elif isinstance(event, Stderr):
-            raw = event.text.encode("utf-8", "replace")
-            self.stderr_bytes += len(raw)
-            self._keep_text("stderr", raw)
-        elif isinstance(event, Result):
-            size = sum(len(v) if isinstance(v, str) else 64 for v in event.data.values())
-            if self._room_for(size):
-                self._append("result", "", dict(event.data), size)
-        elif isinstance(event, Error):
-            self.error = event
-            data = {"ename": event.ename, "evalue": event.evalue, "traceback": list(event.traceback)}
-            size = len(event.ename) + len(event.evalue) + sum(len(line) for line in event.traceback)
-            if self._room_for(size):
-                self._append("error", "", data, size)
-        self._kick()
-
-    def note(self, text: str) -> None:
-        """A server note in the output (stderr, marked), outside the cap."""
-        self._append("stderr", text if text.endswith("\n") else text + "\n", {NOTICE_MARKER: "server"}, len(text))
-        self._kick()
-
-    def _room_for(self, size: int) -> bool:
-        if self.truncated:
-            return False
-        if self.kept_bytes + size <= self.cap_bytes:
-            self.kept_bytes += size
-            return True
-        self._truncate()
-        return False
-
-    def _truncate(self) -> None:
-        self.truncated = True
-        text = f"Output stopped at {_human_bytes(self.cap_bytes)}; the run went on.\n"
-        self._append("stderr", text, {NOTICE_MARKER: "truncated"}, len(text))
-
-    def _keep_text(self, kind: ChunkKind, raw: bytes) -> None:
-        if self.truncated or not raw:
-            return
-        room = self.cap_bytes - self.kept_bytes
-        over = len(raw) > room
-        if over:
-            raw = raw[: _utf8_boundary(raw, room)]
-        self.kept_bytes += len(raw)
-        limit = self.batch_max_bytes
-        while raw:
-            # Top up the last pending chunk of the same kind, then cut new chunks of ≤ limit bytes.
-            if self._pending and self._pending[-1]["kind"] == kind and self._pending[-1]["data"] is None:
-                room_here = limit - self._pending_sizes[-1]
-            else:
-                room_here = 0
-            if room_here > 0:
-                cut = _utf8_boundary(raw, room_here)
-                if cut > 0:
-                    self._pending[-1]["text"] += raw[:cut].decode("utf-8", "replace")
-                    self._pending_sizes[-1] += cut
-                    raw = raw[cut:]
-                    continue
-            cut = _utf8_boundary(raw, limit) or len(raw)
-            self._append(kind, raw[:cut].decode("utf-8", "replace"), None, cut)
-            raw = raw[cut:]
-        if over:
-            self._truncate()
-
-    def _append(self, kind: ChunkKind, text: str, data: dict[str, Any] | None, size: int) -> None:
-        self._pending.append({"index": self.next_index, "kind": kind, "text": text, "data": data})
-        self._pending_sizes.append(size)
-        self.next_index += 1
-
-    def release(self) -> None:
-        """The row exists and `started` is out: write and publish from now on."""
-        self._held = False
-        self._kick()
-
-    def _kick(self) -> None:
-        if self._flusher is None and self._pending and not self._held:
-            self._flusher = asyncio.ensure_future(self._flush())
-
-    def _take_batch(self) -> list[Chunk]:
-        total, n = 0, 0
-        for size in self._pending_sizes:
-            if n and total + size > self.batch_max_bytes:
-                break
-            total += size
-            n += 1
-        batch = self._pending[:n]
-        del self._pending[:n]
-        del self._pending_sizes[:n]
-        return batch
-
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                # Under a flood, one write stores several batches (one thread hop and one commit);
-                # each batch is still published as its own group message of at most 64 KB.
-                batches = [self._take_batch()]
-                while self._pending and len(batches) < WRITE_MAX_BATCHES:
-                    batches.append(self._take_batch())
-                await db(_store_chunks_sync)(execution_id=self.execution_id, chunks=[c for batch in batches for c in batch])
-                for batch in batches:
-                    await self.publish(batch)
-        finally:
-            self._flusher = None
-
-    async def publish(self, batch: list[Chunk]) -> None:
-        message: events.OutputMessage = {"type": "execution.output", "execution_id": self.execution_id, "chunks": batch}
-        await _publish(self.group, dict(message))
-
-    def take_all_if_idle(self) -> list[list[Chunk]]:
-        """Every pending batch, when no write is in flight (else [] and the flusher keeps them)."""
-        if self._flusher is not None:
-            return []
-        batches = []
-        while self._pending:
-            batches.append(self._take_batch())
-        return batches
-
-    def has_pending(self) -> bool:
-        """Whether output is waiting that no write has taken yet."""
-        return bool(self._pending)
-
-    async def drain(self) -> None:
-        """Wait until everything received so far is stored and published."""
-        self._held = False
-        self._kick()
-        while self._flusher is not None:
-            await self._flusher
-
-
-def _utf8_boundary(raw: bytes, limit: int) -> int:
-    """The largest cut ≤ limit that doesn't split a UTF-8 character."""
-    if limit >= len(raw):
-        return len(raw)
-    cut = max(limit, 0)
-    while cut > 0 and (raw[cut] & 0xC0) == 0x80:
-        cut -= 1
-    return cut
-
-
-def _store_chunks_sync(*, execution_id: int, chunks: list[Chunk]) -> None:
-    OutputChunk.objects.bulk_create(
-        [OutputChunk(execution_id=execution_id, index=c["index"], kind=c["kind"], text=c["text"], data=c["data"]) for c in chunks]
-    )
-
-
-# --- the sweep ------------------------------------------------------------------------------------
-
-SWEEP_NOTE = "This run was interrupted: the server process running it stopped before it finished."
-
-
-async def execution_sweep() -> int:
-    """Runs left `queued` or `running` by dead processes become `interrupted`, with a note in
-    their output; open sockets see it. Returns how many. Live processes' runs are untouched."""
-    swept = await db(execution_sweep_sync)()
-    for execution_id, session_id, chunk in swept:
-        group = events.session_group(session_id)
-        await _publish(group, {"type": "execution.output", "execution_id": execution_id, "chunks": [chunk]})
-        frame: events.FinishedFrame = {
-            "type": "execution.finished", "execution_id": execution_id,
-            "status": Execution.Status.INTERRUPTED.value, "duration_ms": None, "truncated": False,
-        }
-        await _publish(group, {"type": "execution.finished", "frame": frame})
-    return len(swept)
-
-
-def execution_sweep_sync(*, owner_boot_ids: set[str] | None = None) -> list[tuple[int, uuid.UUID, Chunk]]:
-    """Interrupt active runs owned by `owner_boot_ids`, or by every dead process when None."""
-    runs = Execution.objects.active()
-    if owner_boot_ids is None:
-        runs = runs.exclude(owner_boot_id__in=live_boot_ids_sync())
-        ServerProcess.objects.filter(seen_at__lt=timezone.now() - timezone.timedelta(days=1)).delete()
-    else:
-        runs = runs.filter(owner_boot_id__in=owner_boot_ids)
-    swept: list[tuple[int, uuid.UUID, Chunk]] = []
-    for execution in runs.only("pk", "session_id", "status"):
-        with transaction.atomic():
-            now = timezone.now()
-            if not Execution.objects.filter(pk=execution.pk, status__in=ACTIVE).update(
-                status=Execution.Status.INTERRUPTED, finished_at=now
-            ):
-                continue  # finished meanwhile
-            last = OutputChunk.objects.filter(execution_id=execution.pk).aggregate(m=Max("index"))["m"]
-            chunk: Chunk = {"index": (last if last is not None else -1) + 1, "kind": "stderr", "text": SWEEP_NOTE + "\n", "data": {NOTICE_MARKER: "interrupted"}}
-            OutputChunk.objects.create(execution_id=execution.pk, **chunk)
-            ChatSession.objects.filter(pk=execution.session_id, status=ChatSession.Status.RUNNING).update(status=ChatSession.Status.IDLE)
-        swept.append((execution.pk, execution.session_id, chunk))
-    return swept

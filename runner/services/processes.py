@@ -93,7 +93,7 @@ async def runtime_ensure_started() -> None:
         await db(_heartbeat_sync)()
         if not _swept_at_start:
             _swept_at_start = True
-            from runner.services.executions import execution_sweep
+            from runner.services.sweep import execution_sweep
             from runner.services.sandboxes import lease_sweep
 
             await execution_sweep()
@@ -119,7 +119,7 @@ async def runtime_stop() -> None:
 
 
 async def _housekeeping() -> None:
-    from runner.services.executions import execution_sweep
+    from runner.services.sweep import execution_sweep
     from runner.services.sandboxes import lease_sweep, sandbox_reap_idle
 
     every_s = settings.SERVER_HEARTBEAT_S
@@ -186,7 +186,7 @@ def _at_exit() -> None:
     if _runtime is None:
         return  # never served anything, or stopped in order: nothing to clean
     try:
-        from runner.services.executions import execution_sweep_sync
+        from runner.services.sweep import execution_sweep_sync
         from runner.services.sandboxes import lease_end_mine_sync
 
         execution_sweep_sync(owner_boot_ids={BOOT_ID})

@@ -1,0 +1,209 @@
+"""Output of a run: numbered, capped, and written then published in adaptive batches."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from runner import events
+from runner.events import Chunk, ChunkKind
+from runner.models import OutputChunk
+from runner.sandboxes.base import Error, Event, Result, Stderr, Stdout
+from runner.services.processes import db
+
+# Marks a chunk the server wrote (a note, the truncation marker) rather than the code: its `data`.
+NOTICE_MARKER = "sandpit/notice"
+# At most this many batches are stored per database write while output floods in.
+WRITE_MAX_BATCHES = 16
+
+
+def publish(group: str, message: dict[str, Any]) -> Any:
+    """Send a group message to every socket of a session."""
+    return get_channel_layer().group_send(group, message)
+
+
+def human_bytes(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.3g} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.3g} KB"
+    return f"{n} bytes"
+
+
+class OutputWriter:
+    """Numbers events, caps them, and writes then publishes them in adaptive batches.
+
+    `on_event` is synchronous and never blocks the kernel's reader. An event that arrives when
+    nothing is being written starts a write at once (no added latency); events arriving during
+    a write coalesce into the next batch (at most RUN_BATCH_MAX_BYTES; adjacent stdout or stderr
+    text merges into one chunk). Past RUN_OUTPUT_MAX_BYTES nothing more is kept; a marker is.
+    """
+
+    def __init__(self, *, group: str) -> None:
+        self.execution_id = 0  # set by the caller once the row exists
+        self.group = group
+        self._held = True  # nothing is written until `release()`: the row may not exist yet
+        self.cap_bytes: int = settings.RUN_OUTPUT_MAX_BYTES
+        self.batch_max_bytes: int = settings.RUN_BATCH_MAX_BYTES
+        self.next_index = 0
+        self.kept_bytes = 0
+        self.truncated = False
+        self.stdout_bytes = 0
+        self.stderr_bytes = 0
+        self.error: Error | None = None
+        self._pending: list[Chunk] = []
+        self._pending_sizes: list[int] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, Stdout):
+            raw = event.text.encode("utf-8", "replace")
+            self.stdout_bytes += len(raw)
+            self._keep_text("stdout", raw)
+        elif isinstance(event, Stderr):
+            raw = event.text.encode("utf-8", "replace")
+            self.stderr_bytes += len(raw)
+            self._keep_text("stderr", raw)
+        elif isinstance(event, Result):
+            size = sum(len(v) if isinstance(v, str) else 64 for v in event.data.values())
+            if self._room_for(size):
+                self._append("result", "", dict(event.data), size)
+        elif isinstance(event, Error):
+            self.error = event
+            data = {"ename": event.ename, "evalue": event.evalue, "traceback": list(event.traceback)}
+            size = len(event.ename) + len(event.evalue) + sum(len(line) for line in event.traceback)
+            if self._room_for(size):
+                self._append("error", "", data, size)
+        self._kick()
+
+    def note(self, text: str) -> None:
+        """A server note in the output (stderr, marked), outside the cap."""
+        self._append("stderr", text if text.endswith("\n") else text + "\n", {NOTICE_MARKER: "server"}, len(text))
+        self._kick()
+
+    def _room_for(self, size: int) -> bool:
+        if self.truncated:
+            return False
+        if self.kept_bytes + size <= self.cap_bytes:
+            self.kept_bytes += size
+            return True
+        self._truncate()
+        return False
+
+    def _truncate(self) -> None:
+        self.truncated = True
+        text = f"Output stopped at {human_bytes(self.cap_bytes)}; the run went on.\n"
+        self._append("stderr", text, {NOTICE_MARKER: "truncated"}, len(text))
+
+    def _keep_text(self, kind: ChunkKind, raw: bytes) -> None:
+        if self.truncated or not raw:
+            return
+        room = self.cap_bytes - self.kept_bytes
+        over = len(raw) > room
+        if over:
+            raw = raw[: _utf8_boundary(raw, room)]
+        self.kept_bytes += len(raw)
+        limit = self.batch_max_bytes
+        while raw:
+            # Top up the last pending chunk of the same kind, then cut new chunks of ≤ limit bytes.
+            if self._pending and self._pending[-1]["kind"] == kind and self._pending[-1]["data"] is None:
+                room_here = limit - self._pending_sizes[-1]
+            else:
+                room_here = 0
+            if room_here > 0:
+                cut = _utf8_boundary(raw, room_here)
+                if cut > 0:
+                    self._pending[-1]["text"] += raw[:cut].decode("utf-8", "replace")
+                    self._pending_sizes[-1] += cut
+                    raw = raw[cut:]
+                    continue
+            cut = _utf8_boundary(raw, limit) or len(raw)
+            self._append(kind, raw[:cut].decode("utf-8", "replace"), None, cut)
+            raw = raw[cut:]
+        if over:
+            self._truncate()
+
+    def _append(self, kind: ChunkKind, text: str, data: dict[str, Any] | None, size: int) -> None:
+        self._pending.append({"index": self.next_index, "kind": kind, "text": text, "data": data})
+        self._pending_sizes.append(size)
+        self.next_index += 1
+
+    def release(self) -> None:
+        """The row exists and `started` is out: write and publish from now on."""
+        self._held = False
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._flusher is None and self._pending and not self._held:
+            self._flusher = asyncio.ensure_future(self._flush())
+
+    def _take_batch(self) -> list[Chunk]:
+        total, n = 0, 0
+        for size in self._pending_sizes:
+            if n and total + size > self.batch_max_bytes:
+                break
+            total += size
+            n += 1
+        batch = self._pending[:n]
+        del self._pending[:n]
+        del self._pending_sizes[:n]
+        return batch
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                # Under a flood, one write stores several batches (one thread hop and one commit);
+                # each batch is still published as its own group message of at most 64 KB.
+                batches = [self._take_batch()]
+                while self._pending and len(batches) < WRITE_MAX_BATCHES:
+                    batches.append(self._take_batch())
+                await db(store_chunks_sync)(execution_id=self.execution_id, chunks=[c for batch in batches for c in batch])
+                for batch in batches:
+                    await self.publish(batch)
+        finally:
+            self._flusher = None
+
+    async def publish(self, batch: list[Chunk]) -> None:
+        message: events.OutputMessage = {"type": "execution.output", "execution_id": self.execution_id, "chunks": batch}
+        await publish(self.group, dict(message))
+
+    def take_all_if_idle(self) -> list[list[Chunk]]:
+        """Every pending batch, when no write is in flight (else [] and the flusher keeps them)."""
+        if self._flusher is not None:
+            return []
+        batches = []
+        while self._pending:
+            batches.append(self._take_batch())
+        return batches
+
+    def has_pending(self) -> bool:
+        """Whether output is waiting that no write has taken yet."""
+        return bool(self._pending)
+
+    async def drain(self) -> None:
+        """Wait until everything received so far is stored and published."""
+        self._held = False
+        self._kick()
+        while self._flusher is not None:
+            await self._flusher
+
+
+def _utf8_boundary(raw: bytes, limit: int) -> int:
+    """The largest cut ≤ limit that doesn't split a UTF-8 character."""
+    if limit >= len(raw):
+        return len(raw)
+    cut = max(limit, 0)
+    while cut > 0 and (raw[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return cut
+
+
+def store_chunks_sync(*, execution_id: int, chunks: list[Chunk]) -> None:
+    OutputChunk.objects.bulk_create(
+        [OutputChunk(execution_id=execution_id, index=c["index"], kind=c["kind"], text=c["text"], data=c["data"]) for c in chunks]
+    )
+
+
