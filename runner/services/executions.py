@@ -1,15 +1,15 @@
-"""Runs: start one, stop one, and the task that drives it; adaptive output batching; the sweep.
+"""Runs: start one, stop one, and the task that drives it.
 
 `execution_start` validates, stores the row and starts an asyncio task, then returns at once.
 The task owns the run to the end, whether or not any socket is connected:
 1. it waits its turn (one active run per session; others queue in order);
 2. gets the session's sandbox (reused, reconnected or new; a notice says which);
-3. publishes `execution.started`, runs the code, and streams output through `OutputWriter`:
-   persist a batch, then publish it (one group message per batch);
+3. publishes `execution.started`, runs the code, and streams output through `OutputWriter`
+   (output.py): persist a batch, then publish it (one group message per batch);
 4. stores the final status with one commit, then publishes `execution.finished`.
 
 Stop works from any process: the row names its owner process (boot id); a Stop that lands
-elsewhere is forwarded to the owner's channel.
+elsewhere is forwarded to the owner's channel. Runs of dead processes are swept (sweep.py).
 """
 
 from __future__ import annotations
