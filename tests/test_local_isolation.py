@@ -22,7 +22,7 @@ import pytest_asyncio
 from django.conf import settings
 
 from runner.sandboxes.base import Sandbox, SandboxGone, SandboxUnavailable, Stdout
-from runner.sandboxes.local import LocalBackend, jail
+from runner.sandboxes.local import LocalBackend, processes
 from runner.sandboxes.local.backend import REAPER_GRACE_S, sweep
 from tests.fixtures_sandboxes import local_backend_or_skip, run
 
@@ -388,12 +388,12 @@ async def test_the_start_up_sweep_removes_only_what_dead_servers_left(local: Loc
     alive = subprocess.Popen(["sleep", "60"])
     try:
         dead_owner = f"{dead.pid}.12345"
-        alive_owner = f"{alive.pid}.{jail.process_start_time(alive.pid)}"
+        alive_owner = f"{alive.pid}.{processes.process_start_time(alive.pid)}"
         for owner in (dead_owner, alive_owner):
             control = state / "sbx" / owner / "abc123" / "py"
             control.mkdir(parents=True)
             (control / "kernel.json").write_text('{"key": "secret"}')
-            (state / "sbx" / owner / "boot_id").write_text(jail.boot_id())
+            (state / "sbx" / owner / "boot_id").write_text(processes.boot_id())
         cgroups = [parent / f"{owner}.abc123" for parent in local.isolation.cgroup_parents.values()
                    for owner in (dead_owner, alive_owner)]
         for path in cgroups:

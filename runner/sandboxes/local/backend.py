@@ -23,7 +23,7 @@ import zmq
 from django.conf import settings
 
 from runner.sandboxes.base import Health, SandboxGone, SandboxUnavailable
-from runner.sandboxes.local import jail
+from runner.sandboxes.local import cgroups, jail, processes
 from runner.sandboxes.local.kernel import Kernel
 from runner.sandboxes.local.sandbox import LocalSandbox
 
@@ -87,11 +87,11 @@ class LocalBackend:
         os.chmod(state, 0o755)
         os.chmod(state / "sbx", 0o711)
         self._kfiles = jail.kernel_files_dir(state, isolation.uid, isolation.gid)
-        owner = f"{os.getpid()}.{jail.process_start_time(os.getpid())}"
+        owner = f"{os.getpid()}.{processes.process_start_time(os.getpid())}"
         self._owner_dir = state / "sbx" / owner
         sweep(state, isolation)
         self._owner_dir.mkdir(mode=0o711, exist_ok=True)
-        (self._owner_dir / "boot_id").write_text(jail.boot_id())
+        (self._owner_dir / "boot_id").write_text(processes.boot_id())
         atexit.register(_close_all_at_exit, weakref.ref(self))
 
     @property
@@ -193,7 +193,7 @@ class LocalBackend:
                 os.chown(path, isolation.uid, isolation.gid)
         cgroup = None
         if isolation.as_root and isolation.cgroup_version:
-            cgroup = jail.Cgroup(isolation, f"{self._owner_dir.name}.{sandbox_id}", jail.Limits.from_settings())
+            cgroup = cgroups.Cgroup(isolation, f"{self._owner_dir.name}.{sandbox_id}", jail.Limits.from_settings())
         return LocalSandbox(self, sandbox_id, root, cgroup)
 
     def new_kernel(self, sandbox: LocalSandbox, kind: str) -> Kernel:
@@ -204,8 +204,8 @@ class LocalBackend:
             kind=kind,
             control_dir=control,
             argv_for=lambda command: self.confined_argv(sandbox, command=command, language=kind, control=control),
+            owner=self.kernel_owner,
         )
-        kernel.owner = self.kernel_owner  # type: ignore[attr-defined]
         return kernel
 
     def confined_argv(self, sandbox: LocalSandbox, *, command: list[str], language: str, control: Path | None,
@@ -293,7 +293,7 @@ def _swallow(task: asyncio.Future[object]) -> None:
 
 def sweep(state: Path, isolation: jail.Isolation) -> None:
     """Remove state dirs (with their HMAC-keyed connection files) and cgroups of dead servers only."""
-    this_boot = jail.boot_id()
+    this_boot = processes.boot_id()
     for owner_dir in (state / "sbx").iterdir():
         if _owner_alive(owner_dir.name) and _read(owner_dir / "boot_id") in (this_boot, ""):
             continue
@@ -304,10 +304,10 @@ def sweep(state: Path, isolation: jail.Isolation) -> None:
         except OSError:
             continue
         dead = [p for p in children if not _owner_alive(p.name.rsplit(".", 1)[0])]
-        jail.remove_cgroup_dirs(dead)
+        cgroups.remove_cgroup_dirs(dead)
     for leftover in state.glob(".kfiles-*"):
         pid = leftover.name.split("-")[1]
-        if pid.isdigit() and not jail.process_start_time(int(pid)):
+        if pid.isdigit() and not processes.process_start_time(int(pid)):
             shutil.rmtree(leftover, ignore_errors=True)
 
 
@@ -315,7 +315,7 @@ def _owner_alive(owner: str) -> bool:
     pid, _, start = owner.partition(".")
     if not pid.isdigit() or not start:
         return False
-    return jail.process_start_time(int(pid)) == start
+    return processes.process_start_time(int(pid)) == start
 
 
 def _read(path: Path) -> str:

@@ -7,21 +7,20 @@ user namespace plus prlimit are all there is (`Isolation.describe()` says which)
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import platform
 import pwd
 import shutil
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
+from runner.sandboxes.local.cgroups import Cgroup, cgroup_parents
+
 KERNEL_FILES = Path(__file__).resolve().parent / "kernel_files"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 # Paths inside the sandbox.
 HOME = "/home/user"
 CONTROL = "/run/k"
@@ -29,7 +28,6 @@ VENV = "/opt/venv"
 SANDPIT = "/opt/sandpit"
 PACKAGES = f"{HOME}/.local/packages"  # where `install` puts Python packages (on PYTHONPATH)
 UNIX_PATH_MAX = 107
-V2_CONTROLLERS = ("memory", "pids", "cpu")
 
 
 @dataclass(frozen=True)
@@ -52,20 +50,6 @@ class Limits:
 
 
 # --- what this machine offers ---------------------------------------------------------------
-
-
-def _own_cgroup_paths() -> dict[str, str]:
-    """controller -> this process's cgroup path, from /proc/self/cgroup ("" key for v2)."""
-    paths: dict[str, str] = {}
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return paths
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(",") if controllers else [""]:
-            paths[controller] = path
-    return paths
 
 
 @dataclass(frozen=True)
@@ -111,205 +95,12 @@ class Isolation:
                 return cls(problem=f"the sandbox user {settings.SANDBOX_USER} does not exist; "
                            "fix: run bin/setup (manage.py sandbox_setup) as root", **base)
             base.update(uid=user.pw_uid, gid=user.pw_gid)
-            version, parents = _cgroup_parents()
+            version, parents = cgroup_parents()
             base.update(cgroup_version=version, cgroup_parents=parents)
         kenv = Path(settings.SANDBOX_KERNEL_ENV)
         if not (kenv / "bin" / "python").exists():
             return cls(problem=f"the kernels' environment {kenv} is missing; fix: run bin/setup", **base)
         return cls(problem="", **base)
-
-
-def _cgroup_parents() -> tuple[int, dict[str, Path]]:
-    """Where per-sandbox cgroups go: a "sandpit" dir under this process's own cgroup.
-
-    (0, {}) when cgroups can't be used (not delegated to us): prlimit is then all there is.
-    """
-    own = _own_cgroup_paths()
-    if (CGROUP_ROOT / "cgroup.controllers").exists():  # pure v2
-        own_dir = CGROUP_ROOT / own.get("", "/").lstrip("/")
-        parent = own_dir / "sandpit"
-        wanted = " ".join(f"+{c}" for c in V2_CONTROLLERS)
-        try:
-            if not set(V2_CONTROLLERS) <= set(_read(own_dir / "cgroup.controllers").split()):
-                return 0, {}
-            parent.mkdir(exist_ok=True)
-            if not set(V2_CONTROLLERS) <= set(_read(own_dir / "cgroup.subtree_control").split()):
-                try:
-                    (own_dir / "cgroup.subtree_control").write_text(wanted)
-                except OSError as exc:
-                    if exc.errno != errno.EBUSY:
-                        raise
-                    # A cgroup with processes in it can't hand controllers to children ("no
-                    # internal processes"): move this server into a leaf of its own, then retry.
-                    leaf = own_dir / "sandpit-server"
-                    leaf.mkdir(exist_ok=True)
-                    (leaf / "cgroup.procs").write_text(str(os.getpid()))
-                    (own_dir / "cgroup.subtree_control").write_text(wanted)
-            (parent / "cgroup.subtree_control").write_text(wanted)
-            return 2, {"": parent}
-        except OSError:
-            return 0, {}
-    parents: dict[str, Path] = {}
-    for controller in ("memory", "pids", "cpu"):
-        mount = CGROUP_ROOT / controller
-        if not (mount / "cgroup.procs").exists():
-            return 0, {}
-        parent = mount / own.get(controller, "/").lstrip("/") / "sandpit"
-        try:
-            parent.mkdir(exist_ok=True)
-        except OSError:
-            return 0, {}
-        parents[controller] = parent
-    return 1, parents
-
-
-# --- per-sandbox cgroup -----------------------------------------------------------------------
-
-
-class Cgroup:
-    """One sandbox's cgroup(s). All of a sandbox's kernels share it."""
-
-    def __init__(self, isolation: Isolation, name: str, limits: Limits) -> None:
-        self.version = isolation.cgroup_version
-        self.dirs = {controller: parent / name for controller, parent in isolation.cgroup_parents.items()}
-        self.limits = limits
-        memory = limits.memory_mb * 1024 * 1024
-        for controller, path in self.dirs.items():
-            path.mkdir(exist_ok=True)
-            if self.version == 2:
-                _write(path / "memory.max", str(memory))
-                _write(path / "memory.swap.max", "0", optional=True)
-                _write(path / "pids.max", str(limits.pids))
-                _write(path / "cpu.max", f"{int(limits.cpus * 100000)} 100000")
-            elif controller == "memory":
-                _write(path / "memory.limit_in_bytes", str(memory))
-                _write(path / "memory.memsw.limit_in_bytes", str(memory), optional=True)
-            elif controller == "pids":
-                _write(path / "pids.max", str(limits.pids))
-            elif controller == "cpu":
-                _write(path / "cpu.cfs_period_us", "100000")
-                _write(path / "cpu.cfs_quota_us", str(int(limits.cpus * 100000)))
-
-    @property
-    def procs_files(self) -> list[str]:
-        return [str(path / "cgroup.procs") for path in self.dirs.values()]
-
-    def oom_kills(self) -> int:
-        """How many processes the kernel's OOM killer has killed in this cgroup so far."""
-        if self.version == 2:
-            text = _read(self.dirs[""] / "memory.events")
-        else:
-            text = _read(self.dirs["memory"] / "memory.oom_control")
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        if self.version == 1:  # older kernels: failcnt only
-            return int(_read(self.dirs["memory"] / "memory.memsw.failcnt") or _read(self.dirs["memory"] / "memory.failcnt") or 0)
-        return 0
-
-    def pids(self) -> list[int]:
-        path = self.dirs.get("pids") or self.dirs.get("")
-        if path is None:
-            return []
-        return [int(p) for p in _read(path / "cgroup.procs").split()]
-
-    def remove(self) -> None:
-        remove_cgroup_dirs(list(self.dirs.values()))
-
-
-def remove_cgroup_dirs(dirs: list[Path]) -> None:
-    """Kill whatever is left in these cgroups, then remove them (retrying while busy)."""
-    for path in dirs:
-        for _ in range(50):
-            pids = [int(p) for p in _read(path / "cgroup.procs").split()]
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                path.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
-                    break
-                time.sleep(0.02)
-
-
-def _write(path: Path, value: str, *, optional: bool = False) -> None:
-    try:
-        path.write_text(value)
-    except OSError:
-        if not optional:
-            raise
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text()
-    except OSError:
-        return ""
-
-
-# --- processes ------------------------------------------------------------------------------
-
-
-def process_start_time(pid: int) -> str:
-    """A process's start time in clock ticks since boot ("" if it doesn't exist): pid + this = identity."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def process_tree(root_pid: int, *, with_zombies: bool = True) -> list[tuple[int, str]]:
-    """(pid, comm) of every descendant of `root_pid`, parents before children."""
-    children: dict[int, list[tuple[int, str]]] = {}
-    zombies: set[int] = set()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{name}/stat").read_text()
-        except OSError:
-            continue
-        head, _, tail = stat.rpartition(")")
-        comm = head.partition("(")[2]
-        fields = tail.split()
-        try:
-            ppid = int(fields[1])
-        except (IndexError, ValueError):
-            continue
-        if fields[0] == "Z":
-            zombies.add(int(name))
-        children.setdefault(ppid, []).append((int(name), comm))
-    found: list[tuple[int, str]] = []
-    todo = [root_pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child[0])
-    if not with_zombies:
-        found = [(pid, comm) for pid, comm in found if pid not in zombies]
-    return found
-
-
-def signal_processes(pids: list[int], signum: int = signal.SIGKILL) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 # --- files the kernels read -----------------------------------------------------------------

@@ -26,7 +26,7 @@ import zmq
 from jupyter_client.session import Session
 
 from runner.sandboxes.base import Error, OnEvent, Result, Stderr, Stdout, emit
-from runner.sandboxes.local import jail
+from runner.sandboxes.local import jail, processes
 
 DELIMITER = b"<IDS|MSG>"
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
@@ -78,8 +78,10 @@ class KernelDied(Exception):
 class Kernel:
     """A kernel process plus its client sockets. Not thread-safe; one run at a time."""
 
-    def __init__(self, *, kind: str, control_dir: Path, argv_for: Callable[[list[str]], list[str]]) -> None:
+    def __init__(self, *, kind: str, control_dir: Path, argv_for: Callable[[list[str]], list[str]],
+                 owner: tuple[int, int]) -> None:
         self.kind = kind
+        self.owner = owner  # uid, gid the kernel runs as (its connection file is chowned to them)
         self.control_dir = control_dir
         self._argv_for = argv_for
         self.proc: subprocess.Popen[bytes] | None = None
@@ -112,7 +114,7 @@ class Kernel:
         fd = os.open(conn_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(conn, f)
-        uid, gid = self._owner
+        uid, gid = self.owner
         if os.geteuid() == 0:
             os.chown(self.control_dir, uid, gid)
             os.chown(conn_file, uid, gid)
@@ -141,12 +143,8 @@ class Kernel:
             sock.connect(f"{prefix}-{number}")
             self.sockets[name] = sock
         await self._wait_ready()
-        tree = jail.process_tree(self.proc.pid)
+        tree = processes.process_tree(self.proc.pid)
         self.protected_pids = {pid for pid, comm in tree if comm != "bwrap"}
-
-    @property
-    def _owner(self) -> tuple[int, int]:
-        return getattr(self, "owner", (os.getuid(), os.getgid()))
 
     async def _wait_ready(self) -> None:
         """kernel_info until both the reply and an iopub message arrive (iopub is subscribed)."""
@@ -199,7 +197,7 @@ class Kernel:
         if proc is None:
             return
         if proc.poll() is None:
-            jail.signal_processes([pid for pid, _ in reversed(jail.process_tree(proc.pid))], signal.SIGKILL)
+            processes.signal_processes([pid for pid, _ in reversed(processes.process_tree(proc.pid))], signal.SIGKILL)
             proc.kill()
         try:
             proc.wait(timeout=5)
@@ -213,20 +211,20 @@ class Kernel:
         """
         if self.proc is None or self.proc.poll() is not None:
             return
-        tree = jail.process_tree(self.proc.pid, with_zombies=False)
+        tree = processes.process_tree(self.proc.pid, with_zombies=False)
         if all(comm == "bwrap" or pid in self.protected_pids for pid, comm in tree):
             return
         protected = [pid for pid, _ in tree if pid in self.protected_pids]
-        jail.signal_processes(protected, signal.SIGSTOP)
+        processes.signal_processes(protected, signal.SIGSTOP)
         try:
             for _ in range(100):
-                strays = [pid for pid, comm in jail.process_tree(self.proc.pid, with_zombies=False)
+                strays = [pid for pid, comm in processes.process_tree(self.proc.pid, with_zombies=False)
                           if comm != "bwrap" and pid not in self.protected_pids]
                 if not strays:
                     return
-                jail.signal_processes(strays, signal.SIGKILL)
+                processes.signal_processes(strays, signal.SIGKILL)
         finally:
-            jail.signal_processes(protected, signal.SIGCONT)
+            processes.signal_processes(protected, signal.SIGCONT)
 
     # --- waiting without threads ----------------------------------------------------------
 

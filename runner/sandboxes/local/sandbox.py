@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 
 from runner.sandboxes.base import LANGUAGES, FileInfo, OnEvent, Outcome, SandboxGone, Stderr, Stdout, emit
-from runner.sandboxes.local import files, jail
+from runner.sandboxes.local import cgroups, files, jail, processes
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def validate_requirements(packages: list[str]) -> list[str]:
 class LocalSandbox:
     """A session's sandbox. Satisfies runner.sandboxes.base.Sandbox."""
 
-    def __init__(self, backend: LocalBackend, sandbox_id: str, root: Path, cgroup: jail.Cgroup | None) -> None:
+    def __init__(self, backend: LocalBackend, sandbox_id: str, root: Path, cgroup: cgroups.Cgroup | None) -> None:
         self.id = sandbox_id
         self.backend = backend
         self.root = root
@@ -218,7 +218,7 @@ class LocalSandbox:
             await asyncio.wait_for(stream(), timeout_s)
             code = await proc.wait()
         except TimeoutError:
-            jail.signal_processes([pid for pid, _ in reversed(jail.process_tree(proc.pid))] + [proc.pid])
+            processes.signal_processes([pid for pid, _ in reversed(processes.process_tree(proc.pid))] + [proc.pid])
             await proc.wait()
             await emit(on_event, Stderr(f"\npip did not finish within {timeout_s:.0f} s and was stopped.\n"))
             return Outcome("timeout", _ms_since(started))
