@@ -32,8 +32,8 @@ DELIMITER = b"<IDS|MSG>"
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 # A message bigger than this drops the connection instead of growing the server's memory.
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
-# Messages queued per socket in the server at most (the kernel flushes every 64 KiB).
-RECEIVE_QUEUE = 64
+# Messages queued per socket in the server at most: with 64 KiB flushes, 16 MiB at worst.
+RECEIVE_QUEUE = 256
 # Messages read per pass before they are delivered.
 DRAIN_BATCH = 16
 START_TIMEOUT_S = 30.0
