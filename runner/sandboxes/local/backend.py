@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -130,6 +131,10 @@ class LocalBackend:
         isolation = self.isolation
         if isolation.problem:
             return Health(ok=False, detail=isolation.problem, isolation="none")
+        if threading.current_thread() is threading.main_thread():
+            # The server's own loop (not a throwaway one in a worker thread): warm up ahead of the
+            # first session, so even it gets a started kernel.
+            self.fill_pool()
         return Health(
             ok=True,
             detail=f"{len(self._live)} live sandboxes (max {settings.SANDBOX_MAX_LIVE}), {len(self._pool)} warm",
