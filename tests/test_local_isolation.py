@@ -209,6 +209,21 @@ async def test_install_runs_nothing_the_user_left_in_the_workspace(shared: Sandb
     assert "pwned" not in {f.name for f in await shared.list_files(".")}
 
 
+async def test_an_npm_package_installed_for_javascript_imports_without_network(fresh: Sandbox) -> None:
+    log: list[object] = []
+    outcome = await fresh.install(["left-pad@1.3.0"], language="javascript", on_event=log.append, timeout_s=180)
+    assert outcome.status == "ok", log
+    after, events = await run(fresh, "import leftPad from 'npm:left-pad@1.3.0';\nconsole.log(leftPad('7', 3, '0'))",
+                              language="javascript", timeout_s=60)
+    assert (after.status, events.stdout) == ("ok", "007\n"), events.events
+
+
+@pytest.mark.parametrize("bad", ["../x", "https://evil.example/x.tgz", "--registry=http://evil", "git+ssh://x", "a b"])
+async def test_npm_install_rejects_anything_but_package_names(shared: Sandbox, bad: str) -> None:
+    with pytest.raises(ValueError):
+        await shared.install([bad], language="typescript", on_event=lambda e: None, timeout_s=30)
+
+
 # --- resources ----------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ CONTROL = "/run/k"
 VENV = "/opt/venv"
 SANDPIT = "/opt/sandpit"
 PACKAGES = f"{HOME}/.local/packages"  # where `install` puts Python packages (on PYTHONPATH)
+DENO_DIR = f"{HOME}/.cache/deno"  # the Deno kernel's cache, where `install` puts npm packages
 UNIX_PATH_MAX = 107
 
 
@@ -162,9 +163,10 @@ def sandbox_env(language: str) -> dict[str, str]:
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
         "NUMEXPR_NUM_THREADS": "1",
-        "DENO_DIR": f"{HOME}/.cache/deno",
+        "DENO_DIR": DENO_DIR,
         "DENO_NO_UPDATE_CHECK": "1",
         "DENO_NO_PROMPT": "1",
+        "DENO_TLS_CA_STORE": "system",
         "NO_COLOR": "1",
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         "PIP_NO_CACHE_DIR": "1",

@@ -42,6 +42,48 @@ def validate_requirements(packages: list[str]) -> list[str]:
     return list(packages)
 
 
+# An npm package: an optional @scope, a name, an optional version or range. No paths, URLs or options.
+NPM_PACKAGE = re.compile(r"^(?:@[a-z0-9][a-z0-9._~-]{0,100}/)?[a-z0-9][a-z0-9._~-]{0,100}(?:@[A-Za-z0-9.^~<>=*+-]{1,50})?$")
+
+
+def validate_npm_packages(packages: list[str]) -> list[str]:
+    if not packages:
+        raise ValueError("name at least one package to install")
+    if len(packages) > MAX_PACKAGES:
+        raise ValueError(f"install at most {MAX_PACKAGES} packages at once")
+    for package in packages:
+        if not isinstance(package, str) or not NPM_PACKAGE.match(package):
+            raise ValueError(f"{package!r} is not an npm package name (paths, URLs and options are not allowed), "
+                             "e.g. 'left-pad' or 'left-pad@1.3.0'")
+    return list(packages)
+
+
+def install_command(packages: list[str], language: str) -> tuple[list[str], str]:
+    """The command that installs `packages` for `language` (run confined), and the tool's name.
+
+    Raises ValueError for an unknown language or a package that isn't a plain name.
+    """
+    if language in ("python", "bash"):
+        requirements = validate_requirements(packages)
+        # -I: ignore PYTHONPATH, the user site and the cwd, so nothing the user left in the
+        # workspace (a sitecustomize.py, say) runs while the network is up.
+        command = [f"{jail.VENV}/bin/python", "-I", "-m", "pip", "install", "--no-input", "--progress-bar", "off",
+                   "--only-binary=:all:", "--upgrade", "--target", jail.PACKAGES]
+        if settings.SANDBOX_PIP_INDEX_URL:
+            command += ["--index-url", settings.SANDBOX_PIP_INDEX_URL]
+        return [*command, "--", *requirements], "pip"
+    if language in ("javascript", "typescript"):
+        specifiers = [f"npm:{name}" for name in validate_npm_packages(packages)]
+        # Fetch into a fresh cache in /tmp (nothing the user planted in theirs is read while the
+        # network is up), without any config file, then copy it into the kernel's cache.
+        script = (
+            'set -e; cd /tmp; DENO_DIR=/tmp/deno "$0" cache --no-config "$@"; '
+            f'mkdir -p "{jail.DENO_DIR}"; cp -a /tmp/deno/npm "{jail.DENO_DIR}/"'
+        )
+        return ["/bin/sh", "-c", script, f"{jail.VENV}/bin/deno", *specifiers], "deno cache"
+    raise ValueError(f"install doesn't support {language!r}; choose python, bash, javascript or typescript")
+
+
 class LocalSandbox:
     """A session's sandbox. Satisfies runner.sandboxes.base.Sandbox."""
 
@@ -187,41 +229,37 @@ class LocalSandbox:
         return await asyncio.to_thread(files.listing, str(self.workspace), path)
 
     async def install(self, packages: list[str], *, language: str, on_event: OnEvent, timeout_s: float) -> Outcome:
-        """pip install into the workspace, in a separate short-lived sandbox that may reach the index.
+        """Install packages into the workspace, in a separate short-lived sandbox that may reach the
+        package index (the kernels never can). Python and bash: pip, wheels only, into
+        ~/.local/packages. JavaScript and TypeScript: `deno cache npm:...` into the kernel's Deno cache
+        (then `import x from "npm:x"`). No package's own code runs while the network is up.
 
-        Wheels only (`--only-binary=:all:`): no package's build code runs while the network is up.
+        Raises ValueError for anything but plain package names.
         """
         self._check_open()
-        if language not in ("python", "bash"):
-            raise ValueError(f"install supports python (pip) packages; {language} has no network to fetch from")
-        requirements = validate_requirements(packages)
-        started = time.monotonic()
-        # -I: ignore PYTHONPATH, the user site and the cwd, so nothing the user left in the
-        # workspace (a sitecustomize.py, say) runs while the network is up.
-        command = [f"{jail.VENV}/bin/python", "-I", "-m", "pip", "install", "--no-input", "--progress-bar", "off",
-                   "--only-binary=:all:", "--upgrade", "--target", jail.PACKAGES]
-        if settings.SANDBOX_PIP_INDEX_URL:
-            command += ["--index-url", settings.SANDBOX_PIP_INDEX_URL]
-        command += ["--", *requirements]
+        command, tool = install_command(packages, language)
         argv = self.backend.confined_argv(self, command=command, language="install", control=None, network=True)
+        started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *argv, env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True,
         )
         assert proc.stdout is not None
 
-        async def stream() -> None:
-            while line := await proc.stdout.readline():
-                await emit(on_event, Stdout(line.decode(errors="replace")))
+        async def stream() -> int:
+            while chunk := await proc.stdout.read(65536):
+                await emit(on_event, Stdout(chunk.decode(errors="replace")))
+            return await proc.wait()
 
         try:
-            await asyncio.wait_for(stream(), timeout_s)
-            code = await proc.wait()
+            code = await asyncio.wait_for(stream(), timeout_s)
         except TimeoutError:
-            processes.signal_processes([pid for pid, _ in reversed(processes.process_tree(proc.pid))] + [proc.pid])
-            await proc.wait()
-            await emit(on_event, Stderr(f"\npip did not finish within {timeout_s:.0f} s and was stopped.\n"))
+            await emit(on_event, Stderr(f"\n{tool} did not finish within {timeout_s:.0f} s and was stopped.\n"))
             return Outcome("timeout", _ms_since(started))
+        finally:
+            if proc.returncode is None:  # timed out or cancelled: the installer must not outlive the call
+                processes.signal_processes([pid for pid, _ in reversed(processes.process_tree(proc.pid))] + [proc.pid])
+                await asyncio.shield(proc.wait())
         self._installed = True
         return Outcome("ok" if code == 0 else "error", _ms_since(started))
 
