@@ -275,3 +275,16 @@ def test_rich_html_cannot_borrow_the_pages_classes_ids_or_styles(alice_client, a
     assert '<div>Reconnecting…</div>' in body
     assert '<table class="dataframe">' in body
     assert "toast" not in body and 'id="composer"' not in body and "position:fixed" not in body
+
+
+def test_server_notes_in_the_output_show_once_as_notes(alice_client, alice_session) -> None:
+    run = _run(alice_session, 4, "print('x' * 10**7)", truncated=True)
+    OutputChunk.objects.create(execution=run, index=0, kind="stdout", text="xxxx")
+    OutputChunk.objects.create(
+        execution=run, index=1, kind="stderr", text="Output stopped at 2 MiB; the run went on.\n",
+        data={"sandpit/notice": "truncated"},
+    )
+    body = alice_client.get(f"/sessions/{alice_session.id}/executions/{run.id}/output/").content.decode()
+    assert body.count("Output stopped at 2 MiB; the run went on.") == 1
+    assert '<p class="out-note trunc" role="note"' in body
+    assert '<span class="stderr">Output stopped' not in body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,7 @@ from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
 
 from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, OutputChunk
+from runner.services.output import NOTICE_MARKER
 from runner.selectors.rendering import AnsiState, ansi_to_html, markdown_to_safe_html, sanitize_rich_html, strip_ansi
 
 LANGUAGE_LABELS = dict(LANGUAGE_CHOICES)
@@ -196,7 +198,19 @@ def output_blocks(chunks: list[OutputChunk]) -> list[OutputBlock]:
     blocks: list[OutputBlock] = []
     states = {"stdout": AnsiState(), "stderr": AnsiState()}
     for chunk in chunks:
-        if chunk.kind in ("stdout", "stderr"):
+        marker = chunk.data.get(NOTICE_MARKER) if isinstance(chunk.data, dict) else None
+        if marker and chunk.kind in ("stdout", "stderr"):
+            # The server's own words (truncation, "the server failed…"): a note, not the program's output.
+            blocks.append(
+                OutputBlock(
+                    type="note",
+                    first_index=chunk.index,
+                    last_index=chunk.index,
+                    html=html.escape(chunk.text.strip()),
+                    mime="trunc" if marker == "truncated" else "server-note",
+                )
+            )
+        elif chunk.kind in ("stdout", "stderr"):
             piece = ansi_to_html(chunk.text, states[chunk.kind])
             markup = f'<span class="{chunk.kind}">{piece}</span>'
             if blocks and blocks[-1].type == "stream":
@@ -231,7 +245,8 @@ def _turn(execution: Execution, chunks: list[OutputChunk]) -> Turn:
         status_text=text,
         status_class=cls,
         is_active=execution.is_active,
-        truncated=execution.truncated,
+        # The marker is shown once: from its stored note chunk, else (older runs) from the flag.
+        truncated=execution.truncated and not any(b.type == "note" and b.mime == "trunc" for b in blocks),
         stopped_note=execution.status == Execution.Status.CANCELLED
         and not any(b.type == "error" and b.ename == "KeyboardInterrupt" for b in blocks),
     )

@@ -17,6 +17,7 @@
   var FOLD_TRACEBACK_LINES = 20;
   var MAX_DOM_CHARS = 200000; // per stream block; older text is dropped from the DOM, "show all" refetches
   var PING_MS = 25000;
+  var NOTICE_MARKER = 'sandpit/notice'; // runner/services/output.py: a chunk the server wrote, not the code
 
   var EXAMPLES = {
     hello: { language: 'python', code: 'print("Hello, world!")' },
@@ -243,11 +244,27 @@
   /* Keep a bounded tail of a huge stream in the DOM: drop the oldest nodes, say so, offer "show all". */
   function trimHead(turn, pre) {
     var chars = parseInt(pre.dataset.chars, 10);
-    var target = MAX_DOM_CHARS * 0.75;
-    while (chars > target && pre.firstChild && pre.firstChild !== pre.lastChild) {
-      chars -= (pre.firstChild.textContent || '').length;
-      pre.removeChild(pre.firstChild);
+    var excess = chars - MAX_DOM_CHARS * 0.75;
+    // Cut from the oldest text nodes (one span can hold one long text node), ending on a line break.
+    var walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+    var node = walker.nextNode();
+    while (node && excess > 0) {
+      var next = walker.nextNode();
+      var len = node.data.length;
+      if (len <= excess) {
+        excess -= len;
+        chars -= len;
+        node.data = '';
+      } else {
+        var nl = node.data.indexOf('\n', excess);
+        var cut = nl === -1 || nl - excess > 4096 ? excess : nl + 1;
+        node.deleteData(0, cut);
+        chars -= cut;
+        excess = 0;
+      }
+      node = next;
     }
+    $all('span', pre).forEach(function (span) { if (!span.textContent) span.remove(); });
     pre.dataset.chars = String(chars);
     pre.dataset.clipped = '1';
     if (!pre.previousElementSibling || !pre.previousElementSibling.classList.contains('hidden-head')) {
@@ -337,6 +354,13 @@
       turn.pendingRich -= 1;
       if (atBottom) scrollToBottom();
     });
+  }
+
+  /* The server's own words in the output (truncation, a failure note): shown as a note, not as program output. */
+  function appendNote(turn, marker, text) {
+    var p = el('p', 'out-note ' + (marker === 'truncated' ? 'trunc' : 'server-note'), text.trim());
+    p.setAttribute('role', 'note');
+    turn.output.appendChild(p);
   }
 
   function appendError(turn, frame) {
@@ -480,7 +504,9 @@
     turn.lastIndex = frame.index;
     turn.el.setAttribute('data-last-index', String(frame.index));
     if (!resume || frame.execution_id >= resume.execution_id) resume = { execution_id: frame.execution_id, index: frame.index };
-    if (frame.kind === 'stdout' || frame.kind === 'stderr') appendStream(turn, frame.kind, frame.text || '');
+    var marker = frame.data && frame.data[NOTICE_MARKER];
+    if (marker && (frame.kind === 'stdout' || frame.kind === 'stderr')) appendNote(turn, marker, frame.text || '');
+    else if (frame.kind === 'stdout' || frame.kind === 'stderr') appendStream(turn, frame.kind, frame.text || '');
     else if (frame.kind === 'error') appendError(turn, frame);
     else appendResult(turn, frame);
   }
