@@ -409,8 +409,12 @@ async def test_the_start_up_sweep_removes_only_what_dead_servers_left(local: Loc
             control.mkdir(parents=True)
             (control / "kernel.json").write_text('{"key": "secret"}')
             (state / "sbx" / owner / "boot_id").write_text(processes.boot_id())
-        cgroups = [parent / f"{owner}.abc123" for parent in local.isolation.cgroup_parents.values()
+        pidns = processes.pid_namespace()
+        cgroups = [parent / f"{pidns}.{owner}.abc123" for parent in local.isolation.cgroup_parents.values()
                    for owner in (dead_owner, alive_owner)]
+        other_namespace = [parent / f"1.{dead_owner}.abc123" for parent in local.isolation.cgroup_parents.values()]
+        for path in other_namespace:  # a "dead" owner in another pid namespace: not ours to judge
+            path.mkdir()
         for path in cgroups:
             path.mkdir()
         sweep(state, local.isolation)
@@ -419,8 +423,11 @@ async def test_the_start_up_sweep_removes_only_what_dead_servers_left(local: Loc
         assert [p.exists() for p in cgroups] == [owner == alive_owner for p in local.isolation.cgroup_parents.values()
                                                  for owner in (dead_owner, alive_owner)]
         assert (state / "sbx" / local.owner_dir.name).exists()  # this process's own state survives
+        assert all(p.exists() for p in other_namespace)
     finally:
         alive.kill()
         alive.wait()
         sweep(state, local.isolation)
+        for path in other_namespace:
+            path.rmdir()
     assert not (state / "sbx" / alive_owner).exists()

@@ -2,8 +2,8 @@
 
 State on disk, under SANDBOX_STATE_DIR/sbx/<owner>/<sandbox id>/ (workspace `home/`, one control
 dir per kernel). <owner> is "<pid>.<start time>" of the server process, and cgroups are named
-"<pid>.<start time>.<id>", so a start-up sweep removes only what dead processes left behind,
-even with several servers and test runs sharing the machine.
+"<pid namespace>.<pid>.<start time>.<id>", so a start-up sweep removes only what dead processes
+left behind, even with several servers and test runs sharing the machine.
 """
 
 from __future__ import annotations
@@ -198,7 +198,8 @@ class LocalBackend:
                 os.chown(path, isolation.uid, isolation.gid)
         cgroup = None
         if isolation.as_root and isolation.cgroup_version:
-            cgroup = cgroups.Cgroup(isolation, f"{self._owner_dir.name}.{sandbox_id}", jail.Limits.from_settings())
+            name = f"{processes.pid_namespace()}.{self._owner_dir.name}.{sandbox_id}"
+            cgroup = cgroups.Cgroup(isolation, name, jail.Limits.from_settings())
         return LocalSandbox(self, sandbox_id, root, cgroup)
 
     def new_kernel(self, sandbox: LocalSandbox, kind: str) -> Kernel:
@@ -299,16 +300,23 @@ def _swallow(task: asyncio.Future[object]) -> None:
 def sweep(state: Path, isolation: jail.Isolation) -> None:
     """Remove state dirs (with their HMAC-keyed connection files) and cgroups of dead servers only."""
     this_boot = processes.boot_id()
+    this_pidns = processes.pid_namespace()
     for owner_dir in (state / "sbx").iterdir():
         if _owner_alive(owner_dir.name) and _read(owner_dir / "boot_id") in (this_boot, ""):
             continue
         shutil.rmtree(owner_dir, ignore_errors=True)
-    for parent in isolation.cgroup_parents.values():
+    for parent in cgroups.sandpit_parents(isolation):
         try:
             children = [p for p in parent.iterdir() if p.is_dir()]
         except OSError:
             continue
-        dead = [p for p in children if not _owner_alive(p.name.rsplit(".", 1)[0])]
+        dead = []
+        for child in children:
+            # "<pid namespace>.<pid>.<start time>.<id>": only a server in our pid namespace can be
+            # judged dead from here (the cgroup tree may be shared with other containers).
+            pidns, _, owner = child.name.partition(".")
+            if pidns == this_pidns and owner.count(".") == 2 and not _owner_alive(owner.rsplit(".", 1)[0]):
+                dead.append(child)
         cgroups.remove_cgroup_dirs(dead)
     for leftover in state.glob(".kfiles-*"):
         pid = leftover.name.split("-")[1]

@@ -160,3 +160,14 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
+
+
+def sandpit_parents(isolation: Isolation) -> list[Path]:
+    """Every "sandpit" parent on this machine: ours, and those of servers that ran in other cgroups
+    (each shell or service has its own), so the sweep finds what any dead server left."""
+    found = set(isolation.cgroup_parents.values())
+    for parent in isolation.cgroup_parents.values():
+        mount = CGROUP_ROOT / parent.relative_to(CGROUP_ROOT).parts[0] if isolation.cgroup_version == 1 else CGROUP_ROOT
+        for depth in ("sandpit", "*/sandpit", "*/*/sandpit", "*/*/*/sandpit"):
+            found.update(p for p in mount.glob(depth) if p.is_dir())
+    return sorted(found)

@@ -15,6 +15,14 @@ def process_start_time(pid: int) -> str:
         return ""
 
 
+def pid_namespace() -> str:
+    """This process's pid namespace inode: pids mean something only within one namespace."""
+    try:
+        return os.readlink("/proc/self/ns/pid").partition("[")[2].rstrip("]")
+    except OSError:
+        return "0"
+
+
 def boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
