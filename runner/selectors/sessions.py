@@ -248,7 +248,7 @@ def _turn(execution: Execution, chunks: list[OutputChunk]) -> Turn:
         # The marker is shown once: from its stored note chunk, else (older runs) from the flag.
         truncated=execution.truncated and not any(b.type == "note" and b.mime == "trunc" for b in blocks),
         stopped_note=execution.status == Execution.Status.CANCELLED
-        and not any(b.type == "error" and b.ename == "KeyboardInterrupt" for b in blocks),
+        and not any("KeyboardInterrupt" in b.html or b.ename == "KeyboardInterrupt" for b in blocks),
     )
 
 

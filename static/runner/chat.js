@@ -520,7 +520,7 @@
     var s = finishedStatus(frame.status, frame.duration_ms, turn.ename);
     setStatus(turn, s[0], s[1], 'Run finished: ' + s[2]);
     markSeq(turn, false);
-    if (frame.status === 'cancelled' && turn.ename !== 'KeyboardInterrupt' && !$('.stopped-note', turn.output)) {
+    if (frame.status === 'cancelled' && turn.output.textContent.indexOf('KeyboardInterrupt') === -1) {
       var note = el('p', 'stopped-note');
       note.setAttribute('role', 'note');
       note.appendChild(el('span', 'ename', 'KeyboardInterrupt'));
