@@ -501,6 +501,8 @@
       reconnectNow();
       return;
     }
+    // Output means it runs, even if its `started` frame fell between the page render and the socket.
+    if (turn.status === 'queued') onStarted({ execution_id: turn.id });
     turn.lastIndex = frame.index;
     turn.el.setAttribute('data-last-index', String(frame.index));
     if (!resume || frame.execution_id >= resume.execution_id) resume = { execution_id: frame.execution_id, index: frame.index };
