@@ -42,9 +42,10 @@ __all__ = ["RunRejected", "SWEEP_NOTE", "execution_cancel", "execution_cancel_lo
 log = logging.getLogger(__name__)
 
 CLIENT_ID_MAX_CHARS = Execution._meta.get_field("client_id").max_length or 64
-# Stop re-sends the interrupt this often while the run is live (an early one can land before the
-# kernel has the execute request), for at most this long.
-INTERRUPT_EVERY_S = 0.2
+# Stop re-sends the interrupt this often while the run is live, for at most INTERRUPT_FOR_S: an
+# early one can land before the kernel has the request. (Backends re-send on their own too; more
+# often from here would only pile interrupts onto a kernel already handling one.)
+INTERRUPT_EVERY_S = 1.0
 INTERRUPT_FOR_S = 10.0
 # How often a queued run checks whether runs ahead of it, owned by other processes, are done.
 REMOTE_QUEUE_POLL_S = 0.25
