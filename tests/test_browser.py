@@ -300,3 +300,14 @@ def test_on_a_phone_the_sidebar_is_a_drawer(chromium_browser, live_daphne, alice
     composer_width = page.get_by_label("Code to run").bounding_box()["width"]
     assert composer_width > 330
     context.close()
+
+
+def test_ansi_colours_render_live_and_after_a_reload(page) -> None:
+    log_in_and_start_session(page)
+    turn = run(page, "print('\\x1b[1;31mred\\x1b[0m plain <b>not bold</b>')")
+    assert turn.locator(".output .ansi-fg-1.ansi-bold").inner_text() == "red"
+    assert turn.locator(".output").inner_text() == "red plain <b>not bold</b>\n"
+    page.reload()
+    again = page.locator("#turns > li.turn").first
+    assert again.locator(".output .ansi-fg-1.ansi-bold").inner_text() == "red"
+    assert again.locator(".output").inner_text() == "red plain <b>not bold</b>\n"
