@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -64,6 +66,10 @@ class LocalBackend:
             self._pid = os.getpid()
             if not self._isolation.problem:
                 self._prepare()
+                # bwrap can be installed and still fail (user namespaces disabled, AppArmor): try it.
+                problem = self._try_a_sandbox(["-c", "print('ok')"])
+                if problem:
+                    self._isolation = dataclasses.replace(self._isolation, problem=problem)
         return self._isolation
 
     @property
@@ -85,8 +91,9 @@ class LocalBackend:
         assert isolation is not None
         state = Path(settings.SANDBOX_STATE_DIR)
         (state / "sbx").mkdir(parents=True, exist_ok=True)
-        os.chmod(state, 0o755)
-        os.chmod(state / "sbx", 0o711)
+        with contextlib.suppress(OSError):  # the sandbox user must be able to reach its workspace
+            os.chmod(state, 0o755)
+            os.chmod(state / "sbx", 0o711)
         self._kfiles = jail.kernel_files_dir(state, isolation.uid, isolation.gid)
         owner = f"{os.getpid()}.{processes.process_start_time(os.getpid())}"
         self._owner_dir = state / "sbx" / owner
@@ -111,17 +118,20 @@ class LocalBackend:
 
     def self_test(self) -> str:
         """Start a throwaway sandbox and import the kernels in it; "" when that works, else why not."""
-        isolation = self.isolation
-        if isolation.problem:
-            return isolation.problem
+        return self.isolation.problem or self._try_a_sandbox(["-c", "import ipykernel, bash_kernel; print('ok')"])
+
+    def _try_a_sandbox(self, python_args: list[str]) -> str:
         sandbox = self._new_sandbox()
         try:
-            command = [f"{jail.VENV}/bin/python", "-c", "import ipykernel, bash_kernel; print('ok')"]
-            argv = self.confined_argv(sandbox, command=command, language="python", control=None)
+            argv = self.confined_argv(sandbox, command=[f"{jail.VENV}/bin/python", *python_args],
+                                      language="python", control=None)
             done = subprocess.run(argv, env=jail.OUTER_ENV, capture_output=True, text=True, timeout=120)
             if done.stdout.strip() == "ok":
                 return ""
-            return f"a test sandbox failed (status {done.returncode}): {done.stderr.strip()[-500:]}"
+            return (f"a test sandbox failed (status {done.returncode}): {done.stderr.strip()[-500:]}; "
+                    "check that bubblewrap can create user namespaces here")
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"a test sandbox failed: {exc}"
         finally:
             sandbox.destroy()
 
