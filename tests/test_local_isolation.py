@@ -381,6 +381,16 @@ async def test_stop_while_the_kernel_is_still_starting_interrupts_the_run(local:
     assert outcome.status == "interrupted"
 
 
+async def test_closing_a_sandbox_mid_run_ends_the_run_as_gone(local: LocalBackend) -> None:
+    sandbox = await local.create(owner_id=8, session_id=str(uuid.uuid4()))
+    running = asyncio.create_task(run(sandbox, "import time\nprint('going', flush=True)\ntime.sleep(60)", timeout_s=120))
+    await asyncio.sleep(1.0)
+    await sandbox.close()
+    outcome, events = await asyncio.wait_for(running, 10)
+    assert outcome.status == "gone"
+    assert "closed" in events.text
+
+
 async def test_too_many_live_sandboxes_is_busy(local: LocalBackend, shared: Sandbox, settings) -> None:
     settings.SANDBOX_MAX_LIVE = local.live_count
     with pytest.raises(SandboxUnavailable, match="^busy: "):

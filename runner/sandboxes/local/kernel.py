@@ -187,6 +187,7 @@ class Kernel:
         for sock in self.sockets.values():
             sock.close(linger=0)
         self.sockets.clear()
+        self._wake()  # a run waiting on these sockets notices they are gone
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
@@ -327,6 +328,8 @@ class Kernel:
 
         Raises KernelDied when the kernel exits (or stops answering an interrupt) mid-run.
         """
+        if not self.sockets:
+            raise KernelDied("the sandbox was closed")
         shell, iopub, control = self.sockets["shell"], self.sockets["iopub"], self.sockets["control"]
         self._drain(iopub)
         self._drain(shell)
@@ -345,6 +348,8 @@ class Kernel:
         reply_at = heard_at = 0.0
         idle = False
         while True:
+            if not self.sockets:
+                raise KernelDied("the sandbox was closed while this ran")
             for message in self._drain(iopub):
                 if message["parent_header"].get("msg_id") != msg_id:
                     continue
