@@ -1,44 +1,14 @@
-"""The E2B cloud backend: one E2B code-interpreter sandbox per chat session, via the official SDK.
-
-This is the only module that imports `e2b_code_interpreter`. Nothing connects at import time.
-
-- `create` starts a sandbox whose E2B `timeout` is the idle timeout, the backstop that ends its
-  billing if this server dies; every run pushes that timeout forward (`set_timeout`).
-- `connect` re-attaches to a sandbox by id, e.g. after our server restarted; a sandbox E2B no
-  longer knows raises `SandboxGone`.
-- `run` streams the SDK's callbacks as our events, in order, under our own deadline: the SDK's
-  own execution timeout has been reported to fire late (e2b-dev/E2B#1881). Stopping or timing
-  out closes the streaming request, which makes E2B interrupt the kernel; the sandbox lives on.
-- Every SDK failure becomes a `SandboxError` whose message is fit for the page. The API key is
-  never put in a message, a log line, or the sandbox's environment.
-"""
+"""E2BSandbox: runs, files and installs in one E2B sandbox."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import posixpath
-import re
-import shlex
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
-from e2b_code_interpreter import (
-    AsyncSandbox,
-    AuthenticationException,
-    CommandExitException,
-    EntryInfo,
-    FileType,
-    NotFoundException,
-    RateLimitException,
-    SandboxException,
-    SandboxNotRunningException,
-    ServiceBusyException,
-    TimeoutException,
-)
+from e2b_code_interpreter import AsyncSandbox, CommandExitException, EntryInfo, FileType, NotFoundException
 from e2b_code_interpreter.models import ExecutionError, OutputMessage
 from e2b_code_interpreter.models import Result as E2BResult
 
@@ -47,162 +17,25 @@ from runner.sandboxes.base import (
     Error,
     Event,
     FileInfo,
-    Health,
     OnEvent,
     Outcome,
     Result,
     SandboxError,
     SandboxGone,
-    SandboxUnavailable,
     Stderr,
     Stdout,
     emit,
 )
+from runner.sandboxes.e2b.config import E2BConfig
+from runner.sandboxes.e2b.errors import is_broken_stream, scrub, translate_error
+from runner.sandboxes.e2b.inputs import WORKSPACE, install_command, mime_bundle, workspace_path
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("runner.sandboxes.e2b")
 
-WORKSPACE = "/home/user"
 # The SDK's own execution timeout sits past ours, so ours always fires first.
 SDK_TIMEOUT_SLACK_S = 30.0
 # The error E2B's code interpreter reports when a context's kernel died and was restarted.
 KERNEL_RESTARTED = "ContextRestarting"
-
-# E2B result formats → MIME types, in the order a renderer should prefer them.
-RESULT_MIME_TYPES = {
-    "png": "image/png",
-    "jpeg": "image/jpeg",
-    "svg": "image/svg+xml",
-    "html": "text/html",
-    "markdown": "text/markdown",
-    "latex": "text/latex",
-    "json": "application/json",
-    "text": "text/plain",
-}
-
-# Package names `install` accepts: a name, optional extras and one version constraint. No
-# options, paths or URLs.
-PIP_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[[A-Za-z0-9._,-]+\])?((==|!=|<=|>=|~=|<|>)[A-Za-z0-9.*+!_-]{1,50})?$")
-NPM_PACKAGE = re.compile(r"^(@[a-z0-9][a-z0-9._~-]{0,99}/)?[a-z0-9][a-z0-9._~-]{0,99}(@[A-Za-z0-9.^~<>=*_-]{1,50})?$")
-MAX_PACKAGES = 20
-
-
-@dataclass(frozen=True)
-class E2BConfig:
-    """Where and how to reach E2B. Built from settings unless a caller passes its own."""
-
-    api_key: str
-    domain: str = ""
-    api_url: str = ""
-    sandbox_url: str = ""
-    template: str = ""
-    request_timeout_s: float = 30.0
-    idle_timeout_s: int = 900
-    file_max_bytes: int = 10 * 1024 * 1024
-    # How long a health answer is reused: /healthz may be polled, but E2B should not be.
-    health_cache_s: float = 5.0
-
-    @classmethod
-    def from_settings(cls) -> "E2BConfig":
-        from django.conf import settings
-
-        return cls(
-            api_key=settings.E2B_API_KEY,
-            domain=settings.E2B_DOMAIN,
-            api_url=settings.E2B_API_URL,
-            sandbox_url=settings.E2B_SANDBOX_URL,
-            template=settings.E2B_TEMPLATE,
-            request_timeout_s=settings.E2B_REQUEST_TIMEOUT_S,
-            idle_timeout_s=settings.SANDBOX_IDLE_TIMEOUT_S,
-            file_max_bytes=settings.SANDBOX_FILE_MAX_BYTES,
-        )
-
-    def sdk_options(self) -> dict[str, Any]:
-        """Connection options for every SDK call, passed explicitly (the SDK would otherwise read
-        E2B_* env vars itself; settings.py is the one reader of the environment). Debug mode, which
-        skips E2B's API altogether, is always off."""
-        options: dict[str, Any] = {"api_key": self.api_key, "request_timeout": self.request_timeout_s, "debug": False}
-        if self.domain:
-            options["domain"] = self.domain
-        if self.api_url:
-            options["api_url"] = self.api_url
-        if self.sandbox_url:
-            options["sandbox_url"] = self.sandbox_url
-        return options
-
-    def __repr__(self) -> str:  # keep the key out of any log line or traceback that prints us
-        return f"E2BConfig(domain={self.domain!r}, api_url={self.api_url!r}, template={self.template!r})"
-
-
-class E2BBackend:
-    """Sandboxes in E2B cloud. One instance per process; it holds no sandbox state itself."""
-
-    name = "e2b"
-    languages: frozenset[str] = LANGUAGES
-
-    def __init__(self, config: E2BConfig | None = None) -> None:
-        self._config = config
-        self._health: tuple[float, E2BConfig, Health] | None = None
-
-    @property
-    def config(self) -> E2BConfig:
-        # Read on use, never at construction: building the backend touches neither settings nor
-        # the network, and a settings change (a new key) applies without a new instance.
-        return self._config if self._config is not None else E2BConfig.from_settings()
-
-    def _check_key(self) -> None:
-        if not self.config.api_key:
-            raise SandboxUnavailable("E2B is selected but E2B_API_KEY is not set.")
-
-    async def create(self, *, owner_id: int, session_id: str) -> "E2BSandbox":
-        """Start a sandbox for one chat session. Raises SandboxUnavailable or SandboxError."""
-        self._check_key()
-        config = self.config
-        try:
-            sdk = await AsyncSandbox.create(
-                template=config.template or None,
-                timeout=config.idle_timeout_s,
-                metadata={"sandpit_user": str(owner_id), "sandpit_session": session_id},
-                **config.sdk_options(),
-            )
-        except Exception as exc:
-            raise translate_error(exc, config, doing="start an E2B sandbox") from None
-        return E2BSandbox(sdk, config)
-
-    async def connect(self, sandbox_id: str) -> "E2BSandbox":
-        """Re-attach to a running sandbox. Raises SandboxGone when E2B no longer has it."""
-        self._check_key()
-        config = self.config
-        try:
-            sdk = await AsyncSandbox.connect(sandbox_id, timeout=config.idle_timeout_s, **config.sdk_options())
-        except Exception as exc:
-            raise translate_error(exc, config, doing="reconnect to the E2B sandbox") from None
-        return E2BSandbox(sdk, config)
-
-    async def health(self) -> Health:
-        """Whether E2B accepts our key and answers, checked by listing one sandbox.
-
-        A failed check is retried on the next call after `health_cache_s` seconds, so degraded mode
-        ends by itself once E2B is reachable again.
-        """
-        config = self.config
-        if self._health is not None:
-            checked_at, checked_config, health = self._health
-            if checked_config == config and time.monotonic() - checked_at < config.health_cache_s:
-                return health
-        health = await self._check_health(config)
-        self._health = (time.monotonic(), config, health)
-        return health
-
-    async def _check_health(self, config: E2BConfig) -> Health:
-        if not config.api_key:
-            return Health(ok=False, detail="E2B is selected but E2B_API_KEY is not set.", isolation="e2b")
-        options = {**config.sdk_options(), "request_timeout": min(config.request_timeout_s, 10.0)}
-        try:
-            await AsyncSandbox.list(limit=1, **options).next_items()
-        except Exception as exc:
-            error = translate_error(exc, config, doing="check E2B's status")
-            return Health(ok=False, detail=str(error), isolation="e2b")
-        return Health(ok=True, detail="E2B cloud sandboxes are available.", isolation="e2b")
 
 
 class E2BSandbox:
@@ -318,7 +151,7 @@ class E2BSandbox:
         if isinstance(error, SandboxGone):
             await emit(on_event, Error(ename="SandboxGone", evalue=str(error)))
             return "gone"
-        if _is_broken_stream(failure):
+        if is_broken_stream(failure):
             await emit(
                 on_event,
                 Error(
@@ -462,92 +295,6 @@ class E2BSandbox:
             log.warning("killing E2B sandbox %s failed: %s", self.id, scrub(str(exc), self._config))
 
 
-# --- helpers ------------------------------------------------------------------------------------
-
-
-def workspace_path(path: str) -> str:
-    """The absolute sandbox path for a workspace path. Raises ValueError for anything outside it."""
-    if not isinstance(path, str) or not path or "\x00" in path:
-        raise ValueError("A file path must be a non-empty string.")
-    joined = path if path.startswith("/") else posixpath.join(WORKSPACE, path)
-    normalized = posixpath.normpath(joined)
-    if ".." in path.split("/") or not (normalized == WORKSPACE or normalized.startswith(WORKSPACE + "/")):
-        raise ValueError(f"The path {path!r} is outside the workspace ({WORKSPACE}); use a path inside it.")
-    return normalized
-
-
-def install_command(packages: list[str], language: str) -> str:
-    """The shell command that installs `packages`. Raises ValueError for a name that isn't one."""
-    if language not in LANGUAGES:
-        raise ValueError(f"unsupported language {language!r}; choose one of {sorted(LANGUAGES)}")
-    if not packages:
-        raise ValueError("Name at least one package to install.")
-    if len(packages) > MAX_PACKAGES:
-        raise ValueError(f"Install at most {MAX_PACKAGES} packages at a time.")
-    pattern = NPM_PACKAGE if language in ("javascript", "typescript") else PIP_PACKAGE
-    for name in packages:
-        if not isinstance(name, str) or not pattern.fullmatch(name):
-            raise ValueError(f"{name!r} is not a package name (options, paths and URLs are not allowed).")
-    quoted = " ".join(shlex.quote(name) for name in packages)
-    if language in ("javascript", "typescript"):
-        return f"npm install --no-audit --no-fund {quoted}"
-    return f"pip install --disable-pip-version-check --no-input {quoted}"
-
-
-def mime_bundle(result: E2BResult) -> dict[str, str]:
-    """An E2B Result as a MIME bundle; JSON payloads are serialised, other formats kept as is."""
-    bundle: dict[str, str] = {}
-    for field_name, mime in RESULT_MIME_TYPES.items():
-        value = getattr(result, field_name, None)
-        if value is None or value == "":
-            continue
-        bundle[mime] = value if isinstance(value, str) else json.dumps(value)
-    return bundle
-
-
-def scrub(text: str, config: E2BConfig) -> str:
-    """`text` with the API key removed, for anything that may reach a log or a page."""
-    return text.replace(config.api_key, "[E2B_API_KEY]") if config.api_key else text
-
-
-def _is_broken_stream(exc: BaseException) -> bool:
-    return isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError))
-
-
-def translate_error(exc: BaseException, config: E2BConfig, *, doing: str) -> SandboxError:
-    """The SandboxError for an SDK or network failure, with a message fit for the page."""
-    message = scrub(str(exc), config)
-    log.warning("E2B: could not %s: %s: %s", doing, type(exc).__name__, message)
-    if isinstance(exc, SandboxError):
-        return exc
-    if isinstance(exc, AuthenticationException):
-        return SandboxUnavailable("E2B API key rejected: check E2B_API_KEY (E2B answered 401 Unauthorized).")
-    if isinstance(exc, RateLimitException):
-        return SandboxUnavailable("E2B rate limit reached, try again in a moment.")
-    if isinstance(exc, ServiceBusyException):
-        return SandboxUnavailable("E2B is temporarily unavailable (503), try again in a moment.")
-    if isinstance(exc, (SandboxNotRunningException, NotFoundException)) or any(
-        sign in message for sign in ("was not found", "sandbox was killed")
-    ):
-        return SandboxGone("The E2B sandbox is gone (it timed out or was stopped); its variables and files are lost.")
-    if isinstance(exc, TimeoutException):
-        return SandboxUnavailable(f"E2B did not answer in time, so could not {doing}; try again in a moment.")
-    if isinstance(exc, (httpx.TransportError, ConnectionError, OSError)):
-        return SandboxUnavailable(f"E2B could not be reached (network error), so could not {doing}.")
-    if isinstance(exc, SandboxException):
-        status = getattr(exc, "status_code", None) or _leading_status(message)
-        if status is not None and status >= 500:
-            return SandboxUnavailable(f"E2B had an internal error (HTTP {status}), so could not {doing}; try again later.")
-        if status is not None:
-            return SandboxError(f"E2B refused to {doing} (HTTP {status}).")
-    return SandboxError(f"Could not {doing} on E2B ({type(exc).__name__}).")
-
-
-def _leading_status(message: str) -> int | None:
-    match = re.match(r"^(\d{3})\b", message)
-    return int(match.group(1)) if match else None
-
-
 async def _settle_keep_alive(keep_alive: asyncio.Future[None], sandbox_id: str) -> None:
     """Wait for a keep-alive sent beside a run. Its failure never fails the run: a sandbox that is
     really gone fails the run itself, and anything else (a rate limit) is retried next run."""
@@ -566,6 +313,3 @@ async def _cancel(task: asyncio.Future[Any]) -> None:
     await asyncio.wait({task})
     if not task.cancelled():
         task.exception()  # mark it retrieved; the run's outcome is already decided
-
-
-__all__ = ["E2BBackend", "E2BConfig", "E2BSandbox", "install_command", "workspace_path"]
