@@ -311,3 +311,17 @@ def test_ansi_colours_render_live_and_after_a_reload(page) -> None:
     again = page.locator("#turns > li.turn").first
     assert again.locator(".output .ansi-fg-1.ansi-bold").inner_text() == "red"
     assert again.locator(".output").inner_text() == "red plain <b>not bold</b>\n"
+
+
+def test_long_output_and_long_tracebacks_fold_until_asked(page) -> None:
+    log_in_and_start_session(page)
+    long_run = run(page, "for i in range(100):\n    print(i)")
+    fold = long_run.get_by_role("button", name="Show all 100 lines")
+    assert fold.get_attribute("aria-expanded") == "false"
+    folded_height = long_run.locator("pre.stream").bounding_box()["height"]
+    fold.click()
+    assert long_run.locator("pre.stream").bounding_box()["height"] > folded_height * 2
+    deep = run(page, "def f(n):\n    return f(n - 1) if n else 1 / 0\nf(30)")
+    assert deep.locator(".status-text").inner_text() == "✗ ZeroDivisionError"
+    deep.get_by_role("button", name="Show full traceback").click()
+    assert "ZeroDivisionError: division by zero" in deep.locator("pre.traceback").inner_text()

@@ -391,7 +391,9 @@
       pre.scrollTop = pre.scrollHeight;
       return;
     }
-    var lines = parseInt(pre.dataset.lines || '0', 10);
+    var text = pre.textContent;
+    var lines = text ? text.split('\n').length - (text.endsWith('\n') ? 1 : 0) : 0;
+    pre.dataset.lines = String(lines);
     var isTraceback = pre.classList.contains('traceback');
     var limit = isTraceback ? FOLD_TRACEBACK_LINES : FOLD_LINES;
     if (lines <= limit) return;
