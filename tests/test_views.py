@@ -288,3 +288,22 @@ def test_server_notes_in_the_output_show_once_as_notes(alice_client, alice_sessi
     assert body.count("Output stopped at 2 MiB; the run went on.") == 1
     assert '<p class="out-note trunc" role="note"' in body
     assert '<span class="stderr">Output stopped' not in body
+
+
+def test_home_shows_the_most_recent_session(alice_client, alice_session, alice) -> None:
+    ChatSession.objects.create(owner=alice, title="Older", last_activity_at=timezone.now() - timezone.timedelta(days=1))
+    page = alice_client.get("/").content.decode()
+    assert 'value="Alice&#x27;s numbers"' in page  # the header's title field
+    assert "x = 6 * 7" in page
+
+
+def test_markdown_results_are_rendered_and_sanitised(alice_client, alice_session) -> None:
+    run = _run(alice_session, 4, "display(Markdown(...))")
+    OutputChunk.objects.create(
+        execution=run, index=0, kind="result", text="",
+        data={"text/markdown": "# Title\n\n*em* <script>window.pwned=1</script> [x](javascript:alert(1))",
+              "text/plain": "<Markdown>"},
+    )
+    body = alice_client.get(f"/sessions/{alice_session.id}/executions/{run.id}/output/?index=0").content.decode()
+    assert "<h1>Title</h1>" in body and "<em>em</em>" in body
+    assert "<script" not in body and "window.pwned" not in body and "href=\"javascript" not in body
