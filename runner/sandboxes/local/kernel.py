@@ -392,8 +392,10 @@ class Kernel:
                                      "or stuck in native code?), so it was stopped")
                 if now - last_interrupt_at >= INTERRUPT_RESEND_S:
                     # An interrupt that lands before the kernel has the request does nothing: resend.
+                    if self.kind == "python":
+                        await asyncio.to_thread(self.kill_strays)  # forked copies keep forking until then
                     self.interrupt()
-                    last_interrupt_at = now
+                    last_interrupt_at = loop.time()
             if reply is not None:
                 wait = max(reply_at, heard_at) + IDLE_GRACE_S - now
             elif stopped_by:

@@ -6,6 +6,7 @@
   server never holds a giant message;
 - switching between stdout and stderr flushes the other stream first, so output keeps the order
   it was written in;
+- an interrupt stops even a fork loop (see below);
 - iopub waits for a slow server instead of dropping output (the server's queue stays small);
 - before and after each cell, exited child processes are reaped (a fork bomb would otherwise
   leave zombies that count against the sandbox's process limit).
@@ -50,6 +51,12 @@ def _sandpit_setup() -> None:
             wrap(stream)
 
     def reap_zombies(*_args: object) -> None:
+        try:
+            reap()
+        except KeyboardInterrupt:  # a late interrupt after the cell ended: nothing left to stop
+            pass
+
+    def reap() -> None:
         me = os.getpid()
         try:
             names = os.listdir("/proc")
@@ -77,6 +84,37 @@ def _sandpit_setup() -> None:
 
         def __getitem__(self, key: object) -> list:
             return []
+
+    # An interrupt that lands inside os.fork()'s at-fork hooks (logging's lock) is "ignored" and
+    # leaves that lock held, so a fork loop could not be stopped and the kernel then hung. While
+    # forking, SIGINT is only noted, then raised in the caller's code; children die on SIGINT
+    # instead of unwinding into a copy of the kernel.
+    import signal
+    import threading
+
+    fork_original = os.fork
+
+    def fork_without_interrupts():
+        if threading.current_thread() is not threading.main_thread():
+            return fork_original()
+        noted = []
+        previous = signal.signal(signal.SIGINT, lambda *_: noted.append(True))
+        try:
+            pid = fork_original()
+        except OSError:
+            signal.signal(signal.SIGINT, previous)
+            if noted:
+                raise KeyboardInterrupt from None
+            raise
+        if pid == 0:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            return pid
+        signal.signal(signal.SIGINT, previous)
+        if noted:
+            raise KeyboardInterrupt
+        return pid
+
+    os.fork = fork_without_interrupts
 
     ip = get_ipython()  # noqa: F821
     if ip is not None:
