@@ -9,7 +9,7 @@ request to that one URL and names the target in headers, which is how this serve
   `DELETE /sandboxes/{id}`, `GET /sandboxes/{id}`, `GET /v2/sandboxes`;
 - `E2b-Sandbox-Port: 49999`: the code interpreter: `POST /execute` (NDJSON stream), `/contexts`;
 - `E2b-Sandbox-Port: 49983`: envd (`X-Access-Token`): `GET /health`, `GET|POST /files`, and the
-  Connect RPCs `filesystem.Filesystem/ListDir` (unary, JSON) and `process.Process/Start`
+  Connect RPCs `filesystem.Filesystem/ListDir` and `Stat` (unary, JSON) and `process.Process/Start`
   (server stream, `application/connect+json` envelopes).
 
 A sandbox unknown to the proxy gets the edge's 502 "... was not found", an unknown one on the API

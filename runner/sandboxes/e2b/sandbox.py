@@ -47,6 +47,8 @@ class E2BSandbox:
         self.id: str = sdk.sandbox_id
         self._task: asyncio.Task[Any] | None = None
         self._interrupted = False
+        # Not in the Protocol: the run service checks it, as it does the local backend's.
+        self.closed = False
 
     # --- runs -----------------------------------------------------------------------------------
 
@@ -289,6 +291,7 @@ class E2BSandbox:
 
     async def close(self) -> None:
         """Kill the sandbox; billing stops. A sandbox already gone is fine."""
+        self.closed = True
         try:
             await self._sdk.kill()
         except Exception as exc:
