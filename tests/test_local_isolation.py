@@ -182,6 +182,17 @@ async def test_cannot_see_another_sandboxs_files(shared: Sandbox, fresh: Sandbox
     assert await python_says(fresh, f"import os; print(os.path.exists({other_root!r}))") == "False"
 
 
+async def test_cannot_replace_the_kernels_sockets(local: LocalBackend, shared: Sandbox) -> None:
+    if not local.isolation.as_root:
+        pytest.skip("as non-root the sandbox and the server are one user, who may always chmod back")
+    code = (
+        "import os\n"
+        "try:\n    os.unlink('/run/k/k-1'); os.symlink('/etc/passwd', '/run/k/k-1'); print('replaced')\n"
+        "except OSError as exc:\n    print('refused', type(exc).__name__)\n"
+    )
+    assert (await python_says(shared, code)).startswith("refused")
+
+
 async def test_code_can_change_files_written_through_the_api(shared: Sandbox) -> None:
     await shared.write_file("notes/api.txt", b"one\n")
     await python_says(shared, "open('notes/api.txt', 'a').write('two\\n'); print('ok')")

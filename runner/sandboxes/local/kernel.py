@@ -116,7 +116,8 @@ class Kernel:
             json.dump(conn, f)
         uid, gid = self.owner
         if os.geteuid() == 0:
-            os.chown(self.control_dir, uid, gid)
+            os.chown(self.control_dir, uid, gid)  # the kernel creates its sockets here...
+            os.chmod(self.control_dir, 0o700)
             os.chown(conn_file, uid, gid)
         argv = self._argv_for(_command(self.kind))
         popen = functools.partial(
@@ -143,6 +144,11 @@ class Kernel:
             sock.connect(f"{prefix}-{number}")
             self.sockets[name] = sock
         await self._wait_ready()
+        if os.geteuid() == 0:
+            # ...and then may not swap them: code in the sandbox runs as the same user, and a socket
+            # replaced by a symlink would make this (root) process connect wherever it points.
+            os.chown(self.control_dir, 0, 0)
+            os.chmod(self.control_dir, 0o755)
         tree = processes.process_tree(self.proc.pid)
         self.protected_pids = {pid for pid, comm in tree if comm != "bwrap"}
 
