@@ -235,6 +235,17 @@ async def test_npm_install_rejects_anything_but_package_names(shared: Sandbox, b
         await shared.install([bad], language="typescript", on_event=lambda e: None, timeout_s=30)
 
 
+async def test_a_workspace_over_its_quota_is_flagged_and_refuses_uploads(fresh: Sandbox, settings) -> None:
+    settings.SANDBOX_WORKSPACE_QUOTA_MB = 1
+    await python_says(fresh, "for i in range(3):\n    open(f'blob{i}', 'wb').write(b'x' * 600_000)\nprint('written')")
+    await asyncio.sleep(0.5)  # the usage check runs in the background after a run
+    outcome, events = await run(fresh, "print('still runs')")
+    assert (outcome.status, events.stdout) == ("ok", "still runs\n")
+    assert "over its quota of 1 MiB" in events.stderr
+    with pytest.raises(ValueError, match="quota"):
+        await fresh.write_file("more.txt", b"x")
+
+
 # --- resources ----------------------------------------------------------------------------
 
 

@@ -100,6 +100,8 @@ class LocalSandbox:
         self._stop_pending = False  # interrupt() came while the kernel was still starting
         self._run_lock = asyncio.Lock()
         self._installed = False
+        self._usage_bytes = 0  # the workspace's size at the last check (see _check_usage_soon)
+        self._usage_checked_at = 0.0
         self.owner_id: int | None = None
         self.session_id = ""
         self.last_used = time.monotonic()
@@ -174,6 +176,8 @@ class LocalSandbox:
             return Outcome("gone", _ms_since(started))
         if self._stop_pending:
             return Outcome("interrupted", _ms_since(started))
+        if self._usage_bytes > _quota_bytes():
+            await emit(on_event, Stderr(_over_quota_message(self._usage_bytes)))
         oom_before = self.cgroup.oom_kills() if self.cgroup else 0
         self._running = kernel
         try:
@@ -192,6 +196,7 @@ class LocalSandbox:
         finally:
             self._running = None
             self.last_used = time.monotonic()
+            self._check_usage_soon()
         return Outcome(status, _ms_since(started))  # type: ignore[arg-type]
 
     def _death_message(self, language: str, detail: str, oom_before: int) -> str:
@@ -209,13 +214,34 @@ class LocalSandbox:
         elif self._in_run:
             self._stop_pending = True
 
+    def _check_usage_soon(self) -> None:
+        """Measure the workspace in the background, at most every USAGE_CHECK_INTERVAL_S.
+
+        The quota is soft for code (no filesystem quota here): a run that finds the workspace over
+        it says so first, and uploads and installs are refused until files are deleted. prlimit
+        caps any single file at the quota.
+        """
+        now = time.monotonic()
+        if self.closed or now - self._usage_checked_at < USAGE_CHECK_INTERVAL_S:
+            return
+        self._usage_checked_at = now
+
+        async def measure() -> None:
+            self._usage_bytes = await asyncio.to_thread(files.usage_bytes, str(self.workspace))
+
+        asyncio.ensure_future(measure()).add_done_callback(lambda task: task.cancelled() or task.exception())
+
+    async def _refuse_if_full(self, adding_bytes: int = 0) -> None:
+        self._usage_bytes = await asyncio.to_thread(files.usage_bytes, str(self.workspace))
+        self._usage_checked_at = time.monotonic()
+        if self._usage_bytes + adding_bytes > _quota_bytes():
+            raise ValueError(_over_quota_message(self._usage_bytes).strip())
+
     async def write_file(self, path: str, data: bytes) -> None:
         self._check_open()
         uid, gid = self.backend.kernel_owner
-        quota = settings.SANDBOX_WORKSPACE_QUOTA_MB * 1024 * 1024
         root = str(self.workspace)
-        if await asyncio.to_thread(files.usage_bytes, root) + len(data) > quota:
-            raise ValueError(f"the workspace is full (quota {settings.SANDBOX_WORKSPACE_QUOTA_MB} MiB)")
+        await self._refuse_if_full(len(data))
         await asyncio.to_thread(files.write, root, path, data, max_bytes=settings.SANDBOX_FILE_MAX_BYTES,
                                 uid=uid if self.backend.as_root else -1, gid=gid)
 
@@ -238,6 +264,7 @@ class LocalSandbox:
         """
         self._check_open()
         command, tool = install_command(packages, language)
+        await self._refuse_if_full()
         argv = self.backend.confined_argv(self, command=command, language="install", control=None, network=True)
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
@@ -293,6 +320,19 @@ class LocalSandbox:
         if self.closed:
             raise SandboxGone("this sandbox was closed")
         self.last_used = time.monotonic()
+
+
+USAGE_CHECK_INTERVAL_S = 10.0
+
+
+def _quota_bytes() -> int:
+    return settings.SANDBOX_WORKSPACE_QUOTA_MB * 1024 * 1024
+
+
+def _over_quota_message(usage_bytes: int) -> str:
+    return (f"Note: the workspace holds {usage_bytes / 2**20:.0f} MiB, over its quota of "
+            f"{settings.SANDBOX_WORKSPACE_QUOTA_MB} MiB. Delete files; until then uploads and installs "
+            "are refused.\n")
 
 
 def _ms_since(started: float) -> int:
