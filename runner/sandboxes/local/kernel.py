@@ -37,9 +37,14 @@ RECEIVE_QUEUE = 256
 # Messages read per pass before they are delivered.
 DRAIN_BATCH = 16
 START_TIMEOUT_S = 30.0
-# After an interrupt, how long the kernel gets to answer before it is declared stuck.
-INTERRUPT_GRACE_S = 5.0
-INTERRUPT_RESEND_S = 0.2
+# Stopping a cell: the interrupt is re-sent (once) if it went out before the cell started and
+# no reply came this long after it did; processes the cell forked are killed this often; with no
+# reply after PROBE_AFTER_S a kernel_info probe is sent, and a kernel that hasn't answered it
+# PROBE_GRACE_S later is declared stuck.
+RESEND_AFTER_S = 0.3
+STRAYS_EVERY_S = 0.2
+PROBE_AFTER_S = 2.0
+PROBE_GRACE_S = 3.0
 # After execute_reply, how long to wait for the idle status that closes the output stream.
 IDLE_GRACE_S = 2.0
 
@@ -323,16 +328,25 @@ class Kernel:
     # --- running code -----------------------------------------------------------------------
 
     def interrupt(self) -> None:
-        """Ask the kernel to interrupt the current cell (message mode; SIGINT would kill bwrap)."""
+        """Stop the current cell: the running execute() sends the interrupt (once; see there)."""
         self._interrupt_requested = True
+        self._wake()
+
+    def send_interrupt(self) -> None:
+        """Send one interrupt_request now (message mode: SIGINT to the outer bwrap would kill it)."""
         if "control" in self.sockets:
             self.session.send(self.sockets["control"], "interrupt_request", {})
-        self._wake()
 
     async def execute(self, code: str, on_event: OnEvent, timeout_s: float, *, silent: bool = False) -> str:
         """Run `code`; deliver its output in order; return "ok", "error", "timeout" or "interrupted".
 
-        Raises KernelDied when the kernel exits (or stops answering an interrupt) mid-run.
+        To stop a cell (timeout, or interrupt() from another task) one interrupt is sent, plus one
+        more if it went out before the kernel had started the cell (it would have been ignored).
+        Never a stream of them: a second SIGINT landing while the kernel handles the first can lose
+        the reply. If no reply comes, a kernel_info probe tells a kernel that lost the request (it
+        answers: the outcome stands, variables kept) from a stuck one.
+
+        Raises KernelDied when the kernel exits, or is stuck, mid-run.
         """
         if not self.sockets:
             raise KernelDied("the sandbox was closed")
@@ -349,7 +363,9 @@ class Kernel:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         stopped_by = ""  # "timeout" or "interrupted"
-        first_interrupt_at = last_interrupt_at = 0.0
+        stopped_at = strays_killed_at = executing_since = 0.0
+        sent_before_executing = resent = False
+        probe_id, probe_sent_at, probe_answered = "", 0.0, False
         reply: dict[str, Any] | None = None
         reply_at = heard_at = 0.0
         idle = False
@@ -367,21 +383,28 @@ class Kernel:
                 elif kind in ("display_data", "execute_result", "update_display_data"):
                     await emit(on_event, Result(_bundle(content.get("data", {})), is_main=kind == "execute_result"))
                 elif kind == "error":
-                    if stopped_by and content.get("ename") == "KeyboardInterrupt":
+                    if (stopped_by or self._interrupt_requested) and content.get("ename") == "KeyboardInterrupt":
                         continue  # our own interrupt: the outcome says so
                     await emit(on_event, Error(content.get("ename", ""), content.get("evalue", ""),
                                                list(content.get("traceback", []))))
+                elif kind == "execute_input" and not executing_since:
+                    executing_since = heard_at
                 elif kind == "status" and content.get("execution_state") == "idle":
                     idle = True
             for message in self._drain(shell):
-                if message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "execute_reply":
+                parent_id = message["parent_header"].get("msg_id")
+                if parent_id == msg_id and message["msg_type"] == "execute_reply":
                     reply = message["content"]
                     reply_at = loop.time()
+                elif probe_id and parent_id == probe_id:
+                    probe_answered = True
             self._drain(control)
             now = loop.time()
             # Output may still be queued behind the reply: wait for idle while it keeps coming.
             if reply is not None and (idle or now - max(reply_at, heard_at) > IDLE_GRACE_S):
                 break
+            if probe_answered and reply is None:
+                break  # the shell is free: the cell was stopped before it could reply
             if self.proc is None or self.proc.poll() is not None:
                 raise KernelDied(_exit_detail(self.proc.returncode if self.proc else None))
             if not stopped_by and (self._interrupt_requested or now >= deadline):
@@ -390,28 +413,34 @@ class Kernel:
                     # A fork bomb's processes would starve the kernel of the CPU it needs to stop.
                     # (Not for bash: bash_kernel stops its own foreground job, and would lose track.)
                     await asyncio.to_thread(self.kill_strays)
-                self.interrupt()
-                first_interrupt_at = last_interrupt_at = loop.time()
+                self.send_interrupt()
+                stopped_at = strays_killed_at = loop.time()
+                sent_before_executing = not executing_since
             elif stopped_by and reply is None:
-                if now - first_interrupt_at > INTERRUPT_GRACE_S:
+                if sent_before_executing and executing_since and not resent and now - executing_since > RESEND_AFTER_S:
+                    self.send_interrupt()  # the first one came before the cell ran, so it did nothing
+                    resent = True
+                if self.kind == "python" and now - strays_killed_at >= STRAYS_EVERY_S:
+                    await asyncio.to_thread(self.kill_strays)  # forked copies keep forking meanwhile
+                    strays_killed_at = loop.time()
+                if not probe_id and now - stopped_at > PROBE_AFTER_S:
+                    probe = self.session.msg("kernel_info_request", {})
+                    probe_id, probe_sent_at = probe["header"]["msg_id"], now
+                    self.session.send(shell, probe)
+                elif probe_id and now - probe_sent_at > PROBE_GRACE_S:
                     raise KernelDied("the kernel did not respond to the interrupt (is the code forking "
                                      "or stuck in native code?), so it was stopped")
-                if now - last_interrupt_at >= INTERRUPT_RESEND_S:
-                    # An interrupt that lands before the kernel has the request does nothing: resend.
-                    if self.kind == "python":
-                        await asyncio.to_thread(self.kill_strays)  # forked copies keep forking until then
-                    self.interrupt()
-                    last_interrupt_at = loop.time()
             if reply is not None:
                 wait = max(reply_at, heard_at) + IDLE_GRACE_S - now
             elif stopped_by:
-                wait = INTERRUPT_RESEND_S
+                wait = STRAYS_EVERY_S
             else:
                 wait = deadline - now
             await self._wait(min(wait, 1.0))
         if stopped_by:
             await asyncio.to_thread(self.kill_strays)
             return stopped_by
+        assert reply is not None
         if reply.get("status") == "abort" and self._interrupt_requested:
             return "interrupted"
         return "ok" if reply.get("status") == "ok" else "error"

@@ -186,7 +186,7 @@ class LocalSandbox:
                 await kernel.execute("import importlib; importlib.invalidate_caches()", _ignore, 10, silent=True)
             status = await kernel.execute(code, on_event, timeout_s)
         except asyncio.CancelledError:
-            kernel.interrupt()  # the caller gave up on this run: don't let it run on unseen
+            kernel.send_interrupt()  # the caller gave up on this run: don't let it run on unseen
             raise
         except KernelDied as exc:
             await emit(on_event, Stderr(self._death_message(language, exc.detail, oom_before)))
