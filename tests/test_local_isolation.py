@@ -403,6 +403,19 @@ async def test_stop_while_the_kernel_is_still_starting_interrupts_the_run(local:
     assert outcome.status == "interrupted"
 
 
+async def test_a_stop_at_any_moment_of_a_runs_start_interrupts_it_and_keeps_variables(fresh: Sandbox) -> None:
+    await python_says(fresh, "kept = 'yes'\nprint('ok')")
+    statuses = []
+    for delay_s in (0, 0, 0.001, 0.002, 0.003, 0.005, 0.008, 0.013, 0.021, 0.034):
+        running = asyncio.create_task(run(fresh, "import time\nfor _ in range(600):\n    time.sleep(0.1)", timeout_s=120))
+        await asyncio.sleep(delay_s)
+        await fresh.interrupt()
+        outcome, _ = await asyncio.wait_for(running, 30)
+        statuses.append(outcome.status)
+    assert statuses == ["interrupted"] * 10
+    assert await python_says(fresh, "print(kept)") == "yes"
+
+
 async def test_closing_a_sandbox_mid_run_ends_the_run_as_gone(local: LocalBackend) -> None:
     sandbox = await local.create(owner_id=8, session_id=str(uuid.uuid4()))
     running = asyncio.create_task(run(sandbox, "import time\nprint('going', flush=True)\ntime.sleep(60)", timeout_s=120))
