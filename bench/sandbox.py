@@ -142,7 +142,7 @@ async def main(n: int) -> None:
         raw_rt, ours_rt = await alternate(n, lambda: raw_execute(client, "1"), lambda: sandbox_execute(sandbox, "1"))
         assert await raw_execute(client, TEN_MB) == 10_000_001
         assert await sandbox_execute(sandbox, TEN_MB) == 10_000_001
-        raw_big, ours_big = await alternate(max(n // 3, 5), lambda: raw_execute(client, TEN_MB),
+        raw_big, ours_big = await alternate(n, lambda: raw_execute(client, TEN_MB),
                                             lambda: sandbox_execute(sandbox, TEN_MB))
     finally:
         client.stop_channels()
