@@ -399,18 +399,39 @@ async def test_page_run_whose_e2b_sandbox_was_lost_gets_a_new_one_and_is_told(e2
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_page_run_whose_e2b_sandbox_vanishes_while_held_is_failed_then_replaced(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
+async def test_page_run_whose_e2b_sandbox_vanishes_while_held_runs_on_a_new_sandbox_with_the_notice(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
     with _e2b_settings(e2b_server):
         ws = await connect(alice, alice_session)
         await receive(ws)
         await receive_until_finished(ws, await run(ws, "z = 1"))
         held = (await ChatSession.objects.aget(pk=alice_session.pk)).sandbox_id
         e2b_server.forget(held)
-        frames = await receive_until_finished(ws, await run(ws, "print('lost run')"))
-        assert frames[-1]["status"] == "failed"
-        assert "E2B sandbox is gone" in " ".join(f.get("text", "") for f in frames)
         execution_id = await run(ws, "print('z' in dir())")
         frames = await receive_until_finished(ws, execution_id)
+    assert frames[-1]["status"] == "succeeded"
+    assert stdout_of(frames) == "False\n"
+    assert [f.get("notice") for f in frames if f["type"] == "execution.started"][-1] == NOTICE_NEW_SANDBOX
+    assert (await Execution.objects.aget(pk=execution_id)).notice == NOTICE_NEW_SANDBOX
+    assert (await SandboxLease.objects.aget(sandbox_id=held)).end_reason == "gone"
+    session = await ChatSession.objects.aget(pk=alice_session.pk)
+    assert session.sandbox_id not in ("", held) and session.sandbox_id in e2b_server.sandboxes()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_page_run_whose_e2b_sandbox_vanishes_mid_output_fails_then_the_next_is_told(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
+    with _e2b_settings(e2b_server):
+        ws = await connect(alice, alice_session)
+        await receive(ws)
+        await receive_until_finished(ws, await run(ws, "z = 1"))
+        held = (await ChatSession.objects.aget(pk=alice_session.pk)).sandbox_id
+        execution_id = await run(ws, "import time\nprint('before', flush=True)\ntime.sleep(30)")
+        while (frame := await receive(ws))["type"] != "execution.output":
+            pass
+        e2b_server.forget(held)
+        frames = await receive_until_finished(ws, execution_id)
+        assert frames[-1]["status"] == "failed"
+        assert "E2B sandbox is gone" in " ".join(f.get("text", "") + str(f.get("data", "")) for f in frames)
+        frames = await receive_until_finished(ws, await run(ws, "print('z' in dir())"))
     assert frames[0]["notice"] == NOTICE_NEW_SANDBOX
     assert stdout_of(frames) == "False\n"
 

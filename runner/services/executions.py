@@ -330,8 +330,15 @@ async def _drive(
         _pass_turn(run.session.id, ahead, mine)
 
 
-async def _run_and_finish(run: _Run, writer: OutputWriter, running: asyncio.Future[Outcome]) -> None:
-    """Stream the running code's output, wait for its outcome, and store and publish the end."""
+async def _run_and_finish(
+    run: _Run, writer: OutputWriter, running: asyncio.Future[Outcome], *, may_retry: bool = True
+) -> None:
+    """Stream the running code's output, wait for its outcome, and store and publish the end.
+
+    A sandbox found gone before the code delivered anything (E2B dropped it, or a local one was
+    reaped) is replaced once: lease closed ("gone"), a fresh sandbox, the notice, and the same code
+    runs there. A sandbox lost mid-output ends the run as "gone" (failed) instead.
+    """
     if not running.done():
         writer.release()  # else it all goes out with the final state, in one commit
     began = time.monotonic()
@@ -346,6 +353,12 @@ async def _run_and_finish(run: _Run, writer: OutputWriter, running: asyncio.Futu
         await _finish(run, writer, Execution.Status.TIMED_OUT, duration_ms=int((time.monotonic() - began) * 1000))
         return
     except SandboxGone as exc:
+        if may_retry and writer.events_received == 0 and not run.cancel.is_set():
+            run.sandbox = None
+            retry = await _rerun_on_new_sandbox(run, writer)
+            if retry is not None:
+                await _run_and_finish(run, writer, retry, may_retry=False)
+            return
         outcome = Outcome("gone", int((time.monotonic() - began) * 1000))
         writer.note(str(exc) or "The sandbox stopped; the next run starts a new one.")
     except SandboxError as exc:
@@ -363,6 +376,34 @@ async def _run_and_finish(run: _Run, writer: OutputWriter, running: asyncio.Futu
     else:
         sandboxes.sandbox_touch(session_id=run.session.id)
     await _finish(run, writer, _status_for(outcome, cancelled=run.cancel.is_set()), duration_ms=outcome.duration_ms)
+
+
+async def _rerun_on_new_sandbox(run: _Run, writer: OutputWriter) -> asyncio.Future[Outcome] | None:
+    """The run's sandbox is gone and the code produced nothing: close its lease ("gone"), start a
+    fresh sandbox, store and publish the notice, and start the code there. None when no sandbox
+    could be had (the run is then finished here)."""
+    await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.GONE)
+    run.session.sandbox_id = ""  # gone: don't try to reconnect to it
+    try:
+        acquired = await sandboxes.sandbox_acquire(session=run.session)
+    except SandboxUnavailable as exc:
+        await publish(run.group, {"type": "run.error", "frame": events.error_frame("unavailable", exc.reason)})
+        await _finish(run, writer, Execution.Status.REJECTED, duration_ms=None, error=("SandboxUnavailable", exc.reason))
+        return None
+    except SandboxError as exc:
+        writer.note(f"Could not start a sandbox: {exc}")
+        await _finish(run, writer, Execution.Status.FAILED, duration_ms=None, error=(type(exc).__name__, str(exc)))
+        return None
+    notice = acquired.notice or sandboxes.NOTICE_NEW_SANDBOX
+    await db(_mark_started_sync)(execution_id=run.execution_id, session_id=run.session.id, notice=notice, set_started=False)
+    # A second `started` for the same run: clients show its notice (they ignore a repeated start).
+    await publish(run.group, {"type": "execution.started", "frame": events.started_frame(run.execution_id, notice)})
+    sandbox = run.sandbox = acquired.sandbox
+    if run.cancel.is_set():
+        asyncio.ensure_future(_interrupt_until_done(run))
+    return asyncio.ensure_future(
+        sandbox.run(run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
+    )
 
 
 async def _wait_turn(run: _Run, ahead: asyncio.Future[None] | None) -> bool:

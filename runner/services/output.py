@@ -54,11 +54,13 @@ class OutputWriter:
         self.stdout_bytes = 0
         self.stderr_bytes = 0
         self.error: Error | None = None
+        self.events_received = 0  # events the code produced (server notes not counted)
         self._pending: list[Chunk] = []
         self._pending_sizes: list[int] = []
         self._flusher: asyncio.Task[None] | None = None
 
     def on_event(self, event: Event) -> None:
+        self.events_received += 1
         if isinstance(event, Stdout):
             raw = event.text.encode("utf-8", "replace")
             self.stdout_bytes += len(raw)
