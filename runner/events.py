@@ -144,6 +144,15 @@ class CancelMessage(TypedDict):
     execution_id: int
 
 
+class SandboxRestartMessage(TypedDict):
+    """Restart request for the process holding a session's sandbox (sent to its process channel).
+    It answers `{"type": "sandbox.restarted"}` on `reply_channel` once the sandbox is closed."""
+
+    type: Literal["sandbox.restart"]
+    session_id: str
+    reply_channel: str
+
+
 # --- names --------------------------------------------------------------------------------------
 
 
@@ -154,7 +163,7 @@ def session_group(session_id: uuid.UUID | str) -> str:
 
 
 def process_channel(boot_id: str) -> str:
-    """The channel one server process listens on for requests about the runs it owns (e.g. Stop)."""
+    """The channel one server process listens on for requests about what it owns (Stop, restart)."""
     return f"sandpit-runner.{boot_id}"
 
 

@@ -17,6 +17,7 @@ from runner.models import ChatSession, Execution, OutputChunk, SandboxLease
 from runner.sandboxes.base import Error, Event, Result, SandboxGone, SandboxUnavailable, Stdout
 from runner.sandboxes.e2b import E2BBackend, E2BSandbox, install_command, workspace_path
 from runner.services.sandboxes import NOTICE_NEW_SANDBOX, NOTICE_RECONNECTED
+from runner.services.sessions import session_sandbox_restart
 from tests.fixtures_e2b import E2BServerControl
 from tests.fixtures_runs import receive, receive_until_finished, run, stdout_of
 
@@ -453,3 +454,16 @@ async def test_page_run_whose_stream_drops_fails_and_keeps_its_output(e2b_server
     assert "".join(stored) == "before\n"
     execution = await Execution.objects.aget(pk=execution_id)
     assert execution.status == "failed" and execution.error_name == "ConnectionLost"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_restart_kills_an_e2b_sandbox_that_no_process_holds(e2b_server: E2BServerControl, runs_cleanup, alice, alice_session) -> None:
+    with _e2b_settings(e2b_server):
+        earlier = await E2BBackend(e2b_server.config()).create(owner_id=alice.pk, session_id=str(alice_session.id))
+        await _left_by_a_previous_process(alice_session, earlier.id)
+        session = await ChatSession.objects.aget(pk=alice_session.pk)
+        await session_sandbox_restart(session=session)
+    assert earlier.id not in e2b_server.sandboxes()
+    lease = await SandboxLease.objects.aget(sandbox_id=earlier.id)
+    assert lease.end_reason == "restart" and lease.ended_at is not None
+    assert (await ChatSession.objects.aget(pk=alice_session.pk)).sandbox_id == ""

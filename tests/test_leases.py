@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import pytest
+from channels.layers import get_channel_layer
 from django.test import override_settings
 
-from runner import services
-from runner.models import ChatSession, SandboxLease
-from runner.services.sandboxes import NOTICE_NEW_SANDBOX
+from runner import events, services
+from runner.models import ChatSession, SandboxLease, ServerProcess
+from runner.services.sandboxes import NOTICE_NEW_SANDBOX, sandbox_restart_local
 from tests.fixtures_runs import receive, receive_until_finished, run, stdout_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
@@ -48,3 +52,39 @@ async def test_closing_this_process_sandboxes_ends_their_leases_with_reason_shut
     await services.sandboxes_close_all(reason=SandboxLease.EndReason.SHUTDOWN)
     lease = await SandboxLease.objects.aget(session=alice_session)
     assert lease.end_reason == "shutdown" and lease.billed_seconds > 0
+
+
+async def test_restart_closes_the_sandbox_held_here_ends_its_lease_with_reason_restart_and_clears_the_session(connect, alice, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    await receive_until_finished(ws, await run(ws, "v = 1"))
+    await services.session_sandbox_restart(session=alice_session)
+    lease = await SandboxLease.objects.aget(session=alice_session)
+    assert lease.end_reason == "restart" and lease.ended_at is not None
+    assert (await ChatSession.objects.aget(pk=alice_session.pk)).sandbox_id == ""
+    execution_id = await run(ws, "print('v' in dir())")
+    frames = await receive_until_finished(ws, execution_id)
+    assert frames[0]["notice"] == NOTICE_NEW_SANDBOX and stdout_of(frames) == "False\n"
+
+
+async def test_restart_of_a_sandbox_another_live_process_holds_is_forwarded_to_that_process(runs_cleanup, alice, alice_session) -> None:
+    # The other process: a fresh heartbeat row on another host, an open lease, and a listener on its channel.
+    other = uuid.uuid4().hex
+    await ServerProcess.objects.acreate(boot_id=other, hostname="other-host", pid=1)
+    await ChatSession.objects.filter(pk=alice_session.pk).aupdate(backend="local", sandbox_id="held-elsewhere")
+    await SandboxLease.objects.acreate(user=alice, session=alice_session, backend="local", sandbox_id="held-elsewhere", owner_boot_id=other)
+    layer = get_channel_layer()
+
+    async def other_process() -> dict:
+        message = await layer.receive(events.process_channel(other))
+        await sandbox_restart_local(session_id=uuid.UUID(message["session_id"]), reply_channel=message["reply_channel"])
+        return message
+
+    listener = asyncio.ensure_future(other_process())
+    await services.runtime_ensure_started()
+    await services.session_sandbox_restart(session=alice_session)
+    message = await asyncio.wait_for(listener, 5)
+    assert message["type"] == "sandbox.restart" and message["session_id"] == str(alice_session.id)
+    lease = await SandboxLease.objects.aget(session=alice_session)
+    assert lease.end_reason == "restart" and lease.ended_at is not None
+    assert (await ChatSession.objects.aget(pk=alice_session.pk)).sandbox_id == ""

@@ -1,7 +1,8 @@
 """Scale-out: two Daphne processes on one Postgres and one Redis.
 
 A viewer connected to process B sees a run started through process A, and a Stop sent via B
-stops it (B forwards it to A, the run's owner, over the channel layer). Runs only when
+stops it (B forwards it to A, the run's owner, over the channel layer). A sandbox restart posted
+to B closes the sandbox A holds (forwarded the same way). Runs only when
 DATABASE_URL is Postgres and REDIS_URL is set; otherwise skipped with the reason.
 """
 
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 
+import httpx
 import pytest
 from django.conf import settings
 
-from runner.models import Execution
+from runner.models import ChatSession, Execution, SandboxLease
+from runner.services.sandboxes import NOTICE_NEW_SANDBOX
 from tests.fixtures_daphne import next_frame
 from tests.fixtures_runs import _cookie_for
 
@@ -51,3 +55,32 @@ async def test_a_viewer_on_b_sees_a_run_started_through_a_and_a_stop_via_b_stops
         await on_b.close()
     execution = await Execution.objects.aget(pk=execution_id)
     assert execution.status == "cancelled"
+
+
+async def test_a_restart_posted_to_b_closes_the_sandbox_a_holds(daphnes, alice, alice_session, runs_cleanup) -> None:
+    server_a, server_b = daphnes(), daphnes()
+    cookie = await asyncio.to_thread(_cookie_for, alice)
+    on_a = await server_a.open(alice_session.id, cookie)
+    try:
+        await on_a.send(json.dumps({"type": "run", "code": "v = 1", "language": "python", "client_id": "set"}))
+        await next_frame(on_a, "execution.finished")
+        held = (await ChatSession.objects.aget(pk=alice_session.pk)).sandbox_id
+        assert held
+
+        token = secrets.token_hex(16)  # Django accepts its unmasked 32-character secret in both places
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server_b.port}", timeout=30) as http:
+            response = await http.post(
+                f"/sessions/{alice_session.id}/restart/",
+                headers={"Cookie": f"{cookie.decode()}; csrftoken={token}", "X-CSRFToken": token},
+            )
+        assert response.status_code == 302, response.text
+        lease = await SandboxLease.objects.aget(sandbox_id=held)
+        assert lease.end_reason == "restart" and lease.ended_at is not None
+        assert (await ChatSession.objects.aget(pk=alice_session.pk)).sandbox_id == ""
+
+        await on_a.send(json.dumps({"type": "run", "code": "print('v' in dir())", "language": "python", "client_id": "after"}))
+        started = await next_frame(on_a, "execution.started")
+        assert started.get("notice") == NOTICE_NEW_SANDBOX
+        assert (await next_frame(on_a, "execution.output"))["text"] == "False\n"
+    finally:
+        await on_a.close()

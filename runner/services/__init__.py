@@ -19,6 +19,7 @@ from runner.services.sandboxes import (
     sandbox_acquire,
     sandbox_reap_idle,
     sandbox_release,
+    sandbox_restart,
     sandboxes_close_all,
 )
 from runner.services.sessions import SessionBusy, session_create, session_rename, session_sandbox_restart
@@ -42,6 +43,7 @@ __all__: list[str] = [
     "sandbox_acquire",
     "sandbox_reap_idle",
     "sandbox_release",
+    "sandbox_restart",
     "sandboxes_close_all",
     # sessions
     "SessionBusy",

@@ -8,7 +8,7 @@ Housekeeping starts lazily on first use (a websocket connect or a run), never at
 management commands such as `migrate` don't touch it. It runs on the serving event loop:
 - the start-up sweep (dead owners' runs become `interrupted`);
 - a heartbeat, a periodic sweep of stale peers, and the idle reaper;
-- a listener on this process's channel for Stop requests about the runs it owns.
+- a listener on this process's channel for Stop and sandbox-restart requests from other processes.
 """
 
 from __future__ import annotations
@@ -137,8 +137,10 @@ async def _housekeeping() -> None:
 
 
 async def _listen() -> None:
-    """Serve requests sent to this process about the runs it owns (a Stop from another process)."""
+    """Serve requests sent to this process about what it owns: a Stop of one of its runs, or a
+    restart of a sandbox it holds, from another process."""
     from runner.services.executions import execution_cancel_local
+    from runner.services.sandboxes import sandbox_restart_local
 
     layer = get_channel_layer()
     channel = process_channel(BOOT_ID)
@@ -147,6 +149,10 @@ async def _listen() -> None:
             message = await layer.receive(channel)
             if message.get("type") == "execution.cancel":
                 await execution_cancel_local(execution_id=int(message["execution_id"]))
+            elif message.get("type") == "sandbox.restart":
+                await sandbox_restart_local(
+                    session_id=uuid.UUID(str(message["session_id"])), reply_channel=str(message.get("reply_channel", ""))
+                )
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -14,10 +14,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from runner.events import SandboxRestartMessage, process_channel
 from runner.models import ChatSession, SandboxLease, ServerProcess
 from runner.sandboxes.base import Backend, Sandbox, SandboxGone, SandboxUnavailable, get_backend
 from runner.services.processes import BOOT_ID, db, live_boot_ids_sync
@@ -118,6 +120,59 @@ async def sandbox_release(*, session_id: uuid.UUID, reason: str) -> None:
     await db(_lease_close_sync)(lease_id=held.lease_id, session_id=session_id, sandbox_id=held.sandbox.id, reason=reason)
 
 
+async def sandbox_restart(*, session_id: uuid.UUID) -> None:
+    """Close the session's sandbox wherever it is, end its lease with reason "restart" and clear
+    the session's `sandbox_id`; the next run starts a fresh one.
+
+    Held here: closed here. Held by another live process: that process is asked over the channel
+    layer (as a Stop is) and closes it; we wait for its answer up to RESTART_REPLY_S. Whatever is
+    still open then (a dead owner, no answer, or nobody holding it) is ended in the database, and
+    an E2B sandbox is killed by id (connect, then close) even if no process holds it.
+    """
+    if session_id in _held:
+        await sandbox_release(session_id=session_id, reason=SandboxLease.EndReason.RESTART)
+    else:
+        owners = await db(_lease_owners_sync)(session_id=session_id)
+        for owner in owners:
+            await _ask_to_restart(owner, session_id)
+    leftovers = await db(_forget_sandbox_sync)(session_id=session_id)
+    for backend_name, sandbox_id in leftovers:
+        if backend_name != "e2b":
+            continue  # a local sandbox not held by a live process died with its process
+        try:
+            sandbox = await get_backend("e2b").connect(sandbox_id)
+        except SandboxGone:
+            continue
+        except Exception:
+            log.warning("could not reach E2B sandbox %s to kill it", sandbox_id, exc_info=True)
+            continue
+        await _close_quietly(sandbox)
+
+
+# How long a restart waits for the process holding the sandbox to say it closed it.
+RESTART_REPLY_S = 10.0
+
+
+async def _ask_to_restart(owner: str, session_id: uuid.UUID) -> None:
+    layer = get_channel_layer()
+    reply = await layer.new_channel()
+    message: SandboxRestartMessage = {"type": "sandbox.restart", "session_id": str(session_id), "reply_channel": reply}
+    await layer.send(process_channel(owner), dict(message))
+    try:
+        await asyncio.wait_for(layer.receive(reply), RESTART_REPLY_S)
+    except asyncio.TimeoutError:
+        log.warning("process %s did not answer a sandbox restart for session %s", owner, session_id)
+
+
+async def sandbox_restart_local(*, session_id: uuid.UUID, reply_channel: str = "") -> None:
+    """Another process asked: close the session's sandbox if this process holds it, then answer."""
+    try:
+        await sandbox_release(session_id=session_id, reason=SandboxLease.EndReason.RESTART)
+    finally:
+        if reply_channel:
+            await get_channel_layer().send(reply_channel, {"type": "sandbox.restarted", "session_id": str(session_id)})
+
+
 async def sandbox_reap_idle() -> int:
     """Close sandboxes with no run for SANDBOX_IDLE_TIMEOUT_S (lease reason "idle"). Returns how many."""
     from runner.services.executions import session_is_busy
@@ -175,6 +230,28 @@ def _lease_adopt_sync(*, session_id: uuid.UUID, user_id: int, backend: str, sand
             vcpus=vcpus, memory_mb=memory_mb, owner_boot_id=BOOT_ID,
         )
         return lease.pk
+
+
+def _lease_owners_sync(*, session_id: uuid.UUID) -> list[str]:
+    """Live processes, other than this one, that own an open lease of the session."""
+    live = live_boot_ids_sync() - {BOOT_ID}
+    owners = SandboxLease.objects.open().filter(session_id=session_id, owner_boot_id__in=live)
+    return sorted(set(owners.values_list("owner_boot_id", flat=True)))
+
+
+def _forget_sandbox_sync(*, session_id: uuid.UUID) -> list[tuple[str, str]]:
+    """End the session's open leases (reason "restart") and clear its `sandbox_id`. Returns the
+    (backend, sandbox_id) pairs that were still open or named, to be killed."""
+    now = timezone.now()
+    with transaction.atomic():
+        leases = SandboxLease.objects.open().filter(session_id=session_id)
+        found = set(leases.values_list("backend", "sandbox_id"))
+        leases.update(ended_at=now, end_reason=SandboxLease.EndReason.RESTART)
+        named = ChatSession.objects.filter(pk=session_id).values_list("backend", "sandbox_id").first()
+        if named is not None and named[1]:
+            found.add(named)
+            ChatSession.objects.filter(pk=session_id).update(sandbox_id="")
+    return sorted(found)
 
 
 def _lease_end_sync(*, sandbox_id: str, reason: str) -> None:

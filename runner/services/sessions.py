@@ -6,9 +6,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, SandboxLease
+from runner.models import LANGUAGE_CHOICES, ChatSession, Execution
 from runner.sandboxes.base import backend_name_from_settings
-from runner.services.sandboxes import sandbox_release
+from runner.services.sandboxes import sandbox_restart
 
 TITLE_MAX_CHARS = ChatSession._meta.get_field("title").max_length or 200
 _LANGUAGES = {code for code, _ in LANGUAGE_CHOICES}
@@ -48,11 +48,12 @@ class SessionBusy(Exception):
 
 
 async def session_sandbox_restart(*, session: ChatSession) -> None:
-    """Close the session's sandbox (lease reason "restart"); the next run starts a fresh one.
+    """Close the session's sandbox wherever it is held (lease reason "restart", `sandbox_id`
+    cleared, an E2B sandbox killed by id); the next run starts a fresh one.
 
-    Raises SessionBusy while a run is queued or running. Only a sandbox held by this server
-    process is closed: with several processes, one held elsewhere is left to its idle reaper.
+    Raises SessionBusy while a run is queued or running.
     """
     if await Execution.objects.filter(session=session).active().aexists():
         raise SessionBusy("Stop the running code first, then restart the sandbox.")
-    await sandbox_release(session_id=session.id, reason=SandboxLease.EndReason.RESTART)
+    await sandbox_restart(session_id=session.id)
+    session.sandbox_id = ""
