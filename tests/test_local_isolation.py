@@ -108,8 +108,10 @@ async def test_cannot_read_etc_shadow(shared: Sandbox) -> None:
 
 
 async def test_cannot_see_the_project_or_its_database(shared: Sandbox) -> None:
-    paths = [str(settings.BASE_DIR), str(settings.BASE_DIR / "manage.py"), str(settings.BASE_DIR.parent),
-             str(settings.SANDBOX_STATE_DIR), "/root"]
+    paths = [str(settings.BASE_DIR), str(settings.BASE_DIR / "manage.py"), str(settings.SANDBOX_STATE_DIR), "/root"]
+    # The checkout's parent too, unless it is a directory the sandbox has of its own (a clone in /tmp).
+    if str(settings.BASE_DIR.parent) not in {"/", "/tmp", "/home", "/opt", "/usr"}:
+        paths.append(str(settings.BASE_DIR.parent))
     db = settings.DATABASES["default"].get("NAME")
     if db and str(db).startswith("/"):
         paths.append(str(db))
