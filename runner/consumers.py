@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.consumer import get_handler_name
 from django.conf import settings
 
 from runner import events, selectors, services
@@ -37,8 +38,22 @@ class _RateLimit:
         return True
 
 
+# Group messages the consumer only relays to its socket: no database work.
+_RELAYED = frozenset({"execution.queued", "execution.started", "execution.output", "execution.finished", "run.error"})
+
+
 class SessionConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs `close_old_connections` before every handler: a hop onto the one database
+        # thread, queued behind the run's output writes, and with CONN_MAX_AGE=0 it closes the
+        # connection those writes keep open. Relaying a group message touches no database, so a
+        # flood's 150+ output messages skip it; everything else goes the usual way.
+        if message["type"] in _RELAYED:
+            await getattr(self, get_handler_name(message))(message)
+            return
+        await super().dispatch(message)
 
     async def connect(self) -> None:
         # Accept first: a close code (4403/4404) only reaches the browser on an accepted socket.

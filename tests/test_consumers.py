@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 
+from runner import events
+from runner.consumers import SessionConsumer
 from runner.models import Execution, OutputChunk, SandboxLease, ServerProcess
+from runner.services.processes import db
 from runner.services.sandboxes import NOTICE_NEW_SANDBOX
 from tests.fixtures_runs import receive, receive_until_finished, run, stdout_of
 
@@ -237,3 +242,46 @@ async def test_a_run_refused_after_its_code_started_early_is_stopped_and_leaves_
     frames = await receive_until_finished(ws, await run(ws, "import time\ntime.sleep(2.5)\nprint(flag)"))
     assert stdout_of(frames) == "before\n"
     assert not await Execution.objects.filter(code__contains="flag = 'after'").aexists()
+
+
+async def test_storing_a_flood_of_output_under_debug_keeps_no_query_log(connect, alice, alice_session) -> None:
+    # DEBUG is the embedded default; its query log would keep every 1 MiB write as a string.
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    with override_settings(DEBUG=True):
+        logged_before = await db(_queries_logged)()
+        execution_id = await run(ws, "print('x' * 3_000_000)")
+        frames = await receive_until_finished(ws, execution_id)
+        logged = await db(_queries_logged)()
+    assert frames[-1]["status"] == "succeeded"
+    big = [q for q in logged[len(logged_before):] if len(q) > 64 * 1024]
+    assert big == []
+    stored = [c async for c in OutputChunk.objects.filter(execution_id=execution_id).order_by("index")]
+    assert [c.index for c in stored] == list(range(len(stored)))
+
+
+def _queries_logged() -> list[str]:
+    return [q["sql"] for q in connection.queries]
+
+
+async def test_relaying_output_to_a_socket_keeps_the_database_connection_open(runs_cleanup) -> None:
+    # Channels closes obsolete connections (CONN_MAX_AGE=0: all) on the database thread before every
+    # handler; a run's output writes keep theirs open, so relaying a flood's messages must not.
+    consumer = SessionConsumer()
+    consumer.seen = events.ReplayFilter()
+    sent: list[dict] = []
+
+    async def base_send(message: dict) -> None:
+        sent.append(message)
+
+    consumer.base_send = base_send
+    before = await db(_raw_connection)()
+    chunk = {"index": 0, "kind": "stdout", "text": "hi\n", "data": None}
+    await consumer.dispatch({"type": "execution.output", "execution_id": 1, "chunks": [chunk]})
+    assert [json.loads(m["text"])["text"] for m in sent] == ["hi\n"]
+    assert await db(_raw_connection)() is before is not None
+
+
+def _raw_connection() -> object:
+    connection.ensure_connection()
+    return connection.connection
