@@ -38,8 +38,12 @@ class _RateLimit:
         return True
 
 
-# Group messages the consumer only relays to its socket: no database work.
-_RELAYED = frozenset({"execution.queued", "execution.started", "execution.output", "execution.finished", "run.error"})
+# Messages whose handlers reach the database only through services' `db()` (which keeps its
+# connection and closes it when found broken), or not at all: the group messages relayed to the
+# socket, and the client's frames (run, stop, ping).
+_KEEPS_CONNECTION = frozenset(
+    {"execution.queued", "execution.started", "execution.output", "execution.finished", "run.error", "websocket.receive"}
+)
 
 
 class SessionConsumer(AsyncJsonWebsocketConsumer):
@@ -48,9 +52,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs `close_old_connections` before every handler: a hop onto the one database
         # thread, queued behind the run's output writes, and with CONN_MAX_AGE=0 it closes the
-        # connection those writes keep open. Relaying a group message touches no database, so a
-        # flood's 150+ output messages skip it; everything else goes the usual way.
-        if message["type"] in _RELAYED:
+        # connection those writes keep open (a reconnect per run, per output message). A flood's
+        # 150+ output messages and every run request skip it; connect and disconnect don't.
+        if message["type"] in _KEEPS_CONNECTION:
             await getattr(self, get_handler_name(message))(message)
             return
         await super().dispatch(message)

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import override_settings
 
 from runner import events
-from runner.consumers import SessionConsumer
+from runner.consumers import SessionConsumer, _RateLimit
 from runner.models import Execution, OutputChunk, SandboxLease, ServerProcess
 from runner.services.processes import db
 from runner.services.sandboxes import NOTICE_NEW_SANDBOX
@@ -279,6 +279,21 @@ async def test_relaying_output_to_a_socket_keeps_the_database_connection_open(ru
     chunk = {"index": 0, "kind": "stdout", "text": "hi\n", "data": None}
     await consumer.dispatch({"type": "execution.output", "execution_id": 1, "chunks": [chunk]})
     assert [json.loads(m["text"])["text"] for m in sent] == ["hi\n"]
+    assert await db(_raw_connection)() is before is not None
+
+
+async def test_a_frame_from_the_client_keeps_the_database_connection_open(runs_cleanup) -> None:
+    consumer = SessionConsumer()
+    consumer.rate_limit = _RateLimit(100)
+    sent: list[dict] = []
+
+    async def base_send(message: dict) -> None:
+        sent.append(message)
+
+    consumer.base_send = base_send
+    before = await db(_raw_connection)()
+    await consumer.dispatch({"type": "websocket.receive", "text": json.dumps({"type": "ping"})})
+    assert [json.loads(m["text"]) for m in sent] == [{"type": "pong"}]
     assert await db(_raw_connection)() is before is not None
 
 
