@@ -156,16 +156,31 @@ class OutputWriter:
         return batch
 
     async def _flush(self) -> None:
+        stored: list[list[Chunk]] = []  # written, not yet published
         try:
-            while self._pending:
+            while self._pending or stored:
                 # Under a flood, one write stores several batches (one thread hop and one commit);
                 # each batch is still published as its own group message of at most 64 KB.
-                batches = [self._take_batch()]
+                batches: list[list[Chunk]] = []
                 while self._pending and len(batches) < WRITE_MAX_BATCHES:
                     batches.append(self._take_batch())
-                await db(store_chunks_sync)(execution_id=self.execution_id, chunks=[c for batch in batches for c in batch])
-                for batch in batches:
-                    await self.publish(batch)
+                writing = (
+                    asyncio.ensure_future(
+                        db(store_chunks_sync)(execution_id=self.execution_id, chunks=[c for batch in batches for c in batch])
+                    )
+                    if batches
+                    else None
+                )
+                try:
+                    # The previous write's batches go out while this one is stored (each only
+                    # after its own write, in order): with Redis that is a round trip per batch.
+                    for batch in stored:
+                        await self.publish(batch)
+                finally:
+                    stored = []
+                    if writing is not None:
+                        await writing
+                stored = batches
         finally:
             self._flusher = None
 

@@ -177,14 +177,21 @@ async def _checkpoint_wal() -> None:
     def checkpoint() -> None:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
+    running: asyncio.Future[None] | None = None
     try:
         while True:
             await asyncio.sleep(WAL_CHECKPOINT_EVERY_S)
+            running = asyncio.ensure_future(asyncio.to_thread(checkpoint))
             try:
-                await asyncio.to_thread(checkpoint)
+                await asyncio.shield(running)
             except sqlite3.Error:
                 log.warning("WAL checkpoint failed; trying again", exc_info=True)
     finally:
+        # Cancelled (runtime_stop): never close the connection under a checkpoint still running.
+        if running is not None and not running.done():
+            await asyncio.wait({running})
+        if running is not None and running.done() and not running.cancelled():
+            running.exception()
         conn.close()
 
 
