@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -13,6 +14,7 @@ from runner import events
 from runner.events import Chunk, ChunkKind
 from runner.models import OutputChunk
 from runner.sandboxes.base import Error, Event, Result, Stderr, Stdout
+from runner.services import processes
 from runner.services.processes import db
 
 # Marks a chunk the server wrote (a note, the truncation marker) rather than the code: its `data`.
@@ -229,6 +231,7 @@ def store_chunks_sync(*, execution_id: int, chunks: list[Chunk]) -> None:
     """
     if not chunks:
         return
+    processes.last_output_write_s = time.monotonic()
     data_field = OutputChunk._meta.get_field("data")
     rows = [
         (execution_id, c["index"], c["kind"], c["text"], None if c["data"] is None else data_field.get_db_prep_save(c["data"], connection))

@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import sqlite3
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -168,6 +169,12 @@ async def _listen() -> None:
 # own connection and thread, instead of inside whichever commit crosses the autocheckpoint mark
 # (settings raise it to a backstop): a 10 MB flood of output paid 30-50 ms of its commits for that.
 WAL_CHECKPOINT_EVERY_S = 0.5
+# While output floods in, the checkpoint waits (it would compete with the flood for the CPU and
+# the disk), but never longer than this; the 10000-page backstop bounds the WAL meanwhile.
+WAL_CHECKPOINT_QUIET_S = 0.3
+WAL_CHECKPOINT_WAIT_MAX_S = 5.0
+# time.monotonic() of the last output write (runner/services/output.py sets it).
+last_output_write_s = 0.0
 
 
 async def _checkpoint_wal() -> None:
@@ -178,9 +185,14 @@ async def _checkpoint_wal() -> None:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     running: asyncio.Future[None] | None = None
+    checkpointed_s = time.monotonic()
     try:
         while True:
             await asyncio.sleep(WAL_CHECKPOINT_EVERY_S)
+            now = time.monotonic()
+            if now - last_output_write_s < WAL_CHECKPOINT_QUIET_S and now - checkpointed_s < WAL_CHECKPOINT_WAIT_MAX_S:
+                continue
+            checkpointed_s = now
             running = asyncio.ensure_future(asyncio.to_thread(checkpoint))
             try:
                 await asyncio.shield(running)
