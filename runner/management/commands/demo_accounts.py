@@ -28,4 +28,7 @@ class Command(BaseCommand):
                 User.objects.create_superuser(username=username, password=password, first_name=first, last_name=last)
             else:
                 User.objects.create_user(username=username, password=password, first_name=first, last_name=last)
-            self.stdout.write(f"  demo login created: {username} / {password}  (shown once; keep it)")
+            self.stdout.write(
+                f"  demo login created: {username} / {password}  "
+                f"(shown once; to set another: .venv/bin/python manage.py changepassword {username})"
+            )
