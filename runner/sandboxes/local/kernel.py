@@ -12,10 +12,12 @@ import asyncio
 import functools
 import hmac
 import json
+import logging
 import os
 import secrets
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +30,8 @@ from jupyter_client.session import Session
 from runner.sandboxes.base import Error, OnEvent, Result, Stderr, Stdout, emit
 from runner.sandboxes.local import jail, processes
 
+log = logging.getLogger(__name__)
+
 DELIMITER = b"<IDS|MSG>"
 CHANNELS = ("shell", "iopub", "stdin", "control", "hb")
 # A message bigger than this drops the connection instead of growing the server's memory.
@@ -37,16 +41,21 @@ RECEIVE_QUEUE = 256
 # Messages read per pass before they are delivered.
 DRAIN_BATCH = 16
 START_TIMEOUT_S = 30.0
-# Stopping a cell: the interrupt is re-sent (once) if it went out before the cell started and
-# no reply came this long after it did; processes the cell forked are killed this often; with no
-# reply after PROBE_AFTER_S a kernel_info probe is sent, and a kernel that hasn't answered it
-# PROBE_GRACE_S later is declared stuck.
+# Stopping a cell: the interrupt is re-sent if it went out before the cell started and no reply
+# came RESEND_AFTER_S after it did, and (Python) every RESEND_EVERY_S while the cell still runs
+# (an interrupt can be swallowed: by code that catches KeyboardInterrupt, or landing in a hook
+# before the cell); processes the cell forked are killed every STRAYS_EVERY_S; with no reply after
+# PROBE_AFTER_S a kernel_info probe is sent (and no more interrupts, which could cut it short), and
+# a kernel that hasn't answered it PROBE_GRACE_S later is declared stuck.
 RESEND_AFTER_S = 0.3
+RESEND_EVERY_S = 0.6
 STRAYS_EVERY_S = 0.2
 PROBE_AFTER_S = 2.0
 PROBE_GRACE_S = 3.0
 # After execute_reply, how long to wait for the idle status that closes the output stream.
 IDLE_GRACE_S = 2.0
+# How much of a kernel's own stderr (its start-up errors, ipykernel's log) is kept for diagnosis.
+STDERR_TAIL_BYTES = 4096
 
 
 def _command(language: str) -> list[str]:
@@ -55,9 +64,10 @@ def _command(language: str) -> list[str]:
         return [
             f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/launcher.py", "python", "-f", conn,
             f"--IPKernelApp.exec_files={jail.SANDPIT}/python_startup.py",
-            # No history database, no output cache, plain tracebacks (they are stored as text).
+            # No history database, no output cache; Jupyter's coloured tracebacks (ANSI SGR codes: the
+            # page renders them, the Markdown export strips them, the .ipynb export keeps them).
             "--HistoryManager.enabled=False", "--InteractiveShell.cache_size=0",
-            "--InteractiveShell.colors=nocolor", "--InlineBackend.close_figures=True",
+            "--InteractiveShell.colors=neutral", "--InlineBackend.close_figures=True",
         ]
     if language == "bash":
         return [f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/launcher.py", "bash", "-f", conn]
@@ -98,6 +108,7 @@ class Kernel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._interrupt_requested = False
+        self.stderr: StderrTail | None = None
         self.lock = asyncio.Lock()
 
     # --- life cycle -------------------------------------------------------------------------
@@ -125,11 +136,19 @@ class Kernel:
             os.chmod(self.control_dir, 0o700)
             os.chown(conn_file, uid, gid)
         argv = self._argv_for(_command(self.kind))
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
         popen = functools.partial(
             subprocess.Popen, argv, env=jail.OUTER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+            stderr=write_end, start_new_session=True, close_fds=True,
         )
-        self.proc = await asyncio.get_running_loop().run_in_executor(SPAWNER, popen)
+        try:
+            self.proc = await asyncio.get_running_loop().run_in_executor(SPAWNER, popen)
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        self.stderr = StderrTail(read_end, self.kind)
         self._pidfd = os.pidfd_open(self.proc.pid)
         prefix = f"ipc://{self.control_dir}/k"
         for number, name in enumerate(CHANNELS, start=1):
@@ -166,7 +185,9 @@ class Kernel:
         while not (got_reply and got_iopub):
             now = time.monotonic()
             if now > deadline:
-                raise TimeoutError(f"the {self.kind} kernel did not start within {START_TIMEOUT_S:.0f} s")
+                said = self.stderr_tail(log_as="did not start in time")
+                raise TimeoutError(f"the {self.kind} kernel did not start within {START_TIMEOUT_S:.0f} s"
+                                   f"{_quoted(said)}")
             if now >= next_send:
                 self.session.send(shell, "kernel_info_request", {})
                 next_send = now + 0.5
@@ -178,9 +199,22 @@ class Kernel:
             if got_reply and got_iopub:
                 break
             if not self.alive:
-                raise KernelDied(f"the {self.kind} kernel exited while starting (status {self.proc.returncode})")
+                said = await asyncio.to_thread(self.stderr_tail, log_as="exited while starting", wait_s=1.0)
+                raise KernelDied(f"the {self.kind} kernel exited while starting (status {self.proc.returncode})"
+                                 f"{_quoted(said)}")
             await self._wait(min(next_send, deadline) - time.monotonic())
         self._drain(self.sockets["control"])
+
+    def stderr_tail(self, *, log_as: str = "", wait_s: float = 0.0) -> str:
+        """The last STDERR_TAIL_BYTES the kernel wrote to its stderr (after it ends when wait_s > 0).
+
+        With `log_as`, also logged as a warning (the kernel's environment is clean, so this holds
+        nothing of the host's).
+        """
+        said = self.stderr.text(wait_s) if self.stderr is not None else ""
+        if log_as:
+            log.warning("the %s kernel %s; its stderr ended with:\n%s", self.kind, log_as, said.rstrip() or "(nothing)")
+        return said
 
     def kill(self) -> None:
         """Close the client side and kill the kernel's processes (idempotent; blocks for a few ms)."""
@@ -363,7 +397,7 @@ class Kernel:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         stopped_by = ""  # "timeout" or "interrupted"
-        stopped_at = strays_killed_at = executing_since = 0.0
+        stopped_at = strays_killed_at = executing_since = sent_at = 0.0
         sent_before_executing = resent = False
         probe_id, probe_sent_at, probe_answered = "", 0.0, False
         reply: dict[str, Any] | None = None
@@ -403,10 +437,12 @@ class Kernel:
             # Output may still be queued behind the reply: wait for idle while it keeps coming.
             if reply is not None and (idle or now - max(reply_at, heard_at) > IDLE_GRACE_S):
                 break
-            if probe_answered and reply is None:
+            if reply is None and stopped_by and (probe_answered or idle):
                 break  # the shell is free: the cell was stopped before it could reply
             if self.proc is None or self.proc.poll() is not None:
-                raise KernelDied(_exit_detail(self.proc.returncode if self.proc else None))
+                detail = _exit_detail(self.proc.returncode if self.proc else None)
+                await asyncio.to_thread(self.stderr_tail, log_as=f"died mid-run ({detail})", wait_s=1.0)
+                raise KernelDied(detail)
             if not stopped_by and (self._interrupt_requested or now >= deadline):
                 stopped_by = "interrupted" if self._interrupt_requested else "timeout"
                 if self.kind == "python":
@@ -414,12 +450,20 @@ class Kernel:
                     # (Not for bash: bash_kernel stops its own foreground job, and would lose track.)
                     await asyncio.to_thread(self.kill_strays)
                 self.send_interrupt()
-                stopped_at = strays_killed_at = loop.time()
+                stopped_at = strays_killed_at = sent_at = loop.time()
                 sent_before_executing = not executing_since
             elif stopped_by and reply is None:
-                if sent_before_executing and executing_since and not resent and now - executing_since > RESEND_AFTER_S:
+                if probe_id:
+                    pass  # no more interrupts: one landing in the probe's handler would cut it short
+                elif sent_before_executing and executing_since and not resent and now - executing_since > RESEND_AFTER_S:
                     self.send_interrupt()  # the first one came before the cell ran, so it did nothing
-                    resent = True
+                    resent, sent_at = True, now
+                elif (self.kind == "python" and executing_since and now - sent_at > RESEND_EVERY_S
+                      and now - stopped_at < PROBE_AFTER_S - 0.3):
+                    # The cell still runs: the last one was swallowed. (Python only: bash_kernel
+                    # handles an interrupt by resyncing with bash, which a second one would upset.)
+                    self.send_interrupt()
+                    sent_at = now
                 if self.kind == "python" and now - strays_killed_at >= STRAYS_EVERY_S:
                     await asyncio.to_thread(self.kill_strays)  # forked copies keep forking meanwhile
                     strays_killed_at = loop.time()
@@ -428,6 +472,7 @@ class Kernel:
                     probe_id, probe_sent_at = probe["header"]["msg_id"], now
                     self.session.send(shell, probe)
                 elif probe_id and now - probe_sent_at > PROBE_GRACE_S:
+                    self.stderr_tail(log_as="did not respond to an interrupt")
                     raise KernelDied("the kernel did not respond to the interrupt (is the code forking "
                                      "or stuck in native code?), so it was stopped")
             if reply is not None:
@@ -444,6 +489,45 @@ class Kernel:
         if reply.get("status") == "abort" and self._interrupt_requested:
             return "interrupted"
         return "ok" if reply.get("status") == "ok" else "error"
+
+
+class StderrTail:
+    """The last STDERR_TAIL_BYTES written to a pipe, read by a daemon thread until end of file.
+
+    A thread (not the event loop) so the pipe is drained whatever loop is running, or none: a
+    kernel never blocks on a full stderr pipe.
+    """
+
+    def __init__(self, fd: int, name: str) -> None:
+        self._data = b""
+        self._thread = threading.Thread(target=self._read, args=(fd,), daemon=True,
+                                        name=f"sandpit-{name}-stderr")
+        self._thread.start()
+
+    def _read(self, fd: int) -> None:
+        try:
+            while chunk := os.read(fd, 65536):
+                self._data = (self._data + chunk)[-STDERR_TAIL_BYTES:]
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def text(self, wait_s: float = 0.0) -> str:
+        """What was kept, after waiting up to wait_s for the writer to finish."""
+        if wait_s > 0:
+            self._thread.join(wait_s)
+        return self._data.decode(errors="replace")
+
+
+def _quoted(said: str, limit: int = 1000) -> str:
+    """The end of a kernel's stderr, for an error message ("" when it said nothing)."""
+    said = said.strip()
+    if not said:
+        return ""
+    if len(said) > limit:
+        said = "…" + said[-limit:]
+    return f"; it said:\n{said}"
 
 
 def _exit_detail(returncode: int | None) -> str:

@@ -50,7 +50,10 @@ def _sandpit_setup() -> None:
         if hasattr(stream, "pub_thread"):  # ipykernel's OutStream
             wrap(stream)
 
-    def reap_zombies(*_args: object) -> None:
+    def reap_before(*_args: object) -> None:
+        reap()  # an interrupt here propagates: the cell is stopped before it starts
+
+    def reap_after(*_args: object) -> None:
         try:
             reap()
         except KeyboardInterrupt:  # a late interrupt after the cell ended: nothing left to stop
@@ -118,8 +121,8 @@ def _sandpit_setup() -> None:
 
     ip = get_ipython()  # noqa: F821
     if ip is not None:
-        ip.events.register("pre_run_cell", reap_zombies)  # children that exited since the last cell
-        ip.events.register("post_run_cell", reap_zombies)
+        ip.events.register("pre_run_cell", reap_before)  # children that exited since the last cell
+        ip.events.register("post_run_cell", reap_after)
         ip.history_manager.outputs = NoOutputs()
         try:
             import zmq

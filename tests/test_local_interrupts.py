@@ -1,0 +1,107 @@
+"""Stopping a local run early: a Stop (or a timeout) right after a run starts ends it as
+"interrupted" (or "timeout") and the kernel keeps its variables (real kernels in bwrap)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from runner.sandboxes.base import Sandbox
+from runner.sandboxes.local import LocalBackend
+from tests.fixtures_sandboxes import local_backend_or_skip, run
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def local() -> LocalBackend:
+    return local_backend_or_skip()  # type: ignore[return-value]
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def sandbox(local: LocalBackend) -> AsyncIterator[Sandbox]:
+    created = await local.create(owner_id=31, session_id=str(uuid.uuid4()))
+    yield created
+    await created.close()
+
+
+async def test_early_stops_interrupt_a_busy_loop_and_keep_variables(sandbox: Sandbox) -> None:
+    results = []
+    for round_ in range(10):
+        for delay_s in (0, 0.005, 0.02):
+            outcome, events = await run(sandbox, f"kept = {round_}\nprint('set')")
+            assert (outcome.status, events.stdout) == ("ok", "set\n"), events.events
+            running = asyncio.create_task(run(sandbox, "while True: pass", timeout_s=120))
+            await asyncio.sleep(delay_s)
+            await sandbox.interrupt()
+            outcome, events = await asyncio.wait_for(running, 60)
+            _, said = await run(sandbox, "print(kept)")
+            results.append((round_, delay_s, outcome.status, said.stdout.strip(), events.text[-200:]))
+    assert [r for r in results if r[2:4] != ("interrupted", str(r[0]))] == []
+
+
+async def test_a_stop_is_repeated_while_the_cell_swallows_it(sandbox: Sandbox) -> None:
+    # An interrupt can land where it is swallowed (here: by the cell itself; in the kernel: in a
+    # hook that runs just before the cell). While the same run is live, it is sent again.
+    await run(sandbox, "kept = 'yes'")
+    code = (
+        "import time\n"
+        "swallowed = 0\n"
+        "while True:\n"
+        "    try:\n"
+        "        while True: time.sleep(0.01)\n"
+        "    except KeyboardInterrupt:\n"
+        "        swallowed += 1\n"
+        "        if swallowed == 2: raise\n"
+    )
+    running = asyncio.create_task(run(sandbox, code, timeout_s=120))
+    await asyncio.sleep(0.5)
+    await sandbox.interrupt()
+    outcome, events = await asyncio.wait_for(running, 60)
+    assert outcome.status == "interrupted", events.text
+    assert outcome.duration_ms < 4000  # not left to the probe that declares a kernel stuck
+    _, said = await run(sandbox, "print(kept, swallowed)")
+    assert said.stdout == "yes 2\n", (said.events, events.events)
+
+
+async def test_a_timeout_right_at_the_start_keeps_variables(sandbox: Sandbox) -> None:
+    await run(sandbox, "kept = 'yes'")
+    for timeout_s in (0.001, 0.01, 0.05):
+        outcome, events = await run(sandbox, "while True: pass", timeout_s=timeout_s)
+        assert outcome.status == "timeout", events.text
+    _, said = await run(sandbox, "print(kept)")
+    assert said.stdout == "yes\n"
+
+
+async def test_python_tracebacks_come_coloured_like_jupyters(sandbox: Sandbox) -> None:
+    outcome, events = await run(sandbox, "def f():\n    return 1 / 0\nf()")
+    assert outcome.status == "error"
+    [error] = events.errors
+    text = "\n".join(error.traceback)
+    assert "\x1b[" in text  # ANSI SGR colours, rendered by the page
+    assert "ZeroDivisionError" in text and "f()" in re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+async def test_a_kernel_that_cannot_start_says_why(sandbox: Sandbox, caplog: pytest.LogCaptureFixture) -> None:
+    # A module planted on the kernel's path (as a bad install could) breaks its start: the error
+    # quotes the end of the kernel's stderr rather than only an exit status.
+    planted = (
+        "import os, sys\n"
+        "os.makedirs(os.path.expanduser('~/.local/packages/ipykernel'), exist_ok=True)\n"
+        "with open(os.path.expanduser('~/.local/packages/ipykernel/__init__.py'), 'w') as f:\n"
+        "    f.write('raise RuntimeError(\"planted breakage\")')\n"
+        "os._exit(1)\n"
+    )
+    outcome, _ = await run(sandbox, planted)
+    assert outcome.status == "gone"
+    with caplog.at_level("WARNING", logger="runner.sandboxes.local.kernel"):
+        outcome, events = await run(sandbox, "print('hi')")
+    assert outcome.status == "gone"
+    assert "could not start" in events.stderr and "exited while starting" in events.stderr
+    assert 'RuntimeError: planted breakage' in events.stderr, events.stderr
+    assert "planted breakage" in caplog.text
