@@ -93,7 +93,6 @@ def test_stop_interrupts_an_endless_loop_and_the_next_run_works(page) -> None:
     log_in_and_start_session(page)
     loop = run(page, "while True: pass", wait=False)
     loop.locator(".status-line.running").wait_for()
-    page.wait_for_timeout(500)  # a person reads "running" before pressing Stop
     page.get_by_role("button", name="Stop").click()
     wait_finished(loop)
     assert loop.locator(".status-text").inner_text() == "■ stopped", loop.locator(".reply").inner_text()
