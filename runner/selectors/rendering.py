@@ -33,6 +33,22 @@ _RICH_ATTRIBUTES = {
 }
 
 
+def nearest_base_colour(n: int) -> int:
+    """The nearest of the 16 base ANSI colours to xterm-256 colour `n` (as static/runner/ansi.js)."""
+    if n < 16:
+        return max(n, 0)
+    if n >= 232:  # the grey ramp
+        level = n - 232
+        return 0 if level < 6 else 8 if level < 12 else 7 if level < 18 else 15
+    r, g, b = (n - 16) // 36, (n - 16) // 6 % 6, (n - 16) % 6
+    top = max(r, g, b)
+    if top < 2 or r == g == b:  # dark or grey
+        return 0 if top == 0 else 8 if top <= 2 else 7 if top <= 4 else 15
+    on = max(2, top - 1)  # the channels near the brightest one give the hue
+    base = (1 if r >= on else 0) | (2 if g >= on else 0) | (4 if b >= on else 0)
+    return base + 8 if top >= 4 else base
+
+
 class AnsiState:
     """The SGR state carried from one piece of a stream to the next."""
 
@@ -78,12 +94,14 @@ class AnsiState:
             elif c == 49:
                 self.bg = None
             elif c in (38, 48) and i + 1 < len(codes):
-                # 256-colour and true-colour: only the 16 base colours map to theme classes; others are dropped.
+                # 256-colour and true-colour map to the nearest of the 16 theme colours, so both themes stay legible.
+                attr = "fg" if c == 38 else "bg"
                 if codes[i + 1] == 5 and i + 2 < len(codes):
-                    if codes[i + 2] < 16:
-                        setattr(self, "fg" if c == 38 else "bg", str(codes[i + 2]))
+                    setattr(self, attr, str(nearest_base_colour(codes[i + 2])))
                     i += 2
-                elif codes[i + 1] == 2:
+                elif codes[i + 1] == 2 and i + 4 < len(codes):
+                    r, g, b = (min(v, 255) * 6 // 256 for v in codes[i + 2 : i + 5])
+                    setattr(self, attr, str(nearest_base_colour(16 + 36 * r + 6 * g + b)))
                     i += 4
             i += 1
 

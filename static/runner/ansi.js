@@ -9,6 +9,17 @@
     return { fg: null, bg: null, bold: false, dim: false, italic: false, underline: false };
   }
 
+  function nearestBaseColour(n) {
+    if (n < 16) return Math.max(n, 0);
+    if (n >= 232) { var level = n - 232; return level < 6 ? 0 : level < 12 ? 8 : level < 18 ? 7 : 15; }
+    var r = Math.floor((n - 16) / 36), g = Math.floor((n - 16) / 6) % 6, b = (n - 16) % 6;
+    var top = Math.max(r, g, b);
+    if (top < 2 || (r === g && g === b)) return top === 0 ? 0 : top <= 2 ? 8 : top <= 4 ? 7 : 15;  // dark or grey
+    var on = Math.max(2, top - 1);  // the channels near the brightest one give the hue
+    var base = (r >= on ? 1 : 0) | (g >= on ? 2 : 0) | (b >= on ? 4 : 0);
+    return top >= 4 ? base + 8 : base;
+  }
+
   function apply(state, params) {
     var codes = params ? params.split(';').map(function (p) { return /^\d+$/.test(p) ? parseInt(p, 10) : 0; }) : [0];
     for (var i = 0; i < codes.length; i++) {
@@ -28,10 +39,16 @@
       else if (c >= 100 && c <= 107) { state.bg = String(c - 100 + 8); }
       else if (c === 49) { state.bg = null; }
       else if ((c === 38 || c === 48) && i + 1 < codes.length) {
+        // 256-colour and true-colour map to the nearest of the 16 theme colours (as rendering.py).
+        var attr = c === 38 ? 'fg' : 'bg';
         if (codes[i + 1] === 5 && i + 2 < codes.length) {
-          if (codes[i + 2] < 16) { state[c === 38 ? 'fg' : 'bg'] = String(codes[i + 2]); }
+          state[attr] = String(nearestBaseColour(codes[i + 2]));
           i += 2;
-        } else if (codes[i + 1] === 2) { i += 4; }
+        } else if (codes[i + 1] === 2 && i + 4 < codes.length) {
+          var rgb = codes.slice(i + 2, i + 5).map(function (v) { return Math.floor(Math.min(v, 255) * 6 / 256); });
+          state[attr] = String(nearestBaseColour(16 + 36 * rgb[0] + 6 * rgb[1] + rgb[2]));
+          i += 4;
+        }
       }
     }
   }
