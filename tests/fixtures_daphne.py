@@ -34,7 +34,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_database_url() -> str:
+def server_database_url() -> str:
     """The URL of the database pytest-django made for this test process."""
     d = connection.settings_dict
     if d["ENGINE"] == "django.db.backends.sqlite3":
@@ -99,17 +99,22 @@ async def next_frame(ws: websockets.ClientConnection, kind: str, timeout_s: floa
             assert frame["type"] != "error", frame
 
 
+def server_env(**overrides: str) -> dict[str, str]:
+    """The environment for a server process sharing this test process's database and channel layer."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_ALLOW_ASYNC_UNSAFE", "PYTEST_CURRENT_TEST")}
+    env.update({"DATABASE_URL": server_database_url(), "DJANGO_SETTINGS_MODULE": "project.settings", "PYTHONUNBUFFERED": "1"})
+    if settings.REDIS_URL:
+        env.update({"REDIS_URL": settings.REDIS_URL, "CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]})
+    env.update(overrides)
+    return env
+
+
 @pytest.fixture
 def daphnes(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., Daphne]]:
     started: list[Daphne] = []
 
     def start(**env_overrides: str) -> Daphne:
-        env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_ALLOW_ASYNC_UNSAFE", "PYTEST_CURRENT_TEST")}
-        env.update({"DATABASE_URL": test_database_url(), "DJANGO_SETTINGS_MODULE": "project.settings", "PYTHONUNBUFFERED": "1"})
-        if settings.REDIS_URL:
-            env.update({"REDIS_URL": settings.REDIS_URL, "CHANNEL_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]})
-        env.update(env_overrides)
-        daphne = Daphne(env, tmp_path / f"daphne-{len(started)}.log")
+        daphne = Daphne(server_env(**env_overrides), tmp_path / f"daphne-{len(started)}.log")
         started.append(daphne)
         return daphne
 
