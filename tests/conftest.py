@@ -2,4 +2,11 @@
 
 from __future__ import annotations
 
-pytest_plugins: list[str] = ["tests.fixtures_e2b", "tests.fixtures_runs", "tests.fixtures_browser", "tests.fixtures_sandboxes", "tests.fixtures_daphne"]
+# fixtures_daphne before fixtures_browser, which imports it (so pytest can still rewrite its asserts).
+pytest_plugins: list[str] = [
+    "tests.fixtures_daphne",
+    "tests.fixtures_e2b",
+    "tests.fixtures_runs",
+    "tests.fixtures_browser",
+    "tests.fixtures_sandboxes",
+]
