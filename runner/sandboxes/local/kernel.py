@@ -281,9 +281,9 @@ class Kernel:
         self._unregister()
         self._loop = loop
         for sock in self.sockets.values():
-            loop.add_reader(sock.getsockopt(zmq.FD), self._wake)
+            loop.add_reader(sock.getsockopt(zmq.FD), self._wake_socket, sock)
         if self._pidfd >= 0:
-            loop.add_reader(self._pidfd, self._wake)
+            loop.add_reader(self._pidfd, self._wake_exited)
 
     def _unregister(self) -> None:
         if self._loop is None or self._loop.is_closed():
@@ -300,6 +300,24 @@ class Kernel:
             except (ValueError, RuntimeError):
                 pass
         self._loop = None
+
+    def _wake_socket(self, sock: zmq.Socket) -> None:
+        # A zmq FD stays readable until ZMQ_EVENTS is read: without this, a message arriving
+        # between runs (nobody waiting) left the loop polling that FD in a busy spin, a whole CPU
+        # until the next run. Reading it re-arms the FD; `_wait` checks EVENTS itself after
+        # arming its waiter, so a message pending now is still seen.
+        try:
+            sock.getsockopt(zmq.EVENTS)
+        except zmq.ZMQError:
+            pass
+        self._wake()
+
+    def _wake_exited(self) -> None:
+        # A pidfd stays readable once the process has exited: stop watching it (else the same
+        # busy spin); `_wait` checks `proc.poll()` itself after arming its waiter.
+        if self._loop is not None and self._pidfd >= 0:
+            self._loop.remove_reader(self._pidfd)
+        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
