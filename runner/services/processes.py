@@ -168,10 +168,13 @@ async def _listen() -> None:
 # SQLite (the embedded default) in WAL mode: the WAL is copied back into the database here, on its
 # own connection and thread, instead of inside whichever commit crosses the autocheckpoint mark
 # (settings raise it to a backstop): a 10 MB flood of output paid 30-50 ms of its commits for that.
-WAL_CHECKPOINT_EVERY_S = 0.5
+# Checked often, so a flood's WAL is copied back as soon as it ends (0.1 s of quiet): at 0.5 s and
+# 0.3 s, back-to-back floods (one every ~0.3 s in bench/ws.py) kept deferring it, and every 4th 10 MB
+# run paid the 10000-page backstop (~40 MB copied inside its commit: +100 ms and +100 ms of CPU).
+WAL_CHECKPOINT_EVERY_S = 0.1
 # While output floods in, the checkpoint waits (it would compete with the flood for the CPU and
 # the disk), but never longer than this; the 10000-page backstop bounds the WAL meanwhile.
-WAL_CHECKPOINT_QUIET_S = 0.3
+WAL_CHECKPOINT_QUIET_S = 0.1
 WAL_CHECKPOINT_WAIT_MAX_S = 5.0
 # time.monotonic() of the last output write (runner/services/output.py sets it).
 last_output_write_s = 0.0
