@@ -38,6 +38,7 @@ sys.path.insert(0, str(BASE_DIR))
 
 TEN_MB_CODE = "print('x' * 10_000_000)"  # as in bench/sandbox.py
 TEN_MB = 10_000_001
+SETTLE_S = 0.3  # a pause before each 10 MB sample (see bench())
 
 
 def _free_port() -> int:
@@ -54,6 +55,12 @@ def _rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -197,7 +204,9 @@ async def bench(raw: RawKernel, server: Server, cookie: str, session_ids: list[s
     direct = Backend()
     has_direct = await direct.start()
     ws = await _socket(server, session_ids[0], cookie)
-    results: dict[str, list[float]] = {k: [] for k in ("raw_rtt", "direct_rtt", "ws_rtt", "raw_flood", "direct_flood", "ws_flood")}
+    results: dict[str, list[float]] = {
+        k: [] for k in ("raw_rtt", "direct_rtt", "ws_rtt", "raw_flood", "direct_flood", "ws_flood", "raw_client_cpu", "ws_client_cpu", "ws_server_cpu")
+    }
     for i in range(n + 5):
         samples = [("raw_rtt", (await raw.run("1"))[0]), ("ws_rtt", (await _ws_run(ws, "1"))[0])]
         if has_direct:
@@ -218,12 +227,23 @@ async def bench(raw: RawKernel, server: Server, cookie: str, session_ids: list[s
     sampler = threading.Thread(target=sample_rss, daemon=True)
     sampler.start()
     for _ in range(floods):
+        # Each 10 MB sample starts from a settled machine: the server's background work after a
+        # flood (the WAL checkpoint, ~0.1 s after the last write) would otherwise land in the next
+        # client's sample (raw or in-process), slowing the floor. The server CPU below includes it.
+        await asyncio.sleep(SETTLE_S)
+        cpu0 = time.process_time()
         elapsed, got = await raw.run(TEN_MB_CODE)
+        results["raw_client_cpu"].append(time.process_time() - cpu0)
         assert got == TEN_MB, got
         results["raw_flood"].append(elapsed)
+        await asyncio.sleep(SETTLE_S)
+        cpu0, server_cpu0 = time.process_time(), _cpu_s(server.proc.pid)
         elapsed, got = await _ws_run(ws, TEN_MB_CODE)
+        results["ws_client_cpu"].append(time.process_time() - cpu0)
         assert got == TEN_MB, got
         results["ws_flood"].append(elapsed)
+        await asyncio.sleep(SETTLE_S)
+        results["ws_server_cpu"].append(_cpu_s(server.proc.pid) - server_cpu0)
         if has_direct:
             elapsed, got = await direct.run(TEN_MB_CODE)
             assert got == TEN_MB, got
@@ -323,6 +343,8 @@ def main() -> None:
     print(f"{'10 MB of stdout: websocket end to end':46} {r['ws_flood']:7.0f}ms {r['ws_flood'] / r['raw_flood']:6.2f}x  (target <= 1.5x)")
     if "direct_flood" in r:
         print(f"{'  … vs the local backend in-process':46} {'':9} {r['ws_flood'] / r['direct_flood']:6.2f}x")
+    print(f"{'  CPU of the client: raw, websocket':46} {r['raw_client_cpu']:7.0f}ms {r['ws_client_cpu']:6.0f}ms")
+    print(f"{'  CPU of the server per 10 MB run':46} {r['ws_server_cpu']:7.0f}ms  (with its background work; 10 ms ticks)")
     print(f"{'server RSS during the 10 MB runs':46} {r['rss_before_mb']:.0f} MB before, {r['rss_peak_mb']:.0f} MB peak")
     print(f"{'first output of a new session (run → output)':46} {r['first_output_ms']:7.1f}ms  (target <= 100 ms p50)")
     print(f"{'  … from opening the socket':46} {r['first_output_from_connect_ms']:7.1f}ms")
