@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -33,40 +32,11 @@ import django  # noqa: E402
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from jupyter_client.asynchronous.client import AsyncKernelClient  # noqa: E402
 
+from rawkernel import raw_client_for, raw_execute  # noqa: E402  (bench/ is on sys.path)
 from runner.sandboxes.base import Stdout, get_backend  # noqa: E402
 
 TEN_MB = "print('x' * 10_000_000)"
-
-
-def raw_client_for(kernel) -> AsyncKernelClient:
-    """A stock jupyter_client client on a sandbox kernel's ipc sockets (host-side paths)."""
-    conn = json.loads((kernel.control_dir / "kernel.json").read_text())
-    conn["ip"] = f"{kernel.control_dir}/k"
-    client = AsyncKernelClient()
-    client.load_connection_info(conn)
-    client.start_channels(hb=False, stdin=False)
-    return client
-
-
-async def raw_execute(client: AsyncKernelClient, code: str) -> int:
-    """Execute and wait for execute_reply plus idle, as a careful raw client does; returns stdout bytes."""
-    msg_id = client.execute(code)
-    got = 0
-    idle = False
-    while not idle:
-        msg = await client.get_iopub_msg(timeout=60)
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "stream":
-            got += len(msg["content"]["text"])
-        elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-            idle = True
-    while True:
-        reply = await client.get_shell_msg(timeout=60)
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return got
 
 
 async def sandbox_execute(sandbox, code: str) -> int:

@@ -36,6 +36,8 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 
+from rawkernel import raw_client_for, raw_execute  # noqa: E402  (bench/ is on sys.path; no Django)
+
 TEN_MB_CODE = "print('x' * 10_000_000)"  # as in bench/sandbox.py
 TEN_MB = 10_000_001
 SETTLE_S = 0.3  # a pause before each 10 MB sample (see bench())
@@ -76,35 +78,17 @@ class RawKernel:
     closed: the floor any server could reach on this kernel. (As in bench/sandbox.py.)"""
 
     async def start(self) -> None:
-        from jupyter_client.asynchronous.client import AsyncKernelClient
-
         from runner.sandboxes.base import get_backend
 
         self.sandbox = await get_backend("local").create(owner_id=0, session_id="bench-raw")
         kernel = await self.sandbox.kernel("python")
         kernel.close_client()
-        conn = json.loads((kernel.control_dir / "kernel.json").read_text())
-        conn["ip"] = f"{kernel.control_dir}/k"
-        self.client = AsyncKernelClient()
-        self.client.load_connection_info(conn)
-        self.client.start_channels(hb=False, stdin=False)
+        self.client = raw_client_for(kernel)
 
     async def run(self, code: str) -> tuple[float, int]:
         """execute → execute_reply and idle, as a careful raw client does."""
         t0 = time.perf_counter()
-        msg_id = self.client.execute(code)
-        got = 0
-        idle = False
-        while not idle:
-            msg = await self.client.get_iopub_msg(timeout=60)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if msg["msg_type"] == "stream":
-                got += len(msg["content"]["text"])
-            elif msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                idle = True
-        while (await self.client.get_shell_msg(timeout=60))["parent_header"].get("msg_id") != msg_id:
-            pass
+        got = await raw_execute(self.client, code)
         return time.perf_counter() - t0, got
 
     async def close(self) -> None:
