@@ -20,6 +20,7 @@ Contract, for every backend:
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, Union, runtime_checkable
@@ -136,6 +137,37 @@ class Backend(Protocol):
     async def connect(self, sandbox_id: str) -> Sandbox: ...
 
     async def health(self) -> Health: ...
+
+
+# --- input every backend checks the same way ---------------------------------------------------
+
+MAX_PACKAGES = 20
+# A PyPI requirement: a name, optional extras, optional version constraints. No options, paths or URLs.
+PIP_REQUIREMENT = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?"
+    r"(?:\[[A-Za-z0-9._,-]{1,100}\])?"
+    r"(?:(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!_-]{1,50}(?:,(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!_-]{1,50})*)?"
+)
+# An npm package: an optional @scope, a name, an optional version or range. No paths, URLs or options.
+NPM_PACKAGE = re.compile(r"(?:@[a-z0-9][a-z0-9._~-]{0,100}/)?[a-z0-9][a-z0-9._~-]{0,100}(?:@[A-Za-z0-9.^~<>=*+-]{1,50})?")
+
+
+def validate_packages(packages: list[str], *, language: str) -> list[str]:
+    """The packages `install` may fetch for `language`, checked (npm names for JavaScript and
+    TypeScript, PyPI requirements otherwise). Raises ValueError, fit to show a user, for an unknown
+    language, no packages, too many, or anything that is not a plain package name."""
+    if language not in LANGUAGES:
+        raise ValueError(f"unsupported language {language!r}; choose one of {sorted(LANGUAGES)}")
+    if not isinstance(packages, list) or not packages:
+        raise ValueError("name at least one package to install")
+    if len(packages) > MAX_PACKAGES:
+        raise ValueError(f"install at most {MAX_PACKAGES} packages at once")
+    npm = language in ("javascript", "typescript")
+    pattern, example = (NPM_PACKAGE, "'left-pad' or 'left-pad@1.3.0'") if npm else (PIP_REQUIREMENT, "'requests' or 'requests==2.32.3'")
+    for package in packages:
+        if not isinstance(package, str) or not pattern.fullmatch(package):
+            raise ValueError(f"{package!r} is not a package name (options, paths and URLs are not allowed), e.g. {example}")
+    return list(packages)
 
 
 async def emit(on_event: OnEvent, event: Event) -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import posixpath
-import re
 import shlex
 
 from e2b_code_interpreter.models import Result as E2BResult
 
-from runner.sandboxes.base import LANGUAGES
+from runner.sandboxes.base import validate_packages
 
 WORKSPACE = "/home/user"
 
@@ -26,13 +25,6 @@ RESULT_MIME_TYPES = {
     "text": "text/plain",
 }
 
-# Package names `install` accepts: a name, optional extras and one version constraint. No
-# options, paths or URLs.
-PIP_PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}(\[[A-Za-z0-9._,-]+\])?((==|!=|<=|>=|~=|<|>)[A-Za-z0-9.*+!_-]{1,50})?$")
-NPM_PACKAGE = re.compile(r"^(@[a-z0-9][a-z0-9._~-]{0,99}/)?[a-z0-9][a-z0-9._~-]{0,99}(@[A-Za-z0-9.^~<>=*_-]{1,50})?$")
-MAX_PACKAGES = 20
-
-
 def workspace_path(path: str) -> str:
     """The absolute sandbox path for a workspace path. Raises ValueError for anything outside it."""
     if not isinstance(path, str) or not path or "\x00" in path:
@@ -46,16 +38,7 @@ def workspace_path(path: str) -> str:
 
 def install_command(packages: list[str], language: str) -> str:
     """The shell command that installs `packages`. Raises ValueError for a name that isn't one."""
-    if language not in LANGUAGES:
-        raise ValueError(f"unsupported language {language!r}; choose one of {sorted(LANGUAGES)}")
-    if not packages:
-        raise ValueError("Name at least one package to install.")
-    if len(packages) > MAX_PACKAGES:
-        raise ValueError(f"Install at most {MAX_PACKAGES} packages at a time.")
-    pattern = NPM_PACKAGE if language in ("javascript", "typescript") else PIP_PACKAGE
-    for name in packages:
-        if not isinstance(name, str) or not pattern.fullmatch(name):
-            raise ValueError(f"{name!r} is not a package name (options, paths and URLs are not allowed).")
+    validate_packages(packages, language=language)
     quoted = " ".join(shlex.quote(name) for name in packages)
     if language in ("javascript", "typescript"):
         return f"npm install --no-audit --no-fund {quoted}"

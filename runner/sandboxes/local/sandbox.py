@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 import time
 from pathlib import Path
@@ -11,52 +10,12 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from runner.sandboxes.base import LANGUAGES, FileInfo, OnEvent, Outcome, SandboxGone, Stderr, Stdout, emit
+from runner.sandboxes.base import LANGUAGES, FileInfo, OnEvent, Outcome, SandboxGone, Stderr, Stdout, emit, validate_packages
 from runner.sandboxes.local import cgroups, files, jail, processes
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
 
 if TYPE_CHECKING:
     from runner.sandboxes.local.backend import LocalBackend
-
-# A PyPI requirement: a name, optional extras, an optional version constraint. No options, paths or URLs.
-PIP_REQUIREMENT = re.compile(
-    r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?"
-    r"(?:\[[A-Za-z0-9._,-]{1,100}\])?"
-    r"(?:(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!_-]{1,50}(?:,(?:==|>=|<=|~=|!=|>|<)[A-Za-z0-9.*+!_-]{1,50})*)?$"
-)
-MAX_PACKAGES = 20
-
-
-def validate_requirements(packages: list[str]) -> list[str]:
-    """The packages, checked; raises ValueError naming the first that is not a plain requirement."""
-    if not packages:
-        raise ValueError("name at least one package to install")
-    if len(packages) > MAX_PACKAGES:
-        raise ValueError(f"install at most {MAX_PACKAGES} packages at once")
-    for package in packages:
-        if not isinstance(package, str) or not PIP_REQUIREMENT.match(package):
-            raise ValueError(
-                f"{package!r} is not a package name (options, paths and URLs are not allowed), "
-                "e.g. 'requests' or 'requests==2.32.3'"
-            )
-    return list(packages)
-
-
-# An npm package: an optional @scope, a name, an optional version or range. No paths, URLs or options.
-NPM_PACKAGE = re.compile(r"^(?:@[a-z0-9][a-z0-9._~-]{0,100}/)?[a-z0-9][a-z0-9._~-]{0,100}(?:@[A-Za-z0-9.^~<>=*+-]{1,50})?$")
-
-
-def validate_npm_packages(packages: list[str]) -> list[str]:
-    if not packages:
-        raise ValueError("name at least one package to install")
-    if len(packages) > MAX_PACKAGES:
-        raise ValueError(f"install at most {MAX_PACKAGES} packages at once")
-    for package in packages:
-        if not isinstance(package, str) or not NPM_PACKAGE.match(package):
-            raise ValueError(f"{package!r} is not an npm package name (paths, URLs and options are not allowed), "
-                             "e.g. 'left-pad' or 'left-pad@1.3.0'")
-    return list(packages)
-
 
 def install_command(packages: list[str], language: str) -> tuple[list[str], str]:
     """The command that installs `packages` for `language` (run confined), and the tool's name.
@@ -64,7 +23,7 @@ def install_command(packages: list[str], language: str) -> tuple[list[str], str]
     Raises ValueError for an unknown language or a package that isn't a plain name.
     """
     if language in ("python", "bash"):
-        requirements = validate_requirements(packages)
+        requirements = validate_packages(packages, language=language)
         # -I: ignore PYTHONPATH, the user site and the cwd, so nothing the user left in the
         # workspace (a sitecustomize.py, say) runs while the network is up.
         command = [f"{jail.VENV}/bin/python", "-I", "-m", "pip", "install", "--no-input", "--progress-bar", "off",
@@ -73,7 +32,7 @@ def install_command(packages: list[str], language: str) -> tuple[list[str], str]
             command += ["--index-url", settings.SANDBOX_PIP_INDEX_URL]
         return [*command, "--", *requirements], "pip"
     if language in ("javascript", "typescript"):
-        specifiers = [f"npm:{name}" for name in validate_npm_packages(packages)]
+        specifiers = [f"npm:{name}" for name in validate_packages(packages, language=language)]
         # Fetch into a fresh cache in /tmp (nothing the user planted in theirs is read while the
         # network is up), without any config file, then copy it into the kernel's cache.
         script = (
