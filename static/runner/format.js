@@ -1,0 +1,42 @@
+// Run statuses and times as the page words them (mirrors runner/selectors/sessions.py).
+
+export function isActiveStatus(status) { return status === 'queued' || status === 'running'; }
+
+export function durationText(ms) {
+  if (ms === null || ms === undefined) return '';
+  const s = ms / 1000;
+  if (s < 10) return s.toFixed(2) + ' s';
+  if (s < 60) return s.toFixed(1) + ' s';
+  return Math.floor(s / 60) + ' min ' + Math.floor(s % 60) + ' s';
+}
+
+export function elapsedText(ms) {
+  const s = ms / 1000;
+  if (s < 60) return s.toFixed(1) + ' s';
+  return Math.floor(s / 60) + ' min ' + Math.floor(s % 60) + ' s';
+}
+
+export function relativeText(date) {
+  const s = Math.max(0, (Date.now() - date.getTime()) / 1000);
+  if (s < 45) return 'just now';
+  if (s < 3600) return Math.max(1, Math.round(s / 60)) + ' min ago';
+  if (s < 86400) return Math.round(s / 3600) + ' h ago';
+  if (s < 86400 * 7) return Math.round(s / 86400) + ' d ago';
+  return date.toLocaleDateString(undefined, { day: '2-digit', month: 'short', year: 'numeric' });
+}
+
+/* [visible text, css class, spoken summary] for a finished run. */
+export function finishedStatus(status, durationMs, ename) {
+  switch (status) {
+    case 'succeeded': return ['✓ ' + durationText(durationMs), 'ok', 'succeeded in ' + durationText(durationMs)];
+    case 'failed': return ['✗ ' + (ename || 'error'), 'err', 'failed with ' + (ename || 'an error')];
+    case 'timed_out': {
+      const secs = Math.round((durationMs || 60000) / 1000);
+      return ['⏱ timed out after ' + secs + ' s', 'warn', 'timed out after ' + secs + ' seconds'];
+    }
+    case 'cancelled': return ['■ stopped', 'muted', 'stopped'];
+    case 'interrupted': return ['⚠ interrupted (server restarted)', 'warn', 'interrupted because the server restarted'];
+    case 'rejected': return ['✗ not run', 'err', 'not run'];
+    default: return [status, 'muted', status];
+  }
+}

@@ -1,0 +1,94 @@
+// Applies the server's frames (hello, execution.queued/started/output/finished, error) to the page.
+import { $ } from './dom.js';
+import { appendError, appendNote, appendResult, appendStream } from './output.js';
+import { sandboxStateIs, setSandboxState, showMessage } from './notices.js';
+import { isAtBottom, scrollToBottom } from './scroll.js';
+import { isActive } from './turns.js';
+
+const NOTICE_MARKER = 'sandpit/notice'; // runner/services/output.py: a chunk the server wrote, not the code
+
+export class FrameHandler {
+  /* `pageCanRun`: whether the sandbox could run when the page was rendered (health). */
+  constructor({ turns, socket, composer, pageCanRun }) {
+    this.turns = turns;
+    this.socket = socket;
+    this.composer = composer;
+    this.pageCanRun = pageCanRun;
+    this.unavailable = false; // an `unavailable` error frame: the sandbox went away after the page loaded
+  }
+
+  /* One batch from the socket, in arrival order; a frame that fails is logged and skipped. */
+  applyBatch(frames) {
+    const wasAtBottom = isAtBottom();
+    for (const frame of frames) {
+      try { this.apply(frame); } catch (err) { if (window.console) console.error('frame failed', frame, err); }
+    }
+    this.composer.updateControls();
+    if (wasAtBottom) scrollToBottom();
+  }
+
+  apply(frame) {
+    switch (frame.type) {
+      case 'hello': return this.hello(frame);
+      case 'execution.queued': return this.queued(frame);
+      case 'execution.started': return this.started(frame);
+      case 'execution.output': return this.output(frame);
+      case 'execution.finished': return this.finished(frame);
+      case 'error': return this.error(frame);
+      default: return undefined;
+    }
+  }
+
+  hello(frame) {
+    // The page knows whether the sandbox can run (health); hello knows whether this user may.
+    if (!this.pageCanRun) return;
+    if (!frame.can_run) this.composer.setCanRun(false, 'you can watch this session but not run code in it', true);
+    else if (!this.composer.canRun && !this.unavailable) this.composer.setCanRun(true);
+  }
+
+  queued(frame) {
+    this.composer.acknowledge(frame.client_id);
+    if (this.turns.get(frame.execution_id)) return;
+    this.turns.add(frame);
+    const empty = $('#empty-session');
+    if (empty) empty.hidden = true;
+    this.composer.remember(frame.code);
+    if (!sandboxStateIs('ready')) setSandboxState('starting');
+  }
+
+  started(frame) {
+    const turn = this.turns.get(frame.execution_id);
+    if (!turn || !isActive(turn)) return;
+    this.turns.markRunning(turn, frame.notice);
+    setSandboxState('ready');
+  }
+
+  output(frame) {
+    const turn = this.turns.get(frame.execution_id);
+    if (!turn || !this.socket.admit(turn, frame.index)) return;
+    // Output means it runs, even if its `started` frame fell between the page render and the socket.
+    if (turn.status === 'queued') this.started({ execution_id: turn.id });
+    turn.lastIndex = frame.index;
+    turn.el.setAttribute('data-last-index', String(frame.index));
+    this.socket.advance(frame.execution_id, frame.index);
+    const marker = frame.data && frame.data[NOTICE_MARKER];
+    const stream = frame.kind === 'stdout' || frame.kind === 'stderr';
+    if (marker && stream) appendNote(turn, marker, frame.text || '');
+    else if (stream) appendStream(turn, frame.kind, frame.text || '');
+    else if (frame.kind === 'error') appendError(turn, frame);
+    else appendResult(turn, frame);
+  }
+
+  finished(frame) {
+    const turn = this.turns.get(frame.execution_id);
+    if (!turn || !isActive(turn)) return;
+    this.turns.markFinished(turn, frame);
+    this.socket.finished(turn);
+  }
+
+  error(frame) {
+    showMessage(frame.message || 'Something went wrong.', frame.code);
+    this.composer.refused();
+    if (frame.code === 'unavailable') { this.unavailable = true; this.composer.setCanRun(false, frame.message); }
+  }
+}

@@ -1,0 +1,61 @@
+// Entry module of the chat page: builds the pieces, wires them with callbacks, and routes the page's clicks.
+import { Composer, languageLabel } from './composer.js';
+import { $, $all, copyText, page } from './dom.js';
+import { FrameHandler } from './frames.js';
+import { showMessage } from './notices.js';
+import { handleOutputClick, loadAllOutput } from './output.js';
+import { followBottom, scrollToBottom } from './scroll.js';
+import { SessionChrome } from './sidebar.js';
+import { Socket } from './socket.js';
+import { highlight, Turns } from './turns.js';
+
+document.documentElement.classList.add('js');
+
+const turns = new Turns($('#turns'), languageLabel);
+const socket = new Socket(page.ws_path, page.last, {
+  onFrames: (frames) => handler.applyBatch(frames),
+  onOpen: () => composer.updateControls(),
+  onRefused: (code) => {
+    showMessage(code === 4403 ? 'You may not run code in this session.' : 'This session no longer exists.', 'forbidden');
+    composer.setCanRun(false, code === 4403 ? 'this session is read-only for you' : 'the session is gone');
+  }
+});
+const composer = new Composer($('#composer'), turns, socket, page);
+const handler = new FrameHandler({ turns, socket, composer, pageCanRun: !!page.can_run });
+const chrome = new SessionChrome({
+  hasActiveRuns: () => turns.active().length > 0,
+  focusEditor: () => composer.focusEditor()
+});
+
+function loadAll(turn, button) {
+  button.disabled = true;
+  button.textContent = 'Loading…';
+  loadAllOutput(turn).catch(() => {
+    button.disabled = false;
+    button.textContent = 'Show all output';
+    showMessage("Couldn't load the full output; try again.", 'fetch');
+  });
+}
+
+document.addEventListener('click', (e) => {
+  chrome.clickedAt(e.target);
+  const target = e.target.closest('[data-action], [data-example]');
+  if (!target) return;
+  const action = target.getAttribute('data-action');
+  if (handleOutputClick(target, action)) return;
+  if (target.hasAttribute('data-example')) { composer.putExample(target.getAttribute('data-example')); return; }
+  const turn = turns.around(target);
+  if (action === 'copy' && turn) copyText(turn.code, target);
+  else if (action === 'rerun' && turn) composer.put(turn.code, turn.language);
+  else if (action === 'load-all' && turn) loadAll(turn, target);
+  else chrome.action(action);
+});
+
+const conversation = $('#conversation');
+turns.adoptAll();
+$all('pre.code code').forEach(highlight);
+followBottom(conversation);
+if (conversation) scrollToBottom();
+turns.startClocks();
+composer.start(page.degraded_reason);
+socket.connect();

@@ -1,0 +1,111 @@
+// The sidebar and the session's actions: filter, relative times, drawer, title rename, menu, restart, shortcuts.
+import { $, $all } from './dom.js';
+import { relativeText } from './format.js';
+import { showMessage } from './notices.js';
+
+export class SessionChrome {
+  /* Callbacks: hasActiveRuns() (a restart waits for them), focusEditor() (returns false if it can't). */
+  constructor({ hasActiveRuns, focusEditor }) {
+    this.hasActiveRuns = hasActiveRuns;
+    this.focusEditor = focusEditor;
+    this.menu = $('#session-menu');
+    this.shortcuts = $('#shortcuts');
+    this.watchFilter();
+    this.watchTitle();
+    setInterval(refreshTimes, 60000);
+    document.addEventListener('keydown', (e) => this.keydown(e));
+  }
+
+  closeMenu() { if (this.menu) this.menu.open = false; }
+
+  /* Any click outside the session menu closes it. */
+  clickedAt(node) {
+    if (this.menu && this.menu.open && !this.menu.contains(node)) this.menu.open = false;
+  }
+
+  /* The sidebar's and the menu's buttons (data-action); returns true if handled. */
+  action(action) {
+    if (action === 'open-drawer') setDrawer(true);
+    else if (action === 'close-drawer') setDrawer(false);
+    else if (action === 'restart') {
+      this.closeMenu();
+      if (this.hasActiveRuns()) { showMessage('Stop the running code first, then restart the sandbox.', 'busy'); return true; }
+      const dialog = $('#restart-dialog');
+      if (dialog) dialog.showModal();
+    } else if (action === 'show-shortcuts') { this.closeMenu(); this.openShortcuts(); }
+    else return false;
+    return true;
+  }
+
+  openShortcuts() { if (this.shortcuts && !this.shortcuts.open) this.shortcuts.showModal(); }
+
+  keydown(e) {
+    const t = e.target;
+    const typing = t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable);
+    if (e.key === 'Escape') {
+      if (this.menu && this.menu.open) { this.menu.open = false; $('summary', this.menu).focus(); }
+      if (document.body.classList.contains('drawer-open')) setDrawer(false);
+    }
+    if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === '?') { e.preventDefault(); this.openShortcuts(); }
+    else if (e.key === '/' && this.focusEditor()) e.preventDefault();
+  }
+
+  watchFilter() {
+    const filter = $('#session-filter');
+    if (!filter) return;
+    filter.addEventListener('input', () => {
+      const q = filter.value.trim().toLowerCase();
+      $all('#session-list li[data-title]').forEach((li) => { li.hidden = q !== '' && li.getAttribute('data-title').indexOf(q) === -1; });
+    });
+  }
+
+  /* The header's title renames the session in place: saved on Enter or blur, Esc puts it back. */
+  watchTitle() {
+    const titleForm = $('#title-form');
+    const titleInput = $('#title-input');
+    if (!titleForm || !titleInput) return;
+    let savedTitle = titleInput.value;
+    const saveTitle = () => {
+      const title = titleInput.value.trim();
+      if (!title) { titleInput.value = savedTitle; return; }
+      if (title === savedTitle) return;
+      const body = new FormData(titleForm);
+      fetch(titleForm.action, { method: 'POST', body: body, credentials: 'same-origin', headers: { Accept: 'application/json' } })
+        .then((r) => r.json().then((j) => ({ ok: r.ok, body: j })))
+        .then((res) => {
+          if (!res.ok || !res.body.ok) throw new Error(res.body.message || 'The title could not be saved.');
+          savedTitle = res.body.title;
+          titleInput.value = savedTitle;
+          document.title = savedTitle + ' · Sandpit';
+          const current = $('#session-list a[aria-current="page"]');
+          if (current) {
+            $('.session-title', current).textContent = savedTitle;
+            current.parentElement.setAttribute('data-title', savedTitle.toLowerCase());
+          }
+        })
+        .catch((err) => { titleInput.value = savedTitle; showMessage(err.message || 'The title could not be saved.', 'rename'); });
+    };
+    titleForm.addEventListener('submit', (e) => { e.preventDefault(); saveTitle(); titleInput.blur(); });
+    titleInput.addEventListener('blur', saveTitle);
+    titleInput.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') { titleInput.value = savedTitle; titleInput.blur(); }
+    });
+  }
+}
+
+function refreshTimes() {
+  $all('time[data-relative]').forEach((t) => { t.textContent = relativeText(new Date(t.getAttribute('datetime'))); });
+}
+
+function setDrawer(open) {
+  document.body.classList.toggle('drawer-open', open);
+  const toggle = $('.drawer-toggle');
+  if (toggle) toggle.setAttribute('aria-expanded', String(open));
+  const scrim = $('.drawer-scrim');
+  if (scrim) scrim.hidden = !open;
+  if (open) {
+    const first = $('#new-session');
+    if (first) first.focus();
+  } else if (toggle && document.activeElement && $('#sidebar').contains(document.activeElement)) toggle.focus();
+}
