@@ -20,7 +20,7 @@ from runner.models import LANGUAGE_CHOICES, ChatSession
 from runner.selectors.sessions import truncation_notice
 
 BACKEND_LABELS = {"local": "Local sandbox", "e2b": "E2B cloud", "none": "No sandbox"}
-# The header's sandbox chip; chat.js says the same for the states it moves to live.
+# The header's sandbox chip; static/runner/notices.js says the same for the states it moves to live.
 SANDBOX_STATE_TEXT = {
     "ready": "ready",
     "closed": "closed when idle · starts on your next run",

@@ -97,7 +97,7 @@ def relative_time_text(moment: datetime, *, now: datetime | None = None) -> str:
 
 
 def execution_status(execution: Execution) -> tuple[str, str]:
-    """The reply's status line as (text, css class); mirrored by statusText() in chat.js."""
+    """The reply's status line as (text, css class); mirrored by finishedStatus() in static/runner/format.js."""
     status = execution.status
     S = Execution.Status
     if status == S.SUCCEEDED:
