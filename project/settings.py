@@ -73,7 +73,7 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL saved about 5 ms per run in the prototype; IMMEDIATE avoids SQLITE_BUSY upgrade deadlocks.
-    # Servers checkpoint the WAL in the background (runner/services/processes.py); the automatic
+    # Servers checkpoint the WAL in the background (runner/services/housekeeping.py); the automatic
     # checkpoint inside a commit is only a backstop, at 10000 pages (about 40 MB) instead of 1000.
     DATABASES["default"]["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000",

@@ -12,7 +12,7 @@ from django.test import override_settings
 from runner import events
 from runner.consumers import SessionConsumer, _RateLimit
 from runner.models import Execution, OutputChunk, SandboxLease, ServerProcess
-from runner.services.processes import db
+from runner.services.runtime import db
 from runner.services.sandboxes import NOTICE_NEW_SANDBOX
 from tests.fixtures_runs import receive, receive_until_finished, run, stdout_of
 

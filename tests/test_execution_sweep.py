@@ -61,7 +61,7 @@ async def test_a_peer_whose_heartbeat_went_stale_is_swept(live_peer_run, runs_cl
 
 
 async def test_the_first_socket_of_a_process_runs_the_start_up_sweep(connect, alice, alice_session, dead_runs) -> None:
-    from runner.services import processes
+    from runner.services import housekeeping as processes
 
     processes._swept_at_start = False  # a fresh process: nothing swept yet
     ws = await connect(alice, alice_session)

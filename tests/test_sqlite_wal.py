@@ -10,7 +10,7 @@ import pytest
 from django.db import connections
 
 from runner import services
-from runner.services.processes import WAL_CHECKPOINT_EVERY_S
+from runner.services.housekeeping import WAL_CHECKPOINT_EVERY_S
 from tests.fixtures_runs import receive, receive_until_finished, run
 
 pytestmark = [

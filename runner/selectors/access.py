@@ -9,7 +9,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 
 from runner.models import ChatSession
-from runner.services.processes import db
+from runner.services.runtime import db
 
 # "owner" may run and stop; "viewer" may watch (read-only). Teachers become viewers of their
 # students' sessions in a later issue: add that rule to `session_access` and nothing else changes.

@@ -10,7 +10,7 @@ from django.db.models import Max, Q
 from runner import events
 from runner.events import LastPointer
 from runner.models import Execution, OutputChunk
-from runner.services.processes import db
+from runner.services.runtime import db
 
 _TERMINAL = {s.value for s in Execution.Status} - {Execution.Status.QUEUED.value, Execution.Status.RUNNING.value}
 

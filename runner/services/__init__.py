@@ -1,17 +1,15 @@
 """Writes and workflows. Keyword-only, typed, named <entity>_<action>.
 
 One module per area; everything is re-exported here so callers write `services.<name>`.
+The modules form layers (pyproject.toml's import-linter contracts hold them), top to bottom:
+housekeeping; admission, sessions; lifecycle; cancel; sandboxes, sweep; output, runs; runtime.
 """
 
-from runner.services.executions import (
-    RunRejected,
-    execution_cancel,
-    execution_cancel_local,
-    execution_quota_check,
-    execution_start,
-    execution_sweep,
-)
-from runner.services.processes import BOOT_ID, runtime_ensure_started, runtime_stop
+from runner.services.admission import execution_quota_check, execution_start
+from runner.services.cancel import execution_cancel, execution_cancel_local
+from runner.services.housekeeping import runtime_ensure_started, runtime_stop
+from runner.services.runs import RunRejected
+from runner.services.runtime import BOOT_ID
 from runner.services.sandboxes import (
     AcquiredSandbox,
     backend_name,
@@ -23,6 +21,7 @@ from runner.services.sandboxes import (
     sandboxes_close_all,
 )
 from runner.services.sessions import SessionBusy, session_create, session_rename, session_sandbox_restart
+from runner.services.sweep import execution_sweep
 
 __all__: list[str] = [
     # executions (runs)

@@ -14,8 +14,8 @@ from runner import events
 from runner.events import Chunk, ChunkKind
 from runner.models import OutputChunk
 from runner.sandboxes.base import Error, Event, Result, Stderr, Stdout
-from runner.services import processes
-from runner.services.processes import db
+from runner.services import runtime
+from runner.services.runtime import db
 
 # Marks a chunk the server wrote (a note, the truncation marker) rather than the code: its `data`.
 NOTICE_MARKER = "sandpit/notice"
@@ -231,7 +231,7 @@ def store_chunks_sync(*, execution_id: int, chunks: list[Chunk]) -> None:
     """
     if not chunks:
         return
-    processes.last_output_write_s = time.monotonic()
+    runtime.last_output_write_s = time.monotonic()
     data_field = OutputChunk._meta.get_field("data")
     rows = [
         (execution_id, c["index"], c["kind"], c["text"], None if c["data"] is None else data_field.get_db_prep_save(c["data"], connection))

@@ -21,8 +21,9 @@ from django.utils import timezone
 
 from runner.events import SandboxRestartMessage, process_channel
 from runner.models import ChatSession, SandboxLease, ServerProcess
-from runner.sandboxes.base import Backend, Sandbox, SandboxGone, SandboxUnavailable, get_backend
-from runner.services.processes import BOOT_ID, db, live_boot_ids_sync
+from runner.sandboxes.base import BACKENDS, Backend, Sandbox, SandboxGone, SandboxUnavailable, backend_name_from_settings, get_backend
+from runner.services.runs import session_is_busy
+from runner.services.runtime import BOOT_ID, db, live_boot_ids_sync
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,6 @@ async def sandbox_restart_local(*, session_id: uuid.UUID, reply_channel: str = "
 
 async def sandbox_reap_idle() -> int:
     """Close sandboxes with no run for SANDBOX_IDLE_TIMEOUT_S (lease reason "idle"). Returns how many."""
-    from runner.services.executions import session_is_busy
-
     cutoff = time.monotonic() - settings.SANDBOX_IDLE_TIMEOUT_S
     idle = [sid for sid, held in _held.items() if held.last_used_s < cutoff and not session_is_busy(session_id=sid)]
     for session_id in idle:
@@ -296,8 +295,6 @@ def lease_sweep_sync() -> int:
 
 def backend_name() -> str:
     """The backend runs use ("local" or "e2b"), or "none" when settings name no usable one."""
-    from runner.sandboxes.base import BACKENDS, backend_name_from_settings
-
     try:
         name = backend_name_from_settings()
     except Exception:

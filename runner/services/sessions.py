@@ -1,4 +1,4 @@
-"""Writes for chat sessions themselves (runs live in executions.py)."""
+"""Writes for chat sessions themselves (runs: admission.py, lifecycle.py, cancel.py)."""
 
 from __future__ import annotations
 

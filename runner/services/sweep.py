@@ -12,9 +12,8 @@ from runner import events
 from runner.events import Chunk
 from runner.models import ChatSession, Execution, OutputChunk, ServerProcess
 from runner.services.output import NOTICE_MARKER, publish
-from runner.services.processes import db, live_boot_ids_sync
-
-ACTIVE = (Execution.Status.QUEUED, Execution.Status.RUNNING)
+from runner.services.runs import ACTIVE
+from runner.services.runtime import db, live_boot_ids_sync
 
 SWEEP_NOTE = "This run was interrupted: the server process running it stopped before it finished."
 

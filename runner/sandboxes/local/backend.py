@@ -28,6 +28,7 @@ from django.conf import settings
 from runner.sandboxes.base import Health, SandboxGone, SandboxUnavailable
 from runner.sandboxes.local import cgroups, jail, processes
 from runner.sandboxes.local.kernel import Kernel
+from runner.sandboxes.local.limits import Isolation, Limits
 from runner.sandboxes.local.sandbox import LocalSandbox
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class LocalBackend:
     languages = frozenset({"python", "bash", "javascript", "typescript"})
 
     def __init__(self) -> None:
-        self._isolation: jail.Isolation | None = None
+        self._isolation: Isolation | None = None
         self._live: dict[str, LocalSandbox] = {}
         self._pool: list[LocalSandbox] = []
         self._pool_filling = 0
@@ -60,9 +61,9 @@ class LocalBackend:
     # --- set-up, once per process -----------------------------------------------------------
 
     @property
-    def isolation(self) -> jail.Isolation:
+    def isolation(self) -> Isolation:
         if self._isolation is None or self._pid != os.getpid():
-            self._isolation = jail.Isolation.detect()
+            self._isolation = jail.detect_isolation()
             self._pid = os.getpid()
             if not self._isolation.problem:
                 self._prepare()
@@ -209,7 +210,7 @@ class LocalBackend:
         cgroup = None
         if isolation.as_root and isolation.cgroup_version:
             name = f"{processes.pid_namespace()}.{self._owner_dir.name}.{sandbox_id}"
-            cgroup = cgroups.Cgroup(isolation, name, jail.Limits.from_settings())
+            cgroup = cgroups.Cgroup(isolation, name, Limits.from_settings())
         return LocalSandbox(self, sandbox_id, root, cgroup)
 
     def new_kernel(self, sandbox: LocalSandbox, kind: str) -> Kernel:
@@ -229,7 +230,7 @@ class LocalBackend:
         assert self._kfiles is not None
         return jail.bwrap_argv(
             self.isolation, workspace=sandbox.workspace, control=control, kfiles=self._kfiles, command=command,
-            env=jail.sandbox_env(language), limits=jail.Limits.from_settings(), cgroup=sandbox.cgroup,
+            env=jail.sandbox_env(language), limits=Limits.from_settings(), cgroup=sandbox.cgroup,
             network=network, language=language,
         )
 
@@ -307,7 +308,7 @@ def _swallow(task: asyncio.Future[object]) -> None:
         task.exception()
 
 
-def sweep(state: Path, isolation: jail.Isolation) -> None:
+def sweep(state: Path, isolation: Isolation) -> None:
     """Remove state dirs (with their HMAC-keyed connection files) and cgroups of dead servers only."""
     this_boot = processes.boot_id()
     this_pidns = processes.pid_namespace()

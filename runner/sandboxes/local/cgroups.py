@@ -7,10 +7,8 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from runner.sandboxes.local.jail import Isolation, Limits
+from runner.sandboxes.local.limits import Isolation, Limits
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 V2_CONTROLLERS = ("memory", "pids", "cpu")

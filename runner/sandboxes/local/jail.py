@@ -13,12 +13,12 @@ import platform
 import pwd
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 
 from runner.sandboxes.local.cgroups import Cgroup, cgroup_parents
+from runner.sandboxes.local.limits import Isolation, Limits
 
 KERNEL_FILES = Path(__file__).resolve().parent / "kernel_files"
 # Paths inside the sandbox.
@@ -31,77 +31,37 @@ DENO_DIR = f"{HOME}/.cache/deno"  # the Deno kernel's cache, where `install` put
 UNIX_PATH_MAX = 107
 
 
-@dataclass(frozen=True)
-class Limits:
-    memory_mb: int
-    pids: int
-    cpus: float
-    tmpfs_mb: int
-    workspace_quota_mb: int
-
-    @classmethod
-    def from_settings(cls) -> Limits:
-        return cls(
-            memory_mb=settings.SANDBOX_MEMORY_MB,
-            pids=settings.SANDBOX_PIDS,
-            cpus=settings.SANDBOX_CPUS,
-            tmpfs_mb=settings.SANDBOX_TMPFS_MB,
-            workspace_quota_mb=settings.SANDBOX_WORKSPACE_QUOTA_MB,
-        )
-
-
 # --- what this machine offers ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Isolation:
-    """What confinement this process can apply. `problem` is set when no code may run."""
-
-    problem: str
-    bwrap: str
-    as_root: bool
-    uid: int
-    gid: int
-    cgroup_version: int  # 1, 2, or 0 for none
-    cgroup_parents: dict[str, Path]  # controller ("memory", "pids", "cpu"; "" for v2) -> our parent dir
-
-    def describe(self) -> str:
-        if self.problem:
-            return "none"
-        if self.as_root and self.cgroup_version:
-            return f"bwrap+setpriv+cgroup-v{self.cgroup_version} uid={self.uid}"
-        if self.as_root:
-            return f"bwrap+setpriv+prlimit uid={self.uid} (no cgroup limits)"
-        return "bwrap+userns+prlimit (not root: no dedicated user, no cgroup limits)"
-
-    @classmethod
-    def detect(cls) -> Isolation:
-        bwrap = shutil.which(settings.SANDBOX_BWRAP) or ""
-        as_root = os.geteuid() == 0
-        base = dict(bwrap=bwrap, as_root=as_root, uid=os.getuid(), gid=os.getgid(), cgroup_version=0,
-                    cgroup_parents={})
-        if platform.system() != "Linux":
-            return cls(problem=f"the local sandbox needs Linux (this is {platform.system()}); "
-                       "set E2B_API_KEY to use E2B instead", **base)
-        if not bwrap:
-            return cls(problem=f"bubblewrap ({settings.SANDBOX_BWRAP}) is not installed; "
-                       "fix: sudo apt-get install -y bubblewrap (or run bin/setup as root)", **base)
-        for tool in ("prlimit", "setpriv") if as_root else ("prlimit",):
-            if not shutil.which(tool):
-                return cls(problem=f"{tool} is missing; fix: sudo apt-get install -y util-linux", **base)
-        if as_root:
-            try:
-                user = pwd.getpwnam(settings.SANDBOX_USER)
-            except KeyError:
-                return cls(problem=f"the sandbox user {settings.SANDBOX_USER} does not exist; "
-                           "fix: run bin/setup (manage.py sandbox_setup) as root", **base)
-            base.update(uid=user.pw_uid, gid=user.pw_gid)
-            version, parents = cgroup_parents()
-            base.update(cgroup_version=version, cgroup_parents=parents)
-        kenv = Path(settings.SANDBOX_KERNEL_ENV)
-        if not (kenv / "bin" / "python").exists():
-            return cls(problem=f"the kernels' environment {kenv} is missing; fix: run bin/setup", **base)
-        return cls(problem="", **base)
+def detect_isolation() -> Isolation:
+    """What confinement this process can apply here; `problem` says why none, if so."""
+    bwrap = shutil.which(settings.SANDBOX_BWRAP) or ""
+    as_root = os.geteuid() == 0
+    base = dict(bwrap=bwrap, as_root=as_root, uid=os.getuid(), gid=os.getgid(), cgroup_version=0,
+                cgroup_parents={})
+    if platform.system() != "Linux":
+        return Isolation(problem=f"the local sandbox needs Linux (this is {platform.system()}); "
+                         "set E2B_API_KEY to use E2B instead", **base)
+    if not bwrap:
+        return Isolation(problem=f"bubblewrap ({settings.SANDBOX_BWRAP}) is not installed; "
+                         "fix: sudo apt-get install -y bubblewrap (or run bin/setup as root)", **base)
+    for tool in ("prlimit", "setpriv") if as_root else ("prlimit",):
+        if not shutil.which(tool):
+            return Isolation(problem=f"{tool} is missing; fix: sudo apt-get install -y util-linux", **base)
+    if as_root:
+        try:
+            user = pwd.getpwnam(settings.SANDBOX_USER)
+        except KeyError:
+            return Isolation(problem=f"the sandbox user {settings.SANDBOX_USER} does not exist; "
+                       "fix: run bin/setup (manage.py sandbox_setup) as root", **base)
+        base.update(uid=user.pw_uid, gid=user.pw_gid)
+        version, parents = cgroup_parents()
+        base.update(cgroup_version=version, cgroup_parents=parents)
+    kenv = Path(settings.SANDBOX_KERNEL_ENV)
+    if not (kenv / "bin" / "python").exists():
+        return Isolation(problem=f"the kernels' environment {kenv} is missing; fix: run bin/setup", **base)
+    return Isolation(problem="", **base)
 
 
 # --- files the kernels read -----------------------------------------------------------------

@@ -6,16 +6,41 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+import zmq
 from django.conf import settings
 
 from runner.sandboxes.base import LANGUAGES, FileInfo, OnEvent, Outcome, SandboxGone, Stderr, Stdout, emit, validate_packages
 from runner.sandboxes.local import cgroups, files, jail, processes
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
 
-if TYPE_CHECKING:
-    from runner.sandboxes.local.backend import LocalBackend
+
+class SandboxHost(Protocol):
+    """What a LocalSandbox needs from the backend that owns it (LocalBackend satisfies it)."""
+
+    @property
+    def zmq_context(self) -> zmq.Context: ...
+
+    @property
+    def as_root(self) -> bool: ...
+
+    @property
+    def kernel_owner(self) -> tuple[int, int]: ...
+
+    def new_kernel(self, sandbox: LocalSandbox, kind: str) -> Kernel:
+        """A kernel of this kind confined to `sandbox` (not started yet)."""
+        ...
+
+    def confined_argv(self, sandbox: LocalSandbox, *, command: list[str], language: str, control: Path | None,
+                      network: bool = False) -> list[str]:
+        """The argv that runs `command` confined to `sandbox`."""
+        ...
+
+    def forget(self, sandbox: LocalSandbox) -> None:
+        """`sandbox` is closing: drop it from the backend's books."""
+        ...
+
 
 def install_command(packages: list[str], language: str) -> tuple[list[str], str]:
     """The command that installs `packages` for `language` (run confined), and the tool's name.
@@ -46,9 +71,9 @@ def install_command(packages: list[str], language: str) -> tuple[list[str], str]
 class LocalSandbox:
     """A session's sandbox. Satisfies runner.sandboxes.base.Sandbox."""
 
-    def __init__(self, backend: LocalBackend, sandbox_id: str, root: Path, cgroup: cgroups.Cgroup | None) -> None:
+    def __init__(self, host: SandboxHost, sandbox_id: str, root: Path, cgroup: cgroups.Cgroup | None) -> None:
         self.id = sandbox_id
-        self.backend = backend
+        self.host = host
         self.root = root
         self.workspace = root / "home"
         self.cgroup = cgroup
@@ -96,9 +121,9 @@ class LocalSandbox:
     async def _start_kernel(self, kind: str) -> Kernel:
         if self.closed:
             raise SandboxGone("this sandbox was closed")
-        kernel = self.backend.new_kernel(self, kind)
+        kernel = self.host.new_kernel(self, kind)
         try:
-            await kernel.start(self.backend.zmq_context)
+            await kernel.start(self.host.zmq_context)
         except BaseException:
             kernel.close_client()
             await asyncio.shield(asyncio.to_thread(kernel.terminate))
@@ -198,11 +223,11 @@ class LocalSandbox:
 
     async def write_file(self, path: str, data: bytes) -> None:
         self._check_open()
-        uid, gid = self.backend.kernel_owner
+        uid, gid = self.host.kernel_owner
         root = str(self.workspace)
         await self._refuse_if_full(len(data))
         await asyncio.to_thread(files.write, root, path, data, max_bytes=settings.SANDBOX_FILE_MAX_BYTES,
-                                uid=uid if self.backend.as_root else -1, gid=gid)
+                                uid=uid if self.host.as_root else -1, gid=gid)
 
     async def read_file(self, path: str) -> bytes:
         self._check_open()
@@ -224,7 +249,7 @@ class LocalSandbox:
         self._check_open()
         command, tool = install_command(packages, language)
         await self._refuse_if_full()
-        argv = self.backend.confined_argv(self, command=command, language="install", control=None, network=True)
+        argv = self.host.confined_argv(self, command=command, language="install", control=None, network=True)
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
             *argv, env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -259,7 +284,7 @@ class LocalSandbox:
     def detach(self) -> None:
         """Mark closed, leave the backend's books and close client sockets (on the loop's thread)."""
         self.closed = True
-        self.backend.forget(self)
+        self.host.forget(self)
         for pending in self._starting.values():
             pending.cancel()
         for kernel in self.kernels.values():

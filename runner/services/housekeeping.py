@@ -1,15 +1,14 @@
-"""This server process: its boot id, its heartbeat row, and its housekeeping on the event loop.
-
-Every run and lease names the process that owns it by boot id. Each process keeps a
-`ServerProcess` row fresh; a sweep interrupts the runs of processes that stopped heartbeating (or
-whose pid is gone on this host), so several Daphnes never sweep each other's live runs.
+"""This process's housekeeping on the event loop, above the modules whose work it schedules.
 
 Housekeeping starts lazily on first use (a websocket connect or a run), never at import time, so
 management commands such as `migrate` don't touch it. It runs on the serving event loop:
-- the start-up sweep (dead owners' runs become `interrupted`);
-- a heartbeat, a periodic sweep of stale peers, and the idle reaper;
-- on SQLite, a WAL checkpoint every half second, off the request path;
-- a listener on this process's channel for Stop and sandbox-restart requests from other processes.
+- the start-up sweep (dead owners' runs become `interrupted`, their leases end);
+- a heartbeat (this process's `ServerProcess` row), a periodic sweep of stale peers, and the idle reaper;
+- on SQLite, a WAL checkpoint every 0.1 s when output is quiet, off the request path;
+- a listener on this process's channel for Stop and sandbox-restart requests from other
+  processes, dispatched down to cancel.py and sandboxes.py.
+Nothing in runner.services imports this module; modules below reach it through
+`runtime.housekeeping_ensure_started`, which this module registers at import.
 """
 
 from __future__ import annotations
@@ -18,48 +17,30 @@ import asyncio
 import atexit
 import logging
 import os
-import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from runner.events import process_channel
-from runner.models import ServerProcess
+from runner.models import SandboxLease, ServerProcess
+from runner.services import runtime
+from runner.services.cancel import execution_cancel_local
+from runner.services.runtime import BOOT_ID, HOSTNAME, db
+from runner.services.sandboxes import (
+    lease_end_mine_sync,
+    lease_sweep,
+    sandbox_reap_idle,
+    sandbox_restart_local,
+    sandboxes_close_all,
+)
+from runner.services.sweep import execution_sweep, execution_sweep_sync
 
 log = logging.getLogger(__name__)
-
-BOOT_ID = uuid.uuid4().hex
-HOSTNAME = socket.gethostname()[:255]
-
-T = TypeVar("T")
-
-
-def db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """Run a sync ORM function on Django's one sync thread: one thread hop, connection kept.
-
-    Unlike `database_sync_to_async`, this doesn't close and reopen the connection around every
-    call (with CONN_MAX_AGE=0 that is a reconnect per hop); a connection found broken is closed so
-    the next call reconnects.
-    """
-
-    def guarded(*args: Any, **kwargs: Any) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except Exception:
-            if not connection.in_atomic_block and connection.connection is not None and not connection.is_usable():
-                connection.close()
-            raise
-
-    return sync_to_async(guarded, thread_sensitive=True)
 
 
 class _Runtime:
@@ -86,47 +67,42 @@ async def runtime_ensure_started() -> None:
     """Start this process's housekeeping on the running loop, once per loop. Cheap when started."""
     global _runtime, _swept_at_start
     loop = asyncio.get_running_loop()
-    runtime = _runtime
-    if runtime is not None and runtime.loop is loop:
-        if not runtime.ready.is_set():
-            await runtime.ready.wait()
+    current = _runtime
+    if current is not None and current.loop is loop:
+        if not current.ready.is_set():
+            await current.ready.wait()
         return
-    runtime = _runtime = _Runtime(loop)
+    current = _runtime = _Runtime(loop)
     try:
         await db(_heartbeat_sync)()
         if not _swept_at_start:
             _swept_at_start = True
-            from runner.services.sweep import execution_sweep
-            from runner.services.sandboxes import lease_sweep
-
             await execution_sweep()
             await lease_sweep()
-        runtime.tasks.append(loop.create_task(_housekeeping(), name="sandpit-housekeeping"))
-        runtime.tasks.append(loop.create_task(_listen(), name="sandpit-listener"))
+        current.tasks.append(loop.create_task(_housekeeping(), name="sandpit-housekeeping"))
+        current.tasks.append(loop.create_task(_listen(), name="sandpit-listener"))
         if connections["default"].vendor == "sqlite":
-            runtime.tasks.append(loop.create_task(_checkpoint_wal(), name="sandpit-wal-checkpoint"))
+            current.tasks.append(loop.create_task(_checkpoint_wal(), name="sandpit-wal-checkpoint"))
     finally:
-        runtime.ready.set()
+        current.ready.set()
+
+
+runtime.housekeeping_register(runtime_ensure_started)
 
 
 async def runtime_stop() -> None:
     """Close this process's sandboxes and stop its housekeeping (tests, and orderly shutdown)."""
     global _runtime
-    from runner.services.sandboxes import SandboxLease, sandboxes_close_all
-
-    runtime, _runtime = _runtime, None
-    if runtime is not None:
-        for task in runtime.tasks:
+    current, _runtime = _runtime, None
+    if current is not None:
+        for task in current.tasks:
             task.cancel()
-        await asyncio.gather(*runtime.tasks, return_exceptions=True)
+        await asyncio.gather(*current.tasks, return_exceptions=True)
     await sandboxes_close_all(reason=SandboxLease.EndReason.SHUTDOWN)
     await db(connections.close_all)()  # the sync thread's connection, kept open between hops
 
 
 async def _housekeeping() -> None:
-    from runner.services.sweep import execution_sweep
-    from runner.services.sandboxes import lease_sweep, sandbox_reap_idle
-
     every_s = settings.SERVER_HEARTBEAT_S
     while True:
         await asyncio.sleep(every_s)
@@ -144,9 +120,6 @@ async def _housekeeping() -> None:
 async def _listen() -> None:
     """Serve requests sent to this process about what it owns: a Stop of one of its runs, or a
     restart of a sandbox it holds, from another process."""
-    from runner.services.executions import execution_cancel_local
-    from runner.services.sandboxes import sandbox_restart_local
-
     layer = get_channel_layer()
     channel = process_channel(BOOT_ID)
     while True:
@@ -176,8 +149,6 @@ WAL_CHECKPOINT_EVERY_S = 0.1
 # the disk), but never longer than this; the 10000-page backstop bounds the WAL meanwhile.
 WAL_CHECKPOINT_QUIET_S = 0.1
 WAL_CHECKPOINT_WAIT_MAX_S = 5.0
-# time.monotonic() of the last output write (runner/services/output.py sets it).
-last_output_write_s = 0.0
 
 
 async def _checkpoint_wal() -> None:
@@ -193,7 +164,7 @@ async def _checkpoint_wal() -> None:
         while True:
             await asyncio.sleep(WAL_CHECKPOINT_EVERY_S)
             now = time.monotonic()
-            if now - last_output_write_s < WAL_CHECKPOINT_QUIET_S and now - checkpointed_s < WAL_CHECKPOINT_WAIT_MAX_S:
+            if now - runtime.last_output_write_s < WAL_CHECKPOINT_QUIET_S and now - checkpointed_s < WAL_CHECKPOINT_WAIT_MAX_S:
                 continue
             checkpointed_s = now
             running = asyncio.ensure_future(asyncio.to_thread(checkpoint))
@@ -210,31 +181,6 @@ async def _checkpoint_wal() -> None:
         conn.close()
 
 
-def live_boot_ids_sync() -> set[str]:
-    """Boot ids of server processes that are alive: a fresh heartbeat, and on this host a live pid."""
-    fresh_after = timezone.now() - timedelta(seconds=settings.SERVER_STALE_S)
-    live = {BOOT_ID}
-    for boot_id, hostname, pid in ServerProcess.objects.filter(seen_at__gte=fresh_after).values_list(
-        "boot_id", "hostname", "pid"
-    ):
-        if hostname == HOSTNAME and not _pid_alive(pid):
-            continue  # restarted on this host within the stale window: the old process is gone
-        live.add(boot_id)
-    return live
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @atexit.register
 def _at_exit() -> None:
     """SIGTERM or a normal exit: our runs become interrupted and our leases end now, not at the
@@ -242,9 +188,6 @@ def _at_exit() -> None:
     if _runtime is None:
         return  # never served anything, or stopped in order: nothing to clean
     try:
-        from runner.services.sweep import execution_sweep_sync
-        from runner.services.sandboxes import lease_end_mine_sync
-
         execution_sweep_sync(owner_boot_ids={BOOT_ID})
         lease_end_mine_sync()
         ServerProcess.objects.filter(boot_id=BOOT_ID).delete()

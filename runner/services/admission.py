@@ -1,0 +1,174 @@
+"""Admission and queueing: check a run, store its row, put it in its session's line, start its task.
+
+`execution_start` validates, stores the row and starts the run's task (lifecycle.py), then
+returns at once. When nothing runs ahead here, the row's insert is pipelined with fetching the
+sandbox, or (this process's own local sandbox) with running the code itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from runner import events
+from runner.models import ChatSession, Execution
+from runner.sandboxes.base import LANGUAGES, Outcome, get_backend
+from runner.services import sandboxes
+from runner.services.cancel import INTERRUPT_EVERY_S
+from runner.services.lifecycle import run_drive
+from runner.services.output import OutputWriter, human_bytes, publish
+from runner.services.runs import ACTIVE, Run, RunRejected, discard_result, pass_turn, runs_here, take_turn
+from runner.services.runtime import BOOT_ID, db, housekeeping_ensure_started
+
+log = logging.getLogger(__name__)
+
+CLIENT_ID_MAX_CHARS = Execution._meta.get_field("client_id").max_length or 64
+
+
+def execution_quota_check(*, user: AbstractBaseUser) -> str | None:
+    """A message when `user` may not start another run now, else None. (Quotas arrive with a
+    later issue; this is where they plug in.)"""
+    return None
+
+
+def _validated(code: object, language: object, client_id: object) -> tuple[str, str, str]:
+    if not isinstance(code, str):
+        raise RunRejected("bad_request", "`code` must be a string.")
+    if not code.strip():
+        raise RunRejected("bad_request", "There is no code to run.")
+    size = len(code.encode("utf-8", "surrogatepass"))
+    if size > settings.RUN_CODE_MAX_BYTES:
+        raise RunRejected(
+            "bad_request", f"The code is {human_bytes(size)}; the limit is {human_bytes(settings.RUN_CODE_MAX_BYTES)}."
+        )
+    if not isinstance(language, str):
+        raise RunRejected("bad_request", "`language` must be a string.")
+    if language not in LANGUAGES:
+        raise RunRejected("bad_request", f"Unknown language {language[:40]!r}; use one of {', '.join(sorted(LANGUAGES))}.")
+    try:
+        available = get_backend().languages
+    except Exception:
+        available = LANGUAGES  # degraded mode: the run is refused later with the reason
+    if language not in available:
+        raise RunRejected("bad_request", f"{language} is not available on this server; use one of {', '.join(sorted(available))}.")
+    if client_id is None:
+        client_id = ""
+    if not isinstance(client_id, str):
+        raise RunRejected("bad_request", "`client_id` must be a string.")
+    if len(client_id) > CLIENT_ID_MAX_CHARS:
+        raise RunRejected("bad_request", f"`client_id` is longer than {CLIENT_ID_MAX_CHARS} characters.")
+    return code, language, client_id
+
+
+async def execution_start(
+    *, session: ChatSession, user: AbstractBaseUser, code: object, language: object, client_id: object = ""
+) -> Execution:
+    """Store a run and start it in the background; return at once with the row.
+
+    Only the session's owner may run. The run starts when the session's earlier runs are done,
+    continues with no socket connected, and publishes everything to the session's group.
+    Raises `RunRejected` (bad_request, forbidden, quota, rate_limited) without storing anything.
+    """
+    code, language, client_id = _validated(code, language, client_id)
+    if session.owner_id != user.pk:
+        raise RunRejected("forbidden", "Only the session's owner can run code in it.")
+    if (over := execution_quota_check(user=user)) is not None:
+        raise RunRejected("quota", over)
+    await housekeeping_ensure_started()
+
+    ahead, mine = take_turn(session.id)
+    free_here = ahead is None
+    run = Run(0, session, events.session_group(session.id), code, language, tail=mine)
+    writer = OutputWriter(group=run.group)  # holds output until the row exists
+    # Pipelining, when nothing runs here: the row is inserted while the sandbox is fetched, or,
+    # when the session's sandbox is this process's own (local) one, while the code already runs.
+    prefetch: asyncio.Future[sandboxes.AcquiredSandbox] | None = None
+    early: asyncio.Future[Outcome] | None = None
+    own_sandbox = sandboxes.sandbox_held_here(session_id=session.id) if free_here else None
+    if own_sandbox is not None:
+        run.sandbox = own_sandbox
+        early = asyncio.ensure_future(
+            own_sandbox.run(code, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
+        )
+    elif free_here:
+        prefetch = asyncio.ensure_future(sandboxes.sandbox_acquire(session=session))
+    if early is not None or prefetch is not None:
+        # Let it send its first request before the database thread takes the GIL for the insert.
+        await asyncio.sleep(0)
+    try:
+        execution, remote_ahead = await db(_insert_sync)(
+            session_id=session.id, user_id=user.pk, code=code, language=language, client_id=client_id,
+            may_start=free_here, running_already=early is not None,
+        )
+    except BaseException:
+        if early is not None:
+            await _abandon(run, early)
+        pass_turn(session.id, ahead, mine)
+        if prefetch is not None:
+            prefetch.add_done_callback(discard_result)
+        raise
+
+    run.execution_id = writer.execution_id = execution.pk
+    runs_here[execution.pk] = run
+    queued: events.QueuedMessage = {
+        "type": "execution.queued",
+        "frame": {
+            "type": "execution.queued", "execution_id": execution.pk, "seq": execution.seq,
+            "client_id": client_id, "code": code, "language": language,
+        },
+    }
+    try:
+        await publish(run.group, dict(queued))  # before the task exists, so `queued` precedes `started`
+    finally:
+        started = execution.status == Execution.Status.RUNNING
+        run.task = asyncio.create_task(
+            run_drive(run, writer, ahead, mine, prefetch, early, started=started, remote_ahead=remote_ahead and early is None)
+        )
+    return execution
+
+
+async def _abandon(run: Run, early: asyncio.Future[Outcome]) -> None:
+    """The row could not be stored: stop the code that already started, and drop its output."""
+    while not early.done():
+        try:
+            await run.sandbox.interrupt()
+        except Exception:
+            log.warning("interrupting an abandoned run failed", exc_info=True)
+        await asyncio.wait({early}, timeout=INTERRUPT_EVERY_S)
+    discard_result(early)
+
+
+def _insert_sync(
+    *, session_id: uuid.UUID, user_id: int, code: str, language: str, client_id: str, may_start: bool, running_already: bool = False
+) -> tuple[Execution, bool]:
+    now = timezone.now()
+    with transaction.atomic():
+        # Updating the session row first serialises concurrent starts in one session (row lock).
+        ChatSession.objects.filter(pk=session_id).update(status=ChatSession.Status.RUNNING, last_activity_at=now)
+        # Both reads use an index (session+seq; status), so they stay cheap however long the session.
+        max_seq = Execution.objects.filter(session_id=session_id).order_by("-seq").values_list("seq", flat=True).first()
+        owners = list(
+            Execution.objects.filter(session_id=session_id, status__in=ACTIVE).values_list("owner_boot_id", flat=True)[
+                : settings.RUN_QUEUE_MAX + 1
+            ]
+        )
+        if len(owners) > settings.RUN_QUEUE_MAX:
+            raise RunRejected(
+                "rate_limited", f"{len(owners) - 1} runs are already waiting in this session; wait for them or stop one."
+            )
+        # running_already: the code started in this process's own sandbox while this row was
+        # written. Only this process can run code in that sandbox, so nothing else can be ahead.
+        start_now = running_already or (may_start and not owners)
+        execution = Execution.objects.create(
+            session_id=session_id, seq=(max_seq or 0) + 1, code=code, language=language, user_id=user_id,
+            client_id=client_id, owner_boot_id=BOOT_ID, created_at=now,
+            status=Execution.Status.RUNNING if start_now else Execution.Status.QUEUED,
+            started_at=now if start_now else None,
+        )
+    return execution, any(owner != BOOT_ID for owner in owners)

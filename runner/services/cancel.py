@@ -1,0 +1,85 @@
+"""Stop: end a run, queued or running, from any tab and any process.
+
+The row names its owner process (boot id). A Stop that lands in the owner interrupts the run's
+sandbox until the run is done; one that lands elsewhere is forwarded to the owner's channel
+(housekeeping.py's listener there calls `execution_cancel_local`); a dead owner's run is swept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from channels.layers import get_channel_layer
+from django.contrib.auth.base_user import AbstractBaseUser
+
+from runner import events
+from runner.models import ChatSession, Execution
+from runner.services.runs import ACTIVE, Run, RunRejected, runs_here
+from runner.services.runtime import BOOT_ID, db, live_boot_ids_sync
+from runner.services.sweep import execution_sweep
+
+log = logging.getLogger(__name__)
+
+# Stop re-sends the interrupt this often while the run is live, for at most INTERRUPT_FOR_S: an
+# early one can land before the kernel has the request. (Backends re-send on their own too; more
+# often from here would only pile interrupts onto a kernel already handling one.)
+INTERRUPT_EVERY_S = 1.0
+INTERRUPT_FOR_S = 10.0
+
+
+async def execution_cancel(*, session: ChatSession, user: AbstractBaseUser, execution_id: object) -> None:
+    """Stop a run of `session`, queued or running, wherever it runs: the owner process interrupts
+    it and it ends `cancelled`, keeping the session's variables. A run already finished is left
+    as it is. Raises `RunRejected` (bad_request, forbidden, not_found)."""
+    if isinstance(execution_id, bool) or not isinstance(execution_id, int):
+        raise RunRejected("bad_request", "`execution_id` must be an integer.")
+    if session.owner_id != user.pk:
+        raise RunRejected("forbidden", "Only the session's owner can stop its runs.")
+    if execution_id in runs_here and runs_here[execution_id].session.id == session.id:
+        await execution_cancel_local(execution_id=execution_id)
+        return
+    row = await db(_owner_of_sync)(execution_id=execution_id, session_id=session.id)
+    if row is None:
+        raise RunRejected("not_found", f"This session has no run {execution_id}.")
+    status, owner = row
+    if status not in ACTIVE:
+        return
+    if owner == BOOT_ID:
+        await execution_cancel_local(execution_id=execution_id)
+        return
+    if owner not in await db(live_boot_ids_sync)():
+        await execution_sweep()  # its process is dead: nobody would hear the Stop; end it here
+        return
+    message: events.CancelMessage = {"type": "execution.cancel", "execution_id": execution_id}
+    await get_channel_layer().send(events.process_channel(owner), dict(message))
+
+
+def _owner_of_sync(*, execution_id: int, session_id: uuid.UUID) -> tuple[str, str] | None:
+    return Execution.objects.filter(pk=execution_id, session_id=session_id).values_list("status", "owner_boot_id").first()
+
+
+async def execution_cancel_local(*, execution_id: int) -> None:
+    """Stop a run this process owns (no-op if it has ended)."""
+    run = runs_here.get(execution_id)
+    if run is None or run.cancel.is_set():
+        return
+    run.cancel.set()
+    if run.sandbox is not None:
+        asyncio.ensure_future(interrupt_until_done(run))
+
+
+async def interrupt_until_done(run: Run) -> None:
+    """Interrupt the run's sandbox every INTERRUPT_EVERY_S until the run is done (at most INTERRUPT_FOR_S)."""
+    deadline = time.monotonic() + INTERRUPT_FOR_S
+    while not run.done.is_set() and run.sandbox is not None and time.monotonic() < deadline:
+        try:
+            await run.sandbox.interrupt()
+        except Exception:
+            log.warning("interrupting run %s failed", run.execution_id, exc_info=True)
+        try:
+            await asyncio.wait_for(run.done.wait(), INTERRUPT_EVERY_S)
+        except asyncio.TimeoutError:
+            continue

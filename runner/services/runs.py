@@ -1,0 +1,89 @@
+"""The runs this process owns, and each session's line of runs (one active run per session).
+
+A `Run` holds what can't live in the row (the task, the sandbox, the cancel flag). A session's
+line is a chain of futures: each run waits for the one before it in this process; runs owned by
+other processes are waited for through the database (lifecycle.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.events import ErrorCode
+from runner.models import ChatSession, Execution
+
+ACTIVE = (Execution.Status.QUEUED, Execution.Status.RUNNING)
+
+
+class RunRejected(Exception):
+    """A run that won't start: `code` is the protocol's error code, `message` is for the user."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+
+@dataclass(eq=False)
+class Run:
+    """A run this process owns: the handles that can't live in the row."""
+
+    execution_id: int
+    session: ChatSession
+    group: str
+    code: str
+    language: str
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    sandbox: Any = None  # set while the code runs
+    task: asyncio.Task[None] | None = None
+    tail: asyncio.Future[None] | None = None  # resolves when this run is done and the next may go
+
+
+# Process-local registries: the runs this process owns, and per session the future that
+# resolves when the last run in line here is done (each run waits for the one before it).
+runs_here: dict[int, Run] = {}
+_tails: dict[uuid.UUID, asyncio.Future[None]] = {}
+
+
+def take_turn(session_id: uuid.UUID) -> tuple[asyncio.Future[None] | None, asyncio.Future[None]]:
+    """Join the session's line, synchronously, so the order is the order of calls.
+    Returns (the future of the run ahead, or None when nothing is ahead; our own future)."""
+    ahead = _tails.get(session_id)
+    mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    _tails[session_id] = mine
+    return (ahead if ahead is not None and not ahead.done() else None), mine
+
+
+def pass_turn(session_id: uuid.UUID, ahead: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+    """Let the next run go, but never before the run ahead of us is done."""
+
+    def release(_: object = None) -> None:
+        if not mine.done():
+            mine.set_result(None)
+        if _tails.get(session_id) is mine:
+            del _tails[session_id]
+
+    if ahead is None or ahead.done():
+        release()
+    else:
+        ahead.add_done_callback(release)
+
+
+def session_is_busy(*, session_id: uuid.UUID) -> bool:
+    """Whether this process has a run going or waiting in the session."""
+    return session_id in _tails
+
+
+def later_run_waits(run: Run) -> bool:
+    """Whether a run that came after `run` waits in its session's line here."""
+    return _tails.get(run.session.id) not in (None, run.tail)
+
+
+def discard_result(future: asyncio.Future[Any]) -> None:
+    """A done-callback for a future nobody awaits: retrieve its exception so it isn't logged."""
+    if not future.cancelled():
+        future.exception()

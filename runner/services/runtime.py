@@ -1,0 +1,92 @@
+"""This process's runtime primitives: its boot id, the one-hop `db` wrapper, and peer liveness.
+
+The bottom of runner.services: it imports nothing else of it, so every service module may use it.
+Every run and lease names the process that owns it by boot id; each process keeps a
+`ServerProcess` row fresh (housekeeping.py), and `live_boot_ids_sync` says which owners are alive.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from runner.models import ServerProcess
+
+BOOT_ID = uuid.uuid4().hex
+HOSTNAME = socket.gethostname()[:255]
+
+T = TypeVar("T")
+
+
+def db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """Run a sync ORM function on Django's one sync thread: one thread hop, connection kept.
+
+    Unlike `database_sync_to_async`, this doesn't close and reopen the connection around every
+    call (with CONN_MAX_AGE=0 that is a reconnect per hop); a connection found broken is closed so
+    the next call reconnects.
+    """
+
+    def guarded(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            if not connection.in_atomic_block and connection.connection is not None and not connection.is_usable():
+                connection.close()
+            raise
+
+    return sync_to_async(guarded, thread_sensitive=True)
+
+
+def live_boot_ids_sync() -> set[str]:
+    """Boot ids of server processes that are alive: a fresh heartbeat, and on this host a live pid."""
+    fresh_after = timezone.now() - timedelta(seconds=settings.SERVER_STALE_S)
+    live = {BOOT_ID}
+    for boot_id, hostname, pid in ServerProcess.objects.filter(seen_at__gte=fresh_after).values_list(
+        "boot_id", "hostname", "pid"
+    ):
+        if hostname == HOSTNAME and not _pid_alive(pid):
+            continue  # restarted on this host within the stale window: the old process is gone
+        live.add(boot_id)
+    return live
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# time.monotonic() of the last output write: output.py sets it, the WAL checkpointer
+# (housekeeping.py) waits for a quiet spell after it.
+last_output_write_s = 0.0
+
+# Housekeeping (housekeeping.py, above every module here) registers its starter at import, so a
+# module below it can make sure it runs without importing it.
+_housekeeping_starter: Callable[[], Awaitable[None]] | None = None
+
+
+def housekeeping_register(starter: Callable[[], Awaitable[None]]) -> None:
+    """Called once by housekeeping.py: the coroutine function that starts it on the running loop."""
+    global _housekeeping_starter
+    _housekeeping_starter = starter
+
+
+async def housekeeping_ensure_started() -> None:
+    """Start this process's housekeeping if it isn't running on this loop (cheap when it is)."""
+    if _housekeeping_starter is not None:
+        await _housekeeping_starter()
