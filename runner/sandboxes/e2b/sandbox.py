@@ -38,8 +38,8 @@ SDK_TIMEOUT_SLACK_S = 30.0
 KERNEL_RESTARTED = "ContextRestarting"
 # Settling after a cut: empty probe runs under these deadlines (the last one repeats) until one
 # ends normally, for at most SETTLE_BUDGET_S. The first probe usually lands in the kernel's abort
-# window and hangs, so its deadline is the price of a cut: short, but above a round trip.
-SETTLE_PROBE_DEADLINES_S = (0.1, 0.2, 0.4, 0.8, 1.6)
+# window and hangs, so its deadline is pure cost; doubling reaches a round trip to E2B's edge soon.
+SETTLE_PROBE_DEADLINES_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 SETTLE_BUDGET_S = 10.0
 
 
