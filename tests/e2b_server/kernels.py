@@ -105,9 +105,24 @@ class KernelContext:
     def execute(self, code: str, *, client_gone: Callable[[], bool], keepalive_s: float = 2.0) -> Iterator[dict[str, Any]]:
         """Run `code`, yielding NDJSON objects in kernel order (without end_of_execution).
 
-        When `client_gone()` turns true the kernel is interrupted, the run is drained until the
-        kernel is idle again, and nothing more is yielded: E2B interrupts a run whose request closed.
+        When `client_gone()` turns true the kernel is interrupted and the context is free at once
+        for the next request, without waiting for the kernel: the interrupted run's late messages
+        are dropped. A request the kernel aborts never ends: keepalives until the client goes.
         A kernel shut down under the run (its sandbox killed) just ends the stream.
+
+        Modelled on E2B's server, e2b-dev/code-interpreter `template/server/messaging.py` (the
+        version with KEEPALIVE_INTERVAL and the disconnect interrupt; issue 13 names 7df1757):
+        - `ContextWebSocket.execute`: on CancelledError/GeneratorExit (the client went away) it
+          awaits `self.interrupt()` (POST /api/kernels/{id}/interrupt), deletes the execution
+          and leaves the lock; the kernel is not waited for, so the next request goes straight in;
+        - `_process_message`: messages whose parent is no longer in `_executions` are dropped;
+          EndOfExecution comes only from an `idle` status after `execute_input` (input_accepted),
+          or from an `execute_reply` whose status is "abort" (also in aa451238c1ae);
+        - `_wait_for_result`: `{"type": "keepalive"}` while nothing arrives.
+        ipykernel aborts execute requests that reach it while it unwinds an error (the interrupt's
+        KeyboardInterrupt, with stop_on_error) and replies status "aborted" (kernelbase.py
+        `_send_abort_reply`), with busy/idle but no execute_input: neither end applies, so the
+        stream stays open. bash_kernel replies "abort" to an interrupt, which does end it.
         """
         with self.lock:
             try:
@@ -131,8 +146,7 @@ class KernelContext:
 
     def _execute_locked(self, code: str, *, client_gone: Callable[[], bool], keepalive_s: float) -> Iterator[dict[str, Any]]:
         msg_id = self.client.execute(code, store_history=True, allow_stdin=False, stop_on_error=True)
-        idle = replied = errored = False
-        interrupted_at: float | None = None
+        idle = replied = errored = input_accepted = False
         replied_at = 0.0
         last_sent = time.monotonic()
         while not (idle and replied):
@@ -151,9 +165,15 @@ class KernelContext:
                 if reply is not None and reply["parent_header"].get("msg_id") == msg_id:
                     replied, replied_at = True, time.monotonic()
                     content = reply["content"]
-                    if content.get("status") == "error" and not errored and interrupted_at is None:
+                    if content.get("status") == "error" and not errored:
                         errored = True
                         yield _error_object(content)
+                    elif content.get("status") == "abort":  # the only abort status E2B's server knows
+                        yield {"type": "error", "name": "ExecutionAborted", "value": "Execution was aborted", "traceback": ""}
+                        return
+                    elif content.get("status") == "aborted" and not input_accepted:
+                        yield from self._never_ends(client_gone, keepalive_s)
+                        return
             if msg is None:
                 if self.closed:
                     return  # its sandbox was killed: the stream just ends
@@ -165,16 +185,10 @@ class KernelContext:
                     self._alive = True
                     yield {"type": "error", "name": "ContextRestarting", "value": "Context was restarted", "traceback": ""}
                     return
-                if interrupted_at is None and client_gone():
-                    log.info("client closed /execute: interrupting context %s", self.id)
-                    self.manager.interrupt_kernel()
-                    interrupted_at = time.monotonic()
-                elif interrupted_at is not None and time.monotonic() - interrupted_at > 10:
-                    log.warning("context %s did not settle after an interrupt: restarting it", self.id)
-                    self.manager.restart_kernel(now=True)
-                    self.client.wait_for_ready(timeout=60)
+                if client_gone():
+                    self._interrupt_for_gone_client()
                     return
-                elif interrupted_at is None and time.monotonic() - last_sent > keepalive_s:
+                if time.monotonic() - last_sent > keepalive_s:
                     last_sent = time.monotonic()
                     yield {"type": "keepalive"}
                 # The reply is authoritative: an idle status can be lost under pressure.
@@ -187,10 +201,9 @@ class KernelContext:
             if kind == "status":
                 idle = content["execution_state"] == "idle"
                 continue
-            if interrupted_at is not None:
-                continue  # the client is gone: drain silently
             last_sent = time.monotonic()
             if kind == "execute_input":
+                input_accepted = True
                 yield {"type": "number_of_executions", "execution_count": content["execution_count"]}
             elif kind == "stream":
                 yield {"type": content["name"], "text": content["text"], "timestamp": time.time_ns()}
@@ -201,8 +214,26 @@ class KernelContext:
             elif kind == "error" and not errored:
                 errored = True
                 yield _error_object(content)
-        if self.language in ("javascript", "typescript") and interrupted_at is None:
+        if self.language in ("javascript", "typescript"):
             yield from self._late_output(msg_id)
+
+    def _interrupt_for_gone_client(self) -> None:
+        log.info("client closed /execute: interrupting context %s", self.id)
+        self.manager.interrupt_kernel()
+
+    def _never_ends(self, client_gone: Callable[[], bool], keepalive_s: float) -> Iterator[dict[str, Any]]:
+        """An aborted request on E2B's server: its stream only carries keepalives, until the
+        client gives up; that disconnect interrupts the kernel like any other."""
+        log.info("context %s aborted a request: its stream stays open", self.id)
+        last_sent = time.monotonic()
+        while not client_gone():
+            if self.closed:
+                return
+            time.sleep(0.01)
+            if time.monotonic() - last_sent > keepalive_s:
+                last_sent = time.monotonic()
+                yield {"type": "keepalive"}
+        self._interrupt_for_gone_client()
 
     def alive(self) -> bool:
         now = time.monotonic()

@@ -9,6 +9,8 @@ This package is the only code that imports `e2b_code_interpreter`. Nothing conne
 - `run` streams the SDK's callbacks as our events, in order, under our own deadline: the SDK's
   own execution timeout has been reported to fire late (e2b-dev/E2B#1881). Stopping or timing
   out closes the streaming request, which makes E2B interrupt the kernel; the sandbox lives on.
+  Such a cut run settles the context before it returns (`E2BSandbox._settle`): otherwise E2B's
+  server can leave the next request hanging on ipykernel's abort of it.
 - Every SDK failure becomes a `SandboxError` whose message is fit for the page. The API key is
   never put in a message, a log line, or the sandbox's environment.
 

@@ -36,6 +36,11 @@ log = logging.getLogger("runner.sandboxes.e2b")
 SDK_TIMEOUT_SLACK_S = 30.0
 # The error E2B's code interpreter reports when a context's kernel died and was restarted.
 KERNEL_RESTARTED = "ContextRestarting"
+# Settling after a cut: empty probe runs under these deadlines (the last one repeats) until one
+# ends normally, for at most SETTLE_BUDGET_S. The first probe usually lands in the kernel's abort
+# window and hangs, so its deadline is pure cost; doubling reaches a round trip to E2B's edge soon.
+SETTLE_PROBE_DEADLINES_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+SETTLE_BUDGET_S = 10.0
 
 
 class E2BSandbox:
@@ -47,6 +52,8 @@ class E2BSandbox:
         self.id: str = sdk.sandbox_id
         self._task: asyncio.Task[Any] | None = None
         self._interrupted = False
+        # Languages whose context may still be unwinding a cut run (see _settle).
+        self._unsettled: set[str] = set()
         # Not in the Protocol: the run service checks it, as it does the local backend's.
         self.closed = False
 
@@ -62,6 +69,11 @@ class E2BSandbox:
         if language not in LANGUAGES:
             raise ValueError(f"unsupported language {language!r}; choose one of {sorted(LANGUAGES)}")
         started = time.monotonic()
+        self._interrupted = False
+        if language in self._unsettled:  # a cut whose settle never finished (e.g. its task was cancelled)
+            await self._settle(language)
+            if self._interrupted:  # stopped while settling: the code never went out
+                return Outcome(status="interrupted", duration_ms=int((time.monotonic() - started) * 1000))
         errored = restarted = False
         delivered = 0
 
@@ -106,21 +118,67 @@ class E2BSandbox:
         )
         # The keep-alive goes out beside the run, not before it: it costs the run no round trip.
         keep_alive = asyncio.ensure_future(self._keep_alive())
+        # Until the request ends normally, a cut (deadline, Stop, cancel, broken stream) may have
+        # left the context unwinding an interrupt.
+        self._unsettled.add(language)
         try:
             status, failure = await self._run_with_deadline(call, timeout_s)
         finally:
             await _settle_keep_alive(keep_alive, self.id)
+        if status == "ok" and not (failure is not None and is_broken_stream(failure)):
+            self._unsettled.discard(language)  # it ended, or never reached the kernel
         if failure is not None:
             status = await self._report_failure(failure, on_event, nothing_delivered=delivered == 0)
         elif status == "ok" and restarted:
             status = "gone"
         elif status == "ok" and errored:
             status = "error"
-        return Outcome(status=status, duration_ms=int((time.monotonic() - started) * 1000))
+        duration_ms = int((time.monotonic() - started) * 1000)
+        if language in self._unsettled and status != "gone":
+            # Settled before the outcome goes back, so a run queued behind this one waits as
+            # queued, and whichever process runs it next finds the context ready.
+            await self._settle(language)
+        return Outcome(status=status, duration_ms=duration_ms)
+
+    async def _settle(self, language: str) -> None:
+        """Make the language's context take requests again after a cut.
+
+        When a run's stream closes, E2B's server interrupts the kernel and lets the next request
+        straight in. ipykernel aborts requests that reach it while it unwinds the interrupt
+        (reply status "aborted"), and E2B's server, which only knows "abort", never ends that
+        request's stream: a user run sent now would hang to its deadline and print nothing.
+        So empty probes go out, each under a short deadline (cutting one is itself a cut), until
+        one ends normally: the kernel is then idle and past its abort window. Gives up after
+        SETTLE_BUDGET_S, leaving the language unsettled so the next run tries again first.
+        """
+        give_up_at = time.monotonic() + SETTLE_BUDGET_S
+        attempt = 0
+        while (remaining_s := give_up_at - time.monotonic()) > 0:
+            probe_s = SETTLE_PROBE_DEADLINES_S[min(attempt, len(SETTLE_PROBE_DEADLINES_S) - 1)]
+            attempt += 1
+            probe = asyncio.ensure_future(
+                self._sdk.run_code("", language=language, timeout=probe_s + SDK_TIMEOUT_SLACK_S, request_timeout=self._config.request_timeout_s)
+            )
+            try:
+                done, _ = await asyncio.wait({probe}, timeout=min(probe_s, remaining_s))
+            except asyncio.CancelledError:
+                await _cancel(probe)
+                raise
+            if not done:
+                await _cancel(probe)
+                continue
+            failure = probe.exception()
+            if failure is None:
+                self._unsettled.discard(language)
+                log.debug("E2B sandbox %s: %s context settled after %d probe(s)", self.id, language, attempt)
+                return
+            if not is_broken_stream(failure):  # gone, refused, unreachable: the next run will say so
+                log.info("E2B sandbox %s: settling the %s context failed: %s", self.id, language, scrub(str(failure), self._config))
+                return
+        log.warning("E2B sandbox %s: the %s context did not settle within %.0f s after a cut", self.id, language, SETTLE_BUDGET_S)
 
     async def _run_with_deadline(self, call: Any, timeout_s: float) -> tuple[Any, BaseException | None]:
         """Await an SDK call under our deadline. Returns (status, exception raised by the call)."""
-        self._interrupted = False
         task = asyncio.ensure_future(call)
         self._task = task
         try:
@@ -256,6 +314,7 @@ class E2BSandbox:
     async def install(self, packages: list[str], *, language: str, on_event: OnEvent, timeout_s: float) -> Outcome:
         """Install packages with pip (python, bash) or npm (javascript, typescript), streaming output."""
         command = install_command(packages, language)
+        self._interrupted = False
         await self._keep_alive()
         started = time.monotonic()
 
