@@ -242,10 +242,15 @@ def test_matrix_foreign_origin(cast: Cast, name: str) -> None:
 # --- the admin ----------------------------------------------------------------------------------
 
 
+# Admin pages that are not a registered model's changelist or change page (custom admin views such
+# as a usage report): add them here and they get the same staff-only check.
+EXTRA_ADMIN_PATHS: list[str] = []
+
+
 def _admin_paths(cast: Cast) -> list[str]:
-    """The admin index, every registered model's changelist and add page, and a change page for
-    one row of each model that has one."""
-    paths = ["/admin/"]
+    """The admin index, every registered model's changelist, a change page for one row of each
+    model that has one, and EXTRA_ADMIN_PATHS."""
+    paths = ["/admin/", *EXTRA_ADMIN_PATHS]
     for model in admin.site._registry:
         info = (model._meta.app_label, model._meta.model_name)
         paths.append(reverse("admin:%s_%s_changelist" % info))

@@ -371,3 +371,10 @@ def test_demo_accounts_make_a_teacher_two_students_in_demo_class_and_an_admin(ca
     call_command("demo_accounts")
     assert capsys.readouterr().out == ""  # logins are printed once
     assert Classroom.objects.filter(name="Demo class").count() == 1
+
+
+def test_the_sidebar_links_teach_for_teachers_and_classes_for_everyone(cast: Cast) -> None:
+    teacher_page = client_for(cast.teacher).get("/").content.decode()
+    student_page = client_for(cast.owner).get("/").content.decode()
+    assert 'href="/teach/"' in teacher_page and 'href="/teach/"' not in student_page
+    assert 'href="/join/"' in teacher_page and 'href="/join/"' in student_page
