@@ -86,6 +86,15 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         # Join before reading the replay, so nothing falls between the two; `seen` drops repeats.
         self.group = events.session_group(session.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        if access != "owner":
+            # Access that membership gives may have ended before the group could tell us: ask again.
+            access = await selectors.session_access_now(session=session, user=user)
+            if access is None:
+                await self._leave_group()
+                await self.close(code=4403)
+                self.closed = True
+                return
+            self.access = access
         hello: events.HelloFrame = {
             "type": "hello",
             "session_id": str(session.id),

@@ -139,3 +139,23 @@ async def test_an_unrelated_membership_change_leaves_sockets_open(connect, live_
     await _hello(teacher)
     await sync_to_async(services.classroom_student_remove)(classroom=live_cast.class_a, student_id=live_cast.classmate.id)
     await _assert_open(teacher)
+
+
+async def test_removing_the_student_in_the_django_admin_closes_the_teachers_socket(connect, live_cast: Cast) -> None:
+    from django.test import Client
+
+    teacher = await connect(live_cast.teacher, live_cast.session)
+    await _hello(teacher)
+
+    def admin_removes_olive() -> int:
+        client = Client()
+        client.force_login(live_cast.admin)
+        classroom = live_cast.class_a
+        response = client.post(
+            f"/admin/runner/classroom/{classroom.id}/change/",
+            {"name": classroom.name, "teachers": [live_cast.teacher.id], "students": [live_cast.classmate.id], "archived_at_0": "", "archived_at_1": ""},
+        )
+        return response.status_code
+
+    assert await sync_to_async(admin_removes_olive)() == 302
+    assert await teacher.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
