@@ -14,7 +14,6 @@ A 404 is also compared with the answer for an unknown id (`unknown`): same statu
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any

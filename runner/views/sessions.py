@@ -9,8 +9,8 @@ import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
-from django.contrib.auth.decorators import login_required
 from django.conf import settings
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
@@ -105,6 +105,7 @@ def _chat_context(request: HttpRequest, session: ChatSession | None, access: sel
             page_data["comment_delete_url"] = reverse("comment_delete", args=[0]).replace("/0/", "/{id}/")
             context["snippets"] = selectors.comment_snippets(author=request.user)
             context["comment_max_chars"] = settings.COMMENT_MAX_CHARS
+            context["comment_max_chars_text"] = f"{settings.COMMENT_MAX_CHARS:,}"
     return context
 
 
