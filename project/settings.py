@@ -198,3 +198,12 @@ WS_MESSAGES_PER_10S = env.int("WS_MESSAGES_PER_10S", default=60)
 # its queued or running runs become interrupted (so several Daphnes never sweep each other).
 SERVER_HEARTBEAT_S = env.int("SERVER_HEARTBEAT_S", default=10)
 SERVER_STALE_S = env.int("SERVER_STALE_S", default=45)
+
+# ---------------------------------------------------------------------------------------------
+# Classrooms
+# ---------------------------------------------------------------------------------------------
+# A comment's body is at most this many characters; longer ones are refused with a clear message.
+COMMENT_MAX_CHARS = env.int("COMMENT_MAX_CHARS", default=10_000)
+# Comments one user may post or edit per minute, and join-code attempts per 10 minutes (guessing).
+COMMENTS_PER_MINUTE = env.int("COMMENTS_PER_MINUTE", default=30)
+JOIN_ATTEMPTS_PER_10MIN = env.int("JOIN_ATTEMPTS_PER_10MIN", default=20)

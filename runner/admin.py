@@ -10,7 +10,19 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from runner.models import ChatSession, Execution, OutputChunk, SandboxLease, ServerProcess
+from runner import selectors, services
+from runner.models import ChatSession, Classroom, Comment, Execution, OutputChunk, SandboxLease, ServerProcess
+
+
+class ReadOnlyThroughAccessRule:
+    """Changelists ask the one access rule (`selectors.sessions_visible_to`), and runs and comments
+    are audited here, never edited: admins see everything, read-only."""
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 class ExecutionInline(admin.TabularInline):
@@ -23,7 +35,7 @@ class ExecutionInline(admin.TabularInline):
 
 
 @admin.register(ChatSession)
-class ChatSessionAdmin(admin.ModelAdmin):
+class ChatSessionAdmin(ReadOnlyThroughAccessRule, admin.ModelAdmin):
     list_display = ("title", "owner", "language", "backend", "status", "run_count", "last_activity_at", "created_at")
     list_filter = ("status", "language", "backend", "created_at")
     search_fields = ("title", "owner__username", "owner__email", "id")
@@ -35,7 +47,8 @@ class ChatSessionAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChatSession]:
         from django.db.models import Count
 
-        return super().get_queryset(request).annotate(_run_count=Count("executions"))
+        visible = selectors.sessions_visible_to(user=request.user)
+        return super().get_queryset(request).filter(pk__in=visible.values("pk")).annotate(_run_count=Count("executions"))
 
     @admin.display(description="runs", ordering="_run_count")
     def run_count(self, obj: ChatSession) -> int:
@@ -52,7 +65,7 @@ class OutputChunkInline(admin.TabularInline):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(admin.ModelAdmin):
+class ExecutionAdmin(ReadOnlyThroughAccessRule, admin.ModelAdmin):
     list_display = ("id", "session", "seq", "user", "language", "status", "created_at", "duration_ms", "stdout_bytes", "stderr_bytes", "truncated")
     list_filter = ("status", "language", "truncated", "created_at")
     search_fields = ("user__username", "user__email", "session__title", "code", "error_name", "=id")
@@ -63,6 +76,10 @@ class ExecutionAdmin(admin.ModelAdmin):
         "stdout_bytes", "stderr_bytes", "truncated", "owner_boot_id", "notice",
     )
     inlines = [OutputChunkInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
+        visible = selectors.sessions_visible_to(user=request.user)
+        return super().get_queryset(request).filter(session__in=visible.values("pk"))
 
 
 @admin.register(SandboxLease)
@@ -87,3 +104,59 @@ class ServerProcessAdmin(admin.ModelAdmin):
     list_display = ("boot_id", "hostname", "pid", "started_at", "seen_at")
     search_fields = ("boot_id", "hostname")
     readonly_fields = ("boot_id", "hostname", "pid", "started_at", "seen_at")
+
+
+@admin.register(Classroom)
+class ClassroomAdmin(admin.ModelAdmin):
+    list_display = ("name", "join_code", "teacher_names", "student_count", "created_at", "archived_at")
+    list_filter = ("archived_at", "created_at")
+    search_fields = ("name", "join_code", "teachers__username", "students__username")
+    filter_horizontal = ("teachers", "students")
+    readonly_fields = ("join_code", "created_at")
+    actions = ["regenerate_join_codes"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Classroom]:
+        return super().get_queryset(request).prefetch_related("teachers", "students")
+
+    @admin.display(description="teachers")
+    def teacher_names(self, obj: Classroom) -> str:
+        return ", ".join(t.get_username() for t in obj.teachers.all())
+
+    @admin.display(description="students")
+    def student_count(self, obj: Classroom) -> int:
+        return len(obj.students.all())
+
+    @admin.action(description="New join code (old codes stop working)")
+    def regenerate_join_codes(self, request: HttpRequest, queryset: QuerySet[Classroom]) -> None:
+        for classroom in queryset:
+            services.classroom_code_regenerate(classroom=classroom)
+
+    def save_related(self, request: HttpRequest, form: object, formsets: object, change: bool) -> None:
+        # Memberships edited here end access at once too: recheck every student before and after.
+        before = set(form.instance.students.values_list("pk", flat=True)) if change else set()  # type: ignore[attr-defined]
+        super().save_related(request, form, formsets, change)  # type: ignore[arg-type]
+        after = set(form.instance.students.values_list("pk", flat=True))  # type: ignore[attr-defined]
+        services.access_recheck_for_students(student_ids=before | after)
+
+    def delete_model(self, request: HttpRequest, obj: Classroom) -> None:
+        students = list(obj.students.values_list("pk", flat=True))
+        super().delete_model(request, obj)
+        services.access_recheck_for_students(student_ids=students)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Classroom]) -> None:
+        students = list(Classroom.students.through.objects.filter(classroom__in=queryset).values_list("user_id", flat=True))
+        super().delete_queryset(request, queryset)
+        services.access_recheck_for_students(student_ids=students)
+
+
+@admin.register(Comment)
+class CommentAdmin(ReadOnlyThroughAccessRule, admin.ModelAdmin):
+    list_display = ("id", "author", "execution", "created_at", "edited_at", "deleted_at")
+    list_filter = ("created_at",)
+    search_fields = ("author__username", "body", "=execution__id")
+    date_hierarchy = "created_at"
+    list_select_related = ("author", "execution")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Comment]:
+        visible = selectors.sessions_visible_to(user=request.user)
+        return super().get_queryset(request).filter(execution__session__in=visible.values("pk"))

@@ -42,12 +42,16 @@ class _RateLimit:
 # connection and closes it when found broken), or not at all: the group messages relayed to the
 # socket, and the client's frames (run, stop, ping).
 _KEEPS_CONNECTION = frozenset(
-    {"execution.queued", "execution.started", "execution.output", "execution.finished", "run.error", "websocket.receive"}
+    {
+        "execution.queued", "execution.started", "execution.output", "execution.finished", "run.error", "websocket.receive",
+        "comment.event", "access.recheck",
+    }
 )
 
 
 class SessionConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+    closed = False
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs `close_old_connections` before every handler: a hop onto the one database
@@ -82,10 +86,20 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         # Join before reading the replay, so nothing falls between the two; `seen` drops repeats.
         self.group = events.session_group(session.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        if access != "owner":
+            # Access that membership gives may have ended before the group could tell us: ask again.
+            access = await selectors.session_access_now(session=session, user=user)
+            if access is None:
+                await self._leave_group()
+                await self.close(code=4403)
+                self.closed = True
+                return
+            self.access = access
         hello: events.HelloFrame = {
             "type": "hello",
             "session_id": str(session.id),
             "can_run": access == "owner",
+            "can_comment": access == "teacher",
             "backend": services.backend_name(),
             "last": await selectors.execution_last_pointer(session_id=session.id),
         }
@@ -99,14 +113,27 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             for frame in await selectors.execution_replay(session_id=session.id, after_execution=after[0], after_index=after[1]):
                 self.seen.note(frame)
                 await self.send_json(frame)
+            # Comments as they stand now (edits and deletions made while away included).
+            for frame in await selectors.comment_replay(session_id=session.id, viewer=user):
+                await self.send_json(frame)
 
     async def disconnect(self, code: int) -> None:
+        await self._leave_group()
+
+    async def _leave_group(self) -> None:
         if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            group, self.group = self.group, None
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def send_json(self, content: dict[str, Any], close: bool = False) -> None:
+        if not self.closed:  # after a 4403 close nothing more reaches this socket
+            await super().send_json(content, close=close)
 
     # --- client → server --------------------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closed:
+            return
         if not self.rate_limit.allow():
             if not self.rate_limit.told:
                 self.rate_limit.told = True
@@ -175,6 +202,24 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
 
     async def run_error(self, message: dict[str, Any]) -> None:
         await self.send_json(message["frame"])
+
+    async def comment_event(self, message: dict[str, Any]) -> None:
+        frame = await selectors.comment_frame(comment_id=message["comment_id"], session_id=self.session.id, viewer=self.scope["user"])
+        if frame is not None:
+            await self.send_json(frame)
+
+    async def access_recheck(self, message: dict[str, Any]) -> None:
+        """Memberships changed: re-ask the access rule; a user who may no longer see the session is
+        closed with 4403 at once."""
+        if self.closed:
+            return
+        access = await selectors.session_access_now(session=self.session, user=self.scope["user"])
+        if access is None:
+            await self._leave_group()
+            await self.close(code=4403)
+            self.closed = True
+            return
+        self.access = access
 
     async def _relay(self, frame: dict[str, Any]) -> None:
         if self.seen.is_fresh(frame):

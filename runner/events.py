@@ -28,6 +28,7 @@ class HelloFrame(TypedDict):
     type: Literal["hello"]
     session_id: str
     can_run: bool
+    can_comment: bool  # a teacher of the session's owner: may comment on runs (never run)
     backend: str
     last: LastPointer | None
 
@@ -73,6 +74,29 @@ class ErrorFrame(TypedDict):
 
 class PongFrame(TypedDict):
     type: Literal["pong"]
+
+
+class CommentFrame(TypedDict):
+    """`comment.added` (version 1) or `comment.changed` (later versions): the comment's whole state.
+    Clients upsert by `comment_id` and keep the highest `version`, so repeats and reordering are harmless."""
+
+    type: Literal["comment.added", "comment.changed"]
+    comment_id: int
+    execution_id: int
+    version: int
+    author: str  # the author's display name (never a user id)
+    body: str  # as written (plain text or markdown)
+    html: str  # the body rendered through the same nh3 path as results: safe to insert
+    created_at: str  # ISO 8601
+    edited_at: str | None
+    can_edit: bool  # whether the receiving user wrote it (only the author edits or deletes)
+
+
+class CommentDeletedFrame(TypedDict):
+    type: Literal["comment.deleted"]
+    comment_id: int
+    execution_id: int
+    version: int
 
 
 # --- chunks as stored and published -------------------------------------------------------------
@@ -151,6 +175,21 @@ class SandboxRestartMessage(TypedDict):
     type: Literal["sandbox.restart"]
     session_id: str
     reply_channel: str
+
+
+class CommentMessage(TypedDict):
+    """A comment was added, edited or deleted: each socket reads its current state (as that socket's
+    user may see it) and sends a CommentFrame or CommentDeletedFrame."""
+
+    type: Literal["comment.event"]
+    comment_id: int
+
+
+class AccessRecheckMessage(TypedDict):
+    """Memberships changed (a student removed, a teacher left): each socket re-asks the access rule
+    and closes with 4403 when its user may no longer see the session."""
+
+    type: Literal["access.recheck"]
 
 
 # --- names --------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from decimal import Decimal
 
@@ -175,3 +176,67 @@ class ServerProcess(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname}:{self.pid} ({self.boot_id[:8]})"
+
+
+# --- classrooms -------------------------------------------------------------------------------------
+
+# Join codes are typed by students: no 0/O or 1/I/L. 10 characters of 31 is about 2^49.5 codes,
+# and joining is rate-limited, so a code cannot be guessed.
+JOIN_CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+JOIN_CODE_LENGTH = 10
+
+
+def new_join_code() -> str:
+    """A fresh random join code (the model's default, so `Classroom.objects.create(name=...)` is enough)."""
+    return "".join(secrets.choice(JOIN_CODE_ALPHABET) for _ in range(JOIN_CODE_LENGTH))
+
+
+class ClassroomQuerySet(models.QuerySet["Classroom"]):
+    def open(self) -> "ClassroomQuerySet":
+        return self.filter(archived_at__isnull=True)
+
+
+class Classroom(models.Model):
+    """A class: its teachers see its students' sessions (read-only) and comment on their runs."""
+
+    name = models.CharField(max_length=200)
+    teachers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="classrooms_taught", blank=True)
+    students = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="classrooms_joined", blank=True)
+    join_code = models.CharField(max_length=32, unique=True, default=new_join_code)
+    created_at = models.DateTimeField(default=timezone.now)
+    # An archived classroom can't be joined; its teachers still see what its students did.
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ClassroomQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "pk"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Comment(models.Model):
+    """A teacher's feedback on one run, shown inline under it in the student's chat.
+
+    Deleting keeps a tombstone (`deleted_at`, body cleared) so a socket that reconnects learns of it;
+    `version` counts every change so a client keeps the newest state whatever order frames arrive in.
+    """
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="comments")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="comments")
+    body = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"comment {self.pk} on {self.execution_id}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None

@@ -16,4 +16,21 @@ urlpatterns = [
         views.execution_output,
         name="execution_output",
     ),
+    # classrooms and comments (issue 7)
+    path("sessions/<uuid:session_id>/comments/", views.comment_new, name="comment_new"),
+    path("comments/<int:comment_id>/edit/", views.comment_edit, name="comment_edit"),
+    path("comments/<int:comment_id>/delete/", views.comment_delete, name="comment_delete"),
+    path("teach/", views.teach, name="teach"),
+    path("teach/classrooms/new/", views.classroom_new, name="classroom_new"),
+    path("teach/classrooms/<int:classroom_id>/", views.classroom_detail, name="classroom_detail"),
+    path("teach/classrooms/<int:classroom_id>/live.json", views.classroom_live, name="classroom_live"),
+    path("teach/classrooms/<int:classroom_id>/code/", views.classroom_code_regenerate, name="classroom_code_regenerate"),
+    path(
+        "teach/classrooms/<int:classroom_id>/students/<int:student_id>/remove/",
+        views.classroom_student_remove,
+        name="classroom_student_remove",
+    ),
+    path("classrooms/<int:classroom_id>/leave/", views.classroom_leave, name="classroom_leave"),
+    path("join/", views.join, name="join"),
+    path("join/<str:code>/", views.join_code, name="join_code"),
 ]

@@ -22,7 +22,10 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 async def test_hello_says_who_may_run_and_where_the_session_is(connect, alice, alice_session) -> None:
     ws = await connect(alice, alice_session)
     hello = await receive(ws)
-    assert hello == {"type": "hello", "session_id": str(alice_session.id), "can_run": True, "backend": hello["backend"], "last": None}
+    assert hello == {
+        "type": "hello", "session_id": str(alice_session.id), "can_run": True, "can_comment": False,
+        "backend": hello["backend"], "last": None,
+    }
     assert hello["backend"] in {"local", "e2b"}
     assert await ws.receive_nothing()
 

@@ -3,7 +3,33 @@
 One module per area; everything is re-exported here so callers write `selectors.<name>`.
 """
 
-from runner.selectors.access import SessionAccess, session_access, session_with_access
+from runner.selectors.access import (
+    SessionAccess,
+    comment_visible,
+    execution_of_session,
+    session_access,
+    session_access_now,
+    session_visible,
+    session_with_access,
+    sessions_visible_to,
+    user_is_admin,
+)
+from runner.selectors.classrooms import (
+    ClassroomSummary,
+    RunFilters,
+    RunRow,
+    StudentRow,
+    classroom_for_member,
+    classroom_for_teacher,
+    classroom_live_students,
+    classroom_runs,
+    classroom_student_sessions,
+    classroom_summary,
+    classrooms_for_teacher,
+    classrooms_joined,
+    user_teaches,
+)
+from runner.selectors.comments import CommentView, author_name, comment_frame, comment_replay, comment_snippets
 from runner.selectors.executions import execution_last_pointer, execution_replay
 from runner.selectors.health import SandboxStatus, sandbox_status
 from runner.selectors.sessions import (
@@ -12,7 +38,6 @@ from runner.selectors.sessions import (
     execution_for_session,
     session_export_markdown,
     session_export_notebook,
-    session_for_user,
     session_history,
     session_latest_for_user,
     session_resume_point,
@@ -22,8 +47,34 @@ from runner.selectors.sessions import (
 __all__ = [
     # access
     "SessionAccess",
+    "comment_visible",
+    "execution_of_session",
     "session_access",
+    "session_access_now",
+    "session_visible",
     "session_with_access",
+    "sessions_visible_to",
+    "user_is_admin",
+    # classrooms (/teach/)
+    "ClassroomSummary",
+    "RunFilters",
+    "RunRow",
+    "StudentRow",
+    "classroom_for_member",
+    "classroom_for_teacher",
+    "classroom_live_students",
+    "classroom_runs",
+    "classroom_student_sessions",
+    "classroom_summary",
+    "classrooms_for_teacher",
+    "classrooms_joined",
+    "user_teaches",
+    # comments
+    "CommentView",
+    "author_name",
+    "comment_frame",
+    "comment_replay",
+    "comment_snippets",
     # executions (the live stream)
     "execution_last_pointer",
     "execution_replay",
@@ -35,7 +86,6 @@ __all__ = [
     "execution_for_session",
     "session_export_markdown",
     "session_export_notebook",
-    "session_for_user",
     "session_history",
     "session_latest_for_user",
     "session_resume_point",

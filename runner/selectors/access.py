@@ -1,4 +1,13 @@
-"""Who may see or run what in a chat session."""
+"""Who may see or do what: the one rule every path asks (pages, exports, output, comments, the
+websocket, the admin's changelists).
+
+- A student (anyone) sees their own sessions: "owner", who may run and stop.
+- A teacher sees the sessions of the students of every classroom they teach: "teacher", who
+  watches and comments but never runs.
+- An admin (Django staff) sees everything, read-only: "viewer".
+- Everyone else sees nothing; callers answer exactly as for an unknown id (404, or 4404 vs 4403
+  only on the websocket, whose contract names both).
+"""
 
 from __future__ import annotations
 
@@ -7,29 +16,83 @@ from typing import Literal
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.db.models import Q, QuerySet
 
-from runner.models import ChatSession
+from runner.models import ChatSession, Classroom, Comment, Execution
 from runner.services.runtime import db
 
-# "owner" may run and stop; "viewer" may watch (read-only). Teachers become viewers of their
-# students' sessions in a later issue: add that rule to `session_access` and nothing else changes.
-SessionAccess = Literal["owner", "viewer"]
+SessionAccess = Literal["owner", "teacher", "viewer"]
+AnyUser = AbstractBaseUser | AnonymousUser
 
 
-def session_access(*, user: AbstractBaseUser | AnonymousUser, session: ChatSession) -> SessionAccess | None:
-    """What `user` may do in `session`: "owner", "viewer", or None (may not see it)."""
-    if not user.is_authenticated:
+def user_is_admin(*, user: AnyUser) -> bool:
+    return bool(user.is_authenticated and user.is_active and getattr(user, "is_staff", False))
+
+
+def _visible_q(user: AnyUser) -> Q:
+    """The sessions `user` may see, as a filter on ChatSession (owner, or a student of theirs)."""
+    taught_students = Classroom.objects.filter(teachers=user).values("students")
+    return Q(owner=user) | Q(owner__in=taught_students)
+
+
+def sessions_visible_to(*, user: AnyUser) -> QuerySet[ChatSession]:
+    """Every session `user` may see: the queryset form of `session_access` (lists, search, admin)."""
+    if not user.is_authenticated or not user.is_active:
+        return ChatSession.objects.none()
+    if user_is_admin(user=user):
+        return ChatSession.objects.all()
+    return ChatSession.objects.filter(_visible_q(user))
+
+
+def session_access(*, user: AnyUser, session: ChatSession) -> SessionAccess | None:
+    """What `user` may do in `session`: "owner", "teacher", "viewer", or None (may not see it).
+
+    Asks the database each time (no caching), so leaving or being removed from a classroom
+    takes effect on the next request.
+    """
+    if not user.is_authenticated or not user.is_active:
         return None
     if session.owner_id == user.pk:
         return "owner"
-    if getattr(user, "is_superuser", False):
+    if Classroom.objects.filter(teachers=user, students=session.owner_id).exists():
+        return "teacher"
+    if user_is_admin(user=user):
         return "viewer"  # admins audit runs; they never run code in someone else's sandbox
     return None
 
 
-def _session_with_access_sync(
-    *, session_id: uuid.UUID, user: AbstractBaseUser | AnonymousUser
-) -> tuple[ChatSession | None, SessionAccess | None]:
+def session_visible(*, user: AnyUser, session_id: uuid.UUID | str) -> tuple[ChatSession, SessionAccess] | None:
+    """The session and `user`'s access to it, or None when it is unknown or not theirs to see."""
+    try:
+        session = ChatSession.objects.select_related("owner").filter(pk=session_id).first()
+    except (ValueError, TypeError):
+        return None
+    if session is None:
+        return None
+    access = session_access(user=user, session=session)
+    return None if access is None else (session, access)
+
+
+def execution_of_session(*, session: ChatSession, execution_id: int) -> Execution | None:
+    """The run `execution_id` if it belongs to `session` (already found visible), else None: a run of
+    another session answers exactly as an unknown id."""
+    return Execution.objects.filter(session=session, pk=execution_id).first()
+
+
+def comment_visible(*, user: AnyUser, comment_id: int) -> tuple[Comment, SessionAccess] | None:
+    """A live (not deleted) comment on a run of a session `user` may see, and that access; else None."""
+    comment = (
+        Comment.objects.select_related("execution__session", "author")
+        .filter(pk=comment_id, deleted_at__isnull=True)
+        .first()
+    )
+    if comment is None:
+        return None
+    access = session_access(user=user, session=comment.execution.session)
+    return None if access is None else (comment, access)
+
+
+def _session_with_access_sync(*, session_id: uuid.UUID, user: AnyUser) -> tuple[ChatSession | None, SessionAccess | None]:
     session = ChatSession.objects.filter(pk=session_id).first()
     if session is None:
         return None, None
@@ -37,7 +100,13 @@ def _session_with_access_sync(
 
 
 async def session_with_access(
-    *, session_id: uuid.UUID, user: AbstractBaseUser | AnonymousUser
+    *, session_id: uuid.UUID, user: AnyUser
 ) -> tuple[ChatSession | None, SessionAccess | None]:
-    """The session (None when it doesn't exist) and what `user` may do in it."""
+    """The session (None when it doesn't exist) and what `user` may do in it (the websocket's
+    4404 / 4403 split, which its contract names)."""
     return await db(_session_with_access_sync)(session_id=session_id, user=user)
+
+
+async def session_access_now(*, session: ChatSession, user: AnyUser) -> SessionAccess | None:
+    """`session_access` from async code: an open socket re-asks it when memberships change."""
+    return await db(session_access)(user=user, session=session)

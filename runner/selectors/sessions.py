@@ -15,7 +15,8 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Prefetch
 from django.utils import timezone
 
-from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, OutputChunk
+from runner.models import LANGUAGE_CHOICES, ChatSession, Comment, Execution, OutputChunk
+from runner.selectors.comments import CommentView, author_name, comments_by_execution
 from runner.services.output import NOTICE_MARKER
 from runner.selectors.rendering import AnsiState, ansi_to_html, markdown_to_safe_html, sanitize_rich_html, strip_ansi
 
@@ -63,6 +64,8 @@ class Turn:
     truncated: bool = False
     # A stopped run whose backend kept the KeyboardInterrupt to itself still reads like Jupyter's.
     stopped_note: bool = False
+    # Teachers' comments under the run, oldest first.
+    comments: list[CommentView] = field(default_factory=list)
 
 
 def duration_text(duration_ms: int | None) -> str:
@@ -136,14 +139,6 @@ def sessions_for_sidebar(*, user: AbstractBaseUser, query: str = "", limit: int 
         )
         for s in qs[:limit]
     ]
-
-
-def session_for_user(*, user: AbstractBaseUser, session_id: uuid.UUID | str) -> ChatSession | None:
-    """The session if `user` may see it (its owner), else None: callers answer 404 either way."""
-    try:
-        return ChatSession.objects.get(pk=session_id, owner=user)
-    except (ChatSession.DoesNotExist, ValueError):
-        return None
 
 
 def session_latest_for_user(*, user: AbstractBaseUser) -> ChatSession | None:
@@ -252,14 +247,18 @@ def _turn(execution: Execution, chunks: list[OutputChunk]) -> Turn:
     )
 
 
-def session_history(*, session: ChatSession) -> list[Turn]:
-    """Every run of the session, oldest first, with its output ready to render."""
-    executions = (
+def session_history(*, session: ChatSession, viewer: AbstractBaseUser) -> list[Turn]:
+    """Every run of the session, oldest first, with its output and comments ready to render for `viewer`."""
+    executions = list(
         Execution.objects.filter(session=session)
         .order_by("seq")
         .prefetch_related(Prefetch("chunks", queryset=OutputChunk.objects.order_by("index")))
     )
-    return [_turn(e, list(e.chunks.all())) for e in executions]
+    comments = comments_by_execution(execution_ids=[e.pk for e in executions], viewer=viewer)
+    turns = [_turn(e, list(e.chunks.all())) for e in executions]
+    for turn in turns:
+        turn.comments = comments.get(turn.execution.pk, [])
+    return turns
 
 
 def execution_for_session(*, session: ChatSession, execution_id: int) -> Turn | None:
@@ -313,7 +312,8 @@ def _notebook_outputs(chunks: list[OutputChunk], execution_count: int) -> list[A
 
 
 def session_export_notebook(*, session: ChatSession) -> nbformat.NotebookNode:
-    """The session as an nbformat v4 notebook: one code cell per run, outputs as stored."""
+    """The session as an nbformat v4 notebook: one code cell per run, outputs as stored, and each
+    teacher's comment as a markdown cell after its run."""
     language = session.language
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
@@ -325,7 +325,7 @@ def session_export_notebook(*, session: ChatSession) -> nbformat.NotebookNode:
     nb.metadata["sandpit"] = {"session_id": str(session.id), "title": session.title}
     nb.cells.append(nbformat.v4.new_markdown_cell(f"# {session.title}"))
     executions = Execution.objects.filter(session=session).order_by("seq").prefetch_related(
-        Prefetch("chunks", queryset=OutputChunk.objects.order_by("index"))
+        Prefetch("chunks", queryset=OutputChunk.objects.order_by("index")), _live_comments()
     )
     for execution in executions:
         cell = nbformat.v4.new_code_cell(
@@ -335,15 +335,20 @@ def session_export_notebook(*, session: ChatSession) -> nbformat.NotebookNode:
         )
         cell.metadata["sandpit"] = {"language": execution.language, "status": execution.status}
         nb.cells.append(cell)
+        for comment in execution.comments.all():
+            note = nbformat.v4.new_markdown_cell(f"> **Comment by {_comment_byline(comment)}**\n\n{comment.body}")
+            note.metadata["sandpit"] = {"comment": True, "execution_seq": execution.seq}
+            nb.cells.append(note)
     nbformat.validate(nb)
     return nb
 
 
 def session_export_markdown(*, session: ChatSession) -> str:
-    """The session as a Markdown document: each run's code, then its text output (images noted by type)."""
+    """The session as a Markdown document: each run's code, then its text output (images noted by type)
+    and its comments as quotes."""
     lines = [f"# {session.title}", ""]
     executions = Execution.objects.filter(session=session).order_by("seq").prefetch_related(
-        Prefetch("chunks", queryset=OutputChunk.objects.order_by("index"))
+        Prefetch("chunks", queryset=OutputChunk.objects.order_by("index")), _live_comments()
     )
     for execution in executions:
         status, _ = execution_status(execution)
@@ -371,4 +376,16 @@ def session_export_markdown(*, session: ChatSession) -> str:
         if execution.truncated:
             lines += [f"*{truncation_notice()}*", ""]
         lines += [f"*{status}*", ""]
+        for comment in execution.comments.all():
+            quoted = "\n".join(f"> {line}" if line else ">" for line in comment.body.splitlines())
+            lines += [f"> **Comment by {_comment_byline(comment)}**", ">", quoted, ""]
     return "\n".join(lines)
+
+
+def _comment_byline(comment: Comment) -> str:
+    when = timezone.localtime(comment.created_at).strftime("%Y-%m-%d %H:%M")
+    return f"{author_name(comment.author)} · {when}" + (" (edited)" if comment.edited_at else "")
+
+
+def _live_comments() -> Prefetch:
+    return Prefetch("comments", queryset=Comment.objects.filter(deleted_at__isnull=True).select_related("author").order_by("created_at", "pk"))

@@ -2,11 +2,22 @@
 
 One module per area; everything is re-exported here so callers write `services.<name>`.
 The modules form layers (pyproject.toml's import-linter contracts hold them), top to bottom:
-housekeeping; admission, sessions; lifecycle; cancel; sandboxes, sweep; output, runs; runtime.
+housekeeping; admission, sessions, classrooms, comments; lifecycle; cancel; sandboxes, sweep; output, runs;
+runtime, ratelimits.
 """
 
 from runner.services.admission import execution_quota_check, execution_start
 from runner.services.cancel import execution_cancel, execution_cancel_local
+from runner.services.classrooms import (
+    JoinRefused,
+    access_recheck_for_students,
+    classroom_code_regenerate,
+    classroom_create,
+    classroom_join,
+    classroom_leave,
+    classroom_student_remove,
+)
+from runner.services.comments import CommentRateLimited, comment_create, comment_delete, comment_edit
 from runner.services.housekeeping import runtime_ensure_started, runtime_stop
 from runner.services.runs import RunRejected
 from runner.services.runtime import BOOT_ID
@@ -24,6 +35,19 @@ from runner.services.sessions import SessionBusy, session_create, session_rename
 from runner.services.sweep import execution_sweep
 
 __all__: list[str] = [
+    # classrooms
+    "JoinRefused",
+    "access_recheck_for_students",
+    "classroom_code_regenerate",
+    "classroom_create",
+    "classroom_join",
+    "classroom_leave",
+    "classroom_student_remove",
+    # comments
+    "CommentRateLimited",
+    "comment_create",
+    "comment_delete",
+    "comment_edit",
     # executions (runs)
     "RunRejected",
     "execution_cancel",

@@ -1,4 +1,4 @@
-// Applies the server's frames (hello, execution.queued/started/output/finished, error) to the page.
+// Applies the server's frames (hello, execution.queued/started/output/finished, comment.*, error) to the page.
 import { $ } from './dom.js';
 import { appendError, appendNote, appendResult, appendStream } from './output.js';
 import { sandboxStateIs, setSandboxState, showMessage } from './notices.js';
@@ -9,8 +9,9 @@ const NOTICE_MARKER = 'sandpit/notice'; // runner/services/output.py: a chunk th
 
 export class FrameHandler {
   /* `pageCanRun`: whether the sandbox could run when the page was rendered (health). */
-  constructor({ turns, socket, composer, pageCanRun }) {
+  constructor({ turns, socket, composer, comments, pageCanRun }) {
     this.turns = turns;
+    this.comments = comments;
     this.socket = socket;
     this.composer = composer;
     this.pageCanRun = pageCanRun;
@@ -34,6 +35,9 @@ export class FrameHandler {
       case 'execution.started': return this.started(frame);
       case 'execution.output': return this.output(frame);
       case 'execution.finished': return this.finished(frame);
+      case 'comment.added':
+      case 'comment.changed':
+      case 'comment.deleted': return this.comments.apply(frame);
       case 'error': return this.error(frame);
       default: return undefined;
     }
@@ -50,6 +54,7 @@ export class FrameHandler {
     this.composer.acknowledge(frame.client_id);
     if (this.turns.get(frame.execution_id)) return;
     this.turns.add(frame);
+    this.comments.runAdded(frame);
     const empty = $('#empty-session');
     if (empty) empty.hidden = true;
     this.composer.remember(frame.code);

@@ -1,4 +1,5 @@
 // Entry module of the chat page: builds the pieces, wires them with callbacks, and routes the page's clicks.
+import { Comments } from './comments.js';
 import { Composer, languageLabel } from './composer.js';
 import { $, $all, copyText, page } from './dom.js';
 import { FrameHandler } from './frames.js';
@@ -11,17 +12,19 @@ import { highlight, Turns } from './turns.js';
 
 document.documentElement.classList.add('js');
 
-const turns = new Turns($('#turns'), languageLabel);
+const turns = new Turns($('#turns'), languageLabel, { canRerun: page.access === 'owner' });
 const socket = new Socket(page.ws_path, page.last, {
   onFrames: (frames) => handler.applyBatch(frames),
   onOpen: () => composer.updateControls(),
   onRefused: (code) => {
-    showMessage(code === 4403 ? 'You may not run code in this session.' : 'This session no longer exists.', 'forbidden');
+    const refusal = page.access && page.access !== 'owner' ? 'You no longer have access to this session.' : 'You may not run code in this session.';
+    showMessage(code === 4403 ? refusal : 'This session no longer exists.', 'forbidden');
     composer.setCanRun(false, code === 4403 ? 'this session is read-only for you' : 'the session is gone');
   }
 });
 const composer = new Composer($('#composer'), turns, socket, page);
-const handler = new FrameHandler({ turns, socket, composer, pageCanRun: !!page.can_run });
+const comments = new Comments(page);
+const handler = new FrameHandler({ turns, socket, composer, comments, pageCanRun: !!page.can_run });
 const chrome = new SessionChrome({
   hasActiveRuns: () => turns.active().length > 0,
   focusEditor: () => composer.focusEditor()

@@ -15,10 +15,12 @@ export function highlight(codeEl) {
 }
 
 export class Turns {
-  /* `list` is the <ol> of turns; `languageLabel(lang)` names a language for a new turn's badge. */
-  constructor(list, languageLabel) {
+  /* `list` is the <ol> of turns; `languageLabel(lang)` names a language for a new turn's badge;
+     `canRerun`: whether new turns get "Edit & rerun" (not on a teacher's or admin's read-only page). */
+  constructor(list, languageLabel, { canRerun = true } = {}) {
     this.list = list;
     this.languageLabel = languageLabel;
+    this.canRerun = canRerun;
     this.byId = new Map(); // execution_id -> turn state
   }
 
@@ -107,7 +109,7 @@ export class Turns {
     rerun.setAttribute('data-action', 'rerun');
     rerun.setAttribute('aria-label', 'Edit and rerun run ' + frame.seq);
     head.appendChild(copy);
-    head.appendChild(rerun);
+    if (this.canRerun) head.appendChild(rerun);
     bubble.appendChild(head);
     const pre = el('pre', 'code');
     const code = el('code', 'language-' + frame.language, frame.code);
@@ -127,6 +129,9 @@ export class Turns {
     reply.appendChild(status);
     reply.appendChild(el('div', 'output'));
     li.appendChild(reply);
+    const comments = el('ul', 'comments');
+    comments.setAttribute('aria-label', 'Comments on run ' + frame.seq);
+    li.appendChild(comments);
     return li;
   }
 

@@ -1,4 +1,5 @@
-"""Thin HTTP layer: each view calls a selector or a service, then renders."""
+"""The chat page and its session endpoints. Who may see a session is `selectors.session_visible`
+(the one access rule); only its owner may rename or restart it."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import uuid
 from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -34,14 +36,26 @@ async def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse(body, status=200 if status.ok else 503)
 
 
-def _own_session_or_404(request: HttpRequest, session_id: uuid.UUID) -> ChatSession:
-    session = selectors.session_for_user(user=request.user, session_id=session_id)
-    if session is None:
-        raise Http404("No such session.")
+NOT_FOUND = "No such session."
+
+
+def visible_session_or_404(request: HttpRequest, session_id: uuid.UUID) -> tuple[ChatSession, selectors.SessionAccess]:
+    """The session and the user's access, or the same 404 for an unknown id and one they may not see."""
+    found = selectors.session_visible(user=request.user, session_id=session_id)
+    if found is None:
+        raise Http404(NOT_FOUND)
+    return found
+
+
+def _owned_session(request: HttpRequest, session_id: uuid.UUID) -> ChatSession:
+    """The session if the user owns it; 404 when they may not see it, 403 when they only watch it."""
+    session, access = visible_session_or_404(request, session_id)
+    if access != "owner":
+        raise PermissionDenied("Only the session's owner can change it.")
     return session
 
 
-def _chat_context(request: HttpRequest, session: ChatSession | None) -> dict[str, Any]:
+def _chat_context(request: HttpRequest, session: ChatSession | None, access: selectors.SessionAccess | None = "owner") -> dict[str, Any]:
     health = async_to_sync(selectors.sandbox_status)()
     query = request.GET.get("q", "")
     page_data: dict[str, Any] = {
@@ -60,9 +74,11 @@ def _chat_context(request: HttpRequest, session: ChatSession | None) -> dict[str
         "languages": LANGUAGE_CHOICES,
         "truncation_notice": truncation_notice(),
         "page_data": page_data,
+        "access": access,
+        "is_teacher": selectors.user_teaches(user=request.user),
     }
     if session is not None:
-        turns = selectors.session_history(session=session)
+        turns = selectors.session_history(session=session, viewer=request.user)
         context["turns"] = turns
         state = "unavailable" if not health.ok else "ready" if session.sandbox_id else "closed"
         context["sandbox_state"] = state
@@ -77,8 +93,19 @@ def _chat_context(request: HttpRequest, session: ChatSession | None) -> dict[str
                 "restart_url": reverse("session_restart", args=[session.id]),
                 "output_url": reverse("execution_output", args=[session.id, 0]).replace("/0/", "/{id}/"),
                 "history": [t.execution.code for t in turns][-50:],  # ↑ in an empty composer walks back
+                "access": access,
             }
         )
+        if access != "owner":
+            page_data["can_run"] = False
+            context["owner_name"] = selectors.author_name(session.owner)
+        if access == "teacher":
+            page_data["comment_url"] = reverse("comment_new", args=[session.id])
+            page_data["comment_edit_url"] = reverse("comment_edit", args=[0]).replace("/0/", "/{id}/")
+            page_data["comment_delete_url"] = reverse("comment_delete", args=[0]).replace("/0/", "/{id}/")
+            context["snippets"] = selectors.comment_snippets(author=request.user)
+            context["comment_max_chars"] = settings.COMMENT_MAX_CHARS
+            context["comment_max_chars_text"] = f"{settings.COMMENT_MAX_CHARS:,}"
     return context
 
 
@@ -93,8 +120,9 @@ def chat_home(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def session_detail(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
-    session = _own_session_or_404(request, session_id)
-    return render(request, "runner/chat.html", _chat_context(request, session))
+    """One session's chat: its owner's, or read-only (with a comment box for a teacher)."""
+    session, access = visible_session_or_404(request, session_id)
+    return render(request, "runner/chat.html", _chat_context(request, session, access))
 
 
 @login_required
@@ -111,7 +139,7 @@ def session_new(request: HttpRequest) -> HttpResponse:
 @require_POST
 def session_rename(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     """Rename from the header's in-place title: JSON for the page's fetch, a redirect for a plain form."""
-    session = _own_session_or_404(request, session_id)
+    session = _owned_session(request, session_id)
     wants_json = "application/json" in request.headers.get("Accept", "")
     try:
         services.session_rename(session=session, title=request.POST.get("title", ""))
@@ -128,10 +156,7 @@ def session_rename(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
 @require_POST
 async def session_restart(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     """Restart the session's sandbox (the page asks first and says variables will be lost)."""
-    user = await request.auser()
-    session = await sync_to_async(selectors.session_for_user)(user=user, session_id=session_id)
-    if session is None:
-        raise Http404("No such session.")
+    session = await sync_to_async(_owned_session)(request, session_id)
     try:
         await services.session_sandbox_restart(session=session)
     except services.SessionBusy as exc:
@@ -147,7 +172,7 @@ def _download_name(session: ChatSession, extension: str) -> str:
 @login_required
 @require_GET
 def session_export_ipynb(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
-    session = _own_session_or_404(request, session_id)
+    session, _ = visible_session_or_404(request, session_id)
     notebook = selectors.session_export_notebook(session=session)
     response = HttpResponse(json.dumps(notebook, indent=1, ensure_ascii=False), content_type="application/x-ipynb+json")
     response["Content-Disposition"] = f'attachment; filename="{_download_name(session, "ipynb")}"'
@@ -157,7 +182,7 @@ def session_export_ipynb(request: HttpRequest, session_id: uuid.UUID) -> HttpRes
 @login_required
 @require_GET
 def session_export_markdown(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
-    session = _own_session_or_404(request, session_id)
+    session, _ = visible_session_or_404(request, session_id)
     response = HttpResponse(selectors.session_export_markdown(session=session), content_type="text/markdown; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_download_name(session, "md")}"'
     return response
@@ -170,7 +195,7 @@ def execution_output(request: HttpRequest, session_id: uuid.UUID, execution_id: 
 
     With `?index=N` only the block holding chunk N is returned.
     """
-    session = _own_session_or_404(request, session_id)
+    session, _ = visible_session_or_404(request, session_id)
     turn = selectors.execution_for_session(session=session, execution_id=execution_id)
     if turn is None:
         raise Http404("No such run.")

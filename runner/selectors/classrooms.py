@@ -1,0 +1,201 @@
+"""Reads behind `/teach/` and the join page: a teacher's classrooms with per-student figures, and
+the runs of a classroom filtered and searched."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
+
+from runner.models import ChatSession, Classroom, Execution, OutputChunk
+from runner.selectors.comments import author_name
+from runner.selectors.sessions import LANGUAGE_LABELS, duration_text, execution_status, relative_time_text
+
+RUNS_LIST_MAX = 200
+_FAILED = [Execution.Status.FAILED, Execution.Status.TIMED_OUT]
+_ACTIVE = [Execution.Status.QUEUED, Execution.Status.RUNNING]
+
+
+@dataclass(frozen=True)
+class StudentRow:
+    id: int
+    name: str
+    username: str
+    sessions: int
+    runs: int
+    failed: int
+    error_rate_text: str  # "25 %" or "–"
+    running_time_text: str
+    last_run_at: dt.datetime | None
+    last_run_text: str
+    is_running: bool
+
+
+@dataclass
+class ClassroomSummary:
+    classroom: Classroom
+    teachers: list[str]
+    students: list[StudentRow] = field(default_factory=list)
+    join_url: str = ""  # filled in by the view, which knows the host
+
+
+@dataclass(frozen=True)
+class RunRow:
+    execution_id: int
+    session_id: uuid.UUID
+    session_title: str
+    student_name: str
+    seq: int
+    language_label: str
+    status_text: str
+    status_class: str
+    created_at: dt.datetime
+    code_excerpt: str
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    student_id: int | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    language: str = ""
+    failed_only: bool = False
+    query: str = ""
+
+
+def classroom_for_teacher(*, user: AbstractBaseUser, classroom_id: int) -> Classroom | None:
+    """The classroom if `user` teaches it, else None (callers answer 404 either way)."""
+    if not user.is_authenticated:
+        return None
+    return Classroom.objects.filter(pk=classroom_id, teachers=user).first()
+
+
+def classroom_for_member(*, user: AbstractBaseUser, classroom_id: int) -> Classroom | None:
+    """The classroom if `user` teaches or attends it, else None."""
+    if not user.is_authenticated:
+        return None
+    return Classroom.objects.filter(Q(teachers=user) | Q(students=user), pk=classroom_id).distinct().first()
+
+
+def classrooms_joined(*, user: AbstractBaseUser) -> list[Classroom]:
+    return list(Classroom.objects.filter(students=user).prefetch_related("teachers"))
+
+
+def _student_rows(classroom: Classroom) -> list[StudentRow]:
+    students = list(get_user_model().objects.filter(classrooms_joined=classroom).order_by("first_name", "last_name", "username"))
+    ids = [s.pk for s in students]
+    sessions = dict(
+        ChatSession.objects.filter(owner__in=ids).values("owner").annotate(n=Count("pk")).values_list("owner", "n")
+    )
+    runs = {
+        row["session__owner"]: row
+        for row in Execution.objects.filter(session__owner__in=ids)
+        .values("session__owner")
+        .annotate(
+            n=Count("pk"),
+            failed=Count("pk", filter=Q(status__in=_FAILED)),
+            finished=Count("pk", filter=~Q(status__in=_ACTIVE)),
+            running_ms=Sum("duration_ms"),
+            last=Max("created_at"),
+            active=Count("pk", filter=Q(status__in=_ACTIVE)),
+        )
+    }
+    rows = []
+    for student in students:
+        figures = runs.get(student.pk, {})
+        finished = figures.get("finished", 0)
+        last = figures.get("last")
+        rows.append(
+            StudentRow(
+                id=student.pk,
+                name=author_name(student),
+                username=student.get_username(),
+                sessions=sessions.get(student.pk, 0),
+                runs=figures.get("n", 0),
+                failed=figures.get("failed", 0),
+                error_rate_text=f"{round(100 * figures.get('failed', 0) / finished)} %" if finished else "–",
+                running_time_text=duration_text(figures.get("running_ms") or 0),
+                last_run_at=last,
+                last_run_text=relative_time_text(last) if last else "never",
+                is_running=figures.get("active", 0) > 0,
+            )
+        )
+    return rows
+
+
+def classrooms_for_teacher(*, user: AbstractBaseUser) -> list[ClassroomSummary]:
+    """The classrooms `user` teaches, each with its roster and per-student figures."""
+    classrooms = Classroom.objects.filter(teachers=user).prefetch_related("teachers")
+    return [classroom_summary(classroom=classroom) for classroom in classrooms]
+
+
+def classroom_summary(*, classroom: Classroom) -> ClassroomSummary:
+    """One classroom's teachers and roster with per-student figures."""
+    return ClassroomSummary(
+        classroom=classroom,
+        teachers=[author_name(t) for t in classroom.teachers.all()],
+        students=_student_rows(classroom),
+    )
+
+
+def classroom_live_students(*, classroom: Classroom) -> list[int]:
+    """Ids of the classroom's students with a run queued or running now (the roster's live dots)."""
+    active = Execution.objects.filter(session__owner=OuterRef("pk"), status__in=_ACTIVE)
+    return list(
+        get_user_model().objects.filter(classrooms_joined=classroom).filter(Exists(active)).values_list("pk", flat=True)
+    )
+
+
+def classroom_student_sessions(*, classroom: Classroom, student_id: int) -> list[ChatSession]:
+    """One student's sessions (newest activity first), if they are in the classroom; else []."""
+    if not classroom.students.filter(pk=student_id).exists():
+        return []
+    return list(ChatSession.objects.filter(owner_id=student_id).order_by("-last_activity_at")[:100])
+
+
+def classroom_runs(*, classroom: Classroom, filters: RunFilters, limit: int = RUNS_LIST_MAX) -> list[RunRow]:
+    """Runs of the classroom's students, newest first, narrowed by `filters`; `query` searches the
+    code and the output text (case-insensitive)."""
+    runs = Execution.objects.filter(session__owner__in=classroom.students.values("pk"))
+    if filters.student_id is not None:
+        runs = runs.filter(session__owner_id=filters.student_id)
+    if filters.date_from is not None:
+        runs = runs.filter(created_at__date__gte=filters.date_from)
+    if filters.date_to is not None:
+        runs = runs.filter(created_at__date__lte=filters.date_to)
+    if filters.language:
+        runs = runs.filter(language=filters.language)
+    if filters.failed_only:
+        runs = runs.filter(status__in=_FAILED)
+    if filters.query:
+        in_output = OutputChunk.objects.filter(execution=OuterRef("pk"), text__icontains=filters.query)
+        runs = runs.filter(Q(code__icontains=filters.query) | Q(error_value__icontains=filters.query) | Exists(in_output))
+    rows = []
+    for execution in runs.select_related("session", "session__owner").order_by("-created_at", "-pk")[:limit]:
+        text, cls = execution_status(execution)
+        first_line = execution.code.strip().splitlines()[0] if execution.code.strip() else ""
+        rows.append(
+            RunRow(
+                execution_id=execution.pk,
+                session_id=execution.session_id,
+                session_title=execution.session.title,
+                student_name=author_name(execution.session.owner),
+                seq=execution.seq,
+                language_label=LANGUAGE_LABELS.get(execution.language, execution.language),
+                status_text=text,
+                status_class=cls,
+                created_at=execution.created_at,
+                code_excerpt=first_line[:120],
+            )
+        )
+    return rows
+
+
+
+def user_teaches(*, user: AbstractBaseUser) -> bool:
+    """Whether `user` teaches at least one classroom (a teacher, as far as the page is concerned)."""
+    return bool(user.is_authenticated and Classroom.objects.filter(teachers=user).exists())

@@ -1,0 +1,114 @@
+"""Reads for comments: what the page renders under each run, the live frames, and a teacher's snippets."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+
+from runner import events
+from runner.models import Comment
+from runner.selectors.rendering import markdown_to_safe_html
+from runner.services.runtime import db
+
+SNIPPETS_MAX = 10
+
+
+@dataclass(frozen=True)
+class CommentView:
+    id: int
+    execution_id: int
+    version: int
+    author_name: str
+    body: str
+    html: str  # safe markup (markdown rendered, then nh3)
+    created_at: datetime
+    edited_at: datetime | None
+    can_edit: bool
+
+
+def author_name(user: AbstractBaseUser) -> str:
+    full = user.get_full_name() if hasattr(user, "get_full_name") else ""
+    return full or user.get_username()
+
+
+def comment_view(*, comment: Comment, viewer: AbstractBaseUser | AnonymousUser) -> CommentView:
+    return CommentView(
+        id=comment.pk,
+        execution_id=comment.execution_id,
+        version=comment.version,
+        author_name=author_name(comment.author),
+        body=comment.body,
+        html=markdown_to_safe_html(comment.body),
+        created_at=comment.created_at,
+        edited_at=comment.edited_at,
+        can_edit=viewer.is_authenticated and comment.author_id == viewer.pk,
+    )
+
+
+def comments_by_execution(*, execution_ids: list[int], viewer: AbstractBaseUser | AnonymousUser) -> dict[int, list[CommentView]]:
+    """Live comments of these runs, oldest first, grouped by run (for the server-rendered page)."""
+    grouped: dict[int, list[CommentView]] = {}
+    comments = Comment.objects.filter(execution_id__in=execution_ids, deleted_at__isnull=True).select_related("author")
+    for comment in comments.order_by("created_at", "pk"):
+        grouped.setdefault(comment.execution_id, []).append(comment_view(comment=comment, viewer=viewer))
+    return grouped
+
+
+def _frame(comment: Comment, viewer: AbstractBaseUser | AnonymousUser) -> dict[str, object]:
+    if comment.is_deleted:
+        deleted: events.CommentDeletedFrame = {
+            "type": "comment.deleted", "comment_id": comment.pk, "execution_id": comment.execution_id, "version": comment.version,
+        }
+        return dict(deleted)
+    view = comment_view(comment=comment, viewer=viewer)
+    frame: events.CommentFrame = {
+        "type": "comment.added" if comment.version == 1 else "comment.changed",
+        "comment_id": comment.pk,
+        "execution_id": comment.execution_id,
+        "version": comment.version,
+        "author": view.author_name,
+        "body": view.body,
+        "html": view.html,
+        "created_at": comment.created_at.isoformat(),
+        "edited_at": comment.edited_at.isoformat() if comment.edited_at else None,
+        "can_edit": view.can_edit,
+    }
+    return dict(frame)
+
+
+def _comment_frame_sync(*, comment_id: int, session_id: uuid.UUID, viewer: AbstractBaseUser | AnonymousUser) -> dict[str, object] | None:
+    comment = Comment.objects.select_related("author").filter(pk=comment_id, execution__session_id=session_id).first()
+    return None if comment is None else _frame(comment, viewer)
+
+
+async def comment_frame(*, comment_id: int, session_id: uuid.UUID, viewer: AbstractBaseUser | AnonymousUser) -> dict[str, object] | None:
+    """The comment's current state as a frame for `viewer`'s socket on `session_id`, or None when it
+    isn't a comment of that session."""
+    return await db(_comment_frame_sync)(comment_id=comment_id, session_id=session_id, viewer=viewer)
+
+
+def _comment_replay_sync(*, session_id: uuid.UUID, viewer: AbstractBaseUser | AnonymousUser) -> list[dict[str, object]]:
+    comments = Comment.objects.filter(execution__session_id=session_id).select_related("author").order_by("created_at", "pk")
+    return [_frame(comment, viewer) for comment in comments]
+
+
+async def comment_replay(*, session_id: uuid.UUID, viewer: AbstractBaseUser | AnonymousUser) -> list[dict[str, object]]:
+    """Every comment of the session as it stands now (deleted ones as `comment.deleted`), oldest
+    first: sent after the run replay on a reconnect, so edits and deletions made while away arrive."""
+    return await db(_comment_replay_sync)(session_id=session_id, viewer=viewer)
+
+
+def comment_snippets(*, author: AbstractBaseUser, limit: int = SNIPPETS_MAX) -> list[str]:
+    """The author's most recent distinct comment bodies, newest first: reusable feedback."""
+    snippets: list[str] = []
+    bodies = Comment.objects.filter(author=author, deleted_at__isnull=True).order_by("-created_at").values_list("body", flat=True)
+    for body in bodies[: limit * 5]:
+        if body not in snippets:
+            snippets.append(body)
+        if len(snippets) >= limit:
+            break
+    return snippets

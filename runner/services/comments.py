@@ -1,0 +1,76 @@
+"""Writes for comments on runs: create, edit, delete (author only), each published live to the
+session's sockets as a `comment.event` once it commits."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from runner import events
+from runner.models import Comment, Execution
+from runner.services.ratelimits import rate_limit_allow
+
+
+class CommentRateLimited(Exception):
+    """The author posted or edited more than COMMENTS_PER_MINUTE comments in the last minute."""
+
+
+def _clean_body(body: object) -> str:
+    if not isinstance(body, str) or not body.strip():
+        raise ValidationError("A comment cannot be empty.")
+    body = body.replace("\r\n", "\n").strip()
+    if len(body) > settings.COMMENT_MAX_CHARS:
+        raise ValidationError(
+            f"A comment can be at most {settings.COMMENT_MAX_CHARS:,} characters; this one has {len(body):,}."
+        )
+    return body
+
+
+def _check_rate(author: AbstractBaseUser) -> None:
+    if not rate_limit_allow(action="comment", user_id=author.pk, limit=settings.COMMENTS_PER_MINUTE, window_s=60):
+        raise CommentRateLimited(f"Too many comments: at most {settings.COMMENTS_PER_MINUTE} a minute.")
+
+
+def _publish(comment: Comment, session_id: object) -> None:
+    message: events.CommentMessage = {"type": "comment.event", "comment_id": comment.pk}
+    group = events.session_group(str(session_id))
+    transaction.on_commit(lambda: async_to_sync(get_channel_layer().group_send)(group, dict(message)))
+
+
+def comment_create(*, author: AbstractBaseUser, execution: Execution, body: object) -> Comment:
+    """A new comment by `author` on `execution` (the caller has checked that `author` may comment).
+
+    Raises ValidationError for an empty or too long body (COMMENT_MAX_CHARS), CommentRateLimited.
+    """
+    cleaned = _clean_body(body)
+    _check_rate(author)
+    comment = Comment.objects.create(execution=execution, author=author, body=cleaned)
+    _publish(comment, execution.session_id)
+    return comment
+
+
+def comment_edit(*, comment: Comment, author: AbstractBaseUser, body: object) -> Comment:
+    """Replace the body. Raises PermissionDenied unless `author` wrote it; ValidationError; CommentRateLimited."""
+    if comment.author_id != author.pk:
+        raise PermissionDenied("Only the author can edit a comment.")
+    cleaned = _clean_body(body)
+    _check_rate(author)
+    Comment.objects.filter(pk=comment.pk).update(body=cleaned, edited_at=timezone.now(), version=F("version") + 1)
+    comment.refresh_from_db()
+    _publish(comment, comment.execution.session_id)
+    return comment
+
+
+def comment_delete(*, comment: Comment, author: AbstractBaseUser) -> None:
+    """Delete (a tombstone: body cleared, so reconnecting sockets learn of it). Raises PermissionDenied
+    unless `author` wrote it."""
+    if comment.author_id != author.pk:
+        raise PermissionDenied("Only the author can delete a comment.")
+    Comment.objects.filter(pk=comment.pk).update(body="", deleted_at=timezone.now(), version=F("version") + 1)
+    _publish(comment, comment.execution.session_id)

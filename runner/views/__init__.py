@@ -1,0 +1,52 @@
+"""Thin HTTP layer: each view calls a selector or a service, then renders.
+
+One module per area; every view is re-exported here for runner/urls.py.
+"""
+
+from runner.views.classrooms import (
+    classroom_code_regenerate,
+    classroom_detail,
+    classroom_leave,
+    classroom_live,
+    classroom_new,
+    classroom_student_remove,
+    join,
+    join_code,
+    teach,
+)
+from runner.views.comments import comment_delete, comment_edit, comment_new
+from runner.views.sessions import (
+    chat_home,
+    execution_output,
+    healthz,
+    session_detail,
+    session_export_ipynb,
+    session_export_markdown,
+    session_new,
+    session_rename,
+    session_restart,
+)
+
+__all__ = [
+    "chat_home",
+    "classroom_code_regenerate",
+    "classroom_detail",
+    "classroom_leave",
+    "classroom_live",
+    "classroom_new",
+    "classroom_student_remove",
+    "comment_delete",
+    "comment_edit",
+    "comment_new",
+    "execution_output",
+    "healthz",
+    "join",
+    "join_code",
+    "session_detail",
+    "session_export_ipynb",
+    "session_export_markdown",
+    "session_new",
+    "session_rename",
+    "session_restart",
+    "teach",
+]

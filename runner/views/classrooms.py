@@ -1,0 +1,180 @@
+"""Classrooms: `/teach/` (a teacher's classes, rosters and runs), creating a class, its join code,
+and joining by code. Nothing here needs the Django admin.
+
+A classroom id the user doesn't teach answers the same 404 as an unknown one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from runner import selectors, services
+from runner.models import LANGUAGE_CHOICES, Classroom
+
+NOT_FOUND = "No such classroom."
+
+
+def _taught_or_404(request: HttpRequest, classroom_id: int) -> Classroom:
+    classroom = selectors.classroom_for_teacher(user=request.user, classroom_id=classroom_id)
+    if classroom is None:
+        raise Http404(NOT_FOUND)
+    return classroom
+
+
+def _join_url(request: HttpRequest, code: str) -> str:
+    return request.build_absolute_uri(reverse("join_code", args=[code]))
+
+
+@login_required
+@require_GET
+def teach(request: HttpRequest) -> HttpResponse:
+    """The teacher's classrooms, each with its join link and roster (per-student figures, live dots)."""
+    summaries = selectors.classrooms_for_teacher(user=request.user)
+    for summary in summaries:
+        summary.join_url = _join_url(request, summary.classroom.join_code)
+    return render(request, "runner/teach.html", {"summaries": summaries})
+
+
+@login_required
+@require_POST
+def classroom_new(request: HttpRequest) -> HttpResponse:
+    """Create a classroom taught by the user (anyone may: that is how one becomes a teacher)."""
+    try:
+        classroom = services.classroom_create(teacher=request.user, name=request.POST.get("name", ""))
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect("teach")
+    return redirect("classroom_detail", classroom_id=classroom.pk)
+
+
+def _filters(request: HttpRequest) -> tuple[selectors.RunFilters, list[str]]:
+    problems: list[str] = []
+
+    def date(name: str) -> dt.date | None:
+        raw = request.GET.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            return dt.date.fromisoformat(raw)
+        except ValueError:
+            problems.append(f"{name.replace('_', ' ')} must be a date like 2026-01-31.")
+            return None
+
+    student_raw = request.GET.get("student", "").strip()
+    student_id = int(student_raw) if student_raw.isdigit() else None
+    language = request.GET.get("language", "")
+    filters = selectors.RunFilters(
+        student_id=student_id,
+        date_from=date("date_from"),
+        date_to=date("date_to"),
+        language=language if language in dict(LANGUAGE_CHOICES) else "",
+        failed_only=request.GET.get("failed") == "1",
+        query=request.GET.get("q", "").strip()[:200],
+    )
+    return filters, problems
+
+
+@login_required
+@require_GET
+def classroom_detail(request: HttpRequest, classroom_id: int) -> HttpResponse:
+    """One classroom: join code, roster, and its runs filtered by student, date, language, failure,
+    or searched by code and output text."""
+    classroom = _taught_or_404(request, classroom_id)
+    filters, problems = _filters(request)
+    summary = selectors.classroom_summary(classroom=classroom)
+    context = {
+        "summary": summary,
+        "join_url": _join_url(request, classroom.join_code),
+        "filters": filters,
+        "problems": problems,
+        "languages": LANGUAGE_CHOICES,
+        "runs": selectors.classroom_runs(classroom=classroom, filters=filters),
+        "student_sessions": (
+            selectors.classroom_student_sessions(classroom=classroom, student_id=filters.student_id)
+            if filters.student_id is not None else []
+        ),
+        "live_url": reverse("classroom_live", args=[classroom.pk]),
+    }
+    return render(request, "runner/classroom.html", context)
+
+
+@login_required
+@require_GET
+def classroom_live(request: HttpRequest, classroom_id: int) -> JsonResponse:
+    """The roster's live dots: `{"running": [student ids with a run going]}` (the page polls it)."""
+    classroom = _taught_or_404(request, classroom_id)
+    return JsonResponse({"running": selectors.classroom_live_students(classroom=classroom)})
+
+
+@login_required
+@require_POST
+def classroom_code_regenerate(request: HttpRequest, classroom_id: int) -> HttpResponse:
+    """A new join code; the old one stops working."""
+    classroom = _taught_or_404(request, classroom_id)
+    services.classroom_code_regenerate(classroom=classroom)
+    messages.success(request, "New join code made; the old one no longer works.")
+    return redirect("classroom_detail", classroom_id=classroom.pk)
+
+
+@login_required
+@require_POST
+def classroom_student_remove(request: HttpRequest, classroom_id: int, student_id: int) -> HttpResponse:
+    """Take a student off the roster; the class's teachers stop seeing their sessions at once."""
+    classroom = _taught_or_404(request, classroom_id)
+    if not services.classroom_student_remove(classroom=classroom, student_id=student_id):
+        raise Http404("No such student in this classroom.")
+    messages.success(request, "Student removed from the classroom.")
+    return redirect("classroom_detail", classroom_id=classroom.pk)
+
+
+@login_required
+@require_POST
+def classroom_leave(request: HttpRequest, classroom_id: int) -> HttpResponse:
+    """The user leaves the classroom (as student and as teacher); access it gave ends at once."""
+    classroom = selectors.classroom_for_member(user=request.user, classroom_id=classroom_id)
+    if classroom is None:
+        raise Http404(NOT_FOUND)
+    services.classroom_leave(classroom=classroom, user=request.user)
+    messages.success(request, f"You left {classroom.name}.")
+    return redirect("teach" if selectors.user_teaches(user=request.user) else "join")
+
+
+def _join_page(request: HttpRequest, *, code: str = "", error: str = "", status: int = 200) -> HttpResponse:
+    context = {"code": code, "error": error, "joined": selectors.classrooms_joined(user=request.user)}
+    return render(request, "runner/join.html", context, status=status)
+
+
+def _join_post(request: HttpRequest, code: str) -> HttpResponse:
+    try:
+        classroom = services.classroom_join(user=request.user, code=code)
+    except services.JoinRefused as refused:
+        return _join_page(request, code=code, error=refused.message, status=429 if refused.rate_limited else 400)
+    messages.success(request, f"You joined {classroom.name}. Its teachers can now see your sessions and comment on your runs.")
+    return redirect("join")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def join(request: HttpRequest) -> HttpResponse:
+    """Enter a join code (POST `code`); the page also lists the classes the user attends."""
+    if request.method == "POST":
+        return _join_post(request, request.POST.get("code", ""))
+    return _join_page(request)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def join_code(request: HttpRequest, code: str) -> HttpResponse:
+    """A shared join link. GET only shows the form filled in: joining is a POST, so a link or image
+    planted elsewhere can't enrol anyone (which would open their sessions to that class's teachers)."""
+    if request.method == "POST":
+        return _join_post(request, code)
+    return _join_page(request, code=code[:40])

@@ -1,0 +1,165 @@
+// Teachers' comments under runs: applies comment.added / comment.changed / comment.deleted frames
+// (upsert by comment_id, keeping the highest version, so repeats and replays are harmless), and for
+// a teacher the comment box (post, reuse a snippet) and the author's edit and delete, all by fetch.
+// A comment's `html` comes from the server already rendered and sanitised by nh3.
+import { $, $all, el } from './dom.js';
+import { showMessage } from './notices.js';
+
+function csrfToken() {
+  const input = $('input[name="csrfmiddlewaretoken"]');
+  return input ? input.value : '';
+}
+
+/* POST a form's fields as the page's fetch does elsewhere; resolves to the JSON answer. */
+async function postForm(url, fields) {
+  const body = new URLSearchParams(fields);
+  const response = await fetch(url, {
+    method: 'POST',
+    body: body,
+    credentials: 'same-origin',
+    headers: { Accept: 'application/json', 'X-CSRFToken': csrfToken() }
+  });
+  let answer = null;
+  try { answer = await response.json(); } catch (e) { answer = null; }
+  if (!response.ok || !answer || !answer.ok) {
+    throw new Error((answer && answer.message) || (response.status === 404 ? 'That run or comment is gone.' : 'The comment could not be saved.'));
+  }
+  return answer;
+}
+
+function formatWhen(iso) {
+  const d = new Date(iso);
+  const pad = (n) => String(n).padStart(2, '0');
+  return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' + pad(d.getHours()) + ':' + pad(d.getMinutes());
+}
+
+export class Comments {
+  /* `page` is the page data: comment_url, comment_edit_url and comment_delete_url (teachers only). */
+  constructor(page) {
+    this.page = page;
+    this.box = $('#comment-box');
+    if (this.box) this.wireBox();
+    document.addEventListener('submit', (e) => this.submitted(e));
+  }
+
+  /* One comment.* frame. */
+  apply(frame) {
+    const turnEl = document.getElementById('run-' + frame.execution_id);
+    if (!turnEl) return;
+    let list = $('ul.comments', turnEl);
+    if (!list) {
+      list = el('ul', 'comments');
+      list.setAttribute('aria-label', 'Comments on this run');
+      turnEl.appendChild(list);
+    }
+    const existing = document.getElementById('comment-' + frame.comment_id);
+    if (existing && parseInt(existing.getAttribute('data-version'), 10) >= frame.version) return;
+    if (frame.type === 'comment.deleted') {
+      if (existing) existing.remove();
+      return;
+    }
+    const item = this.build(frame);
+    if (existing) existing.replaceWith(item);
+    else list.appendChild(item);
+  }
+
+  build(frame) {
+    const li = el('li', 'comment');
+    li.id = 'comment-' + frame.comment_id;
+    li.setAttribute('data-comment-id', frame.comment_id);
+    li.setAttribute('data-version', frame.version);
+    const head = el('div', 'comment-head');
+    head.appendChild(el('span', 'comment-author', frame.author));
+    head.appendChild(document.createTextNode(' · '));
+    const time = el('time', null, formatWhen(frame.created_at));
+    time.setAttribute('datetime', frame.created_at);
+    head.appendChild(time);
+    if (frame.edited_at) head.appendChild(el('span', 'muted comment-edited', '(edited)'));
+    li.appendChild(head);
+    const body = el('div', 'comment-body rich');
+    body.innerHTML = frame.html; // rendered and sanitised by the server (nh3), like rich results
+    li.appendChild(body);
+    if (frame.can_edit && this.page.comment_edit_url) this.addAuthorControls(li, head, frame);
+    return li;
+  }
+
+  addAuthorControls(li, head, frame) {
+    const del = el('form', 'inline-form comment-delete');
+    del.method = 'post';
+    del.action = this.page.comment_delete_url.replace('{id}', frame.comment_id);
+    const delButton = el('button', 'btn ghost small', 'Delete');
+    delButton.type = 'submit';
+    delButton.setAttribute('aria-label', 'Delete comment');
+    del.appendChild(delButton);
+    head.appendChild(del);
+    const details = el('details', 'comment-edit');
+    details.appendChild(el('summary', 'btn ghost small', 'Edit'));
+    const form = el('form');
+    form.method = 'post';
+    form.action = this.page.comment_edit_url.replace('{id}', frame.comment_id);
+    const label = el('label', 'visually-hidden', 'Edit comment');
+    label.htmlFor = 'comment-edit-' + frame.comment_id;
+    const area = el('textarea');
+    area.id = label.htmlFor;
+    area.name = 'body';
+    area.rows = 3;
+    area.required = true;
+    area.value = frame.body;
+    const save = el('button', 'btn small primary', 'Save');
+    save.type = 'submit';
+    form.append(label, area, save);
+    details.appendChild(form);
+    li.appendChild(details);
+  }
+
+  /* Edit and delete forms under comments go by fetch; the socket's frame then updates the page. */
+  submitted(e) {
+    const form = e.target;
+    if (!form.closest || !form.closest('.comment')) return;
+    e.preventDefault();
+    const fields = {};
+    $all('textarea, input[type="hidden"]', form).forEach((f) => { if (f.name && f.name !== 'csrfmiddlewaretoken') fields[f.name] = f.value; });
+    postForm(form.action, fields).catch((err) => showMessage(err.message, 'comment'));
+  }
+
+  wireBox() {
+    this.target = $('#comment-execution');
+    this.bodyInput = $('#comment-body');
+    const snippets = $('[data-role="snippets"]');
+    if (snippets) {
+      snippets.addEventListener('change', () => {
+        if (!snippets.value) return;
+        this.bodyInput.value = snippets.value;
+        snippets.value = '';
+        this.bodyInput.focus();
+      });
+    }
+    this.box.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.post();
+    });
+    this.bodyInput.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); this.post(); }
+    });
+  }
+
+  post() {
+    const body = this.bodyInput.value;
+    if (!body.trim() || !this.target.value) { this.bodyInput.focus(); return; }
+    const button = $('#comment-submit');
+    button.disabled = true;
+    postForm(this.page.comment_url, { execution_id: this.target.value, body: body })
+      .then(() => { this.bodyInput.value = ''; })
+      .catch((err) => showMessage(err.message, 'comment'))
+      .finally(() => { button.disabled = false; });
+  }
+
+  /* A new run in the watched session: it becomes the comment box's default target. */
+  runAdded(frame) {
+    if (!this.target || $('option[value="' + frame.execution_id + '"]', this.target)) return;
+    const option = el('option', null, 'run [' + frame.seq + ']');
+    option.value = String(frame.execution_id);
+    this.target.insertBefore(option, this.target.firstChild);
+    this.target.value = option.value;
+  }
+}
