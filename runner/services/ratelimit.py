@@ -1,0 +1,47 @@
+"""Per-user rate limits shared by every socket and server process, counted in Django's cache
+(Redis when REDIS_URL is set, else the database cache table, which SQLite processes share too).
+
+A fixed window per (scope, user): the first hit in a window creates the counter, each hit
+increments it; past `limit` the caller refuses with `rate_limited` until the next window.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.core.cache import cache
+
+
+@dataclass(frozen=True)
+class RateVerdict:
+    allowed: bool
+    count: int
+    limit: int
+    window_s: int
+    # Which window this hit fell in, so a socket tells its user once per window.
+    window: int
+    retry_after_s: int
+
+    @property
+    def message(self) -> str:
+        return f"Too many requests: at most {self.limit} per {self.window_s} seconds. Try again in {self.retry_after_s} s."
+
+
+def ratelimit_hit_sync(*, scope: str, user_id: int, limit: int, window_s: int) -> RateVerdict:
+    """Count one request of `user_id` in `scope`; allowed while the window's count is within `limit`
+    (a limit of 0 or less allows everything and counts nothing)."""
+    now = time.time()
+    window = int(now // window_s)
+    retry_after_s = max(1, int((window + 1) * window_s - now + 0.999))
+    if limit <= 0:
+        return RateVerdict(True, 0, limit, window_s, window, retry_after_s)
+    key = f"ratelimit:{scope}:{user_id}:{window}"
+    # add() is a no-op when the key exists, so concurrent first hits never reset each other's count.
+    cache.add(key, 0, timeout=window_s * 2)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=window_s * 2)
+        count = 1
+    return RateVerdict(count <= limit, count, limit, window_s, window, retry_after_s)
