@@ -31,7 +31,7 @@ from runner.services.accounting import (
     sql_rate,
     today_local,
 )
-from runner.services.quotas import default_limits
+from runner.services.quotas import Limits, QuotaStatus, default_limits, quota_status_sync, user_limits_sync
 
 # Sortable columns: the name in `?sort=` -> the report query's column.
 SORT_COLUMNS: dict[str, str] = {
@@ -306,12 +306,22 @@ def budget_alerts_recent(*, limit: int = 20) -> list[BudgetAlert]:
     return list(BudgetAlert.objects.select_related("user").order_by("-created_at")[:limit])
 
 
+def usage_limits_for_user(*, user_id: int) -> Limits:
+    """The user's effective limits (their overrides, else the QUOTA_* defaults; 0: none)."""
+    return user_limits_sync(user_id=user_id)
+
+
+def usage_quota_status(*, user_id: int) -> list[QuotaStatus]:
+    """Usage against each of the user's limits, today and this month ("38 of 60 sandbox-minutes today")."""
+    return quota_status_sync(user_id=user_id)
+
+
 def leases_open_for_user(*, user_id: int) -> list[SandboxLease]:
     return list(SandboxLease.objects.open().filter(user_id=user_id).order_by("started_at"))
 
 
 __all__ = [
     "DayCost", "SORT_COLUMNS", "UsageReport", "UsageRow", "UserDay", "budget_alerts_recent", "execution_cost_usd",
-    "leases_open_for_user", "round_cents", "usage_by_user_day", "usage_cost_by_day", "usage_range_preset",
+    "leases_open_for_user", "round_cents", "usage_limits_for_user", "usage_quota_status", "usage_by_user_day", "usage_cost_by_day", "usage_range_preset",
     "usage_report", "usage_runs_for_user",
 ]
