@@ -218,7 +218,7 @@ class _Echo:
 def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
     choice = _range_from(request)
     sort, descending = _sort_from(request)
-    report = usage_selectors.usage_report(start=choice.start, end=choice.end, sort=sort, descending=descending)
+    report = usage_selectors.usage_report(start=choice.start, end=choice.end, sort=sort, descending=descending, with_days=False)
     writer = csv.writer(_Echo())
 
     def lines() -> Iterator[str]:

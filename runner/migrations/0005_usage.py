@@ -66,11 +66,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='execution',
-            index=models.Index(fields=['created_at', 'user', 'status', 'duration_ms'], name='execution_usage'),
-        ),
-        migrations.AddIndex(
-            model_name='execution',
-            index=models.Index(fields=['user', 'created_at'], name='execution_user_created'),
+            index=models.Index(fields=['user', 'created_at', 'status', 'duration_ms'], name='execution_user_usage'),
         ),
         migrations.AddIndex(
             model_name='execution',
@@ -78,7 +74,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='sandboxlease',
-            index=models.Index(fields=['started_at', 'ended_at'], name='lease_started_ended'),
+            index=models.Index(fields=['started_at', 'ended_at', 'backend', 'vcpus', 'memory_mb', 'user'], name='lease_usage'),
         ),
         migrations.AddIndex(
             model_name='sandboxlease',

@@ -8,7 +8,8 @@ open lease counts up to now); runs and execution-seconds count on the day the ru
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from runner.services.accounting import (
     sql_lease_overlaps,
     sql_param,
     sql_rate,
+    sql_seconds,
     today_local,
 )
 from runner.services.quotas import Limits, QuotaStatus, default_limits, quota_status_sync, user_limits_sync
@@ -125,16 +127,26 @@ def _fetch(sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         return cursor.fetchall()
 
 
-def _lease_split(lo: str, hi: str) -> str:
-    """SQL columns: a lease's sandbox-seconds and cost in [lo, hi), split by backend."""
-    clip = sql_lease_clip(lo, hi, "%(now)s")
-    rate = sql_rate()
-    return (
-        f"SUM(CASE WHEN l.backend = 'e2b' THEN {clip} ELSE 0 END) AS e2b_s,"
-        f" SUM(CASE WHEN l.backend <> 'e2b' THEN {clip} ELSE 0 END) AS local_s,"
-        f" SUM(CASE WHEN l.backend = 'e2b' THEN {clip} * {rate} ELSE 0 END) AS e2b_usd,"
-        f" SUM(CASE WHEN l.backend <> 'e2b' THEN {clip} * {rate} ELSE 0 END) AS local_usd"
-    )
+def _lease_ctes(lo: str, hi: str, *, key: str, sources: list[str]) -> str:
+    """SQL: CTEs `ls_x` (each lease's clipped seconds in [lo, hi), computed once: materialized) and
+    `ls(k, e2b_s, local_s, e2b_usd, local_usd)`, per `key`, split by backend. Each of `sources`
+    is a FROM and WHERE of leases (alias `l`); their rows are added up."""
+    select = f"SELECT {key} AS k, l.backend AS backend, {sql_lease_clip(lo, hi, '%(now)s')} AS s, {sql_rate()} AS rate"
+    return f"""ls_x AS MATERIALIZED (
+        {' UNION ALL '.join(f'{select} {source}' for source in sources)}
+    ), ls AS (
+        SELECT k, SUM(CASE WHEN backend = 'e2b' THEN s ELSE 0 END) AS e2b_s,
+            SUM(CASE WHEN backend <> 'e2b' THEN s ELSE 0 END) AS local_s,
+            SUM(CASE WHEN backend = 'e2b' THEN s * rate ELSE 0 END) AS e2b_usd,
+            SUM(CASE WHEN backend <> 'e2b' THEN s * rate ELSE 0 END) AS local_usd
+        FROM ls_x GROUP BY k
+    )"""
+
+
+def _runs_index() -> str:
+    """SQLite's planner, without ANALYZE statistics, picks the created_at index and then reads every
+    row; the covering (user, created_at, status, duration_ms) index is 10x faster for the report."""
+    return "INDEXED BY execution_user_usage" if connection.vendor == "sqlite" else ""
 
 
 def _runs_columns() -> str:
@@ -146,10 +158,11 @@ def _runs_columns() -> str:
 
 
 def usage_report(
-    *, start: date, end: date, sort: str = "usd", descending: bool = True, now: datetime | None = None
+    *, start: date, end: date, sort: str = "usd", descending: bool = True, now: datetime | None = None, with_days: bool = True
 ) -> UsageReport:
     """Per-user usage from `start` to `end` (days in TIME_ZONE, inclusive), sorted by `sort`
-    (a key of SORT_COLUMNS; unknown keys sort by cost), with totals and the cost per day by backend."""
+    (a key of SORT_COLUMNS; unknown keys sort by cost), with totals and (`with_days`) the cost per
+    day by backend."""
     now = now or timezone.now()
     sort = sort if sort in SORT_COLUMNS else "usd"
     column = SORT_COLUMNS[sort]
@@ -162,27 +175,25 @@ def usage_report(
     sql = f"""
     WITH e AS (
         SELECT e.user_id AS user_id, {_runs_columns()}
-        FROM runner_execution e WHERE e.created_at >= %(lo)s AND e.created_at < %(hi)s GROUP BY e.user_id
-    ), l AS (
-        SELECT l.user_id AS user_id, {_lease_split('%(lo)s', '%(hi)s')}
-        FROM runner_sandboxlease l WHERE {sql_lease_overlaps('%(lo)s', '%(hi)s')} GROUP BY l.user_id
-    ), m AS (
+        FROM runner_execution e {_runs_index()} WHERE e.created_at >= %(lo)s AND e.created_at < %(hi)s GROUP BY e.user_id
+    ), {_lease_ctes('%(lo)s', '%(hi)s', key='l.user_id', sources=[f"FROM runner_sandboxlease l WHERE {sql_lease_overlaps('%(lo)s', '%(hi)s')}"])},
+    m AS (
         SELECT l.user_id AS user_id, SUM({month_clip} * {sql_rate()}) AS spent
         FROM runner_sandboxlease l WHERE {sql_lease_overlaps('%(month_lo)s', '%(now)s')} GROUP BY l.user_id
-    ), ids AS (SELECT user_id FROM e UNION SELECT user_id FROM l)
+    ), ids AS (SELECT user_id FROM e UNION SELECT k FROM ls)
     SELECT * FROM (
         SELECT ids.user_id AS user_id, u.username AS username, COALESCE(e.runs, 0) AS runs,
-            COALESCE(e.exec_ms, 0) AS exec_ms, COALESCE(l.e2b_s, 0) AS e2b_s, COALESCE(l.local_s, 0) AS local_s,
-            COALESCE(l.e2b_usd, 0) AS e2b_usd, COALESCE(l.local_usd, 0) AS local_usd,
+            COALESCE(e.exec_ms, 0) AS exec_ms, COALESCE(ls.e2b_s, 0) AS e2b_s, COALESCE(ls.local_s, 0) AS local_s,
+            COALESCE(ls.e2b_usd, 0) AS e2b_usd, COALESCE(ls.local_usd, 0) AS local_usd,
             COALESCE(e.errors, 0) AS errors, COALESCE(e.timeouts, 0) AS timeouts,
             (SELECT MAX(x.created_at) FROM runner_execution x WHERE x.user_id = ids.user_id) AS last_active,
             COALESCE(m.spent, 0) AS month_usd, COALESCE(q.usd_per_month, %(default_usd)s) AS budget_usd,
-            COALESCE(l.e2b_s, 0) + COALESCE(l.local_s, 0) AS sandbox_s,
-            COALESCE(l.e2b_usd, 0) + COALESCE(l.local_usd, 0) AS usd,
+            COALESCE(ls.e2b_s, 0) + COALESCE(ls.local_s, 0) AS sandbox_s,
+            COALESCE(ls.e2b_usd, 0) + COALESCE(ls.local_usd, 0) AS usd,
             CASE WHEN COALESCE(q.usd_per_month, %(default_usd)s) > 0
                 THEN COALESCE(m.spent, 0) * 100.0 / COALESCE(q.usd_per_month, %(default_usd)s) END AS budget_pct
         FROM ids JOIN auth_user u ON u.id = ids.user_id
-        LEFT JOIN e ON e.user_id = ids.user_id LEFT JOIN l ON l.user_id = ids.user_id
+        LEFT JOIN e ON e.user_id = ids.user_id LEFT JOIN ls ON ls.k = ids.user_id
         LEFT JOIN m ON m.user_id = ids.user_id LEFT JOIN runner_userquota q ON q.user_id = ids.user_id
     ) r
     ORDER BY (r.{column} IS NULL), r.{column} {'DESC' if descending else 'ASC'}, r.username ASC
@@ -203,16 +214,19 @@ def usage_report(
         last_active=max((r.last_active for r in rows if r.last_active), default=None),
         month_usd=sum(r.month_usd for r in rows), budget_usd=Decimal(0),
     )
-    return UsageReport(start, end, rows, totals, usage_cost_by_day(start=start, end=end, now=now), sort, descending)
+    days = usage_cost_by_day(start=start, end=end, now=now) if with_days else []
+    return UsageReport(start, end, rows, totals, days, sort, descending)
 
 
-def _days_cte(start: date, end: date, params: dict[str, Any]) -> str:
-    """SQL: `days(day, lo, hi)` as VALUES, its parameters added to `params`."""
+def _days_cte(start: date, end: date, params: dict[str, Any], *, reach: timedelta = timedelta(0)) -> str:
+    """SQL: a CTE `d(day, lo, hi, reach)` of the range's days as VALUES (`reach` = lo - `reach`),
+    its parameters added to `params`. (`reach` is subtracted in UTC: aware arithmetic in the local
+    zone is wall-clock time and would be an hour off across a DST change.)"""
     values = []
     for i, (day, lo, hi) in enumerate(day_windows(start=start, end=end)):
-        params[f"d{i}"], params[f"lo{i}"], params[f"hi{i}"] = day, sql_param(lo), sql_param(hi)
-        values.append(f"(%(d{i})s, %(lo{i})s, %(hi{i})s)")
-    return f"days(day, lo, hi) AS (VALUES {', '.join(values)})"
+        params[f"d{i}"], params[f"lo{i}"], params[f"hi{i}"], params[f"r{i}"] = day, sql_param(lo), sql_param(hi), sql_param(lo.astimezone(dt_timezone.utc) - reach)
+        values.append(f"(%(d{i})s, %(lo{i})s, %(hi{i})s, %(r{i})s)")
+    return f"d(day, lo, hi, reach) AS (VALUES {', '.join(values)})"
 
 
 def _as_date(value: Any) -> date:
@@ -227,13 +241,19 @@ def usage_cost_by_day(*, start: date, end: date, now: datetime | None = None, us
         "now": sql_param(now), "user_id": user_id, **rate_params(),
     }
     who = "AND l.user_id = %(user_id)s" if user_id is not None else ""
-    sql = f"""
-    WITH {_days_cte(start, end, params)}
-    SELECT d.day, {_lease_split('d.lo', 'd.hi')}
-    FROM runner_sandboxlease l JOIN days d ON {sql_lease_overlaps('d.lo', 'd.hi')}
-    WHERE {sql_lease_overlaps('%(lo)s', '%(hi)s')} {who}
-    GROUP BY d.day
-    """
+    # Each day looks only at closed leases started at most the longest closed lease's length
+    # before it (an index range on started_at), instead of every lease before the day ends; open
+    # leases (few: the live sandboxes) are read on their own.
+    longest_s = _fetch(
+        f"SELECT MAX({sql_seconds('l.started_at', 'l.ended_at')}) FROM runner_sandboxlease l"
+        f" WHERE l.ended_at IS NOT NULL AND {sql_lease_overlaps('%(lo)s', '%(hi)s')} {who}", params,
+    )[0][0]
+    reach = timedelta(seconds=float(longest_s or 0) + 1)
+    in_range = f"{sql_lease_overlaps('%(lo)s', '%(hi)s')} {who}"
+    closed = f"FROM d JOIN runner_sandboxlease l ON {sql_lease_overlaps('d.lo', 'd.hi')} AND l.started_at >= d.reach WHERE l.ended_at IS NOT NULL AND {in_range}"
+    still_open = f"FROM d JOIN runner_sandboxlease l ON l.ended_at IS NULL AND l.started_at < d.hi WHERE {in_range}"
+    sql = f"WITH {_days_cte(start, end, params, reach=reach)}, {_lease_ctes('d.lo', 'd.hi', key='d.day', sources=[closed, still_open])}"
+    sql += " SELECT k, e2b_s, local_s, e2b_usd, local_usd FROM ls"
     found = {_as_date(r[0]): r for r in _fetch(sql, params)}
     days = []
     for day, _lo, _hi in day_windows(start=start, end=end):
@@ -265,7 +285,7 @@ def usage_by_user_day(*, user_id: int, start: date, end: date, now: datetime | N
     sql = f"""
     WITH {_days_cte(start, end, params)}
     SELECT d.day, {_runs_columns()}
-    FROM runner_execution e JOIN days d ON e.created_at >= d.lo AND e.created_at < d.hi
+    FROM d JOIN runner_execution e ON e.created_at >= d.lo AND e.created_at < d.hi
     WHERE e.user_id = %(user_id)s GROUP BY d.day
     """
     runs = {_as_date(r[0]): r for r in _fetch(sql, params)}
