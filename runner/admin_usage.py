@@ -31,6 +31,8 @@ from runner.selectors.usage import DayCost, UsageReport, UsageRow
 from runner.services import admin_actions
 
 RUNS_PER_PAGE = 50
+# The per-user table shows this many users a page (sorted over everyone; totals cover everyone).
+USERS_PER_PAGE = 100
 # The longest range one page or CSV covers (the chart has a bar per day).
 MAX_RANGE_DAYS = 400
 
@@ -196,10 +198,12 @@ def usage_page(request: HttpRequest) -> HttpResponse:
     choice = _range_from(request)
     sort, descending = _sort_from(request)
     report: UsageReport = usage_selectors.usage_report(start=choice.start, end=choice.end, sort=sort, descending=descending)
+    page = Paginator(report.rows, USERS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "admin/runner/usage.html", _context(
         request, title="Usage, cost and budgets", choice=choice, report=report,
-        headers=_headers(choice, sort, descending),
-        rows=[(row, usage_cells(row)) for row in report.rows], totals=usage_cells(report.totals),
+        headers=_headers(choice, sort, descending), page=page,
+        page_query=choice.query(sort=sort, dir="desc" if descending else "asc"),
+        rows=[(row, usage_cells(row)) for row in page], totals=usage_cells(report.totals),
         chart=cost_chart(report.days), csv_query=choice.query(sort=sort, dir="desc" if descending else "asc"),
         alerts=usage_selectors.budget_alerts_recent(), actions=AdminAction.objects.select_related("actor", "target_user")[:20],
         presets=[("today", "Today"), ("7d", "Last 7 days"), ("month", "This month")],

@@ -25,6 +25,7 @@ from runner.services.accounting import (
     month_start,
     rate_params,
     round_cents,
+    seconds_exact,
     sql_datetime,
     sql_lease_clip,
     sql_lease_overlaps,
@@ -32,6 +33,7 @@ from runner.services.accounting import (
     sql_rate,
     sql_seconds,
     today_local,
+    usd_exact,
 )
 from runner.services.quotas import Limits, QuotaStatus, default_limits, quota_status_sync, user_limits_sync
 
@@ -83,7 +85,7 @@ class UsageRow:
         """Month-to-date spend as a share of the monthly budget; None without a budget."""
         if not self.budget_usd:
             return None
-        return int(round_cents(self.month_usd) * 100 / self.budget_usd)
+        return int(Decimal(str(self.month_usd)) * 100 / self.budget_usd)
 
 
 @dataclass(frozen=True)
@@ -200,9 +202,9 @@ def usage_report(
     """
     rows = [
         UsageRow(
-            user_id=r[0], username=r[1], runs=int(r[2]), exec_s=int(r[3]) / 1000, e2b_s=float(r[4]), local_s=float(r[5]),
-            e2b_usd=float(r[6]), local_usd=float(r[7]), errors=int(r[8]), timeouts=int(r[9]),
-            last_active=sql_datetime(r[10]), month_usd=float(r[11]), budget_usd=Decimal(str(r[12] or 0)),
+            user_id=r[0], username=r[1], runs=int(r[2]), exec_s=int(r[3]) / 1000, e2b_s=seconds_exact(r[4]), local_s=seconds_exact(r[5]),
+            e2b_usd=usd_exact(r[6]), local_usd=usd_exact(r[7]), errors=int(r[8]), timeouts=int(r[9]),
+            last_active=sql_datetime(r[10]), month_usd=usd_exact(r[11]), budget_usd=Decimal(str(r[12] or 0)),
         )
         for r in _fetch(sql, params)
     ]
@@ -258,7 +260,9 @@ def usage_cost_by_day(*, start: date, end: date, now: datetime | None = None, us
     days = []
     for day, _lo, _hi in day_windows(start=start, end=end):
         r = found.get(day)
-        days.append(DayCost(day, float(r[3]), float(r[4]), float(r[1]), float(r[2])) if r else DayCost(day, 0.0, 0.0, 0.0, 0.0))
+        days.append(
+            DayCost(day, usd_exact(r[3]), usd_exact(r[4]), seconds_exact(r[1]), seconds_exact(r[2])) if r else DayCost(day, 0.0, 0.0, 0.0, 0.0)
+        )
     return days
 
 

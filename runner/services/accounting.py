@@ -166,4 +166,14 @@ def user_spend_sync(*, user_id: int, now: datetime | None = None) -> UserSpend:
         sandbox_s, usd = cursor.fetchone()
         cursor.execute(run_sql, params)
         runs_today, active = cursor.fetchone()
-    return UserSpend(float(sandbox_s or 0), int(runs_today or 0), int(active or 0), float(usd or 0))
+    return UserSpend(seconds_exact(sandbox_s), int(runs_today or 0), int(active or 0), usd_exact(usd))
+
+
+def seconds_exact(value: Any) -> float:
+    """Seconds from SQL, to the millisecond (SQLite's julianday arithmetic is off by microseconds)."""
+    return round(float(value or 0), 3)
+
+
+def usd_exact(value: Any) -> float:
+    """Dollars from SQL, to a millionth of a dollar (floating point is off in the last digits)."""
+    return round(float(value or 0), 6)

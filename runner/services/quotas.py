@@ -33,6 +33,7 @@ from runner.services.accounting import (
     sql_rate,
     today_local,
     user_spend_sync,
+    usd_exact,
 )
 
 # Budget alerts are recorded when month-to-date spend crosses these shares of the budget.
@@ -218,13 +219,14 @@ def budget_alerts_record_sync(*, now: datetime | None = None) -> list[BudgetAler
         rows = cursor.fetchall()
     fresh: list[BudgetAlert] = []
     for user_id, spent, budget in rows:
+        spent = usd_exact(spent)
         budget = Decimal(str(budget or 0))
         if budget <= 0:
             continue
         for percent in ALERT_PERCENTS:
             if Decimal(str(spent or 0)) * 100 >= budget * percent:
                 fresh.append(BudgetAlert(user_id=user_id, month=month, percent=percent,
-                                         spent_usd=Decimal(str(round(float(spent), 4))), budget_usd=budget, created_at=now))
+                                         spent_usd=Decimal(str(round(spent, 4))), budget_usd=budget, created_at=now))
     if not fresh:
         return []
     known = set(BudgetAlert.objects.filter(month=month, user_id__in={a.user_id for a in fresh}).values_list("user_id", "percent"))
