@@ -8,6 +8,7 @@ housekeeping; admission, sessions; lifecycle; cancel; sandboxes, sweep; output, 
 from runner.services.admission import execution_quota_check, execution_start
 from runner.services.cancel import execution_cancel, execution_cancel_local
 from runner.services.housekeeping import runtime_ensure_started, runtime_stop
+from runner.services.ratelimit import RateVerdict, ratelimit_hit, ratelimit_hit_sync
 from runner.services.runs import RunRejected
 from runner.services.runtime import BOOT_ID
 from runner.services.sandboxes import (
@@ -31,6 +32,10 @@ __all__: list[str] = [
     "execution_quota_check",
     "execution_start",
     "execution_sweep",
+    # rate limits (per user, over all sockets and processes)
+    "RateVerdict",
+    "ratelimit_hit",
+    "ratelimit_hit_sync",
     # this server process
     "BOOT_ID",
     "runtime_ensure_started",

@@ -7,8 +7,9 @@ from django.contrib.auth.base_user import AbstractBaseUser
 
 from runner.models import AdminAction, ChatSession, Execution, SandboxLease
 from runner.services import sandboxes
-from runner.services.executions import RunRejected, execution_cancel
-from runner.services.processes import db
+from runner.services.cancel import execution_cancel
+from runner.services.runs import RunRejected
+from runner.services.runtime import db
 
 
 class ActionRefused(Exception):

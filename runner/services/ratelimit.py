@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
+from runner.services.runtime import db
+
 
 @dataclass(frozen=True)
 class RateVerdict:
@@ -45,3 +47,11 @@ def ratelimit_hit_sync(*, scope: str, user_id: int, limit: int, window_s: int) -
         cache.add(key, 1, timeout=window_s * 2)
         count = 1
     return RateVerdict(count <= limit, count, limit, window_s, window, retry_after_s)
+
+
+async def ratelimit_hit(*, scope: str, user_id: int, limit: int, window_s: int) -> RateVerdict:
+    """`ratelimit_hit_sync` from async code (one hop to the database thread: the database cache
+    needs it, and a Redis round trip is as cheap there as anywhere)."""
+    if limit <= 0:
+        return ratelimit_hit_sync(scope=scope, user_id=user_id, limit=limit, window_s=window_s)
+    return await db(ratelimit_hit_sync)(scope=scope, user_id=user_id, limit=limit, window_s=window_s)
