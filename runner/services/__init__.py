@@ -6,6 +6,7 @@ housekeeping; admission, sessions; lifecycle; cancel; sandboxes, sweep; output, 
 """
 
 from runner.services.admission import execution_quota_check, execution_start
+from runner.services.budgets import BudgetPass, budget_enforce
 from runner.services.cancel import execution_cancel, execution_cancel_local
 from runner.services.housekeeping import runtime_ensure_started, runtime_stop
 from runner.services.ratelimit import RateVerdict, ratelimit_hit, ratelimit_hit_sync
@@ -36,6 +37,9 @@ __all__: list[str] = [
     "RateVerdict",
     "ratelimit_hit",
     "ratelimit_hit_sync",
+    # budgets
+    "BudgetPass",
+    "budget_enforce",
     # this server process
     "BOOT_ID",
     "runtime_ensure_started",
