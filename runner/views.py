@@ -60,7 +60,9 @@ def _chat_context(request: HttpRequest, session: ChatSession | None) -> dict[str
         "languages": LANGUAGE_CHOICES,
         "truncation_notice": truncation_notice(),
         "page_data": page_data,
+        "usage_meter": selectors.usage_quota_status(user_id=request.user.pk),
     }
+    page_data["usage_url"] = reverse("account_usage")
     if session is not None:
         turns = selectors.session_history(session=session)
         context["turns"] = turns
@@ -185,3 +187,11 @@ def execution_output(request: HttpRequest, session_id: uuid.UUID, execution_id: 
             raise Http404("No such output.")
     context = {"blocks": blocks, "turn": turn, "truncation_notice": truncation_notice(), "whole": "index" not in request.GET}
     return render(request, "runner/_output.html", context)
+
+
+@login_required
+@require_GET
+def account_usage(request: HttpRequest) -> JsonResponse:
+    """The user's usage against each of their limits (none when unlimited), for the page's meter."""
+    limits = selectors.usage_quota_status(user_id=request.user.pk)
+    return JsonResponse({"limits": [{"name": q.name, "text": q.text, "percent": q.percent, "warn": q.warn} for q in limits]})

@@ -199,3 +199,21 @@ async def test_an_admin_kill_from_the_usage_page_ends_the_leases_with_reason_adm
 def test_quota_rows_round_trip_decimal_budgets(alice) -> None:
     UserQuota.objects.create(user=alice, usd_per_month=Decimal("12.50"))
     assert quota_check_sync(user_id=alice.pk)[1].usd_per_month == Decimal("12.50")
+
+
+@pytest.mark.django_db
+@override_settings(TIME_ZONE="UTC", QUOTA_SANDBOX_SECONDS_PER_DAY=3600, QUOTA_RUNS_PER_DAY=0)
+def test_the_chat_page_and_its_json_show_usage_against_the_limit(alice, alice_session, client) -> None:
+    _lease(alice, 50 * 60, end=timezone.now())
+    client.force_login(alice)
+    html = client.get(f"/sessions/{alice_session.id}/").content.decode()
+    assert 'id="usage-meter"' in html and "50 of 60 sandbox-minutes today · 83% used" in html
+    body = client.get("/account/usage.json").json()
+    assert body == {"limits": [{"name": "sandbox_seconds_per_day", "text": "50 of 60 sandbox-minutes today", "percent": 83, "warn": True}]}
+
+
+@pytest.mark.django_db
+def test_without_limits_the_meter_is_hidden(alice, alice_session, client) -> None:
+    client.force_login(alice)
+    assert 'id="usage-meter" aria-live="polite" hidden' in client.get(f"/sessions/{alice_session.id}/").content.decode()
+    assert client.get("/account/usage.json").json() == {"limits": []}

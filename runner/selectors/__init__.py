@@ -6,6 +6,7 @@ One module per area; everything is re-exported here so callers write `selectors.
 from runner.selectors.access import SessionAccess, session_access, session_with_access
 from runner.selectors.executions import execution_last_pointer, execution_replay
 from runner.selectors.health import SandboxStatus, sandbox_status
+from runner.selectors.usage import usage_quota_status
 from runner.selectors.sessions import (
     SessionListItem,
     Turn,
@@ -40,4 +41,6 @@ __all__ = [
     "session_latest_for_user",
     "session_resume_point",
     "sessions_for_sidebar",
+    # usage (the page's meter; the admin's reports live in runner.selectors.usage)
+    "usage_quota_status",
 ]

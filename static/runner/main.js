@@ -8,18 +8,20 @@ import { followBottom, scrollToBottom } from './scroll.js';
 import { SessionChrome } from './sidebar.js';
 import { Socket } from './socket.js';
 import { highlight, Turns } from './turns.js';
+import { UsageMeter } from './usage.js';
 
 document.documentElement.classList.add('js');
 
 const turns = new Turns($('#turns'), languageLabel);
 const socket = new Socket(page.ws_path, page.last, {
-  onFrames: (frames) => handler.applyBatch(frames),
+  onFrames: (frames) => { handler.applyBatch(frames); usageMeter.noteFrames(frames); },
   onOpen: () => composer.updateControls(),
   onRefused: (code) => {
     showMessage(code === 4403 ? 'You may not run code in this session.' : 'This session no longer exists.', 'forbidden');
     composer.setCanRun(false, code === 4403 ? 'this session is read-only for you' : 'the session is gone');
   }
 });
+const usageMeter = new UsageMeter($('#usage-meter'), page.usage_url);
 const composer = new Composer($('#composer'), turns, socket, page);
 const handler = new FrameHandler({ turns, socket, composer, pageCanRun: !!page.can_run });
 const chrome = new SessionChrome({
