@@ -94,7 +94,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         if not verdict.allowed:
             if self.rate_told_window != verdict.window:
                 self.rate_told_window = verdict.window
-                await self.send_error("rate_limited", f"Too many messages from you: {verdict.message}")
+                await self.send_error("rate_limited", f"Too many messages from you (all your tabs count): {verdict.message}.")
             return
         if text_data is None:
             await self.send_error("bad_request", "Binary frames are not supported; send JSON text.")

@@ -52,7 +52,7 @@ class PostRateLimitMiddleware:
         if request.method == "POST" and user is not None and user.is_authenticated:
             verdict = ratelimit_hit_sync(scope="post", user_id=user.pk, limit=settings.HTTP_POSTS_PER_MINUTE, window_s=60)
             if not verdict.allowed:
-                body = {"error": {"code": "rate_limited", "message": verdict.message}}
+                body = {"error": {"code": "rate_limited", "message": f"Too many requests from you: {verdict.message}."}}
                 response: HttpResponse = JsonResponse(body, status=429)
                 response["Retry-After"] = str(verdict.retry_after_s)
                 return response

@@ -165,12 +165,15 @@ async def test_the_reaper_with_a_1_s_timeout_closes_a_local_sandbox_and_records_
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(120)
 async def test_the_reaper_with_a_1_s_timeout_closes_an_e2b_sandbox_and_records_idle(e2b_server, connect, alice, alice_session) -> None:
-    with _e2b_settings(e2b_server, SANDBOX_IDLE_TIMEOUT_S=1):
+    with _e2b_settings(e2b_server):
+        # Created with the usual idle timeout, which E2B also gets as the sandbox's own timeout
+        # (the backstop): with 1 s there, E2B could end it first, under a slow run.
         ws = await connect(alice, alice_session)
         await receive(ws)
         await receive_until_finished(ws, await run(ws, "1"))
-        await asyncio.sleep(1.2)
-        assert await services.sandbox_reap_idle() == 1
+        with override_settings(SANDBOX_IDLE_TIMEOUT_S=1):
+            await asyncio.sleep(1.2)
+            assert await services.sandbox_reap_idle() == 1
     lease = await SandboxLease.objects.aget(session=alice_session)
     assert (lease.backend, lease.end_reason) == ("e2b", "idle") and lease.ended_at is not None
     assert lease.sandbox_id not in e2b_server.sandboxes()  # killed at E2B, not only forgotten here
@@ -217,3 +220,41 @@ def test_without_limits_the_meter_is_hidden(alice, alice_session, client) -> Non
     client.force_login(alice)
     assert 'id="usage-meter" aria-live="polite" hidden' in client.get(f"/sessions/{alice_session.id}/").content.decode()
     assert client.get("/account/usage.json").json() == {"limits": []}
+
+
+@pytest.mark.django_db
+@override_settings(HTTP_POSTS_PER_MINUTE=3)
+def test_http_posts_are_rate_limited_per_user_with_a_clear_error(alice, bob, alice_session, client) -> None:
+    from django.test import Client
+
+    client.force_login(alice)
+    other_tab = Client()
+    other_tab.force_login(alice)
+    for c in (client, other_tab, client):
+        assert c.post(f"/sessions/{alice_session.id}/rename/", {"title": "t"}).status_code in (200, 302)
+    refused = other_tab.post(f"/sessions/{alice_session.id}/rename/", {"title": "t"})
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    body = refused.json()["error"]
+    assert body["code"] == "rate_limited" and body["message"].startswith("Too many requests from you: at most 3 per 60 seconds")
+    bob_client = Client()
+    bob_client.force_login(bob)
+    assert bob_client.post("/sessions/new/").status_code == 302  # bob has his own allowance
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+async def test_an_admin_stop_of_a_running_run_cancels_it_and_is_audited(connect, alice, admin_user, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    execution_id = await run(ws, "import time\nprint('go', flush=True)\ntime.sleep(30)")
+    while (await receive(ws)).get("type") != "execution.output":
+        pass
+    client = AsyncClient()
+    await client.aforce_login(admin_user)
+    response = await client.post(f"/admin/usage/runs/{execution_id}/stop/", {"reason": "stuck for an hour"})
+    assert response.status_code == 302
+    frames = await receive_until_finished(ws, execution_id)
+    assert frames[-1]["status"] == "cancelled"
+    action = await AdminAction.objects.aget()
+    assert (action.kind, action.execution_id, action.reason) == ("stop_run", execution_id, "stuck for an hour")
+    assert action.outcome == f"run {execution_id} was running; stop sent"

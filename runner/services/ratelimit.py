@@ -27,7 +27,8 @@ class RateVerdict:
 
     @property
     def message(self) -> str:
-        return f"Too many requests: at most {self.limit} per {self.window_s} seconds. Try again in {self.retry_after_s} s."
+        """The limit and when to try again, for the end of a sentence: "at most 60 per 10 seconds; try again in 4 s"."""
+        return f"at most {self.limit} per {self.window_s} seconds; try again in {self.retry_after_s} s"
 
 
 def ratelimit_hit_sync(*, scope: str, user_id: int, limit: int, window_s: int) -> RateVerdict:
