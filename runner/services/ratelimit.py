@@ -40,13 +40,12 @@ def ratelimit_hit_sync(*, scope: str, user_id: int, limit: int, window_s: int) -
     if limit <= 0:
         return RateVerdict(True, 0, limit, window_s, window, retry_after_s)
     key = f"ratelimit:{scope}:{user_id}:{window}"
-    # add() is a no-op when the key exists, so concurrent first hits never reset each other's count.
-    cache.add(key, 0, timeout=window_s * 2)
     try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=window_s * 2)
-        count = 1
+        count = cache.incr(key)  # the usual case: the window's counter exists
+    except ValueError:
+        # The window's first hit. add() is a no-op when the key exists, so concurrent first hits
+        # never reset each other's count: the loser increments the winner's.
+        count = 1 if cache.add(key, 1, timeout=window_s * 2) else cache.incr(key)
     return RateVerdict(count <= limit, count, limit, window_s, window, retry_after_s)
 
 
