@@ -29,6 +29,7 @@ from runner.services.accounting import (
     sql_datetime,
     sql_lease_clip,
     sql_lease_overlaps,
+    sql_leases_covering,
     sql_param,
     sql_rate,
     sql_seconds,
@@ -178,10 +179,10 @@ def usage_report(
     WITH e AS (
         SELECT e.user_id AS user_id, {_runs_columns()}
         FROM runner_execution e {_runs_index()} WHERE e.created_at >= %(lo)s AND e.created_at < %(hi)s GROUP BY e.user_id
-    ), {_lease_ctes('%(lo)s', '%(hi)s', key='l.user_id', sources=[f"FROM runner_sandboxlease l WHERE {sql_lease_overlaps('%(lo)s', '%(hi)s')}"])},
+    ), {_lease_ctes('%(lo)s', '%(hi)s', key='l.user_id', sources=[f"FROM runner_sandboxlease l {sql_leases_covering()} WHERE {sql_lease_overlaps('%(lo)s', '%(hi)s')}"])},
     m AS (
         SELECT l.user_id AS user_id, SUM({month_clip} * {sql_rate()}) AS spent
-        FROM runner_sandboxlease l WHERE {sql_lease_overlaps('%(month_lo)s', '%(now)s')} GROUP BY l.user_id
+        FROM runner_sandboxlease l {sql_leases_covering()} WHERE {sql_lease_overlaps('%(month_lo)s', '%(now)s')} GROUP BY l.user_id
     ), ids AS (SELECT user_id FROM e UNION SELECT k FROM ls)
     SELECT * FROM (
         SELECT ids.user_id AS user_id, u.username AS username, COALESCE(e.runs, 0) AS runs,

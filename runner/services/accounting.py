@@ -121,6 +121,13 @@ def rate_params() -> dict[str, float]:
     }
 
 
+def sql_leases_covering() -> str:
+    """SQL after `runner_sandboxlease l`: on SQLite, read the covering usage index. Without
+    ANALYZE statistics its planner picks the (user, started_at) index for a GROUP BY user and
+    then reads every row (2x slower on the bench's 20,000 leases)."""
+    return "INDEXED BY lease_usage" if _vendor() == "sqlite" else ""
+
+
 def sql_lease_overlaps(lo: str, hi: str, alias: str = "l") -> str:
     """SQL: the lease was alive at some point in [lo, hi)."""
     return f"{alias}.started_at < {hi} AND ({alias}.ended_at IS NULL OR {alias}.ended_at > {lo})"

@@ -29,6 +29,7 @@ from runner.services.accounting import (
     round_cents,
     sql_lease_clip,
     sql_lease_overlaps,
+    sql_leases_covering,
     sql_param,
     sql_rate,
     today_local,
@@ -197,7 +198,7 @@ def sql_month_spend_by_user() -> str:
     return (
         "SELECT s.user_id, s.spent, COALESCE(q.usd_per_month, %(default_usd)s) FROM ("
         f" SELECT l.user_id AS user_id, SUM({sql_lease_clip('%(month_lo)s', '%(now)s', '%(now)s')} * {sql_rate()}) AS spent"
-        f" FROM runner_sandboxlease l WHERE {sql_lease_overlaps('%(month_lo)s', '%(now)s')} GROUP BY l.user_id"
+        f" FROM runner_sandboxlease l {sql_leases_covering()} WHERE {sql_lease_overlaps('%(month_lo)s', '%(now)s')} GROUP BY l.user_id"
         ") s LEFT JOIN runner_userquota q ON q.user_id = s.user_id"
     )
 
