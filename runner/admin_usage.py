@@ -25,7 +25,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from runner.models import AdminAction, Execution
+from runner.models import Execution
 from runner.selectors import usage as usage_selectors
 from runner.selectors.usage import DayCost, UsageReport, UsageRow
 from runner.services import admin_actions
@@ -205,7 +205,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
         page_query=choice.query(sort=sort, dir="desc" if descending else "asc"),
         rows=[(row, usage_cells(row)) for row in page], totals=usage_cells(report.totals),
         chart=cost_chart(report.days), csv_query=choice.query(sort=sort, dir="desc" if descending else "asc"),
-        alerts=usage_selectors.budget_alerts_recent(), actions=AdminAction.objects.select_related("actor", "target_user")[:20],
+        alerts=usage_selectors.budget_alerts_recent(), actions=usage_selectors.admin_actions_recent(),
         presets=[("today", "Today"), ("7d", "Last 7 days"), ("month", "This month")],
     ))
 
@@ -259,7 +259,7 @@ def usage_user(request: HttpRequest, user_id: int) -> HttpResponse:
         days=usage_selectors.usage_by_user_day(user_id=user_id, start=choice.start, end=choice.end),
         limits=usage_selectors.usage_limits_for_user(user_id=user_id), quota=usage_selectors.usage_quota_status(user_id=user_id),
         leases=usage_selectors.leases_open_for_user(user_id=user_id),
-        actions=AdminAction.objects.filter(target_user_id=user_id).select_related("actor", "execution")[:50],
+        actions=usage_selectors.admin_actions_recent(target_user_id=user_id, limit=50),
     ))
 
 

@@ -27,7 +27,6 @@ def _rate_limits_fresh(request: pytest.FixtureRequest) -> Iterator[None]:
     if request.node.get_closest_marker("django_db") is None:
         yield
         return
-    request.getfixturevalue("django_db_setup")
     yield
     try:
         rate_limits_reset()

@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from runner.models import BudgetAlert, Execution, SandboxLease
+from runner.models import AdminAction, BudgetAlert, Execution, SandboxLease
 from runner.services.accounting import (
     day_start,
     day_windows,
@@ -341,12 +341,20 @@ def usage_quota_status(*, user_id: int) -> list[QuotaStatus]:
     return quota_status_sync(user_id=user_id)
 
 
+def admin_actions_recent(*, target_user_id: int | None = None, limit: int = 20) -> list[AdminAction]:
+    """The newest admin actions (kills, stops), all or on one user: who, when, why."""
+    actions = AdminAction.objects.select_related("actor", "target_user", "execution")
+    if target_user_id is not None:
+        actions = actions.filter(target_user_id=target_user_id)
+    return list(actions.order_by("-created_at")[:limit])
+
+
 def leases_open_for_user(*, user_id: int) -> list[SandboxLease]:
     return list(SandboxLease.objects.open().filter(user_id=user_id).order_by("started_at"))
 
 
 __all__ = [
-    "DayCost", "SORT_COLUMNS", "UsageReport", "UsageRow", "UserDay", "budget_alerts_recent", "execution_cost_usd",
+    "DayCost", "SORT_COLUMNS", "admin_actions_recent", "UsageReport", "UsageRow", "UserDay", "budget_alerts_recent", "execution_cost_usd",
     "leases_open_for_user", "round_cents", "usage_limits_for_user", "usage_quota_status", "usage_by_user_day", "usage_cost_by_day", "usage_range_preset",
     "usage_report", "usage_runs_for_user",
 ]
