@@ -1,6 +1,6 @@
 """The admin usage report and its CSV over 1,000 users, 100,000 runs and 20,000 leases.
 
-    .venv/bin/python bench/usage.py [--n 15] [--database-url postgres://…/sandpit_bench]
+    .venv/bin/python bench/usage.py [--n 15] [--database-url postgres://…/sandpit_bench] [--redis-url redis://…]
 
 Without --database-url: a SQLite file in a temp dir (the embedded default, WAL as in settings).
 With it: that database (created and migrated if needed; seeded once, reused on later runs).
@@ -13,6 +13,8 @@ Django's full request stack (middleware, templates):
 - the floor, measured in the same run: the stock admin changelist of runs (`/admin/runner/execution/`,
   a count and a page of the same 100,000 rows), so the ratio says what the report costs
   beyond a plain admin page. Samples alternate. Goal: report and CSV under 300 ms p50.
+Then what a per-user rate limit costs each websocket frame: `ratelimit_hit` against an empty hop
+to the database thread (the database cache, or Redis with --redis-url).
 """
 
 from __future__ import annotations
@@ -37,12 +39,15 @@ OPEN_LEASES = 50
 DAYS = 30
 
 
-def _setup(database_url: str | None) -> str:
+def _setup(database_url: str | None, redis_url: str | None) -> str:
     if database_url is None:
         database_url = f"sqlite:///{tempfile.mkdtemp(prefix='sandpit-bench-usage-')}/db.sqlite3"
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     os.environ.pop("REDIS_URL", None)
+    if redis_url:
+        os.environ["REDIS_URL"] = redis_url
+        os.environ["CHANNEL_PREFIX"] = "sandpit-bench-usage"
     import django
 
     django.setup()
@@ -123,8 +128,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=15, help="samples per measurement")
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--redis-url", default=None, help="count rate limits in Redis (else the database cache)")
     args = parser.parse_args()
-    url = _setup(args.database_url)
+    url = _setup(args.database_url, args.redis_url)
     _seed()
 
     from django.contrib.auth import get_user_model
@@ -162,6 +168,37 @@ def main() -> None:
         p90 = sorted(values)[int(len(values) * 0.9) - 1]
         verdict = "" if name.startswith("floor") else ("  (goal < 300 ms: met)" if p50 < 300 else "  (goal < 300 ms: MISSED)")
         print(f"{name:30s} p50 {p50:7.1f} ms  p90 {p90:7.1f} ms  {p50 / floor:5.2f}x floor{verdict}")
+    _rate_limit_cost()
+
+
+def _rate_limit_cost(n: int = 300) -> None:
+    """What a per-user rate limit adds to each websocket frame: one `ratelimit_hit` (a hop to the
+    database thread plus the cache's increment) against an empty hop, alternating."""
+    import asyncio
+
+    from django.conf import settings
+
+    from runner.services.ratelimit import ratelimit_hit
+    from runner.services.runtime import db
+
+    def nothing() -> None:
+        return None
+
+    async def measure() -> tuple[list[float], list[float]]:
+        empty: list[float] = []
+        hit: list[float] = []
+        for _ in range(n):
+            began = time.perf_counter()
+            await db(nothing)()
+            empty.append((time.perf_counter() - began) * 1000)
+            began = time.perf_counter()
+            await ratelimit_hit(scope="bench", user_id=0, limit=10**9, window_s=10)
+            hit.append((time.perf_counter() - began) * 1000)
+        return empty, hit
+
+    empty, hit = asyncio.run(measure())
+    where = "Redis" if settings.REDIS_URL else "the database cache"
+    print(f"rate limit per frame ({where}): p50 {statistics.median(hit):.3f} ms; empty hop p50 {statistics.median(empty):.3f} ms")
 
 
 if __name__ == "__main__":
