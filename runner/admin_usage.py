@@ -36,6 +36,7 @@ USERS_PER_PAGE = 100
 # The longest range one page or CSV covers (the chart has a bar per day).
 MAX_RANGE_DAYS = 400
 
+PRESETS = [("today", "Today"), ("7d", "Last 7 days"), ("month", "This month")]
 COLUMNS: list[tuple[str, str]] = [
     ("user", "User"),
     ("runs", "Runs"),
@@ -206,7 +207,7 @@ def usage_page(request: HttpRequest) -> HttpResponse:
         rows=[(row, usage_cells(row)) for row in page], totals=usage_cells(report.totals),
         chart=cost_chart(report.days), csv_query=choice.query(sort=sort, dir="desc" if descending else "asc"),
         alerts=usage_selectors.budget_alerts_recent(), actions=usage_selectors.admin_actions_recent(),
-        presets=[("today", "Today"), ("7d", "Last 7 days"), ("month", "This month")],
+        presets=PRESETS,
     ))
 
 
@@ -253,7 +254,7 @@ def usage_user(request: HttpRequest, user_id: int) -> HttpResponse:
         for run in page
     ]
     return render(request, "admin/runner/usage_user.html", _context(
-        request, title=f"Usage of {person.get_username()}", person=person, choice=choice, status=status,
+        request, title=f"Usage of {person.get_username()}", person=person, choice=choice, status=status, presets=PRESETS,
         statuses=Execution.Status.choices, page=page, run_rows=run_rows,
         page_query=choice.query(**({"status": status} if status else {})),
         days=usage_selectors.usage_by_user_day(user_id=user_id, start=choice.start, end=choice.end),
