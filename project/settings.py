@@ -227,4 +227,11 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "sandpit_cache"}}
+    # Culling past MAX_ENTRIES would drop live counters (one per active user and window): keep it high.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "sandpit_cache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
