@@ -14,7 +14,8 @@ from django.test import AsyncClient, override_settings
 from django.utils import timezone
 
 from runner import services
-from runner.models import AdminAction, Execution, SandboxLease, UserQuota
+from runner.models import AdminAction, ChatSession, Execution, SandboxLease, UserQuota
+from runner.sandboxes.e2b import E2BBackend
 from runner.services.quotas import quota_check_sync, quota_status_sync
 from tests.fixtures_runs import receive, receive_until_finished, run
 from tests.test_e2b_backend import _e2b_settings
@@ -258,3 +259,21 @@ async def test_an_admin_stop_of_a_running_run_cancels_it_and_is_audited(connect,
     action = await AdminAction.objects.aget()
     assert (action.kind, action.execution_id, action.reason) == ("stop_run", execution_id, "stuck for an hour")
     assert action.outcome == f"run {execution_id} was running; stop sent"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+async def test_the_sweep_kills_a_dead_process_e2b_sandbox_that_no_session_names_and_ends_its_lease(e2b_server, runs_cleanup, alice, alice_session) -> None:
+    with _e2b_settings(e2b_server):
+        orphan = await E2BBackend(e2b_server.config()).create(owner_id=alice.pk, session_id=str(alice_session.id))
+        kept = await E2BBackend(e2b_server.config()).create(owner_id=alice.pk, session_id=str(alice_session.id))
+        # A dead process left two open leases; the session names only `kept` (a restart reconnects to it).
+        await ChatSession.objects.filter(pk=alice_session.pk).aupdate(backend="e2b", sandbox_id=kept.id)
+        for sandbox in (orphan, kept):
+            await SandboxLease.objects.acreate(user=alice, session=alice_session, backend="e2b", sandbox_id=sandbox.id, owner_boot_id="dead")
+        assert await services.lease_sweep() == 1
+    ended = await SandboxLease.objects.aget(sandbox_id=orphan.id)
+    assert ended.end_reason == "shutdown" and ended.ended_at is not None
+    assert (await SandboxLease.objects.aget(sandbox_id=kept.id)).ended_at is None
+    alive = e2b_server.sandboxes()
+    assert orphan.id not in alive and kept.id in alive

@@ -140,16 +140,8 @@ async def sandbox_restart(*, session_id: uuid.UUID, reason: str = SandboxLease.E
             await _ask_to_restart(owner, session_id, reason)
     leftovers = await db(_forget_sandbox_sync)(session_id=session_id, reason=reason)
     for backend_name, sandbox_id in leftovers:
-        if backend_name != "e2b":
-            continue  # a local sandbox not held by a live process died with its process
-        try:
-            sandbox = await get_backend("e2b").connect(sandbox_id)
-        except SandboxGone:
-            continue
-        except Exception:
-            log.warning("could not reach E2B sandbox %s to kill it", sandbox_id, exc_info=True)
-            continue
-        await _close_quietly(sandbox)
+        if backend_name == "e2b":  # a local sandbox not held by a live process died with its process
+            await _kill_e2b_by_id(sandbox_id)
 
 
 # How long a restart waits for the process holding the sandbox to say it closed it.
@@ -215,8 +207,24 @@ async def _close_quietly(sandbox: Sandbox) -> None:
 
 
 async def lease_sweep() -> int:
-    """End the open leases of dead processes. Returns how many."""
-    return await db(lease_sweep_sync)()
+    """End the open leases of dead processes, and kill by id the E2B sandboxes among them that
+    no session names any more (nothing would reconnect to them). Returns how many leases ended."""
+    ended = await db(lease_sweep_sync)()
+    orphans = await db(_e2b_orphans_end_sync)()
+    for sandbox_id in orphans:
+        await _kill_e2b_by_id(sandbox_id)
+    return ended + len(orphans)
+
+
+async def _kill_e2b_by_id(sandbox_id: str) -> None:
+    try:
+        sandbox = await get_backend("e2b").connect(sandbox_id)
+    except SandboxGone:
+        return
+    except Exception:
+        log.warning("could not reach E2B sandbox %s to kill it", sandbox_id, exc_info=True)
+        return
+    await _close_quietly(sandbox)
 
 
 # --- sync database work (run through `db`) ------------------------------------------------------
@@ -309,6 +317,21 @@ def lease_sweep_sync() -> int:
             ended_at=max(end, lease.started_at), end_reason=SandboxLease.EndReason.SHUTDOWN
         )
     return ended
+
+
+def _e2b_orphans_end_sync() -> list[str]:
+    """Open E2B leases of dead processes whose session no longer names the sandbox (or is gone):
+    end them now (reason "shutdown") and return their sandbox ids, to be killed. Those a session
+    still names stay open for a reconnect, until E2B's own timeout (see `lease_sweep_sync`)."""
+    live = live_boot_ids_sync()
+    orphans = []
+    candidates = SandboxLease.objects.open().filter(backend="e2b").exclude(owner_boot_id__in=live).select_related("session")
+    for lease in candidates:
+        if lease.session is not None and lease.session.backend == "e2b" and lease.session.sandbox_id == lease.sandbox_id:
+            continue
+        if SandboxLease.objects.open().filter(pk=lease.pk).update(ended_at=timezone.now(), end_reason=SandboxLease.EndReason.SHUTDOWN):
+            orphans.append(lease.sandbox_id)
+    return orphans
 
 
 def backend_name() -> str:
