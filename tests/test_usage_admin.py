@@ -134,3 +134,20 @@ def test_an_admin_stop_of_an_ended_run_is_recorded_with_who_and_why(admin_user, 
     action = AdminAction.objects.get()
     assert (action.actor, action.target_user, action.kind, action.reason) == (admin_user, alice, "stop_run", "runaway loop")
     assert "already ended" in action.outcome and action.execution_id == run.pk
+
+
+def test_the_chart_stacks_local_on_e2b_and_scales_to_the_dearest_day() -> None:
+    from datetime import date
+
+    from runner.admin_usage import cost_chart
+    from runner.selectors.usage import DayCost
+
+    chart = cost_chart([DayCost(date(2026, 3, 1), 2.0, 1.0, 0, 0), DayCost(date(2026, 3, 2), 1.5, 0.0, 0, 0), DayCost(date(2026, 3, 3), 0, 0, 0, 0)])
+    plot_h = chart.baseline_y - 12
+    e2b, local, second = chart.bars
+    assert (e2b.backend, local.backend, second.backend) == ("e2b", "local", "e2b")
+    assert e2b.height == pytest.approx(plot_h * 2 / 3, abs=0.1) and local.height == pytest.approx(plot_h / 3, abs=0.1)
+    assert e2b.y + e2b.height == pytest.approx(chart.baseline_y, abs=0.1)  # E2B sits on the axis
+    assert local.y + local.height == pytest.approx(e2b.y, abs=0.1)  # local on top of it
+    assert second.height == pytest.approx(plot_h / 2, abs=0.1) and chart.max_usd == "3.00"
+    assert "2026-03-01 local: $1.00" == local.title and len(chart.bars) == 3  # an empty day draws nothing
