@@ -151,3 +151,29 @@ def test_the_chart_stacks_local_on_e2b_and_scales_to_the_dearest_day() -> None:
     assert local.y + local.height == pytest.approx(e2b.y, abs=0.1)  # local on top of it
     assert second.height == pytest.approx(plot_h / 2, abs=0.1) and chart.max_usd == "3.00"
     assert "2026-03-01 local: $1.00" == local.title and len(chart.bars) == 3  # an empty day draws nothing
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+async def test_after_real_runs_the_page_and_csv_match_the_database_to_the_second(connect, alice, admin_user, alice_session) -> None:
+    from django.test import AsyncClient
+
+    from runner import services
+    from tests.fixtures_runs import receive, receive_until_finished, run
+
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    for code in ("x = 1", "1 / 0"):
+        await receive_until_finished(ws, await run(ws, code))
+    await services.sandboxes_close_all(reason=SandboxLease.EndReason.CLOSED)
+    lease = await SandboxLease.objects.aget(session=alice_session)
+    runs = [r async for r in Execution.objects.filter(user=alice)]
+    client = AsyncClient()
+    await client.aforce_login(admin_user)
+    html = (await client.get("/admin/usage/", {"preset": "today"})).content.decode()
+    (row, totals) = _page_table(html)
+    assert row[:4] == ["alice", "2", f"{sum(r.duration_ms for r in runs) / 1000:.1f}", f"{round(lease.billed_seconds)}"]
+    assert row[7] == "1"  # the ZeroDivisionError
+    response = await client.get("/admin/usage.csv", {"preset": "today"})
+    lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert lines[2:] == [row, totals]
