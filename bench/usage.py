@@ -172,8 +172,8 @@ def main() -> None:
 
 
 def _rate_limit_cost(n: int = 300) -> None:
-    """What a per-user rate limit adds to each websocket frame: one `ratelimit_hit` (a hop to the
-    database thread plus the cache's increment) against an empty hop, alternating."""
+    """What a per-user rate limit adds to each websocket frame: one `ratelimit_hit` (a thread hop
+    plus the cache's increment) against an empty hop to the database thread, alternating."""
     import asyncio
 
     from django.conf import settings

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.cache import cache
 
 from runner.services.runtime import db
@@ -50,8 +52,13 @@ def ratelimit_hit_sync(*, scope: str, user_id: int, limit: int, window_s: int) -
 
 
 async def ratelimit_hit(*, scope: str, user_id: int, limit: int, window_s: int) -> RateVerdict:
-    """`ratelimit_hit_sync` from async code (one hop to the database thread: the database cache
-    needs it, and a Redis round trip is as cheap there as anywhere)."""
+    """`ratelimit_hit_sync` from async code. With Redis, on a worker thread, so a frame never
+    waits behind the database thread's output writes; with the database cache, on the database
+    thread (its connection is there)."""
     if limit <= 0:
         return ratelimit_hit_sync(scope=scope, user_id=user_id, limit=limit, window_s=window_s)
+    if settings.REDIS_URL:
+        return await sync_to_async(ratelimit_hit_sync, thread_sensitive=False)(
+            scope=scope, user_id=user_id, limit=limit, window_s=window_s
+        )
     return await db(ratelimit_hit_sync)(scope=scope, user_id=user_id, limit=limit, window_s=window_s)
