@@ -46,6 +46,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "runner.middleware.PostRateLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "runner.middleware.ContentSecurityPolicyMiddleware",
@@ -207,3 +208,37 @@ COMMENT_MAX_CHARS = env.int("COMMENT_MAX_CHARS", default=10_000)
 # Comments one user may post or edit per minute, and join-code attempts per 10 minutes (guessing).
 COMMENTS_PER_MINUTE = env.int("COMMENTS_PER_MINUTE", default=30)
 JOIN_ATTEMPTS_PER_10MIN = env.int("JOIN_ATTEMPTS_PER_10MIN", default=20)
+# Usage, quotas and rate limits
+# ---------------------------------------------------------------------------------------------
+# Local sandboxes cost this much per vCPU-second and GiB-second (0: free), shown apart from E2B's.
+LOCAL_PRICE_PER_VCPU_S = env.float("LOCAL_PRICE_PER_VCPU_S", default=0.0)
+LOCAL_PRICE_PER_GIB_S = env.float("LOCAL_PRICE_PER_GIB_S", default=0.0)
+# Default per-user limits; unset or 0 means no limit. Admins override them per user.
+QUOTA_SANDBOX_SECONDS_PER_DAY = env.int("QUOTA_SANDBOX_SECONDS_PER_DAY", default=0)
+QUOTA_RUNS_PER_DAY = env.int("QUOTA_RUNS_PER_DAY", default=0)
+QUOTA_CONCURRENT_RUNS = env.int("QUOTA_CONCURRENT_RUNS", default=0)
+QUOTA_USD_PER_MONTH = env.float("QUOTA_USD_PER_MONTH", default=0.0)
+# How often each server checks budgets (closes idle sandboxes of users past a limit, records alerts).
+BUDGET_CHECK_S = env.int("BUDGET_CHECK_S", default=30)
+# HTTP POSTs one user may send per minute, across all processes (0: no limit).
+HTTP_POSTS_PER_MINUTE = env.int("HTTP_POSTS_PER_MINUTE", default=120)
+
+# Rate limits are counted in this cache, shared by every server process: Redis when REDIS_URL is
+# set, otherwise a table in the database (which works across processes on SQLite too).
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CHANNEL_PREFIX", default="sandpit"),
+        }
+    }
+else:
+    # Culling past MAX_ENTRIES would drop live counters (one per active user and window): keep it high.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "sandpit_cache",
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }

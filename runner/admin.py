@@ -11,7 +11,18 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from runner import selectors, services
-from runner.models import ChatSession, Classroom, Comment, Execution, OutputChunk, SandboxLease, ServerProcess
+from runner.models import (
+    AdminAction,
+    BudgetAlert,
+    ChatSession,
+    Classroom,
+    Comment,
+    Execution,
+    OutputChunk,
+    SandboxLease,
+    ServerProcess,
+    UserQuota,
+)
 
 
 class ReadOnlyThroughAccessRule:
@@ -160,3 +171,43 @@ class CommentAdmin(ReadOnlyThroughAccessRule, admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Comment]:
         visible = selectors.sessions_visible_to(user=request.user)
         return super().get_queryset(request).filter(execution__session__in=visible.values("pk"))
+# --- usage, quotas and budgets (the usage view itself is runner/admin_usage.py) ---------------------
+
+
+@admin.register(UserQuota)
+class UserQuotaAdmin(admin.ModelAdmin):
+    """Per-user overrides of the QUOTA_* defaults: empty uses the default, 0 means no limit."""
+
+    list_display = ("user", "sandbox_seconds_per_day", "runs_per_day", "concurrent_runs", "usd_per_month", "updated_at")
+    search_fields = ("user__username", "user__email")
+    autocomplete_fields = ("user",)
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(admin.ModelAdmin):
+    list_display = ("user", "month", "percent", "spent_usd", "budget_usd", "created_at")
+    list_filter = ("percent", "month")
+    search_fields = ("user__username",)
+    readonly_fields = ("user", "month", "percent", "spent_usd", "budget_usd", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(AdminAction)
+class AdminActionAdmin(admin.ModelAdmin):
+    """The audit log of admin actions on users' spending (recorded by the usage view)."""
+
+    list_display = ("created_at", "actor", "kind", "target_user", "execution", "outcome", "reason")
+    list_filter = ("kind", "created_at")
+    search_fields = ("actor__username", "target_user__username", "reason")
+    readonly_fields = ("created_at", "actor", "kind", "target_user", "execution", "outcome", "reason")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: AdminAction | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: AdminAction | None = None) -> bool:
+        return False

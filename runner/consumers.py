@@ -4,8 +4,6 @@ services, relay group events. The protocol is in ARCHITECTURE.md ("The websocket
 from __future__ import annotations
 
 import json
-import time
-from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -17,26 +15,7 @@ from runner import events, selectors, services
 from runner.events import ErrorCode
 
 
-class _RateLimit:
-    """At most `limit` frames per 10 s from one socket."""
-
-    WINDOW_S = 10.0
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.times: deque[float] = deque()
-        self.told = False
-
-    def allow(self) -> bool:
-        now = time.monotonic()
-        while self.times and now - self.times[0] > self.WINDOW_S:
-            self.times.popleft()
-        if len(self.times) >= self.limit:
-            return False
-        self.times.append(now)
-        self.told = False
-        return True
-
+WS_RATE_WINDOW_S = 10
 
 # Messages whose handlers reach the database only through services' `db()` (which keeps its
 # connection and closes it when found broken), or not at all: the group messages relayed to the
@@ -80,7 +59,8 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             return
         self.session, self.access = session, access
         self.seen = events.ReplayFilter()
-        self.rate_limit = _RateLimit(settings.WS_MESSAGES_PER_10S)
+        # The rate-limit window this socket last told its user about (once per window is enough).
+        self.rate_told_window = -1
         await services.runtime_ensure_started()
 
         # Join before reading the replay, so nothing falls between the two; `seen` drops repeats.
@@ -134,10 +114,14 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.closed:
             return
-        if not self.rate_limit.allow():
-            if not self.rate_limit.told:
-                self.rate_limit.told = True
-                await self.send_error("rate_limited", f"Too many messages: at most {self.rate_limit.limit} per 10 seconds.")
+        # Per user, over all their sockets and server processes (counted in the shared cache).
+        verdict = await services.ratelimit_hit(
+            scope="ws", user_id=self.scope["user"].pk, limit=settings.WS_MESSAGES_PER_10S, window_s=WS_RATE_WINDOW_S
+        )
+        if not verdict.allowed:
+            if self.rate_told_window != verdict.window:
+                self.rate_told_window = verdict.window
+                await self.send_error("rate_limited", f"Too many messages from you (all your tabs count): {verdict.message}.")
             return
         if text_data is None:
             await self.send_error("bad_request", "Binary frames are not supported; send JSON text.")

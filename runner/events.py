@@ -175,6 +175,8 @@ class SandboxRestartMessage(TypedDict):
     type: Literal["sandbox.restart"]
     session_id: str
     reply_channel: str
+    # The lease's end reason: "restart", or "admin" when an admin kills it from the usage page.
+    reason: NotRequired[str]
 
 
 class CommentMessage(TypedDict):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from runner.services import ratelimit_hit_sync
 
 # Scripts only from our own origin. Rich output from user code is sanitised by nh3 on the server and
 # images are data: URLs (never inline SVG), so the page needs no frames at all. img-src leaves out
@@ -35,3 +38,22 @@ class ContentSecurityPolicyMiddleware:
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response
+
+
+class PostRateLimitMiddleware:
+    """At most HTTP_POSTS_PER_MINUTE POSTs per user per minute, over all server processes
+    (counted in the shared cache); past it, 429 with code `rate_limited` and Retry-After."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if request.method == "POST" and user is not None and user.is_authenticated:
+            verdict = ratelimit_hit_sync(scope="post", user_id=user.pk, limit=settings.HTTP_POSTS_PER_MINUTE, window_s=60)
+            if not verdict.allowed:
+                body = {"error": {"code": "rate_limited", "message": f"Too many requests from you: {verdict.message}."}}
+                response: HttpResponse = JsonResponse(body, status=429)
+                response["Retry-After"] = str(verdict.retry_after_s)
+                return response
+        return self.get_response(request)

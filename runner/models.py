@@ -91,7 +91,13 @@ class Execution(models.Model):
         ordering = ["session", "seq"]
         constraints = [models.UniqueConstraint(fields=["session", "seq"], name="execution_unique_seq")]
         # A session's active runs, read on every run start: cheap however long the session.
-        indexes = [models.Index(fields=["session", "status"], name="execution_session_status")]
+        indexes = [
+            models.Index(fields=["session", "status"], name="execution_session_status"),
+            # Usage: runs per user over a time range, covering (the report reads only the index;
+            # quotas and the drill-down read a user's runs by time), and a user's active runs.
+            models.Index(fields=["user", "created_at", "status", "duration_ms"], name="execution_user_usage"),
+            models.Index(fields=["user", "status"], name="execution_user_status"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.session_id} #{self.seq} ({self.status})"
@@ -134,6 +140,8 @@ class SandboxLease(models.Model):
         GONE = "gone"
         SHUTDOWN = "shutdown"
         RESTART = "restart"
+        BUDGET = "budget"  # the user passed a sandbox-time or $ limit; closed while idle
+        ADMIN = "admin"  # an admin killed the user's sandboxes from the usage page
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sandbox_leases")
     session = models.ForeignKey(ChatSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="leases")
@@ -151,6 +159,13 @@ class SandboxLease(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
+        # Usage reports and quota checks read leases by time range, overall and per user.
+        indexes = [
+            # Covering: the usage report reads only this index (it halved the report's time on SQLite).
+            models.Index(fields=["started_at", "ended_at", "backend", "vcpus", "memory_mb", "user"], name="lease_usage"),
+            models.Index(fields=["user", "started_at"], name="lease_user_started"),
+            models.Index(fields=["ended_at"], name="lease_ended"),
+        ]
 
     @property
     def billed_seconds(self) -> float:
@@ -240,3 +255,59 @@ class Comment(models.Model):
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
+class UserQuota(models.Model):
+    """One user's limits, overriding the QUOTA_* defaults field by field: None uses the default,
+    0 means no limit for this user."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
+    sandbox_seconds_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the default; 0: no limit.")
+    runs_per_day = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the default; 0: no limit.")
+    concurrent_runs = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the default; 0: no limit.")
+    usd_per_month = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, help_text="Empty: the default; 0: no limit."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"limits of {self.user}"
+
+
+class BudgetAlert(models.Model):
+    """A user's spend crossed `percent` (80 or 100) of their monthly budget: recorded once per month."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget_alerts")
+    month = models.DateField(help_text="The first day of the month, in TIME_ZONE.")
+    percent = models.PositiveSmallIntegerField()
+    spent_usd = models.DecimalField(max_digits=12, decimal_places=4)
+    budget_usd = models.DecimalField(max_digits=10, decimal_places=2)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["user", "month", "percent"], name="budget_alert_once")]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.percent}% of ${self.budget_usd} ({self.month:%Y-%m})"
+
+
+class AdminAction(models.Model):
+    """An admin's action on a user's spending (kill their sandboxes, stop a run): who, when, why."""
+
+    class Kind(models.TextChoices):
+        KILL_SANDBOXES = "kill_sandboxes"
+        STOP_RUN = "stop_run"
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="admin_actions")
+    target_user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="admin_actions_received")
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    execution = models.ForeignKey(Execution, null=True, blank=True, on_delete=models.SET_NULL, related_name="admin_actions")
+    reason = models.TextField()
+    # What it did, e.g. "closed 2 sandboxes" or "run 41 was running; stop sent".
+    outcome = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.kind} on {self.target_user} at {self.created_at:%Y-%m-%d %H:%M}"

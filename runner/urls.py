@@ -5,6 +5,7 @@ from runner import views
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("", views.chat_home, name="chat_home"),
+    path("account/usage.json", views.account_usage, name="account_usage"),
     path("sessions/new/", views.session_new, name="session_new"),
     path("sessions/<uuid:session_id>/", views.session_detail, name="session_detail"),
     path("sessions/<uuid:session_id>/rename/", views.session_rename, name="session_rename"),

@@ -10,4 +10,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures_browser",
     "tests.fixtures_sandboxes",
     "tests.fixtures_classrooms",
+    "tests.fixtures_usage",
 ]

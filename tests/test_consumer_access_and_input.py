@@ -134,9 +134,28 @@ async def test_a_flood_of_frames_is_rate_limited_once_and_the_socket_stays_open(
         for _ in range(8):
             await ws2.send_json_to({"type": "ping"})
         frames = [await receive(ws2) for _ in range(6)]
+        assert await ws2.receive_nothing()  # inside: the limit is read per frame
     assert frames == [{"type": "pong"}] * 5 + [frames[5]]
     assert frames[5]["type"] == "error" and frames[5]["code"] == "rate_limited"
-    assert await ws2.receive_nothing()
+
+
+async def test_the_rate_limit_is_per_user_across_sockets(connect, alice, bob, alice_session, bob_session) -> None:
+    with override_settings(WS_MESSAGES_PER_10S=4):
+        first, second = await connect(alice, alice_session), await connect(alice, alice_session)
+        bystander = await connect(bob, bob_session)
+        for ws in (first, second, bystander):
+            await receive(ws)
+        for ws in (first, first, second, second):
+            await ws.send_json_to({"type": "ping"})
+            assert await receive(ws) == {"type": "pong"}
+        await second.send_json_to({"type": "ping"})  # alice's fifth frame, on either socket
+        error = await receive(second)
+        assert error["code"] == "rate_limited" and "at most 4 per 10 seconds" in error["message"]
+        await first.send_json_to({"type": "ping"})
+        assert (await receive(first))["code"] == "rate_limited"  # each socket is told once
+        await bystander.send_json_to({"type": "ping"})
+        assert await receive(bystander) == {"type": "pong"}  # bob has his own allowance
+        assert await first.receive_nothing() and await second.receive_nothing()
 
 
 async def test_another_users_socket_notices_nothing_of_a_bad_client(connect, alice, bob, alice_session, bob_session) -> None:

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import override_settings
 
 from runner import events
-from runner.consumers import SessionConsumer, _RateLimit
+from runner.consumers import SessionConsumer
 from runner.models import Execution, OutputChunk, SandboxLease, ServerProcess
 from runner.services.runtime import db
 from runner.services.sandboxes import NOTICE_NEW_SANDBOX
@@ -285,9 +285,10 @@ async def test_relaying_output_to_a_socket_keeps_the_database_connection_open(ru
     assert await db(_raw_connection)() is before is not None
 
 
-async def test_a_frame_from_the_client_keeps_the_database_connection_open(runs_cleanup) -> None:
+async def test_a_frame_from_the_client_keeps_the_database_connection_open(runs_cleanup, alice) -> None:
     consumer = SessionConsumer()
-    consumer.rate_limit = _RateLimit(100)
+    consumer.scope = {"user": alice}  # the rate limit (per user, in the shared cache) reads it
+    consumer.rate_told_window = -1
     sent: list[dict] = []
 
     async def base_send(message: dict) -> None:

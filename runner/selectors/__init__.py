@@ -32,6 +32,7 @@ from runner.selectors.classrooms import (
 from runner.selectors.comments import CommentView, author_name, comment_frame, comment_replay, comment_snippets
 from runner.selectors.executions import execution_last_pointer, execution_replay
 from runner.selectors.health import SandboxStatus, sandbox_status
+from runner.selectors.usage import usage_quota_status
 from runner.selectors.sessions import (
     SessionListItem,
     Turn,
@@ -90,4 +91,6 @@ __all__ = [
     "session_latest_for_user",
     "session_resume_point",
     "sessions_for_sidebar",
+    # usage (the page's meter; the admin's reports live in runner.selectors.usage)
+    "usage_quota_status",
 ]

@@ -7,6 +7,7 @@ runtime, ratelimits.
 """
 
 from runner.services.admission import execution_quota_check, execution_start
+from runner.services.budgets import BudgetPass, budget_enforce
 from runner.services.cancel import execution_cancel, execution_cancel_local
 from runner.services.classrooms import (
     JoinRefused,
@@ -19,6 +20,7 @@ from runner.services.classrooms import (
 )
 from runner.services.comments import CommentRateLimited, comment_create, comment_delete, comment_edit
 from runner.services.housekeeping import runtime_ensure_started, runtime_stop
+from runner.services.ratelimit import RateVerdict, ratelimit_hit, ratelimit_hit_sync
 from runner.services.runs import RunRejected
 from runner.services.runtime import BOOT_ID
 from runner.services.sandboxes import (
@@ -55,6 +57,13 @@ __all__: list[str] = [
     "execution_quota_check",
     "execution_start",
     "execution_sweep",
+    # rate limits (per user, over all sockets and processes)
+    "RateVerdict",
+    "ratelimit_hit",
+    "ratelimit_hit_sync",
+    # budgets
+    "BudgetPass",
+    "budget_enforce",
     # this server process
     "BOOT_ID",
     "runtime_ensure_started",

@@ -23,6 +23,7 @@ from runner.services import sandboxes
 from runner.services.cancel import INTERRUPT_EVERY_S
 from runner.services.lifecycle import run_drive
 from runner.services.output import OutputWriter, human_bytes, publish
+from runner.services.quotas import Limits, QuotaExceeded, quota_admit_sync, quota_check_sync
 from runner.services.runs import ACTIVE, Run, RunRejected, discard_result, pass_turn, runs_here, take_turn
 from runner.services.runtime import BOOT_ID, db, housekeeping_ensure_started
 
@@ -31,10 +32,11 @@ log = logging.getLogger(__name__)
 CLIENT_ID_MAX_CHARS = Execution._meta.get_field("client_id").max_length or 64
 
 
-def execution_quota_check(*, user: AbstractBaseUser) -> str | None:
-    """A message when `user` may not start another run now, else None. (Quotas arrive with a
-    later issue; this is where they plug in.)"""
-    return None
+async def execution_quota_check(*, user: AbstractBaseUser) -> tuple[str | None, Limits]:
+    """A message when `user` may not start another run now (naming the limit, its value and when
+    it resets), else None; and the user's limits. One database hop; the insert re-checks under a
+    lock (`quota_admit_sync`), so concurrent starts can't all slip past it."""
+    return await db(quota_check_sync)(user_id=user.pk)
 
 
 def _validated(code: object, language: object, client_id: object) -> tuple[str, str, str]:
@@ -78,7 +80,8 @@ async def execution_start(
     code, language, client_id = _validated(code, language, client_id)
     if session.owner_id != user.pk:
         raise RunRejected("forbidden", "Only the session's owner can run code in it.")
-    if (over := execution_quota_check(user=user)) is not None:
+    over, limits = await execution_quota_check(user=user)
+    if over is not None:
         raise RunRejected("quota", over)
     await housekeeping_ensure_started()
 
@@ -90,7 +93,8 @@ async def execution_start(
     # when the session's sandbox is this process's own (local) one, while the code already runs.
     prefetch: asyncio.Future[sandboxes.AcquiredSandbox] | None = None
     early: asyncio.Future[Outcome] | None = None
-    own_sandbox = sandboxes.sandbox_held_here(session_id=session.id) if free_here else None
+    # A user with limits doesn't get the code started before the row: the insert may refuse it.
+    own_sandbox = sandboxes.sandbox_held_here(session_id=session.id) if free_here and not limits.any else None
     if own_sandbox is not None:
         run.sandbox = own_sandbox
         early = asyncio.ensure_future(
@@ -104,7 +108,7 @@ async def execution_start(
     try:
         execution, remote_ahead = await db(_insert_sync)(
             session_id=session.id, user_id=user.pk, code=code, language=language, client_id=client_id,
-            may_start=free_here, running_already=early is not None,
+            may_start=free_here, running_already=early is not None, limits=limits,
         )
     except BaseException:
         if early is not None:
@@ -145,10 +149,16 @@ async def _abandon(run: Run, early: asyncio.Future[Outcome]) -> None:
 
 
 def _insert_sync(
-    *, session_id: uuid.UUID, user_id: int, code: str, language: str, client_id: str, may_start: bool, running_already: bool = False
+    *, session_id: uuid.UUID, user_id: int, code: str, language: str, client_id: str, may_start: bool,
+    running_already: bool = False, limits: Limits | None = None,
 ) -> tuple[Execution, bool]:
     now = timezone.now()
     with transaction.atomic():
+        if limits is not None and limits.any:
+            try:
+                quota_admit_sync(user_id=user_id, limits=limits)
+            except QuotaExceeded as exceeded:
+                raise RunRejected("quota", exceeded.message) from exceeded
         # Updating the session row first serialises concurrent starts in one session (row lock).
         ChatSession.objects.filter(pk=session_id).update(status=ChatSession.Status.RUNNING, last_activity_at=now)
         # Both reads use an index (session+seq; status), so they stay cheap however long the session.

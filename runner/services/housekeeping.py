@@ -4,6 +4,7 @@ Housekeeping starts lazily on first use (a websocket connect or a run), never at
 management commands such as `migrate` don't touch it. It runs on the serving event loop:
 - the start-up sweep (dead owners' runs become `interrupted`, their leases end);
 - a heartbeat (this process's `ServerProcess` row), a periodic sweep of stale peers, and the idle reaper;
+- every BUDGET_CHECK_S, budget alerts and closing idle sandboxes of users past a limit (budgets.py);
 - on SQLite, a WAL checkpoint every 0.1 s when output is quiet, off the request path;
 - a listener on this process's channel for Stop and sandbox-restart requests from other
   processes, dispatched down to cancel.py and sandboxes.py.
@@ -29,6 +30,7 @@ from django.utils import timezone
 from runner.events import process_channel
 from runner.models import SandboxLease, ServerProcess
 from runner.services import runtime
+from runner.services.budgets import budget_enforce
 from runner.services.cancel import execution_cancel_local
 from runner.services.runtime import BOOT_ID, HOSTNAME, db
 from runner.services.sandboxes import (
@@ -81,6 +83,7 @@ async def runtime_ensure_started() -> None:
             await lease_sweep()
         current.tasks.append(loop.create_task(_housekeeping(), name="sandpit-housekeeping"))
         current.tasks.append(loop.create_task(_listen(), name="sandpit-listener"))
+        current.tasks.append(loop.create_task(_budgets(), name="sandpit-budgets"))
         if connections["default"].vendor == "sqlite":
             current.tasks.append(loop.create_task(_checkpoint_wal(), name="sandpit-wal-checkpoint"))
     finally:
@@ -117,6 +120,19 @@ async def _housekeeping() -> None:
             log.exception("housekeeping failed; trying again in %ss", every_s)
 
 
+async def _budgets() -> None:
+    """Budget alerts, and closing idle sandboxes of users past a limit (budgets.py)."""
+    every_s = settings.BUDGET_CHECK_S
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await budget_enforce()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("budget check failed; trying again in %ss", every_s)
+
+
 async def _listen() -> None:
     """Serve requests sent to this process about what it owns: a Stop of one of its runs, or a
     restart of a sandbox it holds, from another process."""
@@ -129,7 +145,8 @@ async def _listen() -> None:
                 await execution_cancel_local(execution_id=int(message["execution_id"]))
             elif message.get("type") == "sandbox.restart":
                 await sandbox_restart_local(
-                    session_id=uuid.UUID(str(message["session_id"])), reply_channel=str(message.get("reply_channel", ""))
+                    session_id=uuid.UUID(str(message["session_id"])), reply_channel=str(message.get("reply_channel", "")),
+                    reason=str(message.get("reason") or SandboxLease.EndReason.RESTART),
                 )
         except asyncio.CancelledError:
             raise

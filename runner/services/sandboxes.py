@@ -37,6 +37,7 @@ class _Held:
     backend: str
     lease_id: int
     last_used_s: float  # time.monotonic() of the last run's end
+    user_id: int = 0  # the session's owner, whose budget pays for it
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ async def _open(session: ChatSession) -> AcquiredSandbox:
             await db(_lease_end_sync)(sandbox_id=session.sandbox_id, reason=SandboxLease.EndReason.RESTART)
         else:
             lease_id = await db(_lease_adopt_sync)(session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id)
-            _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic())
+            _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id)
             return AcquiredSandbox(sandbox, NOTICE_RECONNECTED)
     sandbox = await backend.create(owner_id=session.owner_id, session_id=str(session.id))
     try:
@@ -107,7 +108,7 @@ async def _open(session: ChatSession) -> AcquiredSandbox:
     except BaseException:
         await _close_quietly(sandbox)
         raise
-    _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic())
+    _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id)
     return AcquiredSandbox(sandbox, NOTICE_NEW_SANDBOX if had_sandbox else "")
 
 
@@ -121,9 +122,10 @@ async def sandbox_release(*, session_id: uuid.UUID, reason: str) -> None:
     await db(_lease_close_sync)(lease_id=held.lease_id, session_id=session_id, sandbox_id=held.sandbox.id, reason=reason)
 
 
-async def sandbox_restart(*, session_id: uuid.UUID) -> None:
-    """Close the session's sandbox wherever it is, end its lease with reason "restart" and clear
-    the session's `sandbox_id`; the next run starts a fresh one.
+async def sandbox_restart(*, session_id: uuid.UUID, reason: str = SandboxLease.EndReason.RESTART) -> None:
+    """Close the session's sandbox wherever it is, end its lease with `reason` ("restart", or
+    "admin" when an admin kills it) and clear the session's `sandbox_id`; the next run starts a
+    fresh one.
 
     Held here: closed here. Held by another live process: that process is asked over the channel
     layer (as a Stop is) and closes it; we wait for its answer up to RESTART_REPLY_S. Whatever is
@@ -131,33 +133,25 @@ async def sandbox_restart(*, session_id: uuid.UUID) -> None:
     an E2B sandbox is killed by id (connect, then close) even if no process holds it.
     """
     if session_id in _held:
-        await sandbox_release(session_id=session_id, reason=SandboxLease.EndReason.RESTART)
+        await sandbox_release(session_id=session_id, reason=reason)
     else:
         owners = await db(_lease_owners_sync)(session_id=session_id)
         for owner in owners:
-            await _ask_to_restart(owner, session_id)
-    leftovers = await db(_forget_sandbox_sync)(session_id=session_id)
+            await _ask_to_restart(owner, session_id, reason)
+    leftovers = await db(_forget_sandbox_sync)(session_id=session_id, reason=reason)
     for backend_name, sandbox_id in leftovers:
-        if backend_name != "e2b":
-            continue  # a local sandbox not held by a live process died with its process
-        try:
-            sandbox = await get_backend("e2b").connect(sandbox_id)
-        except SandboxGone:
-            continue
-        except Exception:
-            log.warning("could not reach E2B sandbox %s to kill it", sandbox_id, exc_info=True)
-            continue
-        await _close_quietly(sandbox)
+        if backend_name == "e2b":  # a local sandbox not held by a live process died with its process
+            await _kill_e2b_by_id(sandbox_id)
 
 
 # How long a restart waits for the process holding the sandbox to say it closed it.
 RESTART_REPLY_S = 10.0
 
 
-async def _ask_to_restart(owner: str, session_id: uuid.UUID) -> None:
+async def _ask_to_restart(owner: str, session_id: uuid.UUID, reason: str) -> None:
     layer = get_channel_layer()
     reply = await layer.new_channel()
-    message: SandboxRestartMessage = {"type": "sandbox.restart", "session_id": str(session_id), "reply_channel": reply}
+    message: SandboxRestartMessage = {"type": "sandbox.restart", "session_id": str(session_id), "reply_channel": reply, "reason": reason}
     await layer.send(process_channel(owner), dict(message))
     try:
         await asyncio.wait_for(layer.receive(reply), RESTART_REPLY_S)
@@ -165,10 +159,12 @@ async def _ask_to_restart(owner: str, session_id: uuid.UUID) -> None:
         log.warning("process %s did not answer a sandbox restart for session %s", owner, session_id)
 
 
-async def sandbox_restart_local(*, session_id: uuid.UUID, reply_channel: str = "") -> None:
+async def sandbox_restart_local(*, session_id: uuid.UUID, reply_channel: str = "", reason: str = SandboxLease.EndReason.RESTART) -> None:
     """Another process asked: close the session's sandbox if this process holds it, then answer."""
+    if reason not in SandboxLease.EndReason.values:
+        reason = SandboxLease.EndReason.RESTART
     try:
-        await sandbox_release(session_id=session_id, reason=SandboxLease.EndReason.RESTART)
+        await sandbox_release(session_id=session_id, reason=reason)
     finally:
         if reply_channel:
             await get_channel_layer().send(reply_channel, {"type": "sandbox.restarted", "session_id": str(session_id)})
@@ -181,6 +177,20 @@ async def sandbox_reap_idle() -> int:
     for session_id in idle:
         await sandbox_release(session_id=session_id, reason=SandboxLease.EndReason.IDLE)
     return len(idle)
+
+
+async def sandboxes_close_idle_of(*, user_ids: set[int], reason: str) -> int:
+    """Close the sandboxes this process holds for `user_ids` that no run is using (a budget
+    passed: reason "budget"); a running run keeps its sandbox until it ends. Returns how many."""
+    idle = [sid for sid, held in _held.items() if held.user_id in user_ids and not session_is_busy(session_id=sid)]
+    for session_id in idle:
+        await sandbox_release(session_id=session_id, reason=reason)
+    return len(idle)
+
+
+def sandbox_holders_here() -> set[int]:
+    """The users whose sandboxes this process holds."""
+    return {held.user_id for held in _held.values()}
 
 
 async def sandboxes_close_all(*, reason: str) -> None:
@@ -197,8 +207,24 @@ async def _close_quietly(sandbox: Sandbox) -> None:
 
 
 async def lease_sweep() -> int:
-    """End the open leases of dead processes. Returns how many."""
-    return await db(lease_sweep_sync)()
+    """End the open leases of dead processes, and kill by id the E2B sandboxes among them that
+    no session names any more (nothing would reconnect to them). Returns how many leases ended."""
+    ended = await db(lease_sweep_sync)()
+    orphans = await db(_e2b_orphans_end_sync)()
+    for sandbox_id in orphans:
+        await _kill_e2b_by_id(sandbox_id)
+    return ended + len(orphans)
+
+
+async def _kill_e2b_by_id(sandbox_id: str) -> None:
+    try:
+        sandbox = await get_backend("e2b").connect(sandbox_id)
+    except SandboxGone:
+        return
+    except Exception:
+        log.warning("could not reach E2B sandbox %s to kill it", sandbox_id, exc_info=True)
+        return
+    await _close_quietly(sandbox)
 
 
 # --- sync database work (run through `db`) ------------------------------------------------------
@@ -238,14 +264,14 @@ def _lease_owners_sync(*, session_id: uuid.UUID) -> list[str]:
     return sorted(set(owners.values_list("owner_boot_id", flat=True)))
 
 
-def _forget_sandbox_sync(*, session_id: uuid.UUID) -> list[tuple[str, str]]:
-    """End the session's open leases (reason "restart") and clear its `sandbox_id`. Returns the
+def _forget_sandbox_sync(*, session_id: uuid.UUID, reason: str) -> list[tuple[str, str]]:
+    """End the session's open leases with `reason` and clear its `sandbox_id`. Returns the
     (backend, sandbox_id) pairs that were still open or named, to be killed."""
     now = timezone.now()
     with transaction.atomic():
         leases = SandboxLease.objects.open().filter(session_id=session_id)
         found = set(leases.values_list("backend", "sandbox_id"))
-        leases.update(ended_at=now, end_reason=SandboxLease.EndReason.RESTART)
+        leases.update(ended_at=now, end_reason=reason)
         named = ChatSession.objects.filter(pk=session_id).values_list("backend", "sandbox_id").first()
         if named is not None and named[1]:
             found.add(named)
@@ -291,6 +317,21 @@ def lease_sweep_sync() -> int:
             ended_at=max(end, lease.started_at), end_reason=SandboxLease.EndReason.SHUTDOWN
         )
     return ended
+
+
+def _e2b_orphans_end_sync() -> list[str]:
+    """Open E2B leases of dead processes whose session no longer names the sandbox (or is gone):
+    end them now (reason "shutdown") and return their sandbox ids, to be killed. Those a session
+    still names stay open for a reconnect, until E2B's own timeout (see `lease_sweep_sync`)."""
+    live = live_boot_ids_sync()
+    orphans = []
+    candidates = SandboxLease.objects.open().filter(backend="e2b").exclude(owner_boot_id__in=live).select_related("session")
+    for lease in candidates:
+        if lease.session is not None and lease.session.backend == "e2b" and lease.session.sandbox_id == lease.sandbox_id:
+            continue
+        if SandboxLease.objects.open().filter(pk=lease.pk).update(ended_at=timezone.now(), end_reason=SandboxLease.EndReason.SHUTDOWN):
+            orphans.append(lease.sandbox_id)
+    return orphans
 
 
 def backend_name() -> str:

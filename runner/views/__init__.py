@@ -16,6 +16,7 @@ from runner.views.classrooms import (
 )
 from runner.views.comments import comment_delete, comment_edit, comment_new
 from runner.views.sessions import (
+    account_usage,
     chat_home,
     execution_output,
     healthz,
@@ -28,6 +29,7 @@ from runner.views.sessions import (
 )
 
 __all__ = [
+    "account_usage",
     "chat_home",
     "classroom_code_regenerate",
     "classroom_detail",

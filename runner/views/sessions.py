@@ -76,7 +76,9 @@ def _chat_context(request: HttpRequest, session: ChatSession | None, access: sel
         "page_data": page_data,
         "access": access,
         "is_teacher": selectors.user_teaches(user=request.user),
+        "usage_meter": selectors.usage_quota_status(user_id=request.user.pk),
     }
+    page_data["usage_url"] = reverse("account_usage")
     if session is not None:
         turns = selectors.session_history(session=session, viewer=request.user)
         context["turns"] = turns
@@ -210,3 +212,11 @@ def execution_output(request: HttpRequest, session_id: uuid.UUID, execution_id: 
             raise Http404("No such output.")
     context = {"blocks": blocks, "turn": turn, "truncation_notice": truncation_notice(), "whole": "index" not in request.GET}
     return render(request, "runner/_output.html", context)
+
+
+@login_required
+@require_GET
+def account_usage(request: HttpRequest) -> JsonResponse:
+    """The user's usage against each of their limits (none when unlimited), for the page's meter."""
+    limits = selectors.usage_quota_status(user_id=request.user.pk)
+    return JsonResponse({"limits": [{"name": q.name, "text": q.text, "percent": q.percent, "warn": q.warn} for q in limits]})

@@ -9,12 +9,13 @@ import { followBottom, scrollToBottom } from './scroll.js';
 import { SessionChrome } from './sidebar.js';
 import { Socket } from './socket.js';
 import { highlight, Turns } from './turns.js';
+import { UsageMeter } from './usage.js';
 
 document.documentElement.classList.add('js');
 
 const turns = new Turns($('#turns'), languageLabel, { canRerun: page.access === 'owner' });
 const socket = new Socket(page.ws_path, page.last, {
-  onFrames: (frames) => handler.applyBatch(frames),
+  onFrames: (frames) => { handler.applyBatch(frames); usageMeter.noteFrames(frames); },
   onOpen: () => composer.updateControls(),
   onRefused: (code) => {
     const refusal = page.access && page.access !== 'owner' ? 'You no longer have access to this session.' : 'You may not run code in this session.';
@@ -22,6 +23,7 @@ const socket = new Socket(page.ws_path, page.last, {
     composer.setCanRun(false, code === 4403 ? 'this session is read-only for you' : 'the session is gone');
   }
 });
+const usageMeter = new UsageMeter($('#usage-meter'), page.usage_url);
 const composer = new Composer($('#composer'), turns, socket, page);
 const comments = new Comments(page);
 const handler = new FrameHandler({ turns, socket, composer, comments, pageCanRun: !!page.can_run });

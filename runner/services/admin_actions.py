@@ -1,0 +1,76 @@
+"""Admin actions on a user's spending, each recorded (who, when, why) in `AdminAction`:
+kill all of a user's sandboxes, and stop one run."""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser
+
+from runner.models import AdminAction, ChatSession, Execution, SandboxLease
+from runner.services import sandboxes
+from runner.services.cancel import execution_cancel
+from runner.services.runs import RunRejected
+from runner.services.runtime import db
+
+
+class ActionRefused(Exception):
+    """The action can't be done as asked (`message` says why); nothing was recorded."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _clean_reason(reason: object) -> str:
+    text = str(reason or "").strip()
+    if not text:
+        raise ActionRefused("Say why: the reason is recorded with the action.")
+    return text[:2000]
+
+
+def _sessions_with_open_leases_sync(*, user_id: int) -> list[ChatSession]:
+    ids = SandboxLease.objects.open().filter(user_id=user_id, session__isnull=False).values_list("session_id", flat=True)
+    named = ChatSession.objects.filter(owner_id=user_id).exclude(sandbox_id="").values_list("pk", flat=True)
+    return list(ChatSession.objects.filter(pk__in={*ids, *named}))
+
+
+def _record_sync(*, actor_id: int, target_user_id: int, kind: str, reason: str, outcome: str, execution_id: int | None = None) -> AdminAction:
+    return AdminAction.objects.create(
+        actor_id=actor_id, target_user_id=target_user_id, kind=kind, reason=reason, outcome=outcome[:300], execution_id=execution_id,
+    )
+
+
+async def admin_sandboxes_kill(*, actor: AbstractBaseUser, user_id: int, reason: object) -> AdminAction:
+    """Close every sandbox of `user_id`, wherever it is held (an E2B one is killed by id), end the
+    leases, and record who did it and why. Running runs in them end as the sandbox goes."""
+    why = _clean_reason(reason)
+    sessions = await db(_sessions_with_open_leases_sync)(user_id=user_id)
+    for session in sessions:
+        await sandboxes.sandbox_restart(session_id=session.id, reason=SandboxLease.EndReason.ADMIN)
+    outcome = f"closed the sandboxes of {len(sessions)} session{'s' if len(sessions) != 1 else ''}"
+    return await db(_record_sync)(actor_id=actor.pk, target_user_id=user_id, kind=AdminAction.Kind.KILL_SANDBOXES, reason=why, outcome=outcome)
+
+
+def _run_and_session_sync(*, execution_id: int) -> tuple[Execution, ChatSession] | None:
+    execution = Execution.objects.select_related("session", "session__owner").filter(pk=execution_id).first()
+    return None if execution is None else (execution, execution.session)
+
+
+async def admin_run_stop(*, actor: AbstractBaseUser, execution_id: int, reason: object) -> AdminAction:
+    """Stop a run (queued or running) on its owner's behalf, wherever it runs, and record it.
+    Raises `ActionRefused` for an unknown run."""
+    why = _clean_reason(reason)
+    found = await db(_run_and_session_sync)(execution_id=execution_id)
+    if found is None:
+        raise ActionRefused(f"There is no run {execution_id}.")
+    execution, session = found
+    if execution.is_active:
+        try:
+            await execution_cancel(session=session, user=session.owner, execution_id=execution_id)
+        except RunRejected as rejected:
+            raise ActionRefused(rejected.message) from rejected
+        outcome = f"run {execution_id} was {execution.status}; stop sent"
+    else:
+        outcome = f"run {execution_id} had already ended ({execution.status})"
+    return await db(_record_sync)(
+        actor_id=actor.pk, target_user_id=execution.user_id, kind=AdminAction.Kind.STOP_RUN, reason=why, outcome=outcome, execution_id=execution_id,
+    )

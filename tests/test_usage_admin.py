@@ -1,0 +1,179 @@
+"""The admin usage view: staff only (404 for everyone else), the CSV says what the page says,
+sorting, the drill-down's filter and pages, budget alerts, and audited admin actions."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+from decimal import Decimal
+from html import unescape
+
+import pytest
+from django.test import Client, override_settings
+from django.utils import timezone
+
+from runner.models import AdminAction, BudgetAlert, Execution, SandboxLease, UserQuota
+from runner.services.quotas import budget_alerts_record_sync
+
+pytestmark = pytest.mark.django_db
+
+PRICES = {"E2B_PRICE_PER_VCPU_S": 0.001, "E2B_PRICE_PER_GIB_S": 0.0, "LOCAL_PRICE_PER_VCPU_S": 0.0, "LOCAL_PRICE_PER_GIB_S": 0.0}
+
+
+def client_for(user) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def usage_data(alice, bob, alice_session, bob_session) -> None:
+    now = timezone.now()
+    SandboxLease.objects.create(user=alice, session=alice_session, backend="e2b", sandbox_id="a1", vcpus=2, memory_mb=512,
+                                started_at=now - timedelta(seconds=600), ended_at=now - timedelta(seconds=300))
+    SandboxLease.objects.create(user=bob, session=bob_session, backend="local", sandbox_id="b1", vcpus=1, memory_mb=512,
+                                started_at=now - timedelta(seconds=90), ended_at=now - timedelta(seconds=30))
+    for seq, status in enumerate(["succeeded", "failed", "timed_out"], start=1):
+        Execution.objects.create(session=alice_session, seq=seq, code=f"print({seq})", language="python", user=alice,
+                                 status=status, created_at=now - timedelta(seconds=500 - seq), duration_ms=1000 * seq)
+    Execution.objects.create(session=bob_session, seq=1, code="1", language="python", user=bob, status="succeeded",
+                             created_at=now - timedelta(seconds=60), duration_ms=250)
+
+
+USAGE_URLS = ["/admin/usage/", "/admin/usage.csv", "/admin/usage/users/{alice}/"]
+POST_URLS = ["/admin/usage/users/{alice}/kill/", "/admin/usage/runs/{run}/stop/"]
+
+
+@pytest.mark.parametrize("who", ["anonymous", "alice", "inactive_staff"])
+def test_non_staff_get_404_on_every_usage_url(who, alice, usage_data, django_user_model) -> None:
+    user = {"anonymous": None, "alice": alice}.get(who)
+    if who == "inactive_staff":
+        user = django_user_model.objects.create_user("former", password="x", is_staff=True, is_active=False)
+    client = client_for(user)
+    run = Execution.objects.filter(user=alice).first()
+    for url in USAGE_URLS:
+        assert client.get(url.format(alice=alice.pk, run=run.pk)).status_code == 404, url
+    for url in POST_URLS:
+        response = client.post(url.format(alice=alice.pk, run=run.pk), {"reason": "x"})
+        assert response.status_code == 404, url
+    assert not AdminAction.objects.exists()
+
+
+def _page_table(html: str) -> list[list[str]]:
+    table = html.split('id="usage-table"', 1)[1].split("</table>", 1)[0]
+    rows = []
+    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", table.split("</thead>", 1)[1], re.S):
+        rows.append([unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)])
+    return rows
+
+
+@override_settings(**PRICES)
+def test_the_csv_has_the_same_numbers_as_the_page(admin_user, usage_data) -> None:
+    client = client_for(admin_user)
+    page = client.get("/admin/usage/", {"preset": "7d", "sort": "runs", "dir": "desc"})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Days follow UTC" in html and "<svg" in html and 'class="bar-e2b"' in html
+    table = _page_table(html)
+    assert table[0][:4] == ["alice", "3", "6.0", "300"] and table[0][6] == "0.60"  # 300 s x 2 vCPU x $0.001
+    assert table[-1][0] == "Total" and table[-1][1] == "4"
+
+    response = client.get("/admin/usage.csv", {"preset": "7d", "sort": "runs", "dir": "desc"})
+    assert response.status_code == 200 and response.streaming and response["Content-Type"].startswith("text/csv")
+    lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert lines[0][:2] == ["# days in", "UTC"]
+    assert lines[1][0] == "User" and lines[2:] == table
+
+
+def test_sorting_by_a_column_reorders_the_table(admin_user, usage_data) -> None:
+    client = client_for(admin_user)
+    by_runs_asc = _page_table(client.get("/admin/usage/", {"preset": "7d", "sort": "runs", "dir": "asc"}).content.decode())
+    by_runs_desc = _page_table(client.get("/admin/usage/", {"preset": "7d", "sort": "runs", "dir": "desc"}).content.decode())
+    assert [r[0] for r in by_runs_asc[:-1]] == ["bob", "alice"] and [r[0] for r in by_runs_desc[:-1]] == ["alice", "bob"]
+
+
+def test_bad_dates_fall_back_to_seven_days_and_say_so(admin_user, usage_data) -> None:
+    html = client_for(admin_user).get("/admin/usage/", {"start": "2026-13-40", "end": "x"}).content.decode()
+    assert "Dates are YYYY-MM-DD" in html and "alice" in html
+
+
+def test_the_admin_index_links_to_the_usage_page(admin_user) -> None:
+    assert 'href="/admin/usage/"' in client_for(admin_user).get("/admin/").content.decode()
+
+
+def test_drill_down_lists_a_users_runs_filtered_by_status(admin_user, alice, usage_data) -> None:
+    client = client_for(admin_user)
+    everything = client.get(f"/admin/usage/users/{alice.pk}/", {"preset": "7d"})
+    assert everything.status_code == 200 and everything.context["page"].paginator.count == 3
+    failed = client.get(f"/admin/usage/users/{alice.pk}/", {"preset": "7d", "status": "failed"})
+    assert [run.status for run, _d, _c in failed.context["run_rows"]] == ["failed"]
+    assert "print(2)" in failed.content.decode() and "print(1)" not in failed.content.decode()
+
+
+@override_settings(**PRICES)
+def test_budget_alerts_are_recorded_once_and_shown(admin_user, alice, usage_data) -> None:
+    UserQuota.objects.create(user=alice, usd_per_month=Decimal("0.70"))  # spent $0.60: 85%
+    assert [a.percent for a in budget_alerts_record_sync()] == [80]
+    assert budget_alerts_record_sync() == []  # once
+    UserQuota.objects.filter(user=alice).update(usd_per_month=Decimal("0.60"))
+    assert [a.percent for a in budget_alerts_record_sync()] == [100]
+    assert BudgetAlert.objects.filter(user=alice).count() == 2
+    html = client_for(admin_user).get("/admin/usage/", {"preset": "month"}).content.decode()
+    assert "reached 80% of $0.70" in html and "reached 100% of $0.60" in html
+
+
+def test_an_admin_stop_of_an_ended_run_is_recorded_with_who_and_why(admin_user, alice, usage_data) -> None:
+    run = Execution.objects.filter(user=alice).first()
+    client = client_for(admin_user)
+    refused = client.post(f"/admin/usage/runs/{run.pk}/stop/", {"reason": ""})
+    assert refused.status_code == 302 and not AdminAction.objects.exists()
+    assert client.post(f"/admin/usage/runs/{run.pk}/stop/", {"reason": "runaway loop"}).status_code == 302
+    action = AdminAction.objects.get()
+    assert (action.actor, action.target_user, action.kind, action.reason) == (admin_user, alice, "stop_run", "runaway loop")
+    assert "already ended" in action.outcome and action.execution_id == run.pk
+
+
+def test_the_chart_stacks_local_on_e2b_and_scales_to_the_dearest_day() -> None:
+    from datetime import date
+
+    from runner.admin_usage import cost_chart
+    from runner.selectors.usage import DayCost
+
+    chart = cost_chart([DayCost(date(2026, 3, 1), 2.0, 1.0, 0, 0), DayCost(date(2026, 3, 2), 1.5, 0.0, 0, 0), DayCost(date(2026, 3, 3), 0, 0, 0, 0)])
+    plot_h = chart.baseline_y - 12
+    e2b, local, second = chart.bars
+    assert (e2b.backend, local.backend, second.backend) == ("e2b", "local", "e2b")
+    assert e2b.height == pytest.approx(plot_h * 2 / 3, abs=0.1) and local.height == pytest.approx(plot_h / 3, abs=0.1)
+    assert e2b.y + e2b.height == pytest.approx(chart.baseline_y, abs=0.1)  # E2B sits on the axis
+    assert local.y + local.height == pytest.approx(e2b.y, abs=0.1)  # local on top of it
+    assert second.height == pytest.approx(plot_h / 2, abs=0.1) and chart.max_usd == "3.00"
+    assert "2026-03-01 local: $1.00" == local.title and len(chart.bars) == 3  # an empty day draws nothing
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+async def test_after_real_runs_the_page_and_csv_match_the_database_to_the_second(connect, alice, admin_user, alice_session) -> None:
+    from django.test import AsyncClient
+
+    from runner import services
+    from tests.fixtures_runs import receive, receive_until_finished, run
+
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    for code in ("x = 1", "1 / 0"):
+        await receive_until_finished(ws, await run(ws, code))
+    await services.sandboxes_close_all(reason=SandboxLease.EndReason.CLOSED)
+    lease = await SandboxLease.objects.aget(session=alice_session)
+    runs = [r async for r in Execution.objects.filter(user=alice)]
+    client = AsyncClient()
+    await client.aforce_login(admin_user)
+    html = (await client.get("/admin/usage/", {"preset": "today"})).content.decode()
+    (row, totals) = _page_table(html)
+    assert row[:4] == ["alice", "2", f"{sum(r.duration_ms for r in runs) / 1000:.1f}", f"{round(lease.billed_seconds)}"]
+    assert row[7] == "1"  # the ZeroDivisionError
+    response = await client.get("/admin/usage.csv", {"preset": "today"})
+    lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert lines[2:] == [row, totals]
