@@ -66,6 +66,11 @@ def class_teacher(ok: int) -> Expected:
     return {**{role: 404 for role in ROLES}, "teacher": ok, "anonymous": LOGIN}
 
 
+def staff(ok: int) -> Expected:
+    """The usage view: active staff only; everyone else, anonymous included, gets an unknown URL's 404."""
+    return {**{role: 404 for role in ROLES}, "admin": ok}
+
+
 def class_member(ok: int) -> Expected:
     return {**{role: 404 for role in ROLES}, "owner": ok, "classmate": ok, "teacher": ok, "anonymous": LOGIN}
 
@@ -153,6 +158,21 @@ ROWS: dict[str, Row] = {
     ),
     "join": Row("GET", lambda c: "/join/", any_user(200)),
     "join_code": Row("GET", lambda c: f"/join/{c.class_a.join_code}/", any_user(200)),
+    # usage, cost and budgets
+    "account_usage": Row("GET", lambda c: "/account/usage.json", any_user(200)),
+    "usage": Row("GET", lambda c: "/admin/usage/", staff(200), unknown=lambda c: "/no-such-page/"),
+    "usage_csv": Row("GET", lambda c: "/admin/usage.csv", staff(200), unknown=lambda c: "/no-such-page/"),
+    "usage_user": Row(
+        "GET", lambda c: f"/admin/usage/users/{c.owner.id}/", staff(200), unknown=lambda c: f"/admin/usage/users/{_NOBODY_INT}/",
+    ),
+    "usage_user_kill": Row(
+        "POST", lambda c: f"/admin/usage/users/{c.owner.id}/kill/", staff(302),
+        unknown=lambda c: f"/admin/usage/users/{_NOBODY_INT}/kill/", data={"reason": "matrix"},
+    ),
+    "usage_run_stop": Row(
+        "POST", lambda c: f"/admin/usage/runs/{c.execution.id}/stop/", staff(302),
+        unknown=lambda c: f"/admin/usage/runs/{_NOBODY_INT}/stop/", data={"reason": "matrix"},
+    ),
 }
 
 
