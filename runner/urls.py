@@ -11,6 +11,11 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/restart/", views.session_restart, name="session_restart"),
     path("sessions/<uuid:session_id>/export.ipynb", views.session_export_ipynb, name="session_export_ipynb"),
     path("sessions/<uuid:session_id>/export.md", views.session_export_markdown, name="session_export_markdown"),
+    path("sessions/<uuid:session_id>/files/", views.files, name="files"),
+    path("sessions/<uuid:session_id>/files/download", views.files_download, name="files_download"),
+    path("sessions/<uuid:session_id>/files/preview", views.files_preview, name="files_preview"),
+    path("sessions/<uuid:session_id>/files/delete", views.files_delete, name="files_delete"),
+    path("sessions/<uuid:session_id>/files/rename", views.files_rename, name="files_rename"),
     path(
         "sessions/<uuid:session_id>/executions/<int:execution_id>/output/",
         views.execution_output,

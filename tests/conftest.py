@@ -9,4 +9,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures_runs",
     "tests.fixtures_browser",
     "tests.fixtures_sandboxes",
+    "tests.fixtures_workspace",
 ]
