@@ -82,6 +82,7 @@ def _chat_context(request: HttpRequest, session: ChatSession | None) -> dict[str
                 "restart_url": reverse("session_restart", args=[session.id]),
                 "output_url": reverse("execution_output", args=[session.id, 0]).replace("/0/", "/{id}/"),
                 "history": [t.execution.code for t in turns][-50:],  # ↑ in an empty composer walks back
+                "files_url": reverse("files", args=[session.id]),
             }
         )
     return context

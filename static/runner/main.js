@@ -1,6 +1,7 @@
 // Entry module of the chat page: builds the pieces, wires them with callbacks, and routes the page's clicks.
 import { Composer, languageLabel } from './composer.js';
 import { $, $all, copyText, page } from './dom.js';
+import { FilesPanel } from './files.js';
 import { FrameHandler } from './frames.js';
 import { showMessage } from './notices.js';
 import { handleOutputClick, loadAllOutput } from './output.js';
@@ -13,7 +14,7 @@ document.documentElement.classList.add('js');
 
 const turns = new Turns($('#turns'), languageLabel);
 const socket = new Socket(page.ws_path, page.last, {
-  onFrames: (frames) => handler.applyBatch(frames),
+  onFrames: (frames) => { handler.applyBatch(frames); files.noticeFrames(frames); },
   onOpen: () => composer.updateControls(),
   onRefused: (code) => {
     showMessage(code === 4403 ? 'You may not run code in this session.' : 'This session no longer exists.', 'forbidden');
@@ -22,6 +23,7 @@ const socket = new Socket(page.ws_path, page.last, {
 });
 const composer = new Composer($('#composer'), turns, socket, page);
 const handler = new FrameHandler({ turns, socket, composer, pageCanRun: !!page.can_run });
+const files = new FilesPanel(page.files_url);
 const chrome = new SessionChrome({
   hasActiveRuns: () => turns.active().length > 0,
   focusEditor: () => composer.focusEditor()
@@ -43,6 +45,7 @@ document.addEventListener('click', (e) => {
   if (!target) return;
   const action = target.getAttribute('data-action');
   if (handleOutputClick(target, action)) return;
+  if (files.action(action, target)) return;
   if (target.hasAttribute('data-example')) { composer.putExample(target.getAttribute('data-example')); return; }
   const turn = turns.around(target);
   if (action === 'copy' && turn) copyText(turn.code, target);
