@@ -18,6 +18,7 @@ from runner.selectors.sessions import (
     session_resume_point,
     sessions_for_sidebar,
 )
+from runner.selectors.search import SearchHit, runs_search
 from runner.selectors.workspace import workspace_file, workspace_listing, workspace_preview
 
 __all__ = [
@@ -41,6 +42,9 @@ __all__ = [
     "session_latest_for_user",
     "session_resume_point",
     "sessions_for_sidebar",
+    # search
+    "SearchHit",
+    "runs_search",
     # a session's files
     "workspace_file",
     "workspace_listing",
