@@ -3,12 +3,14 @@
 SQLite: an FTS5 table `runner_search` kept by triggers, one row per run's code (rowid = 2 * execution
 id + 1, kind `code`: the code and any error) and per output chunk with text (rowid = 2 * chunk id,
 kind `output`; the first 20 chunks of a run, 16 KiB of each, so a flood of output costs little to
-index), with the owner as a token (`u<id>`), so a user's search only ever matches their own rows. Postgres: GIN indexes on the same
-to_tsvector('simple', ...) expressions that django.contrib.postgres.search's SearchVector builds.
+index), with the owner as a token (`u<id>`), so a user's search only ever matches their own rows.
+Postgres: the same rows in a table with a stored tsvector (the unmanaged SearchEntry model),
+searched with django.contrib.postgres.search.
 Titles need no index: they are matched among the user's own sessions.
 """
 
-from django.db import migrations
+import django.contrib.postgres.search
+from django.db import migrations, models
 
 # What is indexed of a run's output: its first OUTPUT_CHUNKS chunks, OUTPUT_CHARS characters of
 # each, ANSI colour codes removed (runner/selectors/search.py filters and builds the same).
@@ -75,18 +77,78 @@ SQLITE_DROP = [
     "DROP TRIGGER IF EXISTS runner_search_output_gone",
     "DROP TABLE IF EXISTS runner_search",
 ]
-# The very expressions SearchVector builds in runner/selectors/search.py (Postgres matches them).
+# Postgres: the same rows in a plain table with a stored tsvector, kept by triggers, read through
+# the unmanaged SearchEntry model with django.contrib.postgres.search. A btree on (owner, kind, id) lets
+# a common word stop at the user's newest rows; the GIN index finds a rare one.
+_PG_OUTPUT_BODY = "regexp_replace(left(NEW.text, " + str(OUTPUT_CHARS) + "), '\\x1b\\[[0-9;?]*[A-Za-z]', ' ', 'g')"
+# "<" is a blank for the index: Postgres's parser would otherwise read "<b>word</b>" as tags.
+_PG_DOC = "to_tsvector('simple'::regconfig, replace(b.body, '<', ' '))"
 POSTGRES_CREATE = [
-    "CREATE INDEX IF NOT EXISTS runner_outputchunk_text_search ON runner_outputchunk USING gin "
-    "(to_tsvector('simple'::regconfig, COALESCE(regexp_replace(LEFT(\"text\", " + str(OUTPUT_CHARS) + "), "
-    "'\\x1b\\[[0-9;?]*[A-Za-z]|<', ' ', 'g'), ''))) WHERE \"index\" < " + str(OUTPUT_CHUNKS),
-    "CREATE INDEX IF NOT EXISTS runner_execution_code_search ON runner_execution USING gin "
-    "(to_tsvector('simple'::regconfig, COALESCE(\"code\", '') || ' ' || COALESCE(\"error_name\", '') "
-    "|| ' ' || COALESCE(\"error_value\", '')))",
+    """CREATE TABLE runner_search (
+        id bigint PRIMARY KEY, owner_id integer NOT NULL, is_code boolean NOT NULL, execution_id bigint NOT NULL,
+        body text NOT NULL, doc tsvector NOT NULL)""",
+    "CREATE INDEX runner_search_doc ON runner_search USING gin (doc)",
+    "CREATE INDEX runner_search_owner_newest ON runner_search (owner_id, is_code, id DESC)",
+    f"""CREATE FUNCTION runner_search_code() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            DELETE FROM runner_search WHERE id = OLD.id * 2 + 1;
+            RETURN OLD;
+        END IF;
+        INSERT INTO runner_search (id, owner_id, is_code, execution_id, body, doc)
+        SELECT NEW.id * 2 + 1, s.owner_id, true, NEW.id, b.body, {_PG_DOC}
+        FROM runner_chatsession s,
+             (SELECT NEW.code || E'\\n' || NEW.error_name || ' ' || NEW.error_value AS body) b
+        WHERE s.id = NEW.session_id
+        ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, doc = EXCLUDED.doc;
+        RETURN NEW;
+    END $$""",
+    """CREATE TRIGGER runner_search_code AFTER INSERT OR DELETE OR UPDATE OF code, error_name, error_value
+        ON runner_execution FOR EACH ROW EXECUTE FUNCTION runner_search_code()""",
+    f"""CREATE FUNCTION runner_search_output() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'DELETE' THEN
+            DELETE FROM runner_search WHERE id = OLD.id * 2;
+            RETURN OLD;
+        END IF;
+        IF NEW.index >= {OUTPUT_CHUNKS} OR NEW.text = '' THEN
+            RETURN NEW;
+        END IF;
+        INSERT INTO runner_search (id, owner_id, is_code, execution_id, body, doc)
+        SELECT NEW.id * 2, s.owner_id, false, NEW.execution_id, b.body, {_PG_DOC}
+        FROM runner_execution e JOIN runner_chatsession s ON s.id = e.session_id,
+             (SELECT {_PG_OUTPUT_BODY} AS body) b
+        WHERE e.id = NEW.execution_id;
+        RETURN NEW;
+    END $$""",
+    """CREATE TRIGGER runner_search_output AFTER INSERT OR DELETE ON runner_outputchunk
+        FOR EACH ROW EXECUTE FUNCTION runner_search_output()""",
+    # TRUNCATE (a test database's flush) fires no row triggers: empty the search table with it.
+    """CREATE FUNCTION runner_search_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        TRUNCATE runner_search;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER runner_search_truncate AFTER TRUNCATE ON runner_execution
+        FOR EACH STATEMENT EXECUTE FUNCTION runner_search_truncate()""",
+    """INSERT INTO runner_search (id, owner_id, is_code, execution_id, body, doc)
+        SELECT e.id * 2 + 1, s.owner_id, true, e.id, b.body, to_tsvector('simple'::regconfig, replace(b.body, '<', ' '))
+        FROM runner_execution e JOIN runner_chatsession s ON s.id = e.session_id,
+             LATERAL (SELECT e.code || E'\\n' || e.error_name || ' ' || e.error_value AS body) b""",
+    f"""INSERT INTO runner_search (id, owner_id, is_code, execution_id, body, doc)
+        SELECT c.id * 2, s.owner_id, false, c.execution_id, b.body, to_tsvector('simple'::regconfig, replace(b.body, '<', ' '))
+        FROM runner_outputchunk c JOIN runner_execution e ON e.id = c.execution_id JOIN runner_chatsession s ON s.id = e.session_id,
+             LATERAL (SELECT regexp_replace(left(c.text, {OUTPUT_CHARS}), '\\x1b\\[[0-9;?]*[A-Za-z]', ' ', 'g') AS body) b
+        WHERE c.index < {OUTPUT_CHUNKS} AND c.text != ''""",
 ]
 POSTGRES_DROP = [
-    "DROP INDEX IF EXISTS runner_outputchunk_text_search",
-    "DROP INDEX IF EXISTS runner_execution_code_search",
+    "DROP TRIGGER IF EXISTS runner_search_truncate ON runner_execution",
+    "DROP TRIGGER IF EXISTS runner_search_output ON runner_outputchunk",
+    "DROP TRIGGER IF EXISTS runner_search_code ON runner_execution",
+    "DROP FUNCTION IF EXISTS runner_search_truncate()",
+    "DROP FUNCTION IF EXISTS runner_search_output()",
+    "DROP FUNCTION IF EXISTS runner_search_code()",
+    "DROP TABLE IF EXISTS runner_search",
 ]
 
 
@@ -105,6 +167,18 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.CreateModel(
+            name="SearchEntry",
+            fields=[
+                ("id", models.BigIntegerField(primary_key=True, serialize=False)),
+                ("owner_id", models.IntegerField()),
+                ("is_code", models.BooleanField()),
+                ("execution_id", models.BigIntegerField()),
+                ("body", models.TextField()),
+                ("doc", django.contrib.postgres.search.SearchVectorField()),
+            ],
+            options={"db_table": "runner_search", "managed": False},
+        ),
         migrations.RunPython(
             _run({"sqlite": SQLITE_CREATE, "postgresql": POSTGRES_CREATE}),
             _run({"sqlite": SQLITE_DROP, "postgresql": POSTGRES_DROP}),

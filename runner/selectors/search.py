@@ -1,8 +1,9 @@
 """Search over a user's own runs: session titles, code and output text, newest first.
 
-One selector, two engines, picked by the database: SQLite's FTS5 table `runner_search` (kept by
-triggers, see migration 0006_search) and Postgres full-text search through
-django.contrib.postgres.search on GIN-indexed expressions. Both match every word of the query
+One selector, two engines, picked by the database: SQLite's FTS5 table `runner_search`, and on
+Postgres a table of the same rows with a stored, GIN-indexed tsvector (the SearchEntry model)
+searched through django.contrib.postgres.search. Both are kept by triggers (migration 0006_search):
+a run's code and error, and the first 20 output chunks (16 KiB of each, colour codes removed). Both match every word of the query
 (no stemming: code and output are searched as written), and only ever rows the user owns.
 """
 
@@ -16,18 +17,12 @@ from datetime import datetime
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import connection
-from django.db.models import Func, Q, Value
-from django.db.models.functions import Left
+from django.db.models import Q
 
-from runner.models import ChatSession, Execution, OutputChunk
+from runner.models import ChatSession, Execution, SearchEntry
 from runner.selectors.rendering import strip_ansi
 
 SEARCH_MAX_HITS = 50
-# What migration 0006_search indexes of a run's output: the first chunks, so many characters of each.
-INDEXED_OUTPUT_CHUNKS = 20
-INDEXED_OUTPUT_CHARS = 16384
-# Colour codes, and "<" so Postgres's HTML-aware parser doesn't swallow "<b>text</b>" as tags.
-OUTPUT_NOISE_PATTERN = r"\x1b\[[0-9;?]*[A-Za-z]|<"
 QUERY_MAX_WORDS = 8
 SNIPPET_CHARS = 160
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -86,20 +81,16 @@ def _sqlite_matches(*, user_id: int, words: list[str], limit: int) -> dict[int, 
 
 
 def _postgres_matches(*, user_id: int, words: list[str], limit: int) -> dict[int, str]:
-    from django.contrib.postgres.search import SearchQuery, SearchVector
+    """{execution id: the matching text} from the search table, newest runs first."""
+    from django.contrib.postgres.search import SearchQuery
 
-    # The same expressions as the GIN indexes of migration 0006_search, so Postgres uses them.
     wanted = SearchQuery(" ".join(words), config="simple", search_type="plain")
-    code = (Execution.objects.annotate(doc=SearchVector("code", "error_name", "error_value", config="simple"))
-            .filter(doc=wanted, session__owner_id=user_id).order_by("-id")
-            .values_list("id", "code", "error_name", "error_value")[:limit])
-    text = Func(Left("text", INDEXED_OUTPUT_CHARS), Value(OUTPUT_NOISE_PATTERN), Value(" "), Value("g"), function="regexp_replace")
-    output = (OutputChunk.objects.annotate(doc=SearchVector(text, config="simple"))
-              .filter(doc=wanted, index__lt=INDEXED_OUTPUT_CHUNKS, execution__session__owner_id=user_id)
-              .order_by("-id").values_list("execution_id", "text")[: limit * 4])
-    # The same text as SQLite's index holds for a run's code row.
-    code_rows = [(run_id, f"{source}\n{ename} {evalue}") for run_id, source, ename, evalue in code]
-    return _newest(code_rows + list(output), limit)
+    rows = []
+    # Code and output separately, each newest first along the (owner, kind, id) index.
+    for is_code, many in ((True, limit), (False, limit * 4)):
+        rows += (SearchEntry.objects.filter(owner_id=user_id, is_code=is_code, doc=wanted).order_by("-id")
+                 .values_list("execution_id", "body")[:many])
+    return _newest(rows, limit)
 
 
 def _newest(rows: list[tuple[int, str]], limit: int) -> dict[int, str]:
