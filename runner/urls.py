@@ -17,6 +17,7 @@ urlpatterns = [
     path("sessions/<uuid:session_id>/files/preview", views.files_preview, name="files_preview"),
     path("sessions/<uuid:session_id>/files/delete", views.files_delete, name="files_delete"),
     path("sessions/<uuid:session_id>/files/rename", views.files_rename, name="files_rename"),
+    path("sessions/<uuid:session_id>/packages/", views.packages, name="packages"),
     path(
         "sessions/<uuid:session_id>/executions/<int:execution_id>/output/",
         views.execution_output,

@@ -83,6 +83,7 @@ def _chat_context(request: HttpRequest, session: ChatSession | None) -> dict[str
                 "output_url": reverse("execution_output", args=[session.id, 0]).replace("/0/", "/{id}/"),
                 "history": [t.execution.code for t in turns][-50:],  # ↑ in an empty composer walks back
                 "files_url": reverse("files", args=[session.id]),
+                "packages_url": reverse("packages", args=[session.id]),
             }
         )
     return context
@@ -320,6 +321,22 @@ async def files_rename(request: HttpRequest, session_id: uuid.UUID) -> HttpRespo
     except FILES_ERRORS as exc:
         return _files_error(exc)
     return JsonResponse({"ok": True})
+
+
+@login_required
+@require_GET
+async def packages(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+    """The Python packages installed into the session (the Packages dialog); installing is a run
+    of `%pip install <name>`, so its output streams like any run's."""
+    session = await _files_session(request, session_id, write=False)
+    try:
+        found = await selectors.packages_installed(session=session)
+    except FILES_ERRORS as exc:
+        return _files_error(exc)
+    backend = services.backend_name()
+    note = ("Packages are installed system-wide in the E2B sandbox and last as long as it does."
+            if backend == "e2b" else "Packages install into this session's workspace and stay with it.")
+    return JsonResponse({"packages": [{"name": n, "version": v} for n, v in found], "backend": backend, "note": note})
 
 
 # --- search over the user's own runs ---------------------------------------------------------------

@@ -19,7 +19,7 @@ from runner.selectors.sessions import (
     sessions_for_sidebar,
 )
 from runner.selectors.search import SearchHit, runs_search
-from runner.selectors.workspace import workspace_file, workspace_listing, workspace_preview
+from runner.selectors.workspace import packages_installed, workspace_file, workspace_listing, workspace_preview
 
 __all__ = [
     # access
@@ -45,7 +45,8 @@ __all__ = [
     # search
     "SearchHit",
     "runs_search",
-    # a session's files
+    # a session's files and packages
+    "packages_installed",
     "workspace_file",
     "workspace_listing",
     "workspace_preview",

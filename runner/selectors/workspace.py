@@ -97,3 +97,23 @@ def workspace_preview(*, name: str, data: bytes) -> dict[str, Any]:
         else:
             return {"kind": "csv", "rows": rows, "truncated": False}
     return {"kind": "text", "text": text, "language": extension.lstrip("."), "truncated": len(data) > PREVIEW_TEXT_BYTES}
+
+
+# Where the local backend's `install` puts Python packages (relative to the workspace).
+PACKAGES_DIR = ".local/packages"
+
+
+async def packages_installed(*, session: ChatSession) -> list[tuple[str, str]]:
+    """(name, version) of the Python packages installed into the session's workspace, by name.
+    Empty when none are, or when the backend installs elsewhere (E2B installs system-wide)."""
+    try:
+        workspace = await workspace_open(session=session)
+        entries = await workspace.list_files(PACKAGES_DIR)
+    except (NoWorkspace, FileNotFoundError):
+        return []
+    found = []
+    for entry in entries:
+        if entry.is_dir and entry.name.endswith(".dist-info"):
+            name, _, version = entry.name[: -len(".dist-info")].rpartition("-")
+            found.append((name.replace("_", "-"), version))
+    return sorted(found, key=lambda p: p[0].lower())

@@ -5,6 +5,7 @@ import { FilesPanel } from './files.js';
 import { FrameHandler } from './frames.js';
 import { showMessage } from './notices.js';
 import { handleOutputClick, loadAllOutput } from './output.js';
+import { PackagesDialog } from './packages.js';
 import { followBottom, scrollToBottom } from './scroll.js';
 import { SessionChrome } from './sidebar.js';
 import { Socket } from './socket.js';
@@ -24,6 +25,7 @@ const socket = new Socket(page.ws_path, page.last, {
 const composer = new Composer($('#composer'), turns, socket, page);
 const handler = new FrameHandler({ turns, socket, composer, pageCanRun: !!page.can_run });
 const files = new FilesPanel(page.files_url);
+const packages = new PackagesDialog(page.packages_url, (code) => { composer.put(code, 'python'); composer.run(); });
 const chrome = new SessionChrome({
   hasActiveRuns: () => turns.active().length > 0,
   focusEditor: () => composer.focusEditor()
@@ -46,6 +48,7 @@ document.addEventListener('click', (e) => {
   const action = target.getAttribute('data-action');
   if (handleOutputClick(target, action)) return;
   if (files.action(action, target)) return;
+  if (packages.action(action)) { chrome.closeMenu(); return; }
   if (target.hasAttribute('data-example')) { composer.putExample(target.getAttribute('data-example')); return; }
   const turn = turns.around(target);
   if (action === 'copy' && turn) copyText(turn.code, target);
