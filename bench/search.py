@@ -7,7 +7,8 @@ Without DATABASE_URL it builds a fresh SQLite file in /tmp (WAL, as the server r
 deletes it afterwards; with one, it migrates that database, adds its rows under users named
 bench-search-*, and deletes them afterwards. The user searched has --runs runs (100 per session,
 code plus three output chunks each); --others more users have as many runs over the same
-vocabulary, so every query must skip their matches. Each query is timed --n times (medians and p95
+vocabulary, so every query must skip their matches. Last, what the search triggers add to
+storing runs (ms per row, bulk inserts, with and without them: the latter in a transaction rolled back). Each query is timed --n times (medians and p95
 in ms), against a floor measured in the same run: one session's newest 50 runs by index, what the
 chat page reads to show a session anyway. The user searched is created first, so every other
 user's matches are newer than theirs (the worst case for "newest first").
@@ -101,6 +102,55 @@ def p95(samples: list[float]) -> float:
     return sorted(samples)[max(0, int(len(samples) * 0.95) - 1)]
 
 
+class _Rollback(Exception):
+    pass
+
+
+TRIGGERS = {
+    "sqlite": ["DROP TRIGGER runner_search_code", "DROP TRIGGER runner_search_code_changed",
+               "DROP TRIGGER runner_search_output"],
+    "postgresql": ["DROP TRIGGER runner_search_code ON runner_execution",
+                   "DROP TRIGGER runner_search_output ON runner_outputchunk"],
+}
+
+
+def write_cost(user, rng: random.Random, words: list[str], runs: int = 200, rounds: int = 5) -> None:
+    """What the search triggers add to storing runs: the same rows written with them and (in a
+    transaction rolled back at the end) with them dropped."""
+    timings: dict[str, list[float]] = {"with": [], "without": []}
+    try:
+        with transaction.atomic():
+            for kind in ("with", "without"):
+                if kind == "without":
+                    with connection.cursor() as cursor:
+                        for statement in TRIGGERS[connection.vendor]:
+                            cursor.execute(statement)
+                for _ in range(rounds):
+                    timings[kind].append(_timed_write(user, rng, words, runs))
+            raise _Rollback
+    except _Rollback:
+        pass
+    with_ms, without_ms = statistics.median(timings["with"]), statistics.median(timings["without"])
+    print(f"{'storing a row (run or chunk)':32s} with triggers {with_ms:.3f} ms, without {without_ms:.3f} ms "
+          f"({with_ms / without_ms:.2f}x)")
+
+
+def _timed_write(user, rng: random.Random, words: list[str], runs: int) -> float:
+    """ms per row to bulk-insert `runs` runs and three 1 KiB-ish chunks each (rows built untimed)."""
+    session = ChatSession.objects.create(owner=user, title="write cost")
+    executions = [Execution(session=session, seq=seq, code=f"print(df['{rng.choice(words)}'].mean())",
+                            language="python", user=user, status="succeeded") for seq in range(1, runs + 1)]
+    started = time.perf_counter()
+    Execution.objects.bulk_create(executions)
+    elapsed = time.perf_counter() - started
+    chunks = [OutputChunk(execution=e, index=i, kind="stdout", text=" ".join(rng.choice(words) for _ in range(150)))
+              for e in Execution.objects.filter(session=session) for i in range(3)]
+    started = time.perf_counter()
+    OutputChunk.objects.bulk_create(chunks)
+    elapsed += time.perf_counter() - started
+    return elapsed * 1000 / (runs + len(chunks))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10_000)
@@ -142,6 +192,7 @@ def main() -> None:
             median = statistics.median(samples)
             print(f"{label:32s} median {median:7.2f} ms   p95 {p95(samples):7.2f} ms   "
                   f"{median / floor_median:6.1f}x floor   {len(hits)} hits")
+        write_cost(user, rng, words)
     finally:
         if not args.keep:
             User.objects.filter(username__startswith="bench-search-").delete()

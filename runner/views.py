@@ -274,13 +274,18 @@ def _read_uploads(request: HttpRequest) -> list[services.Upload]:
     return [services.Upload(name=part.name or "", data=part.read()) for part in parts]
 
 
+async def _file_for(request: HttpRequest, session_id: uuid.UUID) -> tuple[str, bytes]:
+    """`?path=` and that file's bytes, if the user may see the session (raises FILES_ERRORS)."""
+    session = await _files_session(request, session_id, write=False)
+    path = request.GET.get("path", "")
+    return path, await selectors.workspace_file(session=session, path=path)
+
+
 @login_required
 @require_GET
 async def files_download(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
-    session = await _files_session(request, session_id, write=False)
-    path = request.GET.get("path", "")
     try:
-        data = await selectors.workspace_file(session=session, path=path)
+        path, data = await _file_for(request, session_id)
     except FILES_ERRORS as exc:
         return _files_error(exc)
     response = HttpResponse(data, content_type="application/octet-stream")
@@ -292,10 +297,8 @@ async def files_download(request: HttpRequest, session_id: uuid.UUID) -> HttpRes
 @require_GET
 async def files_preview(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     """What the panel shows for a file: text (first 64 KiB), an image, or a CSV table (200 rows)."""
-    session = await _files_session(request, session_id, write=False)
-    path = request.GET.get("path", "")
     try:
-        data = await selectors.workspace_file(session=session, path=path)
+        path, data = await _file_for(request, session_id)
     except FILES_ERRORS as exc:
         return _files_error(exc)
     return JsonResponse({"path": path, "size": len(data), **selectors.workspace_preview(name=path, data=data)})

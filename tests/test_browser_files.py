@@ -5,6 +5,7 @@ page is read with pandas, the plot the code saves shows in the panel, previews, 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,9 @@ def test_an_existing_name_asks_before_it_replaces(page) -> None:  # noqa: F811
     assert "already exists" in upload.inner_text()
     assert (workspace_path(session_id) / "notes.txt").read_bytes() == b"first"
     upload.get_by_role("button", name="Replace").click()
-    page.locator('#files-uploads li[data-state="done"]').wait_for()
+    deadline = time.monotonic() + 20
+    while (workspace_path(session_id) / "notes.txt").read_bytes() != b"second" and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
     assert (workspace_path(session_id) / "notes.txt").read_bytes() == b"second"
+    assert page.locator('#files-uploads li[data-state="exists"]').count() == 0
     assert page.errors == []
