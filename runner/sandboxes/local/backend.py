@@ -238,8 +238,11 @@ class LocalBackend:
         home.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
         try:
             os.rename(sandbox.workspace, home)
-        except OSError:
+        except OSError:  # `home` appeared meanwhile, or lies on another filesystem
             await sandbox.close()
+            if not home.exists():
+                with contextlib.suppress(FileExistsError):
+                    prepare(home, owner=self.kernel_owner if self.as_root else None)
             sandbox = self._new_sandbox(workspace=home)
             asyncio.ensure_future(sandbox.kernel("python")).add_done_callback(_swallow)
             return sandbox
