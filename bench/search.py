@@ -17,6 +17,7 @@ user's matches are newer than theirs (the worst case for "newest first").
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import random
 import statistics
@@ -106,11 +107,11 @@ class _Rollback(Exception):
     pass
 
 
+_search_migration = importlib.import_module("runner.migrations.0006_search")
+# The migration's own statements that drop its triggers (not its table).
 TRIGGERS = {
-    "sqlite": ["DROP TRIGGER runner_search_code", "DROP TRIGGER runner_search_code_changed",
-               "DROP TRIGGER runner_search_output"],
-    "postgresql": ["DROP TRIGGER runner_search_code ON runner_execution",
-                   "DROP TRIGGER runner_search_output ON runner_outputchunk"],
+    vendor: [statement for statement in statements if statement.startswith("DROP TRIGGER")]
+    for vendor, statements in (("sqlite", _search_migration.SQLITE_DROP), ("postgresql", _search_migration.POSTGRES_DROP))
 }
 
 

@@ -78,76 +78,76 @@ SQLITE_DROP = [
     "DROP TABLE IF EXISTS runner_search",
 ]
 # Postgres: the same rows in a plain table with a stored tsvector, kept by triggers, read through
-# the unmanaged SearchEntry model with django.contrib.postgres.search. A btree on (owner, kind, id) lets
-# a common word stop at the user's newest rows; the GIN index finds a rare one.
-_PG_OUTPUT_BODY = "regexp_replace(left(NEW.text, " + str(OUTPUT_CHARS) + "), '\\x1b\\[[0-9;?]*[A-Za-z]', ' ', 'g')"
-# "<" is a blank for the index: Postgres's parser would otherwise read "<b>word</b>" as tags.
-_PG_DOC = "to_tsvector('simple'::regconfig, replace(b.body, '<', ' '))"
+# the unmanaged SearchEntry model with django.contrib.postgres.search. A btree on (owner, kind, id)
+# lets a common word stop at the user's newest rows; the GIN index finds a rare one. Inserts and
+# deletes are indexed per statement (one INSERT ... SELECT over the statement's new rows), so a
+# batch of output costs one statement, not one trigger call per chunk.
+def _pg_code_rows(source: str) -> str:
+    """Index the runs in `source` (a table or transition table with runner_execution's columns)."""
+    return f"""INSERT INTO runner_search (id, owner_id, is_code, execution_id, body, doc)
+        SELECT e.id * 2 + 1, s.owner_id, true, e.id, b.body, to_tsvector('simple'::regconfig, replace(b.body, '<', ' '))
+        FROM {source} e JOIN runner_chatsession s ON s.id = e.session_id,
+             LATERAL (SELECT e.code || E'\\n' || e.error_name || ' ' || e.error_value AS body) b"""
+
+
+def _pg_output_rows(source: str) -> str:
+    """Index the output chunks in `source` ("<" is a blank for the tsvector: Postgres's parser would
+    otherwise read "<b>word</b>" as tags)."""
+    return f"""INSERT INTO runner_search (id, owner_id, is_code, execution_id, body, doc)
+        SELECT c.id * 2, s.owner_id, false, c.execution_id, b.body, to_tsvector('simple'::regconfig, replace(b.body, '<', ' '))
+        FROM {source} c JOIN runner_execution e ON e.id = c.execution_id JOIN runner_chatsession s ON s.id = e.session_id,
+             LATERAL (SELECT regexp_replace(left(c.text, {OUTPUT_CHARS}), '\\x1b\\[[0-9;?]*[A-Za-z]', ' ', 'g') AS body) b
+        WHERE c.index < {OUTPUT_CHUNKS} AND c.text != ''"""
+
+
+def _pg_statement_trigger(name: str, table: str, event: str, transition: str, body: str) -> list[str]:
+    return [
+        f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            {body};
+            RETURN NULL;
+        END $$""",
+        f"""CREATE TRIGGER {name} AFTER {event} ON {table}
+            {f"REFERENCING {transition}" if transition else ""} FOR EACH STATEMENT EXECUTE FUNCTION {name}()""",
+    ]
+
+
 POSTGRES_CREATE = [
     """CREATE TABLE runner_search (
         id bigint PRIMARY KEY, owner_id integer NOT NULL, is_code boolean NOT NULL, execution_id bigint NOT NULL,
         body text NOT NULL, doc tsvector NOT NULL)""",
     "CREATE INDEX runner_search_doc ON runner_search USING gin (doc)",
     "CREATE INDEX runner_search_owner_newest ON runner_search (owner_id, is_code, id DESC)",
-    f"""CREATE FUNCTION runner_search_code() RETURNS trigger LANGUAGE plpgsql AS $$
+    *_pg_statement_trigger("runner_search_code_added", "runner_execution", "INSERT", "NEW TABLE AS added",
+                           _pg_code_rows("added")),
+    *_pg_statement_trigger("runner_search_code_gone", "runner_execution", "DELETE", "OLD TABLE AS gone",
+                           "DELETE FROM runner_search WHERE id IN (SELECT id * 2 + 1 FROM gone)"),
+    *_pg_statement_trigger("runner_search_output_added", "runner_outputchunk", "INSERT", "NEW TABLE AS added",
+                           _pg_output_rows("added")),
+    *_pg_statement_trigger("runner_search_output_gone", "runner_outputchunk", "DELETE", "OLD TABLE AS gone",
+                           "DELETE FROM runner_search WHERE id IN (SELECT id * 2 FROM gone)"),
+    # A run's error arrives with its end (one row at a time): re-index that run's code row.
+    f"""CREATE FUNCTION runner_search_code_changed() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        IF TG_OP = 'DELETE' THEN
-            DELETE FROM runner_search WHERE id = OLD.id * 2 + 1;
-            RETURN OLD;
-        END IF;
-        INSERT INTO runner_search (id, owner_id, is_code, execution_id, body, doc)
-        SELECT NEW.id * 2 + 1, s.owner_id, true, NEW.id, b.body, {_PG_DOC}
-        FROM runner_chatsession s,
-             (SELECT NEW.code || E'\\n' || NEW.error_name || ' ' || NEW.error_value AS body) b
-        WHERE s.id = NEW.session_id
-        ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, doc = EXCLUDED.doc;
-        RETURN NEW;
-    END $$""",
-    """CREATE TRIGGER runner_search_code AFTER INSERT OR DELETE OR UPDATE OF code, error_name, error_value
-        ON runner_execution FOR EACH ROW EXECUTE FUNCTION runner_search_code()""",
-    f"""CREATE FUNCTION runner_search_output() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        IF TG_OP = 'DELETE' THEN
-            DELETE FROM runner_search WHERE id = OLD.id * 2;
-            RETURN OLD;
-        END IF;
-        IF NEW.index >= {OUTPUT_CHUNKS} OR NEW.text = '' THEN
-            RETURN NEW;
-        END IF;
-        INSERT INTO runner_search (id, owner_id, is_code, execution_id, body, doc)
-        SELECT NEW.id * 2, s.owner_id, false, NEW.execution_id, b.body, {_PG_DOC}
-        FROM runner_execution e JOIN runner_chatsession s ON s.id = e.session_id,
-             (SELECT {_PG_OUTPUT_BODY} AS body) b
-        WHERE e.id = NEW.execution_id;
-        RETURN NEW;
-    END $$""",
-    """CREATE TRIGGER runner_search_output AFTER INSERT OR DELETE ON runner_outputchunk
-        FOR EACH ROW EXECUTE FUNCTION runner_search_output()""",
-    # TRUNCATE (a test database's flush) fires no row triggers: empty the search table with it.
-    """CREATE FUNCTION runner_search_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        TRUNCATE runner_search;
+        DELETE FROM runner_search WHERE id = NEW.id * 2 + 1;
+        {_pg_code_rows("(SELECT NEW.id AS id, NEW.session_id AS session_id, NEW.code AS code, NEW.error_name AS error_name, NEW.error_value AS error_value)")};
         RETURN NULL;
     END $$""",
-    """CREATE TRIGGER runner_search_truncate AFTER TRUNCATE ON runner_execution
-        FOR EACH STATEMENT EXECUTE FUNCTION runner_search_truncate()""",
-    """INSERT INTO runner_search (id, owner_id, is_code, execution_id, body, doc)
-        SELECT e.id * 2 + 1, s.owner_id, true, e.id, b.body, to_tsvector('simple'::regconfig, replace(b.body, '<', ' '))
-        FROM runner_execution e JOIN runner_chatsession s ON s.id = e.session_id,
-             LATERAL (SELECT e.code || E'\\n' || e.error_name || ' ' || e.error_value AS body) b""",
-    f"""INSERT INTO runner_search (id, owner_id, is_code, execution_id, body, doc)
-        SELECT c.id * 2, s.owner_id, false, c.execution_id, b.body, to_tsvector('simple'::regconfig, replace(b.body, '<', ' '))
-        FROM runner_outputchunk c JOIN runner_execution e ON e.id = c.execution_id JOIN runner_chatsession s ON s.id = e.session_id,
-             LATERAL (SELECT regexp_replace(left(c.text, {OUTPUT_CHARS}), '\\x1b\\[[0-9;?]*[A-Za-z]', ' ', 'g') AS body) b
-        WHERE c.index < {OUTPUT_CHUNKS} AND c.text != ''""",
+    """CREATE TRIGGER runner_search_code_changed AFTER UPDATE OF code, error_name, error_value ON runner_execution
+        FOR EACH ROW WHEN (OLD.code IS DISTINCT FROM NEW.code OR OLD.error_name IS DISTINCT FROM NEW.error_name
+                           OR OLD.error_value IS DISTINCT FROM NEW.error_value)
+        EXECUTE FUNCTION runner_search_code_changed()""",
+    # TRUNCATE (a test database's flush) fires no row triggers: empty the search table with it.
+    *_pg_statement_trigger("runner_search_truncate", "runner_execution", "TRUNCATE", "", "TRUNCATE runner_search"),
+    _pg_code_rows("runner_execution"),
+    _pg_output_rows("runner_outputchunk"),
 ]
+_PG_TRIGGERS = [("runner_search_code_added", "runner_execution"), ("runner_search_code_gone", "runner_execution"),
+                ("runner_search_output_added", "runner_outputchunk"), ("runner_search_output_gone", "runner_outputchunk"),
+                ("runner_search_code_changed", "runner_execution"), ("runner_search_truncate", "runner_execution")]
 POSTGRES_DROP = [
-    "DROP TRIGGER IF EXISTS runner_search_truncate ON runner_execution",
-    "DROP TRIGGER IF EXISTS runner_search_output ON runner_outputchunk",
-    "DROP TRIGGER IF EXISTS runner_search_code ON runner_execution",
-    "DROP FUNCTION IF EXISTS runner_search_truncate()",
-    "DROP FUNCTION IF EXISTS runner_search_output()",
-    "DROP FUNCTION IF EXISTS runner_search_code()",
+    *[f"DROP TRIGGER IF EXISTS {name} ON {table}" for name, table in _PG_TRIGGERS],
+    *[f"DROP FUNCTION IF EXISTS {name}()" for name, _ in _PG_TRIGGERS],
     "DROP TABLE IF EXISTS runner_search",
 ]
 

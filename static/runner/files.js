@@ -131,18 +131,20 @@ export class FilesPanel {
     tr.appendChild(when);
     const actions = el('td', 'files-actions');
     if (entry.type === 'file') {
-      const download = el('a', 'btn ghost small', '⭳');
+      const download = el('a', 'btn ghost small', '↓');
+      download.title = 'Download';
       download.href = this.downloadUrl(entry.path);
       download.setAttribute('download', entry.name);
       download.setAttribute('aria-label', 'Download ' + entry.name);
       actions.appendChild(download);
     }
-    [['files-rename', '✎', 'Rename '], ['files-delete', '🗑', 'Delete ']].forEach(([action, icon, label]) => {
+    [['files-rename', '✎', 'Rename '], ['files-delete', '✕', 'Delete ']].forEach(([action, icon, label]) => {
       const button = el('button', 'btn ghost small', icon);
       button.type = 'button';
       button.setAttribute('data-action', action);
       button.setAttribute('data-path', entry.path);
       button.setAttribute('aria-label', label + entry.name);
+      button.title = label.trim();
       actions.appendChild(button);
     });
     tr.appendChild(actions);
