@@ -77,3 +77,22 @@ def test_an_existing_name_asks_before_it_replaces(page) -> None:  # noqa: F811
     assert (workspace_path(session_id) / "notes.txt").read_bytes() == b"second"
     assert page.locator('#files-uploads li[data-state="exists"]').count() == 0
     assert page.errors == []
+
+
+def test_the_packages_dialog_installs_by_name_and_lists_it(page) -> None:  # noqa: F811
+    log_in_and_start_session(page)
+    page.locator("#session-menu summary").click()
+    page.get_by_role("button", name="Packages…").click()
+    dialog = page.locator("#packages-dialog")
+    dialog.get_by_label("Install from PyPI").fill("--index-url=http://evil.example/")
+    dialog.get_by_role("button", name="Install").click()
+    assert "is not a package name" in dialog.locator("#packages-error").inner_text()
+    dialog.get_by_label("Install from PyPI").fill("humanize==4.11.0")
+    dialog.get_by_role("button", name="Install").click()
+    turn = page.locator("#turns > li.turn").first
+    turn.locator(".status-line.ok").wait_for()
+    assert "Successfully installed humanize-4.11.0" in turn.locator(".output").inner_text()
+    page.locator("#session-menu summary").click()
+    page.get_by_role("button", name="Packages…").click()
+    dialog.locator(".package-name", has_text="humanize").wait_for()
+    assert page.errors == []
