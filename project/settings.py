@@ -165,6 +165,10 @@ SANDBOX_CPUS = env.float("SANDBOX_CPUS", default=1.0)
 SANDBOX_TMPFS_MB = env.int("SANDBOX_TMPFS_MB", default=64)
 SANDBOX_WORKSPACE_QUOTA_MB = env.int("SANDBOX_WORKSPACE_QUOTA_MB", default=256)
 SANDBOX_FILE_MAX_BYTES = env.int("SANDBOX_FILE_MAX_BYTES", default=10 * 1024 * 1024)
+# The local backend's per-session workspaces (they outlive sandboxes); "" means under the state dir.
+SANDBOX_WORKSPACES_DIR = Path(env.str("SANDBOX_WORKSPACES_DIR", default="") or SANDBOX_STATE_DIR / "workspaces")
+# One upload request's body (several files at once); the page sends one file per request.
+FILES_UPLOAD_MAX_BYTES = env.int("FILES_UPLOAD_MAX_BYTES", default=40 * 1024 * 1024)
 SANDBOX_POOL_SIZE = env.int("SANDBOX_POOL_SIZE", default=1)
 SANDBOX_IDLE_TIMEOUT_S = env.int("SANDBOX_IDLE_TIMEOUT_S", default=900)
 SANDBOX_MAX_LIVE = env.int("SANDBOX_MAX_LIVE", default=20)

@@ -7,6 +7,7 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.utils import timezone
 
@@ -311,3 +312,19 @@ class AdminAction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.kind} on {self.target_user} at {self.created_at:%Y-%m-%d %H:%M}"
+class SearchEntry(models.Model):
+    """A row of the Postgres search table (migration 0006_search keeps it with triggers; nothing
+    else writes it): a run's code and error (odd id, 2 * run id + 1) or one output chunk's text
+    (even id, 2 * chunk id), with its owner and a stored tsvector. Read only by
+    runner/selectors/search.py on Postgres; on SQLite the same name is an FTS5 table."""
+
+    id = models.BigIntegerField(primary_key=True)
+    owner_id = models.IntegerField()
+    is_code = models.BooleanField()  # the run's code and error, else an output chunk
+    execution_id = models.BigIntegerField()
+    body = models.TextField()
+    doc = SearchVectorField()
+
+    class Meta:
+        managed = False
+        db_table = "runner_search"

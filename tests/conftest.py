@@ -11,4 +11,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures_sandboxes",
     "tests.fixtures_classrooms",
     "tests.fixtures_usage",
+    "tests.fixtures_workspace",
 ]

@@ -158,6 +158,26 @@ ROWS: dict[str, Row] = {
     ),
     "join": Row("GET", lambda c: "/join/", any_user(200)),
     "join_code": Row("GET", lambda c: f"/join/{c.class_a.join_code}/", any_user(200)),
+    # the session's workspace and search
+    "files": Row("GET", lambda c: _session(c) + "files/", visible(), unknown=lambda c: f"/sessions/{_NOBODY_UUID}/files/"),
+    "files_download": Row(
+        "GET", lambda c: _session(c) + "files/download?path=../x", visible(400),
+        unknown=lambda c: f"/sessions/{_NOBODY_UUID}/files/download?path=../x",
+    ),
+    "files_preview": Row(
+        "GET", lambda c: _session(c) + "files/preview?path=../x", visible(400),
+        unknown=lambda c: f"/sessions/{_NOBODY_UUID}/files/preview?path=../x",
+    ),
+    "files_delete": Row(
+        "POST", lambda c: _session(c) + "files/delete", owner_only(400),
+        unknown=lambda c: f"/sessions/{_NOBODY_UUID}/files/delete", data={"path": "../x"},
+    ),
+    "files_rename": Row(
+        "POST", lambda c: _session(c) + "files/rename", owner_only(400),
+        unknown=lambda c: f"/sessions/{_NOBODY_UUID}/files/rename", data={"path": "../x", "to": "b.txt"},
+    ),
+    "packages": Row("GET", lambda c: _session(c) + "packages/", visible(), unknown=lambda c: f"/sessions/{_NOBODY_UUID}/packages/"),
+    "search": Row("GET", lambda c: "/search/?q=hello", any_user(200)),
     # usage, cost and budgets
     "account_usage": Row("GET", lambda c: "/account/usage.json", any_user(200)),
     "usage": Row("GET", lambda c: "/admin/usage/", staff(200), unknown=lambda c: "/no-such-page/"),

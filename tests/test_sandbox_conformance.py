@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 import uuid
 
 import pytest
@@ -185,3 +186,32 @@ async def test_health_says_how_code_is_isolated(backend: Backend) -> None:
     health = await backend.health()
     assert health.ok, health.detail
     assert health.isolation and health.isolation != "none"
+
+
+async def test_files_are_renamed_and_deleted(sandbox: Sandbox) -> None:
+    await sandbox.write_file("old/a.txt", b"a")
+    await sandbox.write_file("b.txt", b"b")
+    with pytest.raises(FileExistsError):
+        await sandbox.rename_file("b.txt", "old/a.txt")
+    await sandbox.rename_file("old/a.txt", "new.txt")
+    listing = {f.name: f for f in await sandbox.list_files(".")}
+    assert {"new.txt", "b.txt", "old"} <= set(listing)
+    assert abs(listing["new.txt"].modified - time.time()) < 600, "modified is seconds since the epoch"
+    assert await sandbox.read_file("new.txt") == b"a"
+    await sandbox.delete_file("old")
+    await sandbox.delete_file("b.txt")
+    assert {"old", "b.txt"}.isdisjoint(f.name for f in await sandbox.list_files("."))
+    with pytest.raises(FileNotFoundError):
+        await sandbox.delete_file("b.txt")
+    with pytest.raises(ValueError):
+        await sandbox.delete_file("../outside")
+    with pytest.raises(ValueError):
+        await sandbox.rename_file("new.txt", "../outside.txt")
+
+
+async def test_workspace_reaches_a_live_sandboxs_files(backend: Backend, sandbox: Sandbox) -> None:
+    session_id = getattr(sandbox, "session_id", "") or str(uuid.uuid4())
+    await sandbox.write_file("seen.txt", b"by the backend")
+    workspace = await backend.workspace(session_id=session_id, sandbox_id=sandbox.id)
+    assert workspace is not None
+    assert await workspace.read_file("seen.txt") == b"by the backend"

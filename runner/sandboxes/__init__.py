@@ -6,6 +6,7 @@ from runner.sandboxes.base import (
     Error,
     Event,
     FileInfo,
+    FileTooLarge,
     Health,
     Outcome,
     Result,
@@ -15,6 +16,7 @@ from runner.sandboxes.base import (
     SandboxUnavailable,
     Stderr,
     Stdout,
+    Workspace,
     get_backend,
 )
 
@@ -24,6 +26,7 @@ __all__ = [
     "Error",
     "Event",
     "FileInfo",
+    "FileTooLarge",
     "Health",
     "Outcome",
     "Result",
@@ -33,5 +36,6 @@ __all__ = [
     "SandboxUnavailable",
     "Stderr",
     "Stdout",
+    "Workspace",
     "get_backend",
 ]

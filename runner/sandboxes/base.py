@@ -14,7 +14,11 @@ Contract, for every backend:
   variables survive), "interrupted" (`interrupt()` was called; variables survive) or "gone"
   (the sandbox died; an event says why, and the next `run` starts fresh).
 - File paths are relative to the sandbox's workspace (`/home/user`); anything that would leave
-  it raises `ValueError` with a message fit to show a user.
+  it raises `ValueError` with a message fit to show a user (`FileTooLarge`, a ValueError, for a
+  file over the size limit or a workspace over its quota), a missing file `FileNotFoundError`.
+- `Backend.workspace()` reaches a session's files without starting anything: the local backend's
+  workspace lives on disk per session and outlives its sandbox; an E2B workspace lives only as
+  long as its sandbox (None when none is live).
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class FileInfo:
     path: str
     is_dir: bool
     size: int
+    modified: float = 0.0  # seconds since the epoch; 0 when the backend doesn't say
 
 
 # --- errors the rest of the code may catch ------------------------------------------------------
@@ -103,7 +108,30 @@ class SandboxGone(SandboxError):
     """The sandbox and its state are lost; start a new one and tell the user."""
 
 
+class FileTooLarge(ValueError):
+    """A file over the size limit, or a write that would take the workspace over its quota."""
+
+
 # --- the Protocol -------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Workspace(Protocol):
+    """A session's files (paths relative to /home/user). Every Sandbox is one."""
+
+    async def write_file(self, path: str, data: bytes) -> None: ...
+
+    async def read_file(self, path: str) -> bytes: ...
+
+    async def list_files(self, path: str = ".") -> list[FileInfo]: ...
+
+    async def delete_file(self, path: str) -> None:
+        """Remove a file, or a folder with everything in it."""
+        ...
+
+    async def rename_file(self, path: str, to: str) -> None:
+        """Move a file or folder; raises FileExistsError when `to` exists."""
+        ...
 
 
 @runtime_checkable
@@ -119,6 +147,10 @@ class Sandbox(Protocol):
     async def read_file(self, path: str) -> bytes: ...
 
     async def list_files(self, path: str = ".") -> list[FileInfo]: ...
+
+    async def delete_file(self, path: str) -> None: ...
+
+    async def rename_file(self, path: str, to: str) -> None: ...
 
     async def install(
         self, packages: list[str], *, language: str, on_event: OnEvent, timeout_s: float
@@ -137,6 +169,11 @@ class Backend(Protocol):
     async def connect(self, sandbox_id: str) -> Sandbox: ...
 
     async def health(self) -> Health: ...
+
+    async def workspace(self, *, session_id: str, sandbox_id: str) -> Workspace | None:
+        """The session's files without starting a sandbox (`sandbox_id` is the session's, or "");
+        None when they live only in a sandbox that is gone."""
+        ...
 
 
 # --- input every backend checks the same way ---------------------------------------------------

@@ -44,6 +44,8 @@ from runner.selectors.sessions import (
     session_resume_point,
     sessions_for_sidebar,
 )
+from runner.selectors.search import SearchHit, runs_search
+from runner.selectors.workspace import packages_installed, workspace_file, workspace_listing, workspace_preview
 
 __all__ = [
     # access
@@ -93,4 +95,12 @@ __all__ = [
     "sessions_for_sidebar",
     # usage (the page's meter; the admin's reports live in runner.selectors.usage)
     "usage_quota_status",
+    # search
+    "SearchHit",
+    "runs_search",
+    # a session's files and packages
+    "packages_installed",
+    "workspace_file",
+    "workspace_listing",
+    "workspace_preview",
 ]

@@ -35,6 +35,7 @@ from runner.services.sandboxes import (
 )
 from runner.services.sessions import SessionBusy, session_create, session_rename, session_sandbox_restart
 from runner.services.sweep import execution_sweep
+from runner.services.workspace import NoWorkspace, Upload, workspace_delete, workspace_open, workspace_rename, workspace_upload
 
 __all__: list[str] = [
     # classrooms
@@ -82,4 +83,11 @@ __all__: list[str] = [
     "session_create",
     "session_rename",
     "session_sandbox_restart",
+    # a session's files
+    "NoWorkspace",
+    "Upload",
+    "workspace_delete",
+    "workspace_open",
+    "workspace_rename",
+    "workspace_upload",
 ]

@@ -24,6 +24,7 @@ from runner.services.cancel import INTERRUPT_EVERY_S
 from runner.services.lifecycle import run_drive
 from runner.services.output import OutputWriter, human_bytes, publish
 from runner.services.quotas import Limits, QuotaExceeded, quota_admit_sync, quota_check_sync
+from runner.services.packages import code_run
 from runner.services.runs import ACTIVE, Run, RunRejected, discard_result, pass_turn, runs_here, take_turn
 from runner.services.runtime import BOOT_ID, db, housekeeping_ensure_started
 
@@ -98,7 +99,7 @@ async def execution_start(
     if own_sandbox is not None:
         run.sandbox = own_sandbox
         early = asyncio.ensure_future(
-            own_sandbox.run(code, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
+            code_run(sandbox=own_sandbox, code=code, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
         )
     elif free_here:
         prefetch = asyncio.ensure_future(sandboxes.sandbox_acquire(session=session))

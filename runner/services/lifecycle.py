@@ -27,6 +27,7 @@ from runner.sandboxes.base import Outcome, SandboxError, SandboxGone, SandboxUna
 from runner.services import sandboxes
 from runner.services.cancel import interrupt_until_done
 from runner.services.output import OutputWriter, publish, store_chunks_sync
+from runner.services.packages import code_run
 from runner.services.runs import ACTIVE, Run, discard_result, later_run_waits, pass_turn, runs_here
 from runner.services.runtime import db
 
@@ -87,7 +88,7 @@ async def run_drive(
         if run.cancel.is_set():
             asyncio.ensure_future(interrupt_until_done(run))
         running = asyncio.ensure_future(
-            sandbox.run(run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
+            code_run(sandbox=sandbox, code=run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
         )
         await _run_and_finish(run, writer, running)
     except asyncio.CancelledError:
@@ -177,7 +178,7 @@ async def _rerun_on_new_sandbox(run: Run, writer: OutputWriter) -> asyncio.Futur
     if run.cancel.is_set():
         asyncio.ensure_future(interrupt_until_done(run))
     return asyncio.ensure_future(
-        sandbox.run(run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
+        code_run(sandbox=sandbox, code=run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
     )
 
 

@@ -15,6 +15,7 @@ from runner.views.classrooms import (
     teach,
 )
 from runner.views.comments import comment_delete, comment_edit, comment_new
+from runner.views.search import search
 from runner.views.sessions import (
     account_usage,
     chat_home,
@@ -28,7 +29,16 @@ from runner.views.sessions import (
     session_restart,
 )
 
+from runner.views.workspace import files, files_delete, files_download, files_preview, files_rename, packages
+
 __all__ = [
+    "files",
+    "files_delete",
+    "files_download",
+    "files_preview",
+    "files_rename",
+    "packages",
+    "search",
     "account_usage",
     "chat_home",
     "classroom_code_regenerate",

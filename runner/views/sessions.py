@@ -96,6 +96,8 @@ def _chat_context(request: HttpRequest, session: ChatSession | None, access: sel
                 "output_url": reverse("execution_output", args=[session.id, 0]).replace("/0/", "/{id}/"),
                 "history": [t.execution.code for t in turns][-50:],  # ↑ in an empty composer walks back
                 "access": access,
+                "files_url": reverse("files", args=[session.id]),
+                "packages_url": reverse("packages", args=[session.id]),
             }
         )
         if access != "owner":

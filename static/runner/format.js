@@ -40,3 +40,10 @@ export function finishedStatus(status, durationMs, ename) {
     default: return [status, 'muted', status];
   }
 }
+
+/* 0 B, 12.3 KiB, 4.5 MiB: a file's size. */
+export function formatSize(bytes) {
+  if (bytes < 1024) return bytes + ' B';
+  if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + ' KiB';
+  return (bytes / (1024 * 1024)).toFixed(1) + ' MiB';
+}

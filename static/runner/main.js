@@ -2,9 +2,11 @@
 import { Comments } from './comments.js';
 import { Composer, languageLabel } from './composer.js';
 import { $, $all, copyText, page } from './dom.js';
+import { FilesPanel } from './files.js';
 import { FrameHandler } from './frames.js';
 import { showMessage } from './notices.js';
 import { handleOutputClick, loadAllOutput } from './output.js';
+import { PackagesDialog } from './packages.js';
 import { followBottom, scrollToBottom } from './scroll.js';
 import { SessionChrome } from './sidebar.js';
 import { Socket } from './socket.js';
@@ -15,7 +17,7 @@ document.documentElement.classList.add('js');
 
 const turns = new Turns($('#turns'), languageLabel, { canRerun: page.access === 'owner' });
 const socket = new Socket(page.ws_path, page.last, {
-  onFrames: (frames) => { handler.applyBatch(frames); usageMeter.noteFrames(frames); },
+  onFrames: (frames) => { handler.applyBatch(frames); usageMeter.noteFrames(frames); files.noticeFrames(frames); },
   onOpen: () => composer.updateControls(),
   onRefused: (code) => {
     const refusal = page.access && page.access !== 'owner' ? 'You no longer have access to this session.' : 'You may not run code in this session.';
@@ -27,6 +29,8 @@ const usageMeter = new UsageMeter($('#usage-meter'), page.usage_url);
 const composer = new Composer($('#composer'), turns, socket, page);
 const comments = new Comments(page);
 const handler = new FrameHandler({ turns, socket, composer, comments, pageCanRun: !!page.can_run });
+const files = new FilesPanel(page.files_url);
+const packages = new PackagesDialog(page.packages_url, (code) => { composer.put(code, 'python'); composer.run(); });
 const chrome = new SessionChrome({
   hasActiveRuns: () => turns.active().length > 0,
   focusEditor: () => composer.focusEditor()
@@ -48,6 +52,8 @@ document.addEventListener('click', (e) => {
   if (!target) return;
   const action = target.getAttribute('data-action');
   if (handleOutputClick(target, action)) return;
+  if (files.action(action, target)) return;
+  if (packages.action(action)) { chrome.closeMenu(); return; }
   if (target.hasAttribute('data-example')) { composer.putExample(target.getAttribute('data-example')); return; }
   const turn = turns.around(target);
   if (action === 'copy' && turn) copyText(turn.code, target);

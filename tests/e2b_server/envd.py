@@ -9,6 +9,7 @@ import email.policy
 import json
 import os
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -45,6 +46,10 @@ class EnvdRoutes(HandlerBase):
             self.list_dir(sandbox)
         elif path == "/filesystem.Filesystem/Stat":
             self.stat(sandbox)
+        elif path == "/filesystem.Filesystem/Remove":
+            self.remove(sandbox)
+        elif path == "/filesystem.Filesystem/Move":
+            self.move(sandbox)
         elif path == "/process.Process/Start":
             self.process_start(sandbox)
         else:
@@ -109,6 +114,32 @@ class EnvdRoutes(HandlerBase):
             self.send_json(404, {"code": "not_found", "message": f"path '{raw}' does not exist"})
             return
         self.send_json(200, {"entry": entry_info(target, os.path.normpath(raw if raw.startswith("/") else f"{HOME}/{raw}"))})
+
+    def remove(self, sandbox: SandboxState) -> None:
+        raw = self.json_body().get("path", "")
+        target = self.workspace_path(sandbox, raw)
+        if target is None or target == sandbox.home:
+            self.send_json(403, {"code": "permission_denied", "message": f"path '{raw}' can't be removed here"})
+        elif not os.path.lexists(target):
+            self.send_json(404, {"code": "not_found", "message": f"path '{raw}' does not exist"})
+        else:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+            self.send_json(200, {})
+
+    def move(self, sandbox: SandboxState) -> None:
+        request = self.json_body()
+        source = self.workspace_path(sandbox, request.get("source", ""))
+        destination = self.workspace_path(sandbox, request.get("destination", ""))
+        if source is None or destination is None:
+            self.send_json(403, {"code": "permission_denied", "message": "paths must stay in the test server's workspace"})
+        elif not os.path.lexists(source) or not destination.parent.is_dir():
+            self.send_json(404, {"code": "not_found", "message": f"path '{request.get('source')}' does not exist"})
+        else:
+            os.rename(source, destination)
+            self.send_json(200, {"entry": entry_info(destination, os.path.normpath(request["destination"]))})
 
     def process_start(self, sandbox: SandboxState) -> None:
         """A Connect server stream: start, data (base64 stdout/stderr), end, then end-of-stream."""

@@ -6,7 +6,7 @@ import time
 
 from e2b_code_interpreter import AsyncSandbox
 
-from runner.sandboxes.base import LANGUAGES, Health, SandboxUnavailable
+from runner.sandboxes.base import LANGUAGES, Health, SandboxGone, SandboxUnavailable
 from runner.sandboxes.e2b.config import E2BConfig
 from runner.sandboxes.e2b.errors import translate_error
 from runner.sandboxes.e2b.sandbox import E2BSandbox
@@ -56,6 +56,15 @@ class E2BBackend:
         except Exception as exc:
             raise translate_error(exc, config, doing="reconnect to the E2B sandbox") from None
         return E2BSandbox(sdk, config)
+
+    async def workspace(self, *, session_id: str, sandbox_id: str) -> "E2BSandbox | None":
+        """An E2B workspace lives only as long as its sandbox: the live one, else None."""
+        if not sandbox_id:
+            return None
+        try:
+            return await self.connect(sandbox_id)
+        except SandboxGone:
+            return None
 
     async def health(self) -> Health:
         """Whether E2B accepts our key and answers, checked by listing one sandbox.

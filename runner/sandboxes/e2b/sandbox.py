@@ -17,6 +17,7 @@ from runner.sandboxes.base import (
     Error,
     Event,
     FileInfo,
+    FileTooLarge,
     OnEvent,
     Outcome,
     Result,
@@ -271,7 +272,7 @@ class E2BSandbox:
 
     async def write_file(self, path: str, data: bytes) -> None:
         if len(data) > self._config.file_max_bytes:
-            raise ValueError(f"The file is larger than the {self._config.file_max_bytes} byte limit.")
+            raise FileTooLarge(f"The file is larger than the {self._config.file_max_bytes} byte limit.")
         target = await self._path(path)
         try:
             await self._sdk.files.write(target, data)
@@ -304,10 +305,37 @@ class E2BSandbox:
                 path=posixpath.relpath(entry.path, WORKSPACE),
                 is_dir=entry.type == FileType.DIR,
                 size=0 if entry.type == FileType.DIR else int(entry.size or 0),
+                modified=entry.modified_time.timestamp() if entry.modified_time else 0.0,
             )
             for entry in entries
         ]
         return sorted(files, key=lambda f: f.name)
+
+    async def delete_file(self, path: str) -> None:
+        target = await self._path(path)
+        if target == WORKSPACE:
+            raise ValueError("The workspace itself can't be deleted; name a file or folder in it.")
+        if await self._lstat(target) is None:
+            raise FileNotFoundError(f"No such file in the workspace: {path}")
+        try:
+            await self._sdk.files.remove(target)
+        except Exception as exc:
+            raise translate_error(exc, self._config, doing="delete the file") from None
+
+    async def rename_file(self, path: str, to: str) -> None:
+        source, target = await self._path(path), await self._path(to)
+        if WORKSPACE in (source, target):
+            raise ValueError("Name a file or folder in the workspace, not the workspace itself.")
+        if await self._lstat(source) is None:
+            raise FileNotFoundError(f"No such file in the workspace: {path}")
+        if await self._lstat(target) is not None:
+            raise FileExistsError(f"{to!r} already exists")
+        try:
+            await self._sdk.files.rename(source, target)
+        except NotFoundException:
+            raise FileNotFoundError(f"No such folder in the workspace: {posixpath.dirname(to)}") from None
+        except Exception as exc:
+            raise translate_error(exc, self._config, doing="rename the file") from None
 
     # --- packages -------------------------------------------------------------------------------
 

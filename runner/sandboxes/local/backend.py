@@ -1,8 +1,9 @@
 """LocalBackend: creates bwrap'd sandboxes, keeps a warm pool, reaps idle ones, sweeps leftovers.
 
-State on disk, under SANDBOX_STATE_DIR/sbx/<owner>/<sandbox id>/ (workspace `home/`, one control
-dir per kernel). <owner> is "<pid>.<start time>" of the server process, and cgroups are named
-"<pid namespace>.<pid>.<start time>.<id>", so a start-up sweep removes only what dead processes
+State on disk, under SANDBOX_STATE_DIR/sbx/<owner>/<sandbox id>/ (one control dir per kernel; a
+warm sandbox's workspace `home/` until a session takes it). A session's workspace lives under
+SANDBOX_WORKSPACES_DIR/<session id>/ (see workspace.py) and outlives its sandboxes. <owner> is
+"<pid>.<start time>" of the server process, and cgroups are named "<pid namespace>.<pid>.<start time>.<id>", so a start-up sweep removes only what dead processes
 left behind, even with several servers and test runs sharing the machine.
 """
 
@@ -30,6 +31,7 @@ from runner.sandboxes.local import cgroups, jail, processes
 from runner.sandboxes.local.kernel import Kernel
 from runner.sandboxes.local.limits import Isolation, Limits
 from runner.sandboxes.local.sandbox import LocalSandbox
+from runner.sandboxes.local.workspace import LocalWorkspace, prepare, workspace_path
 
 log = logging.getLogger(__name__)
 
@@ -168,15 +170,20 @@ class LocalBackend:
                     f"busy: {len(self._live)} sandboxes are running (the limit is {settings.SANDBOX_MAX_LIVE}); "
                     "try again in a few minutes"
                 )
+        home = workspace_path(session_id)
         sandbox = None
+        if home.exists():
+            # The session has files from earlier: bind them (a warm sandbox's mounts are fixed).
+            sandbox = self._new_sandbox(workspace=home)
+            asyncio.ensure_future(sandbox.kernel("python")).add_done_callback(_swallow)
         while self._pool and sandbox is None:
             candidate = self._pool.pop(0)
             if not candidate.closed and all(k.alive for k in candidate.kernels.values()):
-                sandbox = candidate
+                sandbox = await self._move_workspace(candidate, home)
             else:
                 await candidate.close()
         if sandbox is None:
-            sandbox = self._new_sandbox()
+            sandbox = await self._move_workspace(self._new_sandbox(), home)
             # Start Python now, so a run that follows soon finds it (nearly) ready.
             task = asyncio.ensure_future(sandbox.kernel("python"))
             task.add_done_callback(_swallow)
@@ -187,6 +194,18 @@ class LocalBackend:
         self.fill_pool()
         return sandbox
 
+    async def workspace(self, *, session_id: str, sandbox_id: str) -> LocalWorkspace | LocalSandbox:
+        """The session's live sandbox, or its workspace on disk (which may not exist yet: it is
+        made on the first write). Raises ValueError for a session id that isn't a UUID."""
+        live = self._live.get(sandbox_id)
+        if live is not None and not live.closed and live.session_id == session_id:
+            return live
+        return LocalWorkspace(workspace_path(session_id), owner=self.kernel_owner if self.as_root else None)
+
+    def discard_workspace(self, session_id: str) -> None:
+        """Delete a session's workspace from disk (its files are lost)."""
+        shutil.rmtree(workspace_path(session_id), ignore_errors=True)
+
     async def connect(self, sandbox_id: str) -> LocalSandbox:
         sandbox = self._live.get(sandbox_id)
         if sandbox is None or sandbox.closed:
@@ -195,23 +214,40 @@ class LocalBackend:
 
     # --- pool, reaper, bookkeeping ----------------------------------------------------------
 
-    def _new_sandbox(self) -> LocalSandbox:
+    def _new_sandbox(self, workspace: Path | None = None) -> LocalSandbox:
+        """A sandbox (no kernel yet) bound to `workspace`, or to a fresh one in its own state dir."""
         isolation = self.isolation
         assert self._owner_dir is not None
         sandbox_id = secrets.token_hex(6)
         root = self._owner_dir / sandbox_id
         root.mkdir(mode=0o711)
-        workspace = root / "home"
-        workspace.mkdir(mode=0o700)
-        (workspace / ".local" / "packages").mkdir(parents=True)
-        if isolation.as_root:
-            for path in (workspace, workspace / ".local", workspace / ".local" / "packages"):
-                os.chown(path, isolation.uid, isolation.gid)
+        if workspace is None:
+            prepare(root / "home", owner=(isolation.uid, isolation.gid) if isolation.as_root else None)
         cgroup = None
         if isolation.as_root and isolation.cgroup_version:
             name = f"{processes.pid_namespace()}.{self._owner_dir.name}.{sandbox_id}"
             cgroup = cgroups.Cgroup(isolation, name, Limits.from_settings())
-        return LocalSandbox(self, sandbox_id, root, cgroup)
+        sandbox = LocalSandbox(self, sandbox_id, root, cgroup)
+        if workspace is not None:
+            sandbox.workspace = workspace
+        return sandbox
+
+    async def _move_workspace(self, sandbox: LocalSandbox, home: Path) -> LocalSandbox:
+        """Make a fresh sandbox's workspace the session's persistent one, `home` (a rename: a running
+        kernel's bind mount follows it). If `home` appeared meanwhile, a new sandbox binds that."""
+        home.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        try:
+            os.rename(sandbox.workspace, home)
+        except OSError:  # `home` appeared meanwhile, or lies on another filesystem
+            await sandbox.close()
+            if not home.exists():
+                with contextlib.suppress(FileExistsError):
+                    prepare(home, owner=self.kernel_owner if self.as_root else None)
+            sandbox = self._new_sandbox(workspace=home)
+            asyncio.ensure_future(sandbox.kernel("python")).add_done_callback(_swallow)
+            return sandbox
+        sandbox.workspace = home
+        return sandbox
 
     def new_kernel(self, sandbox: LocalSandbox, kind: str) -> Kernel:
         control = sandbox.root / {"python": "py", "bash": "sh", "deno": "js"}[kind]

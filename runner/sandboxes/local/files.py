@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import stat
 
-from runner.sandboxes.base import FileInfo
+from runner.sandboxes.base import FileInfo, FileTooLarge
 from runner.sandboxes.local.jail import HOME
 
 
@@ -66,7 +67,7 @@ def _explain(exc: OSError, name: str) -> Exception:
 
 def write(root: str, path: str, data: bytes, *, max_bytes: int, uid: int, gid: int) -> None:
     if len(data) > max_bytes:
-        raise ValueError(f"the file is {len(data)} bytes; the limit is {max_bytes}")
+        raise FileTooLarge(f"the file is {len(data)} bytes; the limit is {max_bytes}")
     parts = parts_of(path)
     if not parts:
         raise ValueError("a file path is required")
@@ -99,7 +100,7 @@ def read(root: str, path: str, *, max_bytes: int) -> bytes:
             if not stat.S_ISREG(info.st_mode):
                 raise ValueError(f"{path!r} is not a regular file")
             if info.st_size > max_bytes:
-                raise ValueError(f"{path!r} is {info.st_size} bytes; the limit is {max_bytes}")
+                raise FileTooLarge(f"{path!r} is {info.st_size} bytes; the limit is {max_bytes}")
             return f.read(max_bytes + 1)[:max_bytes]
     finally:
         os.close(dir_fd)
@@ -117,10 +118,56 @@ def listing(root: str, path: str) -> list[FileInfo]:
                 continue
             rel = posixpath.join(*parts, name) if parts else name
             found.append(FileInfo(name=name, path=rel, is_dir=stat.S_ISDIR(info.st_mode),
-                                  size=0 if stat.S_ISDIR(info.st_mode) else info.st_size))
+                                  size=0 if stat.S_ISDIR(info.st_mode) else info.st_size, modified=info.st_mtime))
         return found
     finally:
         os.close(fd)
+
+
+def remove(root: str, path: str) -> None:
+    """Remove a file, link or folder (with its contents, never following links)."""
+    parts = parts_of(path)
+    if not parts:
+        raise ValueError("the workspace itself can't be deleted; name a file or folder in it")
+    dir_fd = _open_dir(root, parts[:-1])
+    try:
+        try:
+            info = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as exc:
+            raise _explain(exc, parts[-1]) from None
+        if stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(parts[-1], dir_fd=dir_fd)  # fd-based: safe against links swapped in
+        else:
+            os.unlink(parts[-1], dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def move(root: str, path: str, to: str) -> None:
+    """Rename `path` to `to` (whose folder must exist). Raises FileExistsError when `to` exists."""
+    source, target = parts_of(path), parts_of(to)
+    if not source or not target:
+        raise ValueError("name a file or folder in the workspace, not the workspace itself")
+    if target[: len(source)] == source:
+        raise ValueError(f"{path!r} can't be moved into itself")
+    source_fd = _open_dir(root, source[:-1])
+    try:
+        target_fd = _open_dir(root, target[:-1])
+        try:
+            try:
+                os.stat(target[-1], dir_fd=target_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                raise FileExistsError(f"{to!r} already exists")
+            try:
+                os.rename(source[-1], target[-1], src_dir_fd=source_fd, dst_dir_fd=target_fd)
+            except OSError as exc:
+                raise _explain(exc, source[-1]) from None
+        finally:
+            os.close(target_fd)
+    finally:
+        os.close(source_fd)
 
 
 def usage_bytes(root: str) -> int:

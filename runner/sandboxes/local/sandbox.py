@@ -14,6 +14,7 @@ from django.conf import settings
 from runner.sandboxes.base import LANGUAGES, FileInfo, OnEvent, Outcome, SandboxGone, Stderr, Stdout, emit, validate_packages
 from runner.sandboxes.local import cgroups, files, jail, processes
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
+from runner.sandboxes.local.workspace import LocalWorkspace, over_quota_message, quota_bytes
 
 
 class SandboxHost(Protocol):
@@ -160,8 +161,8 @@ class LocalSandbox:
             return Outcome("gone", _ms_since(started))
         if self._stop_pending:
             return Outcome("interrupted", _ms_since(started))
-        if self._usage_bytes > _quota_bytes():
-            await emit(on_event, Stderr(_over_quota_message(self._usage_bytes)))
+        if self._usage_bytes > quota_bytes():
+            await emit(on_event, Stderr(f"Note: {over_quota_message(self._usage_bytes)}\n"))
         oom_before = self.cgroup.oom_kills() if self.cgroup else 0
         self._running = kernel
         try:
@@ -215,28 +216,36 @@ class LocalSandbox:
 
         asyncio.ensure_future(measure()).add_done_callback(lambda task: task.cancelled() or task.exception())
 
+    @property
+    def files(self) -> LocalWorkspace:
+        """The workspace's files (the folder moves from the sandbox's state dir to the session's
+        persistent one when the sandbox is given to a session)."""
+        owner = self.host.kernel_owner if self.host.as_root else None
+        return LocalWorkspace(self.workspace, owner=owner)
+
     async def _refuse_if_full(self, adding_bytes: int = 0) -> None:
-        self._usage_bytes = await asyncio.to_thread(files.usage_bytes, str(self.workspace))
+        self._usage_bytes = await self.files.refuse_if_full(adding_bytes)
         self._usage_checked_at = time.monotonic()
-        if self._usage_bytes + adding_bytes > _quota_bytes():
-            raise ValueError(_over_quota_message(self._usage_bytes).strip())
 
     async def write_file(self, path: str, data: bytes) -> None:
         self._check_open()
-        uid, gid = self.host.kernel_owner
-        root = str(self.workspace)
-        await self._refuse_if_full(len(data))
-        await asyncio.to_thread(files.write, root, path, data, max_bytes=settings.SANDBOX_FILE_MAX_BYTES,
-                                uid=uid if self.host.as_root else -1, gid=gid)
+        await self.files.write_file(path, data)
 
     async def read_file(self, path: str) -> bytes:
         self._check_open()
-        return await asyncio.to_thread(files.read, str(self.workspace), path,
-                                       max_bytes=settings.SANDBOX_FILE_MAX_BYTES)
+        return await self.files.read_file(path)
 
     async def list_files(self, path: str = ".") -> list[FileInfo]:
         self._check_open()
-        return await asyncio.to_thread(files.listing, str(self.workspace), path)
+        return await self.files.list_files(path)
+
+    async def delete_file(self, path: str) -> None:
+        self._check_open()
+        await self.files.delete_file(path)
+
+    async def rename_file(self, path: str, to: str) -> None:
+        self._check_open()
+        await self.files.rename_file(path, to)
 
     async def install(self, packages: list[str], *, language: str, on_event: OnEvent, timeout_s: float) -> Outcome:
         """Install packages into the workspace, in a separate short-lived sandbox that may reach the
@@ -307,16 +316,6 @@ class LocalSandbox:
 
 
 USAGE_CHECK_INTERVAL_S = 10.0
-
-
-def _quota_bytes() -> int:
-    return settings.SANDBOX_WORKSPACE_QUOTA_MB * 1024 * 1024
-
-
-def _over_quota_message(usage_bytes: int) -> str:
-    return (f"Note: the workspace holds {usage_bytes / 2**20:.0f} MiB, over its quota of "
-            f"{settings.SANDBOX_WORKSPACE_QUOTA_MB} MiB. Delete files; until then uploads and installs "
-            "are refused.\n")
 
 
 def _ms_since(started: float) -> int:

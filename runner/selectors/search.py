@@ -1,0 +1,145 @@
+"""Search over a user's own runs: session titles, code and output text, newest first.
+
+One selector, two engines, picked by the database: SQLite's FTS5 table `runner_search`, and on
+Postgres a table of the same rows with a stored, GIN-indexed tsvector (the SearchEntry model)
+searched through django.contrib.postgres.search. Both are kept by triggers (migration 0006_search):
+a run's code and error, and the first 20 output chunks (16 KiB of each, colour codes removed). Both match every word of the query
+(no stemming: code and output are searched as written), and only ever rows the user owns.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import connection
+from django.db.models import Q
+
+from runner.models import ChatSession, Execution, SearchEntry
+from runner.selectors.rendering import strip_ansi
+
+SEARCH_MAX_HITS = 50
+QUERY_MAX_WORDS = 8
+SNIPPET_CHARS = 160
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    session_id: uuid.UUID
+    session_title: str
+    execution_id: int | None  # None for a hit on a session's title
+    seq: int | None
+    where: str  # "title", "code" or "output"
+    # Escaped text around the first match, with every query word in <mark>: safe to insert as HTML.
+    snippet_html: str
+    created_at: datetime
+
+    @property
+    def url(self) -> str:
+        anchor = f"#run-{self.execution_id}" if self.execution_id is not None else ""
+        return f"/sessions/{self.session_id}/{anchor}"
+
+
+def search_words(query: str) -> list[str]:
+    """The words a query searches for (punctuation is ignored, as the indexes ignore it)."""
+    return [w.lower() for w in _WORD.findall(query)][:QUERY_MAX_WORDS]
+
+
+def runs_search(*, user: AbstractBaseUser, query: str, limit: int = SEARCH_MAX_HITS) -> list[SearchHit]:
+    """The user's runs (and sessions, by title) matching every word of `query`, newest first,
+    at most `limit`, one hit per run. An empty query finds nothing."""
+    words = search_words(query)
+    if not words or not user.is_authenticated:
+        return []
+    if connection.vendor == "postgresql":
+        matched = _postgres_matches(user_id=user.pk, words=words, limit=limit)
+    else:
+        matched = _sqlite_matches(user_id=user.pk, words=words, limit=limit)
+    hits = _run_hits(user_id=user.pk, matched=matched, words=words)
+    titles = _title_hits(user_id=user.pk, words=words, limit=limit)
+    return sorted(hits + titles, key=lambda h: h.created_at, reverse=True)[:limit]
+
+
+def _sqlite_matches(*, user_id: int, words: list[str], limit: int) -> dict[int, str]:
+    """{execution id: the matching text} from FTS5, newest runs first."""
+    terms = " ".join('"' + w.replace('"', '""') + '"' for w in words)
+    rows = []
+    with connection.cursor() as cursor:
+        # Code and output separately: their rowids count different things (run and chunk ids).
+        for kind, many in (("code", limit), ("output", limit * 4)):
+            cursor.execute(
+                "SELECT execution_id, body FROM runner_search WHERE runner_search MATCH %s ORDER BY rowid DESC LIMIT %s",
+                [f'owner:"u{int(user_id)}" AND kind:"{kind}" AND body:({terms})', many],
+            )
+            rows += cursor.fetchall()
+    return _newest(rows, limit)
+
+
+def _postgres_matches(*, user_id: int, words: list[str], limit: int) -> dict[int, str]:
+    """{execution id: the matching text} from the search table, newest runs first."""
+    from django.contrib.postgres.search import SearchQuery
+
+    wanted = SearchQuery(" ".join(words), config="simple", search_type="plain")
+    rows = []
+    # Code and output separately, each newest first along the (owner, kind, id) index.
+    for is_code, many in ((True, limit), (False, limit * 4)):
+        rows += (SearchEntry.objects.filter(owner_id=user_id, is_code=is_code, doc=wanted).order_by("-id")
+                 .values_list("execution_id", "body")[:many])
+    return _newest(rows, limit)
+
+
+def _newest(rows: list[tuple[int, str]], limit: int) -> dict[int, str]:
+    """{execution id: its first matching text} for the newest `limit` runs among `rows`."""
+    found: dict[int, str] = {}
+    for execution_id, text in rows:
+        found.setdefault(int(execution_id), text)
+    return {execution_id: found[execution_id] for execution_id in sorted(found, reverse=True)[:limit]}
+
+
+def _run_hits(*, user_id: int, matched: dict[int, str], words: list[str]) -> list[SearchHit]:
+    runs = (Execution.objects.filter(pk__in=list(matched), session__owner_id=user_id)
+            .select_related("session").only("id", "seq", "code", "created_at", "session__id", "session__title"))
+    hits = []
+    for run in runs:
+        text = matched[run.pk]
+        where = "code" if text.startswith(run.code) else "output"
+        hits.append(SearchHit(
+            session_id=run.session.id, session_title=run.session.title, execution_id=run.pk, seq=run.seq,
+            where=where, snippet_html=snippet(strip_ansi(text), words), created_at=run.created_at,
+        ))
+    return hits
+
+
+def _title_hits(*, user_id: int, words: list[str], limit: int) -> list[SearchHit]:
+    condition = Q()
+    for word in words:
+        condition &= Q(title__icontains=word)
+    sessions = ChatSession.objects.filter(condition, owner_id=user_id).order_by("-last_activity_at")[:limit]
+    return [
+        SearchHit(session_id=s.id, session_title=s.title, execution_id=None, seq=None, where="title",
+                  snippet_html=snippet(s.title, words), created_at=s.last_activity_at)
+        for s in sessions
+    ]
+
+
+def snippet(text: str, words: list[str], width: int = SNIPPET_CHARS) -> str:
+    """About `width` characters of `text` around the first query word, HTML-escaped, with each
+    query word (whole words, case-insensitive) in <mark>."""
+    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.IGNORECASE)
+    first = pattern.search(text)
+    start = max(0, (first.start() if first else 0) - width // 3)
+    piece = text[start:start + width]
+    parts = []
+    last = 0
+    for match in pattern.finditer(piece):
+        parts.append(html.escape(piece[last:match.start()]))
+        parts.append(f"<mark>{html.escape(match.group(0))}</mark>")
+        last = match.end()
+    parts.append(html.escape(piece[last:]))
+    body = " ".join("".join(parts).split())  # one line: newlines and runs of spaces collapse
+    return ("… " if start > 0 else "") + body + (" …" if start + width < len(text) else "")

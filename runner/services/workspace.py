@@ -1,0 +1,123 @@
+"""A session's files from the page: upload, delete, rename (reads are in selectors/workspace.py).
+
+Everything goes through the Sandbox Protocol's files half (`base.Workspace`): the backend's
+`workspace()` reaches the files with no kernel started (the local backend's workspace is on disk
+per session; E2B's lives in its sandbox), and an upload to an E2B session with no live sandbox
+starts one, as a run would.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from runner.models import ChatSession
+from runner.sandboxes.base import FileInfo, FileTooLarge, SandboxUnavailable, Workspace, get_backend
+from runner.services.sandboxes import sandbox_acquire
+
+NAME_MAX_CHARS = 255
+PATH_MAX_CHARS = 1024
+
+
+class NoWorkspace(Exception):
+    """The session's files live in a sandbox that isn't running (E2B): there is nothing to read."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    data: bytes
+
+
+def workspace_clean_path(*, path: str, allow_root: bool = True) -> str:
+    """`path` as a workspace-relative path ("" for the root), or ValueError (fit for a user) for a
+    NUL byte, an absolute path, a `..` component or an over-long path. Backends check again."""
+    if "\0" in path:
+        raise ValueError("A file path may not contain a NUL byte.")
+    if len(path) > PATH_MAX_CHARS:
+        raise ValueError(f"A file path may be at most {PATH_MAX_CHARS} characters.")
+    if path.startswith("/"):
+        raise ValueError(f"{path!r} is absolute; use a path relative to the workspace (/home/user).")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{path!r} contains '..'; paths must stay inside the workspace.")
+    if not parts and not allow_root:
+        raise ValueError("Name a file or folder in the workspace.")
+    return "/".join(parts)
+
+
+def workspace_clean_name(*, name: str) -> str:
+    """An uploaded file's name: one path component, or ValueError."""
+    if "\0" in name:
+        raise ValueError("A file name may not contain a NUL byte.")
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        raise ValueError(f"{name!r} is not a file name (no folders, '..' or slashes).")
+    if len(name) > NAME_MAX_CHARS:
+        raise ValueError(f"A file name may be at most {NAME_MAX_CHARS} characters.")
+    return name
+
+
+async def workspace_open(*, session: ChatSession, start: bool = False) -> Workspace:
+    """The session's files: its live sandbox or (local) its workspace on disk. With `start`, a
+    session whose files need a sandbox (E2B) and has none gets one, as a run would.
+
+    Raises NoWorkspace (nothing to read and `start` is false), SandboxUnavailable or SandboxError.
+    """
+    try:
+        backend = get_backend()
+    except Exception as exc:
+        raise SandboxUnavailable(f"no sandbox backend could be loaded: {exc}") from exc
+    sandbox_id = session.sandbox_id if session.backend == backend.name else ""
+    workspace = await backend.workspace(session_id=str(session.id), sandbox_id=sandbox_id)
+    if workspace is not None:
+        return workspace
+    if not start:
+        raise NoWorkspace("No sandbox is running for this session, so it has no files yet; they appear after a run or an upload.")
+    return (await sandbox_acquire(session=session)).sandbox
+
+
+async def workspace_upload(*, session: ChatSession, folder: str, uploads: list[Upload], overwrite: bool) -> list[FileInfo]:
+    """Write `uploads` into `folder` and return their entries. Everything is checked before the
+    first byte is written: names (ValueError), sizes (FileTooLarge) and, without `overwrite`,
+    names that exist (FileExistsError naming them). The workspace quota is checked per file, so a
+    FileTooLarge for the quota may come after earlier files were written."""
+    folder = workspace_clean_path(path=folder)
+    if not uploads:
+        raise ValueError("The upload holds no complete file (was it cut short?).")
+    limit = settings.SANDBOX_FILE_MAX_BYTES
+    for upload in uploads:
+        workspace_clean_name(name=upload.name)
+        if len(upload.data) > limit:
+            raise FileTooLarge(f"{upload.name} is {_mib(len(upload.data))}; the limit is {_mib(limit)} per file.")
+    workspace = await workspace_open(session=session, start=True)
+    if not overwrite:
+        try:
+            existing = {entry.name for entry in await workspace.list_files(folder or ".")}
+        except FileNotFoundError:
+            existing = set()
+        clashes = sorted(u.name for u in uploads if u.name in existing)
+        if clashes:
+            raise FileExistsError(f"{', '.join(clashes)} already exist{'s' if len(clashes) == 1 else ''}; replace?")
+    for upload in uploads:
+        await workspace.write_file(posixpath.join(folder, upload.name), upload.data)
+    written = {u.name for u in uploads}
+    return [entry for entry in await workspace.list_files(folder or ".") if entry.name in written]
+
+
+async def workspace_delete(*, session: ChatSession, path: str) -> None:
+    """Delete a file or folder. Raises ValueError, FileNotFoundError or NoWorkspace."""
+    path = workspace_clean_path(path=path, allow_root=False)
+    await (await workspace_open(session=session)).delete_file(path)
+
+
+async def workspace_rename(*, session: ChatSession, path: str, to: str) -> None:
+    """Rename or move a file or folder. Raises ValueError, FileNotFoundError, FileExistsError or NoWorkspace."""
+    path = workspace_clean_path(path=path, allow_root=False)
+    to = workspace_clean_path(path=to, allow_root=False)
+    await (await workspace_open(session=session)).rename_file(path, to)
+
+
+def _mib(size_bytes: int) -> str:
+    return f"{size_bytes / 2**20:.1f} MiB"
