@@ -198,3 +198,8 @@ WS_MESSAGES_PER_10S = env.int("WS_MESSAGES_PER_10S", default=60)
 # its queued or running runs become interrupted (so several Daphnes never sweep each other).
 SERVER_HEARTBEAT_S = env.int("SERVER_HEARTBEAT_S", default=10)
 SERVER_STALE_S = env.int("SERVER_STALE_S", default=45)
+
+# ---------------------------------------------------------------------------------------------
+# The E2B-compatible API (runner/e2b_api): the longest timeout a sandbox may ask for.
+# ---------------------------------------------------------------------------------------------
+API_SANDBOX_MAX_TIMEOUT_S = env.int("API_SANDBOX_MAX_TIMEOUT_S", default=3600)

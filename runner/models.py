@@ -23,6 +23,10 @@ class ChatSession(models.Model):
         RUNNING = "running"
         CLOSED = "closed"
 
+    class Kind(models.TextChoices):
+        CHAT = "chat"
+        API = "api"  # a sandbox made through the E2B-compatible API (runner/e2b_api)
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions")
     title = models.CharField(max_length=200, default="Untitled session")
@@ -31,6 +35,7 @@ class ChatSession(models.Model):
     # The backend's handle for this session's sandbox, or "" when none is live.
     sandbox_id = models.CharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.CHAT)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -175,3 +180,53 @@ class ServerProcess(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname}:{self.pid} ({self.boot_id[:8]})"
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def live(self) -> "ApiKeyQuerySet":
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A key for the E2B-compatible API. Only its HMAC-SHA256 (keyed with SECRET_KEY) is stored;
+    the key itself is shown once, when made."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    # The key's first characters ("e2b_1a2b3c"), so its owner can tell keys apart.
+    prefix = models.CharField(max_length=12)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "name"], condition=models.Q(revoked_at__isnull=True), name="api_key_unique_live_name"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.owner}, {self.prefix}…)"
+
+
+class ApiSandbox(models.Model):
+    """The E2B facts of a session made through the API: its template, metadata, envs, end time,
+    and code contexts ([{"id", "language", "cwd"}], see runner/e2b_api/README in the module doc)."""
+
+    session = models.OneToOneField(ChatSession, primary_key=True, on_delete=models.CASCADE, related_name="api_sandbox")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="sandboxes")
+    template = models.CharField(max_length=100, default="code-interpreter-v1")
+    metadata = models.JSONField(default=dict, blank=True)
+    envs = models.JSONField(default=dict, blank=True)
+    contexts = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    end_at = models.DateTimeField(db_index=True)
+    killed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"api sandbox {self.session_id}"

@@ -3,6 +3,7 @@
 One module per area; everything is re-exported here so callers write `selectors.<name>`.
 """
 
+from runner.selectors.api import api_keys_for_owner, api_sandbox_get_sync, api_sandbox_id, api_sandboxes_for_owner_sync
 from runner.selectors.access import SessionAccess, session_access, session_with_access
 from runner.selectors.executions import execution_last_pointer, execution_replay
 from runner.selectors.health import SandboxStatus, sandbox_status
@@ -20,6 +21,11 @@ from runner.selectors.sessions import (
 )
 
 __all__ = [
+    # the E2B-compatible API
+    "api_keys_for_owner",
+    "api_sandbox_get_sync",
+    "api_sandbox_id",
+    "api_sandboxes_for_owner_sync",
     # access
     "SessionAccess",
     "session_access",

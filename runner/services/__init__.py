@@ -2,10 +2,22 @@
 
 One module per area; everything is re-exported here so callers write `services.<name>`.
 The modules form layers (pyproject.toml's import-linter contracts hold them), top to bottom:
-housekeeping; admission, sessions; lifecycle; cancel; sandboxes, sweep; output, runs; runtime.
+housekeeping, apisandboxes; admission, sessions; lifecycle; cancel; sandboxes, sweep; output, runs; runtime, apikeys.
 """
 
 from runner.services.admission import execution_quota_check, execution_start
+from runner.services.apikeys import api_key_authenticate_sync, api_key_create, api_key_revoke, api_sandbox_access_token, api_sandbox_token_ok
+from runner.services.apisandboxes import (
+    api_context_create_sync,
+    api_context_remove_sync,
+    api_context_restart,
+    api_language,
+    api_sandbox_handle,
+    api_sandbox_create,
+    api_sandbox_extend_sync,
+    api_sandbox_kill,
+    api_sandboxes_expire,
+)
 from runner.services.cancel import execution_cancel, execution_cancel_local
 from runner.services.housekeeping import runtime_ensure_started, runtime_stop
 from runner.services.runs import RunRejected
@@ -24,6 +36,21 @@ from runner.services.sessions import SessionBusy, session_create, session_rename
 from runner.services.sweep import execution_sweep
 
 __all__: list[str] = [
+    # the E2B-compatible API: keys, sandboxes, contexts
+    "api_context_create_sync",
+    "api_context_remove_sync",
+    "api_context_restart",
+    "api_key_authenticate_sync",
+    "api_key_create",
+    "api_key_revoke",
+    "api_language",
+    "api_sandbox_access_token",
+    "api_sandbox_create",
+    "api_sandbox_extend_sync",
+    "api_sandbox_handle",
+    "api_sandbox_kill",
+    "api_sandbox_token_ok",
+    "api_sandboxes_expire",
     # executions (runs)
     "RunRejected",
     "execution_cancel",
