@@ -27,6 +27,7 @@ from e2b import (
 from e2b_code_interpreter import AsyncSandbox, Sandbox
 
 from runner import services
+from runner.services.apikeys import api_key_hash
 from runner.models import ApiKey, ApiSandbox, ChatSession, Execution, SandboxLease
 from tests.fixtures_daphne import Daphne
 
@@ -318,3 +319,59 @@ def test_python_sdk_async(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None
 
     asyncio.run(scenario())
     assert ChatSession.objects.get(kind="api").title == "async"
+
+
+def test_sandbox_timeout_ends_it(sandpit: str) -> None:
+    _user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key, timeout=2)
+    assert sandbox.run_code("1").text == "1"
+    deadline = time.monotonic() + 15
+    while ApiSandbox.objects.filter(killed_at=None).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    row = ApiSandbox.objects.get()
+    assert row.killed_at is not None and row.session.status == "closed"
+    assert not SandboxLease.objects.open().exists()
+    with pytest.raises(NotFoundException):
+        Sandbox.connect(sandbox.sandbox_id, api_key=key)
+    with pytest.raises(TimeoutException):  # what the SDK says when the edge doesn't know the sandbox
+        sandbox.run_code("1")
+
+
+def test_keys_page_and_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    user = User.objects.create_user(username="carol", password="pw")
+    page = Client()
+    assert page.get("/account/keys/").status_code == 302  # login first
+    page.force_login(user)
+    made = page.post("/account/keys/", {"name": "laptop"})
+    key = made.context["new_key"]
+    assert made.status_code == 200 and made["Cache-Control"] == "no-store"
+    assert len(key) == 44 and key.startswith("e2b_") and key in made.content.decode()
+    row = ApiKey.objects.get(owner=user)
+    assert row.name == "laptop" and row.prefix == key[:10] and key not in row.key_hash
+    assert row.key_hash == api_key_hash(key=key)
+    listing = page.get("/account/keys/").content.decode()
+    assert "laptop" in listing and key not in listing  # shown once
+    assert page.post("/account/keys/", {"name": "laptop"}).status_code == 400  # a live name is unique
+    assert services.api_key_authenticate_sync(key=key).owner == user
+    page.post(f"/account/keys/{row.id}/revoke/")
+    assert services.api_key_authenticate_sync(key=key) is None
+    # Another user can't revoke carol's keys through the page.
+    _row, other = services.api_key_create(owner=user, name="second")
+    intruder = Client()
+    intruder.force_login(User.objects.create_user(username="mallory", password="pw"))
+    intruder.post(f"/account/keys/{ApiKey.objects.get(name='second').id}/revoke/")
+    assert services.api_key_authenticate_sync(key=other) is not None
+
+    call_command("api_key", "create", "carol", "--name", "ci")
+    printed = capsys.readouterr().out
+    assert printed.strip().startswith("e2b_") and printed.count("\n") == 1
+    assert services.api_key_authenticate_sync(key=printed.strip()).name == "ci"
+    call_command("api_key", "revoke", "carol", "ci")
+    assert services.api_key_authenticate_sync(key=printed.strip()) is None
+    with pytest.raises(CommandError):
+        call_command("api_key", "revoke", "carol", "ci")
+    with pytest.raises(CommandError):
+        call_command("api_key", "create", "nobody")
