@@ -7,14 +7,15 @@ id that is unknown, killed, past its end or another user's gets the same 404.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from channels.db import database_sync_to_async
 
 from runner import selectors, services
 from runner.e2b_api.wire import Request, api_error
 from runner.models import ApiKey, ApiSandbox
+from runner.services.runtime import db
 
 ENVD_VERSION = "0.5.7"
 INVALID_KEY = "Invalid API key, it must start with 'e2b_' prefix and be 40 characters long"
@@ -32,7 +33,7 @@ NOT_SUPPORTED = {
 
 async def authenticate(request: Request) -> ApiKey:
     """The caller's live key from `X-API-Key`, else E2B's 401."""
-    key = await database_sync_to_async(services.api_key_authenticate_sync)(key=request.headers.get("x-api-key", ""))
+    key = await db(services.api_key_authenticate_sync)(key=request.headers.get("x-api-key", ""))
     if key is None:
         raise api_error(401, INVALID_KEY)
     return key
@@ -62,7 +63,9 @@ def sandbox_json(sandbox: ApiSandbox, *, detail: bool = False) -> dict[str, Any]
     return body
 
 
-async def dispatch(request: Request) -> None:
+async def dispatch(request: Request, *, forget: Callable[[str], None]) -> None:
+    """Serve one control-plane request; `forget(sandbox_id)` drops a sandbox from the routing's
+    cache when it is killed or its end time moves."""
     key = await authenticate(request)
     owner_id = key.owner_id
     path, method = request.path.rstrip("/") or "/", request.method
@@ -85,6 +88,13 @@ async def dispatch(request: Request) -> None:
         await _owned(sandbox_id, owner_id)
         raise api_error(501, NOT_SUPPORTED[action])
     sandbox = await _owned(sandbox_id, owner_id)
+    try:
+        await _act(request, sandbox, action, method, path)
+    finally:
+        forget(sandbox_id)  # after the change, so no lookup in between keeps the old row
+
+
+async def _act(request: Request, sandbox: ApiSandbox, action: str, method: str, path: str) -> None:
     if action == "/connect" and method == "POST":
         body = await request.json()
         if body.get("timeout") is not None:
@@ -108,7 +118,7 @@ async def dispatch(request: Request) -> None:
 
 
 async def _owned(sandbox_id: str, owner_id: int) -> ApiSandbox:
-    sandbox = await database_sync_to_async(selectors.api_sandbox_get_sync)(sandbox_id=sandbox_id, owner_id=owner_id)
+    sandbox = await db(selectors.api_sandbox_get_sync)(sandbox_id=sandbox_id, owner_id=owner_id)
     if sandbox is None:
         raise api_error(404, f"sandbox \"{sandbox_id[:100]}\" doesn't exist or you don't have access to it")
     return sandbox
@@ -116,7 +126,7 @@ async def _owned(sandbox_id: str, owner_id: int) -> ApiSandbox:
 
 async def _extend(sandbox: ApiSandbox, timeout_s: object, *, only_extend: bool) -> ApiSandbox:
     try:
-        return await database_sync_to_async(services.api_sandbox_extend_sync)(
+        return await db(services.api_sandbox_extend_sync)(
             sandbox=sandbox, timeout_s=timeout_s, only_extend=only_extend
         )
     except ValueError as exc:
@@ -149,5 +159,5 @@ async def _list(request: Request, owner_id: int) -> None:
     if state and "running" not in state.split(","):
         await request.respond_json(200, [])  # nothing is ever paused here
         return
-    rows = await database_sync_to_async(selectors.api_sandboxes_for_owner_sync)(owner_id=owner_id, metadata=metadata)
+    rows = await db(selectors.api_sandboxes_for_owner_sync)(owner_id=owner_id, metadata=metadata)
     await request.respond_json(200, [sandbox_json(row, detail=True) for row in rows])

@@ -17,7 +17,6 @@ import logging
 import time
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth.base_user import AbstractBaseUser
 
@@ -26,6 +25,7 @@ from runner.e2b_api.wire import Request, api_error, text_error
 from runner.models import ApiSandbox, Execution
 from runner.sandboxes.base import LANGUAGES
 from runner.services.output import MAIN_RESULT_MARKER
+from runner.services.runtime import db
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ async def _context_create(request: Request, sandbox: ApiSandbox) -> None:
     if not isinstance(cwd, str) or not (cwd == HOME or cwd.startswith(HOME + "/")) or "/../" in cwd + "/" or "\0" in cwd:
         raise text_error(400, f"cwd must be inside {HOME}")
     try:
-        context = await database_sync_to_async(services.api_context_create_sync)(sandbox=sandbox, language=language, cwd=cwd)
+        context = await db(services.api_context_create_sync)(sandbox=sandbox, language=language, cwd=cwd)
     except ValueError as exc:
         raise text_error(400, str(exc)) from None
     await request.respond_json(200, public_context(context))
@@ -99,7 +99,7 @@ async def _context_action(request: Request, sandbox: ApiSandbox, parts: list[str
     if context is None:
         raise text_error(404, f"Context {context_id[:100]} not found")
     if parts[1:] == [] and method == "DELETE":
-        await database_sync_to_async(services.api_context_remove_sync)(sandbox=sandbox, context_id=context_id)
+        await db(services.api_context_remove_sync)(sandbox=sandbox, context_id=context_id)
         await request.respond_empty(200)
     elif parts[1:] == ["restart"] and method == "POST":
         restarted = await services.api_context_restart(sandbox=sandbox, language=context["language"])
@@ -135,9 +135,9 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
         language = services.api_language(body.get("language"))
         if language not in LANGUAGES:
             raise unknown_language(language)
-        context = await database_sync_to_async(services.api_context_create_sync)(
-            sandbox=sandbox, language=language, cwd=HOME, default=True
-        )
+        context = next((c for c in sandbox.contexts if c["language"] == language and c.get("default")), None)
+        if context is None:  # the language's default context, made on its first use
+            context = await db(services.api_context_create_sync)(sandbox=sandbox, language=language, cwd=HOME, default=True)
     session = sandbox.session
     layer = get_channel_layer()
     channel = await layer.new_channel()
@@ -162,7 +162,8 @@ async def _stream(request: Request, layer: Any, channel: str, execution: Executi
     incoming: asyncio.Future[dict[str, Any]] | None = None
     try:
         await request.stream_start("application/json")
-        await request.stream_write(_line({"type": "number_of_executions", "execution_count": execution.seq}))
+        # Sent with the first output (or the end): one write fewer per run.
+        head = _line({"type": "number_of_executions", "execution_count": execution.seq})
         errored = False
         while True:
             if incoming is None:
@@ -178,15 +179,15 @@ async def _stream(request: Request, layer: Any, channel: str, execution: Executi
                 lines = [line for chunk in message["chunks"] for line in chunk_lines(chunk)]
                 errored = errored or any(line["type"] == "error" for line in lines)
                 if lines:
-                    await request.stream_write(b"".join(_line(line) for line in lines))
+                    await request.stream_write(head + b"".join(_line(line) for line in lines))
+                    head = b""
             elif kind == "execution.finished" and message["frame"]["execution_id"] == execution.pk:
                 status = message["frame"]["status"]
                 tail = b""
                 if status in END_ERRORS and not errored:
                     name, value = END_ERRORS[status]
                     tail = _line({"type": "error", "name": name, "value": value, "traceback": ""})
-                await request.stream_write(tail + _line({"type": "end_of_execution"}))
-                await request.stream_end()
+                await request.stream_end(head + tail + _line({"type": "end_of_execution"}))
                 return
     finally:
         for future in (incoming, gone):

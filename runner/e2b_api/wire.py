@@ -126,8 +126,8 @@ class Request:
     async def stream_write(self, data: bytes) -> None:
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
 
-    async def stream_end(self) -> None:
-        await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+    async def stream_end(self, last: bytes = b"") -> None:
+        await self.send({"type": "http.response.body", "body": last, "more_body": False})
 
     def disconnect_watch(self) -> asyncio.Future[None]:
         """A future that resolves when the client goes away (call after the body is read)."""

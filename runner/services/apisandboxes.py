@@ -161,12 +161,12 @@ def _mark_killed_sync(*, session_id: uuid.UUID) -> None:
         )
 
 
-async def api_sandboxes_expire() -> int:
-    """Kill every API sandbox whose end time has passed (E2B's timeout). Returns how many."""
+async def api_sandboxes_expire() -> list[str]:
+    """Kill every API sandbox whose end time has passed (E2B's timeout). Returns their ids."""
     due = await db(_due_sync)(now=timezone.now())
     for sandbox in due:
         await api_sandbox_kill(sandbox=sandbox)
-    return len(due)
+    return [sandbox.session_id.hex for sandbox in due]
 
 
 def _due_sync(*, now: datetime) -> list[ApiSandbox]:
