@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -173,6 +174,8 @@ def test_contexts_files_commands_and_kill(sandpit: str, monkeypatch: pytest.Monk
         with pytest.raises(CommandExitException) as failed:
             sandbox.commands.run("echo nope >&2; exit 3")
         assert failed.value.exit_code == 3 and "nope" in failed.value.stderr
+        with pytest.raises(SandboxException, match="outside the workspace"):
+            sandbox.commands.run("pwd", cwd="/etc")
         handle = sandbox.commands.run("sleep 0.3; echo later", background=True)
         assert handle.wait().stdout == "later\n"
         assert sandbox.commands.run("ls /home/user").stdout.split() == ["c.bin", "notes", "proj"]
@@ -375,3 +378,55 @@ def test_keys_page_and_command(capsys: pytest.CaptureFixture[str]) -> None:
         call_command("api_key", "revoke", "carol", "ci")
     with pytest.raises(CommandError):
         call_command("api_key", "create", "nobody")
+
+
+def test_owner_watches_an_api_run_live_on_the_page_socket(daphnes: Callable[..., Daphne], monkeypatch: pytest.MonkeyPatch) -> None:
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="")
+    url = f"http://127.0.0.1:{server.port}"
+    user, key = key_for("alice")
+    page = Client()
+    page.force_login(user)
+    cookie = f"sessionid={page.cookies['sessionid'].value}".encode()
+
+    async def scenario() -> None:
+        sandbox = await AsyncSandbox.create(api_key=key, api_url=url, sandbox_url=url, metadata={"title": "watched"})
+        try:
+            session_id = uuid.UUID(hex=sandbox.sandbox_id)  # the API's id is the session's
+            ws = await server.open(session_id, cookie)
+            running = asyncio.ensure_future(
+                sandbox.run_code("import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(0.3)")
+            )
+            seen: list[str] = []
+            async with asyncio.timeout(30):
+                while True:
+                    frame = json.loads(await ws.recv())
+                    if frame["type"] == "execution.output" and frame["kind"] == "stdout":
+                        seen.append(frame["text"])
+                        if not running.done():
+                            break  # output reached the page while the API's run still went on
+                    assert frame["type"] != "execution.finished", "no output arrived before the end"
+            execution = await running
+            assert "tick 0" in "".join(seen) and "".join(execution.logs.stdout).startswith("tick 0")
+            await ws.close()
+        finally:
+            await sandbox.kill()
+
+    asyncio.run(scenario())
+
+
+def test_idle_reaper_applies_and_the_run_says_so(daphnes: Callable[..., Daphne]) -> None:
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="",
+                     SANDBOX_IDLE_TIMEOUT_S="2", SERVER_HEARTBEAT_S="1")
+    url = f"http://127.0.0.1:{server.port}"
+    _user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key, api_url=url, sandbox_url=url, timeout=600)
+    try:
+        assert sandbox.run_code("kept = 1").error is None
+        deadline = time.monotonic() + 20
+        while not SandboxLease.objects.filter(end_reason="idle").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        execution = sandbox.run_code("kept")
+        assert execution.error is not None and execution.error.name == "NameError"
+        assert "A new sandbox was started" in "".join(execution.logs.stderr)
+    finally:
+        sandbox.kill()

@@ -210,11 +210,8 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox)
             data = base64.b64encode(event.text.encode()).decode()
             queue.put_nowait(_envelope({"event": {"data": {name: data}}}))
 
-    try:
-        task = asyncio.ensure_future(run(argv, cwd=str(process.get("cwd") or HOME), envs=envs, on_event=on_event, timeout_s=timeout_s))
-        await asyncio.sleep(0)
-    except ValueError as exc:
-        raise rpc_error(400, "invalid_argument", str(exc)) from None
+    # A bad cwd or variable name surfaces as the stream's error (Connect's end-of-stream message).
+    task = asyncio.ensure_future(run(argv, cwd=str(process.get("cwd") or HOME), envs=envs, on_event=on_event, timeout_s=timeout_s))
     gone = request.disconnect_watch()
     try:
         await request.stream_start("application/connect+json")

@@ -175,7 +175,11 @@ async def _stream(request: Request, layer: Any, channel: str, execution: Executi
                 return
             message, incoming = incoming.result(), None
             kind = message.get("type")
-            if kind == "execution.output" and message.get("execution_id") == execution.pk:
+            if kind == "execution.started" and message["frame"]["execution_id"] == execution.pk and message["frame"].get("notice"):
+                # E.g. the idle reaper closed the sandbox and a new one started: say so, as the page does.
+                await request.stream_write(head + _line({"type": "stderr", "text": message["frame"]["notice"] + "\n", "timestamp": time.time_ns()}))
+                head = b""
+            elif kind == "execution.output" and message.get("execution_id") == execution.pk:
                 lines = [line for chunk in message["chunks"] for line in chunk_lines(chunk)]
                 errored = errored or any(line["type"] == "error" for line in lines)
                 if lines:
