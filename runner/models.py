@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from decimal import Decimal
 
@@ -214,11 +215,19 @@ class ApiKey(models.Model):
         return f"{self.name} ({self.owner}, {self.prefix}…)"
 
 
+def new_api_sandbox_id() -> str:
+    # Random and apart from the session's id (which teachers and admins see): the code
+    # interpreter's /contexts routes carry no token, so this id is what grants them.
+    return secrets.token_hex(16)
+
+
 class ApiSandbox(models.Model):
     """The E2B facts of a session made through the API: its template, metadata, envs, end time,
     and code contexts ([{"id", "language", "cwd"}], see runner/e2b_api/README in the module doc)."""
 
     session = models.OneToOneField(ChatSession, primary_key=True, on_delete=models.CASCADE, related_name="api_sandbox")
+    # The id the API shows (32 hex characters, like a host label `<port>-<id>.<domain>` needs).
+    sandbox_id = models.CharField(max_length=32, unique=True, default=new_api_sandbox_id)
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="sandboxes")
     template = models.CharField(max_length=100, default="code-interpreter-v1")
     metadata = models.JSONField(default=dict, blank=True)

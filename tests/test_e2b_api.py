@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import Client
 from e2b import (
@@ -266,6 +266,8 @@ def test_bad_input_gets_e2b_errors(sandpit: str) -> None:
     assert both.status_code == 400 and both.text == "Only one of context_id or language can be provided"
     no_token = httpx.post(f"{sandpit}/files?path=a.txt", content=b"x", headers={"Host": f"49983-{sandbox['sandboxID']}.sandpit.test"})
     assert no_token.status_code == 401
+    no_token = httpx.post(f"{sandpit}/execute", json={"code": "1"}, headers={"Host": f"49999-{sandbox['sandboxID']}.sandpit.test"})
+    assert no_token.status_code == 401
 
     # Sandpit's own pages are untouched by the API's routing.
     assert httpx.get(f"{sandpit}/healthz").json()["backend"] == "local"
@@ -391,7 +393,8 @@ def test_owner_watches_an_api_run_live_on_the_page_socket(daphnes: Callable[...,
     async def scenario() -> None:
         sandbox = await AsyncSandbox.create(api_key=key, api_url=url, sandbox_url=url, metadata={"title": "watched"})
         try:
-            session_id = uuid.UUID(hex=sandbox.sandbox_id)  # the API's id is the session's
+            session_id = await sync_to_async(lambda: ApiSandbox.objects.get(sandbox_id=sandbox.sandbox_id).session_id)()
+            assert session_id.hex != sandbox.sandbox_id  # the API's id is not the session's (teachers see that one)
             ws = await server.open(session_id, cookie)
             running = asyncio.ensure_future(
                 sandbox.run_code("import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(0.3)")

@@ -44,5 +44,5 @@ def test_javascript_sdk_basics(daphnes: Callable[..., Daphne]) -> None:
     assert seen["file"] == seen["python_reads"] == "written by node"
     assert seen["running"] is False
     row = ApiSandbox.objects.get()
-    assert row.session.id.hex == seen["sandboxId"] and row.session.title == "from node" and row.killed_at is not None
+    assert row.sandbox_id == seen["sandboxId"] and row.session.title == "from node" and row.killed_at is not None
     assert list(Execution.objects.filter(session=row.session).values_list("code", flat=True))[:2] == ["x = 20", "x * 2 + 2"]

@@ -10,9 +10,9 @@ A reverse proxy may instead pass E2B_DOMAIN-style hosts through: `<port>-<sandbo
 Everything else goes to Django. Sandpit's own URLs never start with these paths.
 
 Sandbox routes need the sandbox's access token (`X-Access-Token`, handed out at create and
-connect) when the SDK sends one; the code interpreter's `/contexts` calls carry none, and there,
-as at E2B, the sandbox id (a random UUID, known to its owner) is what grants access. An unknown,
-killed or expired id, or a wrong token, gets the edge's 502 "sandbox not found".
+connect). The SDKs send none with the code interpreter's `/contexts` calls: there, as at E2B, the
+sandbox id (128 random bits, apart from the session's id, known to the key's owner) grants access.
+An unknown, killed or expired id, or a wrong token, gets the edge's 502 "sandbox not found".
 """
 
 from __future__ import annotations
@@ -93,11 +93,12 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
         token = request.headers.get("x-access-token")
         if sandbox is None or (token is not None and not services.api_sandbox_token_ok(sandbox_id=sandbox_id, token=token)):
             raise HttpError(502, {"code": 502, "message": f"The sandbox {sandbox_id[:100]} was not found", "sandboxId": sandbox_id[:100]})
+        # Both SDKs send the token to envd and with /execute; only /contexts and /health go without.
+        if token is None and (port == ENVD_PORT or request.path.rstrip("/") == "/execute"):
+            raise api_error(401, "missing access token")
         if port == JUPYTER_PORT:
             await interpreter.dispatch(request, sandbox, sandbox.session.owner)
         elif port == ENVD_PORT:
-            if token is None:
-                raise api_error(401, "missing access token")
             await envd.dispatch(request, sandbox)
         else:
             raise HttpError(502, {"code": 502, "message": f"port {port[:10]} is not open", "sandboxId": sandbox_id[:100]})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.utils import timezone
 
@@ -11,21 +9,17 @@ from runner.models import ApiKey, ApiSandbox
 
 
 def api_sandbox_id(sandbox: ApiSandbox) -> str:
-    """The id the API shows: the session's UUID as 32 hex characters."""
-    return sandbox.session_id.hex
+    """The id the API shows (random, not the session's)."""
+    return sandbox.sandbox_id
 
 
 def api_sandbox_get_sync(*, sandbox_id: str, owner_id: int | None = None) -> ApiSandbox | None:
     """The live (not killed, not past its end) API sandbox with this id, owned by `owner_id` when
     given; None otherwise, so an unknown id and another user's id look the same."""
-    try:
-        session_id = uuid.UUID(hex=sandbox_id) if len(sandbox_id) == 32 else None
-    except ValueError:
-        session_id = None
-    if session_id is None:
+    if not sandbox_id or len(sandbox_id) > 32:
         return None
     rows = ApiSandbox.objects.select_related("session", "session__owner").filter(
-        pk=session_id, killed_at__isnull=True, end_at__gt=timezone.now()
+        sandbox_id=sandbox_id, killed_at__isnull=True, end_at__gt=timezone.now()
     )
     if owner_id is not None:
         rows = rows.filter(session__owner_id=owner_id)

@@ -166,7 +166,7 @@ async def api_sandboxes_expire() -> list[str]:
     due = await db(_due_sync)(now=timezone.now())
     for sandbox in due:
         await api_sandbox_kill(sandbox=sandbox)
-    return [sandbox.session_id.hex for sandbox in due]
+    return [sandbox.sandbox_id for sandbox in due]
 
 
 def _due_sync(*, now: datetime) -> list[ApiSandbox]:
