@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from runner.models import ChatSession, Execution, OutputChunk, SandboxLease, ServerProcess
+from runner.models import ApiKey, ApiSandbox, ChatSession, Execution, OutputChunk, SandboxLease, ServerProcess
 
 
 class ExecutionInline(admin.TabularInline):
@@ -87,3 +87,23 @@ class ServerProcessAdmin(admin.ModelAdmin):
     list_display = ("boot_id", "hostname", "pid", "started_at", "seen_at")
     search_fields = ("boot_id", "hostname")
     readonly_fields = ("boot_id", "hostname", "pid", "started_at", "seen_at")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys of the E2B-compatible API: who, when made and last used, revoked. Only the HMAC is stored."""
+
+    list_display = ("name", "owner", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("created_at", "revoked_at")
+    search_fields = ("name", "owner__username", "prefix")
+    list_select_related = ("owner",)
+    readonly_fields = ("owner", "name", "prefix", "key_hash", "created_at", "last_used_at")
+
+
+@admin.register(ApiSandbox)
+class ApiSandboxAdmin(admin.ModelAdmin):
+    list_display = ("sandbox_id", "session", "template", "started_at", "end_at", "killed_at")
+    list_filter = ("template", "started_at")
+    search_fields = ("sandbox_id", "session__title", "session__owner__username")
+    list_select_related = ("session",)
+    readonly_fields = ("session", "sandbox_id", "api_key", "template", "metadata", "envs", "contexts", "started_at", "end_at", "killed_at")

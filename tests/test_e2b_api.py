@@ -433,3 +433,13 @@ def test_idle_reaper_applies_and_the_run_says_so(daphnes: Callable[..., Daphne])
         assert "A new sandbox was started" in "".join(execution.logs.stderr)
     finally:
         sandbox.kill()
+
+
+def test_admin_lists_keys_and_api_sandboxes() -> None:
+    staff = User.objects.create_superuser(username="root", password="pw")
+    services.api_key_create(owner=staff, name="ops")
+    admin = Client()
+    admin.force_login(staff)
+    page = admin.get("/admin/runner/apikey/")
+    assert page.status_code == 200 and "ops" in page.content.decode()
+    assert admin.get("/admin/runner/apisandbox/").status_code == 200
