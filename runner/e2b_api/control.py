@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from django.conf import settings
+
 
 from runner import selectors, services
 from runner.e2b_api.wire import Request, api_error
@@ -54,9 +56,9 @@ def sandbox_json(sandbox: ApiSandbox, *, detail: bool = False) -> dict[str, Any]
         body.update({
             "startedAt": sandbox.started_at.isoformat(),
             "endAt": sandbox.end_at.isoformat(),
-            "cpuCount": 1,
-            "memoryMB": 512,
-            "diskSizeMB": 256,
+            "cpuCount": max(1, round(settings.SANDBOX_CPUS)),
+            "memoryMB": settings.SANDBOX_MEMORY_MB,
+            "diskSizeMB": settings.SANDBOX_WORKSPACE_QUOTA_MB,
             "state": "running",
             "metadata": sandbox.metadata,
         })
