@@ -110,9 +110,11 @@ async def _context_action(request: Request, sandbox: ApiSandbox, parts: list[str
         raise text_error(404, "Not Found")
 
 
-def _with_cwd(code: str, context: dict[str, Any]) -> str:
+def _with_cwd(code: str, context: dict[str, Any], contexts: list[dict[str, Any]]) -> str:
+    """`code` preceded by a chdir to the context's cwd, when a context of its language (which all
+    share one kernel) has a cwd of its own; else `code` as it is."""
     cwd = context["cwd"]
-    if cwd == HOME:
+    if all(c["cwd"] == HOME for c in contexts if c["language"] == context["language"]) and cwd == HOME:
         return code
     sh = "'" + cwd.replace("'", "'\\''") + "'"
     return CHDIR[context["language"]].format(cwd=cwd, cwd_sh=sh, cwd_json=json.dumps(cwd)) + "\n" + code
@@ -146,7 +148,7 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
     try:
         try:
             execution = await services.execution_start(
-                session=session, user=user, code=_with_cwd(code, context), language=context["language"], client_id="e2b-api"
+                session=session, user=user, code=_with_cwd(code, context, sandbox.contexts), language=context["language"], client_id="e2b-api"
             )
         except services.RunRejected as exc:
             if exc.code in ("quota", "rate_limited"):
