@@ -445,3 +445,18 @@ def test_admin_lists_keys_and_api_sandboxes() -> None:
     page = admin.get("/admin/runner/apikey/")
     assert page.status_code == 200 and "ops" in page.content.decode()
     assert admin.get("/admin/runner/apisandbox/").status_code == 200
+
+
+def test_create_refused_when_no_sandbox_can_start(daphnes: Callable[..., Daphne]) -> None:
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="",
+                     SANDBOX_MAX_LIVE="1", SANDBOX_POOL_SIZE="0")
+    url = f"http://127.0.0.1:{server.port}"
+    _user, key = key_for("alice")
+    first = Sandbox.create(api_key=key, api_url=url, sandbox_url=url)
+    try:
+        refused = httpx.post(f"{url}/v2/sandboxes", headers={"X-API-Key": key}, json={})
+        assert refused.status_code == 429 and refused.json()["code"] == 429 and "limit is 1" in refused.json()["message"]
+        assert ApiSandbox.objects.filter(killed_at=None).count() == 1  # the refused one left nothing live
+        assert first.run_code("1 + 1").text == "2"
+    finally:
+        first.kill()

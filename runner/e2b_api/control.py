@@ -17,6 +17,7 @@ from django.conf import settings
 from runner import selectors, services
 from runner.e2b_api.wire import Request, api_error
 from runner.models import ApiKey, ApiSandbox
+from runner.sandboxes.base import SandboxError, SandboxUnavailable
 from runner.services.runtime import db
 
 ENVD_VERSION = "0.5.7"
@@ -152,6 +153,11 @@ async def _create(request: Request, key: ApiKey) -> None:
         raise api_error(400, str(exc)) from None
     except services.RunRejected as exc:
         raise api_error(429, exc.message) from None
+    except SandboxUnavailable as exc:
+        # E2B answers its concurrency limit with 429; anything else here is an outage.
+        raise api_error(429 if exc.reason.startswith("busy") else 503, exc.reason) from None
+    except SandboxError as exc:
+        raise api_error(500, f"failed to start sandbox: {exc}") from None
     await request.respond_json(201, sandbox_json(sandbox))
 
 

@@ -30,7 +30,7 @@ from runner.sandboxes.base import Sandbox
 from runner.services import sandboxes
 from runner.services.admission import execution_quota_check
 from runner.services.cancel import execution_cancel_local
-from runner.services.runs import RunRejected, discard_result, runs_here
+from runner.services.runs import RunRejected, runs_here
 from runner.services.runtime import db
 from runner.services.sessions import TITLE_MAX_CHARS, session_create
 
@@ -77,10 +77,10 @@ async def api_sandbox_create(
     *, owner: AbstractBaseUser, api_key_id: int | None, template: object, timeout_s: object, metadata: object, envs: object
 ) -> ApiSandbox:
     """A new API sandbox: session (kind "api", titled from metadata["title" or "name"], else the
-    metadata), its row, a default python context, and its sandbox started in the background.
+    metadata), its row, a default python context, and its sandbox, started.
 
-    Raises ValueError (bad input, for a 400), LookupError (unknown template, 404) or RunRejected
-    (quota, 429)."""
+    Raises ValueError (bad input, for a 400), LookupError (unknown template, 404), RunRejected
+    (quota, 429) or SandboxUnavailable / SandboxError (no sandbox now; the row is left killed)."""
     template = template or "code-interpreter-v1"
     if not isinstance(template, str) or template not in TEMPLATES:
         raise LookupError(f"template '{str(template)[:100]}' not found")
@@ -95,8 +95,13 @@ async def api_sandbox_create(
         raise RunRejected("quota", over)
     row = await db(_create_sync)(owner=owner, api_key_id=api_key_id, template=template, timeout_s=timeout,
                                  metadata=metadata, envs=envs)
-    # Start its sandbox now, as E2B hands out a running one: the first run finds it warm.
-    asyncio.ensure_future(sandboxes.sandbox_acquire(session=row.session)).add_done_callback(discard_result)
+    # Start its sandbox now, as E2B hands out a running one (the first run finds it warm), and
+    # refuse the create, leaving nothing live, when no sandbox can be had.
+    try:
+        await sandboxes.sandbox_acquire(session=row.session)
+    except BaseException:
+        await asyncio.shield(db(_mark_killed_sync)(session_id=row.session_id))
+        raise
     return row
 
 
