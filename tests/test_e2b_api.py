@@ -102,6 +102,10 @@ def test_python_sdk_sync_runs_code_with_state_streams_and_rich_results(sandpit: 
         assert time.monotonic() - started < 10
         assert sandbox.run_code("x").text == "41"
 
+        # Empty code runs as nothing, as an empty cell does.
+        empty = sandbox.run_code("   ")
+        assert empty.error is None and empty.results == [] and empty.logs.stdout == []
+
         # Unknown language: the error E2B's server gives.
         with pytest.raises(SandboxException, match="No such kernel named ruby"):
             sandbox.run_code("puts 1", language="ruby")

@@ -140,6 +140,10 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
         context = next((c for c in sandbox.contexts if c["language"] == language and c.get("default")), None)
         if context is None:  # the language's default context, made on its first use
             context = await db(services.api_context_create_sync)(sandbox=sandbox, language=language, cwd=HOME, default=True)
+    if not code.strip():
+        # Nothing to run (E2B's kernel answers an empty cell at once); nothing is stored either.
+        await request.respond(200, _line({"type": "end_of_execution"}))
+        return
     session = sandbox.session
     layer = get_channel_layer()
     channel = await layer.new_channel()
