@@ -55,19 +55,18 @@ async def dispatch(request: Request, sandbox: ApiSandbox) -> None:
     if path == "/health":
         await request.respond_empty()
         return
-    handle = await _handle(sandbox)
     if path == "/files" and method == "GET":
-        await _read(request, handle)
+        await _read(request, await _handle(sandbox))
     elif path == "/files" and method == "POST":
-        await _write(request, handle)
+        await _write(request, await _handle(sandbox))
     elif path.startswith("/filesystem.Filesystem/") and method == "POST":
-        await _filesystem(request, handle, path.rsplit("/", 1)[1])
+        await _filesystem(request, await _handle(sandbox), path.rsplit("/", 1)[1])
     elif path == "/process.Process/Start" and method == "POST":
-        await _process_start(request, sandbox, handle)
+        await _process_start(request, sandbox, await _handle(sandbox))
     elif path.startswith(("/filesystem.", "/process.")):
-        raise rpc_error(501, "unimplemented", f"{path} is not supported by Sandpit")
+        raise rpc_error(501, "unimplemented", f"{path[:100]} is not supported by Sandpit")
     else:
-        raise api_error(404, f"no route {method} {path}")
+        raise api_error(404, f"no route {method} {path[:100]}")
 
 
 async def _handle(sandbox: ApiSandbox) -> Sandbox:
