@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import Client
 from e2b import (
@@ -35,6 +34,20 @@ from tests.fixtures_daphne import Daphne
 pytestmark = pytest.mark.django_db(transaction=True)
 
 User = get_user_model()
+# Raw requests wait as long as the SDK would: a loaded machine with Postgres and Redis is slow.
+HTTP_TIMEOUT_S = 60.0
+
+
+def httpx_post(*args: Any, **kwargs: Any) -> httpx.Response:
+    return httpx.post(*args, timeout=HTTP_TIMEOUT_S, **kwargs)
+
+
+def httpx_get(*args: Any, **kwargs: Any) -> httpx.Response:
+    return httpx.get(*args, timeout=HTTP_TIMEOUT_S, **kwargs)
+
+
+def httpx_stream(*args: Any, **kwargs: Any) -> Any:
+    return httpx.stream(*args, timeout=HTTP_TIMEOUT_S, **kwargs)
 
 
 @pytest.fixture
@@ -217,14 +230,14 @@ def test_list_metadata_keys_and_other_users(sandpit: str, monkeypatch: pytest.Mo
         with pytest.raises(NotFoundException):
             Sandbox.connect(first.sandbox_id, api_key=bob_key)
         assert Sandbox.kill(first.sandbox_id, api_key=bob_key) is False  # the SDK's answer to a 404
-        answer = httpx.get(f"{sandpit}/sandboxes/{first.sandbox_id}", headers={"X-API-Key": bob_key})
-        made_up = httpx.get(f"{sandpit}/sandboxes/{'0' * 32}", headers={"X-API-Key": bob_key})
+        answer = httpx_get(f"{sandpit}/sandboxes/{first.sandbox_id}", headers={"X-API-Key": bob_key})
+        made_up = httpx_get(f"{sandpit}/sandboxes/{'0' * 32}", headers={"X-API-Key": bob_key})
         assert answer.status_code == made_up.status_code == 404
         assert set(answer.json()) == {"code", "message"} and answer.json()["code"] == 404
         # Bob's own sandbox token doesn't open Alice's sandbox's envd or interpreter either.
         bob_token = bobs._envd_access_token
         for port in ("49983", "49999"):
-            stolen = httpx.post(f"{sandpit}/execute", json={"code": "1"}, headers={
+            stolen = httpx_post(f"{sandpit}/execute", json={"code": "1"}, headers={
                 "E2b-Sandbox-Id": first.sandbox_id, "E2b-Sandbox-Port": port, "X-Access-Token": bob_token})
             assert stolen.status_code == 502, stolen.text
         assert first.run_code("1 + 1").text == "2"  # still Alice's and alive
@@ -234,7 +247,7 @@ def test_list_metadata_keys_and_other_users(sandpit: str, monkeypatch: pytest.Mo
         with pytest.raises(AuthenticationException):
             Sandbox.create(api_key=alice_key)
         for headers in ({"X-API-Key": alice_key}, {"X-API-Key": "e2b_" + "0" * 40}, {}):
-            refused = httpx.get(f"{sandpit}/v2/sandboxes", headers=headers)
+            refused = httpx_get(f"{sandpit}/v2/sandboxes", headers=headers)
             assert refused.status_code == 401
             assert refused.json() == {"code": 401, "message": "Invalid API key, it must start with 'e2b_' prefix and be 40 characters long"}
     finally:
@@ -246,7 +259,7 @@ def test_list_metadata_keys_and_other_users(sandpit: str, monkeypatch: pytest.Mo
 
 def test_bad_input_gets_e2b_errors(sandpit: str) -> None:
     _user, key = key_for("alice")
-    api = httpx.Client(base_url=sandpit, headers={"X-API-Key": key})
+    api = httpx.Client(base_url=sandpit, headers={"X-API-Key": key}, timeout=HTTP_TIMEOUT_S)
     malformed = api.post("/v2/sandboxes", content=b"{not json", headers={"Content-Type": "application/json"})
     assert malformed.status_code == 400 and malformed.json()["code"] == 400
     huge = api.post("/v2/sandboxes", content=b"x" * (2 * 1024 * 1024))
@@ -263,20 +276,20 @@ def test_bad_input_gets_e2b_errors(sandpit: str) -> None:
 
     # E2B_DOMAIN-style host: <port>-<id>.<domain>, through a proxy that passes it on.
     headers = {"Host": f"49999-{sandbox['sandboxID']}.sandpit.test", "X-Access-Token": sandbox["envdAccessToken"]}
-    lines = [json.loads(line) for line in httpx.post(f"{sandpit}/execute", json={"code": "print('via host')"}, headers=headers).text.splitlines()]
+    lines = [json.loads(line) for line in httpx_post(f"{sandpit}/execute", json={"code": "print('via host')"}, headers=headers).text.splitlines()]
     assert {"type": "stdout", "text": "via host\n"}.items() <= next(line for line in lines if line["type"] == "stdout").items()
     assert lines[-1] == {"type": "end_of_execution"}
-    bad = httpx.post(f"{sandpit}/execute", content=b"[1,", headers=headers)
+    bad = httpx_post(f"{sandpit}/execute", content=b"[1,", headers=headers)
     assert bad.status_code == 400
-    both = httpx.post(f"{sandpit}/execute", json={"code": "1", "language": "python", "context_id": "x"}, headers=headers)
+    both = httpx_post(f"{sandpit}/execute", json={"code": "1", "language": "python", "context_id": "x"}, headers=headers)
     assert both.status_code == 400 and both.text == "Only one of context_id or language can be provided"
-    no_token = httpx.post(f"{sandpit}/files?path=a.txt", content=b"x", headers={"Host": f"49983-{sandbox['sandboxID']}.sandpit.test"})
+    no_token = httpx_post(f"{sandpit}/files?path=a.txt", content=b"x", headers={"Host": f"49983-{sandbox['sandboxID']}.sandpit.test"})
     assert no_token.status_code == 401
-    no_token = httpx.post(f"{sandpit}/execute", json={"code": "1"}, headers={"Host": f"49999-{sandbox['sandboxID']}.sandpit.test"})
+    no_token = httpx_post(f"{sandpit}/execute", json={"code": "1"}, headers={"Host": f"49999-{sandbox['sandboxID']}.sandpit.test"})
     assert no_token.status_code == 401
 
     # Sandpit's own pages are untouched by the API's routing.
-    assert httpx.get(f"{sandpit}/healthz").json()["backend"] == "local"
+    assert httpx_get(f"{sandpit}/healthz").json()["backend"] == "local"
     assert api.delete(f"/sandboxes/{sandbox['sandboxID']}").status_code == 204
     assert api.delete(f"/sandboxes/{sandbox['sandboxID']}").status_code == 404
 
@@ -286,7 +299,7 @@ def test_client_that_stops_reading_interrupts_the_run(sandpit: str) -> None:
     sandbox = Sandbox.create(api_key=key)
     try:
         headers = {"E2b-Sandbox-Id": sandbox.sandbox_id, "E2b-Sandbox-Port": "49999", "X-Access-Token": sandbox._envd_access_token}
-        with httpx.stream("POST", f"{sandpit}/execute", json={"code": "import time\nwhile True:\n    print('x' * 1000, flush=True)\n    time.sleep(0.01)"},
+        with httpx_stream("POST", f"{sandpit}/execute", json={"code": "import time\nwhile True:\n    print('x' * 1000, flush=True)\n    time.sleep(0.01)"},
                           headers=headers) as response:
             for _line in response.iter_lines():
                 break  # read one line, then hang up
@@ -396,11 +409,13 @@ def test_owner_watches_an_api_run_live_on_the_page_socket(daphnes: Callable[...,
     page.force_login(user)
     cookie = f"sessionid={page.cookies['sessionid'].value}".encode()
 
+    created = Sandbox.create(api_key=key, api_url=url, sandbox_url=url, metadata={"title": "watched"})
+    session_id = ApiSandbox.objects.get(sandbox_id=created.sandbox_id).session_id
+    assert session_id.hex != created.sandbox_id  # the API's id is not the session's (teachers see that one)
+
     async def scenario() -> None:
-        sandbox = await AsyncSandbox.create(api_key=key, api_url=url, sandbox_url=url, metadata={"title": "watched"})
+        sandbox = await AsyncSandbox.connect(created.sandbox_id, api_key=key, api_url=url, sandbox_url=url)
         try:
-            session_id = await sync_to_async(lambda: ApiSandbox.objects.get(sandbox_id=sandbox.sandbox_id).session_id)()
-            assert session_id.hex != sandbox.sandbox_id  # the API's id is not the session's (teachers see that one)
             ws = await server.open(session_id, cookie)
             running = asyncio.ensure_future(
                 sandbox.run_code("import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(0.3)")
@@ -458,7 +473,7 @@ def test_create_refused_when_no_sandbox_can_start(daphnes: Callable[..., Daphne]
     _user, key = key_for("alice")
     first = Sandbox.create(api_key=key, api_url=url, sandbox_url=url)
     try:
-        refused = httpx.post(f"{url}/v2/sandboxes", headers={"X-API-Key": key}, json={})
+        refused = httpx_post(f"{url}/v2/sandboxes", headers={"X-API-Key": key}, json={})
         assert refused.status_code == 429 and refused.json()["code"] == 429 and "limit is 1" in refused.json()["message"]
         assert ApiSandbox.objects.filter(killed_at=None).count() == 1  # the refused one left nothing live
         assert first.run_code("1 + 1").text == "2"

@@ -111,6 +111,8 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
         log.exception("E2B API request %s %s failed", scope.get("method"), scope.get("path"))
         if not request.started:
             await request.respond_error(api_error(500, "internal server error; the details are in Sandpit's log"))
+        elif request.streaming:
+            await request.stream_end()  # a cut stream, so the client doesn't wait for more
 
 
 # Sandboxes looked up recently here, so a run doesn't pay a database round trip to find its

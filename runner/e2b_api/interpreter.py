@@ -44,6 +44,8 @@ END_ERRORS = {
     Execution.Status.REJECTED: ("SandboxUnavailable", "no sandbox could run this now"),
     Execution.Status.FAILED: ("SandboxError", "the sandbox failed while running this"),
 }
+# Failed reads of the run's messages in a row before the stream ends with an error.
+RECEIVE_RETRIES = 5
 # The chdir a context with its own cwd runs first, per language.
 CHDIR = {
     "python": "__import__('os').chdir({cwd!r})",
@@ -171,6 +173,7 @@ async def _stream(request: Request, layer: Any, channel: str, execution: Executi
         # Sent with the first output (or the end): one write fewer per run.
         head = _line({"type": "number_of_executions", "execution_count": execution.seq})
         errored = False
+        failures = 0
         while True:
             if incoming is None:
                 incoming = asyncio.ensure_future(layer.receive(channel))
@@ -179,7 +182,22 @@ async def _stream(request: Request, layer: Any, channel: str, execution: Executi
                 # The SDK closes the request to stop a run (its timeout): stop it, keep the variables.
                 await services.execution_cancel(session=session, user=user, execution_id=execution.pk)
                 return
-            message, incoming = incoming.result(), None
+            try:
+                message, failures = incoming.result(), 0
+            except Exception:
+                # A channel-layer hiccup (e.g. Redis slow to answer a blocking read): the message
+                # is still queued, so read again; past a few in a row, end the stream with an error.
+                failures += 1
+                log.warning("reading run %s's messages failed (%d in a row)", execution.pk, failures, exc_info=True)
+                incoming = None
+                if failures < RECEIVE_RETRIES:
+                    await asyncio.sleep(0.05 * failures)
+                    continue
+                await services.execution_cancel(session=session, user=user, execution_id=execution.pk)
+                error = {"type": "error", "name": "SandpitError", "value": "the server lost this run's output stream; the run was stopped", "traceback": ""}
+                await request.stream_end(head + _line(error) + _line({"type": "end_of_execution"}))
+                return
+            incoming = None
             kind = message.get("type")
             if kind == "execution.started" and message["frame"]["execution_id"] == execution.pk and message["frame"].get("notice"):
                 # E.g. the idle reaper closed the sandbox and a new one started: say so, as the page does.

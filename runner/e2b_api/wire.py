@@ -54,6 +54,7 @@ class Request:
         self._body: bytes | None = None
         self.disconnected = False
         self.started = False
+        self.streaming = False  # a chunked response is open (stream_start, not yet stream_end)
 
     async def body(self) -> bytes:
         """The whole body; 413 (E2B's shape) past `max_body_bytes`, without reading the rest."""
@@ -120,13 +121,14 @@ class Request:
             await self.respond(error.status, json.dumps(error.body).encode(), headers=headers)
 
     async def stream_start(self, content_type: str) -> None:
-        self.started = True
+        self.started = self.streaming = True
         await self.send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", content_type.encode())]})
 
     async def stream_write(self, data: bytes) -> None:
         await self.send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def stream_end(self, last: bytes = b"") -> None:
+        self.streaming = False
         await self.send({"type": "http.response.body", "body": last, "more_body": False})
 
     def disconnect_watch(self) -> asyncio.Future[None]:
