@@ -107,7 +107,7 @@ class _Rollback(Exception):
     pass
 
 
-_search_migration = importlib.import_module("runner.migrations.0006_search")
+_search_migration = importlib.import_module("runner.migrations.0007_search")
 # The migration's own statements that drop its triggers (not its table).
 TRIGGERS = {
     vendor: [statement for statement in statements if statement.startswith("DROP TRIGGER")]

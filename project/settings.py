@@ -246,3 +246,6 @@ else:
             "OPTIONS": {"MAX_ENTRIES": 100_000},
         }
     }
+# The E2B-compatible API (runner/e2b_api): the longest timeout a sandbox may ask for.
+# ---------------------------------------------------------------------------------------------
+API_SANDBOX_MAX_TIMEOUT_S = env.int("API_SANDBOX_MAX_TIMEOUT_S", default=3600)

@@ -13,6 +13,8 @@ from django.http import HttpRequest
 from runner import selectors, services
 from runner.models import (
     AdminAction,
+    ApiKey,
+    ApiSandbox,
     BudgetAlert,
     ChatSession,
     Classroom,
@@ -171,6 +173,8 @@ class CommentAdmin(ReadOnlyThroughAccessRule, admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Comment]:
         visible = selectors.sessions_visible_to(user=request.user)
         return super().get_queryset(request).filter(execution__session__in=visible.values("pk"))
+
+
 # --- usage, quotas and budgets (the usage view itself is runner/admin_usage.py) ---------------------
 
 
@@ -211,3 +215,23 @@ class AdminActionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AdminAction | None = None) -> bool:
         return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys of the E2B-compatible API: who, when made and last used, revoked. Only the HMAC is stored."""
+
+    list_display = ("name", "owner", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("created_at", "revoked_at")
+    search_fields = ("name", "owner__username", "prefix")
+    list_select_related = ("owner",)
+    readonly_fields = ("owner", "name", "prefix", "key_hash", "created_at", "last_used_at")
+
+
+@admin.register(ApiSandbox)
+class ApiSandboxAdmin(admin.ModelAdmin):
+    list_display = ("sandbox_id", "session", "template", "started_at", "end_at", "killed_at")
+    list_filter = ("template", "started_at")
+    search_fields = ("sandbox_id", "session__title", "session__owner__username")
+    list_select_related = ("session",)
+    readonly_fields = ("session", "sandbox_id", "api_key", "template", "metadata", "envs", "contexts", "started_at", "end_at", "killed_at")

@@ -25,6 +25,10 @@ class ChatSession(models.Model):
         RUNNING = "running"
         CLOSED = "closed"
 
+    class Kind(models.TextChoices):
+        CHAT = "chat"
+        API = "api"  # a sandbox made through the E2B-compatible API (runner/e2b_api)
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions")
     title = models.CharField(max_length=200, default="Untitled session")
@@ -33,6 +37,7 @@ class ChatSession(models.Model):
     # The backend's handle for this session's sandbox, or "" when none is live.
     sandbox_id = models.CharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.CHAT)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -313,7 +318,7 @@ class AdminAction(models.Model):
     def __str__(self) -> str:
         return f"{self.actor} {self.kind} on {self.target_user} at {self.created_at:%Y-%m-%d %H:%M}"
 class SearchEntry(models.Model):
-    """A row of the Postgres search table (migration 0006_search keeps it with triggers; nothing
+    """A row of the Postgres search table (migration 0007_search keeps it with triggers; nothing
     else writes it): a run's code and error (odd id, 2 * run id + 1) or one output chunk's text
     (even id, 2 * chunk id), with its owner and a stored tsvector. Read only by
     runner/selectors/search.py on Postgres; on SQLite the same name is an FTS5 table."""
@@ -328,3 +333,59 @@ class SearchEntry(models.Model):
     class Meta:
         managed = False
         db_table = "runner_search"
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def live(self) -> "ApiKeyQuerySet":
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A key for the E2B-compatible API. Only its HMAC-SHA256 (keyed with SECRET_KEY) is stored;
+    the key itself is shown once, when made."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    # The key's first characters ("e2b_1a2b3c"), so its owner can tell keys apart.
+    prefix = models.CharField(max_length=12)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "name"], condition=models.Q(revoked_at__isnull=True), name="api_key_unique_live_name"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.owner}, {self.prefix}…)"
+
+
+def new_api_sandbox_id() -> str:
+    # Random and apart from the session's id (which teachers and admins see): the code
+    # interpreter's /contexts routes carry no token, so this id is what grants them.
+    return secrets.token_hex(16)
+
+
+class ApiSandbox(models.Model):
+    """The E2B facts of a session made through the API: its template, metadata, envs, end time,
+    and code contexts ([{"id", "language", "cwd"}], see runner/e2b_api/README in the module doc)."""
+
+    session = models.OneToOneField(ChatSession, primary_key=True, on_delete=models.CASCADE, related_name="api_sandbox")
+    # The id the API shows (32 hex characters, like a host label `<port>-<id>.<domain>` needs).
+    sandbox_id = models.CharField(max_length=32, unique=True, default=new_api_sandbox_id)
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="sandboxes")
+    template = models.CharField(max_length=100, default="code-interpreter-v1")
+    metadata = models.JSONField(default=dict, blank=True)
+    envs = models.JSONField(default=dict, blank=True)
+    contexts = models.JSONField(default=list, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    end_at = models.DateTimeField(db_index=True)
+    killed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"api sandbox {self.session_id}"

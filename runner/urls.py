@@ -3,6 +3,8 @@ from django.urls import path
 from runner import views
 
 urlpatterns = [
+    path("account/keys/", views.api_keys, name="api_keys"),
+    path("account/keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("healthz", views.healthz, name="healthz"),
     path("", views.chat_home, name="chat_home"),
     path("account/usage.json", views.account_usage, name="account_usage"),

@@ -178,6 +178,9 @@ ROWS: dict[str, Row] = {
     ),
     "packages": Row("GET", lambda c: _session(c) + "packages/", visible(), unknown=lambda c: f"/sessions/{_NOBODY_UUID}/packages/"),
     "search": Row("GET", lambda c: "/search/?q=hello", any_user(200)),
+    # keys for the E2B-compatible API (a key id of someone else's is a no-op, as an unknown one)
+    "api_keys": Row("GET", lambda c: "/account/keys/", any_user(200)),
+    "api_key_revoke": Row("POST", lambda c: f"/account/keys/{_NOBODY_INT}/revoke/", any_user(302)),
     # usage, cost and budgets
     "account_usage": Row("GET", lambda c: "/account/usage.json", any_user(200)),
     "usage": Row("GET", lambda c: "/admin/usage/", staff(200), unknown=lambda c: "/no-such-page/"),

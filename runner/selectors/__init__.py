@@ -30,6 +30,7 @@ from runner.selectors.classrooms import (
     user_teaches,
 )
 from runner.selectors.comments import CommentView, author_name, comment_frame, comment_replay, comment_snippets
+from runner.selectors.api import api_keys_for_owner, api_sandbox_get_sync, api_sandbox_id, api_sandboxes_for_owner_sync
 from runner.selectors.executions import execution_last_pointer, execution_replay
 from runner.selectors.health import SandboxStatus, sandbox_status
 from runner.selectors.usage import usage_quota_status
@@ -48,6 +49,11 @@ from runner.selectors.search import SearchHit, runs_search
 from runner.selectors.workspace import packages_installed, workspace_file, workspace_listing, workspace_preview
 
 __all__ = [
+    # the E2B-compatible API
+    "api_keys_for_owner",
+    "api_sandbox_get_sync",
+    "api_sandbox_id",
+    "api_sandboxes_for_owner_sync",
     # access
     "SessionAccess",
     "comment_visible",

@@ -2,7 +2,7 @@
 
 One selector, two engines, picked by the database: SQLite's FTS5 table `runner_search`, and on
 Postgres a table of the same rows with a stored, GIN-indexed tsvector (the SearchEntry model)
-searched through django.contrib.postgres.search. Both are kept by triggers (migration 0006_search):
+searched through django.contrib.postgres.search. Both are kept by triggers (migration 0007_search):
 a run's code and error, and the first 20 output chunks (16 KiB of each, colour codes removed). Both match every word of the query
 (no stemming: code and output are searched as written), and only ever rows the user owns.
 """

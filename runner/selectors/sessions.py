@@ -35,6 +35,7 @@ class SessionListItem:
     last_activity_at: datetime
     last_activity_text: str
     is_running: bool
+    kind: str = "chat"  # "api": made through the E2B-compatible API (an "API" badge)
 
 
 @dataclass
@@ -136,6 +137,7 @@ def sessions_for_sidebar(*, user: AbstractBaseUser, query: str = "", limit: int 
             last_activity_at=s.last_activity_at,
             last_activity_text=relative_time_text(s.last_activity_at, now=now),
             is_running=s.is_running,
+            kind=s.kind,
         )
         for s in qs[:limit]
     ]
@@ -304,7 +306,7 @@ def _notebook_outputs(chunks: list[OutputChunk], execution_count: int) -> list[A
                 )
             )
         else:
-            data = {k: v for k, v in (chunk.data or {}).items() if isinstance(v, str)} if isinstance(chunk.data, dict) else {}
+            data = {k: v for k, v in (chunk.data or {}).items() if isinstance(v, str) and not k.startswith("sandpit/")} if isinstance(chunk.data, dict) else {}
             if not data:
                 data = {"text/plain": chunk.text}
             outputs.append(nbformat.v4.new_output("display_data", data=data, metadata={}))

@@ -2,11 +2,24 @@
 
 One module per area; everything is re-exported here so callers write `services.<name>`.
 The modules form layers (pyproject.toml's import-linter contracts hold them), top to bottom:
-housekeeping; admission, sessions, classrooms, comments; lifecycle; cancel; sandboxes, sweep; output, runs;
-runtime, ratelimits.
+housekeeping, apisandboxes; admission, sessions, classrooms, comments, admin_actions, budgets, workspace;
+lifecycle; cancel; sandboxes, sweep; output, runs, quotas, ratelimit, packages; runtime, ratelimits,
+accounting, apikeys.
 """
 
 from runner.services.admission import execution_quota_check, execution_start
+from runner.services.apikeys import api_key_authenticate_sync, api_key_create, api_key_revoke, api_sandbox_access_token, api_sandbox_token_ok
+from runner.services.apisandboxes import (
+    api_context_create_sync,
+    api_context_remove_sync,
+    api_context_restart,
+    api_language,
+    api_sandbox_handle,
+    api_sandbox_create,
+    api_sandbox_extend_sync,
+    api_sandbox_kill,
+    api_sandboxes_expire,
+)
 from runner.services.budgets import BudgetPass, budget_enforce
 from runner.services.cancel import execution_cancel, execution_cancel_local
 from runner.services.classrooms import (
@@ -51,6 +64,21 @@ __all__: list[str] = [
     "comment_create",
     "comment_delete",
     "comment_edit",
+    # the E2B-compatible API: keys, sandboxes, contexts
+    "api_context_create_sync",
+    "api_context_remove_sync",
+    "api_context_restart",
+    "api_key_authenticate_sync",
+    "api_key_create",
+    "api_key_revoke",
+    "api_language",
+    "api_sandbox_access_token",
+    "api_sandbox_create",
+    "api_sandbox_extend_sync",
+    "api_sandbox_handle",
+    "api_sandbox_kill",
+    "api_sandbox_token_ok",
+    "api_sandboxes_expire",
     # executions (runs)
     "RunRejected",
     "execution_cancel",

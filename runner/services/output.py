@@ -19,6 +19,8 @@ from runner.services.runtime import db
 
 # Marks a chunk the server wrote (a note, the truncation marker) rather than the code: its `data`.
 NOTICE_MARKER = "sandpit/notice"
+# Marks a result that was the run's value (Jupyter's execute_result, E2B's is_main_result): in its `data`.
+MAIN_RESULT_MARKER = "sandpit/main"
 # At most this many batches are stored per database write while output floods in.
 WRITE_MAX_BATCHES = 16
 
@@ -75,7 +77,8 @@ class OutputWriter:
         elif isinstance(event, Result):
             size = sum(len(v) if isinstance(v, str) else 64 for v in event.data.values())
             if self._room_for(size):
-                self._append("result", "", dict(event.data), size)
+                data = {**event.data, MAIN_RESULT_MARKER: "1"} if event.is_main else dict(event.data)
+                self._append("result", "", data, size)
         elif isinstance(event, Error):
             self.error = event
             data = {"ename": event.ename, "evalue": event.evalue, "traceback": list(event.traceback)}

@@ -15,6 +15,7 @@ from runner.views.classrooms import (
     teach,
 )
 from runner.views.comments import comment_delete, comment_edit, comment_new
+from runner.views.keys import api_key_revoke, api_keys
 from runner.views.search import search
 from runner.views.sessions import (
     account_usage,
@@ -32,6 +33,8 @@ from runner.views.sessions import (
 from runner.views.workspace import files, files_delete, files_download, files_preview, files_rename, packages
 
 __all__ = [
+    "api_key_revoke",
+    "api_keys",
     "files",
     "files_delete",
     "files_download",

@@ -54,6 +54,8 @@ PROBE_AFTER_S = 2.0
 PROBE_GRACE_S = 3.0
 # After execute_reply, how long to wait for the idle status that closes the output stream.
 IDLE_GRACE_S = 2.0
+# Deno's kernel can publish its first cell's console output just after going idle: how long to listen.
+DENO_LATE_OUTPUT_S = 0.15
 # How much of a kernel's own stderr (its start-up errors, ipykernel's log) is kept for diagnosis.
 STDERR_TAIL_BYTES = 4096
 
@@ -108,6 +110,7 @@ class Kernel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._interrupt_requested = False
+        self._ran_once = False
         self.stderr: StderrTail | None = None
         self.lock = asyncio.Lock()
 
@@ -324,6 +327,19 @@ class Kernel:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    async def _late_streams(self, iopub: zmq.Socket, msg_id: str, on_event: OnEvent) -> None:
+        """Deliver stream output of cell `msg_id` arriving within DENO_LATE_OUTPUT_S after idle."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + DENO_LATE_OUTPUT_S
+        while (left := until - loop.time()) > 0:
+            await self._wait(left)
+            if not self.sockets:
+                return
+            for message in self._drain(iopub):
+                if message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "stream":
+                    text = message["content"]["text"]
+                    await emit(on_event, Stdout(text) if message["content"].get("name") == "stdout" else Stderr(text))
+
     async def _wait(self, timeout_s: float) -> None:
         """Sleep until a socket may be readable, the process exits, interrupt() is called, or timeout."""
         self._register()
@@ -500,9 +516,12 @@ class Kernel:
             else:
                 wait = deadline - now
             await self._wait(min(wait, 1.0))
+        first_run, self._ran_once = not self._ran_once, True
         if stopped_by:
             await asyncio.to_thread(self.kill_strays)
             return stopped_by
+        if first_run and self.kind == "deno":
+            await self._late_streams(iopub, msg_id, on_event)
         assert reply is not None
         if reply.get("status") == "abort" and self._interrupt_requested:
             return "interrupted"

@@ -12,7 +12,7 @@ import zmq
 from django.conf import settings
 
 from runner.sandboxes.base import LANGUAGES, FileInfo, OnEvent, Outcome, SandboxGone, Stderr, Stdout, emit, validate_packages
-from runner.sandboxes.local import cgroups, files, jail, processes
+from runner.sandboxes.local import cgroups, commands, files, jail, processes
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
 from runner.sandboxes.local.workspace import LocalWorkspace, over_quota_message, quota_bytes
 
@@ -282,6 +282,33 @@ class LocalSandbox:
                 await asyncio.shield(proc.wait())
         self._installed = True
         return Outcome("ok" if code == 0 else "error", _ms_since(started))
+
+    # --- beyond the Protocol: what the E2B-compatible API needs (runner/e2b_api) -------------------
+
+    async def restart_language(self, language: str) -> None:
+        """Stop `language`'s kernel (its variables go; JavaScript and TypeScript share one); the
+        next run in it starts a fresh one."""
+        self._check_open()
+        kernel = self.kernels.pop(KERNEL_KIND[language], None)
+        if kernel is not None:
+            await kernel.stop()
+
+    async def command(self, argv: list[str], *, cwd: str = ".", envs: dict[str, str] | None = None,
+                      on_event: OnEvent | None = None, timeout_s: float = 60.0) -> int | None:
+        """Run `argv` in the sandbox (confined as the kernels: no network, the workspace only) in
+        `cwd`, streaming its output; its exit code, or None when it passed `timeout_s` (killed).
+        Raises ValueError for a cwd outside the workspace or a bad variable name."""
+        self._check_open()
+        full = commands.command_argv(argv, cwd=cwd, envs=envs or {})
+
+        def confine(*, command: list[str]) -> list[str]:
+            return self.host.confined_argv(self, command=command, language="bash", control=None)
+
+        try:
+            return await commands.run_confined(confine, full, on_event=on_event or _ignore, timeout_s=timeout_s)
+        finally:
+            self.last_used = time.monotonic()
+            self._check_usage_soon()
 
     async def close(self) -> None:
         """Stop every kernel and remove the workspace and cgroup. Idempotent."""

@@ -163,7 +163,7 @@ def _run(statements_by_vendor: dict[str, list[str]]):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("runner", "0005_usage"),
+        ("runner", "0006_api_keys"),
     ]
 
     operations = [

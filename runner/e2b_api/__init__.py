@@ -1,0 +1,160 @@
+"""An E2B-compatible API served by Sandpit's own ASGI app, so unmodified `e2b-code-interpreter`
+programs run on Sandpit's sandboxes (matched to e2b-code-interpreter 2.11.5 / e2b 2.63.0).
+
+Addressing (a contract): with E2B_API_URL and E2B_SANDBOX_URL both set to Sandpit's base URL, the
+SDK sends everything to the root and names the target in headers:
+- no `E2b-Sandbox-Port`: the control plane (`X-API-Key`): `/sandboxes`, `/v2/sandboxes`, ... (control.py);
+- `E2b-Sandbox-Port: 49999` + `E2b-Sandbox-Id`: the code interpreter, `/execute`, `/contexts` (interpreter.py);
+- `E2b-Sandbox-Port: 49983` + `E2b-Sandbox-Id`: envd, `/files` and Connect RPCs (envd.py).
+A reverse proxy may instead pass E2B_DOMAIN-style hosts through: `<port>-<sandbox id>.<domain>`.
+Everything else goes to Django. Sandpit's own URLs never start with these paths.
+
+Sandbox routes need the sandbox's access token (`X-Access-Token`, handed out at create and
+connect). The SDKs send none with the code interpreter's `/contexts` calls: there, as at E2B, the
+sandbox id (128 random bits, apart from the session's id, known to the key's owner) grants access.
+An unknown, killed or expired id, or a wrong token, gets the edge's 502 "sandbox not found".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+
+from django.conf import settings
+from django.utils import timezone
+
+from runner import selectors, services
+from runner.e2b_api import control, envd, interpreter
+from runner.e2b_api.wire import HttpError, Receive, Request, Scope, Send, api_error
+from runner.models import ApiSandbox
+from runner.services.runtime import db
+
+log = logging.getLogger(__name__)
+
+JUPYTER_PORT = "49999"
+ENVD_PORT = "49983"
+SANDBOX_HOST = re.compile(r"(\d+)-([0-9a-f]{32})\.")
+API_PATH = re.compile(r"(?:/v2)?/sandboxes(?:/.*)?")
+# JSON bodies: code up to RUN_CODE_MAX_BYTES, escaped; uploads: a file up to SANDBOX_FILE_MAX_BYTES.
+JSON_SLACK_BYTES = 64 * 1024
+EXPIRE_EVERY_S = 2.0
+
+_expiring: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+
+
+def with_e2b_api(django_app: object) -> object:
+    """Wrap the project's HTTP app: E2B's routes are served here, everything else by Django."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            target = _target(scope)
+            if target is not None:
+                await _serve(target, scope, receive, send)
+                return
+        await django_app(scope, receive, send)  # type: ignore[operator]
+
+    return app
+
+
+def _target(scope: Scope) -> tuple[str, str] | None:
+    """("api", "") or (port, sandbox id) for an E2B request, None for Sandpit's own."""
+    port = sandbox_id = None
+    host = ""
+    for key, value in scope.get("headers", []):
+        if key == b"e2b-sandbox-port":
+            port = value.decode("latin-1")
+        elif key == b"e2b-sandbox-id":
+            sandbox_id = value.decode("latin-1")
+        elif key == b"host":
+            host = value.decode("latin-1")
+    if port is not None:
+        return port, sandbox_id or ""
+    match = SANDBOX_HOST.match(host)
+    if match is not None:
+        return match.group(1), match.group(2)
+    if API_PATH.fullmatch(scope["path"]):
+        return "api", ""
+    return None
+
+
+async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: Send) -> None:
+    port, sandbox_id = target
+    max_body = settings.SANDBOX_FILE_MAX_BYTES + JSON_SLACK_BYTES if port == ENVD_PORT else 2 * settings.RUN_CODE_MAX_BYTES + JSON_SLACK_BYTES
+    request = Request(scope, receive, send, max_body_bytes=max_body)
+    try:
+        await services.runtime_ensure_started()
+        _ensure_expiring()
+        if port == "api":
+            await control.dispatch(request, forget=forget)
+            return
+        sandbox = await _sandbox(sandbox_id)
+        token = request.headers.get("x-access-token")
+        if sandbox is None or (token is not None and not services.api_sandbox_token_ok(sandbox_id=sandbox_id, token=token)):
+            raise HttpError(502, {"code": 502, "message": f"The sandbox {sandbox_id[:100]} was not found", "sandboxId": sandbox_id[:100]})
+        # Both SDKs send the token to envd and with /execute; only /contexts and /health go without.
+        if token is None and (port == ENVD_PORT or request.path.rstrip("/") == "/execute"):
+            raise api_error(401, "missing access token")
+        if port == JUPYTER_PORT:
+            await interpreter.dispatch(request, sandbox, sandbox.session.owner)
+        elif port == ENVD_PORT:
+            await envd.dispatch(request, sandbox)
+        else:
+            raise HttpError(502, {"code": 502, "message": f"port {port[:10]} is not open", "sandboxId": sandbox_id[:100]})
+    except HttpError as exc:
+        if not request.started:
+            await request.respond_error(exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("E2B API request %s %s failed", scope.get("method"), scope.get("path"))
+        if not request.started:
+            await request.respond_error(api_error(500, "internal server error; the details are in Sandpit's log"))
+        elif request.streaming:
+            await request.stream_end()  # a cut stream, so the client doesn't wait for more
+
+
+# Sandboxes looked up recently here, so a run doesn't pay a database round trip to find its
+# sandbox (a third of the API's own latency). Killed here: dropped at once (`forget`); killed by
+# another process: seen within RECENT_TTL_S. The end time is checked on every use.
+RECENT_TTL_S = 1.0
+_recent: dict[str, tuple[float, ApiSandbox]] = {}
+
+
+async def _sandbox(sandbox_id: str) -> ApiSandbox | None:
+    now = time.monotonic()
+    hit = _recent.get(sandbox_id)
+    if hit is not None and now - hit[0] < RECENT_TTL_S and hit[1].end_at > timezone.now():
+        return hit[1]
+    sandbox = await db(selectors.api_sandbox_get_sync)(sandbox_id=sandbox_id)
+    if len(_recent) > 1000:
+        _recent.clear()
+    if sandbox is None:
+        _recent.pop(sandbox_id, None)
+    else:
+        _recent[sandbox_id] = (now, sandbox)
+    return sandbox
+
+
+def forget(sandbox_id: str) -> None:
+    """The sandbox was killed or its end time moved: look it up afresh next time."""
+    _recent.pop(sandbox_id, None)
+
+
+def _ensure_expiring() -> None:
+    """Kill API sandboxes past their end time, every EXPIRE_EVERY_S, on this loop."""
+    loop = asyncio.get_running_loop()
+    task = _expiring.get(loop)
+    if task is None or task.done():
+        _expiring[loop] = loop.create_task(_expire_forever())
+
+
+async def _expire_forever() -> None:
+    while True:
+        await asyncio.sleep(EXPIRE_EVERY_S)
+        try:
+            for sandbox_id in await services.api_sandboxes_expire():
+                forget(sandbox_id)
+        except Exception:
+            log.exception("expiring API sandboxes failed")

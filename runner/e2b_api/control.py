@@ -1,0 +1,171 @@
+"""The control plane (E2B's API, `X-API-Key`): create, connect, get, list, set timeout, kill.
+
+Bodies and statuses as E2B answers them (`{"code": status, "message": ...}` on errors). A sandbox
+id that is unknown, killed, past its end or another user's gets the same 404.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from django.conf import settings
+
+
+from runner import selectors, services
+from runner.e2b_api.wire import Request, api_error
+from runner.models import ApiKey, ApiSandbox
+from runner.sandboxes.base import SandboxError, SandboxUnavailable
+from runner.services.runtime import db
+
+ENVD_VERSION = "0.5.7"
+INVALID_KEY = "Invalid API key, it must start with 'e2b_' prefix and be 40 characters long"
+SANDBOX_PATH = re.compile(r"(?:/v2)?/sandboxes/([^/]+)(/[a-z]+)?/?")
+NOT_SUPPORTED = {
+    "/pause": "pausing sandboxes is not supported by Sandpit",
+    "/resume": "resuming paused sandboxes is not supported by Sandpit (they are never paused)",
+    "/snapshots": "snapshots are not supported by Sandpit",
+    "/fork": "forking sandboxes is not supported by Sandpit",
+    "/metrics": "sandbox metrics are not supported by Sandpit",
+    "/logs": "sandbox logs are not supported by Sandpit; the runs are in the session's history",
+    "/network": "network settings are not supported by Sandpit (sandboxes have no network)",
+}
+
+
+async def authenticate(request: Request) -> ApiKey:
+    """The caller's live key from `X-API-Key`, else E2B's 401."""
+    key = await db(services.api_key_authenticate_sync)(key=request.headers.get("x-api-key", ""))
+    if key is None:
+        raise api_error(401, INVALID_KEY)
+    return key
+
+
+def sandbox_json(sandbox: ApiSandbox, *, detail: bool = False) -> dict[str, Any]:
+    """The API's Sandbox (create, connect) or, with `detail`, ListedSandbox/SandboxDetail."""
+    sandbox_id = selectors.api_sandbox_id(sandbox)
+    body: dict[str, Any] = {
+        "templateID": sandbox.template,
+        "sandboxID": sandbox_id,
+        "clientID": "sandpit",
+        "envdVersion": ENVD_VERSION,
+        "envdAccessToken": services.api_sandbox_access_token(sandbox_id=sandbox_id),
+        "domain": None,
+    }
+    if detail:
+        body.update({
+            "startedAt": sandbox.started_at.isoformat(),
+            "endAt": sandbox.end_at.isoformat(),
+            "cpuCount": max(1, round(settings.SANDBOX_CPUS)),
+            "memoryMB": settings.SANDBOX_MEMORY_MB,
+            "diskSizeMB": settings.SANDBOX_WORKSPACE_QUOTA_MB,
+            "state": "running",
+            "metadata": sandbox.metadata,
+        })
+    return body
+
+
+async def dispatch(request: Request, *, forget: Callable[[str], None]) -> None:
+    """Serve one control-plane request; `forget(sandbox_id)` drops a sandbox from the routing's
+    cache when it is killed or its end time moves."""
+    key = await authenticate(request)
+    owner_id = key.owner_id
+    path, method = request.path.rstrip("/") or "/", request.method
+    if path in ("/sandboxes", "/v2/sandboxes"):
+        if method == "POST":
+            await _create(request, key)
+        elif method == "GET":
+            await _list(request, owner_id)
+        else:
+            raise api_error(405, f"method {method} is not allowed on {path}")
+        return
+    if path == "/sandboxes/metrics":
+        raise api_error(501, NOT_SUPPORTED["/metrics"])
+    match = SANDBOX_PATH.fullmatch(path)
+    if match is None:
+        raise api_error(404, f"no route {method} {path}")
+    sandbox_id, action = match.group(1), match.group(2) or ""
+    if action in NOT_SUPPORTED:
+        # An unknown id still answers 404, so the route reveals nothing about others' sandboxes.
+        await _owned(sandbox_id, owner_id)
+        raise api_error(501, NOT_SUPPORTED[action])
+    sandbox = await _owned(sandbox_id, owner_id)
+    try:
+        await _act(request, sandbox, action, method, path)
+    finally:
+        forget(sandbox_id)  # after the change, so no lookup in between keeps the old row
+
+
+async def _act(request: Request, sandbox: ApiSandbox, action: str, method: str, path: str) -> None:
+    if action == "/connect" and method == "POST":
+        body = await request.json()
+        if body.get("timeout") is not None:
+            sandbox = await _extend(sandbox, body["timeout"], only_extend=True)
+        await request.respond_json(200, sandbox_json(sandbox))
+    elif action == "/timeout" and method == "POST":
+        body = await request.json()
+        await _extend(sandbox, body.get("timeout"), only_extend=False)
+        await request.respond_empty()
+    elif action == "/refreshes" and method == "POST":
+        body = await request.json()
+        await _extend(sandbox, body.get("duration", 60), only_extend=True)
+        await request.respond_empty()
+    elif action == "" and method == "DELETE":
+        await services.api_sandbox_kill(sandbox=sandbox)
+        await request.respond_empty()
+    elif action == "" and method == "GET":
+        await request.respond_json(200, sandbox_json(sandbox, detail=True))
+    else:
+        raise api_error(404, f"no route {method} {path}")
+
+
+async def _owned(sandbox_id: str, owner_id: int) -> ApiSandbox:
+    sandbox = await db(selectors.api_sandbox_get_sync)(sandbox_id=sandbox_id, owner_id=owner_id)
+    if sandbox is None:
+        raise api_error(404, f"sandbox \"{sandbox_id[:100]}\" doesn't exist or you don't have access to it")
+    return sandbox
+
+
+async def _extend(sandbox: ApiSandbox, timeout_s: object, *, only_extend: bool) -> ApiSandbox:
+    try:
+        return await db(services.api_sandbox_extend_sync)(
+            sandbox=sandbox, timeout_s=timeout_s, only_extend=only_extend
+        )
+    except ValueError as exc:
+        raise api_error(400, str(exc)) from None
+
+
+async def _create(request: Request, key: ApiKey) -> None:
+    body = await request.json()
+    if body.get("autoPause"):
+        raise api_error(400, "autoPause is not supported by Sandpit")
+    if body.get("mcp"):
+        raise api_error(400, "MCP gateways are not supported by Sandpit")
+    try:
+        sandbox = await services.api_sandbox_create(
+            owner=key.owner, api_key_id=key.pk, template=body.get("templateID"), timeout_s=body.get("timeout"),
+            metadata=body.get("metadata"), envs=body.get("envVars"),
+        )
+    except LookupError as exc:
+        raise api_error(404, str(exc.args[0])) from None
+    except ValueError as exc:
+        raise api_error(400, str(exc)) from None
+    except services.RunRejected as exc:
+        raise api_error(429, exc.message) from None
+    except SandboxUnavailable as exc:
+        # E2B answers its concurrency limit with 429; anything else here is an outage.
+        raise api_error(429 if exc.reason.startswith("busy") else 503, exc.reason) from None
+    except SandboxError as exc:
+        raise api_error(500, f"failed to start sandbox: {exc}") from None
+    await request.respond_json(201, sandbox_json(sandbox))
+
+
+async def _list(request: Request, owner_id: int) -> None:
+    metadata = dict(parse_qsl(request.query.get("metadata", ""), keep_blank_values=True))
+    state = request.query.get("state", "")
+    if state and "running" not in state.split(","):
+        await request.respond_json(200, [])  # nothing is ever paused here
+        return
+    rows = await db(selectors.api_sandboxes_for_owner_sync)(owner_id=owner_id, metadata=metadata)
+    await request.respond_json(200, [sandbox_json(row, detail=True) for row in rows])

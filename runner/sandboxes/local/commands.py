@@ -1,0 +1,60 @@
+"""Commands in a local sandbox (E2B's `commands.run`, and the files API's remove, rename and
+make-dir): one short-lived process, confined like the kernels (no network, the workspace only),
+with its stdout and stderr streamed apart and its exit code returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol
+
+from runner.sandboxes.base import OnEvent, Stderr, Stdout, emit
+from runner.sandboxes.local import files, jail, processes
+
+ENV_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+class Confiner(Protocol):
+    def __call__(self, *, command: list[str]) -> list[str]: ...
+
+
+def workspace_dir(path: str) -> str:
+    """The absolute in-sandbox path of a workspace directory; ValueError when it would leave it."""
+    parts = files.parts_of(path)
+    return "/".join([jail.HOME, *parts]) if parts else jail.HOME
+
+
+def command_argv(argv: list[str], *, cwd: str, envs: dict[str, str]) -> list[str]:
+    """`argv` run in `cwd` (inside the workspace) with `envs` added. ValueError for a bad name or path."""
+    for name in envs:
+        if not name or not set(name) <= ENV_NAME_CHARS or name[0].isdigit():
+            raise ValueError(f"{name[:50]!r} is not an environment variable name")
+    if not argv or "=" in argv[0]:
+        raise ValueError("a command is required (and its name can't contain '=')")
+    return ["/usr/bin/env", "-C", workspace_dir(cwd), "--", *(f"{k}={v}" for k, v in envs.items()), *argv]
+
+
+async def run_confined(confine: Callable[..., list[str]], argv: list[str], *, on_event: OnEvent, timeout_s: float) -> int | None:
+    """Run `confine(command=argv)`, streaming stdout and stderr as events; its exit code (negative:
+    killed by that signal), or None when it passed `timeout_s` and was killed. Cancelling the
+    caller kills the process tree too."""
+    proc = await asyncio.create_subprocess_exec(
+        *confine(command=argv), env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+
+    async def pump(stream: asyncio.StreamReader, make: type[Stdout] | type[Stderr]) -> None:
+        while chunk := await stream.read(65536):
+            await emit(on_event, make(chunk.decode(errors="replace")))
+
+    try:
+        await asyncio.wait_for(asyncio.gather(pump(proc.stdout, Stdout), pump(proc.stderr, Stderr), proc.wait()), timeout_s)
+    except TimeoutError:
+        return None
+    finally:
+        if proc.returncode is None:  # timed out or cancelled: nothing outlives the call
+            processes.signal_processes([pid for pid, _ in reversed(processes.process_tree(proc.pid))] + [proc.pid])
+            await asyncio.shield(proc.wait())
+    return proc.returncode

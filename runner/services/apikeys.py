@@ -1,0 +1,78 @@
+"""API keys for the E2B-compatible API: make, revoke, and check one (a check stamps its last use).
+
+A key is `e2b_` + 40 hex characters (the shape E2B's SDKs accept). Only its HMAC-SHA256, keyed
+with SECRET_KEY, is stored, so a database leak reveals no key; the key itself is shown once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from runner.models import ApiKey
+
+KEY_PREFIX = "e2b_"
+KEY_SHAPE = re.compile(r"e2b_[0-9a-f]{40}")
+NAME_MAX_CHARS = ApiKey._meta.get_field("name").max_length or 100
+# `last_used_at` is written at most this often per key, so a busy client isn't one write per request.
+LAST_USED_EVERY = timedelta(seconds=60)
+
+
+def api_key_hash(*, key: str) -> str:
+    """The stored form of `key`: HMAC-SHA256 keyed with SECRET_KEY, hex."""
+    return hmac.new(settings.SECRET_KEY.encode(), key.encode(), hashlib.sha256).hexdigest()
+
+
+def api_key_create(*, owner: AbstractBaseUser, name: str = "") -> tuple[ApiKey, str]:
+    """A new key for `owner`, named `name` (default "key N"); returns the row and the key, which is
+    never stored. Raises ValidationError when `owner` has a live key of that name."""
+    name = " ".join(name.split())[:NAME_MAX_CHARS]
+    if not name:
+        name = f"key {ApiKey.objects.filter(owner=owner).count() + 1}"
+    key = KEY_PREFIX + secrets.token_hex(20)
+    try:
+        with transaction.atomic():
+            row = ApiKey.objects.create(owner=owner, name=name, prefix=key[:10], key_hash=api_key_hash(key=key))
+    except IntegrityError:
+        raise ValidationError(f"You already have a key named {name!r}; revoke it or pick another name.") from None
+    return row, key
+
+
+def api_key_revoke(*, owner: AbstractBaseUser, key_id: int | None = None, name: str | None = None) -> bool:
+    """Revoke `owner`'s live key with this id or name; False when there is none."""
+    keys = ApiKey.objects.live().filter(owner=owner)
+    keys = keys.filter(pk=key_id) if key_id is not None else keys.filter(name=name)
+    return keys.update(revoked_at=timezone.now()) > 0
+
+
+def api_key_authenticate_sync(*, key: str) -> ApiKey | None:
+    """The live key `key` is (with its owner, who must be active), stamping its last use; else None."""
+    if not isinstance(key, str) or not KEY_SHAPE.fullmatch(key):
+        return None
+    row = ApiKey.objects.live().select_related("owner").filter(key_hash=api_key_hash(key=key)).first()
+    if row is None or not row.owner.is_active:
+        return None
+    now = timezone.now()
+    if row.last_used_at is None or now - row.last_used_at > LAST_USED_EVERY:
+        ApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
+        row.last_used_at = now
+    return row
+
+
+def api_sandbox_access_token(*, sandbox_id: str) -> str:
+    """The envd access token of an API sandbox: derived (HMAC with SECRET_KEY), never stored, so
+    connect can hand it out again and nobody can compute it without the secret."""
+    return hmac.new(settings.SECRET_KEY.encode(), f"sandpit-envd:{sandbox_id}".encode(), hashlib.sha256).hexdigest()[:48]
+
+
+def api_sandbox_token_ok(*, sandbox_id: str, token: str) -> bool:
+    return hmac.compare_digest(api_sandbox_access_token(sandbox_id=sandbox_id), token)

@@ -1,0 +1,235 @@
+"""Sandboxes made through the E2B-compatible API (runner/e2b_api): each is a ChatSession of kind
+"api" plus an ApiSandbox row (template, metadata, envs, end time, code contexts).
+
+The session's sandbox is the same one the page's runs use (sandboxes.py: lease, idle reaper);
+its runs go through admission.execution_start like the websocket's. A sandbox ends when killed or
+when its end time passes (E2B's timeout): its runs are stopped, its sandbox closed (lease reason
+"closed"), the session marked closed and kept, with its history, in the owner's list.
+
+Contexts: E2B's code interpreter has kernels ("contexts"); a Sandpit sandbox has one kernel per
+language. A context is a (language, cwd) view of that language's kernel: contexts of one language
+share its variables, each run in a context first changes to its cwd, and restarting a context
+restarts its language's kernel. Each language has a default context, made on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from runner.models import ApiSandbox, ChatSession, Execution, SandboxLease
+from runner.sandboxes.base import Sandbox
+from runner.services import sandboxes
+from runner.services.admission import execution_quota_check
+from runner.services.cancel import execution_cancel_local
+from runner.services.runs import RunRejected, runs_here
+from runner.services.runtime import db
+from runner.services.sessions import TITLE_MAX_CHARS, session_create
+
+log = logging.getLogger(__name__)
+
+HOME = "/home/user"
+# What the API accepts as a template: all of them are Sandpit's one local image.
+TEMPLATES = frozenset({"code-interpreter-v1", "code-interpreter", "base"})
+LANGUAGE_ALIASES = {"js": "javascript", "ts": "typescript"}
+METADATA_MAX_ITEMS = 50
+METADATA_MAX_CHARS = 1000
+CONTEXTS_MAX = 20
+
+
+def api_language(raw: object) -> str:
+    """E2B's language normalisation: None -> python, lower-cased, js -> javascript, ts -> typescript."""
+    if not raw:
+        return "python"
+    language = str(raw).lower().strip()
+    return LANGUAGE_ALIASES.get(language, language)
+
+
+def _string_map(value: object, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > METADATA_MAX_ITEMS:
+        raise ValueError(f"{what} must be an object of at most {METADATA_MAX_ITEMS} string values")
+    for key, item in value.items():
+        if not isinstance(item, str) or len(key) > METADATA_MAX_CHARS or len(item) > METADATA_MAX_CHARS:
+            raise ValueError(f"{what} values must be strings of at most {METADATA_MAX_CHARS} characters")
+    return dict(value)
+
+
+def _title(metadata: dict[str, str]) -> str:
+    for key in ("title", "name"):
+        if metadata.get(key, "").strip():
+            return metadata[key].strip()[:TITLE_MAX_CHARS]
+    if metadata:
+        return ("API · " + ", ".join(f"{k}={v}" for k, v in metadata.items()))[:TITLE_MAX_CHARS]
+    return "API sandbox"
+
+
+async def api_sandbox_create(
+    *, owner: AbstractBaseUser, api_key_id: int | None, template: object, timeout_s: object, metadata: object, envs: object
+) -> ApiSandbox:
+    """A new API sandbox: session (kind "api", titled from metadata["title" or "name"], else the
+    metadata), its row, a default python context, and its sandbox, started.
+
+    Raises ValueError (bad input, for a 400), LookupError (unknown template, 404), RunRejected
+    (quota, 429) or SandboxUnavailable / SandboxError (no sandbox now; the row is left killed)."""
+    template = template or "code-interpreter-v1"
+    if not isinstance(template, str) or template not in TEMPLATES:
+        raise LookupError(f"template '{str(template)[:100]}' not found")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float, type(None))):
+        raise ValueError("timeout must be a number of seconds")
+    timeout = int(timeout_s) if timeout_s is not None else 300
+    if timeout < 1 or timeout > settings.API_SANDBOX_MAX_TIMEOUT_S:
+        raise ValueError(f"timeout must be between 1 and {settings.API_SANDBOX_MAX_TIMEOUT_S} seconds")
+    metadata = _string_map(metadata, "metadata")
+    envs = _string_map(envs, "envVars")
+    if (over := execution_quota_check(user=owner)) is not None:
+        raise RunRejected("quota", over)
+    row = await db(_create_sync)(owner=owner, api_key_id=api_key_id, template=template, timeout_s=timeout,
+                                 metadata=metadata, envs=envs)
+    # Start its sandbox now, as E2B hands out a running one (the first run finds it warm), and
+    # refuse the create, leaving nothing live, when no sandbox can be had.
+    try:
+        await sandboxes.sandbox_acquire(session=row.session)
+    except BaseException:
+        await asyncio.shield(db(_mark_killed_sync)(session_id=row.session_id))
+        raise
+    return row
+
+
+def _create_sync(*, owner: AbstractBaseUser, api_key_id: int | None, template: str, timeout_s: int,
+                 metadata: dict[str, str], envs: dict[str, str]) -> ApiSandbox:
+    now = timezone.now()
+    with transaction.atomic():
+        session = session_create(owner=owner, language="python", title=_title(metadata))
+        session.kind = ChatSession.Kind.API
+        session.save(update_fields=["kind"])
+        return ApiSandbox.objects.create(
+            session=session, api_key_id=api_key_id, template=template, metadata=metadata, envs=envs,
+            started_at=now, end_at=now + timedelta(seconds=timeout_s),
+            contexts=[_new_context("python", HOME, default=True)],
+        )
+
+
+def _new_context(language: str, cwd: str, *, default: bool) -> dict[str, Any]:
+    return {"id": str(uuid.uuid4()), "language": language, "cwd": cwd, "default": default}
+
+
+def api_sandbox_extend_sync(*, sandbox: ApiSandbox, timeout_s: object, only_extend: bool) -> ApiSandbox:
+    """Set the sandbox's end to now + `timeout_s` (`only_extend`: never earlier, as connect does).
+    Raises ValueError for a timeout out of range."""
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+        raise ValueError("timeout must be a number of seconds")
+    if timeout_s < 0 or timeout_s > settings.API_SANDBOX_MAX_TIMEOUT_S:
+        raise ValueError(f"timeout must be between 0 and {settings.API_SANDBOX_MAX_TIMEOUT_S} seconds")
+    end_at = timezone.now() + timedelta(seconds=int(timeout_s))
+    if only_extend:
+        end_at = max(end_at, sandbox.end_at)
+    ApiSandbox.objects.filter(pk=sandbox.pk).update(end_at=end_at)
+    sandbox.end_at = end_at
+    return sandbox
+
+
+async def api_sandbox_kill(*, sandbox: ApiSandbox) -> None:
+    """End the sandbox: stop its runs, close its sandbox wherever it is held (lease "closed"),
+    mark it killed and its session closed. Idempotent."""
+    session_id = sandbox.session_id
+    for run in [r for r in list(runs_here.values()) if r.session.id == session_id]:
+        await execution_cancel_local(execution_id=run.execution_id)
+        try:
+            await asyncio.wait_for(run.done.wait(), 10)
+        except asyncio.TimeoutError:
+            log.warning("run %s did not stop before its API sandbox was killed", run.execution_id)
+    if sandboxes.sandbox_is_held(session_id=session_id):
+        await sandboxes.sandbox_release(session_id=session_id, reason=SandboxLease.EndReason.CLOSED)
+    else:
+        await sandboxes.sandbox_restart(session_id=session_id)
+    await db(_mark_killed_sync)(session_id=session_id)
+
+
+def _mark_killed_sync(*, session_id: uuid.UUID) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        ApiSandbox.objects.filter(pk=session_id, killed_at__isnull=True).update(killed_at=now)
+        ChatSession.objects.filter(pk=session_id).update(status=ChatSession.Status.CLOSED, sandbox_id="")
+        # A run of another process that didn't hear the stop ends with its sandbox; none stays queued.
+        Execution.objects.filter(session_id=session_id, status=Execution.Status.QUEUED).update(
+            status=Execution.Status.CANCELLED, finished_at=now
+        )
+
+
+async def api_sandboxes_expire() -> list[str]:
+    """Kill every API sandbox whose end time has passed (E2B's timeout). Returns their ids."""
+    due = await db(_due_sync)(now=timezone.now())
+    for sandbox in due:
+        await api_sandbox_kill(sandbox=sandbox)
+    return [sandbox.sandbox_id for sandbox in due]
+
+
+def _due_sync(*, now: datetime) -> list[ApiSandbox]:
+    return list(ApiSandbox.objects.select_related("session").filter(killed_at__isnull=True, end_at__lte=now)[:100])
+
+
+# --- contexts ----------------------------------------------------------------------------------
+
+
+def api_context_create_sync(*, sandbox: ApiSandbox, language: str, cwd: str, default: bool = False) -> dict[str, Any]:
+    """A new context of `language` at `cwd` (the language's default context when `default` and one
+    exists already). Raises ValueError for too many contexts."""
+    with transaction.atomic():
+        row = ApiSandbox.objects.select_for_update().get(pk=sandbox.pk)
+        if default:
+            for context in row.contexts:
+                if context["language"] == language and context.get("default"):
+                    sandbox.contexts = row.contexts
+                    return context
+        if len(row.contexts) >= CONTEXTS_MAX:
+            raise ValueError(f"a sandbox has at most {CONTEXTS_MAX} contexts; remove one first")
+        context = _new_context(language, cwd, default=default)
+        row.contexts = [*row.contexts, context]
+        row.save(update_fields=["contexts"])
+    sandbox.contexts = row.contexts
+    return context
+
+
+def api_context_remove_sync(*, sandbox: ApiSandbox, context_id: str) -> bool:
+    """Forget a context (its language's kernel stays for the others); False when unknown."""
+    with transaction.atomic():
+        row = ApiSandbox.objects.select_for_update().get(pk=sandbox.pk)
+        kept = [c for c in row.contexts if c["id"] != context_id]
+        if len(kept) == len(row.contexts):
+            return False
+        row.contexts = kept
+        row.save(update_fields=["contexts"])
+    sandbox.contexts = kept
+    return True
+
+
+# --- the live sandbox under an API sandbox ----------------------------------------------------------
+
+
+async def api_sandbox_handle(*, sandbox: ApiSandbox) -> Sandbox:
+    """The session's live sandbox, acquired as a run gets it (reused, reconnected or new, with its
+    lease); for the files and commands routes. Restarts its idle clock. Raises SandboxError."""
+    acquired = await sandboxes.sandbox_acquire(session=sandbox.session)
+    sandboxes.sandbox_touch(session_id=sandbox.session_id)
+    return acquired.sandbox
+
+
+async def api_context_restart(*, sandbox: ApiSandbox, language: str) -> bool:
+    """Restart `language`'s kernel in the sandbox (every context of that language loses its
+    variables); False when the backend can't restart one kernel."""
+    handle = await api_sandbox_handle(sandbox=sandbox)
+    restart = getattr(handle, "restart_language", None)  # beyond the Protocol: the local backend has it
+    if restart is None:
+        return False
+    await restart(language)
+    return True

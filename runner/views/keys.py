@@ -1,0 +1,40 @@
+"""The user's API keys for the E2B-compatible API: list, create (shown once), revoke."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from runner import selectors, services
+
+
+@login_required
+def api_keys(request: HttpRequest) -> HttpResponse:
+    """Keys for the E2B-compatible API: the list, and a form that makes one (shown once, here)."""
+    new_key, error = "", ""
+    if request.method == "POST":
+        try:
+            _row, new_key = services.api_key_create(owner=request.user, name=request.POST.get("name", ""))
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+    elif request.method != "GET":
+        return HttpResponse(status=405)
+    context = {
+        "keys": selectors.api_keys_for_owner(owner=request.user),
+        "new_key": new_key,
+        "error": error,
+        "base_url": request.build_absolute_uri("/").rstrip("/"),
+    }
+    response = render(request, "runner/keys.html", context, status=400 if error else 200)
+    response["Cache-Control"] = "no-store"  # the page may hold a key shown once
+    return response
+
+
+@login_required
+@require_POST
+def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    services.api_key_revoke(owner=request.user, key_id=key_id)
+    return redirect("api_keys")

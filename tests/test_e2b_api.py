@@ -1,0 +1,481 @@
+"""The E2B-compatible API (runner/e2b_api) driven by the real `e2b-code-interpreter` SDK, sync and
+async, against a real Daphne serving project.asgi, with E2B_API_URL and E2B_SANDBOX_URL set to
+it and E2B_API_KEY a Sandpit key. Each sandbox is a Sandpit session: the tests check the rows too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from e2b import (
+    AuthenticationException,
+    CommandExitException,
+    InvalidArgumentException,
+    NotFoundException,
+    SandboxException,
+    SandboxQuery,
+    TimeoutException,
+)
+from e2b_code_interpreter import AsyncSandbox, Sandbox
+
+from runner import services
+from runner.services.apikeys import api_key_hash
+from runner.models import ApiKey, ApiSandbox, ChatSession, Execution, SandboxLease
+from tests.fixtures_daphne import Daphne
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+User = get_user_model()
+# Raw requests wait as long as the SDK would: a loaded machine with Postgres and Redis is slow.
+HTTP_TIMEOUT_S = 60.0
+
+
+def httpx_post(*args: Any, **kwargs: Any) -> httpx.Response:
+    return httpx.post(*args, timeout=HTTP_TIMEOUT_S, **kwargs)
+
+
+def httpx_get(*args: Any, **kwargs: Any) -> httpx.Response:
+    return httpx.get(*args, timeout=HTTP_TIMEOUT_S, **kwargs)
+
+
+def httpx_stream(*args: Any, **kwargs: Any) -> Any:
+    return httpx.stream(*args, timeout=HTTP_TIMEOUT_S, **kwargs)
+
+
+@pytest.fixture
+def sandpit(daphnes: Callable[..., Daphne], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A Daphne on the test database, the local backend, and the SDK's env pointing at it."""
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="", RUN_TIMEOUT_S="30")
+    url = f"http://127.0.0.1:{server.port}"
+    # Set after the server started (it copies this process's environment): the SDK reads them.
+    monkeypatch.setenv("E2B_API_URL", url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", url)
+    yield url
+
+
+def key_for(username: str, name: str = "test") -> tuple[Any, str]:
+    user = User.objects.filter(username=username).first() or User.objects.create_user(username=username, password="pw")
+    _row, key = services.api_key_create(owner=user, name=name)
+    return user, key
+
+
+def test_python_sdk_sync_runs_code_with_state_streams_and_rich_results(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create(metadata={"title": "sync basics", "suite": "e2b-api"})
+    try:
+        # State across run_code calls, and the run's value as the main result.
+        assert sandbox.run_code("x = 41").error is None
+        execution = sandbox.run_code("x + 1")
+        assert execution.text == "42"
+        assert execution.results[0].is_main_result
+
+        # on_stdout / on_stderr arrive live, while the code still runs (their times spread out).
+        arrivals: list[tuple[str, float, int]] = []
+        code = "import sys, time\nfor i in range(3):\n    print(i, flush=True)\n    print('e', i, file=sys.stderr, flush=True)\n    time.sleep(0.4)"
+        execution = sandbox.run_code(
+            code,
+            on_stdout=lambda m: arrivals.append(("out", time.monotonic(), m.timestamp)),
+            on_stderr=lambda m: arrivals.append(("err", time.monotonic(), m.timestamp)),
+        )
+        assert "".join(execution.logs.stdout) == "0\n1\n2\n"
+        assert "".join(execution.logs.stderr) == "e 0\ne 1\ne 2\n"
+        outs = [a for a in arrivals if a[0] == "out"]
+        assert len(outs) >= 2 and {a[0] for a in arrivals} == {"out", "err"}
+        assert outs[-1][1] - outs[0][1] > 0.5, arrivals  # not all at the end
+        assert (outs[-1][2] - outs[0][2]) / 1e9 > 0.5, arrivals
+
+        # A PNG (matplotlib) and HTML (pandas) result.
+        execution = sandbox.run_code(
+            "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()"
+        )
+        assert any(r.png for r in execution.results), execution
+        execution = sandbox.run_code("import pandas as pd\npd.DataFrame({'a': [1, 2]})")
+        assert execution.results[0].html and "<table" in execution.results[0].html
+
+        # An error with its traceback.
+        execution = sandbox.run_code("def f():\n    return 1 / 0\nf()")
+        assert execution.error is not None
+        assert execution.error.name == "ZeroDivisionError"
+        assert "division by zero" in execution.error.value
+        assert "f()" in execution.error.traceback
+
+        # The SDK's timeout closes the stream: the run is stopped, the next call works, x survives.
+        started = time.monotonic()
+        with pytest.raises(TimeoutException):
+            sandbox.run_code("import time\ntime.sleep(25)", timeout=2)
+        assert time.monotonic() - started < 10
+        assert sandbox.run_code("x").text == "41"
+
+        # Empty code runs as nothing, as an empty cell does.
+        empty = sandbox.run_code("   ")
+        assert empty.error is None and empty.results == [] and empty.logs.stdout == []
+
+        # Unknown language: the error E2B's server gives.
+        with pytest.raises(SandboxException, match="No such kernel named ruby"):
+            sandbox.run_code("puts 1", language="ruby")
+    finally:
+        sandbox.kill()
+
+    session = ChatSession.objects.get(pk=ApiSandbox.objects.get().session_id)
+    assert session.kind == "api" and session.owner == user and session.title == "sync basics"
+    statuses = list(session.executions.order_by("seq").values_list("status", flat=True))
+    assert statuses[:2] == ["succeeded", "succeeded"]
+    assert "cancelled" in statuses  # the run the SDK's timeout stopped
+    assert Execution.objects.filter(session=session, code="x + 1").get().chunks.filter(kind="result").exists()
+    assert not Execution.objects.active().exists()
+    assert session.status == "closed" and SandboxLease.objects.filter(session=session).exclude(ended_at=None).exists()
+    assert not SandboxLease.objects.open().exists()
+
+    # The owner sees it in the page's session list, with the API badge, and can open it.
+    page = Client()
+    page.force_login(user)
+    home = page.get("/").content.decode()
+    assert "sync basics" in home and 'class="badge kind-api"' in home
+    assert "x + 1" in page.get(f"/sessions/{session.id}/").content.decode()
+
+
+def test_contexts_files_commands_and_kill(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        # Contexts in two languages, one with its own cwd; restart; remove.
+        sandbox.files.make_dir("proj")
+        py = sandbox.create_code_context(language="python")
+        js = sandbox.create_code_context(language="js", cwd="/home/user/proj")
+        assert js.language == "javascript" and js.cwd == "/home/user/proj"
+        assert sandbox.run_code("y = 7", context=py).error is None
+        assert sandbox.run_code("y * 6", context=py).text == "42"
+        assert "".join(sandbox.run_code("console.log(Deno.cwd())", context=js).logs.stdout).strip() == "/home/user/proj"
+        # The default JavaScript context shares the kernel, yet keeps its own cwd.
+        assert "".join(sandbox.run_code("console.log(Deno.cwd())", language="js").logs.stdout).strip() == "/home/user"
+        assert {c.id for c in sandbox.list_code_contexts()} >= {py.id, js.id}
+        sandbox.restart_code_context(py)
+        assert sandbox.run_code("y", context=py).error.name == "NameError"
+        sandbox.remove_code_context(js)
+        assert js.id not in {c.id for c in sandbox.list_code_contexts()}
+        with pytest.raises(NotFoundException):
+            sandbox.run_code("1", context=js)
+
+        # Files: write (one and many), read, list, exists, rename, remove; traversal refused.
+        sandbox.files.write("notes/a.txt", "hello")
+        sandbox.files.write_files([{"path": "notes/b.txt", "data": "bee"}, {"path": "/home/user/c.bin", "data": b"\x00\x01"}])
+        assert sandbox.files.read("notes/a.txt") == "hello"
+        assert sandbox.files.read("/home/user/c.bin", format="bytes") == bytearray(b"\x00\x01")
+        assert [e.name for e in sandbox.files.list("notes")] == ["a.txt", "b.txt"]
+        assert sandbox.files.exists("notes/b.txt") and not sandbox.files.exists("notes/zzz")
+        assert sandbox.files.get_info("notes").type.value == "dir"
+        sandbox.files.rename("notes/b.txt", "notes/bee.txt")
+        sandbox.files.remove("notes/a.txt")
+        assert [e.name for e in sandbox.files.list("notes")] == ["bee.txt"]
+        assert sandbox.run_code("open('notes/bee.txt').read()").text == "bee"  # the kernels see the same files
+        with pytest.raises((InvalidArgumentException, SandboxException)):
+            sandbox.files.read("../../etc/passwd")
+        with pytest.raises((InvalidArgumentException, SandboxException)):
+            sandbox.files.write("/etc/evil", "x")
+
+        # commands.run: foreground with streamed output and exit code, envs, cwd, background.
+        seen: list[str] = []
+        result = sandbox.commands.run("echo out; echo err >&2; echo $GREETING; pwd", envs={"GREETING": "hi"}, cwd="/home/user/notes",
+                                      on_stdout=seen.append)
+        assert result.exit_code == 0
+        assert result.stdout == "out\nhi\n/home/user/notes\n" and result.stderr == "err\n"
+        assert "".join(seen) == result.stdout
+        with pytest.raises(CommandExitException) as failed:
+            sandbox.commands.run("echo nope >&2; exit 3")
+        assert failed.value.exit_code == 3 and "nope" in failed.value.stderr
+        with pytest.raises(SandboxException, match="outside the workspace"):
+            sandbox.commands.run("pwd", cwd="/etc")
+        handle = sandbox.commands.run("sleep 0.3; echo later", background=True)
+        assert handle.wait().stdout == "later\n"
+        assert sandbox.commands.run("ls /home/user").stdout.split() == ["c.bin", "notes", "proj"]
+
+        sandbox_id = sandbox.sandbox_id
+    finally:
+        sandbox.kill()
+    assert not sandbox.is_running()
+    with pytest.raises(NotFoundException):
+        Sandbox.connect(sandbox_id)
+    assert ApiSandbox.objects.get().killed_at is not None
+    assert not SandboxLease.objects.open().exists()
+
+
+def test_list_metadata_keys_and_other_users(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _alice, alice_key = key_for("alice")
+    _bob, bob_key = key_for("bob")
+    first = Sandbox.create(api_key=alice_key, metadata={"team": "red"}, timeout=120)
+    second = Sandbox.create(api_key=alice_key, metadata={"team": "blue"})
+    bobs = Sandbox.create(api_key=bob_key, metadata={"team": "red"})
+    try:
+        red = Sandbox.list(api_key=alice_key, query=SandboxQuery(metadata={"team": "red"})).next_items()
+        assert [s.sandbox_id for s in red] == [first.sandbox_id]
+        assert red[0].metadata == {"team": "red"}
+        everything = {s.sandbox_id for s in Sandbox.list(api_key=alice_key).next_items()}
+        assert everything == {first.sandbox_id, second.sandbox_id}
+        info = Sandbox.get_info(first.sandbox_id, api_key=alice_key)
+        assert info.metadata == {"team": "red"} and (info.end_at - info.started_at).total_seconds() == pytest.approx(120, abs=2)
+        first.set_timeout(600)
+        assert (Sandbox.get_info(first.sandbox_id, api_key=alice_key).end_at - info.end_at).total_seconds() > 400
+
+        # Another user's sandbox id is as unknown as a made-up one, on every route.
+        with pytest.raises(NotFoundException):
+            Sandbox.connect(first.sandbox_id, api_key=bob_key)
+        assert Sandbox.kill(first.sandbox_id, api_key=bob_key) is False  # the SDK's answer to a 404
+        answer = httpx_get(f"{sandpit}/sandboxes/{first.sandbox_id}", headers={"X-API-Key": bob_key})
+        made_up = httpx_get(f"{sandpit}/sandboxes/{'0' * 32}", headers={"X-API-Key": bob_key})
+        assert answer.status_code == made_up.status_code == 404
+        assert set(answer.json()) == {"code", "message"} and answer.json()["code"] == 404
+        # Bob's own sandbox token doesn't open Alice's sandbox's envd or interpreter either.
+        bob_token = bobs._envd_access_token
+        for port in ("49983", "49999"):
+            stolen = httpx_post(f"{sandpit}/execute", json={"code": "1"}, headers={
+                "E2b-Sandbox-Id": first.sandbox_id, "E2b-Sandbox-Port": port, "X-Access-Token": bob_token})
+            assert stolen.status_code == 502, stolen.text
+        assert first.run_code("1 + 1").text == "2"  # still Alice's and alive
+
+        # A revoked key is refused with E2B's 401, as a wrong or missing one is.
+        services.api_key_revoke(owner=ApiKey.objects.get(owner__username="alice").owner, name="test")
+        with pytest.raises(AuthenticationException):
+            Sandbox.create(api_key=alice_key)
+        for headers in ({"X-API-Key": alice_key}, {"X-API-Key": "e2b_" + "0" * 40}, {}):
+            refused = httpx_get(f"{sandpit}/v2/sandboxes", headers=headers)
+            assert refused.status_code == 401
+            assert refused.json() == {"code": 401, "message": "Invalid API key, it must start with 'e2b_' prefix and be 40 characters long"}
+    finally:
+        _alice, fresh_key = key_for("alice", name="fresh")
+        for sandbox, owner_key in ((first, fresh_key), (second, fresh_key), (bobs, bob_key)):
+            Sandbox.kill(sandbox.sandbox_id, api_key=owner_key)
+    assert not ApiSandbox.objects.filter(killed_at=None).exists()
+
+
+def test_bad_input_gets_e2b_errors(sandpit: str) -> None:
+    _user, key = key_for("alice")
+    api = httpx.Client(base_url=sandpit, headers={"X-API-Key": key}, timeout=HTTP_TIMEOUT_S)
+    malformed = api.post("/v2/sandboxes", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400 and malformed.json()["code"] == 400
+    huge = api.post("/v2/sandboxes", content=b"x" * (2 * 1024 * 1024))
+    assert huge.status_code == 413 and huge.json()["code"] == 413
+    assert api.post("/v2/sandboxes", json={"templateID": "nope"}).json() == {"code": 404, "message": "template 'nope' not found"}
+    assert api.post("/v2/sandboxes", json={"timeout": 10**9}).status_code == 400
+    assert api.post("/v2/sandboxes", json={"metadata": {"a": 1}}).status_code == 400
+    assert api.post("/sandboxes/abc/pause").status_code == 404  # unknown id: 404 before "not supported"
+    created = api.post("/v2/sandboxes", json={"metadata": {"title": "raw"}})
+    assert created.status_code == 201
+    sandbox = created.json()
+    pause = api.post(f"/sandboxes/{sandbox['sandboxID']}/pause")
+    assert pause.status_code == 501 and "not supported" in pause.json()["message"]
+
+    # E2B_DOMAIN-style host: <port>-<id>.<domain>, through a proxy that passes it on.
+    headers = {"Host": f"49999-{sandbox['sandboxID']}.sandpit.test", "X-Access-Token": sandbox["envdAccessToken"]}
+    lines = [json.loads(line) for line in httpx_post(f"{sandpit}/execute", json={"code": "print('via host')"}, headers=headers).text.splitlines()]
+    assert {"type": "stdout", "text": "via host\n"}.items() <= next(line for line in lines if line["type"] == "stdout").items()
+    assert lines[-1] == {"type": "end_of_execution"}
+    bad = httpx_post(f"{sandpit}/execute", content=b"[1,", headers=headers)
+    assert bad.status_code == 400
+    both = httpx_post(f"{sandpit}/execute", json={"code": "1", "language": "python", "context_id": "x"}, headers=headers)
+    assert both.status_code == 400 and both.text == "Only one of context_id or language can be provided"
+    no_token = httpx_post(f"{sandpit}/files?path=a.txt", content=b"x", headers={"Host": f"49983-{sandbox['sandboxID']}.sandpit.test"})
+    assert no_token.status_code == 401
+    no_token = httpx_post(f"{sandpit}/execute", json={"code": "1"}, headers={"Host": f"49999-{sandbox['sandboxID']}.sandpit.test"})
+    assert no_token.status_code == 401
+
+    # Sandpit's own pages are untouched by the API's routing.
+    assert httpx_get(f"{sandpit}/healthz").json()["backend"] == "local"
+    assert api.delete(f"/sandboxes/{sandbox['sandboxID']}").status_code == 204
+    assert api.delete(f"/sandboxes/{sandbox['sandboxID']}").status_code == 404
+
+
+def test_client_that_stops_reading_interrupts_the_run(sandpit: str) -> None:
+    _user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key)
+    try:
+        headers = {"E2b-Sandbox-Id": sandbox.sandbox_id, "E2b-Sandbox-Port": "49999", "X-Access-Token": sandbox._envd_access_token}
+        with httpx_stream("POST", f"{sandpit}/execute", json={"code": "import time\nwhile True:\n    print('x' * 1000, flush=True)\n    time.sleep(0.01)"},
+                          headers=headers) as response:
+            for _line in response.iter_lines():
+                break  # read one line, then hang up
+        deadline = time.monotonic() + 15
+        while Execution.objects.active().exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert Execution.objects.get().status == "cancelled"
+        assert sandbox.run_code("2 + 2").text == "4"
+    finally:
+        sandbox.kill()
+
+
+def test_python_sdk_async(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+
+    async def scenario() -> None:
+        sandbox = await AsyncSandbox.create(metadata={"title": "async"})
+        try:
+            await sandbox.run_code("import os\nz = 5")
+            times: list[float] = []
+
+            async def on_stdout(message: Any) -> None:
+                times.append(time.monotonic())
+
+            execution = await sandbox.run_code("import time\nfor i in range(z):\n    print(i, flush=True)\n    time.sleep(0.2)", on_stdout=on_stdout)
+            assert "".join(execution.logs.stdout) == "0\n1\n2\n3\n4\n"
+            assert times[-1] - times[0] > 0.4
+            ts = await sandbox.create_code_context(language="ts")
+            assert (await sandbox.run_code("const n: number = 6; n * 7", context=ts)).text == "42"
+            with pytest.raises(TimeoutException):
+                await sandbox.run_code("import time\ntime.sleep(25)", timeout=1.5)
+            assert (await sandbox.run_code("z")).text == "5"
+            await sandbox.files.write("async.txt", "a")
+            assert await sandbox.files.read("async.txt") == "a"
+            assert (await sandbox.commands.run("cat async.txt")).stdout == "a"
+            assert (await sandbox.run_code("1/0")).error.name == "ZeroDivisionError"
+        finally:
+            await sandbox.kill()
+        assert not await sandbox.is_running()
+
+    asyncio.run(scenario())
+    assert ChatSession.objects.get(kind="api").title == "async"
+
+
+def test_sandbox_timeout_ends_it(sandpit: str) -> None:
+    _user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key, timeout=2)
+    assert sandbox.run_code("1").text == "1"
+    deadline = time.monotonic() + 15
+    while ApiSandbox.objects.filter(killed_at=None).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    row = ApiSandbox.objects.get()
+    assert row.killed_at is not None and row.session.status == "closed"
+    assert not SandboxLease.objects.open().exists()
+    with pytest.raises(NotFoundException):
+        Sandbox.connect(sandbox.sandbox_id, api_key=key)
+    with pytest.raises(TimeoutException):  # what the SDK says when the edge doesn't know the sandbox
+        sandbox.run_code("1")
+
+
+def test_keys_page_and_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    user = User.objects.create_user(username="carol", password="pw")
+    page = Client()
+    assert page.get("/account/keys/").status_code == 302  # login first
+    page.force_login(user)
+    made = page.post("/account/keys/", {"name": "laptop"})
+    key = made.context["new_key"]
+    assert made.status_code == 200 and made["Cache-Control"] == "no-store"
+    assert len(key) == 44 and key.startswith("e2b_") and key in made.content.decode()
+    row = ApiKey.objects.get(owner=user)
+    assert row.name == "laptop" and row.prefix == key[:10] and key not in row.key_hash
+    assert row.key_hash == api_key_hash(key=key)
+    listing = page.get("/account/keys/").content.decode()
+    assert "laptop" in listing and key not in listing  # shown once
+    assert page.post("/account/keys/", {"name": "laptop"}).status_code == 400  # a live name is unique
+    assert services.api_key_authenticate_sync(key=key).owner == user
+    page.post(f"/account/keys/{row.id}/revoke/")
+    assert services.api_key_authenticate_sync(key=key) is None
+    # Another user can't revoke carol's keys through the page.
+    _row, other = services.api_key_create(owner=user, name="second")
+    intruder = Client()
+    intruder.force_login(User.objects.create_user(username="mallory", password="pw"))
+    intruder.post(f"/account/keys/{ApiKey.objects.get(name='second').id}/revoke/")
+    assert services.api_key_authenticate_sync(key=other) is not None
+
+    call_command("api_key", "create", "carol", "--name", "ci")
+    printed = capsys.readouterr().out
+    assert printed.strip().startswith("e2b_") and printed.count("\n") == 1
+    assert services.api_key_authenticate_sync(key=printed.strip()).name == "ci"
+    call_command("api_key", "revoke", "carol", "ci")
+    assert services.api_key_authenticate_sync(key=printed.strip()) is None
+    with pytest.raises(CommandError):
+        call_command("api_key", "revoke", "carol", "ci")
+    with pytest.raises(CommandError):
+        call_command("api_key", "create", "nobody")
+
+
+def test_owner_watches_an_api_run_live_on_the_page_socket(daphnes: Callable[..., Daphne], monkeypatch: pytest.MonkeyPatch) -> None:
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="")
+    url = f"http://127.0.0.1:{server.port}"
+    user, key = key_for("alice")
+    page = Client()
+    page.force_login(user)
+    cookie = f"sessionid={page.cookies['sessionid'].value}".encode()
+
+    created = Sandbox.create(api_key=key, api_url=url, sandbox_url=url, metadata={"title": "watched"})
+    session_id = ApiSandbox.objects.get(sandbox_id=created.sandbox_id).session_id
+    assert session_id.hex != created.sandbox_id  # the API's id is not the session's (teachers see that one)
+
+    async def scenario() -> None:
+        sandbox = await AsyncSandbox.connect(created.sandbox_id, api_key=key, api_url=url, sandbox_url=url)
+        try:
+            ws = await server.open(session_id, cookie)
+            running = asyncio.ensure_future(
+                sandbox.run_code("import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(0.3)")
+            )
+            seen: list[str] = []
+            async with asyncio.timeout(30):
+                while True:
+                    frame = json.loads(await ws.recv())
+                    if frame["type"] == "execution.output" and frame["kind"] == "stdout":
+                        seen.append(frame["text"])
+                        if not running.done():
+                            break  # output reached the page while the API's run still went on
+                    assert frame["type"] != "execution.finished", "no output arrived before the end"
+            execution = await running
+            assert "tick 0" in "".join(seen) and "".join(execution.logs.stdout).startswith("tick 0")
+            await ws.close()
+        finally:
+            await sandbox.kill()
+
+    asyncio.run(scenario())
+
+
+def test_idle_reaper_applies_and_the_run_says_so(daphnes: Callable[..., Daphne]) -> None:
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="",
+                     SANDBOX_IDLE_TIMEOUT_S="2", SERVER_HEARTBEAT_S="1")
+    url = f"http://127.0.0.1:{server.port}"
+    _user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key, api_url=url, sandbox_url=url, timeout=600)
+    try:
+        assert sandbox.run_code("kept = 1").error is None
+        deadline = time.monotonic() + 20
+        while not SandboxLease.objects.filter(end_reason="idle").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        execution = sandbox.run_code("kept")
+        assert execution.error is not None and execution.error.name == "NameError"
+        assert "A new sandbox was started" in "".join(execution.logs.stderr)
+    finally:
+        sandbox.kill()
+
+
+def test_admin_lists_keys_and_api_sandboxes() -> None:
+    staff = User.objects.create_superuser(username="root", password="pw")
+    services.api_key_create(owner=staff, name="ops")
+    admin = Client()
+    admin.force_login(staff)
+    page = admin.get("/admin/runner/apikey/")
+    assert page.status_code == 200 and "ops" in page.content.decode()
+    assert admin.get("/admin/runner/apisandbox/").status_code == 200
+
+
+def test_create_refused_when_no_sandbox_can_start(daphnes: Callable[..., Daphne]) -> None:
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="",
+                     SANDBOX_MAX_LIVE="1", SANDBOX_POOL_SIZE="0")
+    url = f"http://127.0.0.1:{server.port}"
+    _user, key = key_for("alice")
+    first = Sandbox.create(api_key=key, api_url=url, sandbox_url=url)
+    try:
+        refused = httpx_post(f"{url}/v2/sandboxes", headers={"X-API-Key": key}, json={})
+        assert refused.status_code == 429 and refused.json()["code"] == 429 and "limit is 1" in refused.json()["message"]
+        assert ApiSandbox.objects.filter(killed_at=None).count() == 1  # the refused one left nothing live
+        assert first.run_code("1 + 1").text == "2"
+    finally:
+        first.kill()
