@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +23,7 @@ from runner.selectors.rendering import AnsiState, ansi_to_html, markdown_to_safe
 LANGUAGE_LABELS = dict(LANGUAGE_CHOICES)
 # Rich results are shown as the first of these the bundle has (Jupyter's order, images first).
 _IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+_TAGS = re.compile(r"<[^>]*>")
 _MARKDOWN_LANG = {"python": "python", "javascript": "javascript", "typescript": "typescript", "bash": "bash"}
 
 
@@ -61,8 +63,26 @@ class Turn:
     status_class: str = ""
     is_active: bool = False
     truncated: bool = False
-    # A stopped run whose backend kept the KeyboardInterrupt to itself still reads like Jupyter's.
-    stopped_note: bool = False
+    # What a Stop kept, in the run's language ("" when the output already says so).
+    stopped_note: str = ""
+
+
+# After a Stop, in the language's own terms; mirrored by stoppedNote() in static/runner/format.js.
+STOPPED_NOTES = {
+    "python": "KeyboardInterrupt: stopped; the session's variables are kept.",
+    "bash": "Stopped; the shell and its variables are kept.",
+    "javascript": "Stopped; the session and its variables are kept.",
+    "typescript": "Stopped; the session and its variables are kept.",
+}
+
+
+def stopped_note(*, execution: Execution, blocks: list[OutputBlock]) -> str:
+    """The note under a stopped run, or "" if it isn't stopped or Python's own KeyboardInterrupt shows."""
+    if execution.status != Execution.Status.CANCELLED:
+        return ""
+    if execution.language == "python" and any("KeyboardInterrupt" in b.html or b.ename == "KeyboardInterrupt" for b in blocks):
+        return ""
+    return STOPPED_NOTES.get(execution.language, STOPPED_NOTES["javascript"])
 
 
 def duration_text(duration_ms: int | None) -> str:
@@ -231,7 +251,8 @@ def output_blocks(chunks: list[OutputChunk]) -> list[OutputBlock]:
             blocks.append(_error_block(chunk))
         else:
             blocks.append(_result_block(chunk))
-    return blocks
+    # A stream block of blank lines only (bash echoes one on Stop) would be an empty box.
+    return [b for b in blocks if b.type != "stream" or _TAGS.sub("", b.html).strip()]
 
 
 def _turn(execution: Execution, chunks: list[OutputChunk]) -> Turn:
@@ -247,8 +268,7 @@ def _turn(execution: Execution, chunks: list[OutputChunk]) -> Turn:
         is_active=execution.is_active,
         # The marker is shown once: from its stored note chunk, else (older runs) from the flag.
         truncated=execution.truncated and not any(b.type == "note" and b.mime == "trunc" for b in blocks),
-        stopped_note=execution.status == Execution.Status.CANCELLED
-        and not any("KeyboardInterrupt" in b.html or b.ename == "KeyboardInterrupt" for b in blocks),
+        stopped_note=stopped_note(execution=execution, blocks=blocks),
     )
 
 
@@ -339,8 +359,16 @@ def session_export_notebook(*, session: ChatSession) -> nbformat.NotebookNode:
     return nb
 
 
+def _markdown_image(data: dict[str, Any], mime: str, *, index: int, seq: int) -> str:
+    """An image output as a Markdown image whose URL is a data URI (SVG base64-encoded like the rest)."""
+    payload = str(data[mime])
+    if mime == "image/svg+xml":
+        payload = base64.b64encode(payload.encode()).decode()
+    return f"![Image output {index} of run {seq}](data:{mime};base64,{''.join(payload.split())})"
+
+
 def session_export_markdown(*, session: ChatSession) -> str:
-    """The session as a Markdown document: each run's code, then its text output (images noted by type)."""
+    """The session as a Markdown document: each run's code, its text output, and its images as data URIs."""
     lines = [f"# {session.title}", ""]
     executions = Execution.objects.filter(session=session).order_by("seq").prefetch_related(
         Prefetch("chunks", queryset=OutputChunk.objects.order_by("index"))
@@ -352,22 +380,25 @@ def session_export_markdown(*, session: ChatSession) -> str:
         fence = "````" if "```" in execution.code else "```"
         lines += [f"{fence}{_MARKDOWN_LANG.get(execution.language, '')}", execution.code.rstrip("\n"), fence, ""]
         text_parts: list[str] = []
+
+        def flush_text() -> None:
+            output = "".join(text_parts).rstrip("\n")
+            text_parts.clear()
+            if output:
+                lines.extend(["```text", output.replace("```", "ʼʼʼ"), "```", ""])
+
         for chunk in execution.chunks.all():
+            data = chunk.data if isinstance(chunk.data, dict) else {}
             if chunk.kind in ("stdout", "stderr"):
                 text_parts.append(strip_ansi(chunk.text))
             elif chunk.kind == "error":
-                data = chunk.data if isinstance(chunk.data, dict) else {}
                 text_parts.append(strip_ansi("\n".join(str(t) for t in data.get("traceback") or [])) + "\n")
+            elif image := next((m for m in _IMAGE_MIMES if isinstance(data.get(m), str)), None):
+                flush_text()
+                lines += [_markdown_image(data, image, index=chunk.index, seq=execution.seq), ""]
             else:
-                data = chunk.data if isinstance(chunk.data, dict) else {}
-                image = next((m for m in _IMAGE_MIMES if m in data), None)
-                if image:
-                    text_parts.append(f"[{image} output]\n")
-                else:
-                    text_parts.append(strip_ansi(str(data.get("text/plain", chunk.text))) + "\n")
-        output = "".join(text_parts).rstrip("\n")
-        if output:
-            lines += ["```text", output.replace("```", "ʼʼʼ"), "```", ""]
+                text_parts.append(strip_ansi(str(data.get("text/plain", chunk.text))) + "\n")
+        flush_text()
         if execution.truncated:
             lines += [f"*{truncation_notice()}*", ""]
         lines += [f"*{status}*", ""]

@@ -40,3 +40,10 @@ export function finishedStatus(status, durationMs, ename) {
     default: return [status, 'muted', status];
   }
 }
+
+/* [error name or null, text] under a stopped run, in the language's terms (mirrors STOPPED_NOTES in sessions.py). */
+export function stoppedNote(language) {
+  if (language === 'python') return ['KeyboardInterrupt', ": stopped; the session's variables are kept."];
+  if (language === 'bash') return [null, 'Stopped; the shell and its variables are kept.'];
+  return [null, 'Stopped; the session and its variables are kept.'];
+}

@@ -18,9 +18,10 @@ export class SessionChrome {
 
   closeMenu() { if (this.menu) this.menu.open = false; }
 
-  /* Any click outside the session menu closes it. */
+  /* A click outside the session menu, or on one of its items (an export too), closes it. */
   clickedAt(node) {
-    if (this.menu && this.menu.open && !this.menu.contains(node)) this.menu.open = false;
+    if (!this.menu || !this.menu.open) return;
+    if (!this.menu.contains(node) || (node.closest && node.closest('.menu-items a, .menu-items button'))) this.menu.open = false;
   }
 
   /* The sidebar's and the menu's buttons (data-action); returns true if handled. */

@@ -194,6 +194,7 @@ def bwrap_argv(
         "--size", str(limits.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp",
         "--bind", str(workspace), HOME,
     ]
+    argv += _venv_shebang_link(Path(settings.SANDBOX_KERNEL_ENV))
     if control is not None:
         argv += ["--bind", str(control), CONTROL]
     # The root itself (and /etc, /run, /opt) is bwrap's private tmpfs: make it read-only, so only
@@ -203,6 +204,20 @@ def bwrap_argv(
         argv += ["--setenv", key, value]
     argv += ["--", *command]
     return argv
+
+
+def _venv_shebang_link(kenv: Path) -> list[str]:
+    """A symlink from the kernels' venv's host path to /opt/venv, so its scripts' shebangs resolve.
+
+    The venv's scripts (`pip`, `jupyter`...) name the host's path on their first line; without it,
+    `pip` in bash fails with "No such file or directory". Skipped where that path would land on a
+    mount of its own.
+    """
+    taken = ("/usr", "/bin", "/lib", "/sbin", "/etc", "/proc", "/dev", "/tmp", "/run", HOME, VENV, SANDPIT)
+    target = str(kenv)
+    if not kenv.is_absolute() or target == "/" or any(target == t or target.startswith(t + "/") for t in taken):
+        return []
+    return ["--symlink", VENV, target]
 
 
 # The environment bwrap itself (and so the sandbox's pid 1) is started with.

@@ -8,6 +8,7 @@
   it was written in;
 - an interrupt stops even a fork loop (see below);
 - iopub waits for a slow server instead of dropping output (the server's queue stays small);
+- a `%pip` that fails raises, so the run ends as failed rather than green;
 - before and after each cell, exited child processes are reaped (a fork bomb would otherwise
   leave zombies that count against the sandbox's process limit).
 """
@@ -124,6 +125,20 @@ def _sandpit_setup() -> None:
         ip.events.register("pre_run_cell", reap_before)  # children that exited since the last cell
         ip.events.register("post_run_cell", reap_after)
         ip.history_manager.outputs = NoOutputs()
+        pip_magic = ip.find_line_magic("pip")
+        if pip_magic is not None:
+
+            def pip(line: str) -> None:
+                """IPython's %pip, but a failed pip fails the cell (it only set `_exit_code`)."""
+                ip.user_ns["_exit_code"] = 0
+                pip_magic(line)
+                exit_code = ip.user_ns.get("_exit_code", 0)
+                if exit_code:
+                    import subprocess
+
+                    raise subprocess.CalledProcessError(exit_code, f"pip {line}".strip()) from None
+
+            ip.register_magic_function(pip, "line", "pip")
         try:
             import zmq
 

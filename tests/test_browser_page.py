@@ -1,0 +1,147 @@
+"""The page as a demanding user finds it (issue 14): layout, folds, Stop's wording, the menu, exports, statuses.
+
+Same set-up as tests/test_browser.py: alice in headless Chromium, a real Daphne and real kernels.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_browser import alice, log_in_and_start_session, page, run, wait_finished  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+
+# The last non-blank text node of an element is drawn inside the element's box (not clipped away).
+LAST_LINE_VISIBLE_JS = """pre => {
+  const walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+  let last = null;
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) if (n.data.trim()) last = n;
+  if (!last) return false;
+  let hidden = false;
+  for (let p = last.parentElement; p && p !== pre; p = p.parentElement) if (getComputedStyle(p).display === 'none') hidden = true;
+  const range = document.createRange();
+  range.selectNodeContents(last);
+  const a = range.getBoundingClientRect(), b = pre.getBoundingClientRect();
+  return !hidden && a.height > 0 && a.top >= b.top - 1 && a.bottom <= b.bottom + 1;
+}"""
+
+PAGE_FITS_JS = """() => ({
+  documentHeight: document.documentElement.scrollHeight,
+  viewportHeight: window.innerHeight,
+  scrollY: window.scrollY,
+  headerTop: document.querySelector('.session-header').getBoundingClientRect().top,
+})"""
+
+
+def assert_page_fits(page) -> None:
+    fit = page.evaluate(PAGE_FITS_JS)
+    assert fit["documentHeight"] <= fit["viewportHeight"], fit
+    assert fit["scrollY"] == 0 and fit["headerTop"] == 0, fit
+
+
+def choose_language(page, language: str) -> None:
+    page.locator("#composer-language").select_option(language)
+
+
+def test_opening_a_run_link_keeps_the_page_exactly_the_viewport(page) -> None:
+    log_in_and_start_session(page)
+    first = run(page, "print('first')")
+    for _ in range(4):
+        run(page, "for i in range(60):\n    print(i)")
+    running = run(page, "import time; time.sleep(30)", wait=False)
+    running.locator(".status-line.running").wait_for()
+    assert_page_fits(page)
+    page.goto(page.url.split("#")[0] + "#" + first.get_attribute("id"))
+    page.wait_for_timeout(300)
+    assert_page_fits(page)
+    assert first.locator("pre.code").is_visible()
+    page.reload()
+    first.locator("pre.code").wait_for()
+    page.wait_for_timeout(300)
+    assert_page_fits(page)
+    # Scrolling a hidden status element into view moves only the conversation.
+    page.evaluate("() => document.querySelector('#turns > li.turn .status-sr').scrollIntoView()")
+    assert_page_fits(page)
+    page.get_by_role("button", name="Stop").click()
+    wait_finished(running)
+
+
+def test_a_folded_traceback_still_shows_its_last_line(page) -> None:
+    log_in_and_start_session(page)
+    deep = run(page, "def f(n):\n    return f(n - 1) if n else 1 / 0\nf(30)")
+    pre = deep.locator("pre.traceback")
+    assert deep.get_by_role("button", name="Show full traceback").is_visible()
+    assert pre.evaluate(LAST_LINE_VISIBLE_JS), pre.inner_text()
+    assert "ZeroDivisionError: division by zero" in pre.inner_text()
+    assert pre.bounding_box()["height"] < 600  # still folded
+    page.reload()
+    pre = page.locator("#turns > li.turn").first.locator("pre.traceback")
+    pre.wait_for()
+    assert pre.evaluate(LAST_LINE_VISIBLE_JS)
+    folded_height = pre.bounding_box()["height"]
+    page.get_by_role("button", name="Show full traceback").click()
+    assert pre.bounding_box()["height"] > folded_height * 1.5
+
+
+def test_stopping_bash_words_it_for_the_shell_and_leaves_no_empty_box(page) -> None:
+    log_in_and_start_session(page)
+    choose_language(page, "bash")
+    turn = run(page, "x=5; echo started; sleep 30", wait=False)
+    turn.locator("pre.stream").wait_for()
+    page.get_by_role("button", name="Stop").click()
+    wait_finished(turn)
+    expected = "Stopped; the shell and its variables are kept."
+    output = turn.locator(".output")
+    assert "KeyboardInterrupt" not in output.inner_text()
+    assert turn.locator(".stopped-note").inner_text() == expected
+    empty = turn.locator(".output > .out").evaluate_all("els => els.filter(e => !e.textContent.trim() && !e.querySelector('img')).length")
+    assert empty == 0, output.inner_html()
+    page.reload()
+    turn = page.locator("#turns > li.turn").first
+    assert turn.locator(".stopped-note").inner_text() == expected
+    assert "KeyboardInterrupt" not in turn.locator(".output").inner_text()
+    assert turn.locator(".output > .out").evaluate_all("els => els.filter(e => !e.textContent.trim()).length") == 0
+    choose_language(page, "bash")  # a reload puts back the session's language
+    after = run(page, "echo $x")
+    assert after.locator(".output").inner_text().strip() == "5"
+
+
+def test_the_session_menu_closes_after_an_export_and_on_escape(page) -> None:
+    log_in_and_start_session(page)
+    run(page, "print('hi')")
+    menu = page.locator("#session-menu")
+    page.get_by_label("Session menu").click()
+    with page.expect_download():
+        page.get_by_role("link", name="Export .ipynb").click()
+    assert menu.evaluate("d => d.open") is False
+    page.get_by_label("Session menu").click()
+    assert menu.evaluate("d => d.open") is True
+    page.keyboard.press("Escape")
+    assert menu.evaluate("d => d.open") is False
+
+
+def test_the_markdown_export_keeps_images_as_data_uris(page) -> None:
+    log_in_and_start_session(page)
+    run(page, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [1, 4, 9])\nplt.show()\nprint('after')")
+    page.get_by_label("Session menu").click()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export Markdown").click()
+    text = open(download.value.path(), encoding="utf-8").read()
+    assert "[image/png output]" not in text
+    assert "![Image output 0 of run 1](data:image/png;base64,iVBOR" in text
+    assert "after" in text
+
+
+def test_a_failed_install_does_not_look_green_and_bash_pip_starts(page) -> None:
+    log_in_and_start_session(page)
+    turn = run(page, "%pip install --no-index sandpit-no-such-package")
+    status = turn.locator(".status-line")
+    assert "ok" not in status.get_attribute("class").split(), turn.locator(".reply").inner_text()
+    assert not turn.locator(".status-text").inner_text().startswith("✓")
+    assert "sandpit-no-such-package" in turn.locator(".output").inner_text()
+    choose_language(page, "bash")
+    pip = run(page, "pip --version")
+    assert pip.locator(".status-text").inner_text().startswith("✓"), pip.locator(".reply").inner_text()
+    assert pip.locator(".output").inner_text().startswith("pip ")
+    failed = run(page, "pip install --no-index sandpit-no-such-package")
+    assert failed.locator(".status-line.err").count() == 1
