@@ -88,7 +88,7 @@ def kernel_files_dir(state_dir: Path, uid: int, gid: int) -> Path:
     for dirpath, _dirnames, filenames in os.walk(tmp):
         os.chmod(dirpath, 0o755)
         for f in filenames:
-            os.chmod(os.path.join(dirpath, f), 0o644)
+            os.chmod(os.path.join(dirpath, f), 0o755 if os.path.basename(dirpath) == "bin" else 0o644)
     try:
         tmp.rename(target)
     except OSError:  # another process won the race
@@ -108,7 +108,8 @@ def sandbox_env(language: str) -> dict[str, str]:
         "HOME": HOME,
         "USER": "user",
         "LOGNAME": "user",
-        "PATH": f"{PACKAGES}/bin:{VENV}/bin:/usr/local/bin:/usr/bin:/bin",
+        # SANDPIT/bin first among ours: its `pip` starts /opt/venv's (the venv's own names the host's path).
+        "PATH": f"{PACKAGES}/bin:{SANDPIT}/bin:{VENV}/bin:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "TERM": "dumb",
@@ -194,7 +195,6 @@ def bwrap_argv(
         "--size", str(limits.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp",
         "--bind", str(workspace), HOME,
     ]
-    argv += _venv_shebang_link(Path(settings.SANDBOX_KERNEL_ENV))
     if control is not None:
         argv += ["--bind", str(control), CONTROL]
     # The root itself (and /etc, /run, /opt) is bwrap's private tmpfs: make it read-only, so only
@@ -204,20 +204,6 @@ def bwrap_argv(
         argv += ["--setenv", key, value]
     argv += ["--", *command]
     return argv
-
-
-def _venv_shebang_link(kenv: Path) -> list[str]:
-    """A symlink from the kernels' venv's host path to /opt/venv, so its scripts' shebangs resolve.
-
-    The venv's scripts (`pip`, `jupyter`...) name the host's path on their first line; without it,
-    `pip` in bash fails with "No such file or directory". Skipped where that path would land on a
-    mount of its own.
-    """
-    taken = ("/usr", "/bin", "/lib", "/sbin", "/etc", "/proc", "/dev", "/tmp", "/run", HOME, VENV, SANDPIT)
-    target = str(kenv)
-    if not kenv.is_absolute() or target == "/" or any(target == t or target.startswith(t + "/") for t in taken):
-        return []
-    return ["--symlink", VENV, target]
 
 
 # The environment bwrap itself (and so the sandbox's pid 1) is started with.
