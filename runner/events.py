@@ -39,6 +39,8 @@ class QueuedFrame(TypedDict):
     client_id: str
     code: str
     language: str
+    # Present only on a session's first run when it named the session (issue 14).
+    session_title: NotRequired[str]
 
 
 class StartedFrame(TypedDict):

@@ -145,3 +145,77 @@ def test_a_failed_install_does_not_look_green_and_bash_pip_starts(page) -> None:
     assert pip.locator(".output").inner_text().startswith("pip ")
     failed = run(page, "pip install --no-index sandpit-no-such-package")
     assert failed.locator(".status-line.err").count() == 1
+
+
+# --- what users expect --------------------------------------------------------------------------------
+
+
+def test_a_session_names_itself_from_its_first_run_and_the_title_looks_editable(page) -> None:
+    log_in_and_start_session(page)
+    title = page.get_by_label("Session title (press Enter to rename)")
+    assert title.input_value() == "Untitled session"
+    run(page, "# Plot a sine wave\nimport math\nprint(math.sin(1))")
+    page.wait_for_function("() => document.title.startsWith('Plot a sine wave')")
+    assert title.input_value() == "Plot a sine wave"
+    assert page.locator('#session-list a[aria-current="page"] .session-title').inner_text() == "Plot a sine wave"
+    run(page, "# Something else")
+    assert title.input_value() == "Plot a sine wave"  # only the first run names it
+    page.get_by_role("button", name="Rename this session").click()
+    assert page.evaluate("() => document.activeElement.id") == "title-input"
+    page.keyboard.type("Sines")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => document.title.startsWith('Sines')")
+    page.reload()
+    assert title.input_value() == "Sines"
+
+
+def test_the_sidebar_shows_a_running_session_live(page) -> None:
+    log_in_and_start_session(page)
+    first_url = page.url
+    page.get_by_role("button", name="+ New session").click()
+    page.wait_for_url(lambda url: url != first_url)
+    page.goto(first_url)  # the older session, second in the list
+    page.wait_for_function("() => document.body.dataset.socket === 'open'")
+    entries = page.locator("#session-list a")
+    assert entries.nth(1).get_attribute("aria-current") == "page"
+    turn = run(page, "import time; time.sleep(3)", wait=False)
+    current = page.locator('#session-list a[aria-current="page"]')
+    current.locator(".running-dot").wait_for()
+    assert entries.nth(0).get_attribute("aria-current") == "page"  # moved to the top
+    clock = current.locator(".running-elapsed")
+    page.wait_for_function("() => /^\\d+\\.\\d s$/.test(document.querySelector('[aria-current=page] .running-elapsed').textContent)")
+    before = clock.inner_text()
+    page.wait_for_timeout(1200)
+    assert clock.inner_text() != before  # it ticks
+    wait_finished(turn)
+    assert not current.locator(".running-dot").is_visible()
+    assert not clock.is_visible()
+    assert current.locator("time").inner_text() == "just now"
+
+
+def test_shortcuts_list_ctrl_enter_and_a_phone_says_tap_run(chromium_browser, live_daphne, alice) -> None:  # noqa: F811
+    context = chromium_browser.new_context(base_url=live_daphne, viewport={"width": 390, "height": 800}, is_mobile=True, has_touch=True)
+    phone = context.new_page()
+    log_in_and_start_session(phone)
+    assert phone.locator("#composer-hint").is_visible()
+    assert "tap Run" in phone.locator("#composer-hint").inner_text().replace("Tap", "tap")
+    assert "tap Run" in phone.get_by_label("Code to run").get_attribute("placeholder")
+    context.close()
+
+
+def test_icons_are_svg_and_plots_sit_on_a_light_card_in_dark_mode(chromium_browser, live_daphne, alice) -> None:  # noqa: F811
+    context = chromium_browser.new_context(base_url=live_daphne, color_scheme="dark", viewport={"width": 1280, "height": 860})
+    dark = context.new_page()
+    log_in_and_start_session(dark)
+    turn = run(dark, "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()")
+    card = turn.locator(".out-image")
+    card.wait_for()
+    assert card.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 255, 255)"
+    assert dark.evaluate("() => getComputedStyle(document.body).backgroundColor") != "rgb(255, 255, 255)"
+    for name in ("Session menu", "Open the session list", "Close the session list", "Rename this session"):
+        control = dark.get_by_label(name)
+        assert control.locator("svg").count() == 1 and control.inner_text().strip() == "", name
+    dark.get_by_label("Session menu").click()
+    dark.get_by_role("button", name="Keyboard shortcuts").click()
+    assert "Ctrl+Enter" in dark.get_by_role("dialog", name="Keyboard shortcuts").inner_text()
+    context.close()

@@ -13,7 +13,7 @@ from typing import Any
 import nbformat
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Exists, OuterRef, Prefetch
+from django.db.models import Exists, OuterRef, Prefetch, Subquery
 from django.utils import timezone
 
 from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, OutputChunk
@@ -36,6 +36,7 @@ class SessionListItem:
     last_activity_at: datetime
     last_activity_text: str
     is_running: bool
+    running_since: datetime | None = None  # the oldest active run's start, for the sidebar's clock
 
 
 @dataclass
@@ -140,7 +141,12 @@ def execution_status(execution: Execution) -> tuple[str, str]:
 def sessions_for_sidebar(*, user: AbstractBaseUser, query: str = "", limit: int = 200) -> list[SessionListItem]:
     """The user's own sessions, newest activity first, optionally filtered by title."""
     running = Execution.objects.active().filter(session=OuterRef("pk"))
-    qs = ChatSession.objects.filter(owner=user).annotate(is_running=Exists(running)).order_by("-last_activity_at")
+    since = running.exclude(started_at=None).order_by("started_at").values("started_at")[:1]
+    qs = (
+        ChatSession.objects.filter(owner=user)
+        .annotate(is_running=Exists(running), running_since=Subquery(since))
+        .order_by("-last_activity_at")
+    )
     if query.strip():
         qs = qs.filter(title__icontains=query.strip())
     now = timezone.now()
@@ -153,6 +159,7 @@ def sessions_for_sidebar(*, user: AbstractBaseUser, query: str = "", limit: int 
             last_activity_at=s.last_activity_at,
             last_activity_text=relative_time_text(s.last_activity_at, now=now),
             is_running=s.is_running,
+            running_since=s.running_since,
         )
         for s in qs[:limit]
     ]

@@ -123,6 +123,8 @@ async def execution_start(
             "client_id": client_id, "code": code, "language": language,
         },
     }
+    if execution.seq == 1 and (title := await db(_title_from_first_run)(session_id=session.id, code=code)):
+        queued["frame"]["session_title"] = title
     try:
         await publish(run.group, dict(queued))  # before the task exists, so `queued` precedes `started`
     finally:
@@ -142,6 +144,43 @@ async def _abandon(run: Run, early: asyncio.Future[Outcome]) -> None:
             log.warning("interrupting an abandoned run failed", exc_info=True)
         await asyncio.wait({early}, timeout=INTERRUPT_EVERY_S)
     discard_result(early)
+
+
+DEFAULT_TITLE = ChatSession._meta.get_field("title").default
+TITLE_FROM_CODE_MAX_CHARS = 60
+_COMMENT_MARKS = ("#", "//", "--")
+_DULL_LINE_STARTS = ("import ", "from ", "%", "!", "'use strict'", '"use strict"', "set -", "#!")
+
+
+def session_title_from_code(*, code: str) -> str:
+    """A session title from its first run: a leading comment's text, else the first line that isn't an
+    import, magic or shebang (else the first line), shortened to TITLE_FROM_CODE_MAX_CHARS with "…"."""
+    lines = [line.strip() for line in code.splitlines() if line.strip()]
+    title = ""
+    for line in lines:
+        if line.startswith("#!"):
+            continue
+        mark = next((m for m in _COMMENT_MARKS if line.startswith(m)), None)
+        if mark is not None:
+            title = line.lstrip(mark[0]).strip(" -*/")
+            if title:
+                break
+            continue
+        if not line.startswith(_DULL_LINE_STARTS):
+            title = line
+            break
+    title = " ".join((title or (lines[0] if lines else "")).split())
+    if len(title) > TITLE_FROM_CODE_MAX_CHARS:
+        title = title[: TITLE_FROM_CODE_MAX_CHARS - 1].rstrip() + "…"
+    return title
+
+
+def _title_from_first_run(*, session_id: uuid.UUID, code: str) -> str:
+    """Name a session still called the default after its first run's code; "" if it keeps its name."""
+    title = session_title_from_code(code=code)
+    if not title or not ChatSession.objects.filter(pk=session_id, title=DEFAULT_TITLE).update(title=title):
+        return ""
+    return title
 
 
 def _insert_sync(

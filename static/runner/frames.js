@@ -9,7 +9,8 @@ const NOTICE_MARKER = 'sandpit/notice'; // runner/services/output.py: a chunk th
 
 export class FrameHandler {
   /* `pageCanRun`: whether the sandbox could run when the page was rendered (health). */
-  constructor({ turns, socket, composer, pageCanRun }) {
+  constructor({ turns, socket, composer, pageCanRun, onTitle }) {
+    this.onTitle = onTitle || (() => {}); // the server named the session from its first run
     this.turns = turns;
     this.socket = socket;
     this.composer = composer;
@@ -48,6 +49,7 @@ export class FrameHandler {
 
   queued(frame) {
     this.composer.acknowledge(frame.client_id);
+    if (frame.session_title) this.onTitle(frame.session_title);
     if (this.turns.get(frame.execution_id)) return;
     this.turns.add(frame);
     const empty = $('#empty-session');

@@ -13,7 +13,7 @@ document.documentElement.classList.add('js');
 
 const turns = new Turns($('#turns'), languageLabel);
 const socket = new Socket(page.ws_path, page.last, {
-  onFrames: (frames) => handler.applyBatch(frames),
+  onFrames: (frames) => { handler.applyBatch(frames); chrome.sessionActivity(activeSince()); },
   onOpen: () => composer.updateControls(),
   onRefused: (code) => {
     showMessage(code === 4403 ? 'You may not run code in this session.' : 'This session no longer exists.', 'forbidden');
@@ -21,11 +21,20 @@ const socket = new Socket(page.ws_path, page.last, {
   }
 });
 const composer = new Composer($('#composer'), turns, socket, page);
-const handler = new FrameHandler({ turns, socket, composer, pageCanRun: !!page.can_run });
+const handler = new FrameHandler({
+  turns, socket, composer, pageCanRun: !!page.can_run, onTitle: (title) => chrome.titleChanged(title)
+});
 const chrome = new SessionChrome({
   hasActiveRuns: () => turns.active().length > 0,
   focusEditor: () => composer.focusEditor()
 });
+
+/* When the session's oldest run still going started (ms; a queued one counts from when it was seen), or null. */
+function activeSince() {
+  const active = turns.active();
+  if (!active.length) return null;
+  return Math.min(...active.map((t) => t.startedAt || t.seenAt || (t.seenAt = Date.now())));
+}
 
 function loadAll(turn, button) {
   button.disabled = true;

@@ -1,6 +1,6 @@
 // The sidebar and the session's actions: filter, relative times, drawer, title rename, menu, restart, shortcuts.
 import { $, $all } from './dom.js';
-import { relativeText } from './format.js';
+import { elapsedText, relativeText } from './format.js';
 import { showMessage } from './notices.js';
 
 export class SessionChrome {
@@ -12,7 +12,9 @@ export class SessionChrome {
     this.shortcuts = $('#shortcuts');
     this.watchFilter();
     this.watchTitle();
-    setInterval(refreshTimes, 60000);
+    refreshClocks();
+    setInterval(refreshTimes, 15000);
+    setInterval(refreshClocks, 1000);
     document.addEventListener('keydown', (e) => this.keydown(e));
   }
 
@@ -28,6 +30,7 @@ export class SessionChrome {
   action(action) {
     if (action === 'open-drawer') setDrawer(true);
     else if (action === 'close-drawer') setDrawer(false);
+    else if (action === 'edit-title') { const input = $('#title-input'); if (input) { input.focus(); input.select(); } }
     else if (action === 'restart') {
       this.closeMenu();
       if (this.hasActiveRuns()) { showMessage('Stop the running code first, then restart the sandbox.', 'busy'); return true; }
@@ -52,6 +55,37 @@ export class SessionChrome {
     else if (e.key === '/' && this.focusEditor()) e.preventDefault();
   }
 
+  /* The server named the session (from its first run): show it unless the user is editing the title. */
+  titleChanged(title) {
+    const input = $('#title-input');
+    if (input && document.activeElement !== input) { input.value = title; this.savedTitle = title; }
+    showTitle(title);
+  }
+
+  /* The session's own runs: `since` (ms) of the oldest one going, or null. Shows the sidebar's dot and
+     clock, and moves the session to the top when a run starts. */
+  sessionActivity(since) {
+    const current = $('#session-list a[aria-current="page"]');
+    if (!current) return;
+    const dot = $('.running-dot', current);
+    const clock = $('.running-elapsed', current);
+    const running = since !== null;
+    if (dot) dot.hidden = !running;
+    if (running !== !!this.wasRunning) {
+      this.wasRunning = running;
+      const time = $('time[data-relative]', current);
+      if (time) { time.setAttribute('datetime', new Date().toISOString()); time.textContent = relativeText(new Date()); }
+      const li = current.parentElement;
+      if (running && li.parentElement.firstElementChild !== li) li.parentElement.prepend(li);
+    }
+    if (clock) {
+      clock.hidden = !running;
+      if (running) clock.setAttribute('data-since', new Date(since).toISOString());
+      else clock.removeAttribute('data-since');
+      refreshClocks();
+    }
+  }
+
   watchFilter() {
     const filter = $('#session-filter');
     if (!filter) return;
@@ -66,33 +100,46 @@ export class SessionChrome {
     const titleForm = $('#title-form');
     const titleInput = $('#title-input');
     if (!titleForm || !titleInput) return;
-    let savedTitle = titleInput.value;
+    this.savedTitle = titleInput.value;
     const saveTitle = () => {
       const title = titleInput.value.trim();
-      if (!title) { titleInput.value = savedTitle; return; }
-      if (title === savedTitle) return;
+      if (!title) { titleInput.value = this.savedTitle; return; }
+      if (title === this.savedTitle) return;
       const body = new FormData(titleForm);
       fetch(titleForm.action, { method: 'POST', body: body, credentials: 'same-origin', headers: { Accept: 'application/json' } })
         .then((r) => r.json().then((j) => ({ ok: r.ok, body: j })))
         .then((res) => {
           if (!res.ok || !res.body.ok) throw new Error(res.body.message || 'The title could not be saved.');
-          savedTitle = res.body.title;
-          titleInput.value = savedTitle;
-          document.title = savedTitle + ' · Sandpit';
-          const current = $('#session-list a[aria-current="page"]');
-          if (current) {
-            $('.session-title', current).textContent = savedTitle;
-            current.parentElement.setAttribute('data-title', savedTitle.toLowerCase());
-          }
+          this.savedTitle = res.body.title;
+          titleInput.value = this.savedTitle;
+          showTitle(this.savedTitle);
         })
-        .catch((err) => { titleInput.value = savedTitle; showMessage(err.message || 'The title could not be saved.', 'rename'); });
+        .catch((err) => { titleInput.value = this.savedTitle; showMessage(err.message || 'The title could not be saved.', 'rename'); });
     };
     titleForm.addEventListener('submit', (e) => { e.preventDefault(); saveTitle(); titleInput.blur(); });
     titleInput.addEventListener('blur', saveTitle);
     titleInput.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape') { titleInput.value = savedTitle; titleInput.blur(); }
+      if (e.key === 'Escape') { titleInput.value = this.savedTitle; titleInput.blur(); }
     });
   }
+}
+
+/* The title in the tab and in the sidebar's entry for this session. */
+function showTitle(title) {
+  document.title = title + ' · Sandpit';
+  const current = $('#session-list a[aria-current="page"]');
+  if (current) {
+    $('.session-title', current).textContent = title;
+    current.parentElement.setAttribute('data-title', title.toLowerCase());
+  }
+}
+
+/* Each running session's elapsed time in the sidebar, from its data-since. */
+function refreshClocks() {
+  const now = Date.now();
+  $all('.running-elapsed[data-since]').forEach((c) => {
+    c.textContent = elapsedText(Math.max(0, now - Date.parse(c.getAttribute('data-since'))));
+  });
 }
 
 function refreshTimes() {
