@@ -73,6 +73,15 @@ class ErrorFrame(TypedDict):
     message: str
 
 
+class InputRequestFrame(TypedDict):
+    """The run's code asked for a line of input (Python's input()); answered by an `input_reply`."""
+
+    type: Literal["execution.input_request"]
+    execution_id: int
+    prompt: str
+    password: bool
+
+
 class PongFrame(TypedDict):
     type: Literal["pong"]
 
@@ -137,6 +146,19 @@ class RunErrorMessage(TypedDict):
 
     type: Literal["run.error"]
     frame: ErrorFrame
+
+
+class InputRequestMessage(TypedDict):
+    type: Literal["execution.input_request"]
+    frame: InputRequestFrame
+
+
+class InputReplyMessage(TypedDict):
+    """A line typed for a run's input(), for the process that owns the run (`process_channel`)."""
+
+    type: Literal["execution.input_reply"]
+    execution_id: int
+    value: str
 
 
 class CancelMessage(TypedDict):

@@ -219,3 +219,41 @@ def test_icons_are_svg_and_plots_sit_on_a_light_card_in_dark_mode(chromium_brows
     dark.get_by_role("button", name="Keyboard shortcuts").click()
     assert "Ctrl+Enter" in dark.get_by_role("dialog", name="Keyboard shortcuts").inner_text()
     context.close()
+
+
+def test_input_asks_inline_and_the_reply_reaches_the_code(page) -> None:
+    log_in_and_start_session(page)
+    turn = run(page, "name = input('Your name? ')\nprint('Hello,', name)", wait=False)
+    field = turn.get_by_label("Your name?")
+    field.wait_for()
+    assert page.evaluate("() => document.activeElement.type") == "text"
+    field.fill("Ada")
+    field.press("Enter")
+    wait_finished(turn)
+    assert turn.locator(".status-text").inner_text().startswith("✓")
+    assert turn.locator(".output").inner_text() == "Your name? Ada\nHello, Ada\n"
+    assert turn.locator(".input-prompt").count() == 0
+    secret = run(page, "import getpass\nprint(len(getpass.getpass('Password: ')))", wait=False)
+    field = secret.get_by_label("Password:")
+    assert field.get_attribute("type") == "password"
+    field.fill("s3cret")
+    field.press("Enter")
+    wait_finished(secret)
+    assert secret.locator(".output").inner_text() == "Password: \n6\n"
+    page.reload()
+    assert page.locator("#turns > li.turn").first.locator(".output").inner_text() == "Your name? Ada\nHello, Ada\n"
+
+
+def test_a_waiting_input_survives_a_reload_and_stop_cancels_it(page) -> None:
+    log_in_and_start_session(page)
+    turn = run(page, "kept = 3\nanswer = input('Go on? ')", wait=False)
+    turn.get_by_label("Go on?").wait_for()
+    page.reload()
+    turn = page.locator("#turns > li.turn").first
+    turn.get_by_label("Go on?").wait_for()  # asked again on the new socket
+    page.get_by_role("button", name="Stop").click()
+    wait_finished(turn)
+    assert turn.locator(".status-text").inner_text() == "■ stopped"
+    assert turn.locator(".input-prompt").count() == 0
+    after = run(page, "print(kept)")
+    assert after.locator(".output").inner_text() == "3\n"

@@ -6,9 +6,9 @@ housekeeping; admission, sessions; lifecycle; cancel; sandboxes, sweep; output, 
 """
 
 from runner.services.admission import execution_quota_check, execution_start
-from runner.services.cancel import execution_cancel, execution_cancel_local
+from runner.services.cancel import execution_cancel, execution_cancel_local, execution_input_reply
 from runner.services.housekeeping import runtime_ensure_started, runtime_stop
-from runner.services.runs import RunRejected
+from runner.services.runs import RunRejected, execution_inputs_pending
 from runner.services.runtime import BOOT_ID
 from runner.services.sandboxes import (
     AcquiredSandbox,
@@ -28,6 +28,8 @@ __all__: list[str] = [
     "RunRejected",
     "execution_cancel",
     "execution_cancel_local",
+    "execution_input_reply",
+    "execution_inputs_pending",
     "execution_quota_check",
     "execution_start",
     "execution_sweep",

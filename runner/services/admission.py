@@ -21,7 +21,7 @@ from runner.models import ChatSession, Execution
 from runner.sandboxes.base import LANGUAGES, Outcome, get_backend
 from runner.services import sandboxes
 from runner.services.cancel import INTERRUPT_EVERY_S
-from runner.services.lifecycle import run_drive
+from runner.services.lifecycle import input_asker, run_drive
 from runner.services.output import OutputWriter, human_bytes, publish
 from runner.services.runs import ACTIVE, Run, RunRejected, discard_result, pass_turn, runs_here, take_turn
 from runner.services.runtime import BOOT_ID, db, housekeeping_ensure_started
@@ -94,7 +94,10 @@ async def execution_start(
     if own_sandbox is not None:
         run.sandbox = own_sandbox
         early = asyncio.ensure_future(
-            own_sandbox.run(code, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
+            own_sandbox.run(
+                code, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
+                on_input=input_asker(run, writer),
+            )
         )
     elif free_here:
         prefetch = asyncio.ensure_future(sandboxes.sandbox_acquire(session=session))

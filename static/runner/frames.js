@@ -1,5 +1,6 @@
 // Applies the server's frames (hello, execution.queued/started/output/finished, error) to the page.
 import { $ } from './dom.js';
+import { closeInputPrompt, showInputPrompt } from './input.js';
 import { appendError, appendNote, appendResult, appendStream } from './output.js';
 import { sandboxStateIs, setSandboxState, showMessage } from './notices.js';
 import { isAtBottom, scrollToBottom } from './scroll.js';
@@ -35,6 +36,7 @@ export class FrameHandler {
       case 'execution.started': return this.started(frame);
       case 'execution.output': return this.output(frame);
       case 'execution.finished': return this.finished(frame);
+      case 'execution.input_request': return this.inputRequest(frame);
       case 'error': return this.error(frame);
       default: return undefined;
     }
@@ -81,8 +83,16 @@ export class FrameHandler {
     else appendResult(turn, frame);
   }
 
+  /* The run's input() waits for a line: an inline field sends it back as `input_reply`. */
+  inputRequest(frame) {
+    const turn = this.turns.get(frame.execution_id);
+    if (!turn || !isActive(turn)) return;
+    showInputPrompt(turn, frame, (value) => this.socket.send({ type: 'input_reply', execution_id: turn.id, value: value }));
+  }
+
   finished(frame) {
     const turn = this.turns.get(frame.execution_id);
+    if (turn) closeInputPrompt(turn);
     if (!turn || !isActive(turn)) return;
     this.turns.markFinished(turn, frame);
     this.socket.finished(turn);
