@@ -257,3 +257,18 @@ def test_a_waiting_input_survives_a_reload_and_stop_cancels_it(page) -> None:
     assert turn.locator(".input-prompt").count() == 0
     after = run(page, "print(kept)")
     assert after.locator(".output").inner_text() == "3\n"
+
+
+def test_a_heavy_run_loads_its_tail_and_shows_all_on_request(page) -> None:
+    log_in_and_start_session(page)
+    run(page, "for i in range(25_000):\n    print(i, 'x' * 80)")
+    page.reload()
+    turn = page.locator("#turns > li.turn").first
+    pre = turn.locator("pre.stream")
+    pre.wait_for()
+    assert pre.evaluate("p => p.textContent.length") < 40_000
+    assert pre.evaluate("p => p.classList.contains('tail') && p.scrollTop > 0")  # its end in view
+    assert not pre.inner_text().startswith("0 x")
+    turn.get_by_role("button", name="Show all output").click()
+    page.wait_for_function("() => document.querySelector('#turns pre.stream').textContent.startsWith('0 x')")
+    assert turn.locator("pre.stream").evaluate("p => p.textContent.length") > 2_000_000

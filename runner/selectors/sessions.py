@@ -13,7 +13,8 @@ from typing import Any
 import nbformat
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Exists, OuterRef, Prefetch, Subquery
+from django.db.models import Exists, OuterRef, Prefetch, Q, Subquery
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, OutputChunk
@@ -52,6 +53,7 @@ class OutputBlock:
     ename: str = ""
     evalue: str = ""
     line_count: int = 0
+    clipped: bool = False  # a stream block whose head was left out of the page (session_history)
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Turn:
     truncated: bool = False
     # What a Stop kept, in the run's language ("" when the output already says so).
     stopped_note: str = ""
+    clipped: bool = False  # some of its stream output was left out of the page; "Show all output" has it
 
 
 # After a Stop, in the language's own terms; mirrored by stoppedNote() in static/runner/format.js.
@@ -279,14 +282,66 @@ def _turn(execution: Execution, chunks: list[OutputChunk]) -> Turn:
     )
 
 
+# Stream text per run that the page renders; the rest of a heavy run waits behind "Show all output"
+# (the run's output endpoint), so a session with megabytes of output still loads fast.
+HISTORY_TAIL_CHARS = 32_000
+_STREAMS = ("stdout", "stderr")
+
+
 def session_history(*, session: ChatSession) -> list[Turn]:
-    """Every run of the session, oldest first, with its output ready to render."""
-    executions = (
-        Execution.objects.filter(session=session)
-        .order_by("seq")
-        .prefetch_related(Prefetch("chunks", queryset=OutputChunk.objects.order_by("index")))
+    """Every run of the session, oldest first, with its output ready to render: all of it, except that
+    a run with more than HISTORY_TAIL_CHARS of stdout/stderr keeps only that much of its streams' tail
+    (its images, results and errors all stay), and says so (`Turn.clipped`)."""
+    executions = list(Execution.objects.filter(session=session).order_by("seq"))
+    sizes = (
+        OutputChunk.objects.filter(execution__session=session)
+        .annotate(chars=Length("text"))
+        .order_by("execution_id", "-index")
+        .values_list("execution_id", "index", "kind", "chars")
     )
-    return [_turn(e, list(e.chunks.all())) for e in executions]
+    kept: dict[int, list[int]] = {}
+    stream_chars: dict[int, int] = {}
+    clipped: set[int] = set()
+    for execution_id, index, kind, chars in sizes.iterator():
+        if kind in _STREAMS:
+            seen = stream_chars.get(execution_id, 0)
+            stream_chars[execution_id] = seen + (chars or 0)
+            if seen >= HISTORY_TAIL_CHARS:
+                clipped.add(execution_id)
+                continue
+        kept.setdefault(execution_id, []).append(index)
+    chunks_of: dict[int, list[OutputChunk]] = {e.pk: [] for e in executions}
+    whole = [e.pk for e in executions if e.pk not in clipped]
+    wanted = Q(execution_id__in=whole)
+    for execution_id in clipped:
+        wanted |= Q(execution_id=execution_id, index__in=kept.get(execution_id, []))
+    for chunk in OutputChunk.objects.filter(wanted).order_by("execution_id", "index"):
+        chunks_of[chunk.execution_id].append(chunk)
+    turns = []
+    for execution in executions:
+        chunks = chunks_of[execution.pk]
+        if execution.pk in clipped:
+            _clip_head(chunks, stream_chars_kept=sum(len(c.text) for c in chunks if c.kind in _STREAMS))
+        turn = _turn(execution, chunks)
+        if execution.pk in clipped:
+            turn.clipped = True
+            first_stream = next((b for b in turn.blocks if b.type == "stream"), None)
+            if first_stream is not None:
+                first_stream.clipped = True
+        turns.append(turn)
+    return turns
+
+
+def _clip_head(chunks: list[OutputChunk], *, stream_chars_kept: int) -> None:
+    """Cut the oldest kept stream chunk's head (in memory) so the streams hold about
+    HISTORY_TAIL_CHARS, starting on a whole line where one is near."""
+    excess = stream_chars_kept - HISTORY_TAIL_CHARS
+    first = next((c for c in chunks if c.kind in _STREAMS), None)
+    if first is None or excess <= 0:
+        return
+    cut = min(excess, len(first.text))
+    newline = first.text.find("\n", cut)
+    first.text = first.text[newline + 1 if 0 <= newline < cut + 4096 else cut :]
 
 
 def execution_for_session(*, session: ChatSession, execution_id: int) -> Turn | None:
