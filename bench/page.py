@@ -32,7 +32,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 sys.path.insert(0, str(BASE_DIR / "bench"))
 
-from ws import Server, _socket  # noqa: E402  (bench/ is on sys.path)
+from ws import Server, _prepare_database, _socket  # noqa: E402  (bench/ is on sys.path)
 
 CHROMIUM = "/usr/bin/chromium"
 HEAVY_CODE = (
@@ -66,28 +66,6 @@ async def _fill(server: Server, cookie: str, sessions: dict[str, str]) -> None:
         await ws.close()
 
 
-def _prepare(env: dict[str, str]) -> tuple[str, dict[str, str]]:
-    import subprocess
-
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR, env=env, check=True)
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    from runner.services import session_create
-
-    user = get_user_model().objects.create_user("bench", password="bench-pw-123")
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
-    sessions = {name: str(session_create(owner=user, title=name).id) for name in ("empty", "light", "heavy")}
-    return cookie, sessions
-
-
 def _measure(page: Any, url: str) -> dict[str, float]:
     response = page.goto(url, wait_until="commit")
     body = response.body()
@@ -110,11 +88,13 @@ def main() -> None:
                 "LOG_LEVEL": "WARNING"})
     server = None
     try:
-        cookie, sessions = _prepare(env)
+        cookie_header, session_ids = _prepare_database(env, 2)
+        sessions = dict(zip(("empty", "light", "heavy"), session_ids))
         server = Server(env, tmp)
         from django.conf import settings
 
-        asyncio.run(_fill(server, f"{settings.SESSION_COOKIE_NAME}={cookie}", sessions))
+        asyncio.run(_fill(server, cookie_header, sessions))
+        cookie = cookie_header.split("=", 1)[1]
         from playwright.sync_api import sync_playwright
 
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in sessions}
