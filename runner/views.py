@@ -49,6 +49,7 @@ def _chat_context(request: HttpRequest, session: ChatSession | None) -> dict[str
         "degraded_reason": "" if health.ok else health.detail.rstrip(". "),
         "truncation_notice": truncation_notice(),
         "new_session_url": reverse("session_new"),
+        "activity_url": reverse("sessions_activity"),
     }
     context: dict[str, Any] = {
         "sessions": selectors.sessions_for_sidebar(user=request.user, query=query),
@@ -95,6 +96,21 @@ def chat_home(request: HttpRequest) -> HttpResponse:
 def session_detail(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     session = _own_session_or_404(request, session_id)
     return render(request, "runner/chat.html", _chat_context(request, session))
+
+
+@login_required
+@require_GET
+def sessions_activity(request: HttpRequest) -> JsonResponse:
+    """The sidebar's sessions, newest activity first, with which have a run going: the page polls it."""
+    items = selectors.sessions_for_sidebar(user=request.user)
+    return JsonResponse({"sessions": [
+        {
+            "id": str(item.id), "title": item.title, "is_running": item.is_running,
+            "running_since": item.running_since.isoformat() if item.running_since else None,
+            "last_activity_at": item.last_activity_at.isoformat(),
+        }
+        for item in items
+    ]})
 
 
 @login_required

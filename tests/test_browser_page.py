@@ -272,3 +272,26 @@ def test_a_heavy_run_loads_its_tail_and_shows_all_on_request(page) -> None:
     turn.get_by_role("button", name="Show all output").click()
     page.wait_for_function("() => document.querySelector('#turns pre.stream').textContent.startsWith('0 x')")
     assert turn.locator("pre.stream").evaluate("p => p.textContent.length") > 2_000_000
+
+
+def test_the_sidebar_shows_a_run_going_in_another_tab(page) -> None:
+    log_in_and_start_session(page)
+    watched = page.url
+    page.get_by_role("button", name="+ New session").click()
+    page.wait_for_url(lambda url: url != watched)
+    busy = page.url
+    page.goto(watched)
+    page.wait_for_function("() => document.body.dataset.socket === 'open'")
+    other_entry = page.locator(f'#session-list a[href$="{busy.split("/sessions/")[1]}"]')
+    assert other_entry.locator(".running-dot").is_hidden()
+    tab = page.context.new_page()
+    tab.goto(busy)
+    tab.wait_for_function("() => document.body.dataset.socket === 'open'")
+    other = run(tab, "import time; time.sleep(30)", wait=False)
+    other_entry.locator(".running-dot").wait_for(timeout=8000)  # within one poll
+    assert other_entry.locator(".running-elapsed").inner_text().endswith(" s")
+    assert page.locator("#session-list a").first.get_attribute("href") == other_entry.get_attribute("href")
+    tab.get_by_role("button", name="Stop").click()
+    wait_finished(other)
+    other_entry.locator(".running-dot").wait_for(state="hidden", timeout=8000)
+    tab.close()

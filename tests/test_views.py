@@ -308,3 +308,11 @@ def test_markdown_results_are_rendered_and_sanitised(alice_client, alice_session
     body = alice_client.get(f"/sessions/{alice_session.id}/executions/{run.id}/output/?index=0").content.decode()
     assert "<h1>Title</h1>" in body and "<em>em</em>" in body
     assert "<script" not in body and "window.pwned" not in body and "href=\"javascript" not in body
+
+
+def test_sessions_activity_lists_only_ones_own_sessions_with_their_running_state(alice_client, bob_client, alice_session) -> None:
+    mine = alice_client.get("/sessions/activity.json").json()["sessions"]
+    assert [s["id"] for s in mine] == [str(alice_session.id)]
+    assert mine[0]["is_running"] is False and mine[0]["running_since"] is None and mine[0]["title"] == "Alice's numbers"
+    assert bob_client.get("/sessions/activity.json").json() == {"sessions": []}
+    assert Client().get("/sessions/activity.json").status_code == 302  # to the login page

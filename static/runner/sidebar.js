@@ -1,7 +1,9 @@
 // The sidebar and the session's actions: filter, relative times, drawer, title rename, menu, restart, shortcuts.
-import { $, $all } from './dom.js';
+import { $, $all, page } from './dom.js';
 import { elapsedText, relativeText } from './format.js';
 import { showMessage } from './notices.js';
+
+const ACTIVITY_POLL_MS = 5000;
 
 export class SessionChrome {
   /* Callbacks: hasActiveRuns() (a restart waits for them), focusEditor() (returns false if it can't). */
@@ -15,6 +17,9 @@ export class SessionChrome {
     refreshClocks();
     setInterval(refreshTimes, 15000);
     setInterval(refreshClocks, 1000);
+    // Other sessions (other tabs, other devices): their runs show up within ACTIVITY_POLL_MS.
+    setInterval(() => { if (document.visibilityState === 'visible') this.pollActivity(); }, ACTIVITY_POLL_MS);
+    document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') this.pollActivity(); });
     document.addEventListener('keydown', (e) => this.keydown(e));
   }
 
@@ -86,6 +91,17 @@ export class SessionChrome {
     }
   }
 
+  /* The sidebar from the server's view of every session: dots, clocks, times, titles, and order. */
+  pollActivity() {
+    if (!page.activity_url || this.polling) return;
+    this.polling = true;
+    fetch(page.activity_url, { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((body) => { if (body) applyActivity(body.sessions, $('#session-list')); })
+      .catch(() => { /* offline: the next poll tries again */ })
+      .then(() => { this.polling = false; });
+  }
+
   watchFilter() {
     const filter = $('#session-filter');
     if (!filter) return;
@@ -122,6 +138,34 @@ export class SessionChrome {
       if (e.key === 'Escape') { titleInput.value = this.savedTitle; titleInput.blur(); }
     });
   }
+}
+
+function applyActivity(sessions, list) {
+  if (!list) return;
+  const current = $('a[aria-current="page"]', list);
+  const order = [];
+  sessions.forEach((item) => {
+    const dot = $('.running-dot[data-session-id="' + item.id + '"]', list);
+    if (!dot) return;
+    const li = dot.closest('li');
+    const link = $('a', li);
+    order.push(li);
+    if (link === current) return; // this session's own socket keeps it live
+    dot.hidden = !item.is_running;
+    const clock = $('.running-elapsed', li);
+    if (clock) {
+      clock.hidden = !item.is_running;
+      if (item.running_since) clock.setAttribute('data-since', item.running_since);
+      else clock.removeAttribute('data-since');
+    }
+    const time = $('time[data-relative]', li);
+    if (time) { time.setAttribute('datetime', item.last_activity_at); time.textContent = relativeText(new Date(item.last_activity_at)); }
+    $('.session-title', li).textContent = item.title;
+    li.setAttribute('data-title', item.title.toLowerCase());
+  });
+  // Newest activity first, as the server orders them; entries it didn't list keep their place after.
+  order.reverse().forEach((li) => list.prepend(li));
+  refreshClocks();
 }
 
 /* The title in the tab and in the sidebar's entry for this session. */
