@@ -127,6 +127,10 @@ def _sandpit_setup() -> None:
         ip.history_manager.outputs = NoOutputs()
         pip_magic = ip.find_line_magic("pip")
         if pip_magic is not None:
+            import subprocess
+
+            class CalledProcessError(subprocess.CalledProcessError):
+                """pip failed in %pip: shown as its one line, not a traceback through this file."""
 
             def pip(line: str) -> None:
                 """IPython's %pip, but a failed pip fails the cell (it only set `_exit_code`)."""
@@ -134,10 +138,14 @@ def _sandpit_setup() -> None:
                 pip_magic(line)
                 exit_code = ip.user_ns.get("_exit_code", 0)
                 if exit_code:
-                    import subprocess
+                    raise CalledProcessError(exit_code, f"pip {line}".strip()) from None
 
-                    raise subprocess.CalledProcessError(exit_code, f"pip {line}".strip()) from None
+            def one_line(shell, etype, value, tb, tb_offset=None):  # IPython's custom-exception handler
+                stb = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
+                shell._showtraceback(etype, value, stb)  # ipykernel: the `error` message and the reply
+                return stb
 
+            ip.set_custom_exc((CalledProcessError,), one_line)
             ip.register_magic_function(pip, "line", "pip")
         try:
             import zmq
