@@ -237,6 +237,8 @@ def test_export_markdown_has_code_and_output(alice_client, alice_session) -> Non
     assert "```python\nx = 6 * 7\nprint(x)\n```" in text
     assert "42\na warning\nred after" in text
     assert "\x1b" not in text
+    assert "![Image output 1 of run 3](data:image/png;base64,iVBORw0KGgo=)" in text  # images inline, not "[image/png output]"
+    assert "![Image output 2 of run 3](data:image/svg+xml;base64," in text
 
 
 @override_settings(SANDBOX_BACKEND="nonsense")
