@@ -38,6 +38,19 @@ class ReadOnlyThroughAccessRule:
         return False
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """A record of what happened (runs, leases, processes): viewable, never added, edited or deleted here."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 class ExecutionInline(admin.TabularInline):
     model = Execution
     fields = ("seq", "language", "status", "created_at", "duration_ms", "truncated")
@@ -78,7 +91,7 @@ class OutputChunkInline(admin.TabularInline):
 
 
 @admin.register(Execution)
-class ExecutionAdmin(ReadOnlyThroughAccessRule, admin.ModelAdmin):
+class ExecutionAdmin(ReadOnlyThroughAccessRule, RecordAdmin):
     list_display = ("id", "session", "seq", "user", "language", "status", "created_at", "duration_ms", "stdout_bytes", "stderr_bytes", "truncated")
     list_filter = ("status", "language", "truncated", "created_at")
     search_fields = ("user__username", "user__email", "session__title", "code", "error_name", "=id")
@@ -96,8 +109,8 @@ class ExecutionAdmin(ReadOnlyThroughAccessRule, admin.ModelAdmin):
 
 
 @admin.register(SandboxLease)
-class SandboxLeaseAdmin(admin.ModelAdmin):
-    list_display = ("sandbox_id", "user", "session", "backend", "vcpus", "memory_mb", "started_at", "ended_at", "end_reason", "billed", "cost")
+class SandboxLeaseAdmin(RecordAdmin):
+    list_display = ("__str__", "sandbox_id", "user", "session", "backend", "vcpus", "memory_mb", "started_at", "ended_at", "end_reason", "billed", "cost")
     list_filter = ("backend", "end_reason", "started_at")
     search_fields = ("user__username", "user__email", "sandbox_id", "session__title")
     date_hierarchy = "started_at"
@@ -113,7 +126,7 @@ class SandboxLeaseAdmin(admin.ModelAdmin):
 
 
 @admin.register(ServerProcess)
-class ServerProcessAdmin(admin.ModelAdmin):
+class ServerProcessAdmin(RecordAdmin):
     list_display = ("boot_id", "hostname", "pid", "started_at", "seen_at")
     search_fields = ("boot_id", "hostname")
     readonly_fields = ("boot_id", "hostname", "pid", "started_at", "seen_at")

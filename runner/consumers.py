@@ -22,8 +22,8 @@ WS_RATE_WINDOW_S = 10
 # socket, and the client's frames (run, stop, ping).
 _KEEPS_CONNECTION = frozenset(
     {
-        "execution.queued", "execution.started", "execution.output", "execution.finished", "run.error", "websocket.receive",
-        "comment.event", "access.recheck",
+        "execution.queued", "execution.started", "execution.output", "execution.finished", "execution.input_request", "run.error",
+        "websocket.receive", "comment.event", "access.recheck",
     }
 )
 
@@ -96,6 +96,8 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             # Comments as they stand now (edits and deletions made while away included).
             for frame in await selectors.comment_replay(session_id=session.id, viewer=user):
                 await self.send_json(frame)
+        for waiting in services.execution_inputs_pending(session_id=session.id):  # input() asked before this socket
+            await self.send_json(waiting)
 
     async def disconnect(self, code: int) -> None:
         await self._leave_group()
@@ -135,9 +137,10 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("bad_request", "A message must be a JSON object with a \"type\".")
             return
         kind = content.get("type")
-        handler = {"run": self.on_run, "stop": self.on_stop, "ping": self.on_ping}.get(kind) if isinstance(kind, str) else None
+        handlers = {"run": self.on_run, "stop": self.on_stop, "ping": self.on_ping, "input_reply": self.on_input_reply}
+        handler = handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
-            await self.send_error("bad_request", f"Unknown message type {str(kind)[:40]!r}; use run, stop or ping.")
+            await self.send_error("bad_request", f"Unknown message type {str(kind)[:40]!r}; use run, stop, input_reply or ping.")
             return
         await handler(content)
 
@@ -162,6 +165,17 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         except services.RunRejected as rejected:
             await self.send_error(rejected.code, rejected.message)
 
+    async def on_input_reply(self, content: dict[str, Any]) -> None:
+        if self.access != "owner":
+            await self.send_error("forbidden", "You can watch this session but not answer its input.")
+            return
+        try:
+            await services.execution_input_reply(
+                session=self.session, user=self.scope["user"], execution_id=content.get("execution_id"), value=content.get("value"),
+            )
+        except services.RunRejected as rejected:
+            await self.send_error(rejected.code, rejected.message)
+
     async def on_ping(self, content: dict[str, Any]) -> None:
         await self.send_json({"type": "pong"})
 
@@ -183,6 +197,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         execution_id = message["execution_id"]
         for chunk in self.seen.fresh_chunks(execution_id, message["chunks"]):
             await self.send_json(events.output_frame(execution_id, chunk))
+
+    async def execution_input_request(self, message: dict[str, Any]) -> None:
+        await self.send_json(message["frame"])
 
     async def run_error(self, message: dict[str, Any]) -> None:
         await self.send_json(message["frame"])

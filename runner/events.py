@@ -40,6 +40,8 @@ class QueuedFrame(TypedDict):
     client_id: str
     code: str
     language: str
+    # Present only on a session's first run when it named the session (issue 14).
+    session_title: NotRequired[str]
 
 
 class StartedFrame(TypedDict):
@@ -70,6 +72,15 @@ class ErrorFrame(TypedDict):
     type: Literal["error"]
     code: ErrorCode
     message: str
+
+
+class InputRequestFrame(TypedDict):
+    """The run's code asked for a line of input (Python's input()); answered by an `input_reply`."""
+
+    type: Literal["execution.input_request"]
+    execution_id: int
+    prompt: str
+    password: bool
 
 
 class PongFrame(TypedDict):
@@ -159,6 +170,19 @@ class RunErrorMessage(TypedDict):
 
     type: Literal["run.error"]
     frame: ErrorFrame
+
+
+class InputRequestMessage(TypedDict):
+    type: Literal["execution.input_request"]
+    frame: InputRequestFrame
+
+
+class InputReplyMessage(TypedDict):
+    """A line typed for a run's input(), for the process that owns the run (`process_channel`)."""
+
+    type: Literal["execution.input_reply"]
+    execution_id: int
+    value: str
 
 
 class CancelMessage(TypedDict):

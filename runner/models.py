@@ -106,7 +106,7 @@ class Execution(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.session_id} #{self.seq} ({self.status})"
+        return f"run {self.seq} of “{self.session.title}” ({self.status})"
 
     @property
     def is_active(self) -> bool:
@@ -180,8 +180,20 @@ class SandboxLease(models.Model):
 
     @property
     def estimated_cost_usd(self) -> Decimal:
-        per_s = self.vcpus * settings.E2B_PRICE_PER_VCPU_S + (self.memory_mb / 1024) * settings.E2B_PRICE_PER_GIB_S
+        """E2B's price for an E2B lease; a local one at the local rates (0 unless the usage settings set them)."""
+        if self.backend == "e2b":
+            per_vcpu_s, per_gib_s = settings.E2B_PRICE_PER_VCPU_S, settings.E2B_PRICE_PER_GIB_S
+        else:
+            per_vcpu_s = getattr(settings, "LOCAL_PRICE_PER_VCPU_S", 0.0)
+            per_gib_s = getattr(settings, "LOCAL_PRICE_PER_GIB_S", 0.0)
+        per_s = self.vcpus * per_vcpu_s + (self.memory_mb / 1024) * per_gib_s
         return Decimal(str(round(self.billed_seconds * per_s, 6)))
+
+    def __str__(self) -> str:
+        minutes = round(self.billed_seconds / 60)
+        length = f"{minutes} min" if minutes else f"{self.billed_seconds:.0f} s"
+        where = f"“{self.session.title}”" if self.session_id else "a deleted session"
+        return f"{self.backend} lease of {where} by {self.user}, {length}{'' if self.ended_at else ' so far'}"
 
 
 class ServerProcess(models.Model):
@@ -194,6 +206,9 @@ class ServerProcess(models.Model):
     pid = models.PositiveIntegerField()
     started_at = models.DateTimeField(default=timezone.now)
     seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "server processes"
 
     def __str__(self) -> str:
         return f"{self.hostname}:{self.pid} ({self.boot_id[:8]})"

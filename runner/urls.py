@@ -10,6 +10,7 @@ urlpatterns = [
     path("account/usage.json", views.account_usage, name="account_usage"),
     path("sessions/new/", views.session_new, name="session_new"),
     path("search/", views.search, name="search"),
+    path("sessions/activity.json", views.sessions_activity, name="sessions_activity"),
     path("sessions/<uuid:session_id>/", views.session_detail, name="session_detail"),
     path("sessions/<uuid:session_id>/rename/", views.session_rename, name="session_rename"),
     path("sessions/<uuid:session_id>/restart/", views.session_restart, name="session_restart"),

@@ -104,6 +104,7 @@ ROWS: dict[str, Row] = {
     # the chat
     "healthz": Row("GET", lambda c: "/healthz", public(HEALTH)),
     "chat_home": Row("GET", lambda c: "/", any_user(200)),
+    "sessions_activity": Row("GET", lambda c: "/sessions/activity.json", any_user(200)),
     "session_new": Row("POST", lambda c: "/sessions/new/", any_user(302), data={"language": "python"}),
     "session_detail": Row("GET", _session, visible(), unknown=lambda c: f"/sessions/{_NOBODY_UUID}/"),
     "session_rename": Row(

@@ -82,6 +82,9 @@ BAD_FRAMES = {
     "code_too_large": ("json", {"type": "run", "code": "#" * (100 * 1024 + 1), "language": "python", "client_id": "a"}),
     "stop_id_not_an_integer": ("json", {"type": "stop", "execution_id": "1"}),
     "stop_id_boolean": ("json", {"type": "stop", "execution_id": True}),
+    "input_reply_id_not_an_integer": ("json", {"type": "input_reply", "execution_id": "1", "value": "x"}),
+    "input_reply_value_not_a_string": ("json", {"type": "input_reply", "execution_id": 1, "value": 5}),
+    "input_reply_value_too_long": ("json", {"type": "input_reply", "execution_id": 1, "value": "x" * 10_001}),
 }
 
 
@@ -115,6 +118,19 @@ async def test_stopping_a_run_of_another_session_is_not_found(connect, alice, al
     error = await receive(ws)
     assert error["type"] == "error" and error["code"] == "not_found"
     await _assert_still_open(ws)
+
+
+async def test_an_input_reply_nobody_waits_for_is_not_found_and_a_viewer_may_not_send_one(connect, alice, admin_user, alice_session) -> None:
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    await ws.send_json_to({"type": "input_reply", "execution_id": 999999, "value": "x"})
+    error = await receive(ws)
+    assert error["type"] == "error" and error["code"] == "not_found"
+    await _assert_still_open(ws)
+    viewer = await connect(admin_user, alice_session)
+    await receive(viewer)
+    await viewer.send_json_to({"type": "input_reply", "execution_id": 1, "value": "x"})
+    assert (await receive(viewer))["code"] == "forbidden"
 
 
 async def test_bad_after_parameters_get_an_error_after_hello(connect, alice, alice_session) -> None:

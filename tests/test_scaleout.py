@@ -84,3 +84,22 @@ async def test_a_restart_posted_to_b_closes_the_sandbox_a_holds(daphnes, alice, 
         assert (await next_frame(on_a, "execution.output"))["text"] == "False\n"
     finally:
         await on_a.close()
+
+
+async def test_an_input_reply_sent_via_b_reaches_the_run_on_a(daphnes, alice, alice_session, runs_cleanup) -> None:
+    server_a, server_b = daphnes(), daphnes()
+    cookie = await asyncio.to_thread(_cookie_for, alice)
+    on_a = await server_a.open(alice_session.id, cookie)
+    on_b = await server_b.open(alice_session.id, cookie)
+    try:
+        await on_a.send(json.dumps({"type": "run", "code": "print('got', input('Name? '))", "language": "python", "client_id": "ask"}))
+        asked = await next_frame(on_b, "execution.input_request")
+        assert (asked["prompt"], asked["password"]) == ("Name? ", False)
+        await on_b.send(json.dumps({"type": "input_reply", "execution_id": asked["execution_id"], "value": "Ada"}))
+        finished = await next_frame(on_a, "execution.finished")
+        assert finished["status"] == "succeeded"
+    finally:
+        await on_a.close()
+        await on_b.close()
+    texts = [c.text async for c in (await Execution.objects.aget(pk=asked["execution_id"])).chunks.order_by("index")]
+    assert "".join(texts) == "Name? Ada\ngot Ada\n"

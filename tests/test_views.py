@@ -189,7 +189,8 @@ def test_rich_html_is_sanitised(alice_client, alice_session) -> None:
     assert "<td>1</td>" in page
     assert "window.pwned" not in page
     assert "onerror" not in page and "onclick" not in page
-    assert "<svg" not in page  # SVG only ever as an <img> data URL
+    turns = page[page.index('<ol class="turns"') : page.index("</ol>", page.index('<ol class="turns"'))]
+    assert "<svg" not in turns  # the output's SVG only ever as an <img> data URL (the page's icons are its own)
     assert 'src="data:image/svg+xml;base64,' in page
 
 
@@ -236,6 +237,8 @@ def test_export_markdown_has_code_and_output(alice_client, alice_session) -> Non
     assert "```python\nx = 6 * 7\nprint(x)\n```" in text
     assert "42\na warning\nred after" in text
     assert "\x1b" not in text
+    assert "![Image output 1 of run 3](data:image/png;base64,iVBORw0KGgo=)" in text  # images inline, not "[image/png output]"
+    assert "![Image output 2 of run 3](data:image/svg+xml;base64," in text
 
 
 @override_settings(SANDBOX_BACKEND="nonsense")
@@ -307,3 +310,11 @@ def test_markdown_results_are_rendered_and_sanitised(alice_client, alice_session
     body = alice_client.get(f"/sessions/{alice_session.id}/executions/{run.id}/output/?index=0").content.decode()
     assert "<h1>Title</h1>" in body and "<em>em</em>" in body
     assert "<script" not in body and "window.pwned" not in body and "href=\"javascript" not in body
+
+
+def test_sessions_activity_lists_only_ones_own_sessions_with_their_running_state(alice_client, bob_client, alice_session) -> None:
+    mine = alice_client.get("/sessions/activity.json").json()["sessions"]
+    assert [s["id"] for s in mine] == [str(alice_session.id)]
+    assert mine[0]["is_running"] is False and mine[0]["running_since"] is None and mine[0]["title"] == "Alice's numbers"
+    assert bob_client.get("/sessions/activity.json").json() == {"sessions": []}
+    assert Client().get("/sessions/activity.json").status_code == 302  # to the login page

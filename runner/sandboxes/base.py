@@ -12,7 +12,9 @@ Contract, for every backend:
   errors (those are `Error` events and status "error"), and returns an `Outcome`:
   "ok", "error" (the code raised), "timeout" (the backend interrupted it after `timeout_s`;
   variables survive), "interrupted" (`interrupt()` was called; variables survive) or "gone"
-  (the sandbox died; an event says why, and the next `run` starts fresh).
+  (the sandbox died; an event says why, and the next `run` starts fresh). With `on_input`, code
+  that asks for input (Python's `input()`) waits for it; without it, or on a backend that can't ask
+  (E2B), `input()` raises an error that says so. The wait counts toward `timeout_s`.
 - File paths are relative to the sandbox's workspace (`/home/user`); anything that would leave
   it raises `ValueError` with a message fit to show a user (`FileTooLarge`, a ValueError, for a
   file over the size limit or a workspace over its quota), a missing file `FileNotFoundError`.
@@ -62,6 +64,9 @@ class Error:
 
 Event = Union[Stdout, Stderr, Result, Error]
 OnEvent = Callable[[Event], Awaitable[None] | None]
+# The code asked for a line of input (Python's input()/getpass()): (prompt, password) -> the line.
+# Cancelled when the run ends (Stop, timeout). A backend that can't ask leaves input() raising.
+OnInput = Callable[[str, bool], Awaitable[str]]
 
 OutcomeStatus = Literal["ok", "error", "timeout", "interrupted", "gone"]
 
@@ -138,7 +143,9 @@ class Workspace(Protocol):
 class Sandbox(Protocol):
     id: str
 
-    async def run(self, code: str, *, language: str, on_event: OnEvent, timeout_s: float) -> Outcome: ...
+    async def run(
+        self, code: str, *, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None
+    ) -> Outcome: ...
 
     async def interrupt(self) -> None: ...
 

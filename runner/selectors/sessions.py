@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,7 +13,8 @@ from typing import Any
 import nbformat
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Exists, OuterRef, Prefetch
+from django.db.models import Exists, OuterRef, Prefetch, Q, Subquery
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from runner.models import LANGUAGE_CHOICES, ChatSession, Comment, Execution, OutputChunk
@@ -23,6 +25,7 @@ from runner.selectors.rendering import AnsiState, ansi_to_html, markdown_to_safe
 LANGUAGE_LABELS = dict(LANGUAGE_CHOICES)
 # Rich results are shown as the first of these the bundle has (Jupyter's order, images first).
 _IMAGE_MIMES = ("image/png", "image/jpeg", "image/svg+xml", "image/gif")
+_TAGS = re.compile(r"<[^>]*>")
 _MARKDOWN_LANG = {"python": "python", "javascript": "javascript", "typescript": "typescript", "bash": "bash"}
 
 
@@ -36,6 +39,7 @@ class SessionListItem:
     last_activity_text: str
     is_running: bool
     kind: str = "chat"  # "api": made through the E2B-compatible API (an "API" badge)
+    running_since: datetime | None = None  # the oldest active run's start, for the sidebar's clock
 
 
 @dataclass
@@ -51,6 +55,7 @@ class OutputBlock:
     ename: str = ""
     evalue: str = ""
     line_count: int = 0
+    clipped: bool = False  # a stream block whose head was left out of the page (session_history)
 
 
 @dataclass
@@ -63,10 +68,29 @@ class Turn:
     status_class: str = ""
     is_active: bool = False
     truncated: bool = False
-    # A stopped run whose backend kept the KeyboardInterrupt to itself still reads like Jupyter's.
-    stopped_note: bool = False
+    # What a Stop kept, in the run's language ("" when the output already says so).
+    stopped_note: str = ""
     # Teachers' comments under the run, oldest first.
     comments: list[CommentView] = field(default_factory=list)
+    clipped: bool = False  # some of its stream output was left out of the page; "Show all output" has it
+
+
+# After a Stop, in the language's own terms; mirrored by stoppedNote() in static/runner/format.js.
+STOPPED_NOTES = {
+    "python": "KeyboardInterrupt: stopped; the session's variables are kept.",
+    "bash": "Stopped; the shell and its variables are kept.",
+    "javascript": "Stopped; the session and its variables are kept.",
+    "typescript": "Stopped; the session and its variables are kept.",
+}
+
+
+def stopped_note(*, execution: Execution, blocks: list[OutputBlock]) -> str:
+    """The note under a stopped run, or "" if it isn't stopped or Python's own KeyboardInterrupt shows."""
+    if execution.status != Execution.Status.CANCELLED:
+        return ""
+    if execution.language == "python" and any("KeyboardInterrupt" in b.html or b.ename == "KeyboardInterrupt" for b in blocks):
+        return ""
+    return STOPPED_NOTES.get(execution.language, STOPPED_NOTES["javascript"])
 
 
 def duration_text(duration_ms: int | None) -> str:
@@ -124,7 +148,12 @@ def execution_status(execution: Execution) -> tuple[str, str]:
 def sessions_for_sidebar(*, user: AbstractBaseUser, query: str = "", limit: int = 200) -> list[SessionListItem]:
     """The user's own sessions, newest activity first, optionally filtered by title."""
     running = Execution.objects.active().filter(session=OuterRef("pk"))
-    qs = ChatSession.objects.filter(owner=user).annotate(is_running=Exists(running)).order_by("-last_activity_at")
+    since = running.exclude(started_at=None).order_by("started_at").values("started_at")[:1]
+    qs = (
+        ChatSession.objects.filter(owner=user)
+        .annotate(is_running=Exists(running), running_since=Subquery(since))
+        .order_by("-last_activity_at")
+    )
     if query.strip():
         qs = qs.filter(title__icontains=query.strip())
     now = timezone.now()
@@ -138,6 +167,7 @@ def sessions_for_sidebar(*, user: AbstractBaseUser, query: str = "", limit: int 
             last_activity_text=relative_time_text(s.last_activity_at, now=now),
             is_running=s.is_running,
             kind=s.kind,
+            running_since=s.running_since,
         )
         for s in qs[:limit]
     ]
@@ -228,7 +258,8 @@ def output_blocks(chunks: list[OutputChunk]) -> list[OutputBlock]:
             blocks.append(_error_block(chunk))
         else:
             blocks.append(_result_block(chunk))
-    return blocks
+    # A stream block of blank lines only (bash echoes one on Stop) would be an empty box.
+    return [b for b in blocks if b.type != "stream" or _TAGS.sub("", b.html).strip()]
 
 
 def _turn(execution: Execution, chunks: list[OutputChunk]) -> Turn:
@@ -244,23 +275,74 @@ def _turn(execution: Execution, chunks: list[OutputChunk]) -> Turn:
         is_active=execution.is_active,
         # The marker is shown once: from its stored note chunk, else (older runs) from the flag.
         truncated=execution.truncated and not any(b.type == "note" and b.mime == "trunc" for b in blocks),
-        stopped_note=execution.status == Execution.Status.CANCELLED
-        and not any("KeyboardInterrupt" in b.html or b.ename == "KeyboardInterrupt" for b in blocks),
+        stopped_note=stopped_note(execution=execution, blocks=blocks),
     )
+
+
+# Stream text per run that the page renders; the rest of a heavy run waits behind "Show all output"
+# (the run's output endpoint), so a session with megabytes of output still loads fast.
+HISTORY_TAIL_CHARS = 32_000
+_STREAMS = ("stdout", "stderr")
 
 
 def session_history(*, session: ChatSession, viewer: AbstractBaseUser) -> list[Turn]:
-    """Every run of the session, oldest first, with its output and comments ready to render for `viewer`."""
-    executions = list(
-        Execution.objects.filter(session=session)
-        .order_by("seq")
-        .prefetch_related(Prefetch("chunks", queryset=OutputChunk.objects.order_by("index")))
+    """Every run of the session, oldest first, with its output ready to render: all of it, except that
+    a run with more than HISTORY_TAIL_CHARS of stdout/stderr keeps only that much of its streams' tail
+    (its images, results and errors all stay), and says so (`Turn.clipped`). Each turn carries its
+    comments as `viewer` sees them."""
+    executions = list(Execution.objects.filter(session=session).order_by("seq"))
+    sizes = (
+        OutputChunk.objects.filter(execution__session=session)
+        .annotate(chars=Length("text"))
+        .order_by("execution_id", "-index")
+        .values_list("execution_id", "index", "kind", "chars")
     )
+    kept: dict[int, list[int]] = {}
+    stream_chars: dict[int, int] = {}
+    clipped: set[int] = set()
+    for execution_id, index, kind, chars in sizes.iterator():
+        if kind in _STREAMS:
+            seen = stream_chars.get(execution_id, 0)
+            stream_chars[execution_id] = seen + (chars or 0)
+            if seen >= HISTORY_TAIL_CHARS:
+                clipped.add(execution_id)
+                continue
+        kept.setdefault(execution_id, []).append(index)
+    chunks_of: dict[int, list[OutputChunk]] = {e.pk: [] for e in executions}
+    whole = [e.pk for e in executions if e.pk not in clipped]
+    wanted = Q(execution_id__in=whole)
+    for execution_id in clipped:
+        wanted |= Q(execution_id=execution_id, index__in=kept.get(execution_id, []))
+    for chunk in OutputChunk.objects.filter(wanted).order_by("execution_id", "index"):
+        chunks_of[chunk.execution_id].append(chunk)
+    turns = []
+    for execution in executions:
+        chunks = chunks_of[execution.pk]
+        if execution.pk in clipped:
+            _clip_head(chunks, stream_chars_kept=sum(len(c.text) for c in chunks if c.kind in _STREAMS))
+        turn = _turn(execution, chunks)
+        if execution.pk in clipped:
+            turn.clipped = True
+            first_stream = next((b for b in turn.blocks if b.type == "stream"), None)
+            if first_stream is not None:
+                first_stream.clipped = True
+        turns.append(turn)
     comments = comments_by_execution(execution_ids=[e.pk for e in executions], viewer=viewer)
-    turns = [_turn(e, list(e.chunks.all())) for e in executions]
     for turn in turns:
         turn.comments = comments.get(turn.execution.pk, [])
     return turns
+
+
+def _clip_head(chunks: list[OutputChunk], *, stream_chars_kept: int) -> None:
+    """Cut the oldest kept stream chunk's head (in memory) so the streams hold about
+    HISTORY_TAIL_CHARS, starting on a whole line where one is near."""
+    excess = stream_chars_kept - HISTORY_TAIL_CHARS
+    first = next((c for c in chunks if c.kind in _STREAMS), None)
+    if first is None or excess <= 0:
+        return
+    cut = min(excess, len(first.text))
+    newline = first.text.find("\n", cut)
+    first.text = first.text[newline + 1 if 0 <= newline < cut + 4096 else cut :]
 
 
 def execution_for_session(*, session: ChatSession, execution_id: int) -> Turn | None:
@@ -345,8 +427,16 @@ def session_export_notebook(*, session: ChatSession) -> nbformat.NotebookNode:
     return nb
 
 
+def _markdown_image(data: dict[str, Any], mime: str, *, index: int, seq: int) -> str:
+    """An image output as a Markdown image whose URL is a data URI (SVG base64-encoded like the rest)."""
+    payload = str(data[mime])
+    if mime == "image/svg+xml":
+        payload = base64.b64encode(payload.encode()).decode()
+    return f"![Image output {index} of run {seq}](data:{mime};base64,{''.join(payload.split())})"
+
+
 def session_export_markdown(*, session: ChatSession) -> str:
-    """The session as a Markdown document: each run's code, then its text output (images noted by type)
+    """The session as a Markdown document: each run's code, its text output, its images as data URIs,
     and its comments as quotes."""
     lines = [f"# {session.title}", ""]
     executions = Execution.objects.filter(session=session).order_by("seq").prefetch_related(
@@ -359,22 +449,25 @@ def session_export_markdown(*, session: ChatSession) -> str:
         fence = "````" if "```" in execution.code else "```"
         lines += [f"{fence}{_MARKDOWN_LANG.get(execution.language, '')}", execution.code.rstrip("\n"), fence, ""]
         text_parts: list[str] = []
+
+        def flush_text() -> None:
+            output = "".join(text_parts).rstrip("\n")
+            text_parts.clear()
+            if output:
+                lines.extend(["```text", output.replace("```", "ʼʼʼ"), "```", ""])
+
         for chunk in execution.chunks.all():
+            data = chunk.data if isinstance(chunk.data, dict) else {}
             if chunk.kind in ("stdout", "stderr"):
                 text_parts.append(strip_ansi(chunk.text))
             elif chunk.kind == "error":
-                data = chunk.data if isinstance(chunk.data, dict) else {}
                 text_parts.append(strip_ansi("\n".join(str(t) for t in data.get("traceback") or [])) + "\n")
+            elif image := next((m for m in _IMAGE_MIMES if isinstance(data.get(m), str)), None):
+                flush_text()
+                lines += [_markdown_image(data, image, index=chunk.index, seq=execution.seq), ""]
             else:
-                data = chunk.data if isinstance(chunk.data, dict) else {}
-                image = next((m for m in _IMAGE_MIMES if m in data), None)
-                if image:
-                    text_parts.append(f"[{image} output]\n")
-                else:
-                    text_parts.append(strip_ansi(str(data.get("text/plain", chunk.text))) + "\n")
-        output = "".join(text_parts).rstrip("\n")
-        if output:
-            lines += ["```text", output.replace("```", "ʼʼʼ"), "```", ""]
+                text_parts.append(strip_ansi(str(data.get("text/plain", chunk.text))) + "\n")
+        flush_text()
         if execution.truncated:
             lines += [f"*{truncation_notice()}*", ""]
         lines += [f"*{status}*", ""]

@@ -21,7 +21,7 @@ from runner.services.apisandboxes import (
     api_sandboxes_expire,
 )
 from runner.services.budgets import BudgetPass, budget_enforce
-from runner.services.cancel import execution_cancel, execution_cancel_local
+from runner.services.cancel import execution_cancel, execution_cancel_local, execution_input_reply
 from runner.services.classrooms import (
     JoinRefused,
     access_recheck_for_students,
@@ -34,7 +34,7 @@ from runner.services.classrooms import (
 from runner.services.comments import CommentRateLimited, comment_create, comment_delete, comment_edit
 from runner.services.housekeeping import runtime_ensure_started, runtime_stop
 from runner.services.ratelimit import RateVerdict, ratelimit_hit, ratelimit_hit_sync
-from runner.services.runs import RunRejected
+from runner.services.runs import RunRejected, execution_inputs_pending
 from runner.services.runtime import BOOT_ID
 from runner.services.sandboxes import (
     AcquiredSandbox,
@@ -83,6 +83,8 @@ __all__: list[str] = [
     "RunRejected",
     "execution_cancel",
     "execution_cancel_local",
+    "execution_input_reply",
+    "execution_inputs_pending",
     "execution_quota_check",
     "execution_start",
     "execution_sweep",

@@ -21,7 +21,7 @@ from runner.models import ChatSession, Execution
 from runner.sandboxes.base import LANGUAGES, Outcome, get_backend
 from runner.services import sandboxes
 from runner.services.cancel import INTERRUPT_EVERY_S
-from runner.services.lifecycle import run_drive
+from runner.services.lifecycle import input_asker, run_drive
 from runner.services.output import OutputWriter, human_bytes, publish
 from runner.services.quotas import Limits, QuotaExceeded, quota_admit_sync, quota_check_sync
 from runner.services.packages import code_run
@@ -99,7 +99,10 @@ async def execution_start(
     if own_sandbox is not None:
         run.sandbox = own_sandbox
         early = asyncio.ensure_future(
-            code_run(sandbox=own_sandbox, code=code, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
+            code_run(
+                sandbox=own_sandbox, code=code, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
+                on_input=input_asker(run, writer),
+            )
         )
     elif free_here:
         prefetch = asyncio.ensure_future(sandboxes.sandbox_acquire(session=session))
@@ -128,6 +131,8 @@ async def execution_start(
             "client_id": client_id, "code": code, "language": language,
         },
     }
+    if execution.seq == 1 and (title := await db(_title_from_first_run)(session_id=session.id, code=code)):
+        queued["frame"]["session_title"] = title
     try:
         await publish(run.group, dict(queued))  # before the task exists, so `queued` precedes `started`
     finally:
@@ -147,6 +152,43 @@ async def _abandon(run: Run, early: asyncio.Future[Outcome]) -> None:
             log.warning("interrupting an abandoned run failed", exc_info=True)
         await asyncio.wait({early}, timeout=INTERRUPT_EVERY_S)
     discard_result(early)
+
+
+DEFAULT_TITLE = ChatSession._meta.get_field("title").default
+TITLE_FROM_CODE_MAX_CHARS = 60
+_COMMENT_MARKS = ("#", "//", "--")
+_DULL_LINE_STARTS = ("import ", "from ", "%", "!", "'use strict'", '"use strict"', "set -", "#!")
+
+
+def session_title_from_code(*, code: str) -> str:
+    """A session title from its first run: a leading comment's text, else the first line that isn't an
+    import, magic or shebang (else the first line), shortened to TITLE_FROM_CODE_MAX_CHARS with "…"."""
+    lines = [line.strip() for line in code.splitlines() if line.strip()]
+    title = ""
+    for line in lines:
+        if line.startswith("#!"):
+            continue
+        mark = next((m for m in _COMMENT_MARKS if line.startswith(m)), None)
+        if mark is not None:
+            title = line.lstrip(mark[0]).strip(" -*/")
+            if title:
+                break
+            continue
+        if not line.startswith(_DULL_LINE_STARTS):
+            title = line
+            break
+    title = " ".join((title or (lines[0] if lines else "")).split())
+    if len(title) > TITLE_FROM_CODE_MAX_CHARS:
+        title = title[: TITLE_FROM_CODE_MAX_CHARS - 1].rstrip() + "…"
+    return title
+
+
+def _title_from_first_run(*, session_id: uuid.UUID, code: str) -> str:
+    """Name a session still called the default after its first run's code; "" if it keeps its name."""
+    title = session_title_from_code(code=code)
+    if not title or not ChatSession.objects.filter(pk=session_id, title=DEFAULT_TITLE).update(title=title):
+        return ""
+    return title
 
 
 def _insert_sync(

@@ -3,6 +3,7 @@
 The row names its owner process (boot id). A Stop that lands in the owner interrupts the run's
 sandbox until the run is done; one that lands elsewhere is forwarded to the owner's channel
 (housekeeping.py's listener there calls `execution_cancel_local`); a dead owner's run is swept.
+A line typed for a run's input() travels the same way (`execution_input_reply`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 
 from runner import events
 from runner.models import ChatSession, Execution
-from runner.services.runs import ACTIVE, Run, RunRejected, runs_here
+from runner.services.runs import ACTIVE, Run, RunRejected, execution_input_reply_local, runs_here
 from runner.services.runtime import BOOT_ID, db, live_boot_ids_sync
 from runner.services.sweep import execution_sweep
 
@@ -28,6 +29,30 @@ log = logging.getLogger(__name__)
 # often from here would only pile interrupts onto a kernel already handling one.)
 INTERRUPT_EVERY_S = 1.0
 INTERRUPT_FOR_S = 10.0
+INPUT_REPLY_MAX_CHARS = 10_000
+
+
+async def execution_input_reply(*, session: ChatSession, user: AbstractBaseUser, execution_id: object, value: object) -> None:
+    """Send the line a run's input() waits for, to whichever process runs it. Raises `RunRejected`
+    (bad_request, forbidden, not_found: no such run, or it isn't waiting for input here)."""
+    if isinstance(execution_id, bool) or not isinstance(execution_id, int):
+        raise RunRejected("bad_request", "`execution_id` must be an integer.")
+    if not isinstance(value, str):
+        raise RunRejected("bad_request", "`value` must be a string.")
+    if len(value) > INPUT_REPLY_MAX_CHARS:
+        raise RunRejected("bad_request", f"That input is {len(value):,} characters; the limit is {INPUT_REPLY_MAX_CHARS:,}.")
+    if session.owner_id != user.pk:
+        raise RunRejected("forbidden", "Only the session's owner can answer its runs' input.")
+    run = runs_here.get(execution_id)
+    if run is not None and run.session.id == session.id:
+        if not execution_input_reply_local(execution_id=execution_id, value=value):
+            raise RunRejected("not_found", "That run isn't waiting for input.")
+        return
+    row = await db(_owner_of_sync)(execution_id=execution_id, session_id=session.id)
+    if row is None or row[0] not in ACTIVE or row[1] == BOOT_ID:
+        raise RunRejected("not_found", "That run isn't waiting for input.")
+    message: events.InputReplyMessage = {"type": "execution.input_reply", "execution_id": execution_id, "value": value}
+    await get_channel_layer().send(events.process_channel(row[1]), dict(message))
 
 
 async def execution_cancel(*, session: ChatSession, user: AbstractBaseUser, execution_id: object) -> None:

@@ -32,6 +32,7 @@ from runner.models import SandboxLease, ServerProcess
 from runner.services import runtime
 from runner.services.budgets import budget_enforce
 from runner.services.cancel import execution_cancel_local
+from runner.services.runs import execution_input_reply_local
 from runner.services.runtime import BOOT_ID, HOSTNAME, db
 from runner.services.sandboxes import (
     lease_end_mine_sync,
@@ -143,6 +144,8 @@ async def _listen() -> None:
             message = await layer.receive(channel)
             if message.get("type") == "execution.cancel":
                 await execution_cancel_local(execution_id=int(message["execution_id"]))
+            elif message.get("type") == "execution.input_reply":
+                execution_input_reply_local(execution_id=int(message["execution_id"]), value=str(message["value"]))
             elif message.get("type") == "sandbox.restart":
                 await sandbox_restart_local(
                     session_id=uuid.UUID(str(message["session_id"])), reply_channel=str(message.get("reply_channel", "")),

@@ -23,12 +23,12 @@ from django.utils import timezone
 from runner import events
 from runner.events import Chunk
 from runner.models import ChatSession, Execution, SandboxLease
-from runner.sandboxes.base import Outcome, SandboxError, SandboxGone, SandboxUnavailable
+from runner.sandboxes.base import OnInput, Outcome, SandboxError, SandboxGone, SandboxUnavailable, Stdout, emit
 from runner.services import sandboxes
 from runner.services.cancel import interrupt_until_done
 from runner.services.output import OutputWriter, publish, store_chunks_sync
 from runner.services.packages import code_run
-from runner.services.runs import ACTIVE, Run, discard_result, later_run_waits, pass_turn, runs_here
+from runner.services.runs import ACTIVE, PendingInput, Run, discard_result, later_run_waits, pass_turn, runs_here
 from runner.services.runtime import db
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,10 @@ async def run_drive(
         if run.cancel.is_set():
             asyncio.ensure_future(interrupt_until_done(run))
         running = asyncio.ensure_future(
-            code_run(sandbox=sandbox, code=run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
+            code_run(
+                sandbox=sandbox, code=run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
+                on_input=input_asker(run, writer),
+            )
         )
         await _run_and_finish(run, writer, running)
     except asyncio.CancelledError:
@@ -104,6 +107,29 @@ async def run_drive(
         runs_here.pop(run.execution_id, None)
         run.done.set()
         pass_turn(run.session.id, ahead, mine)
+
+
+def input_asker(run: Run, writer: OutputWriter) -> OnInput:
+    """The run's `on_input`: show the prompt on every socket of the session, then wait for the line
+    an `input_reply` brings (runs.execution_input_reply_local). A Stop or the timeout cancels it.
+    The prompt and the line (not a password) join the run's stdout, as a terminal shows them."""
+
+    async def ask(prompt: str, password: bool) -> str:
+        while not run.execution_id:  # pipelined start (admission.py): the row is being inserted
+            await asyncio.sleep(0.005)
+        frame: events.InputRequestFrame = {
+            "type": "execution.input_request", "execution_id": run.execution_id, "prompt": prompt, "password": password,
+        }
+        pending = run.pending_input = PendingInput(asyncio.get_running_loop().create_future(), frame)
+        try:
+            await publish(run.group, {"type": "execution.input_request", "frame": frame})
+            value = await pending.reply
+        finally:
+            run.pending_input = None
+        await emit(writer.on_event, Stdout(f"{prompt}{'' if password else value}\n"))
+        return value
+
+    return ask
 
 
 async def _run_and_finish(
@@ -178,7 +204,10 @@ async def _rerun_on_new_sandbox(run: Run, writer: OutputWriter) -> asyncio.Futur
     if run.cancel.is_set():
         asyncio.ensure_future(interrupt_until_done(run))
     return asyncio.ensure_future(
-        code_run(sandbox=sandbox, code=run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S)
+        code_run(
+            sandbox=sandbox, code=run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
+            on_input=input_asker(run, writer),
+        )
     )
 
 

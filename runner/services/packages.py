@@ -9,7 +9,7 @@ import re
 import shlex
 import time
 
-from runner.sandboxes.base import Error, OnEvent, Outcome, Sandbox, Stdout, emit, validate_packages
+from runner.sandboxes.base import Error, OnEvent, OnInput, Outcome, Sandbox, Stdout, emit, validate_packages
 
 # A whole line: `%pip install`, `!pip install`, `!pip3 install` or `!python -m pip install`.
 PIP_MAGIC = re.compile(r"^[ \t]*(?:%pip|!\s*pip3?|!\s*python3?\s+-m\s+pip)\s+install(?:\s+(?P<args>.*))?$")
@@ -46,16 +46,18 @@ def pip_packages(args: str) -> list[str]:
     return validate_packages(packages, language="python")
 
 
-async def code_run(*, sandbox: Sandbox, code: str, language: str, on_event: OnEvent, timeout_s: float) -> Outcome:
+async def code_run(
+    *, sandbox: Sandbox, code: str, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None
+) -> Outcome:
     """Run `code` in `sandbox`: Python's pip-install lines first, through `sandbox.install` with
     its output streamed to `on_event`, then the rest of the code (if any and if they succeeded).
     Everything shares `timeout_s`. A bad package name is an Error event and status "error";
     nothing is installed then."""
     if language != "python" or "pip" not in code:
-        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s)
+        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s, on_input=on_input)
     installs, rest = pip_magics(code)
     if not installs:
-        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s)
+        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s, on_input=on_input)
     started = time.monotonic()
     try:
         batches = [pip_packages(args) for args in installs]
@@ -70,7 +72,7 @@ async def code_run(*, sandbox: Sandbox, code: str, language: str, on_event: OnEv
             return Outcome(outcome.status, _ms_since(started))
     if rest.strip():
         remaining_s = max(1.0, timeout_s - (time.monotonic() - started))
-        outcome = await sandbox.run(rest, language=language, on_event=on_event, timeout_s=remaining_s)
+        outcome = await sandbox.run(rest, language=language, on_event=on_event, timeout_s=remaining_s, on_input=on_input)
         return Outcome(outcome.status, _ms_since(started))
     return Outcome("ok", _ms_since(started))
 

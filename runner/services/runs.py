@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner import events
 from runner.events import ErrorCode
 from runner.models import ChatSession, Execution
 
@@ -41,6 +42,15 @@ class Run:
     sandbox: Any = None  # set while the code runs
     task: asyncio.Task[None] | None = None
     tail: asyncio.Future[None] | None = None  # resolves when this run is done and the next may go
+    pending_input: PendingInput | None = None  # set while its code waits in input()
+
+
+@dataclass
+class PendingInput:
+    """A run's input() waiting for its line: the frame to show (again, to a socket that reconnects)."""
+
+    reply: asyncio.Future[str]
+    frame: events.InputRequestFrame
 
 
 # Process-local registries: the runs this process owns, and per session the future that
@@ -87,3 +97,22 @@ def discard_result(future: asyncio.Future[Any]) -> None:
     """A done-callback for a future nobody awaits: retrieve its exception so it isn't logged."""
     if not future.cancelled():
         future.exception()
+
+
+def execution_input_reply_local(*, execution_id: int, value: str) -> bool:
+    """Give a run this process owns the line its input() waits for; False if it isn't waiting."""
+    run = runs_here.get(execution_id)
+    pending = run.pending_input if run is not None else None
+    if pending is None or pending.reply.done():
+        return False
+    pending.reply.set_result(value)
+    return True
+
+
+def execution_inputs_pending(*, session_id: uuid.UUID) -> list[events.InputRequestFrame]:
+    """The input requests of this session's runs here that still wait (for a socket that just joined)."""
+    return [
+        run.pending_input.frame
+        for run in runs_here.values()
+        if run.session.id == session_id and run.pending_input is not None and not run.pending_input.reply.done()
+    ]

@@ -28,6 +28,7 @@ from runner.views.sessions import (
     session_new,
     session_rename,
     session_restart,
+    sessions_activity,
 )
 
 from runner.views.workspace import files, files_delete, files_download, files_preview, files_rename, packages
@@ -63,5 +64,6 @@ __all__ = [
     "session_new",
     "session_rename",
     "session_restart",
+    "sessions_activity",
     "teach",
 ]

@@ -63,6 +63,7 @@ def _chat_context(request: HttpRequest, session: ChatSession | None, access: sel
         "degraded_reason": "" if health.ok else health.detail.rstrip(". "),
         "truncation_notice": truncation_notice(),
         "new_session_url": reverse("session_new"),
+        "activity_url": reverse("sessions_activity"),
     }
     context: dict[str, Any] = {
         "sessions": selectors.sessions_for_sidebar(user=request.user, query=query),
@@ -127,6 +128,21 @@ def session_detail(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     """One session's chat: its owner's, or read-only (with a comment box for a teacher)."""
     session, access = visible_session_or_404(request, session_id)
     return render(request, "runner/chat.html", _chat_context(request, session, access))
+
+
+@login_required
+@require_GET
+def sessions_activity(request: HttpRequest) -> JsonResponse:
+    """The sidebar's sessions, newest activity first, with which have a run going: the page polls it."""
+    items = selectors.sessions_for_sidebar(user=request.user)
+    return JsonResponse({"sessions": [
+        {
+            "id": str(item.id), "title": item.title, "is_running": item.is_running,
+            "running_since": item.running_since.isoformat() if item.running_since else None,
+            "last_activity_at": item.last_activity_at.isoformat(),
+        }
+        for item in items
+    ]})
 
 
 @login_required

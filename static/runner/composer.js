@@ -147,8 +147,10 @@ export class Composer {
       input.placeholder = "Code can't run right now: " + reason;
       setDegradedBanner(reason);
     } else {
-      this.hint.textContent = 'Shift+Enter to run · ↑ for previous';
-      input.placeholder = 'Type code, then Shift+Enter to run';
+      // A phone has no Shift+Enter to speak of: say what to tap.
+      const touch = window.matchMedia('(pointer: coarse)').matches;
+      this.hint.textContent = touch ? 'Tap Run to run your code' : 'Shift+Enter to run · ↑ for previous';
+      input.placeholder = touch ? 'Type code, then tap Run' : 'Type code, then Shift+Enter to run';
       setDegradedBanner(null);
     }
   }

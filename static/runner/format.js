@@ -47,3 +47,10 @@ export function formatSize(bytes) {
   if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + ' KiB';
   return (bytes / (1024 * 1024)).toFixed(1) + ' MiB';
 }
+
+/* [error name or null, text] under a stopped run, in the language's terms (mirrors STOPPED_NOTES in sessions.py). */
+export function stoppedNote(language) {
+  if (language === 'python') return ['KeyboardInterrupt', ": stopped; the session's variables are kept."];
+  if (language === 'bash') return [null, 'Stopped; the shell and its variables are kept.'];
+  return [null, 'Stopped; the session and its variables are kept.'];
+}

@@ -1,5 +1,6 @@
 // Applies the server's frames (hello, execution.queued/started/output/finished, comment.*, error) to the page.
 import { $ } from './dom.js';
+import { closeInputPrompt, showInputPrompt } from './input.js';
 import { appendError, appendNote, appendResult, appendStream } from './output.js';
 import { sandboxStateIs, setSandboxState, showMessage } from './notices.js';
 import { isAtBottom, scrollToBottom } from './scroll.js';
@@ -9,7 +10,8 @@ const NOTICE_MARKER = 'sandpit/notice'; // runner/services/output.py: a chunk th
 
 export class FrameHandler {
   /* `pageCanRun`: whether the sandbox could run when the page was rendered (health). */
-  constructor({ turns, socket, composer, comments, pageCanRun }) {
+  constructor({ turns, socket, composer, comments, pageCanRun, onTitle }) {
+    this.onTitle = onTitle || (() => {}); // the server named the session from its first run
     this.turns = turns;
     this.comments = comments;
     this.socket = socket;
@@ -38,6 +40,7 @@ export class FrameHandler {
       case 'comment.added':
       case 'comment.changed':
       case 'comment.deleted': return this.comments.apply(frame);
+      case 'execution.input_request': return this.inputRequest(frame);
       case 'error': return this.error(frame);
       default: return undefined;
     }
@@ -52,6 +55,7 @@ export class FrameHandler {
 
   queued(frame) {
     this.composer.acknowledge(frame.client_id);
+    if (frame.session_title) this.onTitle(frame.session_title);
     if (this.turns.get(frame.execution_id)) return;
     this.turns.add(frame);
     this.comments.runAdded(frame);
@@ -84,8 +88,16 @@ export class FrameHandler {
     else appendResult(turn, frame);
   }
 
+  /* The run's input() waits for a line: an inline field sends it back as `input_reply`. */
+  inputRequest(frame) {
+    const turn = this.turns.get(frame.execution_id);
+    if (!turn || !isActive(turn)) return;
+    showInputPrompt(turn, frame, (value) => this.socket.send({ type: 'input_reply', execution_id: turn.id, value: value }));
+  }
+
   finished(frame) {
     const turn = this.turns.get(frame.execution_id);
+    if (turn) closeInputPrompt(turn);
     if (!turn || !isActive(turn)) return;
     this.turns.markFinished(turn, frame);
     this.socket.finished(turn);

@@ -17,7 +17,9 @@ document.documentElement.classList.add('js');
 
 const turns = new Turns($('#turns'), languageLabel, { canRerun: page.access === 'owner' });
 const socket = new Socket(page.ws_path, page.last, {
-  onFrames: (frames) => { handler.applyBatch(frames); usageMeter.noteFrames(frames); files.noticeFrames(frames); },
+  onFrames: (frames) => {
+    handler.applyBatch(frames); usageMeter.noteFrames(frames); files.noticeFrames(frames); chrome.sessionActivity(activeSince());
+  },
   onOpen: () => composer.updateControls(),
   onRefused: (code) => {
     const refusal = page.access && page.access !== 'owner' ? 'You no longer have access to this session.' : 'You may not run code in this session.';
@@ -28,13 +30,22 @@ const socket = new Socket(page.ws_path, page.last, {
 const usageMeter = new UsageMeter($('#usage-meter'), page.usage_url);
 const composer = new Composer($('#composer'), turns, socket, page);
 const comments = new Comments(page);
-const handler = new FrameHandler({ turns, socket, composer, comments, pageCanRun: !!page.can_run });
+const handler = new FrameHandler({
+  turns, socket, composer, comments, pageCanRun: !!page.can_run, onTitle: (title) => chrome.titleChanged(title)
+});
 const files = new FilesPanel(page.files_url);
 const packages = new PackagesDialog(page.packages_url, (code) => { composer.put(code, 'python'); composer.run(); });
 const chrome = new SessionChrome({
   hasActiveRuns: () => turns.active().length > 0,
   focusEditor: () => composer.focusEditor()
 });
+
+/* When the session's oldest run still going started (ms; a queued one counts from when it was seen), or null. */
+function activeSince() {
+  const active = turns.active();
+  if (!active.length) return null;
+  return Math.min(...active.map((t) => t.startedAt || t.seenAt || (t.seenAt = Date.now())));
+}
 
 function loadAll(turn, button) {
   button.disabled = true;

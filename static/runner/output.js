@@ -3,11 +3,13 @@
 // (fetched from the run's output endpoint, which passes it through nh3).
 import * as Ansi from './ansi.js';
 import { $all, el, page } from './dom.js';
-import { isActiveStatus } from './format.js';
+import { isActiveStatus, stoppedNote } from './format.js';
 import { isAtBottom, scrollToBottom } from './scroll.js';
 
 const FOLD_LINES = 40;
 const FOLD_TRACEBACK_LINES = 20;
+const TRACEBACK_HEAD_LINES = 4; // a folded traceback keeps its head and its last lines (the error itself)
+const TRACEBACK_TAIL_LINES = 10;
 const MAX_DOM_CHARS = 200000; // per stream block; older text is dropped from the DOM, "show all" refetches
 
 export function streamStates() { return { stdout: Ansi.newState(), stderr: Ansi.newState() }; }
@@ -24,6 +26,7 @@ function ensureStreamPre(turn) {
 }
 
 export function appendStream(turn, kind, text) {
+  if (!text) return;
   const pre = ensureStreamPre(turn);
   Ansi.append(pre, text, turn.states[kind], kind);
   pre.dataset.chars = String(parseInt(pre.dataset.chars || '0', 10) + text.length);
@@ -185,11 +188,16 @@ export function appendError(turn, frame) {
 
 /* The notes a finished run gets: "stopped" after a Stop, the output cap, and "show all" becomes available. */
 export function finishOutput(turn, frame) {
-  if (frame.status === 'cancelled' && turn.output.textContent.indexOf('KeyboardInterrupt') === -1) {
+  // A stream block holding only blank lines (bash echoes one on Stop) is an empty box: drop it.
+  $all('pre.out.stream', turn.output).forEach((pre) => { if (!pre.textContent.trim()) pre.remove(); });
+  if (turn.streamPre && !turn.streamPre.isConnected) turn.streamPre = null;
+  const python = turn.language === 'python';
+  if (frame.status === 'cancelled' && !(python && turn.output.textContent.indexOf('KeyboardInterrupt') !== -1)) {
+    const [ename, text] = stoppedNote(turn.language);
     const note = el('p', 'stopped-note');
     note.setAttribute('role', 'note');
-    note.appendChild(el('span', 'ename', 'KeyboardInterrupt'));
-    note.appendChild(document.createTextNode(": stopped; the session's variables are kept."));
+    if (ename) note.appendChild(el('span', 'ename', ename));
+    note.appendChild(document.createTextNode(text));
     turn.output.appendChild(note);
   }
   if (frame.truncated && !turn.output.querySelector('.trunc')) {
@@ -215,6 +223,7 @@ function foldBlock(pre) {
   const isTraceback = pre.classList.contains('traceback');
   const limit = isTraceback ? FOLD_TRACEBACK_LINES : FOLD_LINES;
   if (lines <= limit) return;
+  if (isTraceback && !foldMiddle(pre, lines)) return;
   pre.dataset.folded = '1';
   pre.classList.add('folded');
   const btn = el('button', 'btn ghost small fold-toggle', isTraceback ? 'Show full traceback' : 'Show all ' + lines + ' lines');
@@ -222,6 +231,34 @@ function foldBlock(pre) {
   btn.setAttribute('data-action', 'unfold');
   btn.setAttribute('aria-expanded', 'false');
   pre.after(btn);
+}
+
+/* The DOM position just after the n-th newline (n >= 1) of `pre`'s text, or null. */
+function positionAfterLine(pre, n) {
+  const walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+  let seen = 0;
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (let i = node.data.indexOf('\n'); i !== -1; i = node.data.indexOf('\n', i + 1)) {
+      seen += 1;
+      if (seen === n) return { node: node, offset: i + 1 };
+    }
+  }
+  return null;
+}
+
+/* Wrap a traceback's middle lines in .fold-middle (hidden while folded) behind a "⋯ N more lines" gap. */
+function foldMiddle(pre, lines) {
+  const start = positionAfterLine(pre, TRACEBACK_HEAD_LINES);
+  const end = positionAfterLine(pre, lines - TRACEBACK_TAIL_LINES);
+  if (!start || !end) return false;
+  const range = document.createRange();
+  range.setStart(start.node, start.offset);
+  range.setEnd(end.node, end.offset);
+  const middle = el('span', 'fold-middle');
+  middle.appendChild(range.extractContents()); // splits ANSI spans, keeping their colours on both sides
+  range.insertNode(middle);
+  range.insertNode(el('span', 'fold-gap', '⋯ ' + (lines - TRACEBACK_HEAD_LINES - TRACEBACK_TAIL_LINES) + ' more lines\n'));
+  return true;
 }
 
 export function applyFolds(output) {

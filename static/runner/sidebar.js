@@ -1,7 +1,9 @@
 // The sidebar and the session's actions: filter, relative times, drawer, title rename, menu, restart, shortcuts.
-import { $, $all } from './dom.js';
-import { relativeText } from './format.js';
+import { $, $all, page } from './dom.js';
+import { elapsedText, relativeText } from './format.js';
 import { showMessage } from './notices.js';
+
+const ACTIVITY_POLL_MS = 5000;
 
 export class SessionChrome {
   /* Callbacks: hasActiveRuns() (a restart waits for them), focusEditor() (returns false if it can't). */
@@ -12,21 +14,28 @@ export class SessionChrome {
     this.shortcuts = $('#shortcuts');
     this.watchFilter();
     this.watchTitle();
-    setInterval(refreshTimes, 60000);
+    refreshClocks();
+    setInterval(refreshTimes, 15000);
+    setInterval(refreshClocks, 1000);
+    // Other sessions (other tabs, other devices): their runs show up within ACTIVITY_POLL_MS.
+    setInterval(() => { if (document.visibilityState === 'visible') this.pollActivity(); }, ACTIVITY_POLL_MS);
+    document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') this.pollActivity(); });
     document.addEventListener('keydown', (e) => this.keydown(e));
   }
 
   closeMenu() { if (this.menu) this.menu.open = false; }
 
-  /* Any click outside the session menu closes it. */
+  /* A click outside the session menu, or on one of its items (an export too), closes it. */
   clickedAt(node) {
-    if (this.menu && this.menu.open && !this.menu.contains(node)) this.menu.open = false;
+    if (!this.menu || !this.menu.open) return;
+    if (!this.menu.contains(node) || (node.closest && node.closest('.menu-items a, .menu-items button'))) this.menu.open = false;
   }
 
   /* The sidebar's and the menu's buttons (data-action); returns true if handled. */
   action(action) {
     if (action === 'open-drawer') setDrawer(true);
     else if (action === 'close-drawer') setDrawer(false);
+    else if (action === 'edit-title') { const input = $('#title-input'); if (input) { input.focus(); input.select(); } }
     else if (action === 'restart') {
       this.closeMenu();
       if (this.hasActiveRuns()) { showMessage('Stop the running code first, then restart the sandbox.', 'busy'); return true; }
@@ -51,6 +60,48 @@ export class SessionChrome {
     else if (e.key === '/' && this.focusEditor()) e.preventDefault();
   }
 
+  /* The server named the session (from its first run): show it unless the user is editing the title. */
+  titleChanged(title) {
+    const input = $('#title-input');
+    if (input && document.activeElement !== input) { input.value = title; this.savedTitle = title; }
+    showTitle(title);
+  }
+
+  /* The session's own runs: `since` (ms) of the oldest one going, or null. Shows the sidebar's dot and
+     clock, and moves the session to the top when a run starts. */
+  sessionActivity(since) {
+    const current = $('#session-list a[aria-current="page"]');
+    if (!current) return;
+    const dot = $('.running-dot', current);
+    const clock = $('.running-elapsed', current);
+    const running = since !== null;
+    if (dot) dot.hidden = !running;
+    if (running !== !!this.wasRunning) {
+      this.wasRunning = running;
+      const time = $('time[data-relative]', current);
+      if (time) { time.setAttribute('datetime', new Date().toISOString()); time.textContent = relativeText(new Date()); }
+      const li = current.parentElement;
+      if (running && li.parentElement.firstElementChild !== li) li.parentElement.prepend(li);
+    }
+    if (clock) {
+      clock.hidden = !running;
+      if (running) clock.setAttribute('data-since', new Date(since).toISOString());
+      else clock.removeAttribute('data-since');
+      refreshClocks();
+    }
+  }
+
+  /* The sidebar from the server's view of every session: dots, clocks, times, titles, and order. */
+  pollActivity() {
+    if (!page.activity_url || this.polling) return;
+    this.polling = true;
+    fetch(page.activity_url, { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((body) => { if (body) applyActivity(body.sessions, $('#session-list')); })
+      .catch(() => { /* offline: the next poll tries again */ })
+      .then(() => { this.polling = false; });
+  }
+
   watchFilter() {
     const filter = $('#session-filter');
     if (!filter) return;
@@ -65,33 +116,74 @@ export class SessionChrome {
     const titleForm = $('#title-form');
     const titleInput = $('#title-input');
     if (!titleForm || !titleInput) return;
-    let savedTitle = titleInput.value;
+    this.savedTitle = titleInput.value;
     const saveTitle = () => {
       const title = titleInput.value.trim();
-      if (!title) { titleInput.value = savedTitle; return; }
-      if (title === savedTitle) return;
+      if (!title) { titleInput.value = this.savedTitle; return; }
+      if (title === this.savedTitle) return;
       const body = new FormData(titleForm);
       fetch(titleForm.action, { method: 'POST', body: body, credentials: 'same-origin', headers: { Accept: 'application/json' } })
         .then((r) => r.json().then((j) => ({ ok: r.ok, body: j })))
         .then((res) => {
           if (!res.ok || !res.body.ok) throw new Error(res.body.message || 'The title could not be saved.');
-          savedTitle = res.body.title;
-          titleInput.value = savedTitle;
-          document.title = savedTitle + ' · Sandpit';
-          const current = $('#session-list a[aria-current="page"]');
-          if (current) {
-            $('.session-title', current).textContent = savedTitle;
-            current.parentElement.setAttribute('data-title', savedTitle.toLowerCase());
-          }
+          this.savedTitle = res.body.title;
+          titleInput.value = this.savedTitle;
+          showTitle(this.savedTitle);
         })
-        .catch((err) => { titleInput.value = savedTitle; showMessage(err.message || 'The title could not be saved.', 'rename'); });
+        .catch((err) => { titleInput.value = this.savedTitle; showMessage(err.message || 'The title could not be saved.', 'rename'); });
     };
     titleForm.addEventListener('submit', (e) => { e.preventDefault(); saveTitle(); titleInput.blur(); });
     titleInput.addEventListener('blur', saveTitle);
     titleInput.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape') { titleInput.value = savedTitle; titleInput.blur(); }
+      if (e.key === 'Escape') { titleInput.value = this.savedTitle; titleInput.blur(); }
     });
   }
+}
+
+function applyActivity(sessions, list) {
+  if (!list) return;
+  const current = $('a[aria-current="page"]', list);
+  const order = [];
+  sessions.forEach((item) => {
+    const dot = $('.running-dot[data-session-id="' + item.id + '"]', list);
+    if (!dot) return;
+    const li = dot.closest('li');
+    const link = $('a', li);
+    order.push(li);
+    if (link === current) return; // this session's own socket keeps it live
+    dot.hidden = !item.is_running;
+    const clock = $('.running-elapsed', li);
+    if (clock) {
+      clock.hidden = !item.is_running;
+      if (item.running_since) clock.setAttribute('data-since', item.running_since);
+      else clock.removeAttribute('data-since');
+    }
+    const time = $('time[data-relative]', li);
+    if (time) { time.setAttribute('datetime', item.last_activity_at); time.textContent = relativeText(new Date(item.last_activity_at)); }
+    $('.session-title', li).textContent = item.title;
+    li.setAttribute('data-title', item.title.toLowerCase());
+  });
+  // Newest activity first, as the server orders them; entries it didn't list keep their place after.
+  order.reverse().forEach((li) => list.prepend(li));
+  refreshClocks();
+}
+
+/* The title in the tab and in the sidebar's entry for this session. */
+function showTitle(title) {
+  document.title = title + ' · Sandpit';
+  const current = $('#session-list a[aria-current="page"]');
+  if (current) {
+    $('.session-title', current).textContent = title;
+    current.parentElement.setAttribute('data-title', title.toLowerCase());
+  }
+}
+
+/* Each running session's elapsed time in the sidebar, from its data-since. */
+function refreshClocks() {
+  const now = Date.now();
+  $all('.running-elapsed[data-since]').forEach((c) => {
+    c.textContent = elapsedText(Math.max(0, now - Date.parse(c.getAttribute('data-since'))));
+  });
 }
 
 function refreshTimes() {

@@ -19,6 +19,7 @@ from runner.sandboxes.base import (
     FileInfo,
     FileTooLarge,
     OnEvent,
+    OnInput,
     Outcome,
     Result,
     SandboxError,
@@ -60,8 +61,12 @@ class E2BSandbox:
 
     # --- runs -----------------------------------------------------------------------------------
 
-    async def run(self, code: str, *, language: str, on_event: OnEvent, timeout_s: float) -> Outcome:
+    async def run(
+        self, code: str, *, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None
+    ) -> Outcome:
         """Run code in the language's context. Never raises for errors in the user's code.
+
+        `on_input` is never called: E2B's code interpreter has no stdin, so `input()` raises there.
 
         Raises SandboxGone if the sandbox is already gone when the run starts (nothing was
         delivered), SandboxUnavailable or SandboxError if E2B refuses the request; a sandbox lost

@@ -88,7 +88,7 @@ def kernel_files_dir(state_dir: Path, uid: int, gid: int) -> Path:
     for dirpath, _dirnames, filenames in os.walk(tmp):
         os.chmod(dirpath, 0o755)
         for f in filenames:
-            os.chmod(os.path.join(dirpath, f), 0o644)
+            os.chmod(os.path.join(dirpath, f), 0o755 if os.path.basename(dirpath) == "bin" else 0o644)
     try:
         tmp.rename(target)
     except OSError:  # another process won the race
@@ -108,7 +108,8 @@ def sandbox_env(language: str) -> dict[str, str]:
         "HOME": HOME,
         "USER": "user",
         "LOGNAME": "user",
-        "PATH": f"{PACKAGES}/bin:{VENV}/bin:/usr/local/bin:/usr/bin:/bin",
+        # SANDPIT/bin first among ours: its `pip` starts /opt/venv's (the venv's own names the host's path).
+        "PATH": f"{PACKAGES}/bin:{SANDPIT}/bin:{VENV}/bin:/usr/local/bin:/usr/bin:/bin",
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "TERM": "dumb",

@@ -27,7 +27,7 @@ from typing import Any
 import zmq
 from jupyter_client.session import Session
 
-from runner.sandboxes.base import Error, OnEvent, Result, Stderr, Stdout, emit
+from runner.sandboxes.base import Error, OnEvent, OnInput, Result, Stderr, Stdout, emit
 from runner.sandboxes.local import jail, processes
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class Kernel:
         self._pidfd = os.pidfd_open(self.proc.pid)
         prefix = f"ipc://{self.control_dir}/k"
         for number, name in enumerate(CHANNELS, start=1):
-            if name in ("stdin", "hb"):
+            if name == "hb":
                 continue
             kind = zmq.SUB if name == "iopub" else zmq.DEALER
             sock = context.socket(kind)
@@ -405,7 +405,30 @@ class Kernel:
         if "control" in self.sockets:
             self.session.send(self.sockets["control"], "interrupt_request", {})
 
-    async def execute(self, code: str, on_event: OnEvent, timeout_s: float, *, silent: bool = False) -> str:
+    async def execute(
+        self, code: str, on_event: OnEvent, timeout_s: float, *, silent: bool = False, on_input: OnInput | None = None
+    ) -> str:
+        """Run `code` (see _execute); an input request still waiting for `on_input` is cancelled at the end."""
+        answers: set[asyncio.Future[None]] = set()
+        try:
+            return await self._execute(code, on_event, timeout_s, silent=silent, on_input=on_input, answers=answers)
+        finally:
+            for answer in answers:
+                answer.cancel()
+            if answers:  # let them unwind before the run's outcome is known
+                await asyncio.wait(answers)
+
+    async def _answer(self, on_input: OnInput, request: dict[str, Any]) -> None:
+        """Ask `on_input` for the line the kernel's input_request wants, and send it back on stdin."""
+        content = request["content"]
+        value = await on_input(str(content.get("prompt", "")), bool(content.get("password", False)))
+        if "stdin" in self.sockets:
+            self.session.send(self.sockets["stdin"], "input_reply", {"value": value}, parent=request)
+
+    async def _execute(
+        self, code: str, on_event: OnEvent, timeout_s: float, *, silent: bool, on_input: OnInput | None,
+        answers: set[asyncio.Future[None]],
+    ) -> str:
         """Run `code`; deliver its output in order; return "ok", "error", "timeout" or "interrupted".
 
         To stop a cell (timeout, or interrupt() from another task) one interrupt is sent, plus one
@@ -419,12 +442,15 @@ class Kernel:
         if not self.sockets:
             raise KernelDied("the sandbox was closed")
         shell, iopub, control = self.sockets["shell"], self.sockets["iopub"], self.sockets["control"]
+        stdin = self.sockets.get("stdin")
+        if stdin is not None:
+            self._drain(stdin)
         self._drain(iopub)
         self._drain(shell)
         self._interrupt_requested = False
         msg = self.session.msg("execute_request", {
             "code": code, "silent": silent, "store_history": not silent, "user_expressions": {},
-            "allow_stdin": False, "stop_on_error": True,
+            "allow_stdin": on_input is not None, "stop_on_error": True,
         })
         msg_id = msg["header"]["msg_id"]
         self.session.send(shell, msg)
@@ -467,6 +493,10 @@ class Kernel:
                 elif probe_id and parent_id == probe_id:
                     probe_answered = True
             self._drain(control)
+            for request in self._drain(stdin) if stdin is not None else ():
+                if on_input is not None and request["msg_type"] == "input_request" and not stopped_by \
+                        and request["parent_header"].get("msg_id") == msg_id:
+                    answers.add(asyncio.ensure_future(self._answer(on_input, request)))
             now = loop.time()
             # Output may still be queued behind the reply: wait for idle while it keeps coming.
             if reply is not None and (idle or now - max(reply_at, heard_at) > IDLE_GRACE_S):

@@ -11,7 +11,7 @@ from typing import Protocol
 import zmq
 from django.conf import settings
 
-from runner.sandboxes.base import LANGUAGES, FileInfo, OnEvent, Outcome, SandboxGone, Stderr, Stdout, emit, validate_packages
+from runner.sandboxes.base import LANGUAGES, FileInfo, OnEvent, OnInput, Outcome, SandboxGone, Stderr, Stdout, emit, validate_packages
 from runner.sandboxes.local import cgroups, commands, files, jail, processes
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
 from runner.sandboxes.local.workspace import LocalWorkspace, over_quota_message, quota_bytes
@@ -137,7 +137,9 @@ class LocalSandbox:
 
     # --- the Protocol ---------------------------------------------------------------------
 
-    async def run(self, code: str, *, language: str, on_event: OnEvent, timeout_s: float) -> Outcome:
+    async def run(
+        self, code: str, *, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None
+    ) -> Outcome:
         if language not in LANGUAGES:
             raise ValueError(f"unknown language {language!r}; choose one of {sorted(LANGUAGES)}")
         if self.closed:
@@ -147,12 +149,12 @@ class LocalSandbox:
         async with self._run_lock:
             self._in_run, self._stop_pending = True, False
             try:
-                return await self._run_locked(code, language, on_event, timeout_s, started)
+                return await self._run_locked(code, language, on_event, timeout_s, started, on_input)
             finally:
                 self._in_run = False
 
     async def _run_locked(self, code: str, language: str, on_event: OnEvent, timeout_s: float,
-                          started: float) -> Outcome:
+                          started: float, on_input: OnInput | None = None) -> Outcome:
         kind = KERNEL_KIND[language]
         try:
             kernel = await self.kernel(kind)
@@ -169,7 +171,8 @@ class LocalSandbox:
             if self._installed and kind == "python":
                 self._installed = False  # new packages on disk: drop the import system's stale caches
                 await kernel.execute("import importlib; importlib.invalidate_caches()", _ignore, 10, silent=True)
-            status = await kernel.execute(code, on_event, timeout_s)
+            # Only the Python kernel asks for input (bash_kernel and Deno's don't).
+            status = await kernel.execute(code, on_event, timeout_s, on_input=on_input if kind == "python" else None)
         except asyncio.CancelledError:
             kernel.send_interrupt()  # the caller gave up on this run: don't let it run on unseen
             raise

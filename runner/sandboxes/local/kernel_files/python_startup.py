@@ -8,6 +8,7 @@
   it was written in;
 - an interrupt stops even a fork loop (see below);
 - iopub waits for a slow server instead of dropping output (the server's queue stays small);
+- a `%pip` that fails raises, so the run ends as failed rather than green;
 - before and after each cell, exited child processes are reaped (a fork bomb would otherwise
   leave zombies that count against the sandbox's process limit).
 """
@@ -124,6 +125,28 @@ def _sandpit_setup() -> None:
         ip.events.register("pre_run_cell", reap_before)  # children that exited since the last cell
         ip.events.register("post_run_cell", reap_after)
         ip.history_manager.outputs = NoOutputs()
+        pip_magic = ip.find_line_magic("pip")
+        if pip_magic is not None:
+            import subprocess
+
+            class CalledProcessError(subprocess.CalledProcessError):
+                """pip failed in %pip: shown as its one line, not a traceback through this file."""
+
+            def pip(line: str) -> None:
+                """IPython's %pip, but a failed pip fails the cell (it only set `_exit_code`)."""
+                ip.user_ns["_exit_code"] = 0
+                pip_magic(line)
+                exit_code = ip.user_ns.get("_exit_code", 0)
+                if exit_code:
+                    raise CalledProcessError(exit_code, f"pip {line}".strip()) from None
+
+            def one_line(shell, etype, value, tb, tb_offset=None):  # IPython's custom-exception handler
+                stb = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
+                shell._showtraceback(etype, value, stb)  # ipykernel: the `error` message and the reply
+                return stb
+
+            ip.set_custom_exc((CalledProcessError,), one_line)
+            ip.register_magic_function(pip, "line", "pip")
         try:
             import zmq
 
