@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels (served by Daphne)."""
+"""ASGI entry point: HTTP through Django, websockets through Channels (served by Daphne), housekeeping
+started before the first request of either."""
 
 import os
 
@@ -11,11 +12,13 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set u
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from runner.middleware import HousekeepingMiddleware  # noqa: E402
 from runner.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
+# HousekeepingMiddleware: a restarted server settles a dead process's runs before its first answer.
+application = HousekeepingMiddleware(ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
-)
+))

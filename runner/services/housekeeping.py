@@ -1,7 +1,8 @@
 """This process's housekeeping on the event loop, above the modules whose work it schedules.
 
-Housekeeping starts lazily on first use (a websocket connect or a run), never at import time, so
-management commands such as `migrate` don't touch it. It runs on the serving event loop:
+Housekeeping starts lazily on first use (the first request of any kind, through
+`runner.middleware.HousekeepingMiddleware` around the whole ASGI application; a websocket connect or a
+run in tests), never at import time, so management commands such as `migrate` don't touch it. It runs on the serving event loop:
 - the start-up sweep (dead owners' runs become `interrupted`, their leases end);
 - a heartbeat (this process's `ServerProcess` row), a periodic sweep of stale peers, and the idle reaper;
 - on SQLite, a WAL checkpoint every 0.1 s when output is quiet, off the request path;
@@ -76,13 +77,21 @@ async def runtime_ensure_started() -> None:
     try:
         await db(_heartbeat_sync)()
         if not _swept_at_start:
-            _swept_at_start = True
             await execution_sweep()
             await lease_sweep()
+            _swept_at_start = True
         current.tasks.append(loop.create_task(_housekeeping(), name="sandpit-housekeeping"))
         current.tasks.append(loop.create_task(_listen(), name="sandpit-listener"))
         if connections["default"].vendor == "sqlite":
             current.tasks.append(loop.create_task(_checkpoint_wal(), name="sandpit-wal-checkpoint"))
+    except BaseException:
+        # The database was unreachable (say): the next caller tries again instead of finding a
+        # runtime that never started its loops.
+        if _runtime is current:
+            _runtime = None
+        for task in current.tasks:
+            task.cancel()
+        raise
     finally:
         current.ready.set()
 
