@@ -7,11 +7,16 @@ never the machine's shared servers. The Daphne SIGKILL drill is tests/test_recov
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import urllib.request
 
+import psycopg
 import pytest
 
-from tests.fixtures_drills import private_redis  # noqa: F401  (fixture)
+from tests.fixtures_daphne import next_frame, server_env
+from tests.fixtures_drills import login_cookie, private_postgres, private_redis  # noqa: F401  (fixtures)
 from tests.test_browser import PASSWORD, RUN_TIMEOUT_MS, alice, run, wait_connected, wait_finished  # noqa: F401
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
@@ -75,3 +80,69 @@ def test_redis_restarted_mid_stream_the_run_goes_on_and_the_page_recovers_every_
         assert errors == []
     finally:
         context.close()
+
+
+async def _run_ws(ws, code: str, client_id: str) -> int:
+    await ws.send(json.dumps({"type": "run", "code": code, "language": "python", "client_id": client_id}))
+    while True:
+        frame = await next_frame(ws, "execution.queued")
+        if frame["client_id"] == client_id:
+            return frame["execution_id"]
+
+
+async def _frames_until_finished(ws, execution_id: int, timeout_s: float = 90) -> tuple[list[dict], dict]:
+    outputs: list[dict] = []
+    async with asyncio.timeout(timeout_s):
+        while True:
+            frame = json.loads(await ws.recv())
+            if frame.get("execution_id") != execution_id:
+                continue
+            if frame["type"] == "execution.output":
+                outputs.append(frame)
+            elif frame["type"] == "execution.finished":
+                return outputs, frame
+
+
+def _stored(url: str, execution_id: int) -> tuple[str, dict[int, str]]:
+    with psycopg.connect(url.replace("postgres://", "postgresql://")) as conn:
+        status = conn.execute("SELECT status FROM runner_execution WHERE id = %s", [execution_id]).fetchone()[0]
+        rows = conn.execute("SELECT index, text FROM runner_outputchunk WHERE execution_id = %s", [execution_id]).fetchall()
+    return status, dict(rows)
+
+
+async def test_postgres_restarted_mid_run_nothing_written_is_lost_and_the_server_recovers(daphnes, private_postgres) -> None:
+    env = {"DATABASE_URL": private_postgres.url, "REDIS_URL": ""}
+    cookie, chat_id = await asyncio.to_thread(login_cookie, server_env(**env), "pg-drill")
+    server = daphnes(**env)
+    ws = await server.open(chat_id, cookie)
+    execution_id = await _run_ws(ws, STREAM, "stream")
+    seen: list[dict] = []
+    while len(seen) < 10:
+        seen.append(await next_frame(ws, "execution.output"))
+    await asyncio.to_thread(private_postgres.stop)
+    await asyncio.sleep(2)
+    await asyncio.to_thread(private_postgres.start)
+    outputs, finished = await _frames_until_finished(ws, execution_id)
+    await ws.close()
+
+    # The run went on: output made while the database was down was stored once it was back (the
+    # writes are retried), so the socket got every chunk once, in order, and so did the database.
+    whole = "".join(f"{i}\n" for i in range(STREAM_LINES))
+    received = seen + outputs
+    assert [f["index"] for f in received] == list(range(len(received)))
+    assert "".join(f["text"] for f in received) == whole
+    status, chunks = await asyncio.to_thread(_stored, private_postgres.url, execution_id)
+    assert finished["status"] == status == "succeeded"
+    assert "".join(chunks[i] for i in sorted(chunks)) == whole
+
+    # The same server process recovers its connections: a page, a socket and a new run work.
+    assert server.proc.poll() is None
+    status_code = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=20).status)
+    assert status_code == 200
+    ws = await server.open(chat_id, cookie)
+    after = await _run_ws(ws, "print('after')", "after")
+    outputs, finished = await _frames_until_finished(ws, after)
+    assert finished["status"] == "succeeded" and "".join(f["text"] for f in outputs) == "after\n"
+    await ws.close()
+    status, chunks = await asyncio.to_thread(_stored, private_postgres.url, after)
+    assert status == "succeeded" and chunks == {0: "after\n"}

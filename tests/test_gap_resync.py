@@ -51,3 +51,30 @@ def test_a_lost_output_frame_is_filled_by_replay_without_a_reload(page) -> None:
     assert turn.locator(".status-text").inner_text().startswith("✓")
     assert page.evaluate("() => performance.getEntriesByType('navigation').length") == navigation  # no reload
     assert page.errors == []
+
+
+def test_a_chunk_the_server_never_stored_costs_one_re_sync_not_a_reconnect_loop(page) -> None:  # noqa: F811
+    """If the replay skips the chunk too (the server lost it: its database was down past the
+    retries), the page re-syncs once, then shows what follows."""
+    opened: list[str] = []
+
+    def route(ws) -> None:
+        opened.append(ws.url)
+        server = ws.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            frame = json.loads(message) if isinstance(message, str) else None
+            if frame and frame.get("type") == "execution.output" and frame.get("text") == DROPPED:
+                return  # lost live and in every replay
+            ws.send(message)
+
+        server.on_message(from_server)
+
+    page.route_web_socket("**/ws/sessions/**", route)
+    log_in_and_start_session(page)
+    turn = run(page, f"import time\nfor i in range({LINES}):\n    print(i, flush=True)\n    time.sleep(0.03)", wait=False)
+    wait_finished(turn)
+    page.wait_for_timeout(1500)  # a loop would keep reconnecting meanwhile
+    assert len(opened) == 2, opened
+    assert turn.locator("pre.stream").inner_text() == "".join(f"{i}\n" for i in range(LINES) if f"{i}\n" != DROPPED)
+    assert page.errors == []

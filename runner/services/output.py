@@ -16,7 +16,7 @@ from runner.events import Chunk, ChunkKind
 from runner.models import OutputChunk
 from runner.sandboxes.base import Error, Event, Result, Stderr, Stdout
 from runner.services import runtime
-from runner.services.runtime import db
+from runner.services.runtime import db_retry
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class OutputWriter:
                     batches.append(self._take_batch())
                 writing = (
                     asyncio.ensure_future(
-                        db(store_chunks_sync)(execution_id=self.execution_id, chunks=[c for batch in batches for c in batch])
+                        db_retry(store_chunks_sync, execution_id=self.execution_id, chunks=[c for batch in batches for c in batch])
                     )
                     if batches
                     else None
