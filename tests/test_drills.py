@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
+import time
 import urllib.request
 
 import psycopg
@@ -143,3 +145,40 @@ def _new_session(user):
     session = services.session_create(owner=user, title="writer")
     connections.close_all()
     return session
+
+
+async def _round_trip_s(ws, code: str, client_id: str) -> float:
+    started_s = time.monotonic()
+    execution_id = await _run_ws(ws, code, client_id)
+    _, finished = await _frames_until_finished(ws, execution_id)
+    assert finished["status"] == "succeeded", finished
+    return time.monotonic() - started_s
+
+
+async def test_e2b_answering_slowly_on_one_server_leaves_local_runs_on_another_at_their_latency(
+    daphnes, e2b_server, alice, bob, alice_session, bob_session
+) -> None:
+    """Server A runs E2B sandboxes, server B local kernels, on one database (and Redis, on that
+    pass). E2B takes 10 s to answer bob's run on A; alice's runs on B keep their latency meanwhile
+    (no shared lock, queue or database write waits on the slow sandbox)."""
+    e2b_env = {"SANDBOX_BACKEND": "e2b", "E2B_API_KEY": e2b_server.api_key, "E2B_API_URL": e2b_server.url, "E2B_SANDBOX_URL": e2b_server.url}
+    slow, local = daphnes(**e2b_env), daphnes(SANDBOX_BACKEND="local")
+    bob_ws = await slow.open(bob_session.id, await asyncio.to_thread(_cookie_for, bob))
+    alice_ws = await local.open(alice_session.id, await asyncio.to_thread(_cookie_for, alice))
+    await _round_trip_s(bob_ws, "print('warm')", "bob-warm")  # bob's sandbox exists before E2B slows down
+    await _round_trip_s(alice_ws, "print('warm')", "alice-warm")
+    floor_s = statistics.median([await _round_trip_s(alice_ws, f"print({n})", f"floor-{n}") for n in range(5)])
+
+    e2b_server.inject(where="execute", action="delay", delay_s=10.0, times=None)
+    slow_started_s = time.monotonic()
+    bob_run = await _run_ws(bob_ws, "print('slow')", "bob-slow")
+    await asyncio.sleep(0.5)  # bob's run is now waiting on E2B
+    during = [await _round_trip_s(alice_ws, f"print({n})", f"during-{n}") for n in range(5)]
+    assert time.monotonic() - slow_started_s < 10, "alice's runs should be done while bob's still waits"
+    assert statistics.median(during) <= max(3 * floor_s, floor_s + 0.5), (floor_s, during)
+
+    outputs, finished = await _frames_until_finished(bob_ws, bob_run, timeout_s=60)
+    assert finished["status"] == "succeeded" and "".join(f["text"] for f in outputs) == "slow\n"
+    assert time.monotonic() - slow_started_s >= 10
+    await bob_ws.close()
+    await alice_ws.close()
