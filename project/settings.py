@@ -99,7 +99,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py 8 reads with a 5 s socket timeout by default, the length of channels-redis's
+                # blocking pop: an idle socket's pop then raced it, and lost, closing the websocket.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
                 "capacity": CHANNEL_CAPACITY,
                 "prefix": env.str("CHANNEL_PREFIX", default="sandpit"),
             },

@@ -22,7 +22,7 @@ from django.db import connection, connections
 
 from runner.models import OutputChunk
 from tests.fixtures_daphne import next_frame, server_env
-from tests.fixtures_drills import login_cookie, private_postgres  # noqa: F401  (fixture)
+from tests.fixtures_drills import login_cookie, private_postgres, private_redis  # noqa: F401  (fixtures)
 from tests.fixtures_runs import _cookie_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
@@ -182,3 +182,15 @@ async def test_e2b_answering_slowly_on_one_server_leaves_local_runs_on_another_a
     assert time.monotonic() - slow_started_s >= 10
     await bob_ws.close()
     await alice_ws.close()
+
+
+async def test_an_idle_socket_on_redis_stays_open(daphnes, private_redis, alice, alice_session) -> None:  # noqa: F811
+    """channels-redis blocks 5 s per pop; redis-py 8's default socket timeout is also 5 s, and an
+    idle socket's pop used to lose that race and close the websocket (1011) every few seconds."""
+    server = daphnes(REDIS_URL=private_redis.url, CHANNEL_PREFIX="idle")
+    ws = await server.open(alice_session.id, await asyncio.to_thread(_cookie_for, alice))
+    await asyncio.sleep(12)  # two of channels-redis's blocking pops, idle
+    execution_id = await _run_ws(ws, "print('awake')", "awake")
+    outputs, finished = await _frames_until_finished(ws, execution_id)
+    assert finished["status"] == "succeeded" and "".join(f["text"] for f in outputs) == "awake\n"
+    await ws.close()
