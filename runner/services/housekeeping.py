@@ -18,6 +18,7 @@ import asyncio
 import atexit
 import logging
 import os
+import signal
 import sqlite3
 import time
 import uuid
@@ -32,12 +33,14 @@ from runner.models import SandboxLease, ServerProcess
 from runner.services import runtime
 from runner.services.cancel import execution_cancel_local
 from runner.services.runtime import BOOT_ID, HOSTNAME, db
+from runner.services.runs import runs_here
 from runner.services.sandboxes import (
     lease_end_mine_sync,
     lease_sweep,
     sandbox_reap_idle,
     sandbox_restart_local,
     sandboxes_close_all,
+    sandboxes_held_count,
 )
 from runner.services.sweep import execution_sweep, execution_sweep_sync
 
@@ -84,6 +87,7 @@ async def runtime_ensure_started() -> None:
         current.tasks.append(loop.create_task(_listen(), name="sandpit-listener"))
         if connections["default"].vendor == "sqlite":
             current.tasks.append(loop.create_task(_checkpoint_wal(), name="sandpit-wal-checkpoint"))
+        _dump_state_on_sigusr1(loop)
     except BaseException:
         # The database was unreachable (say): the next caller tries again instead of finding a
         # runtime that never started its loops.
@@ -97,6 +101,21 @@ async def runtime_ensure_started() -> None:
 
 
 runtime.housekeeping_register(runtime_ensure_started)
+
+
+def _dump_state_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
+    """`kill -USR1 <pid>` logs one line of this process's state (bench/soak.py counts leftovers with it)."""
+
+    def dump() -> None:
+        log.warning(
+            "state: %d asyncio tasks, %d sandboxes held, %d runs here",
+            len(asyncio.all_tasks(loop)), sandboxes_held_count(), len(runs_here),
+        )
+
+    try:
+        loop.add_signal_handler(signal.SIGUSR1, dump)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests), or no signals here
+        pass
 
 
 async def runtime_stop() -> None:

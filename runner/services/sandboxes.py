@@ -183,6 +183,11 @@ async def sandbox_reap_idle() -> int:
     return len(idle)
 
 
+def sandboxes_held_count() -> int:
+    """How many sessions' sandboxes this process holds."""
+    return len(_held)
+
+
 async def sandboxes_close_all(*, reason: str) -> None:
     """Close every sandbox this process holds (shutdown, tests)."""
     for session_id in list(_held):
