@@ -24,19 +24,12 @@ from runner.models import OutputChunk
 from tests.fixtures_daphne import next_frame, server_env
 from tests.fixtures_drills import login_cookie, private_postgres, private_redis  # noqa: F401  (fixtures)
 from tests.fixtures_runs import _cookie_for
+from tests.test_restart import _run as _run_ws
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 STREAM_LINES = 60
 STREAM = f"import time\nfor i in range({STREAM_LINES}):\n    print(i, flush=True)\n    time.sleep(0.1)"
-
-
-async def _run_ws(ws, code: str, client_id: str) -> int:
-    await ws.send(json.dumps({"type": "run", "code": code, "language": "python", "client_id": client_id}))
-    while True:
-        frame = await next_frame(ws, "execution.queued")
-        if frame["client_id"] == client_id:
-            return frame["execution_id"]
 
 
 async def _frames_until_finished(ws, execution_id: int, timeout_s: float = 90) -> tuple[list[dict], dict]:

@@ -6,12 +6,10 @@ replay, and new runs work.
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from tests.fixtures_drills import private_redis  # noqa: F401  (fixture)
-from tests.test_browser import PASSWORD, RUN_TIMEOUT_MS, alice, run, wait_connected, wait_finished  # noqa: F401
+from tests.test_browser import RUN_TIMEOUT_MS, alice, log_in_and_start_session, run, wait_connected, wait_finished  # noqa: F401
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -36,13 +34,7 @@ def test_redis_restarted_mid_stream_the_run_goes_on_and_the_page_recovers_every_
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        page.goto("/accounts/login/")
-        page.get_by_label("Username").fill("alice")
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        page.get_by_role("button", name="Start a session").click()
-        page.wait_for_url(re.compile(r"/sessions/[0-9a-f-]{36}/$"))
-        wait_connected(page)
+        log_in_and_start_session(page)
 
         turn = run(page, STREAM, wait=False)
         _wait_for_text(turn, "5\n")

@@ -20,7 +20,9 @@ LINES = 30
 DROPPED = "7\n"
 
 
-def test_a_lost_output_frame_is_filled_by_replay_without_a_reload(page) -> None:  # noqa: F811
+def _drop_output(page, *, always: bool) -> tuple[list[str], list[dict]]:
+    """Route the page's sockets through Playwright, dropping the output frame whose text is DROPPED
+    (once, or every time). Returns the URLs opened and the frames dropped, as they accrue."""
     opened: list[str] = []
     dropped: list[dict] = []
 
@@ -30,14 +32,19 @@ def test_a_lost_output_frame_is_filled_by_replay_without_a_reload(page) -> None:
 
         def from_server(message: str | bytes) -> None:
             frame = json.loads(message) if isinstance(message, str) else None
-            if frame and frame.get("type") == "execution.output" and frame.get("text") == DROPPED and not dropped:
+            if frame and frame.get("type") == "execution.output" and frame.get("text") == DROPPED and (always or not dropped):
                 dropped.append(frame)
-                return  # lost, as a full channel-layer queue or a Redis hiccup would lose it
+                return
             ws.send(message)
 
         server.on_message(from_server)
 
     page.route_web_socket("**/ws/sessions/**", route)
+    return opened, dropped
+
+
+def test_a_lost_output_frame_is_filled_by_replay_without_a_reload(page) -> None:  # noqa: F811
+    opened, dropped = _drop_output(page, always=False)  # lost, as a full channel-layer queue or a Redis hiccup would lose it
     log_in_and_start_session(page)
     navigation = page.evaluate("() => performance.getEntriesByType('navigation').length")
     turn = run(page, f"import time\nfor i in range({LINES}):\n    print(i, flush=True)\n    time.sleep(0.03)", wait=False)
@@ -56,21 +63,7 @@ def test_a_lost_output_frame_is_filled_by_replay_without_a_reload(page) -> None:
 def test_a_chunk_the_server_never_stored_costs_one_re_sync_not_a_reconnect_loop(page) -> None:  # noqa: F811
     """If the replay skips the chunk too (the server lost it: its database was down past the
     retries), the page re-syncs once, then shows what follows."""
-    opened: list[str] = []
-
-    def route(ws) -> None:
-        opened.append(ws.url)
-        server = ws.connect_to_server()
-
-        def from_server(message: str | bytes) -> None:
-            frame = json.loads(message) if isinstance(message, str) else None
-            if frame and frame.get("type") == "execution.output" and frame.get("text") == DROPPED:
-                return  # lost live and in every replay
-            ws.send(message)
-
-        server.on_message(from_server)
-
-    page.route_web_socket("**/ws/sessions/**", route)
+    opened, _ = _drop_output(page, always=True)  # lost live and in every replay
     log_in_and_start_session(page)
     turn = run(page, f"import time\nfor i in range({LINES}):\n    print(i, flush=True)\n    time.sleep(0.03)", wait=False)
     wait_finished(turn)
