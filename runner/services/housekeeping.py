@@ -1,8 +1,9 @@
 """This process's housekeeping on the event loop, above the modules whose work it schedules.
 
 Housekeeping starts lazily on first use (the first request of any kind, through
-`runner.middleware.HousekeepingMiddleware` around the whole ASGI application; a websocket connect or a
-run in tests), never at import time, so management commands such as `migrate` don't touch it. It runs on the serving event loop:
+`runner.middleware.HousekeepingMiddleware` around the whole ASGI application; in tests, a websocket
+connect or a run), never at import time, so management commands such as `migrate` don't touch it.
+It runs on the serving event loop:
 - the start-up sweep (dead owners' runs become `interrupted`, their leases end);
 - a heartbeat (this process's `ServerProcess` row), a periodic sweep of stale peers, and the idle reaper;
 - on SQLite, a WAL checkpoint every 0.1 s when output is quiet, off the request path;
