@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/soak.py --minutes 30 [--users 12] [--check]
 
-Starts its own stack (bench/stack.py: embedded defaults, one Daphne, a fresh SQLite file, local
+Starts its own stack (bench/stack.py: embedded defaults with DEBUG off, one Daphne, a fresh SQLite file, local
 kernels; or `--postgres`/`--redis` as in bench/load.py), with a short idle timeout
 (`--idle-s`, default 15) so the reaper works during the soak. Traffic only to 127.0.0.1.
 Each user loops, picking at random: a short run (most), a flood (40k lines, past the output
@@ -26,6 +26,7 @@ import asyncio
 import os
 import random
 import re
+import secrets
 import signal
 import sys
 import time
@@ -129,7 +130,8 @@ class Soaker:
 
     def expect(self, result: dict[str, Any], status: str, stdout: str | None = None) -> None:
         if result["status"] != status or (stdout is not None and result["stdout"] != stdout):
-            self.errors.append(f"run {result['execution_id']}: {result['status']} (wanted {status}), stdout {result['stdout'][:60]!r}")
+            self.errors.append(f"run {result['execution_id']}: {result['status']} (wanted {status}), stdout {result['stdout'][:60]!r}, "
+                               f"other output {' | '.join(result['other'])[:300]!r}")
 
 
 async def soak(stack: Stack, users: list[User], minutes: float, idle_s: float) -> dict[str, Any]:
@@ -181,6 +183,8 @@ def main() -> int:
     stack = Stack(servers=1, postgres=args.postgres, redis=args.redis, extra_env={
         "SANDBOX_IDLE_TIMEOUT_S": str(args.idle_s), "SERVER_HEARTBEAT_S": "2", "SANDBOX_MAX_LIVE": str(args.users + 5),
         "LOG_LEVEL": "WARNING",
+        # As in production: with DEBUG on, Django keeps the last 9000 queries per connection.
+        "DEBUG": "false", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
     })
     try:
         users = stack.make_users(args.users, prefix="soak")

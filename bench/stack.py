@@ -165,12 +165,13 @@ async def open_socket(server: Server, session_id: str, cookie: str) -> Any:
 
 async def run_code(ws: Any, code: str, client_id: str, stop_after_s: float | None = None) -> dict[str, Any]:
     """Send `run` (and `stop` that long after it is queued); wait for its end.
-    Returns {status, first_output_s, elapsed_s, stdout, execution_id}."""
+    Returns {status, first_output_s, elapsed_s, stdout, other (non-stdout output), execution_id}."""
     t0 = time.perf_counter()
     await ws.send(json.dumps({"type": "run", "code": code, "language": "python", "client_id": client_id}))
     execution_id = None
     first = None
     stdout: list[str] = []
+    other: list[str] = []  # stderr, errors, results: why a run ended as it did
     while True:
         frame = json.loads(await ws.recv())
         kind = frame.get("type")
@@ -188,6 +189,8 @@ async def run_code(ws: Any, code: str, client_id: str, stop_after_s: float | Non
                 first = time.perf_counter() - t0
             if frame.get("kind") == "stdout":
                 stdout.append(frame["text"])
+            else:
+                other.append(f"{frame.get('kind')}: {frame.get('text') or json.dumps(frame.get('data'))[:200]}")
         elif kind == "execution.finished":
             return {"status": frame["status"], "first_output_s": first, "elapsed_s": time.perf_counter() - t0,
-                    "stdout": "".join(stdout), "execution_id": execution_id}
+                    "stdout": "".join(stdout), "other": other, "execution_id": execution_id}
