@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels (served by Daphne)."""
+"""ASGI entry point: HTTP through Django, websockets through Channels (served by Daphne), housekeeping
+started before the first request of either."""
 
 import os
 
@@ -12,12 +13,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from runner.e2b_api import with_e2b_api  # noqa: E402
+from runner.middleware import HousekeepingMiddleware  # noqa: E402
 from runner.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
+# HousekeepingMiddleware: a restarted server settles a dead process's runs before its first answer.
+application = HousekeepingMiddleware(ProtocolTypeRouter(
     {
         # E2B's routes (runner/e2b_api) are served beside Sandpit's own, at the root.
         "http": with_e2b_api(django_asgi_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
-)
+))

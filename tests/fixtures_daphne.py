@@ -47,7 +47,9 @@ def server_database_url() -> str:
 
 
 class Daphne:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, probe: str | None = "/healthz") -> None:
+        """Started once `probe` answers; with `probe=None`, once the port accepts a connection
+        (no request sent, so the test's own request is the server's first)."""
         self.port = _free_port()
         self.log_path = log_path
         with open(log_path, "wb") as log:
@@ -59,7 +61,10 @@ class Daphne:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=5)
+                if probe is None:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+                    return
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}{probe}", timeout=5)
                 return
             except urllib.error.HTTPError:
                 return  # 503 (degraded) still means the server is up
@@ -113,8 +118,8 @@ def server_env(**overrides: str) -> dict[str, str]:
 def daphnes(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., Daphne]]:
     started: list[Daphne] = []
 
-    def start(**env_overrides: str) -> Daphne:
-        daphne = Daphne(server_env(**env_overrides), tmp_path / f"daphne-{len(started)}.log")
+    def start(probe: str | None = "/healthz", **env_overrides: str) -> Daphne:
+        daphne = Daphne(server_env(**env_overrides), tmp_path / f"daphne-{len(started)}.log", probe=probe)
         started.append(daphne)
         return daphne
 

@@ -1,7 +1,9 @@
 """This process's housekeeping on the event loop, above the modules whose work it schedules.
 
-Housekeeping starts lazily on first use (a websocket connect or a run), never at import time, so
-management commands such as `migrate` don't touch it. It runs on the serving event loop:
+Housekeeping starts lazily on first use (the first request of any kind, through
+`runner.middleware.HousekeepingMiddleware` around the whole ASGI application; in tests, a websocket
+connect or a run), never at import time, so management commands such as `migrate` don't touch it.
+It runs on the serving event loop:
 - the start-up sweep (dead owners' runs become `interrupted`, their leases end);
 - a heartbeat (this process's `ServerProcess` row), a periodic sweep of stale peers, and the idle reaper;
 - every BUDGET_CHECK_S, budget alerts and closing idle sandboxes of users past a limit (budgets.py);
@@ -18,6 +20,7 @@ import asyncio
 import atexit
 import logging
 import os
+import signal
 import sqlite3
 import time
 import uuid
@@ -34,12 +37,14 @@ from runner.services.budgets import budget_enforce
 from runner.services.cancel import execution_cancel_local
 from runner.services.runs import execution_input_reply_local
 from runner.services.runtime import BOOT_ID, HOSTNAME, db
+from runner.services.runs import runs_here
 from runner.services.sandboxes import (
     lease_end_mine_sync,
     lease_sweep,
     sandbox_reap_idle,
     sandbox_restart_local,
     sandboxes_close_all,
+    sandboxes_held_count,
 )
 from runner.services.sweep import execution_sweep, execution_sweep_sync
 
@@ -79,19 +84,43 @@ async def runtime_ensure_started() -> None:
     try:
         await db(_heartbeat_sync)()
         if not _swept_at_start:
-            _swept_at_start = True
             await execution_sweep()
             await lease_sweep()
+            _swept_at_start = True
         current.tasks.append(loop.create_task(_housekeeping(), name="sandpit-housekeeping"))
         current.tasks.append(loop.create_task(_listen(), name="sandpit-listener"))
         current.tasks.append(loop.create_task(_budgets(), name="sandpit-budgets"))
         if connections["default"].vendor == "sqlite":
             current.tasks.append(loop.create_task(_checkpoint_wal(), name="sandpit-wal-checkpoint"))
+        _dump_state_on_sigusr1(loop)
+    except BaseException:
+        # The database was unreachable (say): the next caller tries again instead of finding a
+        # runtime that never started its loops.
+        if _runtime is current:
+            _runtime = None
+        for task in current.tasks:
+            task.cancel()
+        raise
     finally:
         current.ready.set()
 
 
 runtime.housekeeping_register(runtime_ensure_started)
+
+
+def _dump_state_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
+    """`kill -USR1 <pid>` logs one line of this process's state (bench/soak.py counts leftovers with it)."""
+
+    def dump() -> None:
+        log.warning(
+            "state: %d asyncio tasks, %d sandboxes held, %d runs here",
+            len(asyncio.all_tasks(loop)), sandboxes_held_count(), len(runs_here),
+        )
+
+    try:
+        loop.add_signal_handler(signal.SIGUSR1, dump)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests), or no signals here
+        pass
 
 
 async def runtime_stop() -> None:

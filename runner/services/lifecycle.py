@@ -29,7 +29,7 @@ from runner.services.cancel import interrupt_until_done
 from runner.services.output import OutputWriter, publish, store_chunks_sync
 from runner.services.packages import code_run
 from runner.services.runs import ACTIVE, PendingInput, Run, discard_result, later_run_waits, pass_turn, runs_here
-from runner.services.runtime import db
+from runner.services.runtime import db, db_retry
 
 log = logging.getLogger(__name__)
 
@@ -286,8 +286,8 @@ async def _finish(
     # thread goes straight from one to the other; published only after both, in order.
     busy = later_run_waits(run)
     store = asyncio.ensure_future(
-        db(_finish_sync)(
-            execution_id=run.execution_id, session_id=run.session.id, fields=fields, session_busy=busy,
+        db_retry(
+            _finish_sync, execution_id=run.execution_id, session_id=run.session.id, fields=fields, session_busy=busy,
             chunks=[chunk for batch in last_batches for chunk in batch],
         )
     )

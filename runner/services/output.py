@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -15,7 +16,9 @@ from runner.events import Chunk, ChunkKind
 from runner.models import OutputChunk
 from runner.sandboxes.base import Error, Event, Result, Stderr, Stdout
 from runner.services import runtime
-from runner.services.runtime import db
+from runner.services.runtime import db_retry
+
+log = logging.getLogger(__name__)
 
 # Marks a chunk the server wrote (a note, the truncation marker) rather than the code: its `data`.
 NOTICE_MARKER = "sandpit/notice"
@@ -25,9 +28,26 @@ MAIN_RESULT_MARKER = "sandpit/main"
 WRITE_MAX_BATCHES = 16
 
 
-def publish(group: str, message: dict[str, Any]) -> Any:
-    """Send a group message to every socket of a session."""
-    return get_channel_layer().group_send(group, message)
+async def publish(group: str, message: dict[str, Any]) -> None:
+    """Send a group message to every socket of a session.
+
+    Best effort: what a run publishes is stored first, and a socket that misses a message (the
+    channel layer down, say Redis restarting) catches up through replay when it reconnects or sees
+    a gap. So a failed send is logged (at most every PUBLISH_FAILURE_LOG_EVERY_S), never raised:
+    the run goes on and ends as usual.
+    """
+    global _publish_failure_logged_s
+    try:
+        await get_channel_layer().group_send(group, message)
+    except Exception as exc:
+        now = time.monotonic()
+        if now - _publish_failure_logged_s >= PUBLISH_FAILURE_LOG_EVERY_S:
+            _publish_failure_logged_s = now
+            log.warning("channel layer send failed (%s: %s); sockets catch up through replay", type(exc).__name__, exc)
+
+
+PUBLISH_FAILURE_LOG_EVERY_S = 5.0
+_publish_failure_logged_s = -PUBLISH_FAILURE_LOG_EVERY_S
 
 
 def human_bytes(n: int) -> str:
@@ -171,7 +191,7 @@ class OutputWriter:
                     batches.append(self._take_batch())
                 writing = (
                     asyncio.ensure_future(
-                        db(store_chunks_sync)(execution_id=self.execution_id, chunks=[c for batch in batches for c in batch])
+                        db_retry(store_chunks_sync, execution_id=self.execution_id, chunks=[c for batch in batches for c in batch])
                     )
                     if batches
                     else None

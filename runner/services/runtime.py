@@ -7,8 +7,11 @@ Every run and lease names the process that owns it by boot id; each process keep
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -16,10 +19,12 @@ from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from runner.models import ServerProcess
+
+log = logging.getLogger(__name__)
 
 BOOT_ID = uuid.uuid4().hex
 HOSTNAME = socket.gethostname()[:255]
@@ -44,6 +49,30 @@ def db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
             raise
 
     return sync_to_async(guarded, thread_sensitive=True)
+
+
+# A run's output and its end are retried this long while the database is unreachable (a Postgres
+# restart or failover, a SQLite file locked past its busy timeout), so a short outage loses nothing.
+DB_RETRY_FOR_S = 30.0
+DB_RETRY_FIRST_S = 0.2
+DB_RETRY_MAX_S = 2.0
+
+
+async def db_retry(fn: Callable[..., T], /, **kwargs: Any) -> T:
+    """`await db(fn)(**kwargs)`, tried again with backoff for up to DB_RETRY_FOR_S while the
+    database is unreachable (OperationalError, InterfaceError; `db` reconnects). Other errors, and
+    the last failure, raise. `fn` must be one transaction, so a retry never doubles a write."""
+    deadline_s = time.monotonic() + DB_RETRY_FOR_S
+    delay_s = DB_RETRY_FIRST_S
+    while True:
+        try:
+            return await db(fn)(**kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay_s > deadline_s:
+                raise
+            log.warning("%s failed (%s); trying again in %.1fs", fn.__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, DB_RETRY_MAX_S)
 
 
 def live_boot_ids_sync() -> set[str]:

@@ -193,6 +193,11 @@ def sandbox_holders_here() -> set[int]:
     return {held.user_id for held in _held.values()}
 
 
+def sandboxes_held_count() -> int:
+    """How many sessions' sandboxes this process holds."""
+    return len(_held)
+
+
 async def sandboxes_close_all(*, reason: str) -> None:
     """Close every sandbox this process holds (shutdown, tests)."""
     for session_id in list(_held):

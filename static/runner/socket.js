@@ -12,6 +12,7 @@ export class Socket {
     this.wsPath = wsPath;
     this.resume = resume || null;
     this.resyncing = false; // set on a gap until the socket reopens with the resume point
+    this.resyncedFrom = null; // the last point a gap re-synced from
     this.connected = false;
     this.closedForGood = false;
     this.ws = null;
@@ -102,7 +103,11 @@ export class Socket {
     if (index <= turn.lastIndex) return false;
     if (this.resyncing) return false; // a replay from the resume point is on its way
     if (index > turn.lastIndex + 1) {
-      this.resume = { execution_id: turn.id, index: turn.lastIndex };
+      // Already re-synced from this very point and the replay still skips: the server never stored those
+      // chunks (its database was down past its retries), so show what follows rather than loop.
+      const from = this.resyncedFrom;
+      if (from && from.execution_id === turn.id && from.index === turn.lastIndex) return true;
+      this.resume = this.resyncedFrom = { execution_id: turn.id, index: turn.lastIndex };
       this.resyncing = true;
       this.reconnect();
       return false;
