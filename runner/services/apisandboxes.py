@@ -91,7 +91,8 @@ async def api_sandbox_create(
         raise ValueError(f"timeout must be between 1 and {settings.API_SANDBOX_MAX_TIMEOUT_S} seconds")
     metadata = _string_map(metadata, "metadata")
     envs = _string_map(envs, "envVars")
-    if (over := execution_quota_check(user=owner)) is not None:
+    over, _limits = await execution_quota_check(user=owner)
+    if over is not None:
         raise RunRejected("quota", over)
     row = await db(_create_sync)(owner=owner, api_key_id=api_key_id, template=template, timeout_s=timeout,
                                  metadata=metadata, envs=envs)
