@@ -68,18 +68,13 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         if access != "owner":
             # Access that membership gives may have ended before the group could tell us: ask again.
-            access = await selectors.session_access_now(session=session, user=user)
-            if access is None:
-                await self._leave_group()
-                await self.close(code=4403)
-                self.closed = True
+            if not await self._access_still_held(session=session, user=user):
                 return
-            self.access = access
         hello: events.HelloFrame = {
             "type": "hello",
             "session_id": str(session.id),
-            "can_run": access == "owner",
-            "can_comment": access == "teacher",
+            "can_run": self.access == "owner",
+            "can_comment": self.access == "teacher",
             "backend": services.backend_name(),
             "last": await selectors.execution_last_pointer(session_id=session.id),
         }
@@ -214,13 +209,18 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         closed with 4403 at once."""
         if self.closed:
             return
-        access = await selectors.session_access_now(session=self.session, user=self.scope["user"])
+        await self._access_still_held(session=self.session, user=self.scope["user"])
+
+    async def _access_still_held(self, *, session: Any, user: Any) -> bool:
+        """Re-ask the access rule; on None, leave the group and close with 4403 (returns False)."""
+        access = await selectors.session_access_now(session=session, user=user)
         if access is None:
             await self._leave_group()
             await self.close(code=4403)
             self.closed = True
-            return
+            return False
         self.access = access
+        return True
 
     async def _relay(self, frame: dict[str, Any]) -> None:
         if self.seen.is_fresh(frame):
