@@ -17,7 +17,7 @@ from django.db import transaction
 
 from runner import events
 from runner.models import ChatSession, Classroom, new_join_code
-from runner.services.ratelimits import rate_limit_allow
+from runner.services.ratelimit import ratelimit_hit_sync
 
 NAME_MAX_CHARS = Classroom._meta.get_field("name").max_length or 200
 
@@ -59,7 +59,7 @@ def classroom_join(*, user: AbstractBaseUser, code: str) -> Classroom:
     Raises JoinRefused for a wrong, old or archived code, and when `user` has tried too many codes
     (JOIN_ATTEMPTS_PER_10MIN). Joining twice is harmless.
     """
-    if not rate_limit_allow(action="join", user_id=user.pk, limit=settings.JOIN_ATTEMPTS_PER_10MIN, window_s=600):
+    if not ratelimit_hit_sync(scope="join", user_id=user.pk, limit=settings.JOIN_ATTEMPTS_PER_10MIN, window_s=600).allowed:
         raise JoinRefused("Too many join attempts; wait a few minutes and try again.", rate_limited=True)
     normalised = normalise_join_code(code)
     classroom = Classroom.objects.open().filter(join_code=normalised).first() if normalised else None

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from runner import events
 from runner.models import Comment, Execution
-from runner.services.ratelimits import rate_limit_allow
+from runner.services.ratelimit import ratelimit_hit_sync
 
 
 class CommentRateLimited(Exception):
@@ -33,7 +33,7 @@ def _clean_body(body: object) -> str:
 
 
 def _check_rate(author: AbstractBaseUser) -> None:
-    if not rate_limit_allow(action="comment", user_id=author.pk, limit=settings.COMMENTS_PER_MINUTE, window_s=60):
+    if not ratelimit_hit_sync(scope="comment", user_id=author.pk, limit=settings.COMMENTS_PER_MINUTE, window_s=60).allowed:
         raise CommentRateLimited(f"Too many comments: at most {settings.COMMENTS_PER_MINUTE} a minute.")
 
 
