@@ -3,8 +3,11 @@ services, relay group events. The protocol is in ARCHITECTURE.md ("The websocket
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+import logging
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -15,7 +18,28 @@ from runner import events, selectors, services
 from runner.events import ErrorCode
 
 
+log = logging.getLogger(__name__)
+
 WS_RATE_WINDOW_S = 10
+# Joining the session's group (one channel-layer call): past this, or on any error (Redis down or
+# restarting), the socket closes with 4503 ("try again": Daphne accepts only 1000 and 3000-4999)
+# and the page reconnects.
+GROUP_JOIN_TIMEOUT_S = 10
+CLOSE_TRY_AGAIN = 4503
+
+T = TypeVar("T")
+
+
+async def _within(awaitable: Awaitable[T], timeout_s: float) -> T:
+    """`awaitable`'s result, or TimeoutError after `timeout_s`. Unlike `asyncio.wait_for`, a timed-out
+    call is cancelled but not waited for: redis-py can swallow a cancellation while it reconnects
+    (seen in the Redis drill), and waiting for it would hang this socket with it."""
+    task = asyncio.ensure_future(awaitable)
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        raise TimeoutError(f"no answer within {timeout_s} s")
+    return task.result()
 
 # Messages whose handlers reach the database only through services' `db()` (which keeps its
 # connection and closes it when found broken), or not at all: the group messages relayed to the
@@ -64,8 +88,18 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         await services.runtime_ensure_started()
 
         # Join before reading the replay, so nothing falls between the two; `seen` drops repeats.
+        try:
+            await _within(self.channel_layer.group_add(events.session_group(session.id), self.channel_name), GROUP_JOIN_TIMEOUT_S)
+        except Exception as exc:
+            # Closed here, not raised: an exception would end in Channels' teardown, which waits for
+            # this socket's channel receive, which a Redis restart can leave stuck for good (the
+            # socket then stays open and silent). The page reconnects and replays what it missed.
+            log.warning("could not join session %s's group (%s: %s); the socket closes and the page reconnects",
+                        session.id, type(exc).__name__, exc)
+            self.closed = True
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
         self.group = events.session_group(session.id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
         if access != "owner":
             # Access that membership gives may have ended before the group could tell us: ask again.
             if not await self._access_still_held(session=session, user=user):

@@ -242,6 +242,31 @@ def test_http_posts_are_rate_limited_per_user_with_a_clear_error(alice, bob, ali
     assert bob_client.post("/sessions/new/").status_code == 302  # bob has his own allowance
 
 
+def _port_nobody_listens_on() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again on return: connecting is refused
+
+
+@pytest.mark.django_db
+def test_with_the_rate_limit_cache_down_requests_still_go_through(alice, alice_session, client, caplog) -> None:
+    """Redis (the shared cache) restarting must not fail every request: the limit fails open, and
+    says so in the log at most every 30 s (not once a request)."""
+    dead = f"redis://127.0.0.1:{_port_nobody_listens_on()}/0"
+    caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": dead}}
+    client.force_login(alice)
+    with override_settings(CACHES=caches, REDIS_URL=dead, HTTP_POSTS_PER_MINUTE=1), caplog.at_level("WARNING"):
+        for _ in range(3):  # past the limit of 1, which nothing can count
+            assert client.post(f"/sessions/{alice_session.id}/rename/", {"title": "t"}).status_code in (200, 302)
+    failures = [r for r in caplog.records if "rate limit not counted" in r.getMessage()]
+    assert len(failures) <= 1
+    assert all("ConnectionError" in r.getMessage() for r in failures)
+    alice_session.refresh_from_db()
+    assert alice_session.title == "t"
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(120)
 async def test_an_admin_stop_of_a_running_run_cancels_it_and_is_audited(connect, alice, admin_user, alice_session) -> None:

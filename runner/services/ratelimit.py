@@ -7,6 +7,7 @@ increments it; past `limit` the caller refuses with `rate_limited` until the nex
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -15,6 +16,11 @@ from django.conf import settings
 from django.core.cache import cache
 
 from runner.services.runtime import db
+
+log = logging.getLogger(__name__)
+# A cache outage (Redis restarting) is logged at most this often.
+CACHE_FAILURE_LOG_EVERY_S = 30.0
+_cache_failure_logged_s = -CACHE_FAILURE_LOG_EVERY_S
 
 
 @dataclass(frozen=True)
@@ -43,11 +49,21 @@ def ratelimit_hit_sync(*, scope: str, user_id: int, limit: int, window_s: int) -
         return RateVerdict(True, 0, limit, window_s, window, retry_after_s)
     key = f"ratelimit:{scope}:{user_id}:{window}"
     try:
-        count = cache.incr(key)  # the usual case: the window's counter exists
-    except ValueError:
-        # The window's first hit. add() is a no-op when the key exists, so concurrent first hits
-        # never reset each other's count: the loser increments the winner's.
-        count = 1 if cache.add(key, 1, timeout=window_s * 2) else cache.incr(key)
+        try:
+            count = cache.incr(key)  # the usual case: the window's counter exists
+        except ValueError:
+            # The window's first hit. add() is a no-op when the key exists, so concurrent first hits
+            # never reset each other's count: the loser increments the winner's.
+            count = 1 if cache.add(key, 1, timeout=window_s * 2) else cache.incr(key)
+    except Exception as exc:
+        # The cache itself is down (Redis restarting, say): fail open, counting nothing, rather than
+        # fail every request. Budgets and quotas, which are in the database, still hold.
+        global _cache_failure_logged_s
+        now_m = time.monotonic()
+        if now_m - _cache_failure_logged_s >= CACHE_FAILURE_LOG_EVERY_S:
+            _cache_failure_logged_s = now_m
+            log.warning("rate limit not counted: the cache failed (%s: %s)", type(exc).__name__, exc)
+        return RateVerdict(True, 0, limit, window_s, window, retry_after_s)
     return RateVerdict(count <= limit, count, limit, window_s, window, retry_after_s)
 
 
