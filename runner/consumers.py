@@ -88,8 +88,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         await services.runtime_ensure_started()
 
         # Join before reading the replay, so nothing falls between the two; `seen` drops repeats.
+        group = events.session_group(session.id)
         try:
-            await _within(self.channel_layer.group_add(events.session_group(session.id), self.channel_name), GROUP_JOIN_TIMEOUT_S)
+            await _within(self.channel_layer.group_add(group, self.channel_name), GROUP_JOIN_TIMEOUT_S)
         except Exception as exc:
             # Closed here, not raised: an exception would end in Channels' teardown, which waits for
             # this socket's channel receive, which a Redis restart can leave stuck for good (the
@@ -99,7 +100,7 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             self.closed = True
             await self.close(code=CLOSE_TRY_AGAIN)
             return
-        self.group = events.session_group(session.id)
+        self.group = group
         if access != "owner":
             # Access that membership gives may have ended before the group could tell us: ask again.
             if not await self._access_still_held(session=session, user=user):

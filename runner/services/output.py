@@ -36,18 +36,15 @@ async def publish(group: str, message: dict[str, Any]) -> None:
     a gap. So a failed send is logged (at most every PUBLISH_FAILURE_LOG_EVERY_S), never raised:
     the run goes on and ends as usual.
     """
-    global _publish_failure_logged_s
     try:
         await get_channel_layer().group_send(group, message)
     except Exception as exc:
-        now = time.monotonic()
-        if now - _publish_failure_logged_s >= PUBLISH_FAILURE_LOG_EVERY_S:
-            _publish_failure_logged_s = now
+        if _publish_failures.due():
             log.warning("channel layer send failed (%s: %s); sockets catch up through replay", type(exc).__name__, exc)
 
 
 PUBLISH_FAILURE_LOG_EVERY_S = 5.0
-_publish_failure_logged_s = -PUBLISH_FAILURE_LOG_EVERY_S
+_publish_failures = runtime.LogThrottle(PUBLISH_FAILURE_LOG_EVERY_S)
 
 
 def human_bytes(n: int) -> str:

@@ -15,12 +15,12 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 
-from runner.services.runtime import db
+from runner.services.runtime import LogThrottle, db
 
 log = logging.getLogger(__name__)
 # A cache outage (Redis restarting) is logged at most this often.
 CACHE_FAILURE_LOG_EVERY_S = 30.0
-_cache_failure_logged_s = -CACHE_FAILURE_LOG_EVERY_S
+_cache_failures = LogThrottle(CACHE_FAILURE_LOG_EVERY_S)
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,7 @@ def ratelimit_hit_sync(*, scope: str, user_id: int, limit: int, window_s: int) -
     except Exception as exc:
         # The cache itself is down (Redis restarting, say): fail open, counting nothing, rather than
         # fail every request. Budgets and quotas, which are in the database, still hold.
-        global _cache_failure_logged_s
-        now_m = time.monotonic()
-        if now_m - _cache_failure_logged_s >= CACHE_FAILURE_LOG_EVERY_S:
-            _cache_failure_logged_s = now_m
+        if _cache_failures.due():
             log.warning("rate limit not counted: the cache failed (%s: %s)", type(exc).__name__, exc)
         return RateVerdict(True, 0, limit, window_s, window, retry_after_s)
     return RateVerdict(count <= limit, count, limit, window_s, window, retry_after_s)

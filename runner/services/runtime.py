@@ -32,6 +32,22 @@ HOSTNAME = socket.gethostname()[:255]
 T = TypeVar("T")
 
 
+class LogThrottle:
+    """Says whether to log an outage's next failure: at most once every `every_s` seconds, so a
+    down Redis logs a line now and then rather than one a request."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._last_s = -every_s
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_s < self.every_s:
+            return False
+        self._last_s = now
+        return True
+
+
 def db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     """Run a sync ORM function on Django's one sync thread: one thread hop, connection kept.
 
