@@ -17,6 +17,7 @@ from runner import services
 from runner.models import AdminAction, ChatSession, Execution, SandboxLease, UserQuota
 from runner.sandboxes.e2b import E2BBackend
 from runner.services.quotas import quota_check_sync, quota_status_sync
+from tests.fixtures_daphne import _free_port
 from tests.fixtures_runs import receive, receive_until_finished, run
 from tests.test_e2b_backend import _e2b_settings
 
@@ -205,14 +206,21 @@ def test_quota_rows_round_trip_decimal_budgets(alice) -> None:
     assert quota_check_sync(user_id=alice.pk)[1].usd_per_month == Decimal("12.50")
 
 
+def _zone_far_from_midnight() -> str:
+    """A zone where it is now between 02:00 and 22:00, so the last 50 minutes fall on one day
+    (in UTC, a test run just after midnight would count only part of them as today)."""
+    return "UTC" if 2 <= timezone.now().hour < 22 else "Etc/GMT-12"  # Etc/GMT-12 is UTC+12
+
+
 @pytest.mark.django_db
-@override_settings(TIME_ZONE="UTC", QUOTA_SANDBOX_SECONDS_PER_DAY=3600, QUOTA_RUNS_PER_DAY=0)
+@override_settings(QUOTA_SANDBOX_SECONDS_PER_DAY=3600, QUOTA_RUNS_PER_DAY=0)
 def test_the_chat_page_and_its_json_show_usage_against_the_limit(alice, alice_session, client) -> None:
     _lease(alice, 50 * 60, end=timezone.now())
     client.force_login(alice)
-    html = client.get(f"/sessions/{alice_session.id}/").content.decode()
+    with override_settings(TIME_ZONE=_zone_far_from_midnight()):
+        html = client.get(f"/sessions/{alice_session.id}/").content.decode()
+        body = client.get("/account/usage.json").json()
     assert 'id="usage-meter"' in html and "50 of 60 sandbox-minutes today · 83% used" in html
-    body = client.get("/account/usage.json").json()
     assert body == {"limits": [{"name": "sandbox_seconds_per_day", "text": "50 of 60 sandbox-minutes today", "percent": 83, "warn": True}]}
 
 
@@ -242,19 +250,11 @@ def test_http_posts_are_rate_limited_per_user_with_a_clear_error(alice, bob, ali
     assert bob_client.post("/sessions/new/").status_code == 302  # bob has his own allowance
 
 
-def _port_nobody_listens_on() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again on return: connecting is refused
-
-
 @pytest.mark.django_db
 def test_with_the_rate_limit_cache_down_requests_still_go_through(alice, alice_session, client, caplog) -> None:
     """Redis (the shared cache) restarting must not fail every request: the limit fails open, and
     says so in the log at most every 30 s (not once a request)."""
-    dead = f"redis://127.0.0.1:{_port_nobody_listens_on()}/0"
+    dead = f"redis://127.0.0.1:{_free_port()}/0"  # nothing listens there: connecting is refused
     caches = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": dead}}
     client.force_login(alice)
     with override_settings(CACHES=caches, REDIS_URL=dead, HTTP_POSTS_PER_MINUTE=1), caplog.at_level("WARNING"):
