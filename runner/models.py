@@ -381,8 +381,8 @@ class ApiKey(models.Model):
 
 
 def new_api_sandbox_id() -> str:
-    # Random and apart from the session's id (which teachers and admins see): the code
-    # interpreter's /contexts routes carry no token, so this id is what grants them.
+    # Random and apart from the session's id (which teachers and admins see); the routes also
+    # need the sandbox's token, derived from this id (services.apikeys).
     return secrets.token_hex(16)
 
 

@@ -479,3 +479,28 @@ def test_create_refused_when_no_sandbox_can_start(daphnes: Callable[..., Daphne]
         assert first.run_code("1 + 1").text == "2"
     finally:
         first.kill()
+
+
+def test_contexts_routes_need_the_sandboxs_token(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    mine, other = Sandbox.create(), Sandbox.create()
+    try:
+        context_id = mine.create_code_context(language="python").id  # the SDK sends the traffic token
+        base = {"E2b-Sandbox-Id": mine.sandbox_id, "E2b-Sandbox-Port": "49999"}
+        routes = [("GET", "/contexts", None), ("POST", "/contexts", {"language": "python"}),
+                  ("POST", f"/contexts/{context_id}/restart", None), ("DELETE", f"/contexts/{context_id}", None)]
+        for method, path, body in routes:
+            bare = httpx.request(method, f"{sandpit}{path}", json=body, headers=base, timeout=HTTP_TIMEOUT_S)
+            assert bare.status_code == 401, (method, path, bare.text)
+            for header in ("X-Access-Token", "E2B-Traffic-Access-Token"):
+                stolen = httpx.request(method, f"{sandpit}{path}", json=body, timeout=HTTP_TIMEOUT_S,
+                                       headers={**base, header: other._envd_access_token})
+                assert stolen.status_code == 502, (method, path, header, stolen.text)
+        assert [c["id"] for c in ApiSandbox.objects.get(sandbox_id=mine.sandbox_id).contexts].count(context_id) == 1  # nothing changed
+        listed = httpx_get(f"{sandpit}/contexts", headers={**base, "E2B-Traffic-Access-Token": mine.traffic_access_token})
+        assert listed.status_code == 200 and context_id in {c["id"] for c in listed.json()}
+        assert context_id in {c.id for c in mine.list_code_contexts()}
+    finally:
+        mine.kill()
+        other.kill()

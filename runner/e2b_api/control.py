@@ -45,12 +45,15 @@ async def authenticate(request: Request) -> ApiKey:
 def sandbox_json(sandbox: ApiSandbox, *, detail: bool = False) -> dict[str, Any]:
     """The API's Sandbox (create, connect) or, with `detail`, ListedSandbox/SandboxDetail."""
     sandbox_id = selectors.api_sandbox_id(sandbox)
+    token = services.api_sandbox_access_token(sandbox_id=sandbox_id)
     body: dict[str, Any] = {
         "templateID": sandbox.template,
         "sandboxID": sandbox_id,
         "clientID": "sandpit",
         "envdVersion": ENVD_VERSION,
-        "envdAccessToken": services.api_sandbox_access_token(sandbox_id=sandbox_id),
+        "envdAccessToken": token,
+        # The SDKs send this with every code-interpreter request (/contexts too), as to E2B's proxy.
+        "trafficAccessToken": token,
         "domain": None,
     }
     if detail:
