@@ -247,4 +247,10 @@ class ApiSandboxAdmin(admin.ModelAdmin):
     list_filter = ("template", "started_at")
     search_fields = ("sandbox_id", "session__title", "session__owner__username")
     list_select_related = ("session",)
-    readonly_fields = ("session", "sandbox_id", "api_key", "template", "metadata", "envs", "contexts", "started_at", "end_at", "killed_at")
+    # envVars may hold the user's secrets: their names show, their values never do.
+    exclude = ("envs",)
+    readonly_fields = ("session", "sandbox_id", "api_key", "template", "metadata", "env_names", "contexts", "started_at", "end_at", "killed_at")
+
+    @admin.display(description="envs")
+    def env_names(self, obj: ApiSandbox) -> str:
+        return ", ".join(f"{name}=********" for name in sorted(obj.envs)) or "-"

@@ -504,3 +504,17 @@ def test_contexts_routes_need_the_sandboxs_token(sandpit: str, monkeypatch: pyte
     finally:
         mine.kill()
         other.kill()
+
+
+def test_admin_shows_api_sandbox_env_names_but_not_values() -> None:
+    staff = User.objects.create_superuser(username="root", password="pw")
+    owner = User.objects.create_user(username="alice", password="pw")
+    session = services.session_create(owner=owner, language="python", title="with secrets")
+    row = ApiSandbox.objects.create(session=session, envs={"DB_PASSWORD": "hunter2-secret"}, end_at=session.created_at)
+    admin = Client()
+    admin.force_login(staff)
+    page = admin.get(f"/admin/runner/apisandbox/{row.pk}/change/")
+    assert page.status_code == 200
+    assert "DB_PASSWORD" in page.content.decode() and "hunter2-secret" not in page.content.decode()
+    listing = admin.get("/admin/runner/apisandbox/")
+    assert listing.status_code == 200 and "hunter2-secret" not in listing.content.decode()
