@@ -250,10 +250,16 @@ def test_list_metadata_keys_and_other_users(sandpit: str, monkeypatch: pytest.Mo
             refused = httpx_get(f"{sandpit}/v2/sandboxes", headers=headers)
             assert refused.status_code == 401
             assert refused.json() == {"code": 401, "message": "Invalid API key, it must start with 'e2b_' prefix and be 40 characters long"}
-    finally:
+        # Revoking the key also ended the sandboxes it made: another key of Alice's finds none.
         _alice, fresh_key = key_for("alice", name="fresh")
-        for sandbox, owner_key in ((first, fresh_key), (second, fresh_key), (bobs, bob_key)):
-            Sandbox.kill(sandbox.sandbox_id, api_key=owner_key)
+        assert Sandbox.list(api_key=fresh_key).next_items() == []
+    finally:
+        _alice, cleanup_key = key_for("alice", name="cleanup")
+        for sandbox in (first, second, bobs):
+            Sandbox.kill(sandbox.sandbox_id, api_key=bob_key if sandbox is bobs else cleanup_key)
+    deadline = time.monotonic() + 15
+    while ApiSandbox.objects.filter(killed_at=None).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not ApiSandbox.objects.filter(killed_at=None).exists()
 
 
@@ -518,3 +524,33 @@ def test_admin_shows_api_sandbox_env_names_but_not_values() -> None:
     assert "DB_PASSWORD" in page.content.decode() and "hunter2-secret" not in page.content.decode()
     listing = admin.get("/admin/runner/apisandbox/")
     assert listing.status_code == 200 and "hunter2-secret" not in listing.content.decode()
+
+
+def test_revoking_the_key_refuses_the_sandbox_and_kills_it(sandpit: str) -> None:
+    user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key)
+    token_headers = {"E2b-Sandbox-Id": sandbox.sandbox_id, "E2b-Sandbox-Port": "49999", "X-Access-Token": sandbox._envd_access_token}
+    assert sandbox.run_code("1 + 1").text == "2" and sandbox.commands.run("echo hi").stdout == "hi\n"
+    page = Client()
+    page.force_login(user)
+    page.post(f"/account/keys/{ApiKey.objects.get(owner=user).id}/revoke/")
+    time.sleep(1.2)  # past the routing's cache (RECENT_TTL_S)
+
+    refused = httpx_post(f"{sandpit}/execute", json={"code": "print('ran')"}, headers=token_headers)
+    assert refused.status_code == 401 and "revoked" in refused.json()["message"], refused.text
+    with pytest.raises(SandboxException, match="401"):
+        sandbox.run_code("print('ran')")
+    with pytest.raises(AuthenticationException):  # envd's Process/Start
+        sandbox.commands.run("echo ran")
+    assert not Execution.objects.filter(code__contains="ran").exists()
+
+    deadline = time.monotonic() + 15
+    while ApiSandbox.objects.filter(killed_at=None).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ApiSandbox.objects.get().killed_at is not None
+    assert not SandboxLease.objects.open().exists()
+    assert SandboxLease.objects.get().end_reason == "revoked"
+    # Another live key of the same user doesn't bring it back.
+    _user, other_key = key_for("alice", name="other")
+    with pytest.raises(NotFoundException):
+        Sandbox.connect(sandbox.sandbox_id, api_key=other_key)

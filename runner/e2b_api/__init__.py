@@ -99,6 +99,13 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
             raise _not_found(sandbox_id)
         if not tokens:
             raise api_error(401, "missing access token: send X-Access-Token or E2B-Traffic-Access-Token")
+        # The key that made it, and its owner, must still be valid (checked on every request, from
+        # a row at most RECENT_TTL_S old); revoking or deactivating also ends the sandbox.
+        refused = services.api_sandbox_refusal(sandbox=sandbox)
+        if refused:
+            raise api_error(401, refused)
+        if sandbox.killed_at is not None or sandbox.end_at <= timezone.now():
+            raise _not_found(sandbox_id)
         if port == JUPYTER_PORT:
             await interpreter.dispatch(request, sandbox, sandbox.session.owner)
         elif port == ENVD_PORT:
@@ -124,18 +131,20 @@ def _not_found(sandbox_id: str) -> HttpError:
 
 
 # Sandboxes looked up recently here, so a run doesn't pay a database round trip to find its
-# sandbox (a third of the API's own latency). Killed here: dropped at once (`forget`); killed by
-# another process: seen within RECENT_TTL_S. The end time is checked on every use.
+# sandbox (a third of the API's own latency). Killed here: dropped at once (`forget`); killed, or
+# its key revoked or its owner deactivated, by another process: seen within RECENT_TTL_S.
 RECENT_TTL_S = 1.0
 _recent: dict[str, tuple[float, ApiSandbox]] = {}
 
 
 async def _sandbox(sandbox_id: str) -> ApiSandbox | None:
+    """The sandbox with this id in any state (the caller judges it), or None when unknown. A row
+    that looks ended is read afresh (another process may have extended it)."""
     now = time.monotonic()
     hit = _recent.get(sandbox_id)
-    if hit is not None and now - hit[0] < RECENT_TTL_S and hit[1].end_at > timezone.now():
+    if hit is not None and now - hit[0] < RECENT_TTL_S and hit[1].killed_at is None and hit[1].end_at > timezone.now():
         return hit[1]
-    sandbox = await db(selectors.api_sandbox_get_sync)(sandbox_id=sandbox_id)
+    sandbox = await db(selectors.api_sandbox_route_sync)(sandbox_id=sandbox_id)
     if len(_recent) > 1000:
         _recent.clear()
     if sandbox is None:

@@ -8,7 +8,15 @@ accounting, apikeys.
 """
 
 from runner.services.admission import execution_quota_check, execution_start
-from runner.services.apikeys import api_key_authenticate_sync, api_key_create, api_key_revoke, api_sandbox_access_token, api_sandbox_token_ok
+from runner.services.apikeys import (
+    api_key_authenticate_sync,
+    api_key_create,
+    api_key_revoke,
+    api_sandbox_access_token,
+    api_sandbox_refusal,
+    api_sandbox_token_ok,
+    api_sandboxes_end_now,
+)
 from runner.services.apisandboxes import (
     api_context_create_sync,
     api_context_remove_sync,
@@ -77,7 +85,9 @@ __all__: list[str] = [
     "api_sandbox_extend_sync",
     "api_sandbox_handle",
     "api_sandbox_kill",
+    "api_sandbox_refusal",
     "api_sandbox_token_ok",
+    "api_sandboxes_end_now",
     "api_sandboxes_expire",
     # executions (runs)
     "RunRejected",
