@@ -554,3 +554,29 @@ def test_revoking_the_key_refuses_the_sandbox_and_kills_it(sandpit: str) -> None
     _user, other_key = key_for("alice", name="other")
     with pytest.raises(NotFoundException):
         Sandbox.connect(sandbox.sandbox_id, api_key=other_key)
+
+
+def test_deactivating_the_owner_in_the_admin_refuses_and_kills_their_sandboxes(sandpit: str) -> None:
+    user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key)
+    assert sandbox.run_code("1 + 1").text == "2"
+    admin = Client()
+    admin.force_login(User.objects.create_superuser(username="root", password="pw"))
+    joined = user.date_joined
+    saved = admin.post(f"/admin/auth/user/{user.pk}/change/", {
+        "username": "alice", "date_joined_0": joined.strftime("%Y-%m-%d"), "date_joined_1": joined.strftime("%H:%M:%S"),
+    })  # is_active unticked
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    assert not User.objects.get(pk=user.pk).is_active
+    time.sleep(1.2)  # past the routing's cache (RECENT_TTL_S)
+
+    with pytest.raises(SandboxException, match="401.*deactivated"):
+        sandbox.run_code("print('ran')")
+    with pytest.raises(AuthenticationException):
+        sandbox.commands.run("echo ran")
+    assert not Execution.objects.filter(code__contains="ran").exists()
+    deadline = time.monotonic() + 15
+    while ApiSandbox.objects.filter(killed_at=None).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ApiSandbox.objects.get().killed_at is not None
+    assert SandboxLease.objects.get().end_reason == "revoked"

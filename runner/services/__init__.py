@@ -2,11 +2,12 @@
 
 One module per area; everything is re-exported here so callers write `services.<name>`.
 The modules form layers (pyproject.toml's import-linter contracts hold them), top to bottom:
-housekeeping, apisandboxes; admission, sessions, classrooms, comments, admin_actions, budgets, workspace;
-lifecycle; cancel; sandboxes, sweep; output, runs, quotas, ratelimit, packages; runtime,
+housekeeping, apisandboxes; admission, sessions, classrooms, comments, admin_actions, budgets, workspace,
+accounts; lifecycle; cancel; sandboxes, sweep; output, runs, quotas, ratelimit, packages; runtime,
 accounting, apikeys.
 """
 
+from runner.services.accounts import user_credentials_changed
 from runner.services.admission import execution_quota_check, execution_start
 from runner.services.apikeys import (
     api_key_authenticate_sync,
@@ -59,6 +60,7 @@ from runner.services.sweep import execution_sweep
 from runner.services.workspace import NoWorkspace, Upload, workspace_delete, workspace_open, workspace_rename, workspace_upload
 
 __all__: list[str] = [
+    "user_credentials_changed",
     # classrooms
     "JoinRefused",
     "access_recheck_for_students",
