@@ -20,6 +20,7 @@ from e2b import (
     CommandExitException,
     InvalidArgumentException,
     NotFoundException,
+    RateLimitException,
     SandboxException,
     SandboxQuery,
     TimeoutException,
@@ -580,3 +581,39 @@ def test_deactivating_the_owner_in_the_admin_refuses_and_kills_their_sandboxes(s
         time.sleep(0.2)
     assert ApiSandbox.objects.get().killed_at is not None
     assert SandboxLease.objects.get().end_reason == "revoked"
+
+
+
+def test_a_burst_over_the_api_rate_limit_gets_429_and_other_users_are_unaffected(daphnes: Callable[..., Daphne]) -> None:
+    limit = 8
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="", API_REQUESTS_PER_10S=str(limit))
+    url = f"http://127.0.0.1:{server.port}"
+    _alice, alice_key = key_for("alice")
+    _bob, bob_key = key_for("bob")
+    alices = Sandbox.create(api_key=alice_key, api_url=url, sandbox_url=url)
+    bobs = Sandbox.create(api_key=bob_key, api_url=url, sandbox_url=url)
+    try:
+        while time.time() % 10 > 4:  # start early in a 10 s window, so the burst stays inside one
+            time.sleep(0.1)
+        allowed = 0
+        with pytest.raises(RateLimitException):  # envd's 429
+            for _ in range(3 * limit):
+                alices.files.write("burst.txt", "x")
+                allowed += 1
+        assert allowed <= limit
+        with pytest.raises(RateLimitException):  # the control plane's (the SDK's own retries, which wait Retry-After, off)
+            Sandbox.list(api_key=alice_key, api_url=url, retries=0).next_items()
+        with pytest.raises(SandboxException, match="429"):  # the code interpreter's
+            alices.run_code("print('burst')")
+        refused = httpx_get(f"{url}/v2/sandboxes", headers={"X-API-Key": alice_key})
+        assert refused.status_code == 429 and refused.json()["code"] == 429 and "try again" in refused.json()["message"]
+        assert 1 <= int(refused.headers["retry-after"]) <= 10
+        # Bob, meanwhile, is served as usual.
+        assert bobs.run_code("6 * 7").text == "42"
+        assert [s.sandbox_id for s in Sandbox.list(api_key=bob_key, api_url=url).next_items()] == [bobs.sandbox_id]
+        assert not Execution.objects.filter(code__contains="burst").exists()
+    finally:
+        for sandbox, key in ((alices, alice_key), (bobs, bob_key)):
+            deadline = time.monotonic() + 15
+            while httpx.delete(f"{url}/sandboxes/{sandbox.sandbox_id}", headers={"X-API-Key": key}).status_code == 429 and time.monotonic() < deadline:
+                time.sleep(1)  # refused while the window lasts

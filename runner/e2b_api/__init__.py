@@ -106,6 +106,7 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
             raise api_error(401, refused)
         if sandbox.killed_at is not None or sandbox.end_at <= timezone.now():
             raise _not_found(sandbox_id)
+        await control.rate_limit(user_id=sandbox.session.owner_id)
         if port == JUPYTER_PORT:
             await interpreter.dispatch(request, sandbox, sandbox.session.owner)
         elif port == ENVD_PORT:
