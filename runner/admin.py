@@ -6,6 +6,8 @@ looks for first.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -239,6 +241,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     search_fields = ("name", "owner__username", "prefix")
     list_select_related = ("owner",)
     readonly_fields = ("owner", "name", "prefix", "key_hash", "created_at", "last_used_at")
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.revoked_at is not None and "revoked_at" in form.changed_data:
+            services.api_sandboxes_end_now(api_key_ids=[obj.pk])  # as revoking on the keys page does
 
 
 @admin.register(ApiSandbox)

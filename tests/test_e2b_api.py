@@ -617,3 +617,21 @@ def test_a_burst_over_the_api_rate_limit_gets_429_and_other_users_are_unaffected
             deadline = time.monotonic() + 15
             while httpx.delete(f"{url}/sandboxes/{sandbox.sandbox_id}", headers={"X-API-Key": key}).status_code == 429 and time.monotonic() < deadline:
                 time.sleep(1)  # refused while the window lasts
+
+
+def test_revoking_a_key_in_the_admin_ends_its_sandboxes() -> None:
+    from django.utils import timezone
+
+    staff = User.objects.create_superuser(username="root", password="pw")
+    owner = User.objects.create_user(username="alice", password="pw")
+    key, _secret = services.api_key_create(owner=owner, name="laptop")
+    session = services.session_create(owner=owner, language="python", title="api")
+    row = ApiSandbox.objects.create(session=session, api_key=key, end_at=timezone.now() + timezone.timedelta(hours=1))
+    admin = Client()
+    admin.force_login(staff)
+    now = timezone.localtime()
+    saved = admin.post(f"/admin/runner/apikey/{key.pk}/change/", {"revoked_at_0": now.strftime("%Y-%m-%d"), "revoked_at_1": now.strftime("%H:%M:%S")})
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+    row.refresh_from_db()
+    assert row.end_at <= timezone.now()  # the expiry kills it next (lease reason "revoked")
