@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -80,7 +81,8 @@ class RawKernel:
     async def start(self) -> None:
         from runner.sandboxes.base import get_backend
 
-        self.sandbox = await get_backend("local").create(owner_id=0, session_id="bench-raw")
+        # A session id is a UUID (the workspace's directory is named by it).
+        self.sandbox = await get_backend("local").create(owner_id=0, session_id=str(uuid.uuid4()))
         kernel = await self.sandbox.kernel("python")
         kernel.close_client()
         self.client = raw_client_for(kernel)

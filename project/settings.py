@@ -288,3 +288,6 @@ else:
 # The E2B-compatible API (runner/e2b_api): the longest timeout a sandbox may ask for.
 # ---------------------------------------------------------------------------------------------
 API_SANDBOX_MAX_TIMEOUT_S = env.int("API_SANDBOX_MAX_TIMEOUT_S", default=3600)
+# Requests one user may send to the API per 10 s, control and data planes together, over all their
+# keys, sandboxes and server processes (0: no limit); past it, E2B's 429.
+API_REQUESTS_PER_10S = env.int("API_REQUESTS_PER_10S", default=100)

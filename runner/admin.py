@@ -6,6 +6,8 @@ looks for first.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -240,6 +242,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
     readonly_fields = ("owner", "name", "prefix", "key_hash", "created_at", "last_used_at")
 
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.revoked_at is not None and "revoked_at" in form.changed_data:
+            services.api_sandboxes_end_now(api_key_ids=[obj.pk])  # as revoking on the keys page does
+
 
 @admin.register(ApiSandbox)
 class ApiSandboxAdmin(admin.ModelAdmin):
@@ -247,4 +254,10 @@ class ApiSandboxAdmin(admin.ModelAdmin):
     list_filter = ("template", "started_at")
     search_fields = ("sandbox_id", "session__title", "session__owner__username")
     list_select_related = ("session",)
-    readonly_fields = ("session", "sandbox_id", "api_key", "template", "metadata", "envs", "contexts", "started_at", "end_at", "killed_at")
+    # envVars may hold the user's secrets: their names show, their values never do.
+    exclude = ("envs",)
+    readonly_fields = ("session", "sandbox_id", "api_key", "template", "metadata", "env_names", "contexts", "started_at", "end_at", "killed_at")
+
+    @admin.display(description="envs")
+    def env_names(self, obj: ApiSandbox) -> str:
+        return ", ".join(f"{name}=********" for name in sorted(obj.envs)) or "-"

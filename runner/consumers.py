@@ -26,6 +26,9 @@ WS_RATE_WINDOW_S = 10
 # and the page reconnects.
 GROUP_JOIN_TIMEOUT_S = 10
 CLOSE_TRY_AGAIN = 4503
+# The user was deactivated or changed their password: the page reconnects, and a session that no
+# longer authenticates is then refused with 4403.
+CLOSE_CREDENTIALS_CHANGED = 4401
 
 T = TypeVar("T")
 
@@ -47,13 +50,14 @@ async def _within(awaitable: Awaitable[T], timeout_s: float) -> T:
 _KEEPS_CONNECTION = frozenset(
     {
         "execution.queued", "execution.started", "execution.output", "execution.finished", "execution.input_request", "run.error",
-        "websocket.receive", "comment.event", "access.recheck",
+        "websocket.receive", "comment.event", "access.recheck", "auth.revoked",
     }
 )
 
 
 class SessionConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+    user_group: str | None = None
     closed = False
 
     async def dispatch(self, message: dict[str, Any]) -> None:
@@ -89,8 +93,12 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
 
         # Join before reading the replay, so nothing falls between the two; `seen` drops repeats.
         group = events.session_group(session.id)
+        user_group = events.user_group(user.pk)
         try:
             await _within(self.channel_layer.group_add(group, self.channel_name), GROUP_JOIN_TIMEOUT_S)
+            self.group = group
+            await _within(self.channel_layer.group_add(user_group, self.channel_name), GROUP_JOIN_TIMEOUT_S)
+            self.user_group = user_group
         except Exception as exc:
             # Closed here, not raised: an exception would end in Channels' teardown, which waits for
             # this socket's channel receive, which a Redis restart can leave stuck for good (the
@@ -100,7 +108,11 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             self.closed = True
             await self.close(code=CLOSE_TRY_AGAIN)
             return
-        self.group = group
+        # Deactivated or given a new password since this socket authenticated (before its group
+        # could tell it): close as the group's message would have.
+        if not await selectors.user_credentials_current(user=user):
+            await self.auth_revoked({"type": "auth.revoked"})
+            return
         if access != "owner":
             # Access that membership gives may have ended before the group could tell us: ask again.
             if not await self._access_still_held(session=session, user=user):
@@ -133,9 +145,12 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         await self._leave_group()
 
     async def _leave_group(self) -> None:
-        if self.group is not None:
-            group, self.group = self.group, None
-            await self.channel_layer.group_discard(group, self.channel_name)
+        """Leave the session's group and the user's."""
+        for attr in ("group", "user_group"):
+            group = getattr(self, attr)
+            if group is not None:
+                setattr(self, attr, None)
+                await self.channel_layer.group_discard(group, self.channel_name)
 
     async def send_json(self, content: dict[str, Any], close: bool = False) -> None:
         if not self.closed:  # after a 4403 close nothing more reaches this socket
@@ -245,6 +260,14 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         if self.closed:
             return
         await self._access_still_held(session=self.session, user=self.scope["user"])
+
+    async def auth_revoked(self, message: dict[str, Any]) -> None:
+        """The user was deactivated or changed their password: close with 4401 at once."""
+        if self.closed:
+            return
+        self.closed = True
+        await self._leave_group()
+        await self.close(code=CLOSE_CREDENTIALS_CHANGED)
 
     async def _access_still_held(self, *, session: Any, user: Any) -> bool:
         """Re-ask the access rule; on None, leave the group and close with 4403 (returns False)."""

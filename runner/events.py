@@ -218,6 +218,13 @@ class AccessRecheckMessage(TypedDict):
     type: Literal["access.recheck"]
 
 
+class AuthRevokedMessage(TypedDict):
+    """The user was deactivated or their password changed: each of their sockets closes with 4401
+    (the page reconnects; a session that no longer authenticates then gets 4403)."""
+
+    type: Literal["auth.revoked"]
+
+
 # --- names --------------------------------------------------------------------------------------
 
 
@@ -225,6 +232,11 @@ def session_group(session_id: uuid.UUID | str) -> str:
     """The channel-layer group of one chat session: every socket viewing it."""
     hex_id = session_id.hex if isinstance(session_id, uuid.UUID) else uuid.UUID(str(session_id)).hex
     return f"session_{hex_id}"
+
+
+def user_group(user_id: int) -> str:
+    """The channel-layer group of every socket one user has open, on any session."""
+    return f"user_{int(user_id)}"
 
 
 def process_channel(boot_id: str) -> str:

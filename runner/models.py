@@ -148,6 +148,7 @@ class SandboxLease(models.Model):
         RESTART = "restart"
         BUDGET = "budget"  # the user passed a sandbox-time or $ limit; closed while idle
         ADMIN = "admin"  # an admin killed the user's sandboxes from the usage page
+        REVOKED = "revoked"  # an API sandbox whose key was revoked or whose owner was deactivated
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sandbox_leases")
     session = models.ForeignKey(ChatSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="leases")
@@ -381,8 +382,8 @@ class ApiKey(models.Model):
 
 
 def new_api_sandbox_id() -> str:
-    # Random and apart from the session's id (which teachers and admins see): the code
-    # interpreter's /contexts routes carry no token, so this id is what grants them.
+    # Random and apart from the session's id (which teachers and admins see); the routes also
+    # need the sandbox's token, derived from this id (services.apikeys).
     return secrets.token_hex(16)
 
 

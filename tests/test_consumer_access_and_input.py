@@ -6,6 +6,7 @@ alice owns `alice_session`; bob is another student; `admin_user` is a superuser 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -186,3 +187,51 @@ async def test_another_users_socket_notices_nothing_of_a_bad_client(connect, ali
     assert (await receive(ws))["type"] == "error"
     assert await bystander.receive_nothing()
     await _assert_still_open(bystander)
+
+
+async def _credentials_change(user, how: str) -> None:
+    if how == "deactivated":
+        user.is_active = False
+    else:
+        user.set_password("a new password")
+    await user.asave()
+
+
+@pytest.mark.parametrize(("who", "how"), [("owner", "deactivated"), ("owner", "password"), ("viewer", "deactivated")])
+async def test_a_socket_open_before_deactivation_or_a_password_change_is_closed_with_4401(
+    connect, alice, admin_user, alice_session, who, how
+) -> None:
+    from channels.testing import WebsocketCommunicator
+
+    from project.asgi import application
+    from tests.fixtures_runs import ORIGIN, _cookie_for
+
+    # Alice owns the session; the admin views it. One of them loses their credentials.
+    changed, other = (alice, admin_user) if who == "owner" else (admin_user, alice)
+    old_cookie = await asyncio.to_thread(_cookie_for, changed)
+    gone = await connect(changed, alice_session)
+    stays = await connect(other, alice_session)
+    for ws in (gone, stays):
+        assert (await receive(ws))["type"] == "hello"
+    await _credentials_change(changed, how)
+    assert await gone.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+    await _assert_still_open(stays)  # the other user notices nothing
+    # A session logged in with the old credentials opens no new socket either.
+    again = WebsocketCommunicator(application, f"/ws/sessions/{alice_session.id}/", headers=[(b"origin", ORIGIN), (b"cookie", old_cookie)])
+    try:
+        assert (await again.connect(timeout=5))[0] is True
+        assert await again.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    finally:
+        await again.disconnect()
+
+
+async def test_a_login_does_not_close_the_users_sockets(connect, alice, alice_session) -> None:
+    from django.utils import timezone
+
+    ws = await connect(alice, alice_session)
+    assert (await receive(ws))["type"] == "hello"
+    alice.last_login = timezone.now()
+    await alice.asave(update_fields=["last_login"])
+    alice.first_name = "Alice"
+    await alice.asave()
+    await _assert_still_open(ws)

@@ -20,6 +20,7 @@ from e2b import (
     CommandExitException,
     InvalidArgumentException,
     NotFoundException,
+    RateLimitException,
     SandboxException,
     SandboxQuery,
     TimeoutException,
@@ -250,10 +251,16 @@ def test_list_metadata_keys_and_other_users(sandpit: str, monkeypatch: pytest.Mo
             refused = httpx_get(f"{sandpit}/v2/sandboxes", headers=headers)
             assert refused.status_code == 401
             assert refused.json() == {"code": 401, "message": "Invalid API key, it must start with 'e2b_' prefix and be 40 characters long"}
-    finally:
+        # Revoking the key also ended the sandboxes it made: another key of Alice's finds none.
         _alice, fresh_key = key_for("alice", name="fresh")
-        for sandbox, owner_key in ((first, fresh_key), (second, fresh_key), (bobs, bob_key)):
-            Sandbox.kill(sandbox.sandbox_id, api_key=owner_key)
+        assert Sandbox.list(api_key=fresh_key).next_items() == []
+    finally:
+        _alice, cleanup_key = key_for("alice", name="cleanup")
+        for sandbox in (first, second, bobs):
+            Sandbox.kill(sandbox.sandbox_id, api_key=bob_key if sandbox is bobs else cleanup_key)
+    deadline = time.monotonic() + 15
+    while ApiSandbox.objects.filter(killed_at=None).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not ApiSandbox.objects.filter(killed_at=None).exists()
 
 
@@ -479,3 +486,152 @@ def test_create_refused_when_no_sandbox_can_start(daphnes: Callable[..., Daphne]
         assert first.run_code("1 + 1").text == "2"
     finally:
         first.kill()
+
+
+def test_contexts_routes_need_the_sandboxs_token(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    mine, other = Sandbox.create(), Sandbox.create()
+    try:
+        context_id = mine.create_code_context(language="python").id  # the SDK sends the traffic token
+        base = {"E2b-Sandbox-Id": mine.sandbox_id, "E2b-Sandbox-Port": "49999"}
+        routes = [("GET", "/contexts", None), ("POST", "/contexts", {"language": "python"}),
+                  ("POST", f"/contexts/{context_id}/restart", None), ("DELETE", f"/contexts/{context_id}", None)]
+        for method, path, body in routes:
+            bare = httpx.request(method, f"{sandpit}{path}", json=body, headers=base, timeout=HTTP_TIMEOUT_S)
+            assert bare.status_code == 401, (method, path, bare.text)
+            for header in ("X-Access-Token", "E2B-Traffic-Access-Token"):
+                stolen = httpx.request(method, f"{sandpit}{path}", json=body, timeout=HTTP_TIMEOUT_S,
+                                       headers={**base, header: other._envd_access_token})
+                assert stolen.status_code == 502, (method, path, header, stolen.text)
+        assert [c["id"] for c in ApiSandbox.objects.get(sandbox_id=mine.sandbox_id).contexts].count(context_id) == 1  # nothing changed
+        listed = httpx_get(f"{sandpit}/contexts", headers={**base, "E2B-Traffic-Access-Token": mine.traffic_access_token})
+        assert listed.status_code == 200 and context_id in {c["id"] for c in listed.json()}
+        assert context_id in {c.id for c in mine.list_code_contexts()}
+    finally:
+        mine.kill()
+        other.kill()
+
+
+def test_admin_shows_api_sandbox_env_names_but_not_values() -> None:
+    staff = User.objects.create_superuser(username="root", password="pw")
+    owner = User.objects.create_user(username="alice", password="pw")
+    session = services.session_create(owner=owner, language="python", title="with secrets")
+    row = ApiSandbox.objects.create(session=session, envs={"DB_PASSWORD": "hunter2-secret"}, end_at=session.created_at)
+    admin = Client()
+    admin.force_login(staff)
+    page = admin.get(f"/admin/runner/apisandbox/{row.pk}/change/")
+    assert page.status_code == 200
+    assert "DB_PASSWORD" in page.content.decode() and "hunter2-secret" not in page.content.decode()
+    listing = admin.get("/admin/runner/apisandbox/")
+    assert listing.status_code == 200 and "hunter2-secret" not in listing.content.decode()
+
+
+def test_revoking_the_key_refuses_the_sandbox_and_kills_it(sandpit: str) -> None:
+    user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key)
+    token_headers = {"E2b-Sandbox-Id": sandbox.sandbox_id, "E2b-Sandbox-Port": "49999", "X-Access-Token": sandbox._envd_access_token}
+    assert sandbox.run_code("1 + 1").text == "2" and sandbox.commands.run("echo hi").stdout == "hi\n"
+    page = Client()
+    page.force_login(user)
+    page.post(f"/account/keys/{ApiKey.objects.get(owner=user).id}/revoke/")
+    time.sleep(1.2)  # past the routing's cache (RECENT_TTL_S)
+
+    refused = httpx_post(f"{sandpit}/execute", json={"code": "print('ran')"}, headers=token_headers)
+    assert refused.status_code == 401 and "revoked" in refused.json()["message"], refused.text
+    with pytest.raises(SandboxException, match="401"):
+        sandbox.run_code("print('ran')")
+    with pytest.raises(AuthenticationException):  # envd's Process/Start
+        sandbox.commands.run("echo ran")
+    assert not Execution.objects.filter(code__contains="ran").exists()
+
+    deadline = time.monotonic() + 15
+    while ApiSandbox.objects.filter(killed_at=None).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ApiSandbox.objects.get().killed_at is not None
+    assert not SandboxLease.objects.open().exists()
+    assert SandboxLease.objects.get().end_reason == "revoked"
+    # Another live key of the same user doesn't bring it back.
+    _user, other_key = key_for("alice", name="other")
+    with pytest.raises(NotFoundException):
+        Sandbox.connect(sandbox.sandbox_id, api_key=other_key)
+
+
+def test_deactivating_the_owner_in_the_admin_refuses_and_kills_their_sandboxes(sandpit: str) -> None:
+    user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key)
+    assert sandbox.run_code("1 + 1").text == "2"
+    admin = Client()
+    admin.force_login(User.objects.create_superuser(username="root", password="pw"))
+    joined = user.date_joined
+    saved = admin.post(f"/admin/auth/user/{user.pk}/change/", {
+        "username": "alice", "date_joined_0": joined.strftime("%Y-%m-%d"), "date_joined_1": joined.strftime("%H:%M:%S"),
+    })  # is_active unticked
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    assert not User.objects.get(pk=user.pk).is_active
+    time.sleep(1.2)  # past the routing's cache (RECENT_TTL_S)
+
+    with pytest.raises(SandboxException, match="401.*deactivated"):
+        sandbox.run_code("print('ran')")
+    with pytest.raises(AuthenticationException):
+        sandbox.commands.run("echo ran")
+    assert not Execution.objects.filter(code__contains="ran").exists()
+    deadline = time.monotonic() + 15
+    while ApiSandbox.objects.filter(killed_at=None).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ApiSandbox.objects.get().killed_at is not None
+    assert SandboxLease.objects.get().end_reason == "revoked"
+
+
+
+def test_a_burst_over_the_api_rate_limit_gets_429_and_other_users_are_unaffected(daphnes: Callable[..., Daphne]) -> None:
+    limit = 8
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="", API_REQUESTS_PER_10S=str(limit))
+    url = f"http://127.0.0.1:{server.port}"
+    _alice, alice_key = key_for("alice")
+    _bob, bob_key = key_for("bob")
+    alices = Sandbox.create(api_key=alice_key, api_url=url, sandbox_url=url)
+    bobs = Sandbox.create(api_key=bob_key, api_url=url, sandbox_url=url)
+    try:
+        while time.time() % 10 > 4:  # start early in a 10 s window, so the burst stays inside one
+            time.sleep(0.1)
+        allowed = 0
+        with pytest.raises(RateLimitException):  # envd's 429
+            for _ in range(3 * limit):
+                alices.files.write("burst.txt", "x")
+                allowed += 1
+        assert allowed <= limit
+        with pytest.raises(RateLimitException):  # the control plane's (the SDK's own retries, which wait Retry-After, off)
+            Sandbox.list(api_key=alice_key, api_url=url, retries=0).next_items()
+        with pytest.raises(SandboxException, match="429"):  # the code interpreter's
+            alices.run_code("print('burst')")
+        refused = httpx_get(f"{url}/v2/sandboxes", headers={"X-API-Key": alice_key})
+        assert refused.status_code == 429 and refused.json()["code"] == 429 and "try again" in refused.json()["message"]
+        assert 1 <= int(refused.headers["retry-after"]) <= 10
+        # Bob, meanwhile, is served as usual.
+        assert bobs.run_code("6 * 7").text == "42"
+        assert [s.sandbox_id for s in Sandbox.list(api_key=bob_key, api_url=url).next_items()] == [bobs.sandbox_id]
+        assert not Execution.objects.filter(code__contains="burst").exists()
+    finally:
+        for sandbox, key in ((alices, alice_key), (bobs, bob_key)):
+            deadline = time.monotonic() + 15
+            while httpx.delete(f"{url}/sandboxes/{sandbox.sandbox_id}", headers={"X-API-Key": key}).status_code == 429 and time.monotonic() < deadline:
+                time.sleep(1)  # refused while the window lasts
+
+
+def test_revoking_a_key_in_the_admin_ends_its_sandboxes() -> None:
+    from django.utils import timezone
+
+    staff = User.objects.create_superuser(username="root", password="pw")
+    owner = User.objects.create_user(username="alice", password="pw")
+    key, _secret = services.api_key_create(owner=owner, name="laptop")
+    session = services.session_create(owner=owner, language="python", title="api")
+    row = ApiSandbox.objects.create(session=session, api_key=key, end_at=timezone.now() + timezone.timedelta(hours=1))
+    admin = Client()
+    admin.force_login(staff)
+    now = timezone.localtime()
+    saved = admin.post(f"/admin/runner/apikey/{key.pk}/change/", {"revoked_at_0": now.strftime("%Y-%m-%d"), "revoked_at_1": now.strftime("%H:%M:%S")})
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+    row.refresh_from_db()
+    assert row.end_at <= timezone.now()  # the expiry kills it next (lease reason "revoked")

@@ -9,10 +9,11 @@ SDK sends everything to the root and names the target in headers:
 A reverse proxy may instead pass E2B_DOMAIN-style hosts through: `<port>-<sandbox id>.<domain>`.
 Everything else goes to Django. Sandpit's own URLs never start with these paths.
 
-Sandbox routes need the sandbox's access token (`X-Access-Token`, handed out at create and
-connect). The SDKs send none with the code interpreter's `/contexts` calls: there, as at E2B, the
-sandbox id (128 random bits, apart from the session's id, known to the key's owner) grants access.
-An unknown, killed or expired id, or a wrong token, gets the edge's 502 "sandbox not found".
+Every sandbox route needs the sandbox's token, handed out at create and connect as both
+`envdAccessToken` and `trafficAccessToken`: the SDKs send the first as `X-Access-Token` (envd,
+`/execute`) and the second as `E2B-Traffic-Access-Token` (every code-interpreter route, `/contexts`
+included), as E2B's proxy asks of a sandbox without public traffic. None: 401. An unknown, killed
+or expired id, or a wrong token, gets the edge's 502 "sandbox not found".
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ API_PATH = re.compile(r"(?:/v2)?/sandboxes(?:/.*)?")
 # JSON bodies: code up to RUN_CODE_MAX_BYTES, escaped; uploads: a file up to SANDBOX_FILE_MAX_BYTES.
 JSON_SLACK_BYTES = 64 * 1024
 EXPIRE_EVERY_S = 2.0
+# Every sandbox route needs one of these, each right: the SDKs send the envd token to envd and
+# /execute, and the traffic token (handed out as `trafficAccessToken`) to every code-interpreter route.
+TOKEN_HEADERS = ("x-access-token", "e2b-traffic-access-token")
 
 _expiring: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
@@ -90,12 +94,19 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
             await control.dispatch(request, forget=forget)
             return
         sandbox = await _sandbox(sandbox_id)
-        token = request.headers.get("x-access-token")
-        if sandbox is None or (token is not None and not services.api_sandbox_token_ok(sandbox_id=sandbox_id, token=token)):
-            raise HttpError(502, {"code": 502, "message": f"The sandbox {sandbox_id[:100]} was not found", "sandboxId": sandbox_id[:100]})
-        # Both SDKs send the token to envd and with /execute; only /contexts and /health go without.
-        if token is None and (port == ENVD_PORT or request.path.rstrip("/") == "/execute"):
-            raise api_error(401, "missing access token")
+        tokens = [request.headers[name] for name in TOKEN_HEADERS if name in request.headers]
+        if sandbox is None or not all(services.api_sandbox_token_ok(sandbox_id=sandbox_id, token=t) for t in tokens):
+            raise _not_found(sandbox_id)
+        if not tokens:
+            raise api_error(401, "missing access token: send X-Access-Token or E2B-Traffic-Access-Token")
+        # The key that made it, and its owner, must still be valid (checked on every request, from
+        # a row at most RECENT_TTL_S old); revoking or deactivating also ends the sandbox.
+        refused = services.api_sandbox_refusal(sandbox=sandbox)
+        if refused:
+            raise api_error(401, refused)
+        if sandbox.killed_at is not None or sandbox.end_at <= timezone.now():
+            raise _not_found(sandbox_id)
+        await control.rate_limit(user_id=sandbox.session.owner_id)
         if port == JUPYTER_PORT:
             await interpreter.dispatch(request, sandbox, sandbox.session.owner)
         elif port == ENVD_PORT:
@@ -115,19 +126,26 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
             await request.stream_end()  # a cut stream, so the client doesn't wait for more
 
 
+def _not_found(sandbox_id: str) -> HttpError:
+    """The edge's answer for an unknown, killed or expired sandbox, or a wrong token."""
+    return HttpError(502, {"code": 502, "message": f"The sandbox {sandbox_id[:100]} was not found", "sandboxId": sandbox_id[:100]})
+
+
 # Sandboxes looked up recently here, so a run doesn't pay a database round trip to find its
-# sandbox (a third of the API's own latency). Killed here: dropped at once (`forget`); killed by
-# another process: seen within RECENT_TTL_S. The end time is checked on every use.
+# sandbox (a third of the API's own latency). Killed here: dropped at once (`forget`); killed, or
+# its key revoked or its owner deactivated, by another process: seen within RECENT_TTL_S.
 RECENT_TTL_S = 1.0
 _recent: dict[str, tuple[float, ApiSandbox]] = {}
 
 
 async def _sandbox(sandbox_id: str) -> ApiSandbox | None:
+    """The sandbox with this id in any state (the caller judges it), or None when unknown. A row
+    that looks ended is read afresh (another process may have extended it)."""
     now = time.monotonic()
     hit = _recent.get(sandbox_id)
-    if hit is not None and now - hit[0] < RECENT_TTL_S and hit[1].end_at > timezone.now():
+    if hit is not None and now - hit[0] < RECENT_TTL_S and hit[1].killed_at is None and hit[1].end_at > timezone.now():
         return hit[1]
-    sandbox = await db(selectors.api_sandbox_get_sync)(sandbox_id=sandbox_id)
+    sandbox = await db(selectors.api_sandbox_route_sync)(sandbox_id=sandbox_id)
     if len(_recent) > 1000:
         _recent.clear()
     if sandbox is None:

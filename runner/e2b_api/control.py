@@ -15,12 +15,13 @@ from django.conf import settings
 
 
 from runner import selectors, services
-from runner.e2b_api.wire import Request, api_error
+from runner.e2b_api.wire import HttpError, Request, api_error
 from runner.models import ApiKey, ApiSandbox
 from runner.sandboxes.base import SandboxError, SandboxUnavailable
 from runner.services.runtime import db
 
 ENVD_VERSION = "0.5.7"
+API_RATE_WINDOW_S = 10
 INVALID_KEY = "Invalid API key, it must start with 'e2b_' prefix and be 40 characters long"
 SANDBOX_PATH = re.compile(r"(?:/v2)?/sandboxes/([^/]+)(/[a-z]+)?/?")
 NOT_SUPPORTED = {
@@ -42,15 +43,29 @@ async def authenticate(request: Request) -> ApiKey:
     return key
 
 
+async def rate_limit(*, user_id: int) -> None:
+    """Count one authenticated API request of `user_id` (both planes share API_REQUESTS_PER_10S);
+    past the limit, E2B's 429 with Retry-After."""
+    verdict = await services.ratelimit_hit(
+        scope="api", user_id=user_id, limit=settings.API_REQUESTS_PER_10S, window_s=API_RATE_WINDOW_S
+    )
+    if not verdict.allowed:
+        raise HttpError(429, {"code": 429, "message": f"Too many API requests from you (all your keys and sandboxes count): {verdict.message}"},
+                        retry_after_s=verdict.retry_after_s)
+
+
 def sandbox_json(sandbox: ApiSandbox, *, detail: bool = False) -> dict[str, Any]:
     """The API's Sandbox (create, connect) or, with `detail`, ListedSandbox/SandboxDetail."""
     sandbox_id = selectors.api_sandbox_id(sandbox)
+    token = services.api_sandbox_access_token(sandbox_id=sandbox_id)
     body: dict[str, Any] = {
         "templateID": sandbox.template,
         "sandboxID": sandbox_id,
         "clientID": "sandpit",
         "envdVersion": ENVD_VERSION,
-        "envdAccessToken": services.api_sandbox_access_token(sandbox_id=sandbox_id),
+        "envdAccessToken": token,
+        # The SDKs send this with every code-interpreter request (/contexts too), as to E2B's proxy.
+        "trafficAccessToken": token,
         "domain": None,
     }
     if detail:
@@ -71,6 +86,7 @@ async def dispatch(request: Request, *, forget: Callable[[str], None]) -> None:
     cache when it is killed or its end time moves."""
     key = await authenticate(request)
     owner_id = key.owner_id
+    await rate_limit(user_id=owner_id)
     path, method = request.path.rstrip("/") or "/", request.method
     if path in ("/sandboxes", "/v2/sandboxes"):
         if method == "POST":

@@ -17,11 +17,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class HttpError(Exception):
     """Answer `status` with `body` (a JSON payload, or text when `text` is set), then stop."""
 
-    def __init__(self, status: int, body: Any, *, text: bool = False) -> None:
+    def __init__(self, status: int, body: Any, *, text: bool = False, retry_after_s: int = 1) -> None:
         super().__init__(str(body))
         self.status = status
         self.body = body
         self.text = text
+        self.retry_after_s = retry_after_s  # sent with a 429
 
 
 def api_error(status: int, message: str) -> HttpError:
@@ -117,7 +118,7 @@ class Request:
         if error.text:
             await self.respond(error.status, str(error.body).encode(), "text/plain; charset=utf-8")
         else:
-            headers = [(b"retry-after", b"1")] if error.status == 429 else None
+            headers = [(b"retry-after", str(error.retry_after_s).encode())] if error.status == 429 else None
             await self.respond(error.status, json.dumps(error.body).encode(), headers=headers)
 
     async def stream_start(self, content_type: str) -> None:

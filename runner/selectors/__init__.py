@@ -9,6 +9,7 @@ from runner.selectors.access import (
     execution_of_session,
     session_access,
     session_access_now,
+    user_credentials_current,
     session_visible,
     session_with_access,
     sessions_visible_to,
@@ -30,7 +31,13 @@ from runner.selectors.classrooms import (
     user_teaches,
 )
 from runner.selectors.comments import CommentView, author_name, comment_frame, comment_replay, comment_snippets
-from runner.selectors.api import api_keys_for_owner, api_sandbox_get_sync, api_sandbox_id, api_sandboxes_for_owner_sync
+from runner.selectors.api import (
+    api_keys_for_owner,
+    api_sandbox_get_sync,
+    api_sandbox_id,
+    api_sandbox_route_sync,
+    api_sandboxes_for_owner_sync,
+)
 from runner.selectors.executions import execution_last_pointer, execution_replay
 from runner.selectors.health import SandboxStatus, sandbox_status
 from runner.selectors.usage import usage_quota_status
@@ -52,6 +59,7 @@ __all__ = [
     # the E2B-compatible API
     "api_keys_for_owner",
     "api_sandbox_get_sync",
+    "api_sandbox_route_sync",
     "api_sandbox_id",
     "api_sandboxes_for_owner_sync",
     # access
@@ -60,6 +68,7 @@ __all__ = [
     "execution_of_session",
     "session_access",
     "session_access_now",
+    "user_credentials_current",
     "session_visible",
     "session_with_access",
     "sessions_visible_to",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Q, QuerySet
@@ -110,3 +111,14 @@ async def session_with_access(
 async def session_access_now(*, session: ChatSession, user: AnyUser) -> SessionAccess | None:
     """`session_access` from async code: an open socket re-asks it when memberships change."""
     return await db(session_access)(user=user, session=session)
+
+
+def _credentials_current_sync(*, user: AbstractBaseUser) -> bool:
+    return get_user_model()._default_manager.filter(pk=user.pk, is_active=True, password=user.password).exists()
+
+
+async def user_credentials_current(*, user: AbstractBaseUser) -> bool:
+    """Whether `user` (as loaded when their socket authenticated) is still active with the same
+    password: a socket that authenticated just before a deactivation or password change asks this
+    after joining its user's group, so it can't miss the change."""
+    return await db(_credentials_current_sync)(user=user)

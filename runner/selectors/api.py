@@ -26,6 +26,14 @@ def api_sandbox_get_sync(*, sandbox_id: str, owner_id: int | None = None) -> Api
     return rows.first()
 
 
+def api_sandbox_route_sync(*, sandbox_id: str) -> ApiSandbox | None:
+    """The API sandbox with this id in any state (killed, past its end, its key revoked), with its
+    session, owner and key, for the data plane to judge; None for an unknown id."""
+    if not sandbox_id or len(sandbox_id) > 32:
+        return None
+    return ApiSandbox.objects.select_related("session", "session__owner", "api_key").filter(sandbox_id=sandbox_id).first()
+
+
 def api_sandboxes_for_owner_sync(*, owner_id: int, metadata: dict[str, str] | None = None) -> list[ApiSandbox]:
     """The owner's live API sandboxes, newest first, whose metadata holds every pair of `metadata`."""
     rows = ApiSandbox.objects.select_related("session").filter(

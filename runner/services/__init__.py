@@ -2,13 +2,22 @@
 
 One module per area; everything is re-exported here so callers write `services.<name>`.
 The modules form layers (pyproject.toml's import-linter contracts hold them), top to bottom:
-housekeeping, apisandboxes; admission, sessions, classrooms, comments, admin_actions, budgets, workspace;
-lifecycle; cancel; sandboxes, sweep; output, runs, quotas, ratelimit, packages; runtime,
+housekeeping, apisandboxes; admission, sessions, classrooms, comments, admin_actions, budgets, workspace,
+accounts; lifecycle; cancel; sandboxes, sweep; output, runs, quotas, ratelimit, packages; runtime,
 accounting, apikeys.
 """
 
+from runner.services.accounts import user_credentials_changed
 from runner.services.admission import execution_quota_check, execution_start
-from runner.services.apikeys import api_key_authenticate_sync, api_key_create, api_key_revoke, api_sandbox_access_token, api_sandbox_token_ok
+from runner.services.apikeys import (
+    api_key_authenticate_sync,
+    api_key_create,
+    api_key_revoke,
+    api_sandbox_access_token,
+    api_sandbox_refusal,
+    api_sandbox_token_ok,
+    api_sandboxes_end_now,
+)
 from runner.services.apisandboxes import (
     api_context_create_sync,
     api_context_remove_sync,
@@ -51,6 +60,7 @@ from runner.services.sweep import execution_sweep
 from runner.services.workspace import NoWorkspace, Upload, workspace_delete, workspace_open, workspace_rename, workspace_upload
 
 __all__: list[str] = [
+    "user_credentials_changed",
     # classrooms
     "JoinRefused",
     "access_recheck_for_students",
@@ -77,7 +87,9 @@ __all__: list[str] = [
     "api_sandbox_extend_sync",
     "api_sandbox_handle",
     "api_sandbox_kill",
+    "api_sandbox_refusal",
     "api_sandbox_token_ok",
+    "api_sandboxes_end_now",
     "api_sandboxes_expire",
     # executions (runs)
     "RunRejected",

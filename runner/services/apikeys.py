@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from runner.models import ApiKey
+from runner.models import ApiKey, ApiSandbox
 
 KEY_PREFIX = "e2b_"
 KEY_SHAPE = re.compile(r"e2b_[0-9a-f]{40}")
@@ -48,10 +48,36 @@ def api_key_create(*, owner: AbstractBaseUser, name: str = "") -> tuple[ApiKey, 
 
 
 def api_key_revoke(*, owner: AbstractBaseUser, key_id: int | None = None, name: str | None = None) -> bool:
-    """Revoke `owner`'s live key with this id or name; False when there is none."""
+    """Revoke `owner`'s live key with this id or name and end the sandboxes it made (each process's
+    expiry kills them within seconds, lease reason "revoked"); False when there is none."""
     keys = ApiKey.objects.live().filter(owner=owner)
     keys = keys.filter(pk=key_id) if key_id is not None else keys.filter(name=name)
-    return keys.update(revoked_at=timezone.now()) > 0
+    with transaction.atomic():
+        key_ids = list(keys.select_for_update().values_list("pk", flat=True))
+        if not key_ids:
+            return False
+        now = timezone.now()
+        ApiKey.objects.filter(pk__in=key_ids).update(revoked_at=now)
+        api_sandboxes_end_now(api_key_ids=key_ids)
+    return True
+
+
+def api_sandboxes_end_now(*, api_key_ids: list[int] | None = None, owner_id: int | None = None) -> int:
+    """Move the end of the live API sandboxes made with these keys, or owned by `owner_id`, to now:
+    every route treats them as gone at once, and the expiry kills them. Returns how many."""
+    rows = ApiSandbox.objects.filter(killed_at__isnull=True, end_at__gt=timezone.now())
+    rows = rows.filter(api_key_id__in=api_key_ids) if api_key_ids is not None else rows.filter(session__owner_id=owner_id)
+    return rows.update(end_at=timezone.now())
+
+
+def api_sandbox_refusal(*, sandbox: ApiSandbox) -> str:
+    """Why the data plane refuses `sandbox` now that its credentials changed (its key revoked or
+    deleted, its owner deactivated), or "" when they still hold. Needs session__owner and api_key loaded."""
+    if sandbox.api_key is None or sandbox.api_key.revoked_at is not None:
+        return "the API key that created this sandbox was revoked"
+    if not sandbox.session.owner.is_active:
+        return "the account that owns this sandbox is deactivated"
+    return ""
 
 
 def api_key_authenticate_sync(*, key: str) -> ApiKey | None:

@@ -29,6 +29,7 @@ from runner.models import ApiSandbox, ChatSession, Execution, SandboxLease
 from runner.sandboxes.base import Sandbox
 from runner.services import sandboxes
 from runner.services.admission import execution_quota_check
+from runner.services.apikeys import api_sandbox_refusal
 from runner.services.cancel import execution_cancel_local
 from runner.services.runs import RunRejected, runs_here
 from runner.services.runtime import db
@@ -139,8 +140,8 @@ def api_sandbox_extend_sync(*, sandbox: ApiSandbox, timeout_s: object, only_exte
     return sandbox
 
 
-async def api_sandbox_kill(*, sandbox: ApiSandbox) -> None:
-    """End the sandbox: stop its runs, close its sandbox wherever it is held (lease "closed"),
+async def api_sandbox_kill(*, sandbox: ApiSandbox, reason: str = SandboxLease.EndReason.CLOSED) -> None:
+    """End the sandbox: stop its runs, close its sandbox wherever it is held (lease `reason`),
     mark it killed and its session closed. Idempotent."""
     session_id = sandbox.session_id
     for run in [r for r in list(runs_here.values()) if r.session.id == session_id]:
@@ -150,9 +151,9 @@ async def api_sandbox_kill(*, sandbox: ApiSandbox) -> None:
         except asyncio.TimeoutError:
             log.warning("run %s did not stop before its API sandbox was killed", run.execution_id)
     if sandboxes.sandbox_is_held(session_id=session_id):
-        await sandboxes.sandbox_release(session_id=session_id, reason=SandboxLease.EndReason.CLOSED)
+        await sandboxes.sandbox_release(session_id=session_id, reason=reason)
     else:
-        await sandboxes.sandbox_restart(session_id=session_id)
+        await sandboxes.sandbox_restart(session_id=session_id, reason=reason)
     await db(_mark_killed_sync)(session_id=session_id)
 
 
@@ -168,15 +169,17 @@ def _mark_killed_sync(*, session_id: uuid.UUID) -> None:
 
 
 async def api_sandboxes_expire() -> list[str]:
-    """Kill every API sandbox whose end time has passed (E2B's timeout). Returns their ids."""
+    """Kill every API sandbox whose end time has passed (E2B's timeout, or ended early because its
+    key was revoked or its owner deactivated: lease reason "revoked"). Returns their ids."""
     due = await db(_due_sync)(now=timezone.now())
     for sandbox in due:
-        await api_sandbox_kill(sandbox=sandbox)
+        revoked = bool(api_sandbox_refusal(sandbox=sandbox))
+        await api_sandbox_kill(sandbox=sandbox, reason=SandboxLease.EndReason.REVOKED if revoked else SandboxLease.EndReason.CLOSED)
     return [sandbox.sandbox_id for sandbox in due]
 
 
 def _due_sync(*, now: datetime) -> list[ApiSandbox]:
-    return list(ApiSandbox.objects.select_related("session").filter(killed_at__isnull=True, end_at__lte=now)[:100])
+    return list(ApiSandbox.objects.select_related("session", "session__owner", "api_key").filter(killed_at__isnull=True, end_at__lte=now)[:100])
 
 
 # --- contexts ----------------------------------------------------------------------------------

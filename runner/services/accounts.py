@@ -1,0 +1,25 @@
+"""What a change to a user's credentials ends at once, wherever it was made (the admin, the
+password views, `manage.py changepassword`, the shell): deactivation ends their API sandboxes
+(lease reason "revoked"), and deactivation or a new password closes their open sockets (4401)."""
+
+from __future__ import annotations
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from runner import events
+from runner.services.apikeys import api_sandboxes_end_now
+
+
+def user_credentials_changed(*, user_id: int, deactivated: bool) -> None:
+    """Call after saving the user: when `deactivated`, end their live API sandboxes (the expiry
+    kills them within seconds); after the transaction commits, close every socket they have open."""
+    if deactivated:
+        api_sandboxes_end_now(owner_id=user_id)
+
+    def publish() -> None:
+        message: events.AuthRevokedMessage = {"type": "auth.revoked"}
+        async_to_sync(get_channel_layer().group_send)(events.user_group(user_id), dict(message))
+
+    transaction.on_commit(publish)
