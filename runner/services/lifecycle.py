@@ -70,8 +70,7 @@ async def run_drive(
                 await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.IDLE)
                 acquired = await sandboxes.sandbox_acquire(session=run.session)
         except SandboxUnavailable as exc:
-            await publish(run.group, {"type": "run.error", "frame": events.error_frame("unavailable", exc.reason)})
-            await _finish(run, writer, Execution.Status.REJECTED, duration_ms=None, error=("SandboxUnavailable", exc.reason))
+            await _refuse(run, writer, exc)
             return
         except SandboxError as exc:
             writer.note(f"Could not start a sandbox: {exc}")
@@ -189,8 +188,7 @@ async def _rerun_on_new_sandbox(run: Run, writer: OutputWriter) -> asyncio.Futur
     try:
         acquired = await sandboxes.sandbox_acquire(session=run.session)
     except SandboxUnavailable as exc:
-        await publish(run.group, {"type": "run.error", "frame": events.error_frame("unavailable", exc.reason)})
-        await _finish(run, writer, Execution.Status.REJECTED, duration_ms=None, error=("SandboxUnavailable", exc.reason))
+        await _refuse(run, writer, exc)
         return None
     except SandboxError as exc:
         writer.note(f"Could not start a sandbox: {exc}")
@@ -209,6 +207,15 @@ async def _rerun_on_new_sandbox(run: Run, writer: OutputWriter) -> asyncio.Futur
             on_input=input_asker(run, writer),
         )
     )
+
+
+async def _refuse(run: Run, writer: OutputWriter, exc: SandboxUnavailable) -> None:
+    """No sandbox for the run: the user's live-sandbox limit (`quota`) or degraded mode
+    (`unavailable`). An error frame on the session's sockets, and the run ends rejected."""
+    quota = isinstance(exc, sandboxes.LiveSandboxLimit)
+    await publish(run.group, {"type": "run.error", "frame": events.error_frame("quota" if quota else "unavailable", exc.reason)})
+    error = ("QuotaExceeded" if quota else "SandboxUnavailable", exc.reason)
+    await _finish(run, writer, Execution.Status.REJECTED, duration_ms=None, error=error)
 
 
 async def _wait_turn(run: Run, ahead: asyncio.Future[None] | None) -> bool:
