@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from e2b import (
     CommandExitException,
     InvalidArgumentException,
     NotFoundException,
+    RateLimitException,
     SandboxException,
     SandboxQuery,
     TimeoutException,
@@ -479,3 +481,40 @@ def test_create_refused_when_no_sandbox_can_start(daphnes: Callable[..., Daphne]
         assert first.run_code("1 + 1").text == "2"
     finally:
         first.kill()
+
+
+def _sdk_server(daphnes: Callable[..., Daphne], **settings: str) -> str:
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="", **settings)
+    return f"http://127.0.0.1:{server.port}"
+
+
+def test_the_live_sandbox_limit_kills_the_idle_api_sandbox_and_refuses_when_none_is_idle(daphnes: Callable[..., Daphne]) -> None:
+    url = _sdk_server(daphnes, QUOTA_LIVE_SANDBOXES="1", RUN_TIMEOUT_S="30")
+    _user, key = key_for("alice")
+    first = Sandbox.create(api_key=key, api_url=url, sandbox_url=url, timeout=3600)
+    assert first.run_code("1 + 1").text == "2"
+    second = Sandbox.create(api_key=key, api_url=url, sandbox_url=url, timeout=3600)
+    busy = None
+    try:
+        # The idle one with the oldest activity made room: killed, its lease ended "replaced".
+        replaced = ApiSandbox.objects.get(sandbox_id=first.sandbox_id)
+        assert replaced.killed_at is not None
+        assert SandboxLease.objects.get(session_id=replaced.session_id).end_reason == "replaced"
+        assert not first.is_running()
+        # With the one live sandbox running code, a create is refused with E2B's 429, naming the limit.
+        busy = threading.Thread(target=lambda: second.run_code("import time\ntime.sleep(20)", timeout=60), daemon=True)
+        busy.start()
+        deadline = time.monotonic() + 30
+        while not Execution.objects.filter(status="running").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(RateLimitException, match="Live sandbox limit reached: 1 of 1 sandbox open"):
+            Sandbox.create(api_key=key, api_url=url, sandbox_url=url)
+        refused = httpx_post(f"{url}/v2/sandboxes", headers={"X-API-Key": key}, json={})
+        assert refused.status_code == 429 and refused.json()["code"] == 429
+        assert refused.json()["message"].startswith("Live sandbox limit reached")
+        assert ApiSandbox.objects.filter(killed_at=None).count() == 1  # the refused ones left nothing live
+    finally:
+        second.kill()
+        if busy is not None:
+            busy.join(30)
+    assert not SandboxLease.objects.open().exists()
