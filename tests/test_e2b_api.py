@@ -488,6 +488,50 @@ def _sdk_server(daphnes: Callable[..., Daphne], **settings: str) -> str:
     return f"http://127.0.0.1:{server.port}"
 
 
+def test_commands_are_runs_stored_as_bash_in_history_and_refused_past_the_daily_run_limit(daphnes: Callable[..., Daphne]) -> None:
+    url = _sdk_server(daphnes, QUOTA_RUNS_PER_DAY="2", RUN_TIMEOUT_S="30")
+    user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key, api_url=url, sandbox_url=url)
+    try:
+        assert sandbox.commands.run("echo hi; echo oops >&2").stdout == "hi\n"
+        with pytest.raises(CommandExitException):
+            sandbox.commands.run("exit 4")
+        # Both were runs: the day's limit is reached, for commands and code alike.
+        with pytest.raises(RateLimitException, match="Daily run limit reached: 2 of 2 runs today"):
+            sandbox.commands.run("echo again")
+        with pytest.raises(SandboxException, match="Daily run limit reached"):
+            sandbox.run_code("1")
+    finally:
+        sandbox.kill()
+    session = ChatSession.objects.get(pk=ApiSandbox.objects.get().session_id)
+    rows = list(session.executions.order_by("seq").values_list("language", "code", "status", "error_value"))
+    assert rows == [("bash", "echo hi; echo oops >&2", "succeeded", ""), ("bash", "exit 4", "failed", "exit status 4")]
+    first = session.executions.get(seq=1)
+    assert [(c.kind, c.text) for c in first.chunks.order_by("index")] == [("stdout", "hi\n"), ("stderr", "oops\n")]
+    assert (first.stdout_bytes, first.stderr_bytes) == (3, 5)
+    page = Client()
+    page.force_login(user)
+    assert "echo hi; echo oops &gt;&amp;2" in page.get(f"/sessions/{session.pk}/").content.decode()
+
+
+def test_a_command_is_stopped_at_run_timeout_s_whatever_timeout_the_client_asks(daphnes: Callable[..., Daphne]) -> None:
+    url = _sdk_server(daphnes, RUN_TIMEOUT_S="3")
+    _user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key, api_url=url, sandbox_url=url)
+    try:
+        started = time.monotonic()
+        with pytest.raises(CommandExitException) as stopped:
+            sandbox.commands.run("echo begun; sleep 20; echo never", timeout=120)
+        elapsed_s = time.monotonic() - started
+        assert 2.5 < elapsed_s < 12, elapsed_s
+        assert stopped.value.stdout == "begun\n" and "passed 3 s" in (stopped.value.error or "")
+        assert sandbox.commands.run("echo still here").stdout == "still here\n"
+    finally:
+        sandbox.kill()
+    row = Execution.objects.get(code="echo begun; sleep 20; echo never")
+    assert row.status == "timed_out" and row.language == "bash"
+
+
 def test_the_live_sandbox_limit_kills_the_idle_api_sandbox_and_refuses_when_none_is_idle(daphnes: Callable[..., Daphne]) -> None:
     url = _sdk_server(daphnes, QUOTA_LIVE_SANDBOXES="1", RUN_TIMEOUT_S="30")
     _user, key = key_for("alice")
