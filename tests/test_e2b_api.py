@@ -532,6 +532,41 @@ def test_a_command_is_stopped_at_run_timeout_s_whatever_timeout_the_client_asks(
     assert row.status == "timed_out" and row.language == "bash"
 
 
+def test_a_running_command_counts_against_the_concurrency_limit_and_hanging_up_kills_it(daphnes: Callable[..., Daphne]) -> None:
+    url = _sdk_server(daphnes, QUOTA_CONCURRENT_RUNS="1", RUN_TIMEOUT_S="30")
+    _user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key, api_url=url, sandbox_url=url)
+    hung_up: list[BaseException] = []
+
+    def long_command() -> None:
+        try:
+            sandbox.commands.run("sleep 25", timeout=5)
+        except BaseException as exc:  # the SDK's own timeout closes the stream
+            hung_up.append(exc)
+
+    try:
+        waiting = threading.Thread(target=long_command, daemon=True)
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while not Execution.objects.filter(status="running", code="sleep 25").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(RateLimitException, match="Concurrent run limit reached: 1 of 1 run at once"):
+            sandbox.commands.run("echo two")
+        with pytest.raises(SandboxException, match="Concurrent run limit reached"):
+            sandbox.run_code("1")
+        waiting.join(30)
+        assert hung_up and isinstance(hung_up[0], TimeoutException), hung_up
+        # The hang-up stopped the command (its process is killed, long before its 25 s), so the
+        # next one may start.
+        deadline = time.monotonic() + 10
+        while Execution.objects.active().filter(code="sleep 25").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert Execution.objects.get(code="sleep 25").status == "cancelled"
+        assert sandbox.commands.run("echo next").stdout == "next\n"
+    finally:
+        sandbox.kill()
+
+
 def test_the_live_sandbox_limit_kills_the_idle_api_sandbox_and_refuses_when_none_is_idle(daphnes: Callable[..., Daphne]) -> None:
     url = _sdk_server(daphnes, QUOTA_LIVE_SANDBOXES="1", RUN_TIMEOUT_S="30")
     _user, key = key_for("alice")
