@@ -12,9 +12,11 @@ with it), and is refused with `LiveSandboxLimit` when every one is running code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -60,9 +62,22 @@ class AcquiredSandbox:
 # Process-local handles: live sandboxes can't live in rows. Keyed by ChatSession id.
 _held: dict[uuid.UUID, _Held] = {}
 _opening: dict[uuid.UUID, asyncio.Future[AcquiredSandbox]] = {}
-# Per user: held while making room for and starting a new sandbox, so two starts here can't both
-# take the last place. Dropped when nobody holds or waits for it.
-_room_locks: dict[int, asyncio.Lock] = {}
+# Per user: a lock held while making room for and starting a new sandbox, so two starts here
+# can't both take the last place, and how many hold or wait for it (dropped at 0).
+_room_locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}
+
+
+@contextlib.asynccontextmanager
+async def _room_for(user_id: int) -> AsyncIterator[None]:
+    lock, users = _room_locks.setdefault(user_id, (asyncio.Lock(), [0]))
+    users[0] += 1
+    try:
+        async with lock:
+            yield
+    finally:
+        users[0] -= 1
+        if not users[0]:
+            _room_locks.pop(user_id, None)
 
 
 def _size(backend: str) -> tuple[float, int]:
@@ -113,21 +128,16 @@ async def _open(session: ChatSession) -> AcquiredSandbox:
             lease_id = await db(_lease_adopt_sync)(session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id)
             _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id)
             return AcquiredSandbox(sandbox, NOTICE_RECONNECTED)
-    lock = _room_locks.setdefault(session.owner_id, asyncio.Lock())
-    try:
-        async with lock:
-            await _make_room(user_id=session.owner_id, session_id=session.id)
-            sandbox = await backend.create(owner_id=session.owner_id, session_id=str(session.id))
-            try:
-                lease_id, had_sandbox = await db(_lease_open_sync)(
-                    session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id
-                )
-            except BaseException:
-                await _close_quietly(sandbox)
-                raise
-    finally:
-        if not lock.locked() and _room_locks.get(session.owner_id) is lock:
-            del _room_locks[session.owner_id]
+    async with _room_for(session.owner_id):
+        await _make_room(user_id=session.owner_id, session_id=session.id)
+        sandbox = await backend.create(owner_id=session.owner_id, session_id=str(session.id))
+        try:
+            lease_id, had_sandbox = await db(_lease_open_sync)(
+                session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id
+            )
+        except BaseException:
+            await _close_quietly(sandbox)
+            raise
     _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id)
     return AcquiredSandbox(sandbox, NOTICE_NEW_SANDBOX if had_sandbox else "")
 
