@@ -10,12 +10,14 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 from e2b import (
     AuthenticationException,
     CommandExitException,
@@ -29,6 +31,7 @@ from e2b import (
 from e2b_code_interpreter import AsyncSandbox, Sandbox
 
 from runner import services
+from runner.selectors.usage import usage_runs_for_user
 from runner.services.apikeys import api_key_hash
 from runner.models import ApiKey, ApiSandbox, ChatSession, Execution, SandboxLease
 from tests.fixtures_daphne import Daphne
@@ -512,6 +515,10 @@ def test_commands_are_runs_stored_as_bash_in_history_and_refused_past_the_daily_
     page = Client()
     page.force_login(user)
     assert "echo hi; echo oops &gt;&amp;2" in page.get(f"/sessions/{session.pk}/").content.decode()
+    # The admin's usage lists them among the user's runs (a day either side: no midnight race).
+    today = timezone.localdate()
+    runs = usage_runs_for_user(user_id=user.pk, start=today - timedelta(days=1), end=today + timedelta(days=1))
+    assert sorted(runs.values_list("code", flat=True)) == ["echo hi; echo oops >&2", "exit 4"]
 
 
 def test_a_command_is_stopped_at_run_timeout_s_whatever_timeout_the_client_asks(daphnes: Callable[..., Daphne]) -> None:
