@@ -299,6 +299,7 @@ def main() -> None:
         "RUN_OUTPUT_MAX_BYTES": str(16 * 1024 * 1024),  # let all 10 MB through (the default cap is 2 MiB)
         "WS_MESSAGES_PER_10S": "100000",
         "SANDBOX_MAX_LIVE": str(args.sessions + 5),
+        "QUOTA_LIVE_SANDBOXES": "0",  # one bench user opens every session: no per-user limit
         "LOG_LEVEL": "WARNING",
     })
     server = raw = None

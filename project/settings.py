@@ -261,6 +261,8 @@ QUOTA_SANDBOX_SECONDS_PER_DAY = env.int("QUOTA_SANDBOX_SECONDS_PER_DAY", default
 QUOTA_RUNS_PER_DAY = env.int("QUOTA_RUNS_PER_DAY", default=0)
 QUOTA_CONCURRENT_RUNS = env.int("QUOTA_CONCURRENT_RUNS", default=0)
 QUOTA_USD_PER_MONTH = env.float("QUOTA_USD_PER_MONTH", default=0.0)
+# Sandboxes one user may have live at once (0: no limit); well below SANDBOX_MAX_LIVE, the process cap.
+QUOTA_LIVE_SANDBOXES = env.int("QUOTA_LIVE_SANDBOXES", default=3)
 # How often each server checks budgets (closes idle sandboxes of users past a limit, records alerts).
 BUDGET_CHECK_S = env.int("BUDGET_CHECK_S", default=30)
 # HTTP POSTs one user may send per minute, across all processes (0: no limit).

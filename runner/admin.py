@@ -197,7 +197,7 @@ class CommentAdmin(ReadOnlyThroughAccessRule, admin.ModelAdmin):
 class UserQuotaAdmin(admin.ModelAdmin):
     """Per-user overrides of the QUOTA_* defaults: empty uses the default, 0 means no limit."""
 
-    list_display = ("user", "sandbox_seconds_per_day", "runs_per_day", "concurrent_runs", "usd_per_month", "updated_at")
+    list_display = ("user", "sandbox_seconds_per_day", "runs_per_day", "concurrent_runs", "usd_per_month", "live_sandboxes", "updated_at")
     search_fields = ("user__username", "user__email")
     autocomplete_fields = ("user",)
 

@@ -149,6 +149,7 @@ class SandboxLease(models.Model):
         BUDGET = "budget"  # the user passed a sandbox-time or $ limit; closed while idle
         ADMIN = "admin"  # an admin killed the user's sandboxes from the usage page
         REVOKED = "revoked"  # an API sandbox whose key was revoked or whose owner was deactivated
+        REPLACED = "replaced"  # idle, closed to make room for the user's new one (QUOTA_LIVE_SANDBOXES)
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sandbox_leases")
     session = models.ForeignKey(ChatSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="leases")
@@ -288,6 +289,7 @@ class UserQuota(models.Model):
     usd_per_month = models.DecimalField(
         max_digits=10, decimal_places=2, null=True, blank=True, help_text="Empty: the default; 0: no limit."
     )
+    live_sandboxes = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: the default; 0: no limit.")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.utils import timezone
 from e2b import (
     AuthenticationException,
     CommandExitException,
@@ -28,6 +31,7 @@ from e2b import (
 from e2b_code_interpreter import AsyncSandbox, Sandbox
 
 from runner import services
+from runner.selectors.usage import usage_runs_for_user
 from runner.services.apikeys import api_key_hash
 from runner.models import ApiKey, ApiSandbox, ChatSession, Execution, SandboxLease
 from tests.fixtures_daphne import Daphne
@@ -635,3 +639,123 @@ def test_revoking_a_key_in_the_admin_ends_its_sandboxes() -> None:
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
     row.refresh_from_db()
     assert row.end_at <= timezone.now()  # the expiry kills it next (lease reason "revoked")
+
+
+def _sdk_server(daphnes: Callable[..., Daphne], **settings: str) -> str:
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="", **settings)
+    return f"http://127.0.0.1:{server.port}"
+
+
+def test_commands_are_runs_stored_as_bash_in_history_and_refused_past_the_daily_run_limit(daphnes: Callable[..., Daphne]) -> None:
+    url = _sdk_server(daphnes, QUOTA_RUNS_PER_DAY="2", RUN_TIMEOUT_S="30")
+    user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key, api_url=url, sandbox_url=url)
+    try:
+        assert sandbox.commands.run("echo hi; echo oops >&2").stdout == "hi\n"
+        with pytest.raises(CommandExitException):
+            sandbox.commands.run("exit 4")
+        # Both were runs: the day's limit is reached, for commands and code alike.
+        with pytest.raises(RateLimitException, match="Daily run limit reached: 2 of 2 runs today"):
+            sandbox.commands.run("echo again")
+        with pytest.raises(SandboxException, match="Daily run limit reached"):
+            sandbox.run_code("1")
+    finally:
+        sandbox.kill()
+    session = ChatSession.objects.get(pk=ApiSandbox.objects.get().session_id)
+    rows = list(session.executions.order_by("seq").values_list("language", "code", "status", "error_value"))
+    assert rows == [("bash", "echo hi; echo oops >&2", "succeeded", ""), ("bash", "exit 4", "failed", "exit status 4")]
+    first = session.executions.get(seq=1)
+    assert [(c.kind, c.text) for c in first.chunks.order_by("index")] == [("stdout", "hi\n"), ("stderr", "oops\n")]
+    assert (first.stdout_bytes, first.stderr_bytes) == (3, 5)
+    page = Client()
+    page.force_login(user)
+    assert "echo hi; echo oops &gt;&amp;2" in page.get(f"/sessions/{session.pk}/").content.decode()
+    # The admin's usage lists them among the user's runs (a day either side: no midnight race).
+    today = timezone.localdate()
+    runs = usage_runs_for_user(user_id=user.pk, start=today - timedelta(days=1), end=today + timedelta(days=1))
+    assert sorted(runs.values_list("code", flat=True)) == ["echo hi; echo oops >&2", "exit 4"]
+
+
+def test_a_command_is_stopped_at_run_timeout_s_whatever_timeout_the_client_asks(daphnes: Callable[..., Daphne]) -> None:
+    url = _sdk_server(daphnes, RUN_TIMEOUT_S="3")
+    _user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key, api_url=url, sandbox_url=url)
+    try:
+        started = time.monotonic()
+        with pytest.raises(CommandExitException) as stopped:
+            sandbox.commands.run("echo begun; sleep 20; echo never", timeout=120)
+        elapsed_s = time.monotonic() - started
+        assert 2.5 < elapsed_s < 12, elapsed_s
+        assert stopped.value.stdout == "begun\n" and "passed 3 s" in (stopped.value.error or "")
+        assert sandbox.commands.run("echo still here").stdout == "still here\n"
+    finally:
+        sandbox.kill()
+    row = Execution.objects.get(code="echo begun; sleep 20; echo never")
+    assert row.status == "timed_out" and row.language == "bash"
+
+
+def test_a_running_command_counts_against_the_concurrency_limit_and_hanging_up_kills_it(daphnes: Callable[..., Daphne]) -> None:
+    url = _sdk_server(daphnes, QUOTA_CONCURRENT_RUNS="1", RUN_TIMEOUT_S="30")
+    _user, key = key_for("alice")
+    sandbox = Sandbox.create(api_key=key, api_url=url, sandbox_url=url)
+    hung_up: list[BaseException] = []
+
+    def long_command() -> None:
+        try:
+            sandbox.commands.run("sleep 25", timeout=5)
+        except BaseException as exc:  # the SDK's own timeout closes the stream
+            hung_up.append(exc)
+
+    try:
+        waiting = threading.Thread(target=long_command, daemon=True)
+        waiting.start()
+        deadline = time.monotonic() + 30
+        while not Execution.objects.filter(status="running", code="sleep 25").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(RateLimitException, match="Concurrent run limit reached: 1 of 1 run at once"):
+            sandbox.commands.run("echo two")
+        with pytest.raises(SandboxException, match="Concurrent run limit reached"):
+            sandbox.run_code("1")
+        waiting.join(30)
+        assert hung_up and isinstance(hung_up[0], TimeoutException), hung_up
+        # The hang-up stopped the command (its process is killed, long before its 25 s), so the
+        # next one may start.
+        deadline = time.monotonic() + 10
+        while Execution.objects.active().filter(code="sleep 25").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert Execution.objects.get(code="sleep 25").status == "cancelled"
+        assert sandbox.commands.run("echo next").stdout == "next\n"
+    finally:
+        sandbox.kill()
+
+
+def test_the_live_sandbox_limit_kills_the_idle_api_sandbox_and_refuses_when_none_is_idle(daphnes: Callable[..., Daphne]) -> None:
+    url = _sdk_server(daphnes, QUOTA_LIVE_SANDBOXES="1", RUN_TIMEOUT_S="30")
+    _user, key = key_for("alice")
+    first = Sandbox.create(api_key=key, api_url=url, sandbox_url=url, timeout=3600)
+    assert first.run_code("1 + 1").text == "2"
+    second = Sandbox.create(api_key=key, api_url=url, sandbox_url=url, timeout=3600)
+    busy = None
+    try:
+        # The idle one with the oldest activity made room: killed, its lease ended "replaced".
+        replaced = ApiSandbox.objects.get(sandbox_id=first.sandbox_id)
+        assert replaced.killed_at is not None
+        assert SandboxLease.objects.get(session_id=replaced.session_id).end_reason == "replaced"
+        assert not first.is_running()
+        # With the one live sandbox running code, a create is refused with E2B's 429, naming the limit.
+        busy = threading.Thread(target=lambda: second.run_code("import time\ntime.sleep(20)", timeout=60), daemon=True)
+        busy.start()
+        deadline = time.monotonic() + 30
+        while not Execution.objects.filter(status="running").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(RateLimitException, match="Live sandbox limit reached: 1 of 1 sandbox open"):
+            Sandbox.create(api_key=key, api_url=url, sandbox_url=url)
+        refused = httpx_post(f"{url}/v2/sandboxes", headers={"X-API-Key": key}, json={})
+        assert refused.status_code == 429 and refused.json()["code"] == 429
+        assert refused.json()["message"].startswith("Live sandbox limit reached")
+        assert ApiSandbox.objects.filter(killed_at=None).count() == 1  # the refused ones left nothing live
+    finally:
+        second.kill()
+        if busy is not None:
+            busy.join(30)
+    assert not SandboxLease.objects.open().exists()

@@ -200,6 +200,51 @@ async def test_an_admin_kill_from_the_usage_page_ends_the_leases_with_reason_adm
     assert (await receive_until_finished(ws, execution_id))[0]["notice"] == services.sandboxes.NOTICE_NEW_SANDBOX
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(180)
+async def test_the_live_sandbox_limit_replaces_the_oldest_idle_sandbox_and_refuses_when_none_is_idle(connect, alice, alice_session) -> None:
+    other = await asyncio.to_thread(services.session_create, owner=alice, title="second")
+    with override_settings(QUOTA_LIVE_SANDBOXES=1):
+        first, second = await connect(alice, alice_session), await connect(alice, other)
+        await receive(first), await receive(second)
+        await receive_until_finished(first, await run(first, "v = 1"))
+        # A second session's first run closes the first one's idle sandbox to make room.
+        assert (await receive_until_finished(second, await run(second, "1")))[-1]["status"] == "succeeded"
+        lease = await SandboxLease.objects.aget(session=alice_session)
+        assert lease.end_reason == "replaced" and lease.ended_at is not None
+        assert services.sandboxes.sandboxes_held_count() == 1
+        # With the one sandbox running code, a run that needs another is refused, naming the limit.
+        long_run = await run(second, "import time\ntime.sleep(30)")
+        refused = await run(first, "print('v' in dir())")
+        frames = await receive_until_finished(first, refused)
+        errors = [f for f in frames if f["type"] == "error"]
+        assert errors and errors[0]["code"] == "quota" and errors[0]["message"] == (
+            "Live sandbox limit reached: 1 of 1 sandbox open, each running code. Stop a run or wait for one to finish, then try again."
+        )
+        assert frames[-1]["status"] == "rejected"
+        row = await Execution.objects.aget(pk=refused)
+        assert (row.status, row.error_name) == ("rejected", "QuotaExceeded")
+        await second.send_json_to({"type": "stop", "execution_id": long_run})
+        assert (await receive_until_finished(second, long_run))[-1]["status"] == "cancelled"
+        # Idle again: the first session gets a fresh sandbox (its variables are gone, and it says so).
+        again = await run(first, "print('v' in dir())")
+        frames = await receive_until_finished(first, again)
+        assert frames[0]["notice"] == services.sandboxes.NOTICE_NEW_SANDBOX and frames[-1]["status"] == "succeeded"
+    assert (await SandboxLease.objects.filter(session=other).order_by("started_at").afirst()).end_reason == "replaced"
+    assert await SandboxLease.objects.open().acount() == 1
+
+
+@pytest.mark.django_db
+@override_settings(QUOTA_LIVE_SANDBOXES=3)
+def test_the_live_sandbox_limit_has_a_per_user_override(alice, bob) -> None:
+    UserQuota.objects.create(user=alice, live_sandboxes=5)
+    UserQuota.objects.create(user=bob, live_sandboxes=0)
+    assert services.quotas.live_sandboxes_limit_sync(user_id=alice.pk) == 5
+    assert services.quotas.live_sandboxes_limit_sync(user_id=bob.pk) == 0  # no limit
+    UserQuota.objects.filter(user=alice).update(live_sandboxes=None)
+    assert services.quotas.live_sandboxes_limit_sync(user_id=alice.pk) == 3
+
+
 @pytest.mark.django_db
 def test_quota_rows_round_trip_decimal_budgets(alice) -> None:
     UserQuota.objects.create(user=alice, usd_per_month=Decimal("12.50"))

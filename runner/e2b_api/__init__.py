@@ -110,7 +110,7 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
         if port == JUPYTER_PORT:
             await interpreter.dispatch(request, sandbox, sandbox.session.owner)
         elif port == ENVD_PORT:
-            await envd.dispatch(request, sandbox)
+            await envd.dispatch(request, sandbox, sandbox.session.owner)
         else:
             raise HttpError(502, {"code": 502, "message": f"port {port[:10]} is not open", "sandboxId": sandbox_id[:100]})
     except HttpError as exc:

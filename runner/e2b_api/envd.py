@@ -4,7 +4,11 @@ and Process Start (a server stream of `application/connect+json` envelopes).
 
 Paths are the sandbox's (`/home/user/...`, or relative to it) and stay inside its workspace: the
 local sandbox walks them without following links, and commands run confined like the kernels.
-Commands are not stored as runs (they have no Execution); code runs are.
+A command (Process Start) is a run: an Execution of language bash whose code is its command line,
+started with `services.execution_start` as /execute starts code, so it waits its turn in the
+session, counts against the user's limits and shows in history and usage. It is stopped at
+RUN_TIMEOUT_S (a longer `Connect-Timeout-Ms` is cut to it). The files routes' own mkdir, rm and mv
+are not runs.
 """
 
 from __future__ import annotations
@@ -15,16 +19,19 @@ import email.parser
 import email.policy
 import json
 import posixpath
+import shlex
 import signal
 import struct
 from typing import Any
 
+from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 
-from runner import services
+from runner import events, services
 from runner.e2b_api.wire import HttpError, Request, api_error, rpc_error
-from runner.models import ApiSandbox
-from runner.sandboxes.base import FileInfo, Sandbox, SandboxError, Stderr, Stdout
+from runner.models import ApiSandbox, Execution
+from runner.sandboxes.base import FileInfo, Sandbox, SandboxError, Stderr
 
 HOME = "/home/user"
 END_STREAM = 0x02
@@ -50,7 +57,7 @@ def entry(info: FileInfo) -> dict[str, Any]:
     }
 
 
-async def dispatch(request: Request, sandbox: ApiSandbox) -> None:
+async def dispatch(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser) -> None:
     path, method = request.path, request.method
     if path == "/health":
         await request.respond_empty()
@@ -62,7 +69,7 @@ async def dispatch(request: Request, sandbox: ApiSandbox) -> None:
     elif path.startswith("/filesystem.Filesystem/") and method == "POST":
         await _filesystem(request, await _handle(sandbox), path.rsplit("/", 1)[1])
     elif path == "/process.Process/Start" and method == "POST":
-        await _process_start(request, sandbox, await _handle(sandbox))
+        await _process_start(request, sandbox, await _handle(sandbox), user)
     elif path.startswith(("/filesystem.", "/process.")):
         raise rpc_error(501, "unimplemented", f"{path[:100]} is not supported by Sandpit")
     else:
@@ -72,6 +79,8 @@ async def dispatch(request: Request, sandbox: ApiSandbox) -> None:
 async def _handle(sandbox: ApiSandbox) -> Sandbox:
     try:
         return await services.api_sandbox_handle(sandbox=sandbox)
+    except services.LiveSandboxLimit as exc:
+        raise api_error(429, exc.reason) from None
     except SandboxError as exc:
         raise api_error(503, f"the sandbox is unavailable: {exc}") from None
 
@@ -183,7 +192,15 @@ def _envelope(message: dict[str, Any], flags: int = 0) -> bytes:
     return struct.pack(">BI", flags, len(data)) + data
 
 
-async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox) -> None:
+def command_line(argv: list[str]) -> str:
+    """The command line a run stores as its code: the script of `bash -c SCRIPT` (what the SDK's
+    `commands.run` sends), else the argv quoted for a shell."""
+    if len(argv) == 3 and posixpath.basename(argv[0]) in ("bash", "sh") and argv[1] == "-c":
+        return argv[2]
+    return shlex.join(argv)
+
+
+async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox, user: AbstractBaseUser) -> None:
     raw = await request.body()
     if len(raw) < 5:
         raise rpc_error(400, "invalid_argument", "missing request envelope")
@@ -192,56 +209,91 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox)
         process = json.loads(raw[5:5 + length] or b"{}").get("process") or {}
     except ValueError:
         raise rpc_error(400, "invalid_argument", "malformed request envelope") from None
-    run = getattr(handle, "command", None)
-    if run is None:
+    if getattr(handle, "command", None) is None:
         raise rpc_error(501, "unimplemented", "this sandbox backend can't run commands")
     args = [str(a) for a in process.get("args") or [] if a != "-l"]  # no login shell: the jail's PATH stays
     argv = [str(process.get("cmd") or "/bin/bash"), *args]
     envs = {**sandbox.envs, **{str(k): str(v) for k, v in (process.get("envs") or {}).items()}}
     timeout_ms = request.headers.get("connect-timeout-ms", "")
-    timeout_s = min(int(timeout_ms) / 1000 if timeout_ms.isdigit() and int(timeout_ms) > 0 else COMMAND_TIMEOUT_S,
-                    float(settings.API_SANDBOX_MAX_TIMEOUT_S))
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    asked_s = int(timeout_ms) / 1000 if timeout_ms.isdigit() and int(timeout_ms) > 0 else float(settings.RUN_TIMEOUT_S)
+    command = services.Command(argv=argv, cwd=str(process.get("cwd") or HOME), envs=envs,
+                               timeout_s=min(asked_s, float(settings.RUN_TIMEOUT_S)))
+    session = sandbox.session
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = events.session_group(session.id)
+    await layer.group_add(group, channel)
+    try:
+        try:
+            execution = await services.execution_start(
+                session=session, user=user, code=command_line(argv), language="bash", client_id="e2b-command", command=command
+            )
+        except services.RunRejected as exc:
+            if exc.code in ("quota", "rate_limited"):
+                raise rpc_error(429, "resource_exhausted", exc.message) from None
+            if exc.code == "forbidden":
+                raise rpc_error(403, "permission_denied", exc.message) from None
+            raise rpc_error(400, "invalid_argument", exc.message) from None
+        await _stream_command(request, layer, channel, execution, command, session, user)
+    finally:
+        await layer.group_discard(group, channel)
 
-    def on_event(event: object) -> None:
-        if isinstance(event, (Stdout, Stderr)):
-            name = "stdout" if isinstance(event, Stdout) else "stderr"
-            data = base64.b64encode(event.text.encode()).decode()
-            queue.put_nowait(_envelope({"event": {"data": {name: data}}}))
 
-    # A bad cwd or variable name surfaces as the stream's error (Connect's end-of-stream message).
-    task = asyncio.ensure_future(run(argv, cwd=str(process.get("cwd") or HOME), envs=envs, on_event=on_event, timeout_s=timeout_s))
+async def _stream_command(request: Request, layer: Any, channel: str, execution: Execution, command: services.Command,
+                          session: Any, user: AbstractBaseUser) -> None:
+    """The run's stdout and stderr as Process events, then its end (exit code, or why it has none).
+    A client that goes away stops the run."""
     gone = request.disconnect_watch()
+    incoming: asyncio.Future[dict[str, Any]] | None = None
+    refusal: dict[str, Any] | None = None
     try:
         await request.stream_start("application/connect+json")
-        await request.stream_write(_envelope({"event": {"start": {"pid": 1}}}))
+        await request.stream_write(_envelope({"event": {"start": {"pid": execution.seq}}}))
         while True:
-            getter = asyncio.ensure_future(queue.get())
-            await asyncio.wait({getter, task, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if getter.done():
-                await request.stream_write(getter.result())
-                continue
-            getter.cancel()
+            incoming = asyncio.ensure_future(layer.receive(channel))
+            await asyncio.wait({incoming, gone}, return_when=asyncio.FIRST_COMPLETED)
             if gone.done():
-                return  # the finally kills the process
-            break
-        while not queue.empty():
-            await request.stream_write(queue.get_nowait())
-        try:
-            code = task.result()
-        except ValueError as exc:
-            await request.stream_write(_envelope({"error": {"code": "invalid_argument", "message": str(exc)}}, END_STREAM))
-            await request.stream_end()
-            return
-        if code is None:
-            end = {"exitCode": -1, "exited": False, "status": "signal: killed", "error": f"the command passed {timeout_s:.0f} s and was killed"}
-        elif code < 0:
-            end = {"exitCode": -1, "exited": False, "status": f"signal: {signal.Signals(-code).name.lower()}"}
-        else:
-            end = {"exitCode": code, "exited": True, "status": f"exit status {code}"}
-        await request.stream_write(_envelope({"event": {"end": end}}) + _envelope({}, END_STREAM))
-        await request.stream_end()
+                await services.execution_cancel(session=session, user=user, execution_id=execution.pk)
+                return
+            message = incoming.result()
+            kind = message.get("type")
+            if kind == "execution.output" and message.get("execution_id") == execution.pk:
+                out = b"".join(
+                    _envelope({"event": {"data": {chunk["kind"]: base64.b64encode(chunk["text"].encode()).decode()}}})
+                    for chunk in message["chunks"] if chunk["kind"] in ("stdout", "stderr") and chunk.get("text")
+                )
+                if out:
+                    await request.stream_write(out)
+            elif kind == "run.error":
+                refusal = message["frame"]  # no sandbox for it (the user's live-sandbox limit, an outage)
+            elif kind == "execution.finished" and message["frame"]["execution_id"] == execution.pk:
+                await request.stream_write(_command_end(message["frame"]["status"], command, refusal))
+                await request.stream_end()
+                return
     finally:
-        for future in (task, gone):
-            if not future.done():
+        for future in (incoming, gone):
+            if future is not None and not future.done():
                 future.cancel()
+
+
+def _command_end(status: str, command: services.Command, refusal: dict[str, Any] | None) -> bytes:
+    """The stream's last envelopes: the Process end event, or the Connect error of a command that never ran."""
+    if command.error:
+        return _envelope({"error": {"code": "invalid_argument", "message": command.error}}, END_STREAM)
+    if status == Execution.Status.REJECTED:
+        code = "resource_exhausted" if refusal is not None and refusal.get("code") == "quota" else "unavailable"
+        message = str(refusal.get("message")) if refusal is not None else "no sandbox could run this now"
+        return _envelope({"error": {"code": code, "message": message}}, END_STREAM)
+    exit_code = command.exit_code
+    if status == Execution.Status.TIMED_OUT:
+        end = {"exitCode": -1, "exited": False, "status": "signal: killed",
+               "error": f"the command passed {min(command.timeout_s, settings.RUN_TIMEOUT_S):.0f} s and was killed"}
+    elif status in (Execution.Status.CANCELLED, Execution.Status.INTERRUPTED):
+        end = {"exitCode": -1, "exited": False, "status": "signal: killed", "error": "the command was stopped"}
+    elif exit_code is None:
+        return _envelope({"error": {"code": "unavailable", "message": "the sandbox failed while running this command"}}, END_STREAM)
+    elif exit_code < 0:
+        end = {"exitCode": -1, "exited": False, "status": f"signal: {signal.Signals(-exit_code).name.lower()}"}
+    else:
+        end = {"exitCode": exit_code, "exited": True, "status": f"exit status {exit_code}"}
+    return _envelope({"event": {"end": end}}) + _envelope({}, END_STREAM)

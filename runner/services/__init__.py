@@ -43,10 +43,11 @@ from runner.services.classrooms import (
 from runner.services.comments import CommentRateLimited, comment_create, comment_delete, comment_edit
 from runner.services.housekeeping import runtime_ensure_started, runtime_stop
 from runner.services.ratelimit import RateVerdict, ratelimit_hit, ratelimit_hit_sync
-from runner.services.runs import RunRejected, execution_inputs_pending
+from runner.services.runs import Command, RunRejected, execution_inputs_pending
 from runner.services.runtime import BOOT_ID
 from runner.services.sandboxes import (
     AcquiredSandbox,
+    LiveSandboxLimit,
     backend_name,
     lease_sweep,
     sandbox_acquire,
@@ -92,6 +93,8 @@ __all__: list[str] = [
     "api_sandboxes_end_now",
     "api_sandboxes_expire",
     # executions (runs)
+    "Command",
+    "LiveSandboxLimit",
     "RunRejected",
     "execution_cancel",
     "execution_cancel_local",

@@ -25,7 +25,7 @@ from runner.services.lifecycle import input_asker, run_drive
 from runner.services.output import OutputWriter, human_bytes, publish
 from runner.services.quotas import Limits, QuotaExceeded, quota_admit_sync, quota_check_sync
 from runner.services.packages import code_run
-from runner.services.runs import ACTIVE, Run, RunRejected, discard_result, pass_turn, runs_here, take_turn
+from runner.services.runs import ACTIVE, Command, Run, RunRejected, discard_result, pass_turn, runs_here, take_turn
 from runner.services.runtime import BOOT_ID, db, housekeeping_ensure_started
 
 log = logging.getLogger(__name__)
@@ -70,12 +70,15 @@ def _validated(code: object, language: object, client_id: object) -> tuple[str, 
 
 
 async def execution_start(
-    *, session: ChatSession, user: AbstractBaseUser, code: object, language: object, client_id: object = ""
+    *, session: ChatSession, user: AbstractBaseUser, code: object, language: object, client_id: object = "",
+    command: Command | None = None,
 ) -> Execution:
     """Store a run and start it in the background; return at once with the row.
 
     Only the session's owner may run. The run starts when the session's earlier runs are done,
     continues with no socket connected, and publishes everything to the session's group.
+    With `command`, the run is that command (`code` is its command line, stored as the run's code)
+    instead of `code` for a kernel: it counts against the same limits and is stored the same way.
     Raises `RunRejected` (bad_request, forbidden, quota, rate_limited) without storing anything.
     """
     code, language, client_id = _validated(code, language, client_id)
@@ -88,14 +91,14 @@ async def execution_start(
 
     ahead, mine = take_turn(session.id)
     free_here = ahead is None
-    run = Run(0, session, events.session_group(session.id), code, language, tail=mine)
+    run = Run(0, session, events.session_group(session.id), code, language, tail=mine, command=command)
     writer = OutputWriter(group=run.group)  # holds output until the row exists
     # Pipelining, when nothing runs here: the row is inserted while the sandbox is fetched, or,
     # when the session's sandbox is this process's own (local) one, while the code already runs.
     prefetch: asyncio.Future[sandboxes.AcquiredSandbox] | None = None
     early: asyncio.Future[Outcome] | None = None
     # A user with limits doesn't get the code started before the row: the insert may refuse it.
-    own_sandbox = sandboxes.sandbox_held_here(session_id=session.id) if free_here and not limits.any else None
+    own_sandbox = sandboxes.sandbox_held_here(session_id=session.id) if free_here and not limits.any and command is None else None
     if own_sandbox is not None:
         run.sandbox = own_sandbox
         early = asyncio.ensure_future(

@@ -101,8 +101,10 @@ async def api_sandbox_create(
     # refuse the create, leaving nothing live, when no sandbox can be had.
     try:
         await sandboxes.sandbox_acquire(session=row.session)
-    except BaseException:
+    except BaseException as exc:
         await asyncio.shield(db(_mark_killed_sync)(session_id=row.session_id))
+        if isinstance(exc, sandboxes.LiveSandboxLimit):
+            raise RunRejected("quota", exc.reason) from exc
         raise
     return row
 

@@ -23,12 +23,12 @@ from django.utils import timezone
 from runner import events
 from runner.events import Chunk
 from runner.models import ChatSession, Execution, SandboxLease
-from runner.sandboxes.base import OnInput, Outcome, SandboxError, SandboxGone, SandboxUnavailable, Stdout, emit
+from runner.sandboxes.base import Error, OnInput, Outcome, Sandbox, SandboxError, SandboxGone, SandboxUnavailable, Stdout, emit
 from runner.services import sandboxes
 from runner.services.cancel import interrupt_until_done
 from runner.services.output import OutputWriter, publish, store_chunks_sync
 from runner.services.packages import code_run
-from runner.services.runs import ACTIVE, PendingInput, Run, discard_result, later_run_waits, pass_turn, runs_here
+from runner.services.runs import ACTIVE, Command, PendingInput, Run, discard_result, later_run_waits, pass_turn, runs_here
 from runner.services.runtime import db, db_retry
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,7 @@ async def run_drive(
                 await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.IDLE)
                 acquired = await sandboxes.sandbox_acquire(session=run.session)
         except SandboxUnavailable as exc:
-            await publish(run.group, {"type": "run.error", "frame": events.error_frame("unavailable", exc.reason)})
-            await _finish(run, writer, Execution.Status.REJECTED, duration_ms=None, error=("SandboxUnavailable", exc.reason))
+            await _refuse(run, writer, exc)
             return
         except SandboxError as exc:
             writer.note(f"Could not start a sandbox: {exc}")
@@ -87,13 +86,7 @@ async def run_drive(
         sandbox = run.sandbox = acquired.sandbox
         if run.cancel.is_set():
             asyncio.ensure_future(interrupt_until_done(run))
-        running = asyncio.ensure_future(
-            code_run(
-                sandbox=sandbox, code=run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
-                on_input=input_asker(run, writer),
-            )
-        )
-        await _run_and_finish(run, writer, running)
+        await _run_and_finish(run, writer, run_start(run, sandbox, writer))
     except asyncio.CancelledError:
         await _finish_quietly(run, writer, Execution.Status.INTERRUPTED)
         raise
@@ -189,8 +182,7 @@ async def _rerun_on_new_sandbox(run: Run, writer: OutputWriter) -> asyncio.Futur
     try:
         acquired = await sandboxes.sandbox_acquire(session=run.session)
     except SandboxUnavailable as exc:
-        await publish(run.group, {"type": "run.error", "frame": events.error_frame("unavailable", exc.reason)})
-        await _finish(run, writer, Execution.Status.REJECTED, duration_ms=None, error=("SandboxUnavailable", exc.reason))
+        await _refuse(run, writer, exc)
         return None
     except SandboxError as exc:
         writer.note(f"Could not start a sandbox: {exc}")
@@ -203,12 +195,68 @@ async def _rerun_on_new_sandbox(run: Run, writer: OutputWriter) -> asyncio.Futur
     sandbox = run.sandbox = acquired.sandbox
     if run.cancel.is_set():
         asyncio.ensure_future(interrupt_until_done(run))
+    return run_start(run, sandbox, writer)
+
+
+def run_start(run: Run, sandbox: Sandbox, writer: OutputWriter) -> asyncio.Future[Outcome]:
+    """Start the run's code (or command) in `sandbox`, its output going to `writer`."""
+    if run.command is not None:
+        return asyncio.ensure_future(_command_run(run, run.command, sandbox, writer))
     return asyncio.ensure_future(
         code_run(
             sandbox=sandbox, code=run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
             on_input=input_asker(run, writer),
         )
     )
+
+
+async def _command_run(run: Run, command: Command, sandbox: Sandbox, writer: OutputWriter) -> Outcome:
+    """Run `command` in `sandbox` for at most its timeout (at most RUN_TIMEOUT_S); a Stop kills it
+    (an interrupt reaches kernels only). Its exit code lands on `command`; one other than 0 is
+    the run's error (status failed), a timeout is "timeout", a Stop "interrupted"."""
+    began = time.monotonic()
+    execute = getattr(sandbox, "command", None)  # beyond the Protocol: the local backend has it
+    if execute is None:
+        command.error = "this sandbox backend can't run commands"
+        await emit(writer.on_event, Error("CommandError", command.error))
+        return Outcome("error", 0)
+    timeout_s = min(command.timeout_s, settings.RUN_TIMEOUT_S)
+    task = asyncio.ensure_future(execute(command.argv, cwd=command.cwd, envs=command.envs, on_event=writer.on_event, timeout_s=timeout_s))
+    stop = asyncio.ensure_future(run.cancel.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not task.done():
+            task.cancel()  # kills the command's process tree
+            await asyncio.wait({task})
+    duration_ms = int((time.monotonic() - began) * 1000)
+    if task.cancelled():
+        command.exit_code = -9
+        return Outcome("interrupted", duration_ms)
+    try:
+        code = task.result()
+    except ValueError as exc:
+        command.error = str(exc)
+        await emit(writer.on_event, Error("InvalidArgument", command.error))
+        return Outcome("error", duration_ms)
+    command.exit_code = code
+    if code is None:
+        return Outcome("timeout", duration_ms)
+    if code != 0:
+        ended = f"exit status {code}" if code > 0 else f"killed by signal {-code}"
+        await emit(writer.on_event, Error("CommandFailed", ended))
+        return Outcome("error", duration_ms)
+    return Outcome("ok", duration_ms)
+
+
+async def _refuse(run: Run, writer: OutputWriter, exc: SandboxUnavailable) -> None:
+    """No sandbox for the run: the user's live-sandbox limit (`quota`) or degraded mode
+    (`unavailable`). An error frame on the session's sockets, and the run ends rejected."""
+    quota = isinstance(exc, sandboxes.LiveSandboxLimit)
+    await publish(run.group, {"type": "run.error", "frame": events.error_frame("quota" if quota else "unavailable", exc.reason)})
+    error = ("QuotaExceeded" if quota else "SandboxUnavailable", exc.reason)
+    await _finish(run, writer, Execution.Status.REJECTED, duration_ms=None, error=error)
 
 
 async def _wait_turn(run: Run, ahead: asyncio.Future[None] | None) -> bool:

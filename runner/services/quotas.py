@@ -88,6 +88,13 @@ def user_limits_sync(*, user_id: int) -> Limits:
     )
 
 
+def live_sandboxes_limit_sync(*, user_id: int) -> int:
+    """How many sandboxes the user may have live at once (0: no limit): their override, else
+    QUOTA_LIVE_SANDBOXES. Apart from `Limits`, so a user with only this limit keeps the pipelined start."""
+    override = UserQuota.objects.filter(user_id=user_id).values_list("live_sandboxes", flat=True).first()
+    return max(0, settings.QUOTA_LIVE_SANDBOXES if override is None else override)
+
+
 def _day_reset(now: datetime) -> str:
     reset = day_start(today_local(now=now) + timedelta(days=1))
     return f"It resets at {reset:%H:%M} on {reset:%Y-%m-%d} ({settings.TIME_ZONE})."
@@ -254,6 +261,6 @@ def users_over_budget_sync(*, user_ids: set[int], now: datetime | None = None) -
 
 __all__ = [
     "ALERT_PERCENTS", "Limits", "QuotaExceeded", "QuotaStatus", "WARN_PERCENT", "budget_alerts_record_sync",
-    "default_limits", "local_zone", "month_spend_params", "quota_admit_sync", "quota_check_sync", "quota_problem",
+    "default_limits", "live_sandboxes_limit_sync", "local_zone", "month_spend_params", "quota_admit_sync", "quota_check_sync", "quota_problem",
     "quota_status_sync", "sql_month_spend_by_user", "user_limits_sync", "users_over_budget_sync",
 ]

@@ -29,6 +29,19 @@ class RunRejected(Exception):
 
 
 @dataclass(eq=False)
+class Command:
+    """A run that is a command (the E2B API's `commands.run`): `argv` in the sandbox at `cwd` with
+    `envs` added, for at most `timeout_s`. The run fills in how it ended, for the caller."""
+
+    argv: list[str]
+    cwd: str
+    envs: dict[str, str]
+    timeout_s: float
+    exit_code: int | None = None  # negative: killed by that signal; None: it never exited
+    error: str = ""  # why it couldn't start (a bad cwd or variable name)
+
+
+@dataclass(eq=False)
 class Run:
     """A run this process owns: the handles that can't live in the row."""
 
@@ -43,6 +56,7 @@ class Run:
     task: asyncio.Task[None] | None = None
     tail: asyncio.Future[None] | None = None  # resolves when this run is done and the next may go
     pending_input: PendingInput | None = None  # set while its code waits in input()
+    command: Command | None = None  # set when the run is a command, not code for a kernel
 
 
 @dataclass

@@ -2,15 +2,21 @@
 
 A session has at most one sandbox. This process keeps the live handles (they can't be stored);
 the database keeps the durable facts: `ChatSession.sandbox_id` and one `SandboxLease` per
-sandbox lifetime, closed with a reason (idle, closed, gone, shutdown, restart).
+sandbox lifetime, closed with a reason (idle, closed, gone, shutdown, restart, replaced).
+
+A user has at most QUOTA_LIVE_SANDBOXES (or their override) open leases: a new sandbox past it
+first closes their idle one with the oldest activity (reason "replaced"; an API sandbox is killed
+with it), and is refused with `LiveSandboxLimit` when every one is running code.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,8 +26,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from runner.events import SandboxRestartMessage, process_channel
-from runner.models import ChatSession, SandboxLease, ServerProcess
+from runner.models import ApiSandbox, ChatSession, SandboxLease, ServerProcess
 from runner.sandboxes.base import BACKENDS, Backend, Sandbox, SandboxGone, SandboxUnavailable, backend_name_from_settings, get_backend
+from runner.services.quotas import live_sandboxes_limit_sync
 from runner.services.runs import session_is_busy
 from runner.services.runtime import BOOT_ID, db, live_boot_ids_sync
 
@@ -29,6 +36,11 @@ log = logging.getLogger(__name__)
 
 NOTICE_NEW_SANDBOX = "A new sandbox was started; variables from earlier runs are gone."
 NOTICE_RECONNECTED = "Reconnected to this session's sandbox after a server restart; variables from earlier runs are kept."
+
+
+class LiveSandboxLimit(SandboxUnavailable):
+    """The user has as many sandboxes live as they may, and every one is running code: `reason`
+    names the limit (a quota refusal, not an outage)."""
 
 
 @dataclass(eq=False)
@@ -50,6 +62,22 @@ class AcquiredSandbox:
 # Process-local handles: live sandboxes can't live in rows. Keyed by ChatSession id.
 _held: dict[uuid.UUID, _Held] = {}
 _opening: dict[uuid.UUID, asyncio.Future[AcquiredSandbox]] = {}
+# Per user: a lock held while making room for and starting a new sandbox, so two starts here
+# can't both take the last place, and how many hold or wait for it (dropped at 0).
+_room_locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}
+
+
+@contextlib.asynccontextmanager
+async def _room_for(user_id: int) -> AsyncIterator[None]:
+    lock, users = _room_locks.setdefault(user_id, (asyncio.Lock(), [0]))
+    users[0] += 1
+    try:
+        async with lock:
+            yield
+    finally:
+        users[0] -= 1
+        if not users[0]:
+            _room_locks.pop(user_id, None)
 
 
 def _size(backend: str) -> tuple[float, int]:
@@ -100,16 +128,50 @@ async def _open(session: ChatSession) -> AcquiredSandbox:
             lease_id = await db(_lease_adopt_sync)(session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id)
             _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id)
             return AcquiredSandbox(sandbox, NOTICE_RECONNECTED)
-    sandbox = await backend.create(owner_id=session.owner_id, session_id=str(session.id))
-    try:
-        lease_id, had_sandbox = await db(_lease_open_sync)(
-            session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id
-        )
-    except BaseException:
-        await _close_quietly(sandbox)
-        raise
+    async with _room_for(session.owner_id):
+        await _make_room(user_id=session.owner_id, session_id=session.id)
+        sandbox = await backend.create(owner_id=session.owner_id, session_id=str(session.id))
+        try:
+            lease_id, had_sandbox = await db(_lease_open_sync)(
+                session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id
+            )
+        except BaseException:
+            await _close_quietly(sandbox)
+            raise
     _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id)
     return AcquiredSandbox(sandbox, NOTICE_NEW_SANDBOX if had_sandbox else "")
+
+
+@dataclass(frozen=True)
+class _LiveSandbox:
+    session_id: uuid.UUID
+    running: bool  # the session has a run queued or going (any process)
+    is_api: bool
+
+
+async def _make_room(*, user_id: int, session_id: uuid.UUID) -> None:
+    """Before the user gets a new sandbox: while they have their limit live (besides `session_id`),
+    close their idle one with the oldest activity (lease "replaced"; an API sandbox is killed).
+    Raises `LiveSandboxLimit` when every one is running code."""
+    limit = await db(live_sandboxes_limit_sync)(user_id=user_id)
+    if not limit:
+        return
+    for _ in range(limit + 10):  # each pass ends one sandbox's leases; bounded all the same
+        live = await db(_live_sandboxes_sync)(user_id=user_id, exclude=session_id)
+        if len(live) < limit:
+            return
+        idle = [s for s in live if not s.running and not session_is_busy(session_id=s.session_id)]
+        if not idle:
+            break
+        victim = idle[0]
+        log.info("closing session %s's idle sandbox to make room for user %s's new one", victim.session_id, user_id)
+        await sandbox_restart(session_id=victim.session_id, reason=SandboxLease.EndReason.REPLACED)
+        if victim.is_api:
+            await db(_api_sandbox_end_sync)(session_id=victim.session_id)
+    raise LiveSandboxLimit(
+        f"Live sandbox limit reached: {len(live)} of {limit} sandbox{'es' if limit != 1 else ''} open, each running code. "
+        "Stop a run or wait for one to finish, then try again."
+    )
 
 
 async def sandbox_release(*, session_id: uuid.UUID, reason: str) -> None:
@@ -282,6 +344,25 @@ def _forget_sandbox_sync(*, session_id: uuid.UUID, reason: str) -> list[tuple[st
             found.add(named)
             ChatSession.objects.filter(pk=session_id).update(sandbox_id="")
     return sorted(found)
+
+
+def _live_sandboxes_sync(*, user_id: int, exclude: uuid.UUID) -> list[_LiveSandbox]:
+    """The user's sessions with an open lease (any process), other than `exclude`, oldest activity first."""
+    rows = (
+        SandboxLease.objects.open().filter(user_id=user_id, session__isnull=False).exclude(session_id=exclude)
+        .order_by("session__last_activity_at").values_list("session_id", "session__status", "session__kind")
+    )
+    seen: dict[uuid.UUID, _LiveSandbox] = {}
+    for sid, status, kind in rows:
+        seen.setdefault(sid, _LiveSandbox(sid, status == ChatSession.Status.RUNNING, kind == ChatSession.Kind.API))
+    return list(seen.values())
+
+
+def _api_sandbox_end_sync(*, session_id: uuid.UUID) -> None:
+    """An API sandbox whose sandbox was replaced ends as a killed one does (the SDK then gets 404)."""
+    with transaction.atomic():
+        ApiSandbox.objects.filter(pk=session_id, killed_at__isnull=True).update(killed_at=timezone.now())
+        ChatSession.objects.filter(pk=session_id).update(status=ChatSession.Status.CLOSED, sandbox_id="")
 
 
 def _lease_end_sync(*, sandbox_id: str, reason: str) -> None:
