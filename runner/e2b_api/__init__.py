@@ -30,7 +30,7 @@ from runner import selectors, services
 from runner.e2b_api import control, envd, interpreter
 from runner.e2b_api.wire import HttpError, Receive, Request, Scope, Send, api_error
 from runner.models import ApiSandbox
-from runner.services.runtime import db
+from runner.services.runtime import api_sandboxes_generation, db
 
 log = logging.getLogger(__name__)
 
@@ -132,26 +132,29 @@ def _not_found(sandbox_id: str) -> HttpError:
 
 
 # Sandboxes looked up recently here, so a run doesn't pay a database round trip to find its
-# sandbox (a third of the API's own latency). Killed here: dropped at once (`forget`); killed, or
-# its key revoked or its owner deactivated, by another process: seen within RECENT_TTL_S.
+# sandbox (a third of the API's own latency). Killed, replaced, revoked or deactivated by this
+# process: read afresh at once (`forget`, and the services' generation of API sandbox changes);
+# by another process: seen within RECENT_TTL_S.
 RECENT_TTL_S = 1.0
-_recent: dict[str, tuple[float, ApiSandbox]] = {}
+_recent: dict[str, tuple[float, int, ApiSandbox]] = {}
 
 
 async def _sandbox(sandbox_id: str) -> ApiSandbox | None:
     """The sandbox with this id in any state (the caller judges it), or None when unknown. A row
     that looks ended is read afresh (another process may have extended it)."""
     now = time.monotonic()
+    generation = api_sandboxes_generation()
     hit = _recent.get(sandbox_id)
-    if hit is not None and now - hit[0] < RECENT_TTL_S and hit[1].killed_at is None and hit[1].end_at > timezone.now():
-        return hit[1]
+    if (hit is not None and now - hit[0] < RECENT_TTL_S and hit[1] == generation
+            and hit[2].killed_at is None and hit[2].end_at > timezone.now()):
+        return hit[2]
     sandbox = await db(selectors.api_sandbox_route_sync)(sandbox_id=sandbox_id)
     if len(_recent) > 1000:
         _recent.clear()
     if sandbox is None:
         _recent.pop(sandbox_id, None)
     else:
-        _recent[sandbox_id] = (now, sandbox)
+        _recent[sandbox_id] = (now, generation, sandbox)
     return sandbox
 
 

@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from runner.models import ApiKey, ApiSandbox
+from runner.services.runtime import api_sandboxes_changed
 
 KEY_PREFIX = "e2b_"
 KEY_SHAPE = re.compile(r"e2b_[0-9a-f]{40}")
@@ -67,7 +68,9 @@ def api_sandboxes_end_now(*, api_key_ids: list[int] | None = None, owner_id: int
     every route treats them as gone at once, and the expiry kills them. Returns how many."""
     rows = ApiSandbox.objects.filter(killed_at__isnull=True, end_at__gt=timezone.now())
     rows = rows.filter(api_key_id__in=api_key_ids) if api_key_ids is not None else rows.filter(session__owner_id=owner_id)
-    return rows.update(end_at=timezone.now())
+    ended = rows.update(end_at=timezone.now())
+    api_sandboxes_changed()
+    return ended
 
 
 def api_sandbox_refusal(*, sandbox: ApiSandbox) -> str:

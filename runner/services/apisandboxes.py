@@ -32,7 +32,7 @@ from runner.services.admission import execution_quota_check
 from runner.services.apikeys import api_sandbox_refusal
 from runner.services.cancel import execution_cancel_local
 from runner.services.runs import RunRejected, runs_here
-from runner.services.runtime import db
+from runner.services.runtime import api_sandboxes_changed, db
 from runner.services.sessions import TITLE_MAX_CHARS, session_create
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,7 @@ def _mark_killed_sync(*, session_id: uuid.UUID) -> None:
         Execution.objects.filter(session_id=session_id, status=Execution.Status.QUEUED).update(
             status=Execution.Status.CANCELLED, finished_at=now
         )
+    api_sandboxes_changed()
 
 
 async def api_sandboxes_expire() -> list[str]:

@@ -48,6 +48,20 @@ class LogThrottle:
         return True
 
 
+# Bumped whenever this process ends or shortens an API sandbox, so a cache of ApiSandbox rows
+# (the E2B API's routing) knows that anything it read before may be stale.
+_api_sandboxes_generation = 0
+
+
+def api_sandboxes_changed() -> None:
+    global _api_sandboxes_generation
+    _api_sandboxes_generation += 1
+
+
+def api_sandboxes_generation() -> int:
+    return _api_sandboxes_generation
+
+
 def db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     """Run a sync ORM function on Django's one sync thread: one thread hop, connection kept.
 

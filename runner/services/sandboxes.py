@@ -30,7 +30,7 @@ from runner.models import ApiSandbox, ChatSession, SandboxLease, ServerProcess
 from runner.sandboxes.base import BACKENDS, Backend, Sandbox, SandboxGone, SandboxUnavailable, backend_name_from_settings, get_backend
 from runner.services.quotas import live_sandboxes_limit_sync
 from runner.services.runs import session_is_busy
-from runner.services.runtime import BOOT_ID, db, live_boot_ids_sync
+from runner.services.runtime import BOOT_ID, api_sandboxes_changed, db, live_boot_ids_sync
 
 log = logging.getLogger(__name__)
 
@@ -363,6 +363,7 @@ def _api_sandbox_end_sync(*, session_id: uuid.UUID) -> None:
     with transaction.atomic():
         ApiSandbox.objects.filter(pk=session_id, killed_at__isnull=True).update(killed_at=timezone.now())
         ChatSession.objects.filter(pk=session_id).update(status=ChatSession.Status.CLOSED, sandbox_id="")
+    api_sandboxes_changed()
 
 
 def _lease_end_sync(*, sandbox_id: str, reason: str) -> None:
