@@ -85,6 +85,10 @@ class Health:
     isolation: str
 
 
+# What a workspace entry is; only "file" can be read, only "dir" listed.
+FileKind = Literal["file", "dir", "symlink", "fifo", "socket", "device"]
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     name: str
@@ -92,6 +96,11 @@ class FileInfo:
     is_dir: bool
     size: int
     modified: float = 0.0  # seconds since the epoch; 0 when the backend doesn't say
+    kind: FileKind | None = None  # None: a file or folder, as `is_dir` says
+
+    @property
+    def type(self) -> FileKind:
+        return self.kind or ("dir" if self.is_dir else "file")
 
 
 # --- errors the rest of the code may catch ------------------------------------------------------

@@ -14,7 +14,7 @@ from django.conf import settings
 from runner.sandboxes.base import LANGUAGES, FileInfo, OnEvent, OnInput, Outcome, SandboxGone, Stderr, Stdout, emit, validate_packages
 from runner.sandboxes.local import cgroups, commands, files, jail, processes
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
-from runner.sandboxes.local.workspace import LocalWorkspace, over_quota_message, quota_bytes
+from runner.sandboxes.local.workspace import LocalWorkspace, in_io_pool, over_quota_message, quota_bytes
 
 
 class SandboxHost(Protocol):
@@ -215,7 +215,7 @@ class LocalSandbox:
         self._usage_checked_at = now
 
         async def measure() -> None:
-            self._usage_bytes = await asyncio.to_thread(files.usage_bytes, str(self.workspace))
+            self._usage_bytes = await in_io_pool(files.usage_bytes, str(self.workspace))
 
         asyncio.ensure_future(measure()).add_done_callback(lambda task: task.cancelled() or task.exception())
 
