@@ -62,7 +62,16 @@ class Error:
     traceback: list[str] = field(default_factory=list)
 
 
-Event = Union[Stdout, Stderr, Result, Error]
+@dataclass(frozen=True, slots=True)
+class OutputLost:
+    """Output the code produced that never reached the server: a message over the size the server
+    accepts (`size_bytes` at least). It counts against the run's output cap like kept output."""
+
+    size_bytes: int
+    what: str
+
+
+Event = Union[Stdout, Stderr, Result, Error, OutputLost]
 OnEvent = Callable[[Event], Awaitable[None] | None]
 # The code asked for a line of input (Python's input()/getpass()): (prompt, password) -> the line.
 # Cancelled when the run ends (Stop, timeout). A backend that can't ask leaves input() raising.
