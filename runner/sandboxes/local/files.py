@@ -212,11 +212,13 @@ def move(root: str, path: str, to: str) -> None:
 
 
 def usage_bytes(root: str) -> int:
+    """The disk space the files under `root` take. fd-based (os.fwalk): a folder swapped for a
+    symlink mid-walk is not followed out of the workspace."""
     total = 0
-    for dirpath, _dirnames, filenames in os.walk(root):
+    for _dirpath, _dirnames, filenames, dir_fd in os.fwalk(root, follow_symlinks=False):
         for name in filenames:
             try:
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                total += os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_blocks * 512
             except OSError:
                 pass
     return total

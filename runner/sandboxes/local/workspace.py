@@ -71,8 +71,9 @@ def prepare(path: Path, *, owner: tuple[int, int] | None) -> None:
     path.mkdir(mode=0o700)
     (path / ".local" / "packages").mkdir(parents=True)
     if owner is not None:
-        for made in (path, path / ".local", path / ".local" / "packages"):
-            os.chown(made, *owner)
+        # Innermost first: until `path` is the sandbox user's, nothing in it can be swapped for a link.
+        for made in (path / ".local" / "packages", path / ".local", path):
+            os.chown(made, *owner, follow_symlinks=False)
 
 
 class LocalWorkspace:
