@@ -90,6 +90,8 @@ class LocalSandbox:
         self._installed = False
         self._usage_bytes = 0  # the workspace's size at the last check (see _check_usage_soon)
         self._usage_checked_at = 0.0
+        self._leftovers_watch: asyncio.Future[None] | None = None  # see _watch_leftovers
+        self._leftovers_killed_at_bytes = 0  # the usage at which they were killed, for the next run's note
         self.owner_id: int | None = None
         self.session_id = ""
         self.last_used = time.monotonic()
@@ -166,7 +168,11 @@ class LocalSandbox:
             return Outcome("gone", _ms_since(started))
         if self._stop_pending:
             return Outcome("interrupted", _ms_since(started))
-        if self._usage_bytes > quota_bytes():
+        if self._leftovers_killed_at_bytes:
+            message = quota.stop_message(self._leftovers_killed_at_bytes, what="What earlier runs left running")
+            self._leftovers_killed_at_bytes = 0
+            await emit(on_event, Stderr(f"Note: {message}\n"))
+        elif self._usage_bytes > quota_bytes():
             await emit(on_event, Stderr(f"Note: {over_quota_message(self._usage_bytes)}\n"))
         oom_before = self.cgroup.oom_kills() if self.cgroup else 0
         self._running = kernel
@@ -204,7 +210,30 @@ class LocalSandbox:
             self._running = None
             self.last_used = time.monotonic()
             self._check_usage_soon()
+            self._watch_leftovers(kernel)
         return Outcome(status, _ms_since(started))  # type: ignore[arg-type]
+
+    def _watch_leftovers(self, kernel: Kernel) -> None:
+        """While processes a run left running live (a background writer, say), keep the quota
+        watch on, and kill them once the workspace passes the quota."""
+        if self.closed or (self._leftovers_watch is not None and not self._leftovers_watch.done()):
+            return
+
+        async def kill_them(usage_bytes: int) -> None:
+            self._leftovers_killed_at_bytes = usage_bytes
+            await asyncio.to_thread(kernel.kill_strays)
+
+        async def watch() -> None:
+            watcher = asyncio.ensure_future(quota.watch(self.workspace, on_over=kill_them, measured=self._measured))
+            try:
+                while not watcher.done() and not self.closed and not self._in_run \
+                        and await asyncio.to_thread(_has_strays, kernel):
+                    await asyncio.sleep(LEFTOVERS_CHECK_S)
+            finally:
+                watcher.cancel()
+
+        self._leftovers_watch = asyncio.ensure_future(watch())
+        self._leftovers_watch.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     def _death_message(self, language: str, detail: str, oom_before: int) -> str:
         if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
@@ -227,9 +256,9 @@ class LocalSandbox:
     def _check_usage_soon(self) -> None:
         """Measure the workspace in the background, at most every USAGE_CHECK_INTERVAL_S.
 
-        While code runs, quota.watch stops it past the quota. Between runs, a workspace found over
-        it has the processes code left running killed (they are what could still be writing); a
-        run that starts over it says so first, and uploads and installs are refused.
+        While code runs, quota.watch stops it past the quota; after, processes it left running are
+        watched the same way (_watch_leftovers). A run that starts over it says so first, and
+        uploads and installs are refused.
         """
         now = time.monotonic()
         if self.closed or now - self._usage_checked_at < USAGE_CHECK_INTERVAL_S:
@@ -238,9 +267,6 @@ class LocalSandbox:
 
         async def measure() -> None:
             self._usage_bytes = await quota.measure(self.workspace)
-            if self._usage_bytes > quota_bytes() and not self._in_run:
-                for kernel in list(self.kernels.values()):
-                    await asyncio.to_thread(kernel.kill_strays)
 
         asyncio.ensure_future(measure()).add_done_callback(lambda task: task.cancelled() or task.exception())
 
@@ -388,6 +414,16 @@ class LocalSandbox:
 
 
 USAGE_CHECK_INTERVAL_S = 10.0
+# While a run's leftover processes live, how often to look whether they still do.
+LEFTOVERS_CHECK_S = 1.0
+
+
+def _has_strays(kernel: Kernel) -> bool:
+    """Whether processes the code started (not the kernel's own) are alive (blocking: reads /proc)."""
+    if kernel.proc is None or kernel.proc.poll() is not None:
+        return False
+    return any(comm != "bwrap" and pid not in kernel.protected_pids
+               for pid, comm in processes.process_tree(kernel.proc.pid, with_zombies=False))
 
 
 def _ms_since(started: float) -> int:
