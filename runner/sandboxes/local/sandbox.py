@@ -392,6 +392,8 @@ class LocalSandbox:
         """Mark closed, leave the backend's books and close client sockets (on the loop's thread)."""
         self.closed = True
         self.host.forget(self)
+        if self._leftovers_watch is not None:
+            self._leftovers_watch.cancel()
         for pending in self._starting.values():
             pending.cancel()
         for kernel in self.kernels.values():
