@@ -99,7 +99,7 @@ def _open_regular(dir_fd: int, name: str, path: str, flags: int) -> int:
                 kind = kind_of(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
             except OSError:
                 kind = "device"
-            raise ValueError(f"{path!r} is {_NOT_REGULAR.get(kind, 'not a regular file')}, not a regular file") from None
+            raise ValueError(f"{path!r} is {_NOT_REGULAR.get(kind, 'something else')}, not a regular file") from None
         raise _explain(exc, name) from None
     try:
         kind = kind_of(os.fstat(fd).st_mode)
