@@ -203,7 +203,11 @@ SANDBOX_PIDS = env.int("SANDBOX_PIDS", default=128)
 SANDBOX_CPUS = env.float("SANDBOX_CPUS", default=1.0)
 SANDBOX_TMPFS_MB = env.int("SANDBOX_TMPFS_MB", default=64)
 SANDBOX_WORKSPACE_QUOTA_MB = env.int("SANDBOX_WORKSPACE_QUOTA_MB", default=256)
+# How often the workspace is measured while code runs (code past the quota is stopped).
+SANDBOX_QUOTA_CHECK_S = env.float("SANDBOX_QUOTA_CHECK_S", default=0.25)
 SANDBOX_FILE_MAX_BYTES = env.int("SANDBOX_FILE_MAX_BYTES", default=10 * 1024 * 1024)
+# Threads for workspace I/O (files panel, envd /files, quota checks), apart from the default pool.
+SANDBOX_FILES_IO_THREADS = env.int("SANDBOX_FILES_IO_THREADS", default=4)
 # The local backend's per-session workspaces (they outlive sandboxes); "" means under the state dir.
 SANDBOX_WORKSPACES_DIR = Path(env.str("SANDBOX_WORKSPACES_DIR", default="") or SANDBOX_STATE_DIR / "workspaces")
 # One upload request's body (several files at once); the page sends one file per request.

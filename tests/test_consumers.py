@@ -178,6 +178,28 @@ async def test_output_past_the_cap_is_dropped_with_a_marker_and_truncated_flag(c
     assert stored[-1].text == marker["text"] and sum(len(c.text) for c in stored if c.kind == "stdout") == 1000
 
 
+async def test_a_display_too_large_to_receive_is_marked_truncated_not_silently_dropped(connect, alice, alice_session) -> None:
+    """Two 40 MB display_data messages are over the kernel socket's message limit (32 MiB), so they
+    never arrive: the run still says its output stopped there, and is flagged truncated; the
+    session's next run streams as usual."""
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    code = ("from IPython.display import display\n"
+            "display({'text/plain': 'x' * 40_000_000}, raw=True)\n"
+            "display({'text/plain': 'y' * 40_000_000}, raw=True)\n"
+            "print('after')")
+    execution_id = await run(ws, code)
+    frames = await receive_until_finished(ws, execution_id)
+    assert frames[-1]["status"] == "succeeded" and frames[-1]["truncated"] is True
+    outputs = [f for f in frames if f["type"] == "execution.output"]
+    assert [(f["kind"], f["text"]) for f in outputs] == [
+        ("stderr", "Output stopped at 2 MiB: an output message over 32 MiB (a huge display or plot, say) was too "
+                   "large to receive. The run went on.\n")]
+    execution = await Execution.objects.aget(pk=execution_id)
+    assert execution.truncated
+    assert stdout_of(await receive_until_finished(ws, await run(ws, "print('next')"))) == "next\n"
+
+
 async def test_a_flood_of_output_is_stored_in_few_batched_chunks(connect, alice, alice_session) -> None:
     ws = await connect(alice, alice_session)
     await receive(ws)

@@ -305,6 +305,36 @@ def test_bad_input_gets_e2b_errors(sandpit: str) -> None:
     assert api.delete(f"/sandboxes/{sandbox['sandboxID']}").status_code == 404
 
 
+def test_envd_read_of_a_fifo_is_refused_at_once_and_jams_nothing(sandpit: str) -> None:
+    """GET /files of a FIFO the code made: 8 reads are each a clear 400 within seconds (each used to
+    block one of the server's threads forever), its ListDir entry is no file, and another user's
+    sandbox still lists its files and runs code."""
+    from runner.sandboxes.local.workspace import workspace_path
+    from tests.test_files import unjam_fifo
+
+    _alice, alice_key = key_for("alice")
+    _bob, bob_key = key_for("bob")
+    sandbox = Sandbox.create(api_key=alice_key)
+    other = Sandbox.create(api_key=bob_key)
+    fifo = workspace_path(str(ApiSandbox.objects.get(sandbox_id=sandbox.sandbox_id).session_id)) / "pipe"
+    try:
+        assert sandbox.run_code("import os; os.mkfifo('pipe')").error is None
+        started = time.monotonic()
+        for _ in range(8):
+            with pytest.raises(InvalidArgumentException, match="'pipe' is a FIFO"):
+                sandbox.files.read("pipe", request_timeout=15)
+        assert time.monotonic() - started < 20
+        # envd's FILE_TYPE_UNSPECIFIED, which the SDK leaves out of a listing.
+        assert "pipe" not in [e.name for e in sandbox.files.list("/home/user", request_timeout=15)]
+        other.files.write("b.txt", "b", request_timeout=15)
+        assert "b.txt" in [e.name for e in other.files.list("/home/user", request_timeout=15)]
+        assert other.run_code("6 * 7", timeout=15).text == "42"
+    finally:
+        unjam_fifo(fifo)
+        sandbox.kill()
+        other.kill()
+
+
 def test_client_that_stops_reading_interrupts_the_run(sandpit: str) -> None:
     _user, key = key_for("alice")
     sandbox = Sandbox.create(api_key=key)

@@ -7,13 +7,17 @@ get 404 for it; `admin_user` is a superuser, a read-only viewer (may list and do
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
+import os
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import Client, override_settings
+from django.test import AsyncClient, Client, override_settings
 
 from runner import services
 from runner.models import ChatSession
@@ -235,3 +239,66 @@ async def test_the_workspace_outlives_its_sandbox(alice_session) -> None:
     assert outcome.status == "ok"
     assert "by code while closed" in "".join(getattr(e, "text", "") for e in events)
     await services.sandbox_release(session_id=alice_session.id, reason="idle")
+
+
+def unjam_fifo(path: Path) -> None:
+    """Release any thread blocked opening the FIFO at `path` for reading (a writer opening it lets
+    them through to end of file): the old code's threads would otherwise outlive the test."""
+    for _ in range(50):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno in (errno.ENXIO, errno.ENOENT):
+                return  # no reader is waiting
+            raise
+        os.close(fd)
+        time.sleep(0.05)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_fifo_made_by_code_is_refused_at_once_and_jams_nothing(alice, alice_session, bob) -> None:
+    """A FIFO and a socket made by code are listed as what they are; 8 downloads and previews of
+    the FIFO and an upload over it are each refused with a clear 400 within seconds (they used to
+    block a thread each forever, jamming the loop's pool); then another user's files and a Stop
+    still work."""
+    acquired = await services.sandbox_acquire(session=alice_session)
+    fifo = workspace_path(str(alice_session.id)) / "pipe"
+    try:
+        events: list[object] = []
+        outcome = await acquired.sandbox.run(
+            "import os, socket\nos.mkfifo('pipe')\nsock = socket.socket(socket.AF_UNIX)\nsock.bind('sock')",
+            language="python", on_event=events.append, timeout_s=30)
+        assert outcome.status == "ok", events
+        client = AsyncClient()
+        await client.aforce_login(alice)
+        listing = (await client.get(url(alice_session))).json()
+        types = {e["name"]: e["type"] for e in listing["entries"]}
+        assert (types["pipe"], types["sock"]) == ("fifo", "socket")
+
+        started = time.monotonic()
+        requests = [client.get(url(alice_session, action), {"path": "pipe"})
+                    for action in ("download", "preview") for _ in range(4)]
+        responses = await asyncio.wait_for(asyncio.gather(*requests), timeout=20)
+        over = await asyncio.wait_for(client.post(url(alice_session), {"file": SimpleUploadedFile("pipe", b"x"), "overwrite": "1"}), 20)
+        socket_read = await asyncio.wait_for(client.get(url(alice_session, "download"), {"path": "sock"}), 20)
+        assert time.monotonic() - started < 10
+        for response in [*responses, over]:
+            assert response.status_code == 400, response.content
+            assert response.json()["message"] == "'pipe' is a FIFO (named pipe), not a regular file"
+        assert socket_read.status_code == 400 and "'sock' is a socket" in socket_read.json()["message"]
+
+        bob_session = await ChatSession.objects.acreate(owner=bob, title="Bob's", backend="local")
+        bob_client = AsyncClient()
+        await bob_client.aforce_login(bob)
+        assert (await asyncio.wait_for(bob_client.post(url(bob_session), {"file": SimpleUploadedFile("b.txt", b"b")}), 20)).status_code == 201
+        bob_listing = (await asyncio.wait_for(bob_client.get(url(bob_session)), 20)).json()
+        assert "b.txt" in [e["name"] for e in bob_listing["entries"]]
+
+        running = asyncio.ensure_future(acquired.sandbox.run("import time\ntime.sleep(60)", language="python",
+                                                             on_event=events.append, timeout_s=90))
+        await asyncio.sleep(1.0)
+        await acquired.sandbox.interrupt()
+        assert (await asyncio.wait_for(running, 20)).status == "interrupted"
+    finally:
+        await asyncio.to_thread(unjam_fifo, fifo)
+        await services.sandbox_release(session_id=alice_session.id, reason="idle")

@@ -22,7 +22,7 @@ import pytest_asyncio
 from django.conf import settings
 
 from runner.sandboxes.base import Sandbox, SandboxGone, SandboxUnavailable, Stdout
-from runner.sandboxes.local import LocalBackend, processes
+from runner.sandboxes.local import LocalBackend, files, processes
 from runner.sandboxes.local.backend import REAPER_GRACE_S, sweep
 from tests.fixtures_sandboxes import local_backend_or_skip, run
 
@@ -246,6 +246,74 @@ async def test_a_workspace_over_its_quota_is_flagged_and_refuses_uploads(fresh: 
     assert "over its quota of 1 MiB" in events.stderr
     with pytest.raises(ValueError, match="quota"):
         await fresh.write_file("more.txt", b"x")
+
+
+# ~4x the quota of the tests below, at ~10 MiB/s.
+WRITE_32_MIB = ("import time\n"
+                "for i in range(32):\n"
+                "    open(f'part{i}', 'wb').write(b'x' * 2**20)\n"
+                "    time.sleep(0.1)\n"
+                "print('all written')")
+
+
+async def test_a_run_writing_past_the_quota_is_stopped_saying_why(fresh: Sandbox, settings) -> None:
+    """4x the quota in 1 MiB files (each under prlimit's per-file cap): the host-side watcher stops
+    the run soon after the workspace passes 8 MiB, with an error saying why; its variables stay."""
+    settings.SANDBOX_WORKSPACE_QUOTA_MB = 8
+    settings.SANDBOX_QUOTA_CHECK_S = 0.1
+    outcome, events = await run(fresh, WRITE_32_MIB, timeout_s=60)
+    assert outcome.status == "error", events.events
+    assert [(e.ename, e.evalue) for e in events.errors] == [("WorkspaceQuotaExceeded", events.errors[0].evalue)]
+    assert events.errors[0].evalue.startswith("The run was stopped: the workspace passed its quota of 8 MiB")
+    assert "all written" not in events.stdout
+    usage_bytes = files.usage_bytes(str(fresh.workspace))
+    assert 8 * 2**20 < usage_bytes <= 14 * 2**20
+    assert await python_says(fresh, "import os\nos.remove('part0')\nprint(i)") not in ("", "31")  # a run may delete
+
+
+async def test_code_that_swallows_the_stop_and_writes_on_is_killed(fresh: Sandbox, settings) -> None:
+    settings.SANDBOX_WORKSPACE_QUOTA_MB = 8
+    settings.SANDBOX_QUOTA_CHECK_S = 0.1
+    code = ("import time\n"
+            "i = 0\n"
+            "while i < 200:\n"
+            "    try:\n"
+            "        open(f'p{i}', 'wb').write(b'x' * 2**20)\n"
+            "        i += 1\n"
+            "        time.sleep(0.1)\n"
+            "    except KeyboardInterrupt:\n"
+            "        pass")
+    outcome, events = await run(fresh, code, timeout_s=60)
+    assert outcome.status == "gone", events.events
+    assert events.errors and events.errors[0].ename == "WorkspaceQuotaExceeded"
+    assert files.usage_bytes(str(fresh.workspace)) <= 16 * 2**20
+
+
+async def test_a_background_writer_a_run_left_running_is_killed_past_the_quota(fresh: Sandbox, settings) -> None:
+    """A run that starts a process writing on after the run ended: the leftover is killed once the
+    workspace passes the quota, and the next run says why."""
+    settings.SANDBOX_WORKSPACE_QUOTA_MB = 8
+    settings.SANDBOX_QUOTA_CHECK_S = 0.1
+    await python_says(fresh, "import subprocess\nwriter = subprocess.Popen(['/bin/sh', '-c', "
+                             "'i=0; while [ $i -lt 40 ]; do head -c 1048576 /dev/zero > bg$i; i=$((i+1)); sleep 0.1; done'])\n"
+                             "print('started')")
+    await asyncio.sleep(6)  # unchecked, it writes 40 MiB in ~4.5 s
+    assert files.usage_bytes(str(fresh.workspace)) <= 14 * 2**20
+    outcome, events = await run(fresh, "import glob\nprint(len(glob.glob('bg*')) < 40)")
+    assert (outcome.status, events.stdout) == ("ok", "True\n")  # killed, not finished (the kernel reaps it: no exit code)
+    assert "Note: What earlier runs left running was stopped: the workspace passed its quota of 8 MiB" in events.stderr
+
+
+async def test_a_command_writing_past_the_quota_is_killed_saying_why(fresh: Sandbox, settings) -> None:
+    settings.SANDBOX_WORKSPACE_QUOTA_MB = 8
+    settings.SANDBOX_QUOTA_CHECK_S = 0.1
+    said: list[object] = []
+    code = await fresh.command(["/bin/sh", "-c", "for i in $(seq 32); do head -c 1048576 /dev/zero > c$i; sleep 0.1; done; echo done"],
+                               on_event=said.append, timeout_s=60)
+    assert code == -9
+    text = "".join(getattr(e, "text", "") for e in said)
+    assert "The command was stopped: the workspace passed its quota of 8 MiB" in text and "done" not in text
+    assert files.usage_bytes(str(fresh.workspace)) <= 14 * 2**20
 
 
 # --- resources ----------------------------------------------------------------------------

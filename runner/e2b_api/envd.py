@@ -21,6 +21,7 @@ import json
 import posixpath
 import shlex
 import signal
+import stat
 import struct
 from typing import Any
 
@@ -43,15 +44,23 @@ def absolute(path: str) -> str:
     return posixpath.normpath(path if path.startswith("/") else f"{HOME}/{path}")
 
 
+# envd's FileType for each kind (envd has no FIFO, socket or device type: UNSPECIFIED, and the
+# mode and permissions say which it is).
+_ENTRY_TYPES = {"file": "FILE_TYPE_FILE", "dir": "FILE_TYPE_DIRECTORY", "symlink": "FILE_TYPE_SYMLINK"}
+_MODE_BITS = {"file": 0o100644, "dir": 0o040755, "symlink": 0o120777, "fifo": 0o010644, "socket": 0o140755,
+              "device": 0o020644}
+
+
 def entry(info: FileInfo) -> dict[str, Any]:
     """envd's EntryInfo (proto JSON) for a workspace entry."""
+    mode = _MODE_BITS[info.type]
     return {
         "name": info.name,
-        "type": "FILE_TYPE_DIRECTORY" if info.is_dir else "FILE_TYPE_FILE",
+        "type": _ENTRY_TYPES.get(info.type, "FILE_TYPE_UNSPECIFIED"),
         "path": absolute(info.path),
         "size": str(info.size),
-        "mode": 0o755 if info.is_dir else 0o644,
-        "permissions": "drwxr-xr-x" if info.is_dir else "-rw-r--r--",
+        "mode": mode & 0o777,
+        "permissions": stat.filemode(mode),
         "owner": "user",
         "group": "user",
     }

@@ -62,7 +62,16 @@ class Error:
     traceback: list[str] = field(default_factory=list)
 
 
-Event = Union[Stdout, Stderr, Result, Error]
+@dataclass(frozen=True, slots=True)
+class OutputLost:
+    """Output the code produced that never reached the server: a message over the size the server
+    accepts (`size_bytes` at least). It counts against the run's output cap like kept output."""
+
+    size_bytes: int
+    what: str
+
+
+Event = Union[Stdout, Stderr, Result, Error, OutputLost]
 OnEvent = Callable[[Event], Awaitable[None] | None]
 # The code asked for a line of input (Python's input()/getpass()): (prompt, password) -> the line.
 # Cancelled when the run ends (Stop, timeout). A backend that can't ask leaves input() raising.
@@ -85,6 +94,10 @@ class Health:
     isolation: str
 
 
+# What a workspace entry is; only "file" can be read, only "dir" listed.
+FileKind = Literal["file", "dir", "symlink", "fifo", "socket", "device"]
+
+
 @dataclass(frozen=True, slots=True)
 class FileInfo:
     name: str
@@ -92,6 +105,11 @@ class FileInfo:
     is_dir: bool
     size: int
     modified: float = 0.0  # seconds since the epoch; 0 when the backend doesn't say
+    kind: FileKind | None = None  # None: a file or folder, as `is_dir` says
+
+    @property
+    def type(self) -> FileKind:
+        return self.kind or ("dir" if self.is_dir else "file")
 
 
 # --- errors the rest of the code may catch ------------------------------------------------------

@@ -8,9 +8,10 @@ import io
 import mimetypes
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from runner.models import ChatSession
+from runner.sandboxes.base import FileKind
 from runner.services.workspace import NoWorkspace, workspace_clean_path, workspace_open
 
 PREVIEW_TEXT_BYTES = 64 * 1024
@@ -23,7 +24,7 @@ _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"
 class Entry:
     name: str
     path: str
-    type: Literal["file", "dir"]
+    type: FileKind  # "fifo", "socket", "device" and "symlink" are listed as what they are, never read
     size: int
     modified: float
 
@@ -54,7 +55,7 @@ async def workspace_listing(*, session: ChatSession, path: str = "") -> Listing:
     except NoWorkspace as exc:
         return Listing(path=path, note=str(exc))
     infos = await workspace.list_files(path or ".")
-    entries = [Entry(name=i.name, path=i.path, type="dir" if i.is_dir else "file", size=i.size, modified=i.modified) for i in infos]
+    entries = [Entry(name=i.name, path=i.path, type=i.type, size=i.size, modified=i.modified) for i in infos]
     entries.sort(key=lambda e: (e.type != "dir", e.name.lower()))
     return Listing(path=path, entries=entries)
 

@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from runner import events
 from runner.events import Chunk, ChunkKind
 from runner.models import OutputChunk
-from runner.sandboxes.base import Error, Event, Result, Stderr, Stdout
+from runner.sandboxes.base import Error, Event, OutputLost, Result, Stderr, Stdout
 from runner.services import runtime
 from runner.services.runtime import db_retry
 
@@ -102,6 +102,9 @@ class OutputWriter:
             size = len(event.ename) + len(event.evalue) + sum(len(line) for line in event.traceback)
             if self._room_for(size):
                 self._append("error", "", data, size)
+        elif isinstance(event, OutputLost) and not self.truncated:
+            # Lost output ends what is kept, as the cap does (it is bigger than the default cap).
+            self._truncate(why=event.what)
         self._kick()
 
     def note(self, text: str) -> None:
@@ -118,9 +121,11 @@ class OutputWriter:
         self._truncate()
         return False
 
-    def _truncate(self) -> None:
+    def _truncate(self, why: str = "") -> None:
         self.truncated = True
         text = f"Output stopped at {human_bytes(self.cap_bytes)}; the run went on.\n"
+        if why:
+            text = f"Output stopped at {human_bytes(self.cap_bytes)}: {why}. The run went on.\n"
         self._append("stderr", text, {NOTICE_MARKER: "truncated"}, len(text))
 
     def _keep_text(self, kind: ChunkKind, raw: bytes) -> None:

@@ -84,7 +84,7 @@ async def files(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
         )
     except FILES_ERRORS as exc:
         return _files_error(exc)
-    entries = [{"name": f.name, "path": f.path, "type": "dir" if f.is_dir else "file", "size": f.size, "modified": f.modified}
+    entries = [{"name": f.name, "path": f.path, "type": f.type, "size": f.size, "modified": f.modified}
                for f in written]
     return JsonResponse({"ok": True, "entries": entries}, status=201)
 

@@ -126,7 +126,8 @@ export class FilesPanel {
     open.setAttribute('data-path', entry.path);
     name.appendChild(open);
     tr.appendChild(name);
-    tr.appendChild(el('td', 'num', entry.type === 'dir' ? '' : formatSize(entry.size)));
+    // A FIFO, socket, device or symlink shows what it is; only files can be read.
+    tr.appendChild(el('td', 'num', entry.type === 'dir' ? '' : entry.type === 'file' ? formatSize(entry.size) : entry.type));
     const when = el('td', 'muted', entry.modified ? relativeText(new Date(entry.modified * 1000)) : '');
     tr.appendChild(when);
     const actions = el('td', 'files-actions');

@@ -1,17 +1,20 @@
 """The files API of a local sandbox: paths stay inside the workspace, whatever the user planted.
 
 Every path is walked one component at a time with O_NOFOLLOW from an fd on the workspace, so
-neither `..` nor a symlink (even one swapped in mid-call) can lead outside it.
+neither `..` nor a symlink (even one swapped in mid-call) can lead outside it. Files are opened
+with O_NONBLOCK|O_NOCTTY and checked with fstat, so a FIFO, socket or device planted under a
+file's name is refused at once instead of blocking the thread that opened it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import shutil
 import stat
 
-from runner.sandboxes.base import FileInfo, FileTooLarge
+from runner.sandboxes.base import FileInfo, FileKind, FileTooLarge
 from runner.sandboxes.local.jail import HOME
 
 
@@ -54,8 +57,6 @@ def _open_dir(root: str, parts: list[str], *, create: bool = False, uid: int = -
 
 
 def _explain(exc: OSError, name: str) -> Exception:
-    import errno
-
     if exc.errno == errno.ELOOP:
         return ValueError(f"{name!r} is a symlink; the files API does not follow links")
     if exc.errno == errno.ENOTDIR:
@@ -63,6 +64,51 @@ def _explain(exc: OSError, name: str) -> Exception:
     if exc.errno == errno.ENOENT:
         return FileNotFoundError(f"{name!r} does not exist")
     return exc
+
+
+def kind_of(mode: int) -> FileKind:
+    """What an lstat/fstat mode is, in the files API's words."""
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
+
+
+_NOT_REGULAR = {"dir": "a folder", "symlink": "a symlink", "fifo": "a FIFO (named pipe)", "socket": "a socket",
+                "device": "a device"}
+
+
+def _open_regular(dir_fd: int, name: str, path: str, flags: int) -> int:
+    """An fd on the regular file `name` in `dir_fd`; ValueError (nothing waited for) for anything else.
+
+    O_NONBLOCK makes the open of a FIFO return at once (or fail with ENXIO), and fstat on the fd
+    (not the name, which the sandbox may swap) decides what was opened.
+    """
+    try:
+        fd = os.open(name, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENXIO, errno.EISDIR):  # ENXIO: a FIFO with no reader, or a socket
+            try:
+                kind = kind_of(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+            except OSError:
+                kind = "device"
+            raise ValueError(f"{path!r} is {_NOT_REGULAR.get(kind, 'something else')}, not a regular file") from None
+        raise _explain(exc, name) from None
+    try:
+        kind = kind_of(os.fstat(fd).st_mode)
+        if kind != "file":
+            raise ValueError(f"{path!r} is {_NOT_REGULAR[kind]}, not a regular file")
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def write(root: str, path: str, data: bytes, *, max_bytes: int, uid: int, gid: int) -> None:
@@ -73,11 +119,10 @@ def write(root: str, path: str, data: bytes, *, max_bytes: int, uid: int, gid: i
         raise ValueError("a file path is required")
     dir_fd = _open_dir(root, parts[:-1], create=True, uid=uid, gid=gid)
     try:
-        try:
-            fd = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=dir_fd)
-        except OSError as exc:
-            raise _explain(exc, parts[-1]) from None
+        # No O_TRUNC at open: the fd is truncated once fstat says it is a regular file.
+        fd = _open_regular(dir_fd, parts[-1], path, os.O_WRONLY | os.O_CREAT)
         with os.fdopen(fd, "wb") as f:
+            os.ftruncate(f.fileno(), 0)
             if uid >= 0:
                 os.fchown(f.fileno(), uid, gid)
             f.write(data)
@@ -91,14 +136,9 @@ def read(root: str, path: str, *, max_bytes: int) -> bytes:
         raise ValueError("a file path is required")
     dir_fd = _open_dir(root, parts[:-1])
     try:
-        try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dir_fd)
-        except OSError as exc:
-            raise _explain(exc, parts[-1]) from None
+        fd = _open_regular(dir_fd, parts[-1], path, os.O_RDONLY)
         with os.fdopen(fd, "rb") as f:
             info = os.fstat(f.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise ValueError(f"{path!r} is not a regular file")
             if info.st_size > max_bytes:
                 raise FileTooLarge(f"{path!r} is {info.st_size} bytes; the limit is {max_bytes}")
             return f.read(max_bytes + 1)[:max_bytes]
@@ -117,8 +157,9 @@ def listing(root: str, path: str) -> list[FileInfo]:
             except OSError:
                 continue
             rel = posixpath.join(*parts, name) if parts else name
-            found.append(FileInfo(name=name, path=rel, is_dir=stat.S_ISDIR(info.st_mode),
-                                  size=0 if stat.S_ISDIR(info.st_mode) else info.st_size, modified=info.st_mtime))
+            kind = kind_of(info.st_mode)
+            found.append(FileInfo(name=name, path=rel, is_dir=kind == "dir", size=info.st_size if kind == "file" else 0,
+                                  modified=info.st_mtime, kind=kind))
         return found
     finally:
         os.close(fd)
@@ -171,11 +212,13 @@ def move(root: str, path: str, to: str) -> None:
 
 
 def usage_bytes(root: str) -> int:
+    """The disk space the files under `root` take. fd-based (os.fwalk): a folder swapped for a
+    symlink mid-walk is not followed out of the workspace."""
     total = 0
-    for dirpath, _dirnames, filenames in os.walk(root):
+    for _dirpath, _dirnames, filenames, dir_fd in os.fwalk(root, follow_symlinks=False):
         for name in filenames:
             try:
-                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+                total += os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_blocks * 512
             except OSError:
                 pass
     return total

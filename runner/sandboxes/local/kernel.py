@@ -9,6 +9,7 @@ as short as a raw client's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hmac
 import json
@@ -26,8 +27,9 @@ from typing import Any
 
 import zmq
 from jupyter_client.session import Session
+from zmq.utils.monitor import recv_monitor_message
 
-from runner.sandboxes.base import Error, OnEvent, OnInput, Result, Stderr, Stdout, emit
+from runner.sandboxes.base import Error, OnEvent, OnInput, OutputLost, Result, Stderr, Stdout, emit
 from runner.sandboxes.local import jail, processes
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,8 @@ class Kernel:
         self.session = Session(key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256",
                                username="sandpit")
         self.sockets: dict[str, zmq.Socket] = {}
+        # Reports iopub's disconnects: ZMQ drops the connection on a message over MAX_MESSAGE_BYTES.
+        self._iopub_monitor: zmq.Socket | None = None
         self._pidfd = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -166,6 +170,7 @@ class Kernel:
             sock.setsockopt(zmq.RECONNECT_IVL_MAX, 100)
             if kind == zmq.SUB:
                 sock.setsockopt(zmq.SUBSCRIBE, b"")
+                self._iopub_monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             else:
                 sock.setsockopt(zmq.IDENTITY, self.session.bsession)
             sock.connect(f"{prefix}-{number}")
@@ -232,6 +237,9 @@ class Kernel:
     def close_client(self) -> None:
         """Stop watching and close the sockets (on the event loop's thread)."""
         self._unregister()
+        if self._iopub_monitor is not None:
+            self._iopub_monitor.close(linger=0)
+            self._iopub_monitor = None
         for sock in self.sockets.values():
             sock.close(linger=0)
         self.sockets.clear()
@@ -370,6 +378,34 @@ class Kernel:
                 messages.append(message)
         return messages
 
+    def _iopub_disconnects(self) -> int:
+        """How many times iopub's connection dropped since the last call (never blocks)."""
+        monitor, count = self._iopub_monitor, 0
+        while monitor is not None:
+            try:
+                recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.ZMQError:  # zmq.Again: nothing (more) to report
+                break
+            count += 1
+        return count
+
+    async def _report_lost_output(self, on_event: OnEvent) -> None:
+        """A dropped iopub connection while the kernel lives means a message over
+        MAX_MESSAGE_BYTES was thrown away: reconnect (ZMQ doesn't after that error) and say so."""
+        if not self._iopub_disconnects() or self.proc is None or self.proc.poll() is not None:
+            return
+        iopub = self.sockets.get("iopub")
+        if iopub is not None:
+            endpoint = self._endpoint("iopub")
+            with contextlib.suppress(zmq.ZMQError):
+                iopub.disconnect(endpoint)
+            iopub.connect(endpoint)
+        await emit(on_event, OutputLost(MAX_MESSAGE_BYTES + 1, f"an output message over {MAX_MESSAGE_BYTES // 2**20} MiB "
+                                        "(a huge display or plot, say) was too large to receive"))
+
+    def _endpoint(self, channel: str) -> str:
+        return f"ipc://{self.control_dir}/k-{CHANNELS.index(channel) + 1}"
+
     def _decode(self, frames: list[bytes]) -> dict[str, Any] | None:
         """A signed Jupyter message, or None for a bad one.
 
@@ -447,6 +483,7 @@ class Kernel:
             self._drain(stdin)
         self._drain(iopub)
         self._drain(shell)
+        self._iopub_disconnects()  # an earlier run's
         self._interrupt_requested = False
         msg = self.session.msg("execute_request", {
             "code": code, "silent": silent, "store_history": not silent, "user_expressions": {},
@@ -485,6 +522,7 @@ class Kernel:
                     executing_since = heard_at
                 elif kind == "status" and content.get("execution_state") == "idle":
                     idle = True
+            await self._report_lost_output(on_event)
             for message in self._drain(shell):
                 parent_id = message["parent_header"].get("msg_id")
                 if parent_id == msg_id and message["msg_type"] == "execute_reply":
@@ -546,6 +584,7 @@ class Kernel:
             else:
                 wait = deadline - now
             await self._wait(min(wait, 1.0))
+        await self._report_lost_output(on_event)
         first_run, self._ran_once = not self._ran_once, True
         if stopped_by:
             await asyncio.to_thread(self.kill_strays)

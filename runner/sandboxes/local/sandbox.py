@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Protocol
@@ -11,8 +12,10 @@ from typing import Protocol
 import zmq
 from django.conf import settings
 
-from runner.sandboxes.base import LANGUAGES, FileInfo, OnEvent, OnInput, Outcome, SandboxGone, Stderr, Stdout, emit, validate_packages
-from runner.sandboxes.local import cgroups, commands, files, jail, processes
+from runner.sandboxes.base import (
+    LANGUAGES, Error, FileInfo, OnEvent, OnInput, Outcome, SandboxGone, Stderr, Stdout, emit, validate_packages,
+)
+from runner.sandboxes.local import cgroups, commands, files, jail, processes, quota
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
 from runner.sandboxes.local.workspace import LocalWorkspace, over_quota_message, quota_bytes
 
@@ -87,6 +90,8 @@ class LocalSandbox:
         self._installed = False
         self._usage_bytes = 0  # the workspace's size at the last check (see _check_usage_soon)
         self._usage_checked_at = 0.0
+        self._leftovers_watch: asyncio.Future[None] | None = None  # see _watch_leftovers
+        self._leftovers_killed_at_bytes = 0  # the usage at which they were killed, for the next run's note
         self.owner_id: int | None = None
         self.session_id = ""
         self.last_used = time.monotonic()
@@ -163,16 +168,35 @@ class LocalSandbox:
             return Outcome("gone", _ms_since(started))
         if self._stop_pending:
             return Outcome("interrupted", _ms_since(started))
-        if self._usage_bytes > quota_bytes():
+        if self._leftovers_killed_at_bytes:
+            message = quota.stop_message(self._leftovers_killed_at_bytes, what="What earlier runs left running")
+            self._leftovers_killed_at_bytes = 0
+            await emit(on_event, Stderr(f"Note: {message}\n"))
+        elif self._usage_bytes > quota_bytes():
             await emit(on_event, Stderr(f"Note: {over_quota_message(self._usage_bytes)}\n"))
         oom_before = self.cgroup.oom_kills() if self.cgroup else 0
         self._running = kernel
+        over_quota: list[int] = []
+
+        async def stop_for_quota(usage_bytes: int) -> None:
+            over_quota.append(usage_bytes)
+            await emit(on_event, Error(quota.QUOTA_ERROR, quota.stop_message(usage_bytes), []))
+            kernel.interrupt()
+            while True:  # until the run ends (this task is cancelled then)
+                await asyncio.sleep(settings.SANDBOX_QUOTA_CHECK_S)
+                if await quota.measure(self.workspace) > usage_bytes + quota.GROWTH_AFTER_STOP_BYTES:
+                    await asyncio.to_thread(kernel.terminate)  # it swallowed the interrupt and writes on
+                    return
+
+        watcher = asyncio.ensure_future(quota.watch(self.workspace, on_over=stop_for_quota, measured=self._measured))
         try:
             if self._installed and kind == "python":
                 self._installed = False  # new packages on disk: drop the import system's stale caches
                 await kernel.execute("import importlib; importlib.invalidate_caches()", _ignore, 10, silent=True)
             # Only the Python kernel asks for input (bash_kernel and Deno's don't).
             status = await kernel.execute(code, on_event, timeout_s, on_input=on_input if kind == "python" else None)
+            if over_quota:
+                status = "error"  # stopped for the quota: the run failed, with the error saying why
         except asyncio.CancelledError:
             kernel.send_interrupt()  # the caller gave up on this run: don't let it run on unseen
             raise
@@ -182,10 +206,34 @@ class LocalSandbox:
             await kernel.stop()
             return Outcome("gone", _ms_since(started))
         finally:
+            watcher.cancel()
             self._running = None
             self.last_used = time.monotonic()
             self._check_usage_soon()
+            self._watch_leftovers(kernel)
         return Outcome(status, _ms_since(started))  # type: ignore[arg-type]
+
+    def _watch_leftovers(self, kernel: Kernel) -> None:
+        """While processes a run left running live (a background writer, say), keep the quota
+        watch on, and kill them once the workspace passes the quota."""
+        if self.closed or (self._leftovers_watch is not None and not self._leftovers_watch.done()):
+            return
+
+        async def kill_them(usage_bytes: int) -> None:
+            self._leftovers_killed_at_bytes = usage_bytes
+            await asyncio.to_thread(kernel.kill_strays)
+
+        async def watch() -> None:
+            watcher = asyncio.ensure_future(quota.watch(self.workspace, on_over=kill_them, measured=self._measured))
+            try:
+                while not watcher.done() and not self.closed and not self._in_run \
+                        and await asyncio.to_thread(_has_strays, kernel):
+                    await asyncio.sleep(LEFTOVERS_CHECK_S)
+            finally:
+                watcher.cancel()
+
+        self._leftovers_watch = asyncio.ensure_future(watch())
+        self._leftovers_watch.add_done_callback(lambda task: task.cancelled() or task.exception())
 
     def _death_message(self, language: str, detail: str, oom_before: int) -> str:
         if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
@@ -202,12 +250,15 @@ class LocalSandbox:
         elif self._in_run:
             self._stop_pending = True
 
+    def _measured(self, usage_bytes: int) -> None:
+        self._usage_bytes = usage_bytes  # (the after-run check keeps its own pace)
+
     def _check_usage_soon(self) -> None:
         """Measure the workspace in the background, at most every USAGE_CHECK_INTERVAL_S.
 
-        The quota is soft for code (no filesystem quota here): a run that finds the workspace over
-        it says so first, and uploads and installs are refused until files are deleted. prlimit
-        caps any single file at the quota.
+        While code runs, quota.watch stops it past the quota; after, processes it left running are
+        watched the same way (_watch_leftovers). A run that starts over it says so first, and
+        uploads and installs are refused.
         """
         now = time.monotonic()
         if self.closed or now - self._usage_checked_at < USAGE_CHECK_INTERVAL_S:
@@ -215,7 +266,7 @@ class LocalSandbox:
         self._usage_checked_at = now
 
         async def measure() -> None:
-            self._usage_bytes = await asyncio.to_thread(files.usage_bytes, str(self.workspace))
+            self._usage_bytes = await quota.measure(self.workspace)
 
         asyncio.ensure_future(measure()).add_done_callback(lambda task: task.cancelled() or task.exception())
 
@@ -307,9 +358,26 @@ class LocalSandbox:
         def confine(*, command: list[str]) -> list[str]:
             return self.host.confined_argv(self, command=command, language="bash", control=None)
 
+        running = asyncio.ensure_future(
+            commands.run_confined(confine, full, on_event=on_event or _ignore, timeout_s=timeout_s))
+
+        over_quota: list[int] = []
+
+        async def stop_for_quota(usage_bytes: int) -> None:
+            over_quota.append(usage_bytes)
+            await emit(on_event or _ignore, Stderr(f"\n{quota.stop_message(usage_bytes, what='The command')}\n"))
+            running.cancel()  # run_confined kills the process tree
+
+        watcher = asyncio.ensure_future(quota.watch(self.workspace, on_over=stop_for_quota, measured=self._measured))
         try:
-            return await commands.run_confined(confine, full, on_event=on_event or _ignore, timeout_s=timeout_s)
+            return await running
+        except asyncio.CancelledError:
+            if not over_quota:
+                raise  # our caller gave up, not the quota
+            return -signal.SIGKILL
         finally:
+            watcher.cancel()
+            running.cancel()
             self.last_used = time.monotonic()
             self._check_usage_soon()
 
@@ -324,6 +392,8 @@ class LocalSandbox:
         """Mark closed, leave the backend's books and close client sockets (on the loop's thread)."""
         self.closed = True
         self.host.forget(self)
+        if self._leftovers_watch is not None:
+            self._leftovers_watch.cancel()
         for pending in self._starting.values():
             pending.cancel()
         for kernel in self.kernels.values():
@@ -346,6 +416,16 @@ class LocalSandbox:
 
 
 USAGE_CHECK_INTERVAL_S = 10.0
+# While a run's leftover processes live, how often to look whether they still do.
+LEFTOVERS_CHECK_S = 1.0
+
+
+def _has_strays(kernel: Kernel) -> bool:
+    """Whether processes the code started (not the kernel's own) are alive (blocking: reads /proc)."""
+    if kernel.proc is None or kernel.proc.poll() is not None:
+        return False
+    return any(comm != "bwrap" and pid not in kernel.protected_pids
+               for pid, comm in processes.process_tree(kernel.proc.pid, with_zombies=False))
 
 
 def _ms_since(started: float) -> int:

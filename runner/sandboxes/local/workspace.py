@@ -8,9 +8,13 @@ kernel running. Satisfies runner.sandboxes.base.Workspace.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from django.conf import settings
 
@@ -19,6 +23,23 @@ from runner.sandboxes.local import files
 
 # ChatSession ids are UUIDs; anything else must not become a path.
 _SESSION_ID = re.compile(r"[0-9a-fA-F-]{1,64}")
+
+T = TypeVar("T")
+# Workspace I/O (reads, writes, listings, usage walks) runs on its own bounded pool, never the
+# loop's default one: however slow a workspace is, Stop, timeouts and teardown don't queue behind it.
+_io_pool: ThreadPoolExecutor | None = None
+
+
+def io_pool() -> ThreadPoolExecutor:
+    global _io_pool
+    if _io_pool is None:
+        _io_pool = ThreadPoolExecutor(max_workers=settings.SANDBOX_FILES_IO_THREADS, thread_name_prefix="workspace-io")
+    return _io_pool
+
+
+async def in_io_pool(fn: Callable[..., T], /, *args: object, **kwargs: object) -> T:
+    """`fn(*args, **kwargs)` on the workspace I/O pool."""
+    return await asyncio.get_running_loop().run_in_executor(io_pool(), functools.partial(fn, *args, **kwargs))
 
 
 def workspaces_dir() -> Path:
@@ -50,8 +71,9 @@ def prepare(path: Path, *, owner: tuple[int, int] | None) -> None:
     path.mkdir(mode=0o700)
     (path / ".local" / "packages").mkdir(parents=True)
     if owner is not None:
-        for made in (path, path / ".local", path / ".local" / "packages"):
-            os.chown(made, *owner)
+        # Innermost first: until `path` is the sandbox user's, nothing in it can be swapped for a link.
+        for made in (path / ".local" / "packages", path / ".local", path):
+            os.chown(made, *owner, follow_symlinks=False)
 
 
 class LocalWorkspace:
@@ -75,7 +97,7 @@ class LocalWorkspace:
     async def usage_bytes(self) -> int:
         if not self.path.exists():
             return 0
-        return await asyncio.to_thread(files.usage_bytes, str(self.path))
+        return await in_io_pool(files.usage_bytes, str(self.path))
 
     async def refuse_if_full(self, adding_bytes: int = 0) -> int:
         """The workspace's size now; raises FileTooLarge if `adding_bytes` more would pass the quota."""
@@ -89,14 +111,14 @@ class LocalWorkspace:
         await self.refuse_if_full(len(data))
         self._ensure()
         uid, gid = self.owner if self.owner is not None else (-1, -1)
-        await asyncio.to_thread(files.write, str(self.path), path, data,
+        await in_io_pool(files.write, str(self.path), path, data,
                                 max_bytes=settings.SANDBOX_FILE_MAX_BYTES, uid=uid, gid=gid)
 
     async def read_file(self, path: str) -> bytes:
         files.parts_of(path)
         if not self.path.exists():
             raise FileNotFoundError(f"{path!r} does not exist")
-        return await asyncio.to_thread(files.read, str(self.path), path, max_bytes=settings.SANDBOX_FILE_MAX_BYTES)
+        return await in_io_pool(files.read, str(self.path), path, max_bytes=settings.SANDBOX_FILE_MAX_BYTES)
 
     async def list_files(self, path: str = ".") -> list[FileInfo]:
         parts = files.parts_of(path)
@@ -104,16 +126,16 @@ class LocalWorkspace:
             if parts:
                 raise FileNotFoundError(f"{path!r} does not exist")
             return []
-        return await asyncio.to_thread(files.listing, str(self.path), path)
+        return await in_io_pool(files.listing, str(self.path), path)
 
     async def delete_file(self, path: str) -> None:
         files.parts_of(path)
         if not self.path.exists():
             raise FileNotFoundError(f"{path!r} does not exist")
-        await asyncio.to_thread(files.remove, str(self.path), path)
+        await in_io_pool(files.remove, str(self.path), path)
 
     async def rename_file(self, path: str, to: str) -> None:
         files.parts_of(path), files.parts_of(to)
         if not self.path.exists():
             raise FileNotFoundError(f"{path!r} does not exist")
-        await asyncio.to_thread(files.move, str(self.path), path, to)
+        await in_io_pool(files.move, str(self.path), path, to)
