@@ -208,6 +208,11 @@ SANDBOX_FILE_MAX_BYTES = env.int("SANDBOX_FILE_MAX_BYTES", default=10 * 1024 * 1
 SANDBOX_WORKSPACES_DIR = Path(env.str("SANDBOX_WORKSPACES_DIR", default="") or SANDBOX_STATE_DIR / "workspaces")
 # One upload request's body (several files at once); the page sends one file per request.
 FILES_UPLOAD_MAX_BYTES = env.int("FILES_UPLOAD_MAX_BYTES", default=40 * 1024 * 1024)
+# The server (project/serve.py) refuses a request body past these with 413 before reading it: a
+# request with a session cookie or an API credential may send the largest upload, others (the
+# login form) only a little.
+HTTP_BODY_MAX_BYTES = env.int("HTTP_BODY_MAX_BYTES", default=FILES_UPLOAD_MAX_BYTES + 1024 * 1024)
+HTTP_ANONYMOUS_BODY_MAX_BYTES = env.int("HTTP_ANONYMOUS_BODY_MAX_BYTES", default=64 * 1024)
 SANDBOX_POOL_SIZE = env.int("SANDBOX_POOL_SIZE", default=1)
 SANDBOX_IDLE_TIMEOUT_S = env.int("SANDBOX_IDLE_TIMEOUT_S", default=900)
 SANDBOX_MAX_LIVE = env.int("SANDBOX_MAX_LIVE", default=20)
