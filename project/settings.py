@@ -171,10 +171,11 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=1
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-if HTTPS:
-    # Behind the proxy REMOTE_ADDR is the proxy; it sets X-Real-IP to the client's address
-    # (overwriting any sent by the client), as in the README's nginx sample.
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_REAL_IP", "REMOTE_ADDR")
+# Lockouts count by the client's address: REMOTE_ADDR, but behind the proxy (HTTPS=true) that is the
+# proxy, which sets X-Real-IP to the client's (overwriting any sent by the client), as in the
+# README's nginx sample. Without the proxy profile a client's X-Real-IP is never trusted.
+CLIENT_IP_META = "HTTP_X_REAL_IP" if HTTPS else "REMOTE_ADDR"
+AXES_CLIENT_IP_CALLABLE = "runner.middleware.client_ip_address"
 
 LOGGING = {
     "version": 1,

@@ -3,6 +3,7 @@ websocket Origin check."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -39,6 +40,16 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+
+
+def client_ip_address(request: HttpRequest) -> str | None:
+    """The client's address, for the login lockout (AXES_CLIENT_IP_CALLABLE): the CLIENT_IP_META
+    header (behind the proxy, its X-Real-IP) when it holds an IP address, else REMOTE_ADDR."""
+    value = request.META.get(settings.CLIENT_IP_META, "")
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return request.META.get("REMOTE_ADDR")
 
 
 class ContentSecurityPolicyMiddleware:
