@@ -16,6 +16,7 @@ class (`BoundedRequest`):
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -25,6 +26,8 @@ from daphne.server import Server
 from django.conf import settings
 from twisted.web import http
 from twisted.web.http_headers import Headers
+
+log = logging.getLogger(__name__)
 
 CREDENTIAL_HEADERS = (b"x-api-key", b"x-access-token")
 
@@ -68,7 +71,7 @@ class BoundedRequest(WebRequest):
         if self._refused:
             return
         self.content.seek(0, 0)
-        self.args = {}
+        self.args: dict[bytes, list[bytes]] = {}
         self.method, self.uri = command, path
         self.clientproto = version
         self.path = self.uri.split(b"?", 1)[0]
@@ -78,6 +81,7 @@ class BoundedRequest(WebRequest):
         """413 and close, before the rest of the body is read (no 100 Continue is sent)."""
         self._refused = True
         self.requestHeaders.removeHeader(b"expect")
+        log.info("413 for %s: its body is over %d bytes", self.channel.transport.getPeer(), self._body_max_bytes)
         body = b"Request body too large: the limit is %d bytes.\n" % self._body_max_bytes
         self.channel.transport.write(
             b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
