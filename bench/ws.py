@@ -131,7 +131,7 @@ class Server:
         self.log = tmp / "daphne.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [str(BASE_DIR / ".venv" / "bin" / "daphne"), "-b", "127.0.0.1", "-p", str(self.port),
+                [str(BASE_DIR / ".venv" / "bin" / "python"), "-m", "project.serve", "-b", "127.0.0.1", "-p", str(self.port),
                  "--websocket-max-message-size", "1048576", "project.asgi:application"],
                 cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
             )

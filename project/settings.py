@@ -171,10 +171,11 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=1
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
-if HTTPS:
-    # Behind the proxy REMOTE_ADDR is the proxy; it sets X-Real-IP to the client's address
-    # (overwriting any sent by the client), as in the README's nginx sample.
-    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_REAL_IP", "REMOTE_ADDR")
+# Lockouts count by the client's address: REMOTE_ADDR, but behind the proxy (HTTPS=true) that is the
+# proxy, which sets X-Real-IP to the client's (overwriting any sent by the client), as in the
+# README's nginx sample. Without the proxy profile a client's X-Real-IP is never trusted.
+CLIENT_IP_META = "HTTP_X_REAL_IP" if HTTPS else "REMOTE_ADDR"
+AXES_CLIENT_IP_CALLABLE = "runner.middleware.client_ip_address"
 
 LOGGING = {
     "version": 1,
@@ -212,6 +213,11 @@ SANDBOX_FILES_IO_THREADS = env.int("SANDBOX_FILES_IO_THREADS", default=4)
 SANDBOX_WORKSPACES_DIR = Path(env.str("SANDBOX_WORKSPACES_DIR", default="") or SANDBOX_STATE_DIR / "workspaces")
 # One upload request's body (several files at once); the page sends one file per request.
 FILES_UPLOAD_MAX_BYTES = env.int("FILES_UPLOAD_MAX_BYTES", default=40 * 1024 * 1024)
+# The server (project/serve.py) refuses a request body past these with 413 before reading it: a
+# request with a session cookie or an API credential may send the largest upload, others (the
+# login form) only a little.
+HTTP_BODY_MAX_BYTES = env.int("HTTP_BODY_MAX_BYTES", default=FILES_UPLOAD_MAX_BYTES + 1024 * 1024)
+HTTP_ANONYMOUS_BODY_MAX_BYTES = env.int("HTTP_ANONYMOUS_BODY_MAX_BYTES", default=64 * 1024)
 SANDBOX_POOL_SIZE = env.int("SANDBOX_POOL_SIZE", default=1)
 SANDBOX_IDLE_TIMEOUT_S = env.int("SANDBOX_IDLE_TIMEOUT_S", default=900)
 SANDBOX_MAX_LIVE = env.int("SANDBOX_MAX_LIVE", default=20)

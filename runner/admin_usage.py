@@ -8,6 +8,7 @@ Pages use the Django admin's look (they extend admin/base_site.html).
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -218,23 +219,33 @@ class _Echo:
         return value
 
 
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection): it gets a "'".
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(cells: list[str]) -> list[str]:
+    """The cells with any that a spreadsheet would run as a formula prefixed with "'"."""
+    return [f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell for cell in cells]
+
+
 @require_GET
 @staff_only
 def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """The table as CSV: the header row first; the range and its time zone are in the file name."""
     choice = _range_from(request)
     sort, descending = _sort_from(request)
     report = usage_selectors.usage_report(start=choice.start, end=choice.end, sort=sort, descending=descending, with_days=False)
     writer = csv.writer(_Echo())
 
     def lines() -> Iterator[str]:
-        yield writer.writerow(["# days in", settings.TIME_ZONE, "from", choice.start.isoformat(), "to", choice.end.isoformat()])
         yield writer.writerow([label for _key, label in COLUMNS])
         for row in report.rows:
-            yield writer.writerow(usage_cells(row))
-        yield writer.writerow(usage_cells(report.totals))
+            yield writer.writerow(csv_safe(usage_cells(row)))
+        yield writer.writerow(csv_safe(usage_cells(report.totals)))
 
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="usage-{choice.start}-{choice.end}.csv"'
+    zone = re.sub(r"[^A-Za-z0-9+-]+", "-", settings.TIME_ZONE)
+    response["Content-Disposition"] = f'attachment; filename="usage-{choice.start}-to-{choice.end}-days-in-{zone}.csv"'
     return response
 
 

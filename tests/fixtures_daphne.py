@@ -54,7 +54,7 @@ class Daphne:
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(self.port),
+                [sys.executable, "-m", "project.serve", "-b", "127.0.0.1", "-p", str(self.port),
                  "--websocket-max-message-size", "1048576", "project.asgi:application"],
                 cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
             )

@@ -29,7 +29,9 @@ from project.asgi import application
 from runner import services
 from runner.models import ChatSession
 
+# The site as the sockets reach it: the Origin check compares scheme, host and port with these.
 ORIGIN = b"http://127.0.0.1"
+HOST = b"127.0.0.1"
 FRAME_TIMEOUT_S = 30
 
 
@@ -85,7 +87,7 @@ async def connect(runs_cleanup: None) -> AsyncIterator[Connect]:
     opened: list[WebsocketCommunicator] = []
 
     async def _connect(user: Any, session: ChatSession, query: str = "", expect_accept: bool = True) -> WebsocketCommunicator:
-        headers = [(b"origin", ORIGIN)]
+        headers = [(b"origin", ORIGIN), (b"host", HOST)]
         if user is not None:
             cookie = await asyncio.to_thread(_cookie_for, user)
             headers.append((b"cookie", cookie))

@@ -13,7 +13,7 @@ import pytest
 from django.test import override_settings
 
 from runner.models import Execution
-from tests.fixtures_runs import receive
+from tests.fixtures_runs import _cookie_for, receive
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -47,6 +47,62 @@ async def test_a_foreign_origin_is_refused_at_the_handshake(alice_session, alice
     connected, _ = await ws.connect(timeout=5)
     assert connected is False
     await ws.disconnect()
+
+
+async def _handshake(session_id: object, cookie: bytes, origin: bytes, host: bytes, *extra: tuple[bytes, bytes]) -> bool:
+    """Whether a socket with these headers is accepted (its hello read when it is)."""
+    from channels.testing import WebsocketCommunicator
+
+    from project.asgi import application
+
+    headers = [(b"origin", origin), (b"host", host), (b"cookie", cookie), *extra]
+    ws = WebsocketCommunicator(application, f"/ws/sessions/{session_id}/", headers=headers)
+    connected, _ = await ws.connect(timeout=10)
+    if connected:
+        assert (await receive(ws))["type"] == "hello"
+    await ws.disconnect()
+    return connected
+
+
+@pytest.mark.parametrize(("origin", "accepted"), [
+    (b"http://127.0.0.1:8000", True),
+    (b"http://127.0.0.1:9999", False),  # another port of this host: another origin
+    (b"https://127.0.0.1:8000", False),  # another scheme
+    (b"http://127.0.0.1", False),  # port 80
+    (b"http://localhost:8000", False),  # an allowed host, but not the one the page was served from
+    (b"null", False),
+    (b"http://127.0.0.1:8000@evil.example", False),
+])
+async def test_the_origin_must_be_the_sites_own_scheme_host_and_port(alice, alice_session, runs_cleanup, origin: bytes, accepted: bool) -> None:
+    cookie = await asyncio.to_thread(_cookie_for, alice)
+    assert await _handshake(alice_session.id, cookie, origin, b"127.0.0.1:8000") is accepted
+
+
+async def test_no_origin_or_a_host_outside_allowed_hosts_is_refused(alice, alice_session, runs_cleanup) -> None:
+    from channels.testing import WebsocketCommunicator
+
+    from project.asgi import application
+
+    cookie = await asyncio.to_thread(_cookie_for, alice)
+    ws = WebsocketCommunicator(application, f"/ws/sessions/{alice_session.id}/", headers=[(b"host", b"127.0.0.1"), (b"cookie", cookie)])
+    assert (await ws.connect(timeout=10))[0] is False
+    await ws.disconnect()
+    # A rebound DNS name: Origin and Host agree, but the host is not ours.
+    assert await _handshake(alice_session.id, cookie, b"http://evil.example", b"evil.example") is False
+
+
+async def test_behind_the_tls_proxy_the_origin_is_https_and_trusted_origins_count(alice, alice_session, runs_cleanup) -> None:
+    cookie = await asyncio.to_thread(_cookie_for, alice)
+    proto = (b"x-forwarded-proto", b"https")
+    with override_settings(ALLOWED_HOSTS=["sandpit.example.org"], SECURE_PROXY_SSL_HEADER=("HTTP_X_FORWARDED_PROTO", "https"),
+                           CSRF_TRUSTED_ORIGINS=["https://*.school.example"]):
+        assert await _handshake(alice_session.id, cookie, b"https://sandpit.example.org", b"sandpit.example.org", proto) is True
+        assert await _handshake(alice_session.id, cookie, b"http://sandpit.example.org", b"sandpit.example.org", proto) is False
+        # Without the proxy's header the site is plain http, so an https page is another origin.
+        assert await _handshake(alice_session.id, cookie, b"https://sandpit.example.org", b"sandpit.example.org") is False
+        assert await _handshake(alice_session.id, cookie, b"https://teach.school.example", b"sandpit.example.org", proto) is True
+        assert await _handshake(alice_session.id, cookie, b"http://teach.school.example", b"sandpit.example.org", proto) is False
+        assert await _handshake(alice_session.id, cookie, b"https://school.example.evil", b"sandpit.example.org", proto) is False
 
 
 async def test_a_viewer_sees_the_session_but_may_not_run(connect, admin_user, alice_session) -> None:

@@ -14,7 +14,7 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from runner.models import AdminAction, BudgetAlert, Execution, SandboxLease, UserQuota
+from runner.models import AdminAction, BudgetAlert, ChatSession, Execution, SandboxLease, UserQuota
 from runner.services.quotas import budget_alerts_record_sync
 
 pytestmark = pytest.mark.django_db
@@ -84,8 +84,22 @@ def test_the_csv_has_the_same_numbers_as_the_page(admin_user, usage_data) -> Non
     response = client.get("/admin/usage.csv", {"preset": "7d", "sort": "runs", "dir": "desc"})
     assert response.status_code == 200 and response.streaming and response["Content-Type"].startswith("text/csv")
     lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert lines[0][:2] == ["# days in", "UTC"]
-    assert lines[1][0] == "User" and lines[2:] == table
+    assert lines[0][0] == "User" and lines[1:] == table  # the header row first
+    start, end = (timezone.localdate() - timedelta(days=6)).isoformat(), timezone.localdate().isoformat()
+    assert response["Content-Disposition"] == f'attachment; filename="usage-{start}-to-{end}-days-in-UTC.csv"'
+
+
+@pytest.mark.parametrize("username", ["-2+3", "=1+1", "@x", "+SUM(1)", "\tx", "\r=1"])
+def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_quoted(admin_user, django_user_model, username: str) -> None:
+    user = django_user_model.objects.create_user(username, password="x")
+    session = ChatSession.objects.create(owner=user, title="t")
+    Execution.objects.create(session=session, seq=1, code="1", language="python", user=user, status="succeeded", duration_ms=1)
+    response = client_for(admin_user).get("/admin/usage.csv", {"preset": "today"})
+    lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    (row,) = [line for line in lines if line[0].endswith(username)]
+    assert row[0] == "'" + username and row[1] == "1"
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for line in lines for cell in line)
+    assert lines[0][0] == "User" and lines[1] == row
 
 
 def test_sorting_by_a_column_reorders_the_table(admin_user, usage_data) -> None:
@@ -176,4 +190,4 @@ async def test_after_real_runs_the_page_and_csv_match_the_database_to_the_second
     assert row[7] == "1"  # the ZeroDivisionError
     response = await client.get("/admin/usage.csv", {"preset": "today"})
     lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert lines[2:] == [row, totals]
+    assert lines[1:] == [row, totals]
