@@ -260,7 +260,7 @@ async def test_a_socket_open_before_deactivation_or_a_password_change_is_closed_
     from channels.testing import WebsocketCommunicator
 
     from project.asgi import application
-    from tests.fixtures_runs import ORIGIN, _cookie_for
+    from tests.fixtures_runs import HOST, ORIGIN, _cookie_for
 
     # Alice owns the session; the admin views it. One of them loses their credentials.
     changed, other = (alice, admin_user) if who == "owner" else (admin_user, alice)
@@ -273,7 +273,7 @@ async def test_a_socket_open_before_deactivation_or_a_password_change_is_closed_
     assert await gone.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
     await _assert_still_open(stays)  # the other user notices nothing
     # A session logged in with the old credentials opens no new socket either.
-    again = WebsocketCommunicator(application, f"/ws/sessions/{alice_session.id}/", headers=[(b"origin", ORIGIN), (b"cookie", old_cookie)])
+    again = WebsocketCommunicator(application, f"/ws/sessions/{alice_session.id}/", headers=[(b"origin", ORIGIN), (b"host", HOST), (b"cookie", old_cookie)])
     try:
         assert (await again.connect(timeout=5))[0] is True
         assert await again.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
