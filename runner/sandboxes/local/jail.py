@@ -8,12 +8,15 @@ user namespace plus prlimit are all there is (`Isolation.describe()` says which)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import pwd
 import shutil
+import stat
 import time
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -24,6 +27,9 @@ KERNEL_FILES = Path(__file__).resolve().parent / "kernel_files"
 # Paths inside the sandbox.
 HOME = "/home/user"
 CONTROL = "/run/k"
+# The one entry of a control dir the kernel may write to (it binds its sockets there), until locked.
+SOCKETS = "s"
+SOCKET_NAMES = tuple(f"k-{n}" for n in range(1, 6))
 VENV = "/opt/venv"
 SANDPIT = "/opt/sandpit"
 PACKAGES = f"{HOME}/.local/packages"  # where `install` puts Python packages (on PYTHONPATH)
@@ -94,6 +100,73 @@ def kernel_files_dir(state_dir: Path, uid: int, gid: int) -> Path:
     except OSError:  # another process won the race
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+# --- a kernel's control directory ----------------------------------------------------------
+#
+# Made fresh for every kernel start, in the sandbox's root-owned state dir: `path` (root, 0711,
+# bound at CONTROL) holds kernel.json (the sandbox user's, 0600) and SOCKETS/ (the sandbox user's
+# until lock_sockets). The server never resolves a name inside SOCKETS/ before it is locked.
+
+
+class ControlTampered(Exception):
+    """Something other than the kernel's own socket sits where one should be."""
+
+
+def make_control_dir(path: Path, connection: dict[str, Any], owner: tuple[int, int] | None) -> int:
+    """Create the control dir at `path` (which must not exist) and its kernel.json; the open
+    O_DIRECTORY fd of its SOCKETS/ sub-dir. `owner` (as root) is the sandbox user's uid, gid."""
+    os.mkdir(path, 0o711)  # FileExistsError on any leftover, link or not: names are never reused
+    dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(dir_fd, 0o711)  # whatever the umask
+        fd = os.open("kernel.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dir_fd)
+        with os.fdopen(fd, "w") as f:
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
+            os.fchmod(f.fileno(), 0o600)
+            json.dump(connection, f)
+        os.mkdir(SOCKETS, 0o700, dir_fd=dir_fd)
+        sockets_fd = os.open(SOCKETS, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            if owner is not None:
+                os.fchown(sockets_fd, *owner)
+            os.fchmod(sockets_fd, 0o700)
+        except BaseException:
+            os.close(sockets_fd)
+            raise
+        return sockets_fd
+    finally:
+        os.close(dir_fd)
+
+
+def sockets_present(sockets_fd: int) -> bool:
+    """Whether every one of SOCKET_NAMES exists in SOCKETS/ (of any type: lstat, no link followed)."""
+    for name in SOCKET_NAMES:
+        try:
+            os.stat(name, dir_fd=sockets_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def lock_sockets(sockets_fd: int, uid: int, *, as_root: bool) -> None:
+    """Make SOCKETS/ root's (0711: the sandbox user can no longer add, remove or swap entries), then
+    check that each of SOCKET_NAMES is a socket the sandbox user bound (not a link, not a hard link
+    to anything else). Raises ControlTampered otherwise. As non-root there is nobody to lock out
+    (the sandbox is this same user), so only the check runs."""
+    if as_root:
+        os.fchown(sockets_fd, 0, 0)
+        os.fchmod(sockets_fd, 0o711)
+    for name in SOCKET_NAMES:
+        try:
+            info = os.stat(name, dir_fd=sockets_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise ControlTampered(f"{name} vanished from the kernel's control directory") from None
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != uid or info.st_nlink != 1:
+            raise ControlTampered(f"{name} in the kernel's control directory is not the kernel's socket "
+                                  f"(something in the sandbox replaced it)")
 
 
 # --- the command line -----------------------------------------------------------------------
