@@ -201,6 +201,7 @@ class Kernel:
                                    f"{_quoted(said)}")
             await self._wait(pause_s)  # wakes early if the process exits
             pause_s = min(pause_s * 1.5, 0.02)
+        self._unregister()  # the next _wait registers the ZMQ sockets too (made after this)
 
     async def _wait_ready(self) -> None:
         """kernel_info until both the reply and an iopub message arrive (iopub is subscribed)."""
