@@ -169,6 +169,21 @@ async def test_cannot_see_a_secret_in_the_servers_environment(local: LocalBacken
     assert "HOME=/home/user" in events.stdout
 
 
+async def test_pid_1_shows_no_host_path_in_its_environment_or_command_line(local: LocalBackend, shared: Sandbox) -> None:
+    code = (
+        "import glob\n"
+        "for name in ('environ', 'cmdline'):\n"
+        "    print(name, open('/proc/1/' + name, 'rb').read().replace(b'\\0', b' ').decode(errors='replace'))\n"
+    )
+    seen = await python_says(shared, code)
+    environ, cmdline = seen.split("\n", 1)
+    assert "PWD=" not in environ, environ
+    assert cmdline.startswith("cmdline bwrap --args ") or cmdline.startswith(f"cmdline {local.isolation.bwrap} --args "), cmdline
+    host_paths = [str(settings.BASE_DIR), os.getcwd(), str(settings.SANDBOX_STATE_DIR), str(shared.root),  # type: ignore[attr-defined]
+                  str(shared.workspace), shared.session_id]  # type: ignore[attr-defined]
+    assert [p for p in host_paths if p in seen] == []
+
+
 async def test_cannot_see_another_sandboxs_files(shared: Sandbox, fresh: Sandbox) -> None:
     token = secrets.token_hex(8)
     await python_says(shared, f"open('mine-{token}.txt', 'w').write('{token}'); print('ok')")

@@ -129,7 +129,9 @@ class LocalBackend:
         try:
             argv = self.confined_argv(sandbox, command=[f"{jail.VENV}/bin/python", *python_args],
                                       language="python", control=None)
-            done = subprocess.run(argv, env=jail.OUTER_ENV, capture_output=True, text=True, timeout=120)
+            with jail.hidden_options(argv) as (argv, fds):
+                done = subprocess.run(argv, env=jail.OUTER_ENV, capture_output=True, text=True, timeout=120,
+                                      pass_fds=fds, cwd="/")
             if done.stdout.strip() == "ok":
                 return ""
             return (f"a test sandbox failed (status {done.returncode}): {done.stderr.strip()[-500:]}; "

@@ -7,6 +7,7 @@ user namespace plus prlimit are all there is (`Isolation.describe()` says which)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import pwd
 import shutil
 import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,8 +232,9 @@ def bwrap_argv(
     """The full argv that starts `command` confined (run it with a minimal environment)."""
     argv: list[str] = []
     if cgroup is not None and cgroup.procs_files:
-        # Join the cgroup before anything else runs, so no child escapes it.
-        script = 'for f in "$@"; do case "$f" in --) break;; esac; echo $$ > "$f" || exit 97; shift; done; shift; exec "$@"'
+        # Join the cgroup before anything else runs, so no child escapes it. sh exports PWD (the
+        # server's cwd); unset, it stays out of bwrap's environment, which the sandbox's pid 1 shows.
+        script = 'unset PWD OLDPWD; for f in "$@"; do case "$f" in --) break;; esac; echo $$ > "$f" || exit 97; shift; done; shift; exec "$@"'
         argv += ["/bin/sh", "-c", script, "sh", *cgroup.procs_files, "--"]
     fsize = limits.workspace_quota_mb * 1024 * 1024
     argv += ["prlimit", f"--fsize={fsize}", "--nofile=1024", "--core=0"]
@@ -277,6 +280,23 @@ def bwrap_argv(
         argv += ["--setenv", key, value]
     argv += ["--", *command]
     return argv
+
+
+@contextlib.contextmanager
+def hidden_options(argv: list[str]) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+    """`argv` (from bwrap_argv) with bwrap's options moved into a memfd read by `--args FD`, and
+    the fds the spawn must pass (pass_fds); closed on exit. The sandbox's pid 1 is bwrap, whose
+    command line code inside can read: this way it shows no host path, only `bwrap --args N --
+    COMMAND`. bwrap closes the fd once read, so nothing inside inherits it."""
+    start = argv.index("--unshare-all")  # bwrap's first option (bwrap_argv puts it there)
+    end = argv.index("--", start)  # no option or value of bwrap_argv's is a bare "--"
+    fd = os.memfd_create("bwrap-args", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, b"".join(arg.encode() + b"\0" for arg in argv[start:end]))
+        os.lseek(fd, 0, os.SEEK_SET)
+        yield [*argv[:start], "--args", str(fd), *argv[end:]], (fd,)
+    finally:
+        os.close(fd)
 
 
 # The environment bwrap itself (and so the sandbox's pid 1) is started with.

@@ -169,14 +169,14 @@ class Kernel:
 
     async def _spawn(self) -> None:
         """Start the kernel's process tree (from SPAWNER), its stderr read into self.stderr."""
-        argv = self._argv_for(_command(self.kind))
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
-        popen = functools.partial(
-            subprocess.Popen, argv, env=jail.OUTER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=write_end, start_new_session=True, close_fds=True, cwd="/",
-        )
         try:
-            self.proc = await asyncio.get_running_loop().run_in_executor(SPAWNER, popen)
+            with jail.hidden_options(self._argv_for(_command(self.kind))) as (argv, fds):
+                popen = functools.partial(
+                    subprocess.Popen, argv, env=jail.OUTER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=write_end, start_new_session=True, close_fds=True, pass_fds=fds, cwd="/",
+                )
+                self.proc = await asyncio.get_running_loop().run_in_executor(SPAWNER, popen)
         except BaseException:
             os.close(read_end)
             raise
