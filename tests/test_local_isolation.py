@@ -22,8 +22,9 @@ import pytest_asyncio
 from django.conf import settings
 
 from runner.sandboxes.base import Sandbox, SandboxGone, SandboxUnavailable, Stdout
-from runner.sandboxes.local import LocalBackend, processes
+from runner.sandboxes.local import LocalBackend, jail, processes
 from runner.sandboxes.local.backend import REAPER_GRACE_S, sweep
+from runner.sandboxes.local.kernel import Kernel, KernelDied
 from tests.fixtures_sandboxes import local_backend_or_skip, run
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
@@ -323,6 +324,71 @@ async def test_a_link_planted_at_a_kernel_socket_never_makes_the_server_connect_
     # depends on timing; the server connecting through the link never does.
     assert refused.status == "ok" or "not the kernel's socket" in refusal.text, refusal.events
     assert (after.status, events.stdout) == ("ok", "still works\n"), events.events
+
+
+async def test_whatever_runs_in_the_sandbox_before_the_lock_cannot_make_the_server_connect_through_a_link(
+    local: LocalBackend, tmp_path: Path
+) -> None:
+    # The "kernel" here is the attacker's own program, started as a kernel is: it owns the socket
+    # dir until the lock and links every socket name to a root-only host socket.
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    target = private / "admin.sock"
+    connections = [0]
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections[0] += 1
+        writer.close()
+
+    server = await asyncio.start_unix_server(on_connect, path=str(target))
+    target.chmod(0o600)
+    attack = (
+        "import json, os, time\n"
+        "ip = json.load(open('/run/k/kernel.json'))['ip']\n"
+        f"for n in range(1, 6):\n    os.symlink({str(target)!r}, f'{{ip}}-{{n}}')\n"
+        "time.sleep(60)\n"
+    )
+    sandbox = await local.create(owner_id=11, session_id=str(uuid.uuid4()))
+    control = sandbox.root / f"py-{secrets.token_hex(4)}"  # type: ignore[attr-defined]
+    kernel = Kernel(kind="python", control_dir=control, owner=local.kernel_owner,
+                    argv_for=lambda _command: local.confined_argv(
+                        sandbox, command=[f"{jail.VENV}/bin/python", "-I", "-c", attack],  # type: ignore[arg-type]
+                        language="python", control=control))
+    try:
+        with pytest.raises(KernelDied, match="not the kernel's socket"):
+            await asyncio.wait_for(kernel.start(local.zmq_context), 60)
+        await asyncio.sleep(0.5)  # any reconnect the server might still make
+    finally:
+        kernel.kill()
+        await sandbox.close()
+        server.close()
+        await server.wait_closed()
+    assert connections[0] == 0
+    assert not control.exists()  # its HMAC key went with it
+
+
+async def test_code_planted_for_a_kernels_start_runs_only_once_its_socket_dir_is_locked(local: LocalBackend) -> None:
+    def probe(name: str) -> bytes:
+        return (f"import os\nopen('/home/user/early-{name}-%d' % os.getpid(), 'w')"
+                ".write('writable' if os.access('/run/k/s', os.W_OK) else 'locked')\n").encode()
+
+    sandbox = await local.create(owner_id=12, session_id=str(uuid.uuid4()))
+    try:
+        await sandbox.write_file(".local/packages/sitecustomize.py", probe("site"))
+        await sandbox.write_file(".jupyter/jupyter_config.py", probe("jupyter"))
+        await sandbox.write_file(".jupyter/ipython_kernel_config.py", probe("kernelconfig"))
+        await sandbox.write_file(".bashrc", b'if [ -w /run/k/s ]; then s=writable; else s=locked; fi; echo -n $s > ~/early-bash-$$\n')
+        await run(sandbox, KILL_THE_KERNEL)
+        python, _ = await run(sandbox, "print('python')", timeout_s=60)
+        bash, _ = await run(sandbox, "echo bash", language="bash", timeout_s=60)
+        found = {f.name: (await sandbox.read_file(f.name)).decode() for f in await sandbox.list_files(".")
+                 if f.name.startswith("early-")}
+    finally:
+        await sandbox.close()
+    assert (python.status, bash.status) == ("ok", "ok")
+    assert set(found.values()) == {"locked"}, found
+    # A sitecustomize.py among the packages, and ~/.bashrc, still run (once it is safe).
+    assert {name.split("-")[1] for name in found} >= {"site", "bash"}, found
 
 
 async def test_code_can_change_files_written_through_the_api(shared: Sandbox) -> None:

@@ -154,13 +154,14 @@ def sockets_present(sockets_fd: int) -> bool:
 
 
 def lock_sockets(sockets_fd: int, uid: int, *, as_root: bool) -> None:
-    """Make SOCKETS/ root's (0711: the sandbox user can no longer add, remove or swap entries), then
-    check that each of SOCKET_NAMES is a socket the sandbox user bound (not a link, not a hard link
-    to anything else). Raises ControlTampered otherwise. As non-root there is nobody to lock out
-    (the sandbox is this same user), so only the check runs."""
+    """Make SOCKETS/ root's and 0511 (the sandbox user can no longer add, remove or swap entries),
+    then check that each of SOCKET_NAMES is a socket the sandbox user bound (not a link, not a hard
+    link to anything else). Raises ControlTampered otherwise. As non-root there is nobody to lock
+    out (the sandbox is this same user, who could chmod back): the 0511 only tells the launcher
+    that the server is done with the dir."""
     if as_root:
         os.fchown(sockets_fd, 0, 0)
-        os.fchmod(sockets_fd, 0o711)
+    os.fchmod(sockets_fd, 0o511)  # launcher.py waits for this (no longer writable) before user code
     for name in SOCKET_NAMES:
         try:
             info = os.stat(name, dir_fd=sockets_fd, follow_symlinks=False)

@@ -62,10 +62,12 @@ STDERR_TAIL_BYTES = 4096
 
 
 def _command(language: str) -> list[str]:
+    # python -I: nothing from the workspace (PYTHONPATH's sitecustomize.py, say) runs as the
+    # interpreter starts; launcher.py puts PYTHONPATH on sys.path once the socket dir is locked.
     conn = f"{jail.CONTROL}/kernel.json"
     if language == "python":
         return [
-            f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/launcher.py", "python", "-f", conn,
+            f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/launcher.py", "python", "-f", conn,
             f"--IPKernelApp.exec_files={jail.SANDPIT}/python_startup.py",
             # No history database, no output cache; Jupyter's coloured tracebacks (ANSI SGR codes: the
             # page renders them, the Markdown export strips them, the .ipynb export keeps them).
@@ -73,9 +75,9 @@ def _command(language: str) -> list[str]:
             "--InteractiveShell.colors=neutral", "--InlineBackend.close_figures=True",
         ]
     if language == "bash":
-        return [f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/launcher.py", "bash", "-f", conn]
+        return [f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/launcher.py", "bash", "-f", conn]
     # javascript and typescript: one deno kernel, its TCP sockets relayed to ipc inside.
-    return [f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/relay.py", conn, f"{jail.VENV}/bin/deno"]
+    return [f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/relay.py", conn, f"{jail.VENV}/bin/deno"]
 
 
 # bwrap --die-with-parent fires when the *thread* that started it exits, so every kernel is
