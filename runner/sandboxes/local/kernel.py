@@ -145,7 +145,7 @@ class Kernel:
             try:
                 jail.lock_sockets(sockets_fd, self.owner[0], as_root=as_root)
             except jail.ControlTampered as exc:
-                raise KernelDied(f"the {self.kind} kernel could not start: {exc}") from None
+                raise KernelDied(str(exc)) from None  # the run says "The <language> kernel could not start: ..."
         finally:
             os.close(sockets_fd)
         prefix = f"ipc://{self.control_dir}/{jail.SOCKETS}/k"

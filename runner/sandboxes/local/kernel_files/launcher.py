@@ -18,6 +18,8 @@ sys.modules["debugpy"] = None  # type: ignore[assignment]  # ipykernel then runs
 sys.dont_write_bytecode = True  # -I ignores PYTHONDONTWRITEBYTECODE
 SOCKETS = "/run/k/s"
 LOCK_WAIT_S = 30.0
+# The pipe the server reads (ipykernel points fd 2 at its own capture later); not inherited.
+_SERVER_STDERR = os.dup(2)
 # Jupyter reads config (Python files) from ~/.jupyter, i.e. the workspace: not here.
 os.environ["JUPYTER_CONFIG_DIR"] = "/opt/sandpit/no-jupyter-config"
 
@@ -47,7 +49,7 @@ def _after_the_lock() -> None:
                 except Exception:  # as Python's own start-up does: report it and go on
                     import traceback
 
-                    traceback.print_exc()
+                    os.write(_SERVER_STDERR, traceback.format_exc().encode(errors="replace"))
             break
 
 
