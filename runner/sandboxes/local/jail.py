@@ -172,6 +172,20 @@ def lock_sockets(sockets_fd: int, uid: int, *, as_root: bool) -> None:
                                   f"(something in the sandbox replaced it)")
 
 
+def remove_control_dir(path: Path) -> None:
+    """Remove a control dir (its HMAC key too) once its kernel is dead. shutil.rmtree is fd-based:
+    links inside are removed, never followed. As non-root, SOCKETS/ (0511, ours) is made
+    writable again first, or its sockets could not be unlinked."""
+    if os.geteuid() != 0:
+        with contextlib.suppress(OSError):
+            fd = os.open(path / SOCKETS, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fchmod(fd, 0o700)
+            finally:
+                os.close(fd)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 # --- the command line -----------------------------------------------------------------------
 
 

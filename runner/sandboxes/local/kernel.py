@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import threading
@@ -270,7 +269,7 @@ class Kernel:
         """Kill every process of the kernel, innermost first, and reap bwrap (thread-safe)."""
         proc = self.proc
         if proc is None:
-            shutil.rmtree(self.control_dir, ignore_errors=True)
+            jail.remove_control_dir(self.control_dir)
             return
         if proc.poll() is None:
             processes.signal_processes([pid for pid, _ in reversed(processes.process_tree(proc.pid))], signal.SIGKILL)
@@ -279,8 +278,7 @@ class Kernel:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        # Its HMAC key goes with it (fd-based rmtree: links inside are removed, never followed).
-        shutil.rmtree(self.control_dir, ignore_errors=True)
+        jail.remove_control_dir(self.control_dir)  # its HMAC key goes with it
 
     def kill_strays(self) -> None:
         """Kill processes user code started (not the kernel's own), e.g. a fork bomb's.
