@@ -22,8 +22,9 @@ import pytest_asyncio
 from django.conf import settings
 
 from runner.sandboxes.base import Sandbox, SandboxGone, SandboxUnavailable, Stdout
-from runner.sandboxes.local import LocalBackend, files, processes
+from runner.sandboxes.local import LocalBackend, files, jail, processes
 from runner.sandboxes.local.backend import REAPER_GRACE_S, sweep
+from runner.sandboxes.local.kernel import Kernel, KernelDied
 from tests.fixtures_sandboxes import local_backend_or_skip, run
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
@@ -169,6 +170,21 @@ async def test_cannot_see_a_secret_in_the_servers_environment(local: LocalBacken
     assert "HOME=/home/user" in events.stdout
 
 
+async def test_pid_1_shows_no_host_path_in_its_environment_or_command_line(local: LocalBackend, shared: Sandbox) -> None:
+    code = (
+        "import glob\n"
+        "for name in ('environ', 'cmdline'):\n"
+        "    print(name, open('/proc/1/' + name, 'rb').read().replace(b'\\0', b' ').decode(errors='replace'))\n"
+    )
+    seen = await python_says(shared, code)
+    environ, cmdline = seen.split("\n", 1)
+    assert "PWD=" not in environ, environ
+    assert cmdline.startswith("cmdline bwrap --args ") or cmdline.startswith(f"cmdline {local.isolation.bwrap} --args "), cmdline
+    host_paths = [str(settings.BASE_DIR), os.getcwd(), str(settings.SANDBOX_STATE_DIR), str(shared.root),  # type: ignore[attr-defined]
+                  str(shared.workspace), shared.session_id]  # type: ignore[attr-defined]
+    assert [p for p in host_paths if p in seen] == []
+
+
 async def test_cannot_see_another_sandboxs_files(shared: Sandbox, fresh: Sandbox) -> None:
     token = secrets.token_hex(8)
     await python_says(shared, f"open('mine-{token}.txt', 'w').write('{token}'); print('ok')")
@@ -184,15 +200,195 @@ async def test_cannot_see_another_sandboxs_files(shared: Sandbox, fresh: Sandbox
     assert await python_says(fresh, f"import os; print(os.path.exists({other_root!r}))") == "False"
 
 
-async def test_cannot_replace_the_kernels_sockets(local: LocalBackend, shared: Sandbox) -> None:
+async def test_cannot_replace_the_kernels_sockets_or_connection_file(local: LocalBackend, shared: Sandbox) -> None:
     if not local.isolation.as_root:
         pytest.skip("as non-root the sandbox and the server are one user, who may always chmod back")
     code = (
-        "import os\n"
-        "try:\n    os.unlink('/run/k/k-1'); os.symlink('/etc/passwd', '/run/k/k-1'); print('replaced')\n"
-        "except OSError as exc:\n    print('refused', type(exc).__name__)\n"
+        "import json, os\n"
+        "ip = json.load(open('/run/k/kernel.json'))['ip']\n"
+        "for path in (ip + '-1', '/run/k/kernel.json'):\n"
+        "    try:\n        os.unlink(path); os.symlink('/etc/passwd', path); print('replaced', path)\n"
+        "    except OSError as exc:\n        print('refused', type(exc).__name__)\n"
     )
-    assert (await python_says(shared, code)).startswith("refused")
+    out = await python_says(shared, code)
+    assert out.split("\n") == ["refused PermissionError"] * 2, out
+
+
+# Planted where `install` puts packages (on PYTHONPATH), so it runs as each Python kernel starts:
+# code of the sandbox's own that acts while the server is still setting the kernel up.
+SWAP_CONNECTION_FILE = """
+import json, os, threading, time
+def _swap():
+    ip = json.load(open('/run/k/kernel.json'))['ip']
+    for _ in range(2000):  # once the kernel has read its connection file (its first socket exists)
+        if os.path.exists(ip + '-1'):
+            break
+        time.sleep(0.005)
+    try:
+        os.unlink('/run/k/kernel.json')
+        os.symlink(%(victim)r, '/run/k/kernel.json')
+        result = 'swapped'
+    except OSError as exc:
+        result = 'refused ' + type(exc).__name__
+    with open('/home/user/swap-%%d.txt' %% os.getpid(), 'w') as f:
+        f.write(result)
+    if result == 'swapped':
+        os.kill(os.getpid(), 9)  # so the server starts another kernel, writing kernel.json again
+threading.Thread(target=_swap, daemon=True).start()
+"""
+
+LINK_TO_A_HOST_SOCKET = """
+import json, os, threading, time
+def _link():
+    ip = json.load(open('/run/k/kernel.json'))['ip']
+    until = time.monotonic() + 3
+    while time.monotonic() < until:  # before and after the kernel binds it
+        try:
+            if not os.path.islink(ip + '-1'):
+                try:
+                    os.unlink(ip + '-1')
+                except FileNotFoundError:
+                    pass
+                os.symlink(%(target)r, ip + '-1')
+        except OSError:
+            pass
+        time.sleep(0.001)
+threading.Thread(target=_link, daemon=True).start()
+"""
+
+KILL_THE_KERNEL = "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+
+
+async def test_a_link_planted_at_the_connection_file_never_makes_the_server_write_a_host_file(
+    local: LocalBackend, tmp_path: Path
+) -> None:
+    if not local.isolation.as_root:
+        pytest.skip("as non-root the server has no more rights than the sandbox")
+    secret_dir = tmp_path / "root-only"
+    secret_dir.mkdir(mode=0o700)
+    victim = secret_dir / "app.sqlite3"
+    victim.write_bytes(b"the app's database")
+    victim.chmod(0o600)
+    os.chown(tmp_path, 0, 0)
+    sandbox = await local.create(owner_id=9, session_id=str(uuid.uuid4()))
+    try:
+        await sandbox.write_file(".local/packages/sitecustomize.py",
+                                 (SWAP_CONNECTION_FILE % {"victim": str(victim)}).encode())
+        await run(sandbox, KILL_THE_KERNEL)  # the next kernel starts with the planted code
+        for _ in range(2):
+            await run(sandbox, "print('restarted')", timeout_s=60)
+        await sandbox.delete_file(".local/packages/sitecustomize.py")
+        after, events = await run(sandbox, "print('still works')", timeout_s=60)
+        tries = [(await sandbox.read_file(f.name)).decode() for f in await sandbox.list_files(".")
+                 if f.name.startswith("swap-")]
+    finally:
+        await sandbox.close()
+    assert victim.read_bytes() == b"the app's database"
+    info = victim.stat()
+    assert (info.st_uid, info.st_gid, oct(info.st_mode & 0o7777)) == (0, 0, "0o600")
+    assert tries and all(t == "refused PermissionError" for t in tries), tries
+    assert (after.status, events.stdout) == ("ok", "still works\n"), events.events
+
+
+async def test_a_link_planted_at_a_kernel_socket_never_makes_the_server_connect_to_a_host_socket(
+    local: LocalBackend, tmp_path: Path
+) -> None:
+    if not local.isolation.as_root:
+        pytest.skip("as non-root the server has no more rights than the sandbox")
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    target = private / "admin.sock"
+    connections = [0]
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections[0] += 1
+        writer.close()
+
+    server = await asyncio.start_unix_server(on_connect, path=str(target))
+    target.chmod(0o600)
+    sandbox = await local.create(owner_id=10, session_id=str(uuid.uuid4()))
+    try:
+        await sandbox.write_file(".local/packages/sitecustomize.py",
+                                 (LINK_TO_A_HOST_SOCKET % {"target": str(target)}).encode())
+        await run(sandbox, KILL_THE_KERNEL)
+        refused, refusal = await run(sandbox, "print('started')", timeout_s=60)  # a kernel with the planted code
+        await asyncio.sleep(1.0)  # any reconnect the server might still make
+        await sandbox.delete_file(".local/packages/sitecustomize.py")
+        after, events = await run(sandbox, "print('still works')", timeout_s=60)
+    finally:
+        await sandbox.close()
+        server.close()
+        await server.wait_closed()
+    assert connections[0] == 0
+    # Whether the kernel bound its socket after the last swap (it starts) or not (a clear refusal)
+    # depends on timing; the server connecting through the link never does.
+    assert refused.status == "ok" or "not the kernel's socket" in refusal.text, refusal.events
+    assert (after.status, events.stdout) == ("ok", "still works\n"), events.events
+
+
+async def test_whatever_runs_in_the_sandbox_before_the_lock_cannot_make_the_server_connect_through_a_link(
+    local: LocalBackend, tmp_path: Path
+) -> None:
+    # The "kernel" here is the attacker's own program, started as a kernel is: it owns the socket
+    # dir until the lock and links every socket name to a root-only host socket.
+    private = tmp_path / "root-only"
+    private.mkdir(mode=0o700)
+    target = private / "admin.sock"
+    connections = [0]
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections[0] += 1
+        writer.close()
+
+    server = await asyncio.start_unix_server(on_connect, path=str(target))
+    target.chmod(0o600)
+    attack = (
+        "import json, os, time\n"
+        "ip = json.load(open('/run/k/kernel.json'))['ip']\n"
+        f"for n in range(1, 6):\n    os.symlink({str(target)!r}, f'{{ip}}-{{n}}')\n"
+        "time.sleep(60)\n"
+    )
+    sandbox = await local.create(owner_id=11, session_id=str(uuid.uuid4()))
+    control = sandbox.root / f"py-{secrets.token_hex(4)}"  # type: ignore[attr-defined]
+    kernel = Kernel(kind="python", control_dir=control, owner=local.kernel_owner,
+                    argv_for=lambda _command: local.confined_argv(
+                        sandbox, command=[f"{jail.VENV}/bin/python", "-I", "-c", attack],  # type: ignore[arg-type]
+                        language="python", control=control))
+    try:
+        with pytest.raises(KernelDied, match="not the kernel's socket"):
+            await asyncio.wait_for(kernel.start(local.zmq_context), 60)
+        await asyncio.sleep(0.5)  # any reconnect the server might still make
+    finally:
+        kernel.kill()
+        await sandbox.close()
+        server.close()
+        await server.wait_closed()
+    assert connections[0] == 0
+    assert not control.exists()  # its HMAC key went with it
+
+
+async def test_code_planted_for_a_kernels_start_runs_only_once_its_socket_dir_is_locked(local: LocalBackend) -> None:
+    def probe(name: str) -> bytes:
+        return (f"import os\nopen('/home/user/early-{name}-%d' % os.getpid(), 'w')"
+                ".write('writable' if os.access('/run/k/s', os.W_OK) else 'locked')\n").encode()
+
+    sandbox = await local.create(owner_id=12, session_id=str(uuid.uuid4()))
+    try:
+        await sandbox.write_file(".local/packages/sitecustomize.py", probe("site"))
+        await sandbox.write_file(".jupyter/jupyter_config.py", probe("jupyter"))
+        await sandbox.write_file(".jupyter/ipython_kernel_config.py", probe("kernelconfig"))
+        await sandbox.write_file(".bashrc", b'if [ -w /run/k/s ]; then s=writable; else s=locked; fi; echo -n $s > ~/early-bash-$$\n')
+        await run(sandbox, KILL_THE_KERNEL)
+        python, _ = await run(sandbox, "print('python')", timeout_s=60)
+        bash, _ = await run(sandbox, "echo bash", language="bash", timeout_s=60)
+        found = {f.name: (await sandbox.read_file(f.name)).decode() for f in await sandbox.list_files(".")
+                 if f.name.startswith("early-")}
+    finally:
+        await sandbox.close()
+    assert (python.status, bash.status) == ("ok", "ok")
+    assert set(found.values()) == {"locked"}, found
+    # A sitecustomize.py among the packages, and ~/.bashrc, still run (once it is safe).
+    assert {name.split("-")[1] for name in found} >= {"site", "bash"}, found
 
 
 async def test_code_can_change_files_written_through_the_api(shared: Sandbox) -> None:

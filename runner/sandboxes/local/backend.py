@@ -1,7 +1,8 @@
 """LocalBackend: creates bwrap'd sandboxes, keeps a warm pool, reaps idle ones, sweeps leftovers.
 
-State on disk, under SANDBOX_STATE_DIR/sbx/<owner>/<sandbox id>/ (one control dir per kernel; a
-warm sandbox's workspace `home/` until a session takes it). A session's workspace lives under
+State on disk, under SANDBOX_STATE_DIR/sbx/<owner>/<sandbox id>/ (a new control dir for each
+kernel start, removed when that kernel ends; a warm sandbox's workspace `home/` until a session
+takes it). A session's workspace lives under
 SANDBOX_WORKSPACES_DIR/<session id>/ (see workspace.py) and outlives its sandboxes. <owner> is
 "<pid>.<start time>" of the server process, and cgroups are named "<pid namespace>.<pid>.<start time>.<id>", so a start-up sweep removes only what dead processes
 left behind, even with several servers and test runs sharing the machine.
@@ -128,7 +129,9 @@ class LocalBackend:
         try:
             argv = self.confined_argv(sandbox, command=[f"{jail.VENV}/bin/python", *python_args],
                                       language="python", control=None)
-            done = subprocess.run(argv, env=jail.OUTER_ENV, capture_output=True, text=True, timeout=120)
+            with jail.hidden_options(argv) as (argv, fds):
+                done = subprocess.run(argv, env=jail.OUTER_ENV, capture_output=True, text=True, timeout=120,
+                                      pass_fds=fds, cwd="/")
             if done.stdout.strip() == "ok":
                 return ""
             return (f"a test sandbox failed (status {done.returncode}): {done.stderr.strip()[-500:]}; "
@@ -250,8 +253,10 @@ class LocalBackend:
         return sandbox
 
     def new_kernel(self, sandbox: LocalSandbox, kind: str) -> Kernel:
-        control = sandbox.root / {"python": "py", "bash": "sh", "deno": "js"}[kind]
-        if len(f"{control}/k-1") > jail.UNIX_PATH_MAX:
+        # A new control dir for every start (never one an earlier kernel's code could have touched).
+        prefix = {"python": "py", "bash": "sh", "deno": "js"}[kind]
+        control = sandbox.root / f"{prefix}-{secrets.token_hex(4)}"
+        if len(f"{control}/{jail.SOCKETS}/k-1") > jail.UNIX_PATH_MAX:
             raise OSError(f"the state dir path is too long for Unix sockets: {control}")
         kernel = Kernel(
             kind=kind,

@@ -39,10 +39,11 @@ async def run_confined(confine: Callable[..., list[str]], argv: list[str], *, on
     """Run `confine(command=argv)`, streaming stdout and stderr as events; its exit code (negative:
     killed by that signal), or None when it passed `timeout_s` and was killed. Cancelling the
     caller kills the process tree too."""
-    proc = await asyncio.create_subprocess_exec(
-        *confine(command=argv), env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True,
-    )
+    with jail.hidden_options(confine(command=argv)) as (confined, fds):
+        proc = await asyncio.create_subprocess_exec(
+            *confined, env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, start_new_session=True, pass_fds=fds, cwd="/",
+        )
     assert proc.stdout is not None and proc.stderr is not None
 
     async def pump(stream: asyncio.StreamReader, make: type[Stdout] | type[Stderr]) -> None:

@@ -7,13 +7,18 @@ user namespace plus prlimit are all there is (`Isolation.describe()` says which)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import platform
 import pwd
 import shutil
+import stat
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -24,6 +29,9 @@ KERNEL_FILES = Path(__file__).resolve().parent / "kernel_files"
 # Paths inside the sandbox.
 HOME = "/home/user"
 CONTROL = "/run/k"
+# The one entry of a control dir the kernel may write to (it binds its sockets there), until locked.
+SOCKETS = "s"
+SOCKET_NAMES = tuple(f"k-{n}" for n in range(1, 6))
 VENV = "/opt/venv"
 SANDPIT = "/opt/sandpit"
 PACKAGES = f"{HOME}/.local/packages"  # where `install` puts Python packages (on PYTHONPATH)
@@ -96,6 +104,88 @@ def kernel_files_dir(state_dir: Path, uid: int, gid: int) -> Path:
     return target
 
 
+# --- a kernel's control directory ----------------------------------------------------------
+#
+# Made fresh for every kernel start, in the sandbox's root-owned state dir: `path` (root, 0711,
+# bound at CONTROL) holds kernel.json (the sandbox user's, 0600) and SOCKETS/ (the sandbox user's
+# until lock_sockets). The server never resolves a name inside SOCKETS/ before it is locked.
+
+
+class ControlTampered(Exception):
+    """Something other than the kernel's own socket sits where one should be."""
+
+
+def make_control_dir(path: Path, connection: dict[str, Any], owner: tuple[int, int] | None) -> int:
+    """Create the control dir at `path` (which must not exist) and its kernel.json; the open
+    O_DIRECTORY fd of its SOCKETS/ sub-dir. `owner` (as root) is the sandbox user's uid, gid."""
+    os.mkdir(path, 0o711)  # FileExistsError on any leftover, link or not: names are never reused
+    dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(dir_fd, 0o711)  # whatever the umask
+        fd = os.open("kernel.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dir_fd)
+        with os.fdopen(fd, "w") as f:
+            if owner is not None:
+                os.fchown(f.fileno(), *owner)
+            os.fchmod(f.fileno(), 0o600)
+            json.dump(connection, f)
+        os.mkdir(SOCKETS, 0o700, dir_fd=dir_fd)
+        sockets_fd = os.open(SOCKETS, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            if owner is not None:
+                os.fchown(sockets_fd, *owner)
+            os.fchmod(sockets_fd, 0o700)
+        except BaseException:
+            os.close(sockets_fd)
+            raise
+        return sockets_fd
+    finally:
+        os.close(dir_fd)
+
+
+def sockets_present(sockets_fd: int) -> bool:
+    """Whether every one of SOCKET_NAMES exists in SOCKETS/ (of any type: lstat, no link followed)."""
+    for name in SOCKET_NAMES:
+        try:
+            os.stat(name, dir_fd=sockets_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+    return True
+
+
+def lock_sockets(sockets_fd: int, uid: int, *, as_root: bool) -> None:
+    """Make SOCKETS/ root's and 0511 (the sandbox user can no longer add, remove or swap entries),
+    then check that each of SOCKET_NAMES is a socket the sandbox user bound (not a link, not a hard
+    link to anything else). Raises ControlTampered otherwise. As non-root there is nobody to lock
+    out (the sandbox is this same user, who could chmod back): the 0511 only tells the launcher
+    that the server is done with the dir."""
+    if as_root:
+        os.fchown(sockets_fd, 0, 0)
+    os.fchmod(sockets_fd, 0o511)  # launcher.py waits for this (no longer writable) before user code
+    for name in SOCKET_NAMES:
+        try:
+            info = os.stat(name, dir_fd=sockets_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise ControlTampered(f"{name} vanished from the kernel's control directory") from None
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != uid or info.st_nlink != 1:
+            raise ControlTampered(f"{name} in the kernel's control directory is not the kernel's socket "
+                                  f"(something in the sandbox replaced it)")
+
+
+def remove_control_dir(path: Path) -> None:
+    """Remove a control dir (its HMAC key too) once its kernel is dead. shutil.rmtree is fd-based:
+    links inside are removed, never followed. As non-root, SOCKETS/ (0511, ours) is made
+    writable again first, or its sockets could not be unlinked."""
+    if os.geteuid() != 0:
+        with contextlib.suppress(OSError):
+            fd = os.open(path / SOCKETS, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fchmod(fd, 0o700)
+            finally:
+                os.close(fd)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 # --- the command line -----------------------------------------------------------------------
 
 
@@ -157,8 +247,9 @@ def bwrap_argv(
     """The full argv that starts `command` confined (run it with a minimal environment)."""
     argv: list[str] = []
     if cgroup is not None and cgroup.procs_files:
-        # Join the cgroup before anything else runs, so no child escapes it.
-        script = 'for f in "$@"; do case "$f" in --) break;; esac; echo $$ > "$f" || exit 97; shift; done; shift; exec "$@"'
+        # Join the cgroup before anything else runs, so no child escapes it. sh exports PWD (the
+        # server's cwd); unset, it stays out of bwrap's environment, which the sandbox's pid 1 shows.
+        script = 'unset PWD OLDPWD; for f in "$@"; do case "$f" in --) break;; esac; echo $$ > "$f" || exit 97; shift; done; shift; exec "$@"'
         argv += ["/bin/sh", "-c", script, "sh", *cgroup.procs_files, "--"]
     fsize = limits.workspace_quota_mb * 1024 * 1024
     argv += ["prlimit", f"--fsize={fsize}", "--nofile=1024", "--core=0"]
@@ -204,6 +295,23 @@ def bwrap_argv(
         argv += ["--setenv", key, value]
     argv += ["--", *command]
     return argv
+
+
+@contextlib.contextmanager
+def hidden_options(argv: list[str]) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+    """`argv` (from bwrap_argv) with bwrap's options moved into a memfd read by `--args FD`, and
+    the fds the spawn must pass (pass_fds); closed on exit. The sandbox's pid 1 is bwrap, whose
+    command line code inside can read: this way it shows no host path, only `bwrap --args N --
+    COMMAND`. bwrap closes the fd once read, so nothing inside inherits it."""
+    start = argv.index("--unshare-all")  # bwrap's first option (bwrap_argv puts it there)
+    end = argv.index("--", start)  # no option or value of bwrap_argv's is a bare "--"
+    fd = os.memfd_create("bwrap-args", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, b"".join(arg.encode() + b"\0" for arg in argv[start:end]))
+        os.lseek(fd, 0, os.SEEK_SET)
+        yield [*argv[:start], "--args", str(fd), *argv[end:]], (fd,)
+    finally:
+        os.close(fd)
 
 
 # The environment bwrap itself (and so the sandbox's pid 1) is started with.

@@ -63,10 +63,12 @@ STDERR_TAIL_BYTES = 4096
 
 
 def _command(language: str) -> list[str]:
+    # python -I: nothing from the workspace (PYTHONPATH's sitecustomize.py, say) runs as the
+    # interpreter starts; launcher.py puts PYTHONPATH on sys.path once the socket dir is locked.
     conn = f"{jail.CONTROL}/kernel.json"
     if language == "python":
         return [
-            f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/launcher.py", "python", "-f", conn,
+            f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/launcher.py", "python", "-f", conn,
             f"--IPKernelApp.exec_files={jail.SANDPIT}/python_startup.py",
             # No history database, no output cache; Jupyter's coloured tracebacks (ANSI SGR codes: the
             # page renders them, the Markdown export strips them, the .ipynb export keeps them).
@@ -74,9 +76,9 @@ def _command(language: str) -> list[str]:
             "--InteractiveShell.colors=neutral", "--InlineBackend.close_figures=True",
         ]
     if language == "bash":
-        return [f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/launcher.py", "bash", "-f", conn]
+        return [f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/launcher.py", "bash", "-f", conn]
     # javascript and typescript: one deno kernel, its TCP sockets relayed to ipc inside.
-    return [f"{jail.VENV}/bin/python", f"{jail.SANDPIT}/relay.py", conn, f"{jail.VENV}/bin/deno"]
+    return [f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/relay.py", conn, f"{jail.VENV}/bin/deno"]
 
 
 # bwrap --die-with-parent fires when the *thread* that started it exits, so every kernel is
@@ -125,40 +127,31 @@ class Kernel:
         return self.proc is not None and self.proc.poll() is None
 
     async def start(self, context: zmq.Context) -> None:
-        """Start the kernel and return when it answers; raises KernelDied or TimeoutError."""
-        self.control_dir.mkdir(mode=0o700, exist_ok=True)
+        """Start the kernel and return when it answers; raises KernelDied or TimeoutError.
+
+        The control dir is new (see jail.make_control_dir). The kernel binds its sockets in its
+        SOCKETS/ sub-dir, which the sandbox user owns until all of them exist; then it is locked
+        (root's) and each socket checked, and only then does this (root) process connect: it never
+        resolves a path that code in the sandbox could have swapped for a link.
+        """
         conn = {
-            "transport": "ipc", "ip": f"{jail.CONTROL}/k",
+            "transport": "ipc", "ip": f"{jail.CONTROL}/{jail.SOCKETS}/k",
             "shell_port": 1, "iopub_port": 2, "stdin_port": 3, "control_port": 4, "hb_port": 5,
             "key": self.session.key.decode(), "signature_scheme": "hmac-sha256",
             "kernel_name": self.kind, "interrupt_mode": "message",
         }
-        conn_file = self.control_dir / "kernel.json"
-        fd = os.open(conn_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(conn, f)
-        uid, gid = self.owner
-        if os.geteuid() == 0:
-            os.chown(self.control_dir, uid, gid)  # the kernel creates its sockets here...
-            os.chmod(self.control_dir, 0o700)
-            os.chown(conn_file, uid, gid)
-        argv = self._argv_for(_command(self.kind))
-        read_end, write_end = os.pipe2(os.O_CLOEXEC)
-        popen = functools.partial(
-            subprocess.Popen, argv, env=jail.OUTER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=write_end, start_new_session=True, close_fds=True,
-        )
+        as_root = os.geteuid() == 0
+        sockets_fd = jail.make_control_dir(self.control_dir, conn, self.owner if as_root else None)
         try:
-            self.proc = await asyncio.get_running_loop().run_in_executor(SPAWNER, popen)
-        except BaseException:
-            os.close(read_end)
-            raise
+            await self._spawn()
+            await self._wait_for_sockets(sockets_fd)
+            try:
+                jail.lock_sockets(sockets_fd, self.owner[0], as_root=as_root)
+            except jail.ControlTampered as exc:
+                raise KernelDied(str(exc)) from None  # the run says "The <language> kernel could not start: ..."
         finally:
-            os.close(write_end)
-        self.stderr = StderrTail(read_end, self.kind)
-        self._pidfd = os.pidfd_open(self.proc.pid)
-        prefix = f"ipc://{self.control_dir}/k"
-        for number, name in enumerate(CHANNELS, start=1):
+            os.close(sockets_fd)
+        for name in CHANNELS:
             if name == "hb":
                 continue
             kind = zmq.SUB if name == "iopub" else zmq.DEALER
@@ -173,16 +166,47 @@ class Kernel:
                 self._iopub_monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             else:
                 sock.setsockopt(zmq.IDENTITY, self.session.bsession)
-            sock.connect(f"{prefix}-{number}")
+            sock.connect(self._endpoint(name))
             self.sockets[name] = sock
         await self._wait_ready()
-        if os.geteuid() == 0:
-            # ...and then may not swap them: code in the sandbox runs as the same user, and a socket
-            # replaced by a symlink would make this (root) process connect wherever it points.
-            os.chown(self.control_dir, 0, 0)
-            os.chmod(self.control_dir, 0o755)
         tree = processes.process_tree(self.proc.pid)
         self.protected_pids = {pid for pid, comm in tree if comm != "bwrap"}
+
+    async def _spawn(self) -> None:
+        """Start the kernel's process tree (from SPAWNER), its stderr read into self.stderr."""
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            with jail.hidden_options(self._argv_for(_command(self.kind))) as (argv, fds):
+                popen = functools.partial(
+                    subprocess.Popen, argv, env=jail.OUTER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=write_end, start_new_session=True, close_fds=True, pass_fds=fds, cwd="/",
+                )
+                self.proc = await asyncio.get_running_loop().run_in_executor(SPAWNER, popen)
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        self.stderr = StderrTail(read_end, self.kind)
+        self._pidfd = os.pidfd_open(self.proc.pid)
+
+    async def _wait_for_sockets(self, sockets_fd: int) -> None:
+        """Until every socket name exists in the (still unlocked) socket dir; looked at through
+        its fd, never following a link. Raises KernelDied or TimeoutError."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        pause_s = 0.002
+        while not jail.sockets_present(sockets_fd):
+            if not self.alive:
+                said = await asyncio.to_thread(self.stderr_tail, log_as="exited while starting", wait_s=1.0)
+                raise KernelDied(f"the {self.kind} kernel exited while starting (status {self.proc.returncode})"
+                                 f"{_quoted(said)}")
+            if time.monotonic() > deadline:
+                said = self.stderr_tail(log_as="did not start in time")
+                raise TimeoutError(f"the {self.kind} kernel did not start within {START_TIMEOUT_S:.0f} s"
+                                   f"{_quoted(said)}")
+            await self._wait(pause_s)  # wakes early if the process exits
+            pause_s = min(pause_s * 1.5, 0.02)
+        self._unregister()  # the next _wait registers the ZMQ sockets too (made after this)
 
     async def _wait_ready(self) -> None:
         """kernel_info until both the reply and an iopub message arrive (iopub is subscribed)."""
@@ -252,6 +276,7 @@ class Kernel:
         """Kill every process of the kernel, innermost first, and reap bwrap (thread-safe)."""
         proc = self.proc
         if proc is None:
+            jail.remove_control_dir(self.control_dir)
             return
         if proc.poll() is None:
             processes.signal_processes([pid for pid, _ in reversed(processes.process_tree(proc.pid))], signal.SIGKILL)
@@ -260,6 +285,7 @@ class Kernel:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        jail.remove_control_dir(self.control_dir)  # its HMAC key goes with it
 
     def kill_strays(self) -> None:
         """Kill processes user code started (not the kernel's own), e.g. a fork bomb's.
@@ -404,7 +430,8 @@ class Kernel:
                                         "(a huge display or plot, say) was too large to receive"))
 
     def _endpoint(self, channel: str) -> str:
-        return f"ipc://{self.control_dir}/k-{CHANNELS.index(channel) + 1}"
+        """The channel's socket, in the locked (root-owned, checked) sockets dir."""
+        return f"ipc://{self.control_dir}/{jail.SOCKETS}/k-{CHANNELS.index(channel) + 1}"
 
     def _decode(self, frames: list[bytes]) -> dict[str, Any] | None:
         """A signed Jupyter message, or None for a bad one.

@@ -314,10 +314,11 @@ class LocalSandbox:
         await self._refuse_if_full()
         argv = self.host.confined_argv(self, command=command, language="install", control=None, network=True)
         started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *argv, env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-        )
+        with jail.hidden_options(argv) as (argv, fds):
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True, pass_fds=fds, cwd="/",
+            )
         assert proc.stdout is not None
 
         async def stream() -> int:
