@@ -11,6 +11,8 @@ from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.utils import timezone
 
+from runner.pricing import rate_per_s
+
 LANGUAGE_CHOICES = [
     ("python", "Python"),
     ("javascript", "JavaScript"),
@@ -180,13 +182,8 @@ class SandboxLease(models.Model):
 
     @property
     def estimated_cost_usd(self) -> Decimal:
-        """E2B's price for an E2B lease; a local one at the local rates (0 unless the usage settings set them)."""
-        if self.backend == "e2b":
-            per_vcpu_s, per_gib_s = settings.E2B_PRICE_PER_VCPU_S, settings.E2B_PRICE_PER_GIB_S
-        else:
-            per_vcpu_s = getattr(settings, "LOCAL_PRICE_PER_VCPU_S", 0.0)
-            per_gib_s = getattr(settings, "LOCAL_PRICE_PER_GIB_S", 0.0)
-        per_s = self.vcpus * per_vcpu_s + (self.memory_mb / 1024) * per_gib_s
+        """The lease's billed seconds at its backend's price for its size (runner.pricing)."""
+        per_s = rate_per_s(backend=self.backend, vcpus=self.vcpus, memory_mb=self.memory_mb)
         return Decimal(str(round(self.billed_seconds * per_s, 6)))
 
     def __str__(self) -> str:

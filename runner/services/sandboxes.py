@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from runner.events import SandboxRestartMessage, process_channel
 from runner.models import ChatSession, SandboxLease, ServerProcess
+from runner.pricing import sandbox_size
 from runner.sandboxes.base import BACKENDS, Backend, Sandbox, SandboxGone, SandboxUnavailable, backend_name_from_settings, get_backend
 from runner.services.runs import session_is_busy
 from runner.services.runtime import BOOT_ID, db, live_boot_ids_sync
@@ -50,12 +51,6 @@ class AcquiredSandbox:
 # Process-local handles: live sandboxes can't live in rows. Keyed by ChatSession id.
 _held: dict[uuid.UUID, _Held] = {}
 _opening: dict[uuid.UUID, asyncio.Future[AcquiredSandbox]] = {}
-
-
-def _size(backend: str) -> tuple[float, int]:
-    if backend == "e2b":
-        return float(settings.E2B_VCPUS), int(settings.E2B_MEMORY_MB)
-    return float(settings.SANDBOX_CPUS), int(settings.SANDBOX_MEMORY_MB)
 
 
 async def sandbox_acquire(*, session: ChatSession) -> AcquiredSandbox:
@@ -236,7 +231,7 @@ async def _kill_e2b_by_id(sandbox_id: str) -> None:
 
 
 def _lease_open_sync(*, session_id: uuid.UUID, user_id: int, backend: str, sandbox_id: str) -> tuple[int, bool]:
-    vcpus, memory_mb = _size(backend)
+    vcpus, memory_mb = sandbox_size(backend)
     with transaction.atomic():
         had_sandbox = SandboxLease.objects.filter(session_id=session_id).exists()
         lease = SandboxLease.objects.create(
@@ -254,7 +249,7 @@ def _lease_adopt_sync(*, session_id: uuid.UUID, user_id: int, backend: str, sand
         if lease is not None:
             SandboxLease.objects.filter(pk=lease.pk).update(owner_boot_id=BOOT_ID)
             return lease.pk
-        vcpus, memory_mb = _size(backend)
+        vcpus, memory_mb = sandbox_size(backend)
         lease = SandboxLease.objects.create(
             user_id=user_id, session_id=session_id, backend=backend, sandbox_id=sandbox_id,
             vcpus=vcpus, memory_mb=memory_mb, owner_boot_id=BOOT_ID,
