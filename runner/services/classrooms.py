@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -17,6 +16,7 @@ from django.db import transaction
 
 from runner import events
 from runner.models import ChatSession, Classroom, new_join_code
+from runner.services.output import publish
 from runner.services.ratelimit import ratelimit_hit_sync
 
 NAME_MAX_CHARS = Classroom._meta.get_field("name").max_length or 200
@@ -93,10 +93,10 @@ def access_recheck_for_students(*, student_ids: Iterable[int]) -> None:
     if not ids:
         return
 
-    def publish() -> None:
-        layer = get_channel_layer()
+    def recheck() -> None:
+        # Best effort (output.publish): the membership change is committed either way.
         message: events.AccessRecheckMessage = {"type": "access.recheck"}
         for session_id in ChatSession.objects.filter(owner__in=ids).values_list("pk", flat=True).iterator():
-            async_to_sync(layer.group_send)(events.session_group(session_id), dict(message))
+            async_to_sync(publish)(events.session_group(session_id), dict(message))
 
-    transaction.on_commit(publish)
+    transaction.on_commit(recheck)

@@ -4,7 +4,6 @@ session's sockets as a `comment.event` once it commits."""
 from __future__ import annotations
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,6 +13,7 @@ from django.utils import timezone
 
 from runner import events
 from runner.models import Comment, Execution
+from runner.services.output import publish
 from runner.services.ratelimit import ratelimit_hit_sync
 
 
@@ -40,7 +40,8 @@ def _check_rate(author: AbstractBaseUser) -> None:
 def _publish(comment: Comment, session_id: object) -> None:
     message: events.CommentMessage = {"type": "comment.event", "comment_id": comment.pk}
     group = events.session_group(str(session_id))
-    transaction.on_commit(lambda: async_to_sync(get_channel_layer().group_send)(group, dict(message)))
+    # Best effort: the comment is stored, and a socket that misses this catches up on reconnect.
+    transaction.on_commit(lambda: async_to_sync(publish)(group, dict(message)))
 
 
 def comment_create(*, author: AbstractBaseUser, execution: Execution, body: object) -> Comment:
