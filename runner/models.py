@@ -189,7 +189,7 @@ class SandboxLease(models.Model):
     def __str__(self) -> str:
         minutes = round(self.billed_seconds / 60)
         length = f"{minutes} min" if minutes else f"{self.billed_seconds:.0f} s"
-        where = f"“{self.session.title}”" if self.session_id else "a deleted session"
+        where = f"“{self.session.title}”" if self.session is not None else "a deleted session"
         return f"{self.backend} lease of {where} by {self.user}, {length}{'' if self.ended_at else ' so far'}"
 
 

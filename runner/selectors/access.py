@@ -14,22 +14,21 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
 from runner.models import ChatSession, Classroom, Comment, Execution
 from runner.services.runtime import db
 
 SessionAccess = Literal["owner", "teacher", "viewer"]
-AnyUser = AbstractBaseUser | AnonymousUser
+AnyUser = User | AnonymousUser
 
 
 def user_is_admin(*, user: AnyUser) -> bool:
     return bool(user.is_authenticated and user.is_active and getattr(user, "is_staff", False))
 
 
-def _visible_q(user: AnyUser) -> Q:
+def _visible_q(user: User) -> Q:
     """The sessions `user` may see, as a filter on ChatSession (owner, or a student of theirs)."""
     taught_students = Classroom.objects.filter(teachers=user).values("students")
     return Q(owner=user) | Q(owner__in=taught_students)
@@ -37,7 +36,7 @@ def _visible_q(user: AnyUser) -> Q:
 
 def sessions_visible_to(*, user: AnyUser) -> QuerySet[ChatSession]:
     """Every session `user` may see: the queryset form of `session_access` (lists, search, admin)."""
-    if not user.is_authenticated or not user.is_active:
+    if isinstance(user, AnonymousUser) or not user.is_active:  # AnonymousUser: not authenticated
         return ChatSession.objects.none()
     if user_is_admin(user=user):
         return ChatSession.objects.all()

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Length
 from django.utils import timezone
@@ -144,7 +144,7 @@ def execution_status(execution: Execution) -> tuple[str, str]:
     return "queued", "queued"
 
 
-def sessions_for_sidebar(*, user: AbstractBaseUser, query: str = "", limit: int = 200) -> list[SessionListItem]:
+def sessions_for_sidebar(*, user: User, query: str = "", limit: int = 200) -> list[SessionListItem]:
     """The user's own sessions, newest activity first, optionally filtered by title."""
     running = Execution.objects.active().filter(session=OuterRef("pk"))
     since = running.exclude(started_at=None).order_by("started_at").values("started_at")[:1]
@@ -172,7 +172,7 @@ def sessions_for_sidebar(*, user: AbstractBaseUser, query: str = "", limit: int 
     ]
 
 
-def session_latest_for_user(*, user: AbstractBaseUser) -> ChatSession | None:
+def session_latest_for_user(*, user: User) -> ChatSession | None:
     return ChatSession.objects.filter(owner=user).order_by("-last_activity_at").first()
 
 
@@ -284,7 +284,7 @@ HISTORY_TAIL_CHARS = 32_000
 _STREAMS = ("stdout", "stderr")
 
 
-def session_history(*, session: ChatSession, viewer: AbstractBaseUser) -> list[Turn]:
+def session_history(*, session: ChatSession, viewer: User) -> list[Turn]:
     """Every run of the session, oldest first, with its output ready to render: all of it, except that
     a run with more than HISTORY_TAIL_CHARS of stdout/stderr keeps only that much of its streams' tail
     (its images, results and errors all stay), and says so (`Turn.clipped`). Each turn carries its

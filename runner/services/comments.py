@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -32,7 +32,7 @@ def _clean_body(body: object) -> str:
     return body
 
 
-def _check_rate(author: AbstractBaseUser) -> None:
+def _check_rate(author: User) -> None:
     if not ratelimit_hit_sync(scope="comment", user_id=author.pk, limit=settings.COMMENTS_PER_MINUTE, window_s=60).allowed:
         raise CommentRateLimited(f"Too many comments: at most {settings.COMMENTS_PER_MINUTE} a minute.")
 
@@ -44,7 +44,7 @@ def _publish(comment: Comment, session_id: object) -> None:
     transaction.on_commit(lambda: async_to_sync(publish)(group, dict(message)))
 
 
-def comment_create(*, author: AbstractBaseUser, execution: Execution, body: object) -> Comment:
+def comment_create(*, author: User, execution: Execution, body: object) -> Comment:
     """A new comment by `author` on `execution` (the caller has checked that `author` may comment).
 
     Raises ValidationError for an empty or too long body (COMMENT_MAX_CHARS), CommentRateLimited.
@@ -56,7 +56,7 @@ def comment_create(*, author: AbstractBaseUser, execution: Execution, body: obje
     return comment
 
 
-def comment_edit(*, comment: Comment, author: AbstractBaseUser, body: object) -> Comment:
+def comment_edit(*, comment: Comment, author: User, body: object) -> Comment:
     """Replace the body. Raises PermissionDenied unless `author` wrote it; ValidationError; CommentRateLimited."""
     if comment.author_id != author.pk:
         raise PermissionDenied("Only the author can edit a comment.")
@@ -68,7 +68,7 @@ def comment_edit(*, comment: Comment, author: AbstractBaseUser, body: object) ->
     return comment
 
 
-def comment_delete(*, comment: Comment, author: AbstractBaseUser) -> None:
+def comment_delete(*, comment: Comment, author: User) -> None:
     """Delete (a tombstone: body cleared, so reconnecting sockets learn of it). Raises PermissionDenied
     unless `author` wrote it."""
     if comment.author_id != author.pk:

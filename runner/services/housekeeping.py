@@ -25,7 +25,6 @@ import sqlite3
 import time
 import uuid
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
@@ -166,7 +165,7 @@ async def _budgets() -> None:
 async def _listen() -> None:
     """Serve requests sent to this process about what it owns: a Stop of one of its runs, or a
     restart of a sandbox it holds, from another process."""
-    layer = get_channel_layer()
+    layer = runtime.channel_layer()
     channel = process_channel(BOOT_ID)
     while True:
         try:
