@@ -3,6 +3,8 @@ session's sockets as a `comment.event` once it commits."""
 
 from __future__ import annotations
 
+import uuid
+
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -37,7 +39,7 @@ def _check_rate(author: User) -> None:
         raise CommentRateLimited(f"Too many comments: at most {settings.COMMENTS_PER_MINUTE} a minute.")
 
 
-def _publish(comment: Comment, session_id: object) -> None:
+def _publish(comment: Comment, session_id: uuid.UUID) -> None:
     message: events.CommentMessage = {"type": "comment.event", "comment_id": comment.pk}
     group = events.session_group(str(session_id))
     # Best effort: the comment is stored, and a socket that misses this catches up on reconnect.
