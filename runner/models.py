@@ -169,7 +169,7 @@ class SandboxLease(models.Model):
         ordering = ["-started_at"]
         # Usage reports and quota checks read leases by time range, overall and per user.
         indexes = [
-            # Covering: the usage report reads only this index (it halved the report's time on SQLite).
+            # Covering: the usage report reads only this index.
             models.Index(fields=["started_at", "ended_at", "backend", "vcpus", "memory_mb", "user"], name="lease_usage"),
             models.Index(fields=["user", "started_at"], name="lease_user_started"),
             models.Index(fields=["ended_at"], name="lease_ended"),

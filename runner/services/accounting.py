@@ -111,9 +111,8 @@ def sql_lease_clip(lo: str, hi: str, now: str, alias: str = "l") -> str:
 
 
 def sql_leases_covering() -> str:
-    """SQL after `runner_sandboxlease l`: on SQLite, read the covering usage index. Without
-    ANALYZE statistics its planner picks the (user, started_at) index for a GROUP BY user and
-    then reads every row (2x slower on the bench's 20,000 leases)."""
+    """SQL after `runner_sandboxlease l`: on SQLite, read the covering usage index (without ANALYZE
+    statistics its planner picks the (user, started_at) index for a GROUP BY user)."""
     return "INDEXED BY lease_usage" if _vendor() == "sqlite" else ""
 
 
