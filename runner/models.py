@@ -11,6 +11,8 @@ from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.utils import timezone
 
+from runner.pricing import rate_per_s
+
 LANGUAGE_CHOICES = [
     ("python", "Python"),
     ("javascript", "JavaScript"),
@@ -169,7 +171,7 @@ class SandboxLease(models.Model):
         ordering = ["-started_at"]
         # Usage reports and quota checks read leases by time range, overall and per user.
         indexes = [
-            # Covering: the usage report reads only this index (it halved the report's time on SQLite).
+            # Covering: the usage report reads only this index.
             models.Index(fields=["started_at", "ended_at", "backend", "vcpus", "memory_mb", "user"], name="lease_usage"),
             models.Index(fields=["user", "started_at"], name="lease_user_started"),
             models.Index(fields=["ended_at"], name="lease_ended"),
@@ -182,19 +184,14 @@ class SandboxLease(models.Model):
 
     @property
     def estimated_cost_usd(self) -> Decimal:
-        """E2B's price for an E2B lease; a local one at the local rates (0 unless the usage settings set them)."""
-        if self.backend == "e2b":
-            per_vcpu_s, per_gib_s = settings.E2B_PRICE_PER_VCPU_S, settings.E2B_PRICE_PER_GIB_S
-        else:
-            per_vcpu_s = getattr(settings, "LOCAL_PRICE_PER_VCPU_S", 0.0)
-            per_gib_s = getattr(settings, "LOCAL_PRICE_PER_GIB_S", 0.0)
-        per_s = self.vcpus * per_vcpu_s + (self.memory_mb / 1024) * per_gib_s
+        """The lease's billed seconds at its backend's price for its size (runner.pricing)."""
+        per_s = rate_per_s(backend=self.backend, vcpus=self.vcpus, memory_mb=self.memory_mb)
         return Decimal(str(round(self.billed_seconds * per_s, 6)))
 
     def __str__(self) -> str:
         minutes = round(self.billed_seconds / 60)
         length = f"{minutes} min" if minutes else f"{self.billed_seconds:.0f} s"
-        where = f"“{self.session.title}”" if self.session_id else "a deleted session"
+        where = f"“{self.session.title}”" if self.session is not None else "a deleted session"
         return f"{self.backend} lease of {where} by {self.user}, {length}{'' if self.ended_at else ' so far'}"
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from runner.models import Classroom, Comment, Execution, OutputChunk
 from tests.fixtures_classrooms import Cast
+from tests.fixtures_daphne import _free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -109,6 +110,21 @@ def test_guessing_join_codes_is_rate_limited(cast: Cast) -> None:
 def test_a_student_who_leaves_is_no_longer_seen_by_the_teacher(cast: Cast) -> None:
     assert client_for(cast.owner).post(f"/classrooms/{cast.class_a.id}/leave/").status_code == 302
     assert client_for(cast.teacher).get(f"/sessions/{cast.session.id}/").status_code == 404
+
+
+def dead_channel_layer() -> dict:
+    """CHANNEL_LAYERS pointing at a Redis that isn't there (connecting is refused)."""
+    dead = f"redis://127.0.0.1:{_free_port()}/0"
+    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [dead]}}}
+
+
+@pytest.mark.django_db(transaction=True)  # on_commit callbacks run, as in a request outside tests
+def test_with_the_channel_layer_down_leaving_and_removal_still_take_effect(cast: Cast) -> None:
+    with override_settings(CHANNEL_LAYERS=dead_channel_layer()):
+        assert client_for(cast.owner).post(f"/classrooms/{cast.class_a.id}/leave/").status_code == 302
+        removed = client_for(cast.teacher).post(f"/teach/classrooms/{cast.class_a.id}/students/{cast.classmate.id}/remove/")
+        assert removed.status_code == 302
+    assert not cast.class_a.students.filter(pk__in=[cast.owner.pk, cast.classmate.pk]).exists()
 
 
 def test_a_removed_student_is_no_longer_seen_by_the_teacher(cast: Cast) -> None:
@@ -246,6 +262,20 @@ def test_a_teacher_comments_and_it_renders_for_the_student(cast: Cast) -> None:
     assert response.status_code == 200 and response.json()["ok"] is True
     page = client_for(cast.owner).get(f"/sessions/{cast.session.id}/").content.decode()
     assert "<code>range(1, 4)</code>" in page
+
+
+@pytest.mark.django_db(transaction=True)  # on_commit callbacks run, as in a request outside tests
+def test_with_the_channel_layer_down_a_comment_is_still_saved_edited_and_deleted(cast: Cast) -> None:
+    """Redis down: publishing is best effort (sockets catch up when they reconnect), the write holds."""
+    teacher = client_for(cast.teacher)
+    with override_settings(CHANNEL_LAYERS=dead_channel_layer()):
+        response = _comment(teacher, cast, "Saved anyway", HTTP_ACCEPT="application/json")
+        assert response.status_code == 200 and response.json()["ok"] is True
+        assert teacher.post(f"/comments/{cast.comment.id}/edit/", {"body": "edited anyway"}).status_code == 302
+        saved = Comment.objects.get(body="Saved anyway")
+        assert teacher.post(f"/comments/{saved.id}/delete/").status_code == 302
+    assert Comment.objects.get(pk=cast.comment.pk).body == "edited anyway"
+    assert Comment.objects.get(pk=saved.pk).deleted_at is not None
 
 
 def test_html_and_script_in_a_comment_are_inert(cast: Cast) -> None:

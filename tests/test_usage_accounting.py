@@ -9,10 +9,12 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 
 from runner.models import Execution, SandboxLease, UserQuota
-from runner.selectors.usage import usage_by_user_day, usage_cost_by_day, usage_report
+from runner.pricing import rate_params, rate_per_s, sandbox_size, sql_rate_per_s
+from runner.selectors.usage import execution_cost_usd, usage_by_user_day, usage_cost_by_day, usage_report
 from runner.services.accounting import round_cents, user_spend_sync
 
 pytestmark = pytest.mark.django_db
@@ -110,3 +112,34 @@ def test_per_user_day_matches_the_report_and_sorting_works_on_any_column(alice, 
     (day,) = usage_by_user_day(user_id=alice.pk, **kwargs)
     assert (day.runs, day.exec_s, round(day.sandbox_s), round_cents(day.cost.usd)) == (1, 7.0, 600, Decimal("1.20"))
     assert day.day == date(2026, 3, 10) and now - timedelta(hours=2) == at("2026-03-10 10:00:00")
+
+
+# Four prices that differ, so a swapped price, backend or unit (MiB vs GiB) changes the figure.
+UNEVEN_PRICES = {"E2B_PRICE_PER_VCPU_S": 0.000014, "E2B_PRICE_PER_GIB_S": 0.0000045,
+                 "LOCAL_PRICE_PER_VCPU_S": 0.000003, "LOCAL_PRICE_PER_GIB_S": 0.0000007}
+
+
+@override_settings(TIME_ZONE="UTC", E2B_VCPUS=2, E2B_MEMORY_MB=512, SANDBOX_CPUS=0.5, SANDBOX_MEMORY_MB=768, **UNEVEN_PRICES)
+def test_the_python_and_sql_rates_agree_for_every_backend_and_size(alice) -> None:
+    sizes = [("e2b", 2.0, 512), ("e2b", 8.0, 3000), ("local", 0.5, 768), ("local", 1.0, 300), ("other", 3.0, 1024)]
+    for backend, vcpus, memory_mb in sizes:
+        SandboxLease.objects.create(user=alice, backend=backend, sandbox_id=f"sbx-{backend}-{vcpus}", vcpus=vcpus,
+                                    memory_mb=memory_mb, started_at=at("2026-03-10 10:00:00"), ended_at=at("2026-03-10 11:00:00"))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT l.backend, l.vcpus, l.memory_mb, {sql_rate_per_s()} FROM runner_sandboxlease l", rate_params())
+        rows = cursor.fetchall()
+    assert len(rows) == len(sizes)
+    for backend, vcpus, memory_mb, sql_rate in rows:
+        assert float(sql_rate) == pytest.approx(rate_per_s(backend=backend, vcpus=vcpus, memory_mb=memory_mb), rel=1e-12)
+    # E2B's default size at E2B's prices is ARCHITECTURE.md's $0.109 an hour.
+    assert rate_per_s(backend="e2b", vcpus=2, memory_mb=512) * 3600 == pytest.approx(0.1089)
+    assert rate_per_s(backend="local", vcpus=2, memory_mb=1024) == pytest.approx(2 * 0.000003 + 0.0000007)
+    # The lease's own figure, the report's SQL and a run's share all come from the same rate.
+    for one in SandboxLease.objects.all():
+        assert float(one.estimated_cost_usd) == pytest.approx(3600 * rate_per_s(backend=one.backend, vcpus=one.vcpus, memory_mb=one.memory_mb), abs=1e-6)
+    (day,) = usage_cost_by_day(start=date(2026, 3, 10), end=date(2026, 3, 10), now=at("2026-03-11 00:00:00"))
+    e2b_usd = sum(3600 * rate_per_s(backend="e2b", vcpus=v, memory_mb=m) for b, v, m in sizes if b == "e2b")
+    local_usd = sum(3600 * rate_per_s(backend=b, vcpus=v, memory_mb=m) for b, v, m in sizes if b != "e2b")
+    assert (day.e2b_usd, day.local_usd) == (pytest.approx(e2b_usd, abs=1e-6), pytest.approx(local_usd, abs=1e-6))
+    assert sandbox_size("e2b") == (2.0, 512) and sandbox_size("local") == (0.5, 768)
+    assert execution_cost_usd(backend="local", duration_ms=10_000) == pytest.approx(10 * rate_per_s(backend="local", vcpus=0.5, memory_mb=768))

@@ -39,14 +39,13 @@ from runner.selectors.api import (
     api_sandboxes_for_owner_sync,
 )
 from runner.selectors.executions import execution_last_pointer, execution_replay
+from runner.selectors.exports import session_export_markdown, session_export_notebook
 from runner.selectors.health import SandboxStatus, sandbox_status
 from runner.selectors.usage import usage_quota_status
 from runner.selectors.sessions import (
     SessionListItem,
     Turn,
     execution_for_session,
-    session_export_markdown,
-    session_export_notebook,
     session_history,
     session_latest_for_user,
     session_resume_point,

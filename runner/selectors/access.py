@@ -15,22 +15,21 @@ import uuid
 from typing import Literal
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
 
 from runner.models import ChatSession, Classroom, Comment, Execution
 from runner.services.runtime import db
 
 SessionAccess = Literal["owner", "teacher", "viewer"]
-AnyUser = AbstractBaseUser | AnonymousUser
+AnyUser = User | AnonymousUser
 
 
 def user_is_admin(*, user: AnyUser) -> bool:
     return bool(user.is_authenticated and user.is_active and getattr(user, "is_staff", False))
 
 
-def _visible_q(user: AnyUser) -> Q:
+def _visible_q(user: User) -> Q:
     """The sessions `user` may see, as a filter on ChatSession (owner, or a student of theirs)."""
     taught_students = Classroom.objects.filter(teachers=user).values("students")
     return Q(owner=user) | Q(owner__in=taught_students)
@@ -38,7 +37,7 @@ def _visible_q(user: AnyUser) -> Q:
 
 def sessions_visible_to(*, user: AnyUser) -> QuerySet[ChatSession]:
     """Every session `user` may see: the queryset form of `session_access` (lists, search, admin)."""
-    if not user.is_authenticated or not user.is_active:
+    if isinstance(user, AnonymousUser) or not user.is_active:  # AnonymousUser: not authenticated
         return ChatSession.objects.none()
     if user_is_admin(user=user):
         return ChatSession.objects.all()
@@ -113,11 +112,11 @@ async def session_access_now(*, session: ChatSession, user: AnyUser) -> SessionA
     return await db(session_access)(user=user, session=session)
 
 
-def _credentials_current_sync(*, user: AbstractBaseUser) -> bool:
+def _credentials_current_sync(*, user: User) -> bool:
     return get_user_model()._default_manager.filter(pk=user.pk, is_active=True, password=user.password).exists()
 
 
-async def user_credentials_current(*, user: AbstractBaseUser) -> bool:
+async def user_credentials_current(*, user: User) -> bool:
     """Whether `user` (as loaded when their socket authenticated) is still active with the same
     password: a socket that authenticated just before a deactivation or password change asks this
     after joining its user's group, so it can't miss the change."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from runner.models import ApiKey, ApiSandbox
@@ -43,6 +43,6 @@ def api_sandboxes_for_owner_sync(*, owner_id: int, metadata: dict[str, str] | No
     return [row for row in rows if all(row.metadata.get(k) == v for k, v in wanted.items())]
 
 
-def api_keys_for_owner(*, owner: AbstractBaseUser) -> list[ApiKey]:
+def api_keys_for_owner(*, owner: User) -> list[ApiKey]:
     """The owner's keys, live first, newest first (for the keys page)."""
     return sorted(ApiKey.objects.filter(owner=owner), key=lambda k: (k.revoked_at is not None, -k.created_at.timestamp()))

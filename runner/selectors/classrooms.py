@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
 
 from runner.models import ChatSession, Classroom, Execution, OutputChunk
@@ -67,21 +69,21 @@ class RunFilters:
     query: str = ""
 
 
-def classroom_for_teacher(*, user: AbstractBaseUser, classroom_id: int) -> Classroom | None:
+def classroom_for_teacher(*, user: User, classroom_id: int) -> Classroom | None:
     """The classroom if `user` teaches it, else None (callers answer 404 either way)."""
     if not user.is_authenticated:
         return None
     return Classroom.objects.filter(pk=classroom_id, teachers=user).first()
 
 
-def classroom_for_member(*, user: AbstractBaseUser, classroom_id: int) -> Classroom | None:
+def classroom_for_member(*, user: User, classroom_id: int) -> Classroom | None:
     """The classroom if `user` teaches or attends it, else None."""
     if not user.is_authenticated:
         return None
     return Classroom.objects.filter(Q(teachers=user) | Q(students=user), pk=classroom_id).distinct().first()
 
 
-def classrooms_joined(*, user: AbstractBaseUser) -> list[Classroom]:
+def classrooms_joined(*, user: User) -> list[Classroom]:
     return list(Classroom.objects.filter(students=user).prefetch_related("teachers"))
 
 
@@ -106,7 +108,7 @@ def _student_rows(classroom: Classroom) -> list[StudentRow]:
     }
     rows = []
     for student in students:
-        figures = runs.get(student.pk, {})
+        figures: Mapping[str, Any] = runs.get(student.pk, {})
         finished = figures.get("finished", 0)
         last = figures.get("last")
         rows.append(
@@ -127,7 +129,7 @@ def _student_rows(classroom: Classroom) -> list[StudentRow]:
     return rows
 
 
-def classrooms_for_teacher(*, user: AbstractBaseUser) -> list[ClassroomSummary]:
+def classrooms_for_teacher(*, user: User) -> list[ClassroomSummary]:
     """The classrooms `user` teaches, each with its roster and per-student figures."""
     classrooms = Classroom.objects.filter(teachers=user).prefetch_related("teachers")
     return [classroom_summary(classroom=classroom) for classroom in classrooms]
@@ -196,6 +198,6 @@ def classroom_runs(*, classroom: Classroom, filters: RunFilters, limit: int = RU
 
 
 
-def user_teaches(*, user: AbstractBaseUser) -> bool:
+def user_teaches(*, user: User) -> bool:
     """Whether `user` teaches at least one classroom (a teacher, as far as the page is concerned)."""
     return bool(user.is_authenticated and Classroom.objects.filter(teachers=user).exists())

@@ -6,8 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 
 from runner import events
 from runner.models import Comment
@@ -30,12 +29,12 @@ class CommentView:
     can_edit: bool
 
 
-def author_name(user: AbstractBaseUser) -> str:
+def author_name(user: User) -> str:
     full = user.get_full_name() if hasattr(user, "get_full_name") else ""
     return full or user.get_username()
 
 
-def comment_view(*, comment: Comment, viewer: AbstractBaseUser | AnonymousUser) -> CommentView:
+def comment_view(*, comment: Comment, viewer: User | AnonymousUser) -> CommentView:
     return CommentView(
         id=comment.pk,
         execution_id=comment.execution_id,
@@ -49,7 +48,7 @@ def comment_view(*, comment: Comment, viewer: AbstractBaseUser | AnonymousUser) 
     )
 
 
-def comments_by_execution(*, execution_ids: list[int], viewer: AbstractBaseUser | AnonymousUser) -> dict[int, list[CommentView]]:
+def comments_by_execution(*, execution_ids: list[int], viewer: User | AnonymousUser) -> dict[int, list[CommentView]]:
     """Live comments of these runs, oldest first, grouped by run (for the server-rendered page)."""
     grouped: dict[int, list[CommentView]] = {}
     comments = Comment.objects.filter(execution_id__in=execution_ids, deleted_at__isnull=True).select_related("author")
@@ -58,7 +57,7 @@ def comments_by_execution(*, execution_ids: list[int], viewer: AbstractBaseUser 
     return grouped
 
 
-def _frame(comment: Comment, viewer: AbstractBaseUser | AnonymousUser) -> dict[str, object]:
+def _frame(comment: Comment, viewer: User | AnonymousUser) -> dict[str, object]:
     if comment.is_deleted:
         deleted: events.CommentDeletedFrame = {
             "type": "comment.deleted", "comment_id": comment.pk, "execution_id": comment.execution_id, "version": comment.version,
@@ -80,29 +79,29 @@ def _frame(comment: Comment, viewer: AbstractBaseUser | AnonymousUser) -> dict[s
     return dict(frame)
 
 
-def _comment_frame_sync(*, comment_id: int, session_id: uuid.UUID, viewer: AbstractBaseUser | AnonymousUser) -> dict[str, object] | None:
+def _comment_frame_sync(*, comment_id: int, session_id: uuid.UUID, viewer: User | AnonymousUser) -> dict[str, object] | None:
     comment = Comment.objects.select_related("author").filter(pk=comment_id, execution__session_id=session_id).first()
     return None if comment is None else _frame(comment, viewer)
 
 
-async def comment_frame(*, comment_id: int, session_id: uuid.UUID, viewer: AbstractBaseUser | AnonymousUser) -> dict[str, object] | None:
+async def comment_frame(*, comment_id: int, session_id: uuid.UUID, viewer: User | AnonymousUser) -> dict[str, object] | None:
     """The comment's current state as a frame for `viewer`'s socket on `session_id`, or None when it
     isn't a comment of that session."""
     return await db(_comment_frame_sync)(comment_id=comment_id, session_id=session_id, viewer=viewer)
 
 
-def _comment_replay_sync(*, session_id: uuid.UUID, viewer: AbstractBaseUser | AnonymousUser) -> list[dict[str, object]]:
+def _comment_replay_sync(*, session_id: uuid.UUID, viewer: User | AnonymousUser) -> list[dict[str, object]]:
     comments = Comment.objects.filter(execution__session_id=session_id).select_related("author").order_by("created_at", "pk")
     return [_frame(comment, viewer) for comment in comments]
 
 
-async def comment_replay(*, session_id: uuid.UUID, viewer: AbstractBaseUser | AnonymousUser) -> list[dict[str, object]]:
+async def comment_replay(*, session_id: uuid.UUID, viewer: User | AnonymousUser) -> list[dict[str, object]]:
     """Every comment of the session as it stands now (deleted ones as `comment.deleted`), oldest
     first: sent after the run replay on a reconnect, so edits and deletions made while away arrive."""
     return await db(_comment_replay_sync)(session_id=session_id, viewer=viewer)
 
 
-def comment_snippets(*, author: AbstractBaseUser, limit: int = SNIPPETS_MAX) -> list[str]:
+def comment_snippets(*, author: User, limit: int = SNIPPETS_MAX) -> list[str]:
     """The author's most recent distinct comment bodies, newest first: reusable feedback."""
     snippets: list[str] = []
     bodies = Comment.objects.filter(author=author, deleted_at__isnull=True).order_by("-created_at").values_list("body", flat=True)

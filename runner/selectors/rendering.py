@@ -53,6 +53,10 @@ class AnsiState:
     """The SGR state carried from one piece of a stream to the next."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to no attributes (SGR 0)."""
         self.fg: str | None = None
         self.bg: str | None = None
         self.bold = False
@@ -66,7 +70,7 @@ class AnsiState:
         while i < len(codes):
             c = codes[i]
             if c == 0:
-                self.__init__()
+                self.reset()
             elif c == 1:
                 self.bold = True
             elif c == 2:

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Q
 
@@ -50,7 +50,7 @@ def search_words(query: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(query)][:QUERY_MAX_WORDS]
 
 
-def runs_search(*, user: AbstractBaseUser, query: str, limit: int = SEARCH_MAX_HITS) -> list[SearchHit]:
+def runs_search(*, user: User, query: str, limit: int = SEARCH_MAX_HITS) -> list[SearchHit]:
     """The user's runs (and sessions, by title) matching every word of `query`, newest first,
     at most `limit`, one hit per run. An empty query finds nothing."""
     words = search_words(query)
@@ -85,7 +85,7 @@ def _postgres_matches(*, user_id: int, words: list[str], limit: int) -> dict[int
     from django.contrib.postgres.search import SearchQuery
 
     wanted = SearchQuery(" ".join(words), config="simple", search_type="plain")
-    rows = []
+    rows: list[tuple[int, str]] = []
     # Code and output separately, each newest first along the (owner, kind, id) index.
     for is_code, many in ((True, limit), (False, limit * 4)):
         rows += (SearchEntry.objects.filter(owner_id=user_id, is_code=is_code, doc=wanted).order_by("-id")

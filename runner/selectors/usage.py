@@ -19,11 +19,11 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from runner.models import AdminAction, BudgetAlert, Execution, SandboxLease
+from runner.pricing import rate_params, rate_per_s, sandbox_size, sql_rate_per_s
 from runner.services.accounting import (
     day_start,
     day_windows,
     month_start,
-    rate_params,
     round_cents,
     seconds_exact,
     sql_datetime,
@@ -31,7 +31,6 @@ from runner.services.accounting import (
     sql_lease_overlaps,
     sql_leases_covering,
     sql_param,
-    sql_rate,
     sql_seconds,
     today_local,
     usd_exact,
@@ -134,7 +133,7 @@ def _lease_ctes(lo: str, hi: str, *, key: str, sources: list[str]) -> str:
     """SQL: CTEs `ls_x` (each lease's clipped seconds in [lo, hi), computed once: materialized) and
     `ls(k, e2b_s, local_s, e2b_usd, local_usd)`, per `key`, split by backend. Each of `sources`
     is a FROM and WHERE of leases (alias `l`); their rows are added up."""
-    select = f"SELECT {key} AS k, l.backend AS backend, {sql_lease_clip(lo, hi, '%(now)s')} AS s, {sql_rate()} AS rate"
+    select = f"SELECT {key} AS k, l.backend AS backend, {sql_lease_clip(lo, hi, '%(now)s')} AS s, {sql_rate_per_s()} AS rate"
     return f"""ls_x AS MATERIALIZED (
         {' UNION ALL '.join(f'{select} {source}' for source in sources)}
     ), ls AS (
@@ -181,7 +180,7 @@ def usage_report(
         FROM runner_execution e {_runs_index()} WHERE e.created_at >= %(lo)s AND e.created_at < %(hi)s GROUP BY e.user_id
     ), {_lease_ctes('%(lo)s', '%(hi)s', key='l.user_id', sources=[f"FROM runner_sandboxlease l {sql_leases_covering()} WHERE {sql_lease_overlaps('%(lo)s', '%(hi)s')}"])},
     m AS (
-        SELECT l.user_id AS user_id, SUM({month_clip} * {sql_rate()}) AS spent
+        SELECT l.user_id AS user_id, SUM({month_clip} * {sql_rate_per_s()}) AS spent
         FROM runner_sandboxlease l {sql_leases_covering()} WHERE {sql_lease_overlaps('%(month_lo)s', '%(now)s')} GROUP BY l.user_id
     ), ids AS (SELECT user_id FROM e UNION SELECT k FROM ls)
     SELECT * FROM (
@@ -319,10 +318,8 @@ def execution_cost_usd(*, backend: str, duration_ms: int | None) -> float:
     """A run's share of its sandbox's cost: its duration at the sandbox size the backend uses."""
     if not duration_ms:
         return 0.0
-    if backend == "e2b":
-        rate = settings.E2B_VCPUS * settings.E2B_PRICE_PER_VCPU_S + settings.E2B_MEMORY_MB / 1024 * settings.E2B_PRICE_PER_GIB_S
-    else:
-        rate = settings.SANDBOX_CPUS * settings.LOCAL_PRICE_PER_VCPU_S + settings.SANDBOX_MEMORY_MB / 1024 * settings.LOCAL_PRICE_PER_GIB_S
+    size = sandbox_size(backend)
+    rate = rate_per_s(backend=backend, vcpus=size.vcpus, memory_mb=size.memory_mb)
     return duration_ms / 1000 * rate
 
 

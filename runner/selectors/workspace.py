@@ -85,7 +85,7 @@ def workspace_preview(*, name: str, data: bytes) -> dict[str, Any]:
     if len(data) > PREVIEW_TEXT_BYTES and text.endswith("\ufffd"):
         text = text.rstrip("\ufffd")  # a multi-byte character cut at the 64 KiB mark
     if extension in (".csv", ".tsv"):
-        rows = []
+        rows: list[list[str]] = []
         reader = csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""),
                             delimiter="\t" if extension == ".tsv" else ",")
         try:

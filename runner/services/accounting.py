@@ -5,8 +5,8 @@ Every figure is an aggregate query that runs on SQLite and Postgres:
 - a lease's sandbox-seconds in a window are its lifetime clipped to the window
   (`least(ended_at or now, hi) - greatest(started_at, lo)`), so a lease crossing midnight, a DST
   change or the range's edge is split exactly, and an open lease counts up to `now`;
-- its cost is those seconds x (vCPU x price per vCPU-second + GiB x price per GiB-second), from the
-  vCPU and memory recorded on the lease, at E2B's prices for `e2b` and the local rates otherwise.
+- its cost is those seconds x the lease's price per second (`runner.pricing.sql_rate_per_s`), from
+  the vCPU and memory recorded on the lease.
 """
 
 from __future__ import annotations
@@ -22,7 +22,11 @@ from django.db import connection
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from runner.pricing import rate_params, sql_rate_per_s
+
 CENT = Decimal("0.01")
+# services.quotas reads the price per second (runner.pricing) through these names.
+sql_rate = sql_rate_per_s
 
 
 def local_zone() -> ZoneInfo:
@@ -106,25 +110,9 @@ def sql_lease_clip(lo: str, hi: str, now: str, alias: str = "l") -> str:
     return sql_seconds(sql_greatest(f"{alias}.started_at", lo), end)
 
 
-def sql_rate(alias: str = "l") -> str:
-    """SQL: the lease's price per second from its vCPU and memory (named parameters from `rate_params`)."""
-    return (
-        f"(CASE WHEN {alias}.backend = 'e2b' THEN %(e2b_vcpu_s)s ELSE %(local_vcpu_s)s END * {alias}.vcpus"
-        f" + CASE WHEN {alias}.backend = 'e2b' THEN %(e2b_gib_s)s ELSE %(local_gib_s)s END * {alias}.memory_mb / 1024.0)"
-    )
-
-
-def rate_params() -> dict[str, float]:
-    return {
-        "e2b_vcpu_s": float(settings.E2B_PRICE_PER_VCPU_S), "local_vcpu_s": float(settings.LOCAL_PRICE_PER_VCPU_S),
-        "e2b_gib_s": float(settings.E2B_PRICE_PER_GIB_S), "local_gib_s": float(settings.LOCAL_PRICE_PER_GIB_S),
-    }
-
-
 def sql_leases_covering() -> str:
-    """SQL after `runner_sandboxlease l`: on SQLite, read the covering usage index. Without
-    ANALYZE statistics its planner picks the (user, started_at) index for a GROUP BY user and
-    then reads every row (2x slower on the bench's 20,000 leases)."""
+    """SQL after `runner_sandboxlease l`: on SQLite, read the covering usage index (without ANALYZE
+    statistics its planner picks the (user, started_at) index for a GROUP BY user)."""
     return "INDEXED BY lease_usage" if _vendor() == "sqlite" else ""
 
 
@@ -158,7 +146,7 @@ def user_spend_sync(*, user_id: int, now: datetime | None = None) -> UserSpend:
     lease_sql = (
         f"SELECT COALESCE(SUM(CASE WHEN {sql_lease_overlaps('%(day_lo)s', '%(now)s')}"
         f" THEN {sql_lease_clip('%(day_lo)s', '%(now)s', '%(now)s')} ELSE 0 END), 0),"
-        f" COALESCE(SUM({sql_lease_clip('%(month_lo)s', '%(now)s', '%(now)s')} * {sql_rate()}), 0)"
+        f" COALESCE(SUM({sql_lease_clip('%(month_lo)s', '%(now)s', '%(now)s')} * {sql_rate_per_s()}), 0)"
         " FROM runner_sandboxlease l"
         f" WHERE l.user_id = %(user_id)s AND {sql_lease_overlaps('%(month_lo)s', '%(now)s')}"
     )

@@ -3,7 +3,7 @@ kill all of a user's sandboxes, and stop one run."""
 
 from __future__ import annotations
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from runner.models import AdminAction, ChatSession, Execution, SandboxLease
 from runner.services import sandboxes
@@ -39,7 +39,7 @@ def _record_sync(*, actor_id: int, target_user_id: int, kind: str, reason: str, 
     )
 
 
-async def admin_sandboxes_kill(*, actor: AbstractBaseUser, user_id: int, reason: object) -> AdminAction:
+async def admin_sandboxes_kill(*, actor: User, user_id: int, reason: object) -> AdminAction:
     """Close every sandbox of `user_id`, wherever it is held (an E2B one is killed by id), end the
     leases, and record who did it and why. Running runs in them end as the sandbox goes."""
     why = _clean_reason(reason)
@@ -55,7 +55,7 @@ def _run_and_session_sync(*, execution_id: int) -> tuple[Execution, ChatSession]
     return None if execution is None else (execution, execution.session)
 
 
-async def admin_run_stop(*, actor: AbstractBaseUser, execution_id: int, reason: object) -> AdminAction:
+async def admin_run_stop(*, actor: User, execution_id: int, reason: object) -> AdminAction:
     """Stop a run (queued or running) on its owner's behalf, wherever it runs, and record it.
     Raises `ActionRefused` for an unknown run."""
     why = _clean_reason(reason)

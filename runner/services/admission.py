@@ -150,7 +150,8 @@ async def _abandon(run: Run, early: asyncio.Future[Outcome]) -> None:
     """The row could not be stored: stop the code that already started, and drop its output."""
     while not early.done():
         try:
-            await run.sandbox.interrupt()
+            if run.sandbox is not None:  # the sandbox the early start runs on
+                await run.sandbox.interrupt()
         except Exception:
             log.warning("interrupting an abandoned run failed", exc_info=True)
         await asyncio.wait({early}, timeout=INTERRUPT_EVERY_S)

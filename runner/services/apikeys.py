@@ -13,7 +13,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -33,7 +33,7 @@ def api_key_hash(*, key: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), key.encode(), hashlib.sha256).hexdigest()
 
 
-def api_key_create(*, owner: AbstractBaseUser, name: str = "") -> tuple[ApiKey, str]:
+def api_key_create(*, owner: User, name: str = "") -> tuple[ApiKey, str]:
     """A new key for `owner`, named `name` (default "key N"); returns the row and the key, which is
     never stored. Raises ValidationError when `owner` has a live key of that name."""
     name = " ".join(name.split())[:NAME_MAX_CHARS]
@@ -48,7 +48,7 @@ def api_key_create(*, owner: AbstractBaseUser, name: str = "") -> tuple[ApiKey, 
     return row, key
 
 
-def api_key_revoke(*, owner: AbstractBaseUser, key_id: int | None = None, name: str | None = None) -> bool:
+def api_key_revoke(*, owner: User, key_id: int | None = None, name: str | None = None) -> bool:
     """Revoke `owner`'s live key with this id or name and end the sandboxes it made (each process's
     expiry kills them within seconds, lease reason "revoked"); False when there is none."""
     keys = ApiKey.objects.live().filter(owner=owner)

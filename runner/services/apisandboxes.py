@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -75,7 +75,7 @@ def _title(metadata: dict[str, str]) -> str:
 
 
 async def api_sandbox_create(
-    *, owner: AbstractBaseUser, api_key_id: int | None, template: object, timeout_s: object, metadata: object, envs: object
+    *, owner: User, api_key_id: int | None, template: object, timeout_s: object, metadata: object, envs: object
 ) -> ApiSandbox:
     """A new API sandbox: session (kind "api", titled from metadata["title" or "name"], else the
     metadata), its row, a default python context, and its sandbox, started.
@@ -109,7 +109,7 @@ async def api_sandbox_create(
     return row
 
 
-def _create_sync(*, owner: AbstractBaseUser, api_key_id: int | None, template: str, timeout_s: int,
+def _create_sync(*, owner: User, api_key_id: int | None, template: str, timeout_s: int,
                  metadata: dict[str, str], envs: dict[str, str]) -> ApiSandbox:
     now = timezone.now()
     with transaction.atomic():

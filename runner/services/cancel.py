@@ -13,13 +13,12 @@ import logging
 import time
 import uuid
 
-from channels.layers import get_channel_layer
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 
 from runner import events
 from runner.models import ChatSession, Execution
 from runner.services.runs import ACTIVE, Run, RunRejected, execution_input_reply_local, runs_here
-from runner.services.runtime import BOOT_ID, db, live_boot_ids_sync
+from runner.services.runtime import BOOT_ID, channel_layer, db, live_boot_ids_sync
 from runner.services.sweep import execution_sweep
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ INTERRUPT_FOR_S = 10.0
 INPUT_REPLY_MAX_CHARS = 10_000
 
 
-async def execution_input_reply(*, session: ChatSession, user: AbstractBaseUser, execution_id: object, value: object) -> None:
+async def execution_input_reply(*, session: ChatSession, user: User, execution_id: object, value: object) -> None:
     """Send the line a run's input() waits for, to whichever process runs it. Raises `RunRejected`
     (bad_request, forbidden, not_found: no such run, or it isn't waiting for input here)."""
     if isinstance(execution_id, bool) or not isinstance(execution_id, int):
@@ -52,10 +51,10 @@ async def execution_input_reply(*, session: ChatSession, user: AbstractBaseUser,
     if row is None or row[0] not in ACTIVE or row[1] == BOOT_ID:
         raise RunRejected("not_found", "That run isn't waiting for input.")
     message: events.InputReplyMessage = {"type": "execution.input_reply", "execution_id": execution_id, "value": value}
-    await get_channel_layer().send(events.process_channel(row[1]), dict(message))
+    await channel_layer().send(events.process_channel(row[1]), dict(message))
 
 
-async def execution_cancel(*, session: ChatSession, user: AbstractBaseUser, execution_id: object) -> None:
+async def execution_cancel(*, session: ChatSession, user: User, execution_id: object) -> None:
     """Stop a run of `session`, queued or running, wherever it runs: the owner process interrupts
     it and it ends `cancelled`, keeping the session's variables. A run already finished is left
     as it is. Raises `RunRejected` (bad_request, forbidden, not_found)."""
@@ -79,7 +78,7 @@ async def execution_cancel(*, session: ChatSession, user: AbstractBaseUser, exec
         await execution_sweep()  # its process is dead: nobody would hear the Stop; end it here
         return
     message: events.CancelMessage = {"type": "execution.cancel", "execution_id": execution_id}
-    await get_channel_layer().send(events.process_channel(owner), dict(message))
+    await channel_layer().send(events.process_channel(owner), dict(message))
 
 
 def _owner_of_sync(*, execution_id: int, session_id: uuid.UUID) -> tuple[str, str] | None:

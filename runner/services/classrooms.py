@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from runner import events
 from runner.models import ChatSession, Classroom, new_join_code
+from runner.services.output import publish
 from runner.services.ratelimit import ratelimit_hit_sync
 
 NAME_MAX_CHARS = Classroom._meta.get_field("name").max_length or 200
@@ -31,7 +31,7 @@ class JoinRefused(Exception):
         self.rate_limited = rate_limited
 
 
-def classroom_create(*, teacher: AbstractBaseUser, name: str) -> Classroom:
+def classroom_create(*, teacher: User, name: str) -> Classroom:
     """A new classroom taught by `teacher`, with a fresh join code. Raises ValidationError for an empty name."""
     name = " ".join(name.split())
     if not name:
@@ -53,7 +53,7 @@ def normalise_join_code(code: str) -> str:
     return "".join(code.split()).replace("-", "").upper()
 
 
-def classroom_join(*, user: AbstractBaseUser, code: str) -> Classroom:
+def classroom_join(*, user: User, code: str) -> Classroom:
     """Enrol `user` as a student of the open classroom whose join code is `code`.
 
     Raises JoinRefused for a wrong, old or archived code, and when `user` has tried too many codes
@@ -69,7 +69,7 @@ def classroom_join(*, user: AbstractBaseUser, code: str) -> Classroom:
     return classroom
 
 
-def classroom_leave(*, classroom: Classroom, user: AbstractBaseUser) -> None:
+def classroom_leave(*, classroom: Classroom, user: User) -> None:
     """`user` stops being a student and a teacher of `classroom`. Access ends at once."""
     student_ids = [user.pk] + list(classroom.students.values_list("pk", flat=True))
     classroom.students.remove(user)
@@ -93,10 +93,10 @@ def access_recheck_for_students(*, student_ids: Iterable[int]) -> None:
     if not ids:
         return
 
-    def publish() -> None:
-        layer = get_channel_layer()
+    def recheck() -> None:
+        # Best effort (output.publish): the membership change is committed either way.
         message: events.AccessRecheckMessage = {"type": "access.recheck"}
         for session_id in ChatSession.objects.filter(owner__in=ids).values_list("pk", flat=True).iterator():
-            async_to_sync(layer.group_send)(events.session_group(session_id), dict(message))
+            async_to_sync(publish)(events.session_group(session_id), dict(message))
 
-    transaction.on_commit(publish)
+    transaction.on_commit(recheck)

@@ -3,10 +3,11 @@ session's sockets as a `comment.event` once it commits."""
 
 from __future__ import annotations
 
+import uuid
+
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from runner import events
 from runner.models import Comment, Execution
+from runner.services.output import publish
 from runner.services.ratelimit import ratelimit_hit_sync
 
 
@@ -32,18 +34,19 @@ def _clean_body(body: object) -> str:
     return body
 
 
-def _check_rate(author: AbstractBaseUser) -> None:
+def _check_rate(author: User) -> None:
     if not ratelimit_hit_sync(scope="comment", user_id=author.pk, limit=settings.COMMENTS_PER_MINUTE, window_s=60).allowed:
         raise CommentRateLimited(f"Too many comments: at most {settings.COMMENTS_PER_MINUTE} a minute.")
 
 
-def _publish(comment: Comment, session_id: object) -> None:
+def _publish(comment: Comment, session_id: uuid.UUID) -> None:
     message: events.CommentMessage = {"type": "comment.event", "comment_id": comment.pk}
     group = events.session_group(str(session_id))
-    transaction.on_commit(lambda: async_to_sync(get_channel_layer().group_send)(group, dict(message)))
+    # Best effort: the comment is stored, and a socket that misses this catches up on reconnect.
+    transaction.on_commit(lambda: async_to_sync(publish)(group, dict(message)))
 
 
-def comment_create(*, author: AbstractBaseUser, execution: Execution, body: object) -> Comment:
+def comment_create(*, author: User, execution: Execution, body: object) -> Comment:
     """A new comment by `author` on `execution` (the caller has checked that `author` may comment).
 
     Raises ValidationError for an empty or too long body (COMMENT_MAX_CHARS), CommentRateLimited.
@@ -55,7 +58,7 @@ def comment_create(*, author: AbstractBaseUser, execution: Execution, body: obje
     return comment
 
 
-def comment_edit(*, comment: Comment, author: AbstractBaseUser, body: object) -> Comment:
+def comment_edit(*, comment: Comment, author: User, body: object) -> Comment:
     """Replace the body. Raises PermissionDenied unless `author` wrote it; ValidationError; CommentRateLimited."""
     if comment.author_id != author.pk:
         raise PermissionDenied("Only the author can edit a comment.")
@@ -67,7 +70,7 @@ def comment_edit(*, comment: Comment, author: AbstractBaseUser, body: object) ->
     return comment
 
 
-def comment_delete(*, comment: Comment, author: AbstractBaseUser) -> None:
+def comment_delete(*, comment: Comment, author: User) -> None:
     """Delete (a tombstone: body cleared, so reconnecting sockets learn of it). Raises PermissionDenied
     unless `author` wrote it."""
     if comment.author_id != author.pk:

@@ -25,7 +25,6 @@ import sqlite3
 import time
 import uuid
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connections
 from django.utils import timezone
@@ -166,7 +165,7 @@ async def _budgets() -> None:
 async def _listen() -> None:
     """Serve requests sent to this process about what it owns: a Stop of one of its runs, or a
     restart of a sandbox it holds, from another process."""
-    layer = get_channel_layer()
+    layer = runtime.channel_layer()
     channel = process_channel(BOOT_ID)
     while True:
         try:
@@ -187,15 +186,10 @@ async def _listen() -> None:
             await asyncio.sleep(0.5)
 
 
-# SQLite (the embedded default) in WAL mode: the WAL is copied back into the database here, on its
-# own connection and thread, instead of inside whichever commit crosses the autocheckpoint mark
-# (settings raise it to a backstop): a 10 MB flood of output paid 30-50 ms of its commits for that.
-# Checked often, so a flood's WAL is copied back as soon as it ends (0.1 s of quiet): at 0.5 s and
-# 0.3 s, back-to-back floods (one every ~0.3 s in bench/ws.py) kept deferring it, and every 4th 10 MB
-# run paid the 10000-page backstop (~40 MB copied inside its commit: +100 ms and +100 ms of CPU).
+# SQLite in WAL mode: the WAL is copied back here, on its own connection and thread, rather than
+# inside a run's commit (settings' autocheckpoint is only a backstop). Why: docs/benchmarks.md.
 WAL_CHECKPOINT_EVERY_S = 0.1
-# While output floods in, the checkpoint waits (it would compete with the flood for the CPU and
-# the disk), but never longer than this; the 10000-page backstop bounds the WAL meanwhile.
+# It waits for WAL_CHECKPOINT_QUIET_S without output writes, but never longer than WAL_CHECKPOINT_WAIT_MAX_S.
 WAL_CHECKPOINT_QUIET_S = 0.1
 WAL_CHECKPOINT_WAIT_MAX_S = 5.0
 

@@ -264,7 +264,8 @@ async def _wait_turn(run: Run, ahead: asyncio.Future[None] | None) -> bool:
     if ahead is None or ahead.done():
         return True
     stopped = asyncio.ensure_future(run.cancel.wait())
-    await asyncio.wait({ahead, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    waiting: set[asyncio.Future[Any]] = {ahead, stopped}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()
     return ahead.done()
 

@@ -7,7 +7,6 @@ import logging
 import time
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -37,7 +36,7 @@ async def publish(group: str, message: dict[str, Any]) -> None:
     the run goes on and ends as usual.
     """
     try:
-        await get_channel_layer().group_send(group, message)
+        await runtime.channel_layer().group_send(group, message)
     except Exception as exc:
         if _publish_failures.due():
             log.warning("channel layer send failed (%s: %s); sockets catch up through replay", type(exc).__name__, exc)
@@ -94,7 +93,7 @@ class OutputWriter:
         elif isinstance(event, Result):
             size = sum(len(v) if isinstance(v, str) else 64 for v in event.data.values())
             if self._room_for(size):
-                data = {**event.data, MAIN_RESULT_MARKER: "1"} if event.is_main else dict(event.data)
+                data: dict[str, Any] = {**event.data, MAIN_RESULT_MARKER: "1"} if event.is_main else dict(event.data)
                 self._append("result", "", data, size)
         elif isinstance(event, Error):
             self.error = event
@@ -270,5 +269,6 @@ def store_chunks_sync(*, execution_id: int, chunks: list[Chunk]) -> None:
 
 def _insert_chunk_sql() -> str:
     table = connection.ops.quote_name(OutputChunk._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(OutputChunk._meta.get_field(f).column) for f in ("execution", "index", "kind", "text", "data"))
+    column_of = {field.name: field.column for field in OutputChunk._meta.concrete_fields if field.column}
+    columns = ", ".join(connection.ops.quote_name(column_of[f]) for f in ("execution", "index", "kind", "text", "data"))
     return f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s)"

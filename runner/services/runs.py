@@ -15,6 +15,7 @@ from typing import Any
 from runner import events
 from runner.events import ErrorCode
 from runner.models import ChatSession, Execution
+from runner.sandboxes.base import Sandbox
 
 ACTIVE = (Execution.Status.QUEUED, Execution.Status.RUNNING)
 
@@ -52,7 +53,7 @@ class Run:
     language: str
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    sandbox: Any = None  # set while the code runs
+    sandbox: Sandbox | None = None  # set while the code runs
     task: asyncio.Task[None] | None = None
     tail: asyncio.Future[None] | None = None  # resolves when this run is done and the next may go
     pending_input: PendingInput | None = None  # set while its code waits in input()

@@ -18,7 +18,9 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
@@ -30,6 +32,15 @@ BOOT_ID = uuid.uuid4().hex
 HOSTNAME = socket.gethostname()[:255]
 
 T = TypeVar("T")
+
+
+def channel_layer() -> BaseChannelLayer:
+    """The default channel layer. Raises ImproperlyConfigured if CHANNEL_LAYERS has none (settings.py
+    always defines one)."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise ImproperlyConfigured("CHANNEL_LAYERS defines no default layer")
+    return layer
 
 
 class LogThrottle:

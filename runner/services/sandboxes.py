@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from runner.events import SandboxRestartMessage, process_channel
 from runner.models import ApiSandbox, ChatSession, SandboxLease, ServerProcess
+from runner.pricing import sandbox_size
 from runner.sandboxes.base import BACKENDS, Backend, Sandbox, SandboxGone, SandboxUnavailable, backend_name_from_settings, get_backend
 from runner.services.quotas import live_sandboxes_limit_sync
 from runner.services.runs import session_is_busy
@@ -78,12 +79,6 @@ async def _room_for(user_id: int) -> AsyncIterator[None]:
         users[0] -= 1
         if not users[0]:
             _room_locks.pop(user_id, None)
-
-
-def _size(backend: str) -> tuple[float, int]:
-    if backend == "e2b":
-        return float(settings.E2B_VCPUS), int(settings.E2B_MEMORY_MB)
-    return float(settings.SANDBOX_CPUS), int(settings.SANDBOX_MEMORY_MB)
 
 
 async def sandbox_acquire(*, session: ChatSession) -> AcquiredSandbox:
@@ -298,7 +293,7 @@ async def _kill_e2b_by_id(sandbox_id: str) -> None:
 
 
 def _lease_open_sync(*, session_id: uuid.UUID, user_id: int, backend: str, sandbox_id: str) -> tuple[int, bool]:
-    vcpus, memory_mb = _size(backend)
+    vcpus, memory_mb = sandbox_size(backend)
     with transaction.atomic():
         had_sandbox = SandboxLease.objects.filter(session_id=session_id).exists()
         lease = SandboxLease.objects.create(
@@ -316,7 +311,7 @@ def _lease_adopt_sync(*, session_id: uuid.UUID, user_id: int, backend: str, sand
         if lease is not None:
             SandboxLease.objects.filter(pk=lease.pk).update(owner_boot_id=BOOT_ID)
             return lease.pk
-        vcpus, memory_mb = _size(backend)
+        vcpus, memory_mb = sandbox_size(backend)
         lease = SandboxLease.objects.create(
             user_id=user_id, session_id=session_id, backend=backend, sandbox_id=sandbox_id,
             vcpus=vcpus, memory_mb=memory_mb, owner_boot_id=BOOT_ID,

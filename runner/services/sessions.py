@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -14,7 +14,7 @@ TITLE_MAX_CHARS = ChatSession._meta.get_field("title").max_length or 200
 _LANGUAGES = {code for code, _ in LANGUAGE_CHOICES}
 
 
-def session_create(*, owner: AbstractBaseUser, language: str = "python", title: str = "") -> ChatSession:
+def session_create(*, owner: User, language: str = "python", title: str = "") -> ChatSession:
     """A new, empty session owned by `owner`. Raises ValidationError for an unknown language."""
     if language not in _LANGUAGES:
         raise ValidationError(f"Unknown language {language!r}; choose one of {', '.join(sorted(_LANGUAGES))}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Max
@@ -38,7 +39,7 @@ def execution_sweep_sync(*, owner_boot_ids: set[str] | None = None) -> list[tupl
     runs = Execution.objects.active()
     if owner_boot_ids is None:
         runs = runs.exclude(owner_boot_id__in=live_boot_ids_sync())
-        ServerProcess.objects.filter(seen_at__lt=timezone.now() - timezone.timedelta(days=1)).delete()
+        ServerProcess.objects.filter(seen_at__lt=timezone.now() - timedelta(days=1)).delete()
     else:
         runs = runs.filter(owner_boot_id__in=owner_boot_ids)
     swept: list[tuple[int, uuid.UUID, Chunk]] = []

@@ -18,11 +18,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from runner import selectors, services
 from runner.models import LANGUAGE_CHOICES, Classroom
+from runner.views.auth import AuthenticatedRequest
 
 NOT_FOUND = "No such classroom."
 
 
-def _taught_or_404(request: HttpRequest, classroom_id: int) -> Classroom:
+def _taught_or_404(request: AuthenticatedRequest, classroom_id: int) -> Classroom:
     classroom = selectors.classroom_for_teacher(user=request.user, classroom_id=classroom_id)
     if classroom is None:
         raise Http404(NOT_FOUND)
@@ -35,7 +36,7 @@ def _join_url(request: HttpRequest, code: str) -> str:
 
 @login_required
 @require_GET
-def teach(request: HttpRequest) -> HttpResponse:
+def teach(request: AuthenticatedRequest) -> HttpResponse:
     """The teacher's classrooms, each with its join link and roster (per-student figures, live dots)."""
     summaries = selectors.classrooms_for_teacher(user=request.user)
     for summary in summaries:
@@ -45,7 +46,7 @@ def teach(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def classroom_new(request: HttpRequest) -> HttpResponse:
+def classroom_new(request: AuthenticatedRequest) -> HttpResponse:
     """Create a classroom taught by the user (anyone may: that is how one becomes a teacher)."""
     try:
         classroom = services.classroom_create(teacher=request.user, name=request.POST.get("name", ""))
@@ -84,7 +85,7 @@ def _filters(request: HttpRequest) -> tuple[selectors.RunFilters, list[str]]:
 
 @login_required
 @require_GET
-def classroom_detail(request: HttpRequest, classroom_id: int) -> HttpResponse:
+def classroom_detail(request: AuthenticatedRequest, classroom_id: int) -> HttpResponse:
     """One classroom: join code, roster, and its runs filtered by student, date, language, failure,
     or searched by code and output text."""
     classroom = _taught_or_404(request, classroom_id)
@@ -108,7 +109,7 @@ def classroom_detail(request: HttpRequest, classroom_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def classroom_live(request: HttpRequest, classroom_id: int) -> JsonResponse:
+def classroom_live(request: AuthenticatedRequest, classroom_id: int) -> JsonResponse:
     """The roster's live dots: `{"running": [student ids with a run going]}` (the page polls it)."""
     classroom = _taught_or_404(request, classroom_id)
     return JsonResponse({"running": selectors.classroom_live_students(classroom=classroom)})
@@ -116,7 +117,7 @@ def classroom_live(request: HttpRequest, classroom_id: int) -> JsonResponse:
 
 @login_required
 @require_POST
-def classroom_code_regenerate(request: HttpRequest, classroom_id: int) -> HttpResponse:
+def classroom_code_regenerate(request: AuthenticatedRequest, classroom_id: int) -> HttpResponse:
     """A new join code; the old one stops working."""
     classroom = _taught_or_404(request, classroom_id)
     services.classroom_code_regenerate(classroom=classroom)
@@ -126,7 +127,7 @@ def classroom_code_regenerate(request: HttpRequest, classroom_id: int) -> HttpRe
 
 @login_required
 @require_POST
-def classroom_student_remove(request: HttpRequest, classroom_id: int, student_id: int) -> HttpResponse:
+def classroom_student_remove(request: AuthenticatedRequest, classroom_id: int, student_id: int) -> HttpResponse:
     """Take a student off the roster; the class's teachers stop seeing their sessions at once."""
     classroom = _taught_or_404(request, classroom_id)
     if not services.classroom_student_remove(classroom=classroom, student_id=student_id):
@@ -137,7 +138,7 @@ def classroom_student_remove(request: HttpRequest, classroom_id: int, student_id
 
 @login_required
 @require_POST
-def classroom_leave(request: HttpRequest, classroom_id: int) -> HttpResponse:
+def classroom_leave(request: AuthenticatedRequest, classroom_id: int) -> HttpResponse:
     """The user leaves the classroom (as student and as teacher); access it gave ends at once."""
     classroom = selectors.classroom_for_member(user=request.user, classroom_id=classroom_id)
     if classroom is None:
@@ -147,12 +148,12 @@ def classroom_leave(request: HttpRequest, classroom_id: int) -> HttpResponse:
     return redirect("teach" if selectors.user_teaches(user=request.user) else "join")
 
 
-def _join_page(request: HttpRequest, *, code: str = "", error: str = "", status: int = 200) -> HttpResponse:
+def _join_page(request: AuthenticatedRequest, *, code: str = "", error: str = "", status: int = 200) -> HttpResponse:
     context = {"code": code, "error": error, "joined": selectors.classrooms_joined(user=request.user)}
     return render(request, "runner/join.html", context, status=status)
 
 
-def _join_post(request: HttpRequest, code: str) -> HttpResponse:
+def _join_post(request: AuthenticatedRequest, code: str) -> HttpResponse:
     try:
         classroom = services.classroom_join(user=request.user, code=code)
     except services.JoinRefused as refused:
@@ -163,7 +164,7 @@ def _join_post(request: HttpRequest, code: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def join(request: HttpRequest) -> HttpResponse:
+def join(request: AuthenticatedRequest) -> HttpResponse:
     """Enter a join code (POST `code`); the page also lists the classes the user attends."""
     if request.method == "POST":
         return _join_post(request, request.POST.get("code", ""))
@@ -172,7 +173,7 @@ def join(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def join_code(request: HttpRequest, code: str) -> HttpResponse:
+def join_code(request: AuthenticatedRequest, code: str) -> HttpResponse:
     """A shared join link. GET only shows the form filled in: joining is a POST, so a link or image
     planted elsewhere can't enrol anyone (which would open their sessions to that class's teachers)."""
     if request.method == "POST":

@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from runner import selectors, services
 from runner.models import Comment
+from runner.views.auth import AuthenticatedRequest
 from runner.views.sessions import visible_session_or_404
 
 
@@ -46,7 +47,7 @@ def _execution_id(request: HttpRequest) -> int:
 
 @login_required
 @require_POST
-def comment_new(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+def comment_new(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     """POST `execution_id`, `body`: a teacher of the session's owner comments on that run."""
     session, access = visible_session_or_404(request, session_id)
     if access != "teacher":
@@ -63,7 +64,7 @@ def comment_new(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
     return _done(request, comment)
 
 
-def _visible_comment_or_404(request: HttpRequest, comment_id: int) -> Comment:
+def _visible_comment_or_404(request: AuthenticatedRequest, comment_id: int) -> Comment:
     found = selectors.comment_visible(user=request.user, comment_id=comment_id)
     if found is None:
         raise Http404("No such comment.")
@@ -72,7 +73,7 @@ def _visible_comment_or_404(request: HttpRequest, comment_id: int) -> Comment:
 
 @login_required
 @require_POST
-def comment_edit(request: HttpRequest, comment_id: int) -> HttpResponse:
+def comment_edit(request: AuthenticatedRequest, comment_id: int) -> HttpResponse:
     """POST `body`: the author replaces their comment (403 for anyone else who can see it)."""
     comment = _visible_comment_or_404(request, comment_id)
     try:
@@ -86,7 +87,7 @@ def comment_edit(request: HttpRequest, comment_id: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def comment_delete(request: HttpRequest, comment_id: int) -> HttpResponse:
+def comment_delete(request: AuthenticatedRequest, comment_id: int) -> HttpResponse:
     """The author deletes their comment (403 for anyone else who can see it)."""
     comment = _visible_comment_or_404(request, comment_id)
     services.comment_delete(comment=comment, author=request.user)

@@ -9,10 +9,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from runner import selectors, services
+from runner.views.auth import AuthenticatedRequest
 
 
 @login_required
-def api_keys(request: HttpRequest) -> HttpResponse:
+def api_keys(request: AuthenticatedRequest) -> HttpResponse:
     """Keys for the E2B-compatible API: the list, and a form that makes one (shown once, here)."""
     new_key, error = "", ""
     if request.method == "POST":
@@ -35,6 +36,6 @@ def api_keys(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+def api_key_revoke(request: AuthenticatedRequest, key_id: int) -> HttpResponse:
     services.api_key_revoke(owner=request.user, key_id=key_id)
     return redirect("api_keys")

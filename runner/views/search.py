@@ -8,11 +8,12 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from runner import selectors
+from runner.views.auth import AuthenticatedRequest
 
 
 @login_required
 @require_GET
-def search(request: HttpRequest) -> HttpResponse:
+def search(request: AuthenticatedRequest) -> HttpResponse:
     """`?q=` over the user's session titles, code and output; HTML, or JSON for `Accept: application/json`."""
     query = request.GET.get("q", "").strip()[:200]
     hits = selectors.runs_search(user=request.user, query=query)

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from runner import selectors, services
 from runner.models import LANGUAGE_CHOICES, ChatSession
 from runner.selectors.sessions import truncation_notice
+from runner.views.auth import AuthenticatedRequest
 
 BACKEND_LABELS = {"local": "Local sandbox", "e2b": "E2B cloud", "none": "No sandbox"}
 # The header's sandbox chip; static/runner/notices.js says the same for the states it moves to live.
@@ -39,7 +40,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 NOT_FOUND = "No such session."
 
 
-def visible_session_or_404(request: HttpRequest, session_id: uuid.UUID) -> tuple[ChatSession, selectors.SessionAccess]:
+def visible_session_or_404(request: AuthenticatedRequest, session_id: uuid.UUID) -> tuple[ChatSession, selectors.SessionAccess]:
     """The session and the user's access, or the same 404 for an unknown id and one they may not see."""
     found = selectors.session_visible(user=request.user, session_id=session_id)
     if found is None:
@@ -47,7 +48,7 @@ def visible_session_or_404(request: HttpRequest, session_id: uuid.UUID) -> tuple
     return found
 
 
-def _owned_session(request: HttpRequest, session_id: uuid.UUID) -> ChatSession:
+def _owned_session(request: AuthenticatedRequest, session_id: uuid.UUID) -> ChatSession:
     """The session if the user owns it; 404 when they may not see it, 403 when they only watch it."""
     session, access = visible_session_or_404(request, session_id)
     if access != "owner":
@@ -55,7 +56,7 @@ def _owned_session(request: HttpRequest, session_id: uuid.UUID) -> ChatSession:
     return session
 
 
-def _chat_context(request: HttpRequest, session: ChatSession | None, access: selectors.SessionAccess | None = "owner") -> dict[str, Any]:
+def _chat_context(request: AuthenticatedRequest, session: ChatSession | None, access: selectors.SessionAccess | None = "owner") -> dict[str, Any]:
     health = async_to_sync(selectors.sandbox_status)()
     query = request.GET.get("q", "")
     page_data: dict[str, Any] = {
@@ -116,7 +117,7 @@ def _chat_context(request: HttpRequest, session: ChatSession | None, access: sel
 
 @login_required
 @require_GET
-def chat_home(request: HttpRequest) -> HttpResponse:
+def chat_home(request: AuthenticatedRequest) -> HttpResponse:
     """The chat: the sidebar and the most recent session, or a prompt to start one."""
     session = selectors.session_latest_for_user(user=request.user)
     return render(request, "runner/chat.html", _chat_context(request, session))
@@ -124,7 +125,7 @@ def chat_home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def session_detail(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+def session_detail(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     """One session's chat: its owner's, or read-only (with a comment box for a teacher)."""
     session, access = visible_session_or_404(request, session_id)
     return render(request, "runner/chat.html", _chat_context(request, session, access))
@@ -132,7 +133,7 @@ def session_detail(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_GET
-def sessions_activity(request: HttpRequest) -> JsonResponse:
+def sessions_activity(request: AuthenticatedRequest) -> JsonResponse:
     """The sidebar's sessions, newest activity first, with which have a run going: the page polls it."""
     items = selectors.sessions_for_sidebar(user=request.user)
     return JsonResponse({"sessions": [
@@ -147,7 +148,7 @@ def sessions_activity(request: HttpRequest) -> JsonResponse:
 
 @login_required
 @require_POST
-def session_new(request: HttpRequest) -> HttpResponse:
+def session_new(request: AuthenticatedRequest) -> HttpResponse:
     try:
         session = services.session_create(owner=request.user, language=request.POST.get("language", "python"))
     except ValidationError as exc:
@@ -157,7 +158,7 @@ def session_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def session_rename(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+def session_rename(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     """Rename from the header's in-place title: JSON for the page's fetch, a redirect for a plain form."""
     session = _owned_session(request, session_id)
     wants_json = "application/json" in request.headers.get("Accept", "")
@@ -174,7 +175,7 @@ def session_rename(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-async def session_restart(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+async def session_restart(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     """Restart the session's sandbox (the page asks first and says variables will be lost)."""
     session = await sync_to_async(_owned_session)(request, session_id)
     try:
@@ -191,7 +192,7 @@ def _download_name(session: ChatSession, extension: str) -> str:
 
 @login_required
 @require_GET
-def session_export_ipynb(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+def session_export_ipynb(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     session, _ = visible_session_or_404(request, session_id)
     notebook = selectors.session_export_notebook(session=session)
     response = HttpResponse(json.dumps(notebook, indent=1, ensure_ascii=False), content_type="application/x-ipynb+json")
@@ -201,7 +202,7 @@ def session_export_ipynb(request: HttpRequest, session_id: uuid.UUID) -> HttpRes
 
 @login_required
 @require_GET
-def session_export_markdown(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+def session_export_markdown(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     session, _ = visible_session_or_404(request, session_id)
     response = HttpResponse(selectors.session_export_markdown(session=session), content_type="text/markdown; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{_download_name(session, "md")}"'
@@ -210,7 +211,7 @@ def session_export_markdown(request: HttpRequest, session_id: uuid.UUID) -> Http
 
 @login_required
 @require_GET
-def execution_output(request: HttpRequest, session_id: uuid.UUID, execution_id: int) -> HttpResponse:
+def execution_output(request: AuthenticatedRequest, session_id: uuid.UUID, execution_id: int) -> HttpResponse:
     """One run's output as server-rendered, sanitised HTML: "show all", and rich results arriving live.
 
     With `?index=N` only the block holding chunk N is returned.
@@ -234,7 +235,7 @@ def execution_output(request: HttpRequest, session_id: uuid.UUID, execution_id: 
 
 @login_required
 @require_GET
-def account_usage(request: HttpRequest) -> JsonResponse:
+def account_usage(request: AuthenticatedRequest) -> JsonResponse:
     """The user's usage against each of their limits (none when unlimited), for the page's meter."""
     limits = selectors.usage_quota_status(user_id=request.user.pk)
     return JsonResponse({"limits": [{"name": q.name, "text": q.text, "percent": q.percent, "warn": q.warn} for q in limits]})

@@ -17,6 +17,7 @@ from runner import selectors, services
 from runner.models import ChatSession
 from runner.sandboxes.base import FileTooLarge, SandboxError, SandboxUnavailable
 from runner.services.workspace import NoWorkspace
+from runner.views.auth import AuthenticatedRequest
 
 # --- the session's files (the files panel, and scripts) ------------------------------------------
 
@@ -59,7 +60,7 @@ FILES_ERRORS = (ValueError, OSError, NoWorkspace, SandboxError)
 
 
 @login_required
-async def files(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+async def files(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     """GET: a folder's listing (`?path=`). POST (multipart: `file` fields, optional `path` and
     `overwrite=1`): upload, 201 with the written entries."""
     if request.method == "GET":
@@ -107,7 +108,7 @@ async def _file_for(request: HttpRequest, session_id: uuid.UUID) -> tuple[str, b
 
 @login_required
 @require_GET
-async def files_download(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+async def files_download(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     try:
         path, data = await _file_for(request, session_id)
     except FILES_ERRORS as exc:
@@ -119,7 +120,7 @@ async def files_download(request: HttpRequest, session_id: uuid.UUID) -> HttpRes
 
 @login_required
 @require_GET
-async def files_preview(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+async def files_preview(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     """What the panel shows for a file: text (first 64 KiB), an image, or a CSV table (200 rows)."""
     try:
         path, data = await _file_for(request, session_id)
@@ -130,7 +131,7 @@ async def files_preview(request: HttpRequest, session_id: uuid.UUID) -> HttpResp
 
 @login_required
 @require_POST
-async def files_delete(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+async def files_delete(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     session = await _files_session(request, session_id, write=True)
     try:
         await services.workspace_delete(session=session, path=request.POST.get("path", ""))
@@ -141,7 +142,7 @@ async def files_delete(request: HttpRequest, session_id: uuid.UUID) -> HttpRespo
 
 @login_required
 @require_POST
-async def files_rename(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+async def files_rename(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     session = await _files_session(request, session_id, write=True)
     try:
         await services.workspace_rename(session=session, path=request.POST.get("path", ""), to=request.POST.get("to", ""))
@@ -152,7 +153,7 @@ async def files_rename(request: HttpRequest, session_id: uuid.UUID) -> HttpRespo
 
 @login_required
 @require_GET
-async def packages(request: HttpRequest, session_id: uuid.UUID) -> HttpResponse:
+async def packages(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
     """The Python packages installed into the session (the Packages dialog); installing is a run
     of `%pip install <name>`, so its output streams like any run's."""
     session = await _files_session(request, session_id, write=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User as AuthUser
 from django.core.management.base import BaseCommand
 
 from runner import services
@@ -45,7 +46,7 @@ class Command(BaseCommand):
             )
         self._demo_class(User)
 
-    def _demo_class(self, User: type) -> None:
+    def _demo_class(self, User: type[AuthUser]) -> None:
         teacher = User.objects.get(username=DEMO_CLASS_TEACHER)
         classroom = Classroom.objects.filter(name=DEMO_CLASS, teachers=teacher).first()
         if classroom is None:
