@@ -5,11 +5,11 @@ password views, `manage.py changepassword`, the shell): deactivation ends their 
 from __future__ import annotations
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
 from runner import events
 from runner.services.apikeys import api_sandboxes_end_now
+from runner.services.output import publish
 
 
 def user_credentials_changed(*, user_id: int, deactivated: bool) -> None:
@@ -18,8 +18,8 @@ def user_credentials_changed(*, user_id: int, deactivated: bool) -> None:
     if deactivated:
         api_sandboxes_end_now(owner_id=user_id)
 
-    def publish() -> None:
+    def close_sockets() -> None:  # best effort, as every publish: a socket also re-checks when it joins
         message: events.AuthRevokedMessage = {"type": "auth.revoked"}
-        async_to_sync(get_channel_layer().group_send)(events.user_group(user_id), dict(message))
+        async_to_sync(publish)(events.user_group(user_id), dict(message))
 
-    transaction.on_commit(publish)
+    transaction.on_commit(close_sockets)
