@@ -38,6 +38,10 @@ class ChatSession(models.Model):
     sandbox_id = models.CharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.CHAT)
+    # The class whose teachers may watch this session (while the owner is its student); None is private.
+    classroom = models.ForeignKey(
+        "Classroom", on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
