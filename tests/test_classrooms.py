@@ -4,6 +4,7 @@ comments, and ids that leak nothing. The cast is in tests/fixtures_classrooms.py
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import nbformat
@@ -225,6 +226,51 @@ def test_a_student_in_two_classes_counts_in_each_only_for_that_classs_sessions(c
         assert {r.session_title for r in page.context["runs"]} == expected[1], classroom.name
         assert {r.seq for r in page.context["runs"]} == expected[2], classroom.name
         assert client.get(f"/teach/classrooms/{classroom.id}/live.json").json() == {"running": expected[3]}
+
+
+def test_the_migration_puts_a_students_sessions_in_their_only_class(cast: Cast) -> None:
+    """The data move of 0009_session_classroom, run on real rows: olive (class A only) gets her chat
+    sessions in A; sam in two classes and the teacher (in none as a student) stay private; an API
+    session always stays private."""
+    from django.apps import apps
+
+    move = importlib.import_module("runner.migrations.0009_session_classroom").sessions_to_sole_class
+    cast.class_a.students.add(cast.other_student)  # sam: in B and A
+    olive_chat = cast.owner.chat_sessions.create(title="olive chat")
+    olive_api = cast.owner.chat_sessions.create(title="olive api", kind="api")
+    sam_chat = cast.other_student.chat_sessions.create(title="sam chat")
+    tess_chat = cast.teacher.chat_sessions.create(title="tess chat")
+    cast.owner.chat_sessions.update(classroom=None)
+    move(apps, None)
+    where = dict(cast.owner.chat_sessions.values_list("title", "classroom"))
+    assert where == {"Olive's loops": cast.class_a.id, "olive chat": cast.class_a.id, "olive api": None}
+    for session in (sam_chat, tess_chat, olive_api):
+        session.refresh_from_db()
+        assert session.classroom_id is None, session.title
+    assert olive_chat.pk in set(cast.class_a.sessions.values_list("pk", flat=True))
+
+
+def test_the_page_offers_the_students_classes_with_their_only_class_preselected(cast: Cast) -> None:
+    page = client_for(cast.owner).get(f"/sessions/{cast.session.id}/").content.decode()
+    picker = page.split('id="new-session-classroom"')[1].split("</select>")[0]
+    assert '<option value="" selected>Private</option>' not in picker  # olive is in one class: it is the default
+    assert f'<option value="{cast.class_a.id}" selected>Class A</option>' in picker and "Class B" not in picker
+    cast.class_b.students.add(cast.owner)  # in two classes: nothing is guessed
+    page = client_for(cast.owner).get("/").content.decode()
+    picker = page.split('id="new-session-classroom"')[1].split("</select>")[0]
+    assert '<option value="" selected>Private</option>' in picker and "Class B" in picker
+
+
+def test_the_owner_moves_a_session_between_private_and_a_class(cast: Cast) -> None:
+    client = client_for(cast.owner)
+    assert client.post(f"/sessions/{cast.session.id}/classroom/", {"classroom": ""}).status_code == 302
+    cast.session.refresh_from_db()
+    assert cast.session.classroom is None
+    assert client_for(cast.teacher).get(f"/sessions/{cast.session.id}/").status_code == 404
+    moved = client.post(f"/sessions/{cast.session.id}/classroom/", {"classroom": str(cast.class_a.id)}, HTTP_ACCEPT="application/json")
+    assert moved.json() == {"ok": True, "classroom": "Class A"}
+    watch = client_for(cast.teacher).get(f"/sessions/{cast.session.id}/").content.decode()
+    assert '<span class="chip class-chip" id="session-class">Class A</span>' in watch
 
 
 # --- the teacher's read-only session page -------------------------------------------------------
