@@ -133,4 +133,14 @@ def test_a_student_picks_the_class_of_a_new_session_and_only_that_classs_teacher
     assert watcher.locator("#session-class").inner_text() == "Class B"
     outsider = open_page("tess")
     assert outsider.goto(f"/sessions/{session_id}/").status == 404
+
+    # she makes it private from the header's picker (no Move button with JavaScript on): tom loses it
+    assert not student.locator("#class-move").is_visible()
+    with student.expect_navigation():  # the POST's redirect back to the session
+        student.locator("#session-classroom").select_option(label="Private")
+    assert student.locator("#session-classroom").input_value() == ""
+    assert live_cast.owner.chat_sessions.get(pk=session_id).classroom_id is None
+    assert watcher.goto(f"/sessions/{session_id}/").status == 404
+    student.set_viewport_size({"width": 390, "height": 800})
+    assert student.evaluate("() => document.documentElement.scrollWidth") <= 390
     assert student.errors == [] and watcher.errors == []
