@@ -273,6 +273,18 @@ def test_the_owner_moves_a_session_between_private_and_a_class(cast: Cast) -> No
     assert '<span class="chip class-chip" id="session-class">Class A</span>' in watch
 
 
+def test_an_api_session_stays_private(cast: Cast) -> None:
+    """An API sandbox's session can't be moved into a class (400, nothing changes) and has no picker."""
+    api = cast.owner.chat_sessions.create(title="API sandbox", kind="api")
+    client = client_for(cast.owner)
+    refused = client.post(f"/sessions/{api.id}/classroom/", {"classroom": str(cast.class_a.id)})
+    assert refused.status_code == 400 and "stay private" in refused.content.decode()
+    api.refresh_from_db()
+    assert api.classroom_id is None
+    assert 'id="session-classroom"' not in client.get(f"/sessions/{api.id}/").content.decode()
+    assert client_for(cast.teacher).get(f"/sessions/{api.id}/").status_code == 404
+
+
 # --- the teacher's read-only session page -------------------------------------------------------
 
 

@@ -181,8 +181,14 @@ def session_classroom(request: HttpRequest, session_id: uuid.UUID) -> HttpRespon
     JSON for the page's fetch, a redirect for a plain form."""
     session = _owned_session(request, session_id)
     classroom = _member_classroom_or_404(request)
-    services.session_classroom_set(session=session, classroom=classroom)
-    if "application/json" in request.headers.get("Accept", ""):
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    try:
+        services.session_classroom_set(session=session, classroom=classroom)
+    except ValidationError as exc:
+        if wants_json:
+            return JsonResponse({"ok": False, "message": " ".join(exc.messages)}, status=400)
+        return HttpResponseBadRequest(" ".join(exc.messages))
+    if wants_json:
         return JsonResponse({"ok": True, "classroom": classroom.name if classroom else None})
     return redirect("session_detail", session_id=session.id)
 
