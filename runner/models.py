@@ -237,7 +237,7 @@ class ClassroomQuerySet(models.QuerySet["Classroom"]):
 
 
 class Classroom(models.Model):
-    """A class: its teachers see its students' sessions (read-only) and comment on their runs."""
+    """A class: its teachers see the sessions in it of its current students (read-only) and comment on their runs."""
 
     name = models.CharField(max_length=200)
     teachers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="classrooms_taught", blank=True)
