@@ -267,10 +267,13 @@ def test_the_owner_moves_a_session_between_private_and_a_class(cast: Cast) -> No
     cast.session.refresh_from_db()
     assert cast.session.classroom is None
     assert client_for(cast.teacher).get(f"/sessions/{cast.session.id}/").status_code == 404
+    assert 'class="badge class-badge"' not in client.get("/").content.decode()
     moved = client.post(f"/sessions/{cast.session.id}/classroom/", {"classroom": str(cast.class_a.id)}, HTTP_ACCEPT="application/json")
     assert moved.json() == {"ok": True, "classroom": "Class A"}
     watch = client_for(cast.teacher).get(f"/sessions/{cast.session.id}/").content.decode()
     assert '<span class="chip class-chip" id="session-class">Class A</span>' in watch
+    sidebar = client.get("/").content.decode().split('id="session-list"')[1]
+    assert 'class="badge class-badge" title="In the class Class A: its teachers see it">Class A</span>' in sidebar
 
 
 def test_an_api_session_stays_private(cast: Cast) -> None:
