@@ -40,6 +40,10 @@ class ChatSession(models.Model):
     sandbox_id = models.CharField(max_length=200, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.IDLE)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.CHAT)
+    # The class whose teachers may watch this session (while the owner is its student); None is private.
+    classroom = models.ForeignKey(
+        "Classroom", on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -232,7 +236,7 @@ class ClassroomQuerySet(models.QuerySet["Classroom"]):
 
 
 class Classroom(models.Model):
-    """A class: its teachers see its students' sessions (read-only) and comment on their runs."""
+    """A class: its teachers see the sessions in it of its current students (read-only) and comment on their runs."""
 
     name = models.CharField(max_length=200)
     teachers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="classrooms_taught", blank=True)

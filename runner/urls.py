@@ -13,6 +13,7 @@ urlpatterns = [
     path("sessions/activity.json", views.sessions_activity, name="sessions_activity"),
     path("sessions/<uuid:session_id>/", views.session_detail, name="session_detail"),
     path("sessions/<uuid:session_id>/rename/", views.session_rename, name="session_rename"),
+    path("sessions/<uuid:session_id>/classroom/", views.session_classroom, name="session_classroom"),
     path("sessions/<uuid:session_id>/restart/", views.session_restart, name="session_restart"),
     path("sessions/<uuid:session_id>/export.ipynb", views.session_export_ipynb, name="session_export_ipynb"),
     path("sessions/<uuid:session_id>/export.md", views.session_export_markdown, name="session_export_markdown"),

@@ -1,7 +1,7 @@
 """The classroom cast, for access tests over HTTP and websockets.
 
 Who is who (and who may see what):
-- `owner` (olive) is a student in class A and owns `session` with one stored run (`execution`);
+- `owner` (olive) is a student in class A and owns `session` (in class A) with one stored run (`execution`);
   she sees and runs her own session.
 - `classmate` (carl) is another student in class A: he must never see olive's session.
 - `other_student` (sam) is a student in class B: nothing of class A.
@@ -59,7 +59,7 @@ def make_cast(*, password: str | None = None) -> Cast:
     class_b = Classroom.objects.create(name="Class B")
     class_b.teachers.add(other_teacher)
     class_b.students.add(other_student)
-    session = ChatSession.objects.create(owner=owner, title="Olive's loops")
+    session = ChatSession.objects.create(owner=owner, title="Olive's loops", classroom=class_a)
     now = timezone.now()
     execution = Execution.objects.create(
         session=session, seq=1, code="for i in range(3):\n    print(i)", language="python", user=owner,

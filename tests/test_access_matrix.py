@@ -25,6 +25,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from runner.routing import websocket_urlpatterns
+from runner.selectors import sessions_visible_to
 from tests.fixtures_classrooms import ROLES, Cast
 
 pytestmark = pytest.mark.django_db
@@ -110,6 +111,10 @@ ROWS: dict[str, Row] = {
     "session_rename": Row(
         "POST", lambda c: _session(c) + "rename/", owner_only(302),
         unknown=lambda c: f"/sessions/{_NOBODY_UUID}/rename/", data={"title": "renamed"},
+    ),
+    "session_classroom": Row(
+        "POST", lambda c: _session(c) + "classroom/", owner_only(302),
+        unknown=lambda c: f"/sessions/{_NOBODY_UUID}/classroom/", data={"classroom": ""},  # to private
     ),
     "session_restart": Row(
         "POST", lambda c: _session(c) + "restart/", owner_only(302), unknown=lambda c: f"/sessions/{_NOBODY_UUID}/restart/",
@@ -280,6 +285,92 @@ def test_matrix_foreign_origin(cast: Cast, name: str) -> None:
     else:
         _check(response, row.expected[role], f"GET {name} from {EVIL_ORIGIN}")
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+# --- whose class the session is in ---------------------------------------------------------------
+
+# Who sees olive's session, by where it is. "class_b": olive is also a student of class B and the
+# session is in B (tom, B's teacher, watches it; tess, A's, no longer does). "left_a": the session is
+# still in class A but olive has left A. Everyone not named answers as for an unknown id.
+SESSION_SCOPES: dict[str, tuple[str, ...]] = {
+    "private": ("owner", "admin"),
+    "class_a": ("owner", "teacher", "admin"),
+    "class_b": ("owner", "other_teacher", "admin"),
+    "left_a": ("owner", "admin"),
+}
+
+
+def _scope(cast: Cast, scope: str) -> None:
+    if scope == "private":
+        cast.session.classroom = None
+    elif scope == "class_b":
+        cast.class_b.students.add(cast.owner)
+        cast.session.classroom = cast.class_b
+    elif scope == "left_a":
+        cast.class_a.students.remove(cast.owner)
+    cast.session.save()
+
+
+def _scoped_expected(row: Row, role: str, scope: str) -> int | str:
+    """The row's answer for `role` when the session is in `scope`: a watcher answers as the class's
+    teacher does in the base matrix; whoever may not see it answers 404."""
+    if role == "anonymous":
+        return row.expected[role]
+    if role not in SESSION_SCOPES[scope]:
+        return 404
+    return row.expected["teacher" if role == "other_teacher" else role]
+
+
+@pytest.mark.parametrize("scope", sorted(SESSION_SCOPES))
+@pytest.mark.parametrize("role", ROLES)
+def test_matrix_by_session_scope(cast: Cast, scope: str, role: str) -> None:
+    """Every URL of olive's session, as every role, with the session private, in class A, in class
+    B, and in class A after olive left it."""
+    _scope(cast, scope)
+    client = _client(cast, role)
+    rows = {name: row for name, row in ROWS.items() if row.path(cast).startswith(_session(cast))}
+    assert {"session_detail", "session_classroom", "comment_new", "files"} <= set(rows)
+    for name, row in sorted(rows.items()):
+        expected = _scoped_expected(row, role, scope)
+        response = _request(client, row, row.path(cast), cast)
+        _check(response, expected, f"{row.method} {name} as {role}, session {scope}")
+        if expected == 404:
+            assert row.unknown is not None
+            unknown = _request(client, row, row.unknown(cast), cast)
+            assert (unknown.status_code, unknown.content) == (response.status_code, response.content), f"{name} as {role}"
+
+
+@pytest.mark.parametrize("scope", sorted(SESSION_SCOPES))
+def test_sessions_visible_to_follows_the_session_scope(cast: Cast, scope: str) -> None:
+    """The queryset form of the rule (admin changelists, lists) shows the session to exactly the
+    roles that `session_access` lets see it."""
+    _scope(cast, scope)
+    for role in ROLES[:-1]:
+        visible = set(sessions_visible_to(user=cast.user(role)).values_list("pk", flat=True))
+        assert (cast.session.pk in visible) == (role in SESSION_SCOPES[scope]), f"{role}, session {scope}"
+
+
+def test_new_session_in_a_class_not_theirs_answers_as_unknown(cast: Cast) -> None:
+    """olive may start a session in class A (hers); class B's id answers exactly as an id nobody has."""
+    client = _client(cast, "owner")
+    theirs = client.post("/sessions/new/", {"language": "python", "classroom": str(cast.class_b.id)})
+    unknown = client.post("/sessions/new/", {"language": "python", "classroom": str(_NOBODY_INT)})
+    garbage = client.post("/sessions/new/", {"language": "python", "classroom": "A"})
+    assert theirs.status_code == 404
+    assert (theirs.status_code, theirs.content) == (unknown.status_code, unknown.content) == (garbage.status_code, garbage.content)
+    assert cast.owner.chat_sessions.count() == 1
+    ok = client.post("/sessions/new/", {"language": "python", "classroom": str(cast.class_a.id)})
+    assert ok.status_code == 302
+    assert cast.owner.chat_sessions.exclude(pk=cast.session.pk).get().classroom_id == cast.class_a.id
+
+
+def test_move_to_a_class_not_theirs_answers_as_unknown(cast: Cast) -> None:
+    client = _client(cast, "owner")
+    theirs = client.post(_session(cast) + "classroom/", {"classroom": str(cast.class_b.id)})
+    unknown = client.post(_session(cast) + "classroom/", {"classroom": str(_NOBODY_INT)})
+    assert theirs.status_code == 404 and (theirs.status_code, theirs.content) == (unknown.status_code, unknown.content)
+    cast.session.refresh_from_db()
+    assert cast.session.classroom_id == cast.class_a.id
 
 
 # --- the admin ----------------------------------------------------------------------------------

@@ -110,3 +110,37 @@ def test_the_teachers_page_has_no_composer_and_a_forced_run_is_refused(open_page
     assert answer["code"] == "forbidden"
     assert live_cast.session.executions.count() == 1
     assert teacher.errors == []
+
+
+def test_a_student_picks_the_class_of_a_new_session_and_only_that_classs_teacher_sees_it(open_page, live_cast: Cast) -> None:
+    """olive is in class A and class B: she starts a session in B from the sidebar; tom (B's teacher)
+    watches it, tess (A's teacher) gets the unknown-session 404."""
+    live_cast.class_b.students.add(live_cast.owner)
+    student = open_page("olive")
+    _open_session(student, live_cast)
+    picker = student.locator("#new-session-classroom")
+    assert picker.input_value() == ""  # two classes: Private until she picks
+    picker.select_option(label="Class B")
+    student.locator("#new-session").click()
+    student.wait_for_url(re.compile(r"/sessions/[0-9a-f-]{36}/$"))
+    session_id = student.url.rstrip("/").rsplit("/", 1)[1]
+    assert session_id != str(live_cast.session.id)
+    assert student.locator("#session-classroom").input_value() == str(live_cast.class_b.id)
+    assert live_cast.owner.chat_sessions.get(pk=session_id).classroom_id == live_cast.class_b.id
+
+    watcher = open_page("tom")
+    assert watcher.goto(f"/sessions/{session_id}/").status == 200
+    assert watcher.locator("#session-class").inner_text() == "Class B"
+    outsider = open_page("tess")
+    assert outsider.goto(f"/sessions/{session_id}/").status == 404
+
+    # she makes it private from the header's picker (no Move button with JavaScript on): tom loses it
+    assert not student.locator("#class-move").is_visible()
+    with student.expect_navigation():  # the POST's redirect back to the session
+        student.locator("#session-classroom").select_option(label="Private")
+    assert student.locator("#session-classroom").input_value() == ""
+    assert live_cast.owner.chat_sessions.get(pk=session_id).classroom_id is None
+    assert watcher.goto(f"/sessions/{session_id}/").status == 404
+    student.set_viewport_size({"width": 390, "height": 800})
+    assert student.evaluate("() => document.documentElement.scrollWidth") <= 390
+    assert student.errors == [] and watcher.errors == []

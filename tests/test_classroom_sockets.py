@@ -159,3 +159,33 @@ async def test_removing_the_student_in_the_django_admin_closes_the_teachers_sock
 
     assert await sync_to_async(admin_removes_olive)() == 302
     assert await teacher.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+
+
+async def test_moving_the_session_out_of_the_class_closes_the_teachers_open_socket(connect, live_cast: Cast) -> None:
+    """The owner moves her session to private (the header's form): the class's teacher is closed out
+    at once; the owner's socket stays open."""
+    from django.test import Client
+
+    teacher = await connect(live_cast.teacher, live_cast.session)
+    student = await connect(live_cast.owner, live_cast.session)
+    await _hello(teacher)
+    await _hello(student)
+
+    def owner_makes_it_private() -> int:
+        client = Client()
+        client.force_login(live_cast.owner)
+        return client.post(f"/sessions/{live_cast.session.id}/classroom/", {"classroom": ""}).status_code
+
+    assert await sync_to_async(owner_makes_it_private)() == 302
+    assert await teacher.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    await _assert_open(student)
+
+
+async def test_moving_the_session_to_another_class_hands_it_to_that_classs_teacher(connect, live_cast: Cast) -> None:
+    await sync_to_async(live_cast.class_b.students.add)(live_cast.owner)
+    teacher_a = await connect(live_cast.teacher, live_cast.session)
+    await _hello(teacher_a)
+    await sync_to_async(services.session_classroom_set)(session=live_cast.session, classroom=live_cast.class_b)
+    assert await teacher_a.receive_output(timeout=5) == {"type": "websocket.close", "code": 4403}
+    teacher_b = await connect(live_cast.other_teacher, live_cast.session)
+    assert (await _hello(teacher_b))["can_comment"] is True

@@ -4,6 +4,7 @@ comments, and ids that leak nothing. The cast is in tests/fixtures_classrooms.py
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import nbformat
@@ -62,8 +63,10 @@ def test_a_student_joins_by_code_and_the_teacher_sees_their_sessions(cast: Cast)
     code = cast.class_a.join_code
     assert newcomer.post("/join/", {"code": code.lower()[:5] + " " + code.lower()[5:]}).status_code == 302
     assert cast.class_a.students.filter(pk=cast.other_student.pk).exists()
-    session = cast.other_student.chat_sessions.create(title="Sam's first")
+    session = cast.other_student.chat_sessions.create(title="Sam's first", classroom=cast.class_a)
+    scratch = cast.other_student.chat_sessions.create(title="Sam's scratch")
     assert client_for(cast.teacher).get(f"/sessions/{session.id}/").status_code == 200
+    assert client_for(cast.teacher).get(f"/sessions/{scratch.id}/").status_code == 404  # private
 
 
 def test_a_join_link_only_fills_the_form_joining_is_a_post(cast: Cast) -> None:
@@ -136,7 +139,7 @@ def test_a_removed_student_is_no_longer_seen_by_the_teacher(cast: Cast) -> None:
 
 def test_one_person_can_teach_one_class_and_attend_another(cast: Cast) -> None:
     cast.class_b.students.add(cast.teacher)
-    own = cast.teacher.chat_sessions.create(title="Tess practises")
+    own = cast.teacher.chat_sessions.create(title="Tess practises", classroom=cast.class_b)
     assert client_for(cast.other_teacher).get(f"/sessions/{own.id}/").status_code == 200
     assert client_for(cast.teacher).get(f"/sessions/{cast.session.id}/").status_code == 200
     assert client_for(cast.other_teacher).get(f"/sessions/{cast.session.id}/").status_code == 404
@@ -152,7 +155,7 @@ def _more_runs(cast: Cast) -> None:
         status="succeeded", started_at=now, finished_at=now, duration_ms=1500,
     )
     OutputChunk.objects.create(execution=ok, index=0, kind="stdout", text="needle in code\n")
-    other = cast.classmate.chat_sessions.create(title="Carl's bash", language="bash")
+    other = cast.classmate.chat_sessions.create(title="Carl's bash", language="bash", classroom=cast.class_a)
     slow = Execution.objects.create(
         session=other, seq=1, code="sleep 100", language="bash", user=cast.classmate, status="timed_out",
         started_at=now, finished_at=now, duration_ms=60000,
@@ -211,6 +214,94 @@ def test_runs_of_students_outside_the_classroom_never_show(cast: Cast) -> None:
     Execution.objects.create(session=foreign, seq=1, code="print('needle')", language="python", user=cast.other_student)
     page = client_for(cast.teacher).get(f"/teach/classrooms/{cast.class_a.id}/", {"q": "needle", "student": str(cast.other_student.id)})
     assert page.context["runs"] == [] and page.context["student_sessions"] == []
+
+
+def test_a_student_in_two_classes_counts_in_each_only_for_that_classs_sessions(cast: Cast) -> None:
+    """olive is in A (her session, run 1 failed) and in B (one run going) and has private scratch work:
+    each class's roster, run list, session list and live dots show only that class's sessions."""
+    cast.class_b.students.add(cast.owner)
+    now = timezone.now()
+    in_b = cast.owner.chat_sessions.create(title="Olive's art", classroom=cast.class_b)
+    Execution.objects.create(session=in_b, seq=1, code="draw()", language="python", user=cast.owner, status="running", started_at=now)
+    scratch = cast.owner.chat_sessions.create(title="Olive's scratch")
+    for seq in (1, 2):
+        Execution.objects.create(
+            session=scratch, seq=seq, code="print('scratch')", language="python", user=cast.owner,
+            status="succeeded", started_at=now, finished_at=now, duration_ms=5,
+        )
+    for teacher, classroom, expected in (
+        (cast.teacher, cast.class_a, ((1, 1, 1, "100 %", False), {"Olive's loops"}, {1}, [])),
+        (cast.other_teacher, cast.class_b, ((1, 1, 0, "–", True), {"Olive's art"}, {1}, [cast.owner.id])),
+    ):
+        client = client_for(teacher)
+        (summary,) = client.get("/teach/").context["summaries"]
+        olive = next(row for row in summary.students if row.username == "olive")
+        page = client.get(f"/teach/classrooms/{classroom.id}/", {"student": str(cast.owner.id)})
+        assert (olive.sessions, olive.runs, olive.failed, olive.error_rate_text, olive.is_running) == expected[0], classroom.name
+        assert {s.title for s in page.context["student_sessions"]} == expected[1], classroom.name
+        assert {r.session_title for r in page.context["runs"]} == expected[1], classroom.name
+        assert {r.seq for r in page.context["runs"]} == expected[2], classroom.name
+        assert client.get(f"/teach/classrooms/{classroom.id}/live.json").json() == {"running": expected[3]}
+
+
+def test_the_migration_puts_a_students_sessions_in_their_only_class(cast: Cast) -> None:
+    """The data move of 0011_session_classroom, run on real rows: olive (class A only) gets her chat
+    sessions in A; sam in two classes and the teacher (in none as a student) stay private; an API
+    session always stays private."""
+    from django.apps import apps
+
+    move = importlib.import_module("runner.migrations.0011_session_classroom").sessions_to_sole_class
+    cast.class_a.students.add(cast.other_student)  # sam: in B and A
+    olive_chat = cast.owner.chat_sessions.create(title="olive chat")
+    olive_api = cast.owner.chat_sessions.create(title="olive api", kind="api")
+    sam_chat = cast.other_student.chat_sessions.create(title="sam chat")
+    tess_chat = cast.teacher.chat_sessions.create(title="tess chat")
+    cast.owner.chat_sessions.update(classroom=None)
+    move(apps, None)
+    where = dict(cast.owner.chat_sessions.values_list("title", "classroom"))
+    assert where == {"Olive's loops": cast.class_a.id, "olive chat": cast.class_a.id, "olive api": None}
+    for session in (sam_chat, tess_chat, olive_api):
+        session.refresh_from_db()
+        assert session.classroom_id is None, session.title
+    assert olive_chat.pk in set(cast.class_a.sessions.values_list("pk", flat=True))
+
+
+def test_the_page_offers_the_students_classes_with_their_only_class_preselected(cast: Cast) -> None:
+    page = client_for(cast.owner).get(f"/sessions/{cast.session.id}/").content.decode()
+    picker = page.split('id="new-session-classroom"')[1].split("</select>")[0]
+    assert '<option value="" selected>Private</option>' not in picker  # olive is in one class: it is the default
+    assert f'<option value="{cast.class_a.id}" selected>Class A</option>' in picker and "Class B" not in picker
+    cast.class_b.students.add(cast.owner)  # in two classes: nothing is guessed
+    page = client_for(cast.owner).get("/").content.decode()
+    picker = page.split('id="new-session-classroom"')[1].split("</select>")[0]
+    assert '<option value="" selected>Private</option>' in picker and "Class B" in picker
+
+
+def test_the_owner_moves_a_session_between_private_and_a_class(cast: Cast) -> None:
+    client = client_for(cast.owner)
+    assert client.post(f"/sessions/{cast.session.id}/classroom/", {"classroom": ""}).status_code == 302
+    cast.session.refresh_from_db()
+    assert cast.session.classroom is None
+    assert client_for(cast.teacher).get(f"/sessions/{cast.session.id}/").status_code == 404
+    assert 'class="badge class-badge"' not in client.get("/").content.decode()
+    moved = client.post(f"/sessions/{cast.session.id}/classroom/", {"classroom": str(cast.class_a.id)}, HTTP_ACCEPT="application/json")
+    assert moved.json() == {"ok": True, "classroom": "Class A"}
+    watch = client_for(cast.teacher).get(f"/sessions/{cast.session.id}/").content.decode()
+    assert '<span class="chip class-chip" id="session-class">Class A</span>' in watch
+    sidebar = client.get("/").content.decode().split('id="session-list"')[1]
+    assert 'class="badge class-badge" title="In the class Class A: its teachers see it">Class A</span>' in sidebar
+
+
+def test_an_api_session_stays_private(cast: Cast) -> None:
+    """An API sandbox's session can't be moved into a class (400, nothing changes) and has no picker."""
+    api = cast.owner.chat_sessions.create(title="API sandbox", kind="api")
+    client = client_for(cast.owner)
+    refused = client.post(f"/sessions/{api.id}/classroom/", {"classroom": str(cast.class_a.id)})
+    assert refused.status_code == 400 and "stay private" in refused.content.decode()
+    api.refresh_from_db()
+    assert api.classroom_id is None
+    assert 'id="session-classroom"' not in client.get(f"/sessions/{api.id}/").content.decode()
+    assert client_for(cast.teacher).get(f"/sessions/{api.id}/").status_code == 404
 
 
 # --- the teacher's read-only session page -------------------------------------------------------

@@ -27,6 +27,8 @@ from runner.selectors.classrooms import (
     classroom_student_sessions,
     classroom_summary,
     classrooms_for_teacher,
+    classroom_default_for_new_session,
+    classrooms_for_sessions,
     classrooms_joined,
     user_teaches,
 )
@@ -84,6 +86,8 @@ __all__ = [
     "classroom_student_sessions",
     "classroom_summary",
     "classrooms_for_teacher",
+    "classroom_default_for_new_session",
+    "classrooms_for_sessions",
     "classrooms_joined",
     "user_teaches",
     # comments

@@ -2,8 +2,9 @@
 websocket, the admin's changelists).
 
 - A student (anyone) sees their own sessions: "owner", who may run and stop.
-- A teacher sees the sessions of the students of every classroom they teach: "teacher", who
-  watches and comments but never runs.
+- A teacher of a classroom sees a session that belongs to that classroom while its owner is still
+  a student of it: "teacher", who watches and comments but never runs. A session without a
+  classroom (`classroom=None`, every API session) is private: its owner and admins only.
 - An admin (Django staff) sees everything, read-only: "viewer".
 - Everyone else sees nothing; callers answer exactly as for an unknown id (404, or 4404 vs 4403
   only on the websocket, whose contract names both).
@@ -16,7 +17,7 @@ from typing import Literal
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from runner.models import ChatSession, Classroom, Comment, Execution
 from runner.services.runtime import db
@@ -30,9 +31,13 @@ def user_is_admin(*, user: AnyUser) -> bool:
 
 
 def _visible_q(user: User) -> Q:
-    """The sessions `user` may see, as a filter on ChatSession (owner, or a student of theirs)."""
-    taught_students = Classroom.objects.filter(teachers=user).values("students")
-    return Q(owner=user) | Q(owner__in=taught_students)
+    """The sessions `user` may see, as a filter on ChatSession: their own, and those in a classroom
+    they teach whose owner is still a student of that classroom."""
+    still_enrolled = Classroom.students.through.objects.filter(
+        classroom_id=OuterRef("classroom_id"), user_id=OuterRef("owner_id")
+    )
+    taught = Q(classroom__teachers=user) & Q(Exists(still_enrolled))
+    return Q(owner=user) | Q(pk__in=ChatSession.objects.filter(taught).values("pk"))
 
 
 def sessions_visible_to(*, user: AnyUser) -> QuerySet[ChatSession]:
@@ -54,7 +59,10 @@ def session_access(*, user: AnyUser, session: ChatSession) -> SessionAccess | No
         return None
     if session.owner_id == user.pk:
         return "owner"
-    if Classroom.objects.filter(teachers=user, students=session.owner_id).exists():
+    if (
+        session.classroom_id is not None
+        and Classroom.objects.filter(pk=session.classroom_id, teachers=user, students=session.owner_id).exists()
+    ):
         return "teacher"
     if user_is_admin(user=user):
         return "viewer"  # admins audit runs; they never run code in someone else's sandbox
@@ -107,9 +115,15 @@ async def session_with_access(
     return await db(_session_with_access_sync)(session_id=session_id, user=user)
 
 
+def _session_access_fresh(*, session: ChatSession, user: AnyUser) -> SessionAccess | None:
+    fresh = ChatSession.objects.filter(pk=session.pk).first()
+    return None if fresh is None else session_access(user=user, session=fresh)
+
+
 async def session_access_now(*, session: ChatSession, user: AnyUser) -> SessionAccess | None:
-    """`session_access` from async code: an open socket re-asks it when memberships change."""
-    return await db(session_access)(user=user, session=session)
+    """`session_access` from async code, on the session's row as stored now (its classroom may have
+    changed since the socket opened): an open socket re-asks it when memberships or the class change."""
+    return await db(_session_access_fresh)(session=session, user=user)
 
 
 def _credentials_current_sync(*, user: User) -> bool:

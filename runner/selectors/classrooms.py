@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum
 
 from runner.models import ChatSession, Classroom, Execution, OutputChunk
 from runner.selectors.comments import author_name
@@ -87,15 +87,36 @@ def classrooms_joined(*, user: User) -> list[Classroom]:
     return list(Classroom.objects.filter(students=user).prefetch_related("teachers"))
 
 
+def classrooms_for_sessions(*, user: User) -> list[Classroom]:
+    """The classrooms `user` may put a session of theirs in (those they attend or teach), by name."""
+    if not user.is_authenticated:
+        return []
+    return list(Classroom.objects.filter(Q(teachers=user) | Q(students=user)).distinct().order_by("name", "pk"))
+
+
+def classroom_default_for_new_session(*, user: User) -> Classroom | None:
+    """The class a new session of `user` starts in on the page: their class when they are a student of
+    exactly one, else None (private: with several classes the student picks, nothing is guessed)."""
+    if not user.is_authenticated:
+        return None
+    joined = list(Classroom.objects.filter(students=user)[:2])
+    return joined[0] if len(joined) == 1 else None
+
+
+def _class_sessions(classroom: Classroom) -> QuerySet[ChatSession]:
+    """The sessions the class's teachers see: those in the class whose owner is still its student."""
+    return ChatSession.objects.filter(classroom=classroom, owner__in=classroom.students.values("pk"))
+
+
 def _student_rows(classroom: Classroom) -> list[StudentRow]:
     students = list(get_user_model().objects.filter(classrooms_joined=classroom).order_by("first_name", "last_name", "username"))
     ids = [s.pk for s in students]
     sessions = dict(
-        ChatSession.objects.filter(owner__in=ids).values("owner").annotate(n=Count("pk")).values_list("owner", "n")
+        _class_sessions(classroom).values("owner").annotate(n=Count("pk")).values_list("owner", "n")
     )
     runs = {
         row["session__owner"]: row
-        for row in Execution.objects.filter(session__owner__in=ids)
+        for row in Execution.objects.filter(session__in=_class_sessions(classroom))
         .values("session__owner")
         .annotate(
             n=Count("pk"),
@@ -146,23 +167,21 @@ def classroom_summary(*, classroom: Classroom) -> ClassroomSummary:
 
 def classroom_live_students(*, classroom: Classroom) -> list[int]:
     """Ids of the classroom's students with a run queued or running now (the roster's live dots)."""
-    active = Execution.objects.filter(session__owner=OuterRef("pk"), status__in=_ACTIVE)
+    active = Execution.objects.filter(session__owner=OuterRef("pk"), session__classroom=classroom, status__in=_ACTIVE)
     return list(
         get_user_model().objects.filter(classrooms_joined=classroom).filter(Exists(active)).values_list("pk", flat=True)
     )
 
 
 def classroom_student_sessions(*, classroom: Classroom, student_id: int) -> list[ChatSession]:
-    """One student's sessions (newest activity first), if they are in the classroom; else []."""
-    if not classroom.students.filter(pk=student_id).exists():
-        return []
-    return list(ChatSession.objects.filter(owner_id=student_id).order_by("-last_activity_at")[:100])
+    """One student's sessions in the classroom (newest activity first), if they are still in it; else []."""
+    return list(_class_sessions(classroom).filter(owner_id=student_id).order_by("-last_activity_at")[:100])
 
 
 def classroom_runs(*, classroom: Classroom, filters: RunFilters, limit: int = RUNS_LIST_MAX) -> list[RunRow]:
-    """Runs of the classroom's students, newest first, narrowed by `filters`; `query` searches the
-    code and the output text (case-insensitive)."""
-    runs = Execution.objects.filter(session__owner__in=classroom.students.values("pk"))
+    """Runs in the classroom's sessions (of its current students), newest first, narrowed by
+    `filters`; `query` searches the code and the output text (case-insensitive)."""
+    runs = Execution.objects.filter(session__in=_class_sessions(classroom))
     if filters.student_id is not None:
         runs = runs.filter(session__owner_id=filters.student_id)
     if filters.date_from is not None:

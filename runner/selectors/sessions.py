@@ -39,6 +39,7 @@ class SessionListItem:
     is_running: bool
     kind: str = "chat"  # "api": made through the E2B-compatible API (an "API" badge)
     running_since: datetime | None = None  # the oldest active run's start, for the sidebar's clock
+    classroom_name: str = ""  # the class the session is in; "" when private
 
 
 @dataclass
@@ -150,6 +151,7 @@ def sessions_for_sidebar(*, user: User, query: str = "", limit: int = 200) -> li
     since = running.exclude(started_at=None).order_by("started_at").values("started_at")[:1]
     qs = (
         ChatSession.objects.filter(owner=user)
+        .select_related("classroom")
         .annotate(is_running=Exists(running), running_since=Subquery(since))
         .order_by("-last_activity_at")
     )
@@ -167,6 +169,7 @@ def sessions_for_sidebar(*, user: User, query: str = "", limit: int = 200) -> li
             is_running=s.is_running,
             kind=s.kind,
             running_since=s.running_since,
+            classroom_name=s.classroom.name if s.classroom else "",
         )
         for s in qs[:limit]
     ]

@@ -56,7 +56,13 @@ from runner.services.sandboxes import (
     sandbox_restart,
     sandboxes_close_all,
 )
-from runner.services.sessions import SessionBusy, session_create, session_rename, session_sandbox_restart
+from runner.services.sessions import (
+    SessionBusy,
+    session_classroom_set,
+    session_create,
+    session_rename,
+    session_sandbox_restart,
+)
 from runner.services.sweep import execution_sweep
 from runner.services.workspace import NoWorkspace, Upload, workspace_delete, workspace_open, workspace_rename, workspace_upload
 
@@ -125,6 +131,7 @@ __all__: list[str] = [
     "sandboxes_close_all",
     # sessions
     "SessionBusy",
+    "session_classroom_set",
     "session_create",
     "session_rename",
     "session_sandbox_restart",

@@ -158,7 +158,7 @@ def _join_post(request: AuthenticatedRequest, code: str) -> HttpResponse:
         classroom = services.classroom_join(user=request.user, code=code)
     except services.JoinRefused as refused:
         return _join_page(request, code=code, error=refused.message, status=429 if refused.rate_limited else 400)
-    messages.success(request, f"You joined {classroom.name}. Its teachers can now see your sessions and comment on your runs.")
+    messages.success(request, f"You joined {classroom.name}. Its teachers see the sessions you put in it (pick the class when you start a session, or from a session's header) and comment on their runs.")
     return redirect("join")
 
 

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from runner import selectors, services
-from runner.models import LANGUAGE_CHOICES, ChatSession
+from runner.models import LANGUAGE_CHOICES, ChatSession, Classroom
 from runner.selectors.sessions import truncation_notice
 from runner.views.auth import AuthenticatedRequest
 
@@ -38,6 +38,7 @@ async def healthz(request: HttpRequest) -> JsonResponse:
 
 
 NOT_FOUND = "No such session."
+NO_SUCH_CLASSROOM = "No such classroom."
 
 
 def visible_session_or_404(request: AuthenticatedRequest, session_id: uuid.UUID) -> tuple[ChatSession, selectors.SessionAccess]:
@@ -79,6 +80,8 @@ def _chat_context(request: AuthenticatedRequest, session: ChatSession | None, ac
         "access": access,
         "is_teacher": selectors.user_teaches(user=request.user),
         "usage_meter": selectors.usage_quota_status(user_id=request.user.pk),
+        "session_classrooms": selectors.classrooms_for_sessions(user=request.user),
+        "default_classroom": selectors.classroom_default_for_new_session(user=request.user),
     }
     page_data["usage_url"] = reverse("account_usage")
     if session is not None:
@@ -146,13 +149,48 @@ def sessions_activity(request: AuthenticatedRequest) -> JsonResponse:
     ]})
 
 
+def _member_classroom_or_404(request: AuthenticatedRequest) -> Classroom | None:
+    """The POST's `classroom` (a class the user attends or teaches), None for "" (private); any
+    other value answers exactly as an unknown id."""
+    raw = request.POST.get("classroom", "").strip()
+    if not raw:
+        return None
+    classroom = selectors.classroom_for_member(user=request.user, classroom_id=int(raw)) if raw.isdigit() else None
+    if classroom is None:
+        raise Http404(NO_SUCH_CLASSROOM)
+    return classroom
+
+
 @login_required
 @require_POST
 def session_new(request: AuthenticatedRequest) -> HttpResponse:
+    """POST `language` and optional `classroom` (an id of a class the user is in; absent or "" is private)."""
+    classroom = _member_classroom_or_404(request)
     try:
-        session = services.session_create(owner=request.user, language=request.POST.get("language", "python"))
+        session = services.session_create(
+            owner=request.user, language=request.POST.get("language", "python"), classroom=classroom
+        )
     except ValidationError as exc:
         return HttpResponseBadRequest(" ".join(exc.messages))
+    return redirect("session_detail", session_id=session.id)
+
+
+@login_required
+@require_POST
+def session_classroom(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
+    """The owner moves the session to one of their classes (POST `classroom`) or to private (""):
+    JSON for the page's fetch, a redirect for a plain form."""
+    session = _owned_session(request, session_id)
+    classroom = _member_classroom_or_404(request)
+    wants_json = "application/json" in request.headers.get("Accept", "")
+    try:
+        services.session_classroom_set(session=session, classroom=classroom)
+    except ValidationError as exc:
+        if wants_json:
+            return JsonResponse({"ok": False, "message": " ".join(exc.messages)}, status=400)
+        return HttpResponseBadRequest(" ".join(exc.messages))
+    if wants_json:
+        return JsonResponse({"ok": True, "classroom": classroom.name if classroom else None})
     return redirect("session_detail", session_id=session.id)
 
 

@@ -14,6 +14,7 @@ export class SessionChrome {
     this.shortcuts = $('#shortcuts');
     this.watchFilter();
     this.watchTitle();
+    this.watchClassroom();
     refreshClocks();
     setInterval(refreshTimes, 15000);
     setInterval(refreshClocks, 1000);
@@ -109,6 +110,14 @@ export class SessionChrome {
       const q = filter.value.trim().toLowerCase();
       $all('#session-list li[data-title]').forEach((li) => { li.hidden = q !== '' && li.getAttribute('data-title').indexOf(q) === -1; });
     });
+  }
+
+  /* The header's class picker moves the session as soon as the owner picks (the form's POST; its
+     Move button is for pages without JavaScript). */
+  watchClassroom() {
+    const picker = $('#session-classroom');
+    if (!picker || !picker.form) return;
+    picker.addEventListener('change', () => picker.form.requestSubmit());
   }
 
   /* The header's title renames the session in place: saved on Enter or blur, Esc puts it back. */
