@@ -479,3 +479,35 @@ def test_create_refused_when_no_sandbox_can_start(daphnes: Callable[..., Daphne]
         assert first.run_code("1 + 1").text == "2"
     finally:
         first.kill()
+
+
+def test_create_envs_reach_every_kernel_and_command_and_run_envs_last_one_run(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create(envs={"API_TOKEN": "s3cret 'quoted' $x", "MODE": "create"})
+    try:
+        # Create-time envs: in Python, JavaScript, bash and commands.
+        assert "".join(sandbox.run_code("import os; print(os.getenv('API_TOKEN'))").logs.stdout) == "s3cret 'quoted' $x\n"
+        assert sandbox.run_code("process.env.API_TOKEN", language="js").text.strip('"') == "s3cret 'quoted' $x"
+        assert "".join(sandbox.run_code('echo "$API_TOKEN"', language="bash").logs.stdout) == "s3cret 'quoted' $x\n"
+        assert sandbox.commands.run('echo "$API_TOKEN"').stdout == "s3cret 'quoted' $x\n"
+
+        # Per-run envs apply to that run only: an override, and a new one, then restored.
+        for language, read in (("python", "import os; (os.getenv('MODE'), os.getenv('ONLY_NOW', 'unset'))"),
+                               ("javascript", "[process.env.MODE, process.env.ONLY_NOW ?? 'unset'].join(',')")):
+            during = sandbox.run_code(read, language=language, envs={"MODE": "run", "ONLY_NOW": "yes"}).text
+            after = sandbox.run_code(read, language=language).text
+            assert "run" in during and "yes" in during, (language, during)
+            assert "create" in after and "unset" in after and "yes" not in after, (language, after)
+        during = sandbox.run_code('echo "$MODE ${ONLY_NOW:-unset}"', language="bash", envs={"MODE": "run", "ONLY_NOW": "yes"})
+        after = sandbox.run_code('echo "$MODE ${ONLY_NOW:-unset}"', language="bash")
+        assert "".join(during.logs.stdout) == "run yes\n" and "".join(after.logs.stdout) == "create unset\n"
+
+        # A user's own change of a create-time variable stays (they are set once per kernel).
+        sandbox.run_code("import os; os.environ['MODE'] = 'mine'")
+        assert sandbox.run_code("import os; os.getenv('MODE')").text == "mine"
+        # A bad name is a 400, and nothing runs.
+        with pytest.raises(SandboxException, match="not a valid variable name"):
+            sandbox.run_code("1", envs={"A B": "x"})
+    finally:
+        sandbox.kill()

@@ -21,6 +21,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from runner import events, services
+from runner.e2b_api import envs
 from runner.e2b_api.wire import Request, api_error, text_error
 from runner.models import ApiSandbox, Execution
 from runner.sandboxes.base import LANGUAGES
@@ -126,8 +127,10 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
     body = await request.json(error=text_error)
     if body.get("context_id") and body.get("language"):
         raise text_error(400, "Only one of context_id or language can be provided")
-    if body.get("env_vars"):
-        raise text_error(400, "env_vars are not supported by Sandpit; pass envs when creating the sandbox (they reach commands)")
+    try:
+        run_envs = envs.validated(body.get("env_vars"), "env_vars")
+    except ValueError as exc:
+        raise text_error(400, str(exc)) from None
     code = body.get("code")
     if not isinstance(code, str):
         raise text_error(400, "code must be a string")
@@ -154,7 +157,9 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
     try:
         try:
             execution = await services.execution_start(
-                session=session, user=user, code=_with_cwd(code, context, sandbox.contexts), language=context["language"], client_id="e2b-api"
+                session=session, user=user, language=context["language"], client_id="e2b-api",
+                code=envs.with_envs(_with_cwd(code, context, sandbox.contexts), sandbox_id=sandbox.sandbox_id,
+                                    language=context["language"], create_envs=sandbox.envs, run_envs=run_envs),
             )
         except services.RunRejected as exc:
             if exc.code in ("quota", "rate_limited"):
