@@ -511,3 +511,40 @@ def test_create_envs_reach_every_kernel_and_command_and_run_envs_last_one_run(sa
             sandbox.run_code("1", envs={"A B": "x"})
     finally:
         sandbox.kill()
+
+
+def test_cloud_only_features_are_e2b_shaped_501s_at_the_call(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from e2b import Template
+
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    api = httpx.Client(base_url=sandpit, headers={"X-API-Key": key}, timeout=HTTP_TIMEOUT_S)
+    # Whole route families: JSON, never Django's HTML 404 page.
+    for method, path, feature in (("GET", "/templates", "templates"), ("POST", "/v3/templates", "templates"),
+                                  ("GET", "/templates/abc/builds/x/status", "templates"), ("GET", "/volumes", "volumes"),
+                                  ("POST", "/volumes", "volumes"), ("GET", "/snapshots", "snapshots"),
+                                  ("GET", "/sandboxes/metrics", "metrics")):
+        answer = api.request(method, path)
+        assert answer.status_code == 501, (path, answer.text)
+        assert answer.json()["code"] == 501 and feature in answer.json()["message"] and "not supported by Sandpit" in answer.json()["message"]
+    with pytest.raises(Exception, match="templates are not supported by Sandpit"):
+        Template.build(Template().from_image("python:3.11"), "mine")
+    # Create options Sandpit can't honour are refused at create, and no sandbox is left.
+    for options, feature in (({"allow_internet_access": True}, "internet access"),
+                             ({"network": {"allow_out": ["1.1.1.1"]}}, "network rules")):
+        with pytest.raises(SandboxException, match=f"501: {feature}.*not supported by Sandpit"):
+            Sandbox.create(**options)
+    for body, feature in (({"autoPause": True}, "pausing"), ({"volumeMounts": [{"name": "v", "path": "/data"}]}, "volumes")):
+        answer = api.post("/v2/sandboxes", json=body)
+        assert answer.status_code == 501 and feature in answer.json()["message"], answer.text
+    assert not ApiSandbox.objects.exists()
+    # What matches a sandbox with no network is accepted.
+    sandbox = Sandbox.create(allow_internet_access=False)
+    try:
+        # An unknown language: a 400 that names the languages there are.
+        with pytest.raises(SandboxException, match="No such kernel named ruby.*python"):
+            sandbox.run_code("puts 1", language="ruby")
+        with pytest.raises(SandboxException, match="400.*No such kernel named cobol.*bash"):
+            sandbox.create_code_context(language="cobol")
+    finally:
+        sandbox.kill()

@@ -30,8 +30,19 @@ NOT_SUPPORTED = {
     "/fork": "forking sandboxes is not supported by Sandpit",
     "/metrics": "sandbox metrics are not supported by Sandpit",
     "/logs": "sandbox logs are not supported by Sandpit; the runs are in the session's history",
-    "/network": "network settings are not supported by Sandpit (sandboxes have no network)",
+    "/network": "network rules are not supported by Sandpit (sandboxes have no network)",
 }
+# Cloud-only route families, by their first path segment after an optional /vN.
+NOT_SUPPORTED_ROUTES = {
+    "templates": "templates are not supported by Sandpit (every sandbox is its one local image)",
+    "default-templates": "templates are not supported by Sandpit (every sandbox is its one local image)",
+    "volumes": "volumes are not supported by Sandpit",
+    "snapshots": "snapshots are not supported by Sandpit",
+    "secrets": "secrets are not supported by Sandpit; pass envs when creating the sandbox",
+}
+CLOUD_ROUTE = re.compile(r"(?:/v\d)?/([a-z-]+)(?:/.*)?")
+# Network settings that match a Sandpit sandbox (no network at all), so they are accepted.
+NO_NETWORK = ({}, {"denyOut": ["0.0.0.0/0"]})
 
 
 async def authenticate(request: Request) -> ApiKey:
@@ -80,6 +91,9 @@ async def dispatch(request: Request, *, forget: Callable[[str], None]) -> None:
         else:
             raise api_error(405, f"method {method} is not allowed on {path}")
         return
+    family = CLOUD_ROUTE.fullmatch(path)
+    if family is not None and family.group(1) in NOT_SUPPORTED_ROUTES:
+        raise api_error(501, NOT_SUPPORTED_ROUTES[family.group(1)])
     if path == "/sandboxes/metrics":
         raise api_error(501, NOT_SUPPORTED["/metrics"])
     match = SANDBOX_PATH.fullmatch(path)
@@ -138,10 +152,9 @@ async def _extend(sandbox: ApiSandbox, timeout_s: object, *, only_extend: bool) 
 
 async def _create(request: Request, key: ApiKey) -> None:
     body = await request.json()
-    if body.get("autoPause"):
-        raise api_error(400, "autoPause is not supported by Sandpit")
-    if body.get("mcp"):
-        raise api_error(400, "MCP gateways are not supported by Sandpit")
+    unsupported = unsupported_create(body)
+    if unsupported:
+        raise api_error(501, unsupported)
     try:
         sandbox = await services.api_sandbox_create(
             owner=key.owner, api_key_id=key.pk, template=body.get("templateID"), timeout_s=body.get("timeout"),
@@ -159,6 +172,22 @@ async def _create(request: Request, key: ApiKey) -> None:
     except SandboxError as exc:
         raise api_error(500, f"failed to start sandbox: {exc}") from None
     await request.respond_json(201, sandbox_json(sandbox))
+
+
+def unsupported_create(body: dict[str, Any]) -> str:
+    """Why Sandpit can't make the sandbox `body` asks for ("" when it can): E2B's cloud-only options."""
+    if body.get("autoPause") or body.get("autoResume"):
+        return "pausing sandboxes (autoPause, autoResume) is not supported by Sandpit"
+    if body.get("mcp"):
+        return "MCP gateways are not supported by Sandpit"
+    if body.get("volumeMounts"):
+        return "volumes are not supported by Sandpit"
+    if body.get("allow_internet_access") is True:
+        return "internet access (allow_internet_access=True) is not supported by Sandpit: sandboxes have no network"
+    network = body.get("network")
+    if network is not None and network not in NO_NETWORK:
+        return "network rules are not supported by Sandpit: sandboxes have no network"
+    return ""
 
 
 async def _list(request: Request, owner_id: int) -> None:

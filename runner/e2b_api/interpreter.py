@@ -57,8 +57,9 @@ CHDIR = {
 
 
 def unknown_language(language: str) -> Exception:
-    # What E2B's server answers when Jupyter has no kernel for the language.
-    return text_error(500, f'Failed to create context: {{"message": "No such kernel named {language[:100]}", "reason": null}}')
+    # E2B's server says "No such kernel named ..." (as a 500); here a 400 that also lists the languages.
+    return text_error(400, f"No such kernel named {language[:100]}: the languages Sandpit has are "
+                           f"{', '.join(sorted(LANGUAGES))} (js and ts name the last two)")
 
 
 def public_context(context: dict[str, Any]) -> dict[str, str]:
