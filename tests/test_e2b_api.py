@@ -548,3 +548,18 @@ def test_cloud_only_features_are_e2b_shaped_501s_at_the_call(sandpit: str, monke
             sandbox.create_code_context(language="cobol")
     finally:
         sandbox.kill()
+
+
+def test_js_and_ts_string_results_are_the_string(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        assert sandbox.run_code("Deno.cwd()", language="js").text == "/home/user"
+        assert sandbox.run_code("const s: string = 'a\"b' + \"c'd\"; s", language="ts").text == "a\"bc'd"
+        assert sandbox.run_code("'tab\\there'", language="javascript").text == "tab\there"
+        # Other values keep their shown form.
+        assert sandbox.run_code("[1, 'x']", language="js").text == '[ 1, "x" ]'
+        assert sandbox.run_code("42", language="js").text == "42"
+    finally:
+        sandbox.kill()

@@ -210,7 +210,7 @@ async def _stream(request: Request, layer: Any, channel: str, execution: Executi
                 await request.stream_write(head + _line({"type": "stderr", "text": message["frame"]["notice"] + "\n", "timestamp": time.time_ns()}))
                 head = b""
             elif kind == "execution.output" and message.get("execution_id") == execution.pk:
-                lines = [line for chunk in message["chunks"] for line in chunk_lines(chunk)]
+                lines = [line for chunk in message["chunks"] for line in chunk_lines(chunk, execution.language)]
                 errored = errored or any(line["type"] == "error" for line in lines)
                 if lines:
                     await request.stream_write(head + b"".join(_line(line) for line in lines))
@@ -229,11 +229,25 @@ async def _stream(request: Request, layer: Any, channel: str, execution: Executi
                 future.cancel()
 
 
+def _js_string(text: str) -> str:
+    """A JavaScript string value as the string itself: Deno shows it quoted ("..." with JSON's
+    escapes, or `...` when it holds both quote kinds); any other value is left as shown."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        return value if isinstance(value, str) else text
+    if len(text) >= 2 and text[0] == text[-1] == "`" and "\n" not in text:
+        return text[1:-1]
+    return text
+
+
 def _line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj).encode() + b"\n"
 
 
-def chunk_lines(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+def chunk_lines(chunk: dict[str, Any], language: str = "python") -> list[dict[str, Any]]:
     """A stored/published output chunk as E2B NDJSON objects (stdout/stderr, result, error)."""
     kind, data = chunk["kind"], chunk.get("data")
     now_ns = time.time_ns()
@@ -244,11 +258,11 @@ def chunk_lines(chunk: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"type": "error", "name": str(data.get("ename", "")), "value": str(data.get("evalue", "")),
                  "traceback": "\n".join(str(line) for line in traceback)}]
     if kind == "result" and isinstance(data, dict):
-        return [result_object(data)]
+        return [result_object(data, language)]
     return []
 
 
-def result_object(data: dict[str, Any]) -> dict[str, Any]:
+def result_object(data: dict[str, Any], language: str = "python") -> dict[str, Any]:
     """A MIME bundle as the code interpreter's `result` object (named fields, the rest in extra)."""
     remaining = {k: v for k, v in data.items() if not k.startswith("sandpit/")}
     out: dict[str, Any] = {"type": "result", "is_main_result": data.get(MAIN_RESULT_MARKER) == "1"}
@@ -259,5 +273,7 @@ def result_object(data: dict[str, Any]) -> dict[str, Any]:
     # E2B's server strips the quotes of a plain string repr ('abc' -> abc).
     if isinstance(text, str) and len(text) >= 2 and text[0] == text[-1] == "'":
         out["text"] = text[1:-1]
+    elif isinstance(text, str) and language in ("javascript", "typescript") and out["is_main_result"]:
+        out["text"] = _js_string(text)
     out["extra"] = remaining
     return out
