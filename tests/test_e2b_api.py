@@ -563,3 +563,44 @@ def test_js_and_ts_string_results_are_the_string(sandpit: str, monkeypatch: pyte
         assert sandbox.run_code("42", language="js").text == "42"
     finally:
         sandbox.kill()
+
+
+def test_files_gzip_both_ways_remove_missing_and_deep_listing(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        # A gzip upload is stored decoded: the kernel and a plain read see the text.
+        sandbox.files.write("zipped.txt", "hello gzip " * 100, gzip=True)
+        assert sandbox.run_code("open('zipped.txt').read()[:16]").text == "hello gzip hello"
+        assert sandbox.files.read("zipped.txt") == "hello gzip " * 100
+        assert sandbox.files.read("zipped.txt", gzip=True) == "hello gzip " * 100
+        # Accept-Encoding: gzip gets the file gzip-encoded (raw bytes, as on the wire).
+        url = f"{sandpit}/files?path=zipped.txt"
+        headers = {"E2b-Sandbox-Id": sandbox.sandbox_id, "E2b-Sandbox-Port": "49983",
+                   "X-Access-Token": sandbox._envd_access_token, "Accept-Encoding": "gzip"}
+        with httpx_stream("GET", url, headers=headers) as raw:
+            assert raw.headers["content-encoding"] == "gzip"
+            assert gzip.decompress(b"".join(raw.iter_raw())) == ("hello gzip " * 100).encode()
+        bomb = httpx_post(url, content=gzip.compress(b"\0" * (11 * 1024 * 1024)),
+                          headers={**headers, "Content-Encoding": "gzip", "Content-Type": "application/octet-stream"})
+        assert bomb.status_code == 413 and bomb.json()["code"] == 413
+        not_gzip = httpx_post(url, content=b"plain", headers={**headers, "Content-Encoding": "gzip"})
+        assert not_gzip.status_code == 400
+        assert sandbox.files.read("zipped.txt") == "hello gzip " * 100  # the refused uploads lost nothing
+
+        # Removing a missing path is a no-op, as in E2B; outside the workspace is still refused.
+        sandbox.files.remove("never/was.txt")
+        with pytest.raises((InvalidArgumentException, SandboxException)):
+            sandbox.files.remove("/etc/passwd")
+
+        # list(depth=N) recurses N levels.
+        sandbox.files.write("a/b/c/deep.txt", "x")
+        sandbox.files.write("a/top.txt", "y")
+        assert {e.path for e in sandbox.files.list("a")} == {"/home/user/a/b", "/home/user/a/top.txt"}
+        assert {e.path for e in sandbox.files.list("a", depth=2)} == {"/home/user/a/b", "/home/user/a/top.txt", "/home/user/a/b/c"}
+        assert "/home/user/a/b/c/deep.txt" in {e.path for e in sandbox.files.list("a", depth=3)}
+    finally:
+        sandbox.kill()

@@ -17,6 +17,7 @@ import json
 import posixpath
 import signal
 import struct
+import zlib
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +30,8 @@ from runner.sandboxes.base import FileInfo, Sandbox, SandboxError, Stderr, Stdou
 HOME = "/home/user"
 END_STREAM = 0x02
 COMMAND_TIMEOUT_S = 60.0
+# ListDir with depth > 1 stops after this many entries (a deep tree isn't walked without end).
+LIST_MAX_ENTRIES = 10_000
 
 
 def absolute(path: str) -> str:
@@ -88,11 +91,39 @@ async def _read(request: Request, handle: Sandbox) -> None:
         data = await handle.read_file(path)
     except (ValueError, OSError) as exc:
         raise _file_error(exc, path) from None
-    await request.respond(200, data, "application/octet-stream")
+    accepted = [part.split(";")[0].strip() for part in request.headers.get("accept-encoding", "").split(",")]
+    if "gzip" in accepted:
+        await request.respond(200, _gzip(data), "application/octet-stream", headers=[(b"content-encoding", b"gzip")])
+    else:
+        await request.respond(200, data, "application/octet-stream")
+
+
+def _gzip(data: bytes) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    """A gzip body, decoded; 413 past `max_bytes` decoded (read no further), 400 when it isn't gzip."""
+    unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        data = unpacker.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise api_error(400, f"the body is not valid gzip: {exc}") from None
+    if len(data) > max_bytes or unpacker.unconsumed_tail:
+        raise api_error(413, f"the decompressed file is larger than {max_bytes} bytes")
+    if not unpacker.eof:
+        raise api_error(400, "the gzip body is truncated")
+    return data
 
 
 async def _write(request: Request, handle: Sandbox) -> None:
     body = await request.body()
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "gzip":
+        body = _gunzip(body, settings.SANDBOX_FILE_MAX_BYTES)
+    elif encoding not in ("", "identity"):
+        raise api_error(415, f"Content-Encoding {encoding[:50]!r} is not supported; use gzip or none")
     content_type = request.headers.get("content-type", "")
     uploads: list[tuple[str, bytes]] = []
     if content_type.startswith("multipart/form-data"):
@@ -133,7 +164,10 @@ async def _filesystem(request: Request, handle: Sandbox, method: str) -> None:
     path = str(body.get("path", HOME))
     try:
         if method == "ListDir":
-            infos = await handle.list_files(path)
+            depth = body.get("depth") or 1
+            if not isinstance(depth, int) or depth < 1:
+                raise ValueError("depth must be a whole number, at least 1")
+            infos = await _walk(handle, path, depth)
             await request.respond_json(200, {"entries": [entry(info) for info in infos]})
         elif method == "Stat":
             await request.respond_json(200, {"entry": entry(await _stat(handle, path))})
@@ -146,9 +180,13 @@ async def _filesystem(request: Request, handle: Sandbox, method: str) -> None:
             else:
                 raise rpc_error(409, "already_exists", f"path '{path[:300]}' already exists")
         elif method == "Remove":
-            await _stat(handle, path)
             if absolute(path) == HOME:
                 raise ValueError("the workspace itself can't be removed")
+            try:
+                await _stat(handle, path)  # refuses a path outside the workspace
+            except FileNotFoundError:
+                await request.respond_json(200, {})  # a missing path is a no-op, as in E2B
+                return
             await _command(handle, ["rm", "-rf", "--", absolute(path)])
             await request.respond_json(200, {})
         elif method == "Move":
@@ -163,6 +201,24 @@ async def _filesystem(request: Request, handle: Sandbox, method: str) -> None:
         raise rpc_error(404, "not_found", f"path '{str(exc.args[0] if exc.args else path)[:300]}' does not exist") from None
     except ValueError as exc:
         raise rpc_error(400, "invalid_argument", str(exc)) from None
+
+
+async def _walk(handle: Sandbox, path: str, depth: int) -> list[FileInfo]:
+    """The entries under `path`, folders' entries after them down to `depth` levels (links are
+    listed, never followed: the backend lists without following them)."""
+    found: list[FileInfo] = []
+    level = [path]
+    for _ in range(depth):
+        below: list[str] = []
+        for folder in level:
+            for info in await handle.list_files(folder):
+                found.append(info)
+                if info.is_dir:
+                    below.append(info.path)
+                if len(found) >= LIST_MAX_ENTRIES:
+                    return found
+        level = below
+    return found
 
 
 async def _command(handle: Sandbox, argv: list[str]) -> None:
