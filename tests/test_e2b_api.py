@@ -604,3 +604,20 @@ def test_files_gzip_both_ways_remove_missing_and_deep_listing(sandpit: str, monk
         assert "/home/user/a/b/c/deep.txt" in {e.path for e in sandbox.files.list("a", depth=3)}
     finally:
         sandbox.kill()
+
+
+def test_commands_and_files_as_root_are_refused_clearly(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        with pytest.raises(SandboxException, match="running as 'root' is not supported by Sandpit"):
+            sandbox.commands.run("id -u", user="root")
+        with pytest.raises(SandboxException, match="running as 'root' is not supported by Sandpit"):
+            sandbox.files.write("/home/user/as-root.txt", "x", user="root")
+        assert not sandbox.files.exists("as-root.txt")
+        # The sandbox's own user, named or not, works; it is never uid 0.
+        assert sandbox.commands.run("id -u", user="user").stdout.strip() != "0"
+        assert sandbox.commands.run("id -u").stdout.strip() != "0"
+    finally:
+        sandbox.kill()

@@ -53,11 +53,34 @@ def entry(info: FileInfo) -> dict[str, Any]:
     }
 
 
+SANDBOX_USER = "user"
+
+
+def _requested_user(request: Request) -> str:
+    """The user the SDK's RPCs ask to act as (`Authorization: Basic base64("name:")`), "" when none."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        return base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
+    except (ValueError, UnicodeDecodeError):
+        raise api_error(400, "malformed Authorization header") from None
+
+
 async def dispatch(request: Request, sandbox: ApiSandbox) -> None:
     path, method = request.path, request.method
     if path == "/health":
         await request.respond_empty()
         return
+    # The files routes name it in `?username=`, the RPCs in the Authorization header.
+    user = request.query.get("username") or _requested_user(request)
+    if user not in ("", SANDBOX_USER):
+        # Everything in a Sandpit sandbox runs as its one unprivileged user; never as another.
+        message = (f"running as {user[:50]!r} is not supported by Sandpit: commands and files act as the "
+                   f"sandbox's user {SANDBOX_USER!r} (drop user=, or pass user={SANDBOX_USER!r})")
+        if path.startswith(("/filesystem.", "/process.")):
+            raise rpc_error(403, "permission_denied", message)
+        raise api_error(403, message)
     if path == "/files" and method == "GET":
         await _read(request, await _handle(sandbox))
     elif path == "/files" and method == "POST":
