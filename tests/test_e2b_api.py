@@ -621,3 +621,25 @@ def test_commands_and_files_as_root_are_refused_clearly(sandpit: str, monkeypatc
         assert sandbox.commands.run("id -u").stdout.strip() != "0"
     finally:
         sandbox.kill()
+
+
+def test_killed_and_expired_sandboxes_take_their_workspace_with_them(sandpit: str) -> None:
+    from django.conf import settings
+
+    _user, key = key_for("alice")
+    killed = Sandbox.create(api_key=key)
+    expiring = Sandbox.create(api_key=key, timeout=3)
+    folders = {}
+    for sandbox in (killed, expiring):
+        sandbox.files.write("kept-until-the-end.txt", "x")
+        session_id = ApiSandbox.objects.get(sandbox_id=sandbox.sandbox_id).session_id
+        folders[sandbox.sandbox_id] = settings.SANDBOX_WORKSPACES_DIR / str(session_id)
+        assert (folders[sandbox.sandbox_id] / "kept-until-the-end.txt").exists()
+    killed.kill()
+    assert not folders[killed.sandbox_id].exists()
+    deadline = time.monotonic() + 20
+    while folders[expiring.sandbox_id].exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not folders[expiring.sandbox_id].exists()
+    # The sessions and their history stay.
+    assert ChatSession.objects.filter(kind="api").count() == 2

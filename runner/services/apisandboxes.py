@@ -4,7 +4,8 @@
 The session's sandbox is the same one the page's runs use (sandboxes.py: lease, idle reaper);
 its runs go through admission.execution_start like the websocket's. A sandbox ends when killed or
 when its end time passes (E2B's timeout): its runs are stopped, its sandbox closed (lease reason
-"closed"), the session marked closed and kept, with its history, in the owner's list.
+"closed"), its workspace deleted, the session marked closed and kept, with its history, in the
+owner's list.
 
 Contexts: E2B's code interpreter has kernels ("contexts"); a Sandpit sandbox has one kernel per
 language. A context is a (language, cwd) view of that language's kernel: contexts of one language
@@ -26,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from runner.models import ApiSandbox, ChatSession, Execution, SandboxLease
-from runner.sandboxes.base import Sandbox
+from runner.sandboxes.base import Sandbox, get_backend
 from runner.services import sandboxes
 from runner.services.admission import execution_quota_check
 from runner.services.cancel import execution_cancel_local
@@ -154,6 +155,18 @@ async def api_sandbox_kill(*, sandbox: ApiSandbox) -> None:
     else:
         await sandboxes.sandbox_restart(session_id=session_id)
     await db(_mark_killed_sync)(session_id=session_id)
+    await _discard_workspace(session_id)
+
+
+async def _discard_workspace(session_id: uuid.UUID) -> None:
+    """Delete a killed sandbox's files, as E2B's go with its sandbox (the session's history stays)."""
+    try:
+        backend = get_backend()
+    except Exception:  # no backend loads: nothing of it on disk to remove here
+        return
+    discard = getattr(backend, "discard_workspace", None)  # beyond the Protocol: the local backend has it
+    if discard is not None:
+        await asyncio.to_thread(discard, str(session_id))
 
 
 def _mark_killed_sync(*, session_id: uuid.UUID) -> None:
