@@ -643,3 +643,40 @@ def test_killed_and_expired_sandboxes_take_their_workspace_with_them(sandpit: st
     assert not folders[expiring.sandbox_id].exists()
     # The sessions and their history stay.
     assert ChatSession.objects.filter(kind="api").count() == 2
+
+
+def test_list_pages_orders_and_filters_and_fresh_sandboxes_list_default_contexts(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    made = [Sandbox.create(metadata={"suite": "paging"}) for _ in range(3)]
+    try:
+        query = SandboxQuery(metadata={"suite": "paging"})
+        oldest_first = [s.sandbox_id for s in made]
+        # Pages of one, newest first by default, then in the order asked for.
+        paginator = Sandbox.list(query=query, limit=1)
+        pages = []
+        while paginator.has_next:
+            pages.append([s.sandbox_id for s in paginator.next_items()])
+        assert pages == [[i] for i in reversed(oldest_first)] and paginator.next_token is None
+        assert [s.sandbox_id for s in Sandbox.list(query=query, order="asc").next_items()] == oldest_first
+        paginator = Sandbox.list(query=query, order="asc", limit=2)
+        assert [s.sandbox_id for s in paginator.next_items()] == oldest_first[:2] and paginator.has_next
+        assert [s.sandbox_id for s in paginator.next_items()] == oldest_first[2:] and not paginator.has_next
+        # started_after (inclusive) and template filters.
+        started = made[1].get_info().started_at
+        after = Sandbox.list(query=SandboxQuery(metadata={"suite": "paging"}, started_after=started), order="asc").next_items()
+        assert [s.sandbox_id for s in after] == oldest_first[1:]
+        later = Sandbox.list(query=SandboxQuery(metadata={"suite": "paging"}, started_after=started + timedelta(seconds=60))).next_items()
+        assert later == []
+        assert len(Sandbox.list(query=SandboxQuery(metadata={"suite": "paging"}, template="code-interpreter-v1")).next_items()) == 3
+        assert Sandbox.list(query=SandboxQuery(metadata={"suite": "paging"}, template="unknown-template")).next_items() == []
+        bad = httpx_get(f"{sandpit}/v2/sandboxes?nextToken=zzz", headers={"X-API-Key": key})
+        assert bad.status_code == 400 and bad.json()["code"] == 400
+
+        # A fresh sandbox lists its default Python and JavaScript contexts.
+        assert sorted(c.language for c in made[0].list_code_contexts()) == ["javascript", "python"]
+    finally:
+        for sandbox in made:
+            sandbox.kill()

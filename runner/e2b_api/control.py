@@ -6,8 +6,12 @@ id that is unknown, killed, past its end or another user's gets the same 404.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Callable
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -21,6 +25,7 @@ from runner.sandboxes.base import SandboxError, SandboxUnavailable
 from runner.services.runtime import db
 
 ENVD_VERSION = "0.5.7"
+LIST_MAX = 100
 INVALID_KEY = "Invalid API key, it must start with 'e2b_' prefix and be 40 characters long"
 SANDBOX_PATH = re.compile(r"(?:/v2)?/sandboxes/([^/]+)(/[a-z]+)?/?")
 NOT_SUPPORTED = {
@@ -197,4 +202,41 @@ async def _list(request: Request, owner_id: int) -> None:
         await request.respond_json(200, [])  # nothing is ever paused here
         return
     rows = await db(selectors.api_sandboxes_for_owner_sync)(owner_id=owner_id, metadata=metadata)
-    await request.respond_json(200, [sandbox_json(row, detail=True) for row in rows])
+    page, next_token = _page(rows, request.query)
+    headers = [(b"x-next-token", next_token.encode())] if next_token else None
+    await request.respond(200, json.dumps([sandbox_json(row, detail=True) for row in page]).encode(), headers=headers)
+
+
+def _page(rows: list[ApiSandbox], query: dict[str, str]) -> tuple[list[ApiSandbox], str]:
+    """One page of `rows` as E2B's list gives it: `template` and `startedAfter` filters, `order`
+    (asc|desc by start, desc by default), `limit` (1..LIST_MAX), and `nextToken`, an opaque cursor
+    (the last row's start and id) that `x-next-token` hands back while more rows follow."""
+    order = query.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise api_error(400, "order must be asc or desc")
+    limit_raw = query.get("limit") or str(LIST_MAX)
+    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= LIST_MAX:
+        raise api_error(400, f"limit must be a whole number from 1 to {LIST_MAX}")
+    if query.get("template"):
+        rows = [row for row in rows if row.template == query["template"]]
+    if query.get("startedAfter"):
+        try:
+            after = datetime.fromisoformat(query["startedAfter"].replace("Z", "+00:00"))
+        except ValueError:
+            raise api_error(400, "startedAfter must be an ISO 8601 time") from None
+        if after.tzinfo is None:
+            after = after.replace(tzinfo=dt_timezone.utc)
+        rows = [row for row in rows if row.started_at >= after]
+    rows = sorted(rows, key=lambda row: (row.started_at, row.sandbox_id), reverse=order == "desc")
+    if query.get("nextToken"):
+        try:
+            started, sandbox_id = json.loads(base64.urlsafe_b64decode(query["nextToken"].encode()))
+            cursor = (datetime.fromisoformat(started), str(sandbox_id))
+        except (ValueError, TypeError):
+            raise api_error(400, "nextToken is not one this server gave") from None
+        rows = [row for row in rows if ((row.started_at, row.sandbox_id) < cursor if order == "desc" else (row.started_at, row.sandbox_id) > cursor)]
+    page = rows[:int(limit_raw)]
+    if len(rows) <= len(page):
+        return page, ""
+    last = page[-1]
+    return page, base64.urlsafe_b64encode(json.dumps([last.started_at.isoformat(), last.sandbox_id]).encode()).decode()

@@ -78,7 +78,8 @@ async def api_sandbox_create(
     *, owner: AbstractBaseUser, api_key_id: int | None, template: object, timeout_s: object, metadata: object, envs: object
 ) -> ApiSandbox:
     """A new API sandbox: session (kind "api", titled from metadata["title" or "name"], else the
-    metadata), its row, a default python context, and its sandbox, started.
+    metadata), its row, default python and javascript contexts (as E2B's lists them), and its
+    sandbox, started.
 
     Raises ValueError (bad input, for a 400), LookupError (unknown template, 404), RunRejected
     (quota, 429) or SandboxUnavailable / SandboxError (no sandbox now; the row is left killed)."""
@@ -117,7 +118,7 @@ def _create_sync(*, owner: AbstractBaseUser, api_key_id: int | None, template: s
         return ApiSandbox.objects.create(
             session=session, api_key_id=api_key_id, template=template, metadata=metadata, envs=envs,
             started_at=now, end_at=now + timedelta(seconds=timeout_s),
-            contexts=[_new_context("python", HOME, default=True)],
+            contexts=[_new_context("python", HOME, default=True), _new_context("javascript", HOME, default=True)],
         )
 
 
