@@ -680,3 +680,18 @@ def test_list_pages_orders_and_filters_and_fresh_sandboxes_list_default_contexts
     finally:
         for sandbox in made:
             sandbox.kill()
+
+
+def test_dataframe_results_carry_e2b_data(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        result = sandbox.run_code("import pandas as pd\npd.DataFrame({'a': [1, 2, 3], 'when': pd.to_datetime(['2024-01-01'] * 3)})").results[0]
+        assert result.data == {"a": [1, 2, 3], "when": ["2024-01-01T00:00:00.000"] * 3}
+        assert "<table" in result.html and result.is_main_result
+        # display() of one, and a JSON result, are objects too.
+        shown = sandbox.run_code("from IPython.display import display, JSON\ndisplay(pd.DataFrame({'b': ['x']}))\nJSON({'k': [1]})").results
+        assert shown[0].data == {"b": ["x"]} and shown[1].json == {"k": [1]}
+    finally:
+        sandbox.kill()

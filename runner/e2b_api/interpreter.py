@@ -37,6 +37,7 @@ RESULT_FIELDS = {
     "image/png": "png", "image/jpeg": "jpeg", "application/pdf": "pdf", "text/latex": "latex",
     "application/json": "json", "application/javascript": "javascript", "e2b/data": "data", "e2b/chart": "chart",
 }
+JSON_FIELDS = ("json", "data", "chart")
 # How a run that didn't end on its own shows as an E2B error.
 END_ERRORS = {
     Execution.Status.TIMED_OUT: ("TimeoutError", "the run passed the server's time limit and was stopped"),
@@ -269,6 +270,12 @@ def result_object(data: dict[str, Any], language: str = "python") -> dict[str, A
     for mime, field in RESULT_FIELDS.items():
         if mime in remaining:
             out[field] = remaining.pop(mime)
+    for field in JSON_FIELDS:  # stored as JSON text (a bundle's values are strings); the SDK wants objects
+        if isinstance(out.get(field), str):
+            try:
+                out[field] = json.loads(out[field])
+            except ValueError:
+                pass
     text = out.get("text")
     # E2B's server strips the quotes of a plain string repr ('abc' -> abc).
     if isinstance(text, str) and len(text) >= 2 and text[0] == text[-1] == "'":

@@ -14,6 +14,36 @@
 """
 
 
+# A DataFrame result also carries E2B's table, `e2b/data`: {column: [values]} (JSON-safe; frames
+# over DATA_MAX_CELLS cells carry none, so a huge frame isn't serialised twice).
+DATA_MAX_CELLS = 100_000
+
+
+def _register_data_formatter(ip) -> None:
+    from IPython.core.formatters import BaseFormatter
+    from traitlets import ObjectName, Unicode
+
+    def table(frame):
+        try:
+            if frame.size > DATA_MAX_CELLS:
+                return None
+            import json
+
+            rows = json.loads(frame.to_json(orient="values", date_format="iso", default_handler=str))
+            return {str(column): [row[i] for row in rows] for i, column in enumerate(frame.columns)}
+        except Exception:
+            return None
+
+    class DataFormatter(BaseFormatter):
+        format_type = Unicode("e2b/data")
+        print_method = ObjectName("_repr_e2b_data_")
+        _return_type = (dict,)
+
+    formatter = DataFormatter(parent=ip.display_formatter)
+    formatter.for_type_by_name("pandas.core.frame", "DataFrame", table)
+    ip.display_formatter.formatters["e2b/data"] = formatter
+
+
 def _sandpit_setup() -> None:
     import os
     import sys
@@ -125,6 +155,7 @@ def _sandpit_setup() -> None:
         ip.events.register("pre_run_cell", reap_before)  # children that exited since the last cell
         ip.events.register("post_run_cell", reap_after)
         ip.history_manager.outputs = NoOutputs()
+        _register_data_formatter(ip)
         pip_magic = ip.find_line_magic("pip")
         if pip_magic is not None:
             import subprocess
