@@ -695,3 +695,18 @@ def test_dataframe_results_carry_e2b_data(sandpit: str, monkeypatch: pytest.Monk
         assert shown[0].data == {"b": ["x"]} and shown[1].json == {"k": [1]}
     finally:
         sandbox.kill()
+
+
+def test_pil_show_and_save_show_the_image(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        make = "from PIL import Image\nimage = Image.new('RGB', (8, 8), 'red')\n"
+        shown = sandbox.run_code(make + "image.show()\nprint('shown')")
+        assert shown.error is None and shown.results and shown.results[0].png and shown.logs.stdout == ["shown\n"]
+        saved = sandbox.run_code("image.save('red.png')")
+        assert saved.results and saved.results[0].png
+        assert sandbox.files.read("red.png", format="bytes")[:4] == b"\x89PNG"
+    finally:
+        sandbox.kill()

@@ -44,6 +44,52 @@ def _register_data_formatter(ip) -> None:
     ip.display_formatter.formatters["e2b/data"] = formatter
 
 
+def _show_pil_images() -> None:
+    """As E2B's template does: `image.show()` and `image.save(<a file name>)` display the image as
+    a result. PIL is patched when it is first imported (a one-shot import hook), not at start."""
+    import importlib.abc
+    import importlib.util
+    import sys
+
+    def patch(module) -> None:
+        from IPython.display import display
+
+        original_save = module.Image.save
+
+        def show(self, title=None):
+            display(self)
+
+        def save(self, fp, format=None, **params):
+            if isinstance(fp, str):
+                display(self)
+            return original_save(self, fp, format, **params)
+
+        module.Image.show = show
+        module.Image.save = save
+
+    class Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "PIL.Image":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.loader is None:
+                return spec
+            exec_module = spec.loader.exec_module
+
+            def exec_and_patch(module) -> None:
+                exec_module(module)
+                try:
+                    patch(module)
+                except Exception:
+                    pass  # a PIL this doesn't fit: images just aren't shown
+
+            spec.loader.exec_module = exec_and_patch
+            return spec
+
+    sys.meta_path.insert(0, Hook())
+
+
 def _sandpit_setup() -> None:
     import os
     import sys
@@ -156,6 +202,7 @@ def _sandpit_setup() -> None:
         ip.events.register("post_run_cell", reap_after)
         ip.history_manager.outputs = NoOutputs()
         _register_data_formatter(ip)
+        _show_pil_images()
         pip_magic = ip.find_line_magic("pip")
         if pip_magic is not None:
             import subprocess
