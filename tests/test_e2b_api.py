@@ -710,3 +710,21 @@ def test_pil_show_and_save_show_the_image(sandpit: str, monkeypatch: pytest.Monk
         assert sandbox.files.read("red.png", format="bytes")[:4] == b"\x89PNG"
     finally:
         sandbox.kill()
+
+
+def test_matplotlib_figures_carry_e2b_charts(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        code = ("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [4, 5, 6], label='up')\nplt.title('Rising')\n"
+                "plt.xlabel('time (s)')\nplt.show()")
+        result = sandbox.run_code(code).results[0]
+        assert result.png
+        assert result.chart is not None and result.chart.type.value == "line" and result.chart.title == "Rising"
+        assert result.chart.x_unit == "s" and result.chart.elements[0].label == "up"
+        assert [tuple(p) for p in result.chart.elements[0].points] == [(1, 4), (2, 5), (3, 6)]
+        bars = sandbox.run_code("plt.bar(['a', 'b'], [3, 7])\nplt.show()").results[0]
+        assert bars.chart.type.value == "bar" and [e.value for e in bars.chart.elements] == [3, 7]
+    finally:
+        sandbox.kill()

@@ -15,7 +15,8 @@
 
 
 # A DataFrame result also carries E2B's table, `e2b/data`: {column: [values]} (JSON-safe; frames
-# over DATA_MAX_CELLS cells carry none, so a huge frame isn't serialised twice).
+# over DATA_MAX_CELLS cells carry none, so a huge frame isn't serialised twice); a matplotlib
+# figure carries E2B's chart, `e2b/chart`.
 DATA_MAX_CELLS = 100_000
 
 
@@ -42,6 +43,26 @@ def _register_data_formatter(ip) -> None:
     formatter = DataFormatter(parent=ip.display_formatter)
     formatter.for_type_by_name("pandas.core.frame", "DataFrame", table)
     ip.display_formatter.formatters["e2b/data"] = formatter
+
+    class ChartFormatter(BaseFormatter):
+        # A matplotlib figure's data as E2B's `chart` (e2b_charts, as E2B's template runs it).
+        format_type = Unicode("e2b/chart")
+        print_method = ObjectName("_repr_e2b_chart_")
+        _return_type = (dict,)
+
+        def __call__(self, obj):
+            import sys
+
+            if sys.modules.get("matplotlib.figure") is None or not isinstance(obj, sys.modules["matplotlib.figure"].Figure):
+                return super().__call__(obj)
+            try:
+                from e2b_charts import chart_figure_to_dict
+
+                return chart_figure_to_dict(obj) or None
+            except Exception:
+                return None
+
+    ip.display_formatter.formatters["e2b/chart"] = ChartFormatter(parent=ip.display_formatter)
 
 
 def _show_pil_images() -> None:
