@@ -728,3 +728,24 @@ def test_matplotlib_figures_carry_e2b_charts(sandpit: str, monkeypatch: pytest.M
         assert bars.chart.type.value == "bar" and [e.value for e in bars.chart.elements] == [3, 7]
     finally:
         sandbox.kill()
+
+
+def test_command_killed_with_its_sandbox_raises_e2bs_timeout(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from e2b import Sandbox as CoreSandbox
+
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = CoreSandbox.create()
+    command = sandbox.commands.run("sleep 60", background=True)
+    time.sleep(0.5)
+    sandbox.kill()
+    with pytest.raises(TimeoutException, match="sandbox was killed or reached its end of life"):
+        command.wait()
+    # A command that ends by a signal while the sandbox lives is still an exit, as E2B's is.
+    other = CoreSandbox.create()
+    try:
+        with pytest.raises(CommandExitException) as killed:
+            other.commands.run("kill -9 $$")
+        assert killed.value.exit_code != 0
+    finally:
+        other.kill()

@@ -312,6 +312,13 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox)
             await request.stream_write(_envelope({"error": {"code": "invalid_argument", "message": str(exc)}}, END_STREAM))
             await request.stream_end()
             return
+        if getattr(handle, "closed", False):
+            # Killed with its sandbox: the stream ends as envd's does when its sandbox goes away
+            # (unavailable), so the SDK probes the sandbox, finds it gone and raises its TimeoutException.
+            gone_message = f"the connection to sandbox {sandbox.sandbox_id} ended before the stream completed: the sandbox was killed"
+            await request.stream_write(_envelope({"error": {"code": "unavailable", "message": gone_message}}, END_STREAM))
+            await request.stream_end()
+            return
         if code is None:
             end = {"exitCode": -1, "exited": False, "status": "signal: killed", "error": f"the command passed {timeout_s:.0f} s and was killed"}
         elif code < 0:
