@@ -538,7 +538,10 @@ def test_cloud_only_features_are_e2b_shaped_501s_at_the_call(sandpit: str, monke
         answer = api.post("/v2/sandboxes", json=body)
         assert answer.status_code == 501 and feature in answer.json()["message"], answer.text
     assert not ApiSandbox.objects.exists()
-    # What matches a sandbox with no network is accepted.
+    answer = api.post("/v2/sandboxes", json={"network": {"allowPublicTraffic": True}})
+    assert answer.status_code == 501 and "network rules" in answer.json()["message"]
+    # What a sandbox with no network and no public port already meets is accepted.
+    Sandbox.create(network={"allow_public_traffic": False, "deny_out": ["0.0.0.0/0"]}).kill()
     sandbox = Sandbox.create(allow_internet_access=False)
     try:
         # An unknown language: a 400 that names the languages there are.

@@ -46,8 +46,6 @@ NOT_SUPPORTED_ROUTES = {
     "secrets": "secrets are not supported by Sandpit; pass envs when creating the sandbox",
 }
 CLOUD_ROUTE = re.compile(r"(?:/v\d)?/([a-z-]+)(?:/.*)?")
-# Network settings that match a Sandpit sandbox (no network at all), so they are accepted.
-NO_NETWORK = ({}, {"denyOut": ["0.0.0.0/0"]})
 
 
 async def authenticate(request: Request) -> ApiKey:
@@ -179,6 +177,15 @@ async def _create(request: Request, key: ApiKey) -> None:
     await request.respond_json(201, sandbox_json(sandbox))
 
 
+def _no_network(network: object) -> bool:
+    """Network settings a Sandpit sandbox already meets (it has no network, and no public port):
+    denying egress, and turning public traffic off."""
+    if not isinstance(network, dict):
+        return False
+    return all((key == "denyOut" and isinstance(value, list)) or (key == "allowPublicTraffic" and value is False)
+               or value in (None, [], {}) for key, value in network.items())
+
+
 def unsupported_create(body: dict[str, Any]) -> str:
     """Why Sandpit can't make the sandbox `body` asks for ("" when it can): E2B's cloud-only options."""
     if body.get("autoPause") or body.get("autoResume"):
@@ -190,7 +197,7 @@ def unsupported_create(body: dict[str, Any]) -> str:
     if body.get("allow_internet_access") is True:
         return "internet access (allow_internet_access=True) is not supported by Sandpit: sandboxes have no network"
     network = body.get("network")
-    if network is not None and network not in NO_NETWORK:
+    if network is not None and not _no_network(network):
         return "network rules are not supported by Sandpit: sandboxes have no network"
     return ""
 
