@@ -603,7 +603,10 @@ def test_files_gzip_both_ways_remove_missing_and_deep_listing(sandpit: str, monk
         sandbox.files.write("a/b/c/deep.txt", "x")
         sandbox.files.write("a/top.txt", "y")
         assert {e.path for e in sandbox.files.list("a")} == {"/home/user/a/b", "/home/user/a/top.txt"}
-        assert {e.path for e in sandbox.files.list("a", depth=2)} == {"/home/user/a/b", "/home/user/a/top.txt", "/home/user/a/b/c"}
+        sandbox.files.make_dir("a/b2")
+        # Each folder is followed by its own entries, as envd walks.
+        assert [e.path for e in sandbox.files.list("a", depth=2)] == [
+            "/home/user/a/b", "/home/user/a/b/c", "/home/user/a/b2", "/home/user/a/top.txt"]
         assert "/home/user/a/b/c/deep.txt" in {e.path for e in sandbox.files.list("a", depth=3)}
     finally:
         sandbox.kill()

@@ -227,20 +227,19 @@ async def _filesystem(request: Request, handle: Sandbox, method: str) -> None:
 
 
 async def _walk(handle: Sandbox, path: str, depth: int) -> list[FileInfo]:
-    """The entries under `path`, folders' entries after them down to `depth` levels (links are
-    listed, never followed: the backend lists without following them)."""
+    """The entries under `path` down to `depth` levels, each folder followed by its own entries
+    (envd's walk order); links are listed, never followed (the backend lists without following)."""
     found: list[FileInfo] = []
-    level = [path]
-    for _ in range(depth):
-        below: list[str] = []
-        for folder in level:
-            for info in await handle.list_files(folder):
-                found.append(info)
-                if info.is_dir:
-                    below.append(info.path)
-                if len(found) >= LIST_MAX_ENTRIES:
-                    return found
-        level = below
+
+    async def visit(folder: str, level: int) -> None:
+        for info in await handle.list_files(folder):
+            if len(found) >= LIST_MAX_ENTRIES:
+                return
+            found.append(info)
+            if info.is_dir and level < depth:
+                await visit(info.path, level + 1)
+
+    await visit(path, 1)
     return found
 
 
