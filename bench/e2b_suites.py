@@ -16,7 +16,8 @@ bench/e2b_suites_expected.toml (`cloud-only`: a feature Sandpit doesn't have; `g
 should have; `suite`: can't pass against the pinned SDK; `unlisted`: not in the file, i.e. a
 regression or a new test). `PATH ...` (relative to
 the suites' folder, e.g. `code-interpreter/python/tests/sync/test_basic.py`) and `-k` narrow the
-run while developing. `--strict` exits 1 when an unlisted test fails (the CI mode).
+run while developing. An unlisted failure runs once more, alone (`--no-retry` to skip); one that
+passes then counts as passed and is named. `--strict` exits 1 when an unlisted test fails (CI).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ sys.path.insert(0, str(BASE_DIR / "bench"))
 from stack import Stack  # noqa: E402  (bench/ is on sys.path)
 
 SUITES_DIR = Path(os.environ.get("E2B_SUITES_DIR", BASE_DIR.parent / "shared" / "e2b-suites")).resolve()
-EXPECTED_FILE = BASE_DIR / "bench" / "e2b_suites_expected.toml"
+EXPECTED_FILE = Path(os.environ.get("E2B_SUITES_EXPECTED", BASE_DIR / "bench" / "e2b_suites_expected.toml"))
 CI_ROOT = "code-interpreter/python"
 CORE_ROOT = "e2b/packages/python-sdk"
 # The core suite's sandbox-level folders (the issue's scope: sandbox, files, commands, API).
@@ -124,9 +125,9 @@ def classify(outcome: Outcome, expected: list[Expected]) -> Expected | None:
     return next((e for e in expected if e.matches(full)), None)
 
 
-def run_suite(root: str, targets: list[str], env: dict[str, str], keyword: str, tmp: Path) -> list[Outcome]:
+def run_suite(root: str, targets: list[str], env: dict[str, str], keyword: str, tmp: Path, name: str = "") -> list[Outcome]:
     suite_dir = SUITES_DIR / root
-    ini = tmp / f"{SUITE_NAMES[root].split()[0]}.ini"
+    ini = tmp / f"{SUITE_NAMES[root].split()[0]}{'-' + name if name else ''}.ini"
     ini.write_text(INI[root].replace("{suite_dir}", str(suite_dir)))
     junit = tmp / f"{ini.stem}.xml"
     argv = [sys.executable, "-m", "pytest", "-c", str(ini), "--rootdir", str(suite_dir), "-p", "no:cacheprovider",
@@ -177,7 +178,7 @@ def parse_junit(root: str, junit: Path) -> list[Outcome]:
     return outcomes
 
 
-def report(outcomes: list[Outcome], expected: list[Expected], markdown: bool) -> int:
+def report(outcomes: list[Outcome], expected: list[Expected], markdown: bool, whole: bool) -> int:
     """Print the figures and the failures; the number of unlisted failures."""
     by_suite: dict[str, list[Outcome]] = defaultdict(list)
     for outcome in outcomes:
@@ -208,7 +209,7 @@ def report(outcomes: list[Outcome], expected: list[Expected], markdown: bool) ->
         print("  failures by class: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
         stale = [e.test_id for e in expected if e.test_id.startswith(root + "/") and not any(
             e.matches(f"{root}/{o.test_id}") and not o.passed for o in items)]
-        if stale:
+        if stale and whole:
             print("  listed as failing but none failed (pass now, or not run): " + ", ".join(stale[:20]))
     if markdown:
         print("\n| suite | folder | pass | total |\n|---|---|---|---|")
@@ -226,6 +227,7 @@ def main() -> None:
     parser.add_argument("--redis", default="")
     parser.add_argument("--markdown", action="store_true", help="also print the figures as a Markdown table")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a failure isn't in the expected file")
+    parser.add_argument("--no-retry", dest="retry", action="store_false", help="don't run unexpected failures a second time")
     args = parser.parse_args()
     if not SUITES_DIR.is_dir():
         raise SystemExit(f"no suites at {SUITES_DIR} (set E2B_SUITES_DIR)")
@@ -256,8 +258,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="e2b-suites-") as tmp:
             outcomes: list[Outcome] = []
             for root, paths in targets.items():
-                outcomes += run_suite(root, paths, env, args.keyword, Path(tmp))
-            unlisted = report(outcomes, expected, args.markdown)
+                found = run_suite(root, paths, env, args.keyword, Path(tmp))
+                # A failure the file doesn't expect runs once more, alone: this machine is shared
+                # and a few tests are timing-sensitive. Both tries are reported.
+                again = [o.test_id for o in found if not o.passed and classify(o, expected) is None]
+                if again and args.retry:
+                    retried = {o.test_id: o for o in run_suite(root, again, env, "", Path(tmp), name="retry")}
+                    for o in found:
+                        if o.test_id in retried and retried[o.test_id].passed:
+                            print(f"   passed on its second try: {o.test_id}")
+                            o.passed, o.message = True, ""
+                outcomes += found
+            unlisted = report(outcomes, expected, args.markdown, whole=not args.paths and not args.keyword)
         log = stack.servers[0].log
         print(f"\nSandpit's log: {log.stat().st_size} bytes, {log.read_text(errors='replace').count('Traceback')} tracebacks")
         workspaces = stack.tmp / "state" / "workspaces"
