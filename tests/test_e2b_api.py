@@ -747,6 +747,18 @@ def test_command_killed_with_its_sandbox_raises_e2bs_timeout(sandpit: str, monke
     sandbox.kill()
     with pytest.raises(TimeoutException, match="sandbox was killed or reached its end of life"):
         command.wait()
+    # The async SDK says so too (it raises on the stream's error without probing the sandbox).
+    from e2b import AsyncSandbox as CoreAsyncSandbox
+
+    async def async_kill() -> None:
+        doomed = await CoreAsyncSandbox.create()
+        handle = await doomed.commands.run("sleep 60", background=True)
+        await asyncio.sleep(0.5)
+        await doomed.kill()
+        with pytest.raises(TimeoutException, match="sandbox was killed or reached its end of life"):
+            await handle.wait()
+
+    asyncio.run(async_kill())
     # A command that ends by a signal while the sandbox lives is still an exit, as E2B's is.
     other = CoreSandbox.create()
     try:

@@ -314,7 +314,8 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox)
         if getattr(handle, "closed", False):
             # Killed with its sandbox: the stream ends as envd's does when its sandbox goes away
             # (unavailable), so the SDK probes the sandbox, finds it gone and raises its TimeoutException.
-            gone_message = f"the connection to sandbox {sandbox.sandbox_id} ended before the stream completed: the sandbox was killed"
+            gone_message = (f"the connection to sandbox {sandbox.sandbox_id} ended before the stream completed: "
+                            "the sandbox was killed or reached its end of life")
             await request.stream_write(_envelope({"error": {"code": "unavailable", "message": gone_message}}, END_STREAM))
             await request.stream_end()
             return
