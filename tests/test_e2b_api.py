@@ -789,3 +789,291 @@ def test_the_live_sandbox_limit_kills_the_idle_api_sandbox_and_refuses_when_none
         if busy is not None:
             busy.join(30)
     assert not SandboxLease.objects.open().exists()
+
+
+def test_create_envs_reach_every_kernel_and_command_and_run_envs_last_one_run(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create(envs={"API_TOKEN": "s3cret 'quoted' $x", "MODE": "create"})
+    try:
+        # Create-time envs: in Python, JavaScript, bash and commands.
+        assert "".join(sandbox.run_code("import os; print(os.getenv('API_TOKEN'))").logs.stdout) == "s3cret 'quoted' $x\n"
+        assert sandbox.run_code("process.env.API_TOKEN", language="js").text.strip('"') == "s3cret 'quoted' $x"
+        assert "".join(sandbox.run_code('echo "$API_TOKEN"', language="bash").logs.stdout) == "s3cret 'quoted' $x\n"
+        assert sandbox.commands.run('echo "$API_TOKEN"').stdout == "s3cret 'quoted' $x\n"
+
+        # Per-run envs apply to that run only: an override, and a new one, then restored.
+        for language, read in (("python", "import os; (os.getenv('MODE'), os.getenv('ONLY_NOW', 'unset'))"),
+                               ("javascript", "[process.env.MODE, process.env.ONLY_NOW ?? 'unset'].join(',')")):
+            during = sandbox.run_code(read, language=language, envs={"MODE": "run", "ONLY_NOW": "yes"}).text
+            after = sandbox.run_code(read, language=language).text
+            assert "run" in during and "yes" in during, (language, during)
+            assert "create" in after and "unset" in after and "yes" not in after, (language, after)
+        during = sandbox.run_code('echo "$MODE ${ONLY_NOW:-unset}"', language="bash", envs={"MODE": "run", "ONLY_NOW": "yes"})
+        after = sandbox.run_code('echo "$MODE ${ONLY_NOW:-unset}"', language="bash")
+        assert "".join(during.logs.stdout) == "run yes\n" and "".join(after.logs.stdout) == "create unset\n"
+
+        # A user's own change of a create-time variable stays (they are set once per kernel).
+        sandbox.run_code("import os; os.environ['MODE'] = 'mine'")
+        assert sandbox.run_code("import os; os.getenv('MODE')").text == "mine"
+        # A bad name is a 400, and nothing runs.
+        with pytest.raises(SandboxException, match="not a valid variable name"):
+            sandbox.run_code("1", envs={"A B": "x"})
+    finally:
+        sandbox.kill()
+
+
+def test_cloud_only_features_are_e2b_shaped_501s_at_the_call(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from e2b import Template
+
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    api = httpx.Client(base_url=sandpit, headers={"X-API-Key": key}, timeout=HTTP_TIMEOUT_S)
+    # Whole route families: JSON, never Django's HTML 404 page.
+    for method, path, feature in (("GET", "/templates", "templates"), ("POST", "/v3/templates", "templates"),
+                                  ("GET", "/templates/abc/builds/x/status", "templates"), ("GET", "/volumes", "volumes"),
+                                  ("POST", "/volumes", "volumes"), ("GET", "/snapshots", "snapshots"),
+                                  ("GET", "/sandboxes/metrics", "metrics")):
+        answer = api.request(method, path)
+        assert answer.status_code == 501, (path, answer.text)
+        assert answer.json()["code"] == 501 and feature in answer.json()["message"] and "not supported by Sandpit" in answer.json()["message"]
+    with pytest.raises(Exception, match="templates are not supported by Sandpit"):
+        Template.build(Template().from_image("python:3.11"), "mine")
+    # Create options Sandpit can't honour are refused at create, and no sandbox is left.
+    for options, feature in (({"allow_internet_access": True}, "internet access"),
+                             ({"network": {"allow_out": ["1.1.1.1"]}}, "network rules")):
+        with pytest.raises(SandboxException, match=f"501: {feature}.*not supported by Sandpit"):
+            Sandbox.create(**options)
+    for body, feature in (({"autoPause": True}, "pausing"), ({"volumeMounts": [{"name": "v", "path": "/data"}]}, "volumes")):
+        answer = api.post("/v2/sandboxes", json=body)
+        assert answer.status_code == 501 and feature in answer.json()["message"], answer.text
+    assert not ApiSandbox.objects.exists()
+    answer = api.post("/v2/sandboxes", json={"network": {"allowPublicTraffic": True}})
+    assert answer.status_code == 501 and "network rules" in answer.json()["message"]
+    # What a sandbox with no network and no public port already meets is accepted.
+    Sandbox.create(network={"allow_public_traffic": False, "deny_out": ["0.0.0.0/0"]}).kill()
+    sandbox = Sandbox.create(allow_internet_access=False)
+    try:
+        # An unknown language: a 400 that names the languages there are.
+        with pytest.raises(SandboxException, match="No such kernel named ruby.*python"):
+            sandbox.run_code("puts 1", language="ruby")
+        with pytest.raises(SandboxException, match="400.*No such kernel named cobol.*bash"):
+            sandbox.create_code_context(language="cobol")
+    finally:
+        sandbox.kill()
+
+
+def test_js_and_ts_string_results_are_the_string(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        assert sandbox.run_code("Deno.cwd()", language="js").text == "/home/user"
+        assert sandbox.run_code("const s: string = 'a\"b' + \"c'd\"; s", language="ts").text == "a\"bc'd"
+        assert sandbox.run_code("'tab\\there'", language="javascript").text == "tab\there"
+        # Other values keep their shown form.
+        assert sandbox.run_code("[1, 'x']", language="js").text == '[ 1, "x" ]'
+        assert sandbox.run_code("42", language="js").text == "42"
+    finally:
+        sandbox.kill()
+
+
+def test_files_gzip_both_ways_remove_missing_and_deep_listing(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gzip
+
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        # A gzip upload is stored decoded: the kernel and a plain read see the text.
+        sandbox.files.write("zipped.txt", "hello gzip " * 100, gzip=True)
+        assert sandbox.run_code("open('zipped.txt').read()[:16]").text == "hello gzip hello"
+        assert sandbox.files.read("zipped.txt") == "hello gzip " * 100
+        assert sandbox.files.read("zipped.txt", gzip=True) == "hello gzip " * 100
+        # Accept-Encoding: gzip gets the file gzip-encoded (raw bytes, as on the wire).
+        url = f"{sandpit}/files?path=zipped.txt"
+        headers = {"E2b-Sandbox-Id": sandbox.sandbox_id, "E2b-Sandbox-Port": "49983",
+                   "X-Access-Token": sandbox._envd_access_token, "Accept-Encoding": "gzip"}
+        with httpx_stream("GET", url, headers=headers) as raw:
+            assert raw.headers["content-encoding"] == "gzip"
+            assert gzip.decompress(b"".join(raw.iter_raw())) == ("hello gzip " * 100).encode()
+        bomb = httpx_post(url, content=gzip.compress(b"\0" * (11 * 1024 * 1024)),
+                          headers={**headers, "Content-Encoding": "gzip", "Content-Type": "application/octet-stream"})
+        assert bomb.status_code == 413 and bomb.json()["code"] == 413
+        not_gzip = httpx_post(url, content=b"plain", headers={**headers, "Content-Encoding": "gzip"})
+        assert not_gzip.status_code == 400
+        assert sandbox.files.read("zipped.txt") == "hello gzip " * 100  # the refused uploads lost nothing
+
+        # Removing a missing path is a no-op, as in E2B; outside the workspace is still refused.
+        sandbox.files.remove("never/was.txt")
+        with pytest.raises((InvalidArgumentException, SandboxException)):
+            sandbox.files.remove("/etc/passwd")
+
+        # list(depth=N) recurses N levels.
+        sandbox.files.write("a/b/c/deep.txt", "x")
+        sandbox.files.write("a/top.txt", "y")
+        assert {e.path for e in sandbox.files.list("a")} == {"/home/user/a/b", "/home/user/a/top.txt"}
+        sandbox.files.make_dir("a/b2")
+        # Each folder is followed by its own entries, as envd walks.
+        assert [e.path for e in sandbox.files.list("a", depth=2)] == [
+            "/home/user/a/b", "/home/user/a/b/c", "/home/user/a/b2", "/home/user/a/top.txt"]
+        assert "/home/user/a/b/c/deep.txt" in {e.path for e in sandbox.files.list("a", depth=3)}
+    finally:
+        sandbox.kill()
+
+
+def test_commands_and_files_as_root_are_refused_clearly(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        with pytest.raises(SandboxException, match="running as 'root' is not supported by Sandpit"):
+            sandbox.commands.run("id -u", user="root")
+        with pytest.raises(SandboxException, match="running as 'root' is not supported by Sandpit"):
+            sandbox.files.write("/home/user/as-root.txt", "x", user="root")
+        assert not sandbox.files.exists("as-root.txt")
+        # The sandbox's own user, named or not, works; it is never uid 0.
+        assert sandbox.commands.run("id -u", user="user").stdout.strip() != "0"
+        assert sandbox.commands.run("id -u").stdout.strip() != "0"
+    finally:
+        sandbox.kill()
+
+
+def test_killed_and_expired_sandboxes_take_their_workspace_with_them(sandpit: str) -> None:
+    from django.conf import settings
+
+    _user, key = key_for("alice")
+    killed = Sandbox.create(api_key=key)
+    expiring = Sandbox.create(api_key=key, timeout=3)
+    folders = {}
+    for sandbox in (killed, expiring):
+        sandbox.files.write("kept-until-the-end.txt", "x")
+        session_id = ApiSandbox.objects.get(sandbox_id=sandbox.sandbox_id).session_id
+        folders[sandbox.sandbox_id] = settings.SANDBOX_WORKSPACES_DIR / str(session_id)
+        assert (folders[sandbox.sandbox_id] / "kept-until-the-end.txt").exists()
+    killed.kill()
+    assert not folders[killed.sandbox_id].exists()
+    deadline = time.monotonic() + 20
+    while folders[expiring.sandbox_id].exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not folders[expiring.sandbox_id].exists()
+    # The sessions and their history stay.
+    assert ChatSession.objects.filter(kind="api").count() == 2
+
+
+def test_list_pages_orders_and_filters_and_fresh_sandboxes_list_default_contexts(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    made = [Sandbox.create(metadata={"suite": "paging"}) for _ in range(3)]
+    try:
+        query = SandboxQuery(metadata={"suite": "paging"})
+        oldest_first = [s.sandbox_id for s in made]
+        # Pages of one, newest first by default, then in the order asked for.
+        paginator = Sandbox.list(query=query, limit=1)
+        pages = []
+        while paginator.has_next:
+            pages.append([s.sandbox_id for s in paginator.next_items()])
+        assert pages == [[i] for i in reversed(oldest_first)] and paginator.next_token is None
+        assert [s.sandbox_id for s in Sandbox.list(query=query, order="asc").next_items()] == oldest_first
+        paginator = Sandbox.list(query=query, order="asc", limit=2)
+        assert [s.sandbox_id for s in paginator.next_items()] == oldest_first[:2] and paginator.has_next
+        assert [s.sandbox_id for s in paginator.next_items()] == oldest_first[2:] and not paginator.has_next
+        # started_after (inclusive) and template filters.
+        started = made[1].get_info().started_at
+        after = Sandbox.list(query=SandboxQuery(metadata={"suite": "paging"}, started_after=started), order="asc").next_items()
+        assert [s.sandbox_id for s in after] == oldest_first[1:]
+        later = Sandbox.list(query=SandboxQuery(metadata={"suite": "paging"}, started_after=started + timedelta(seconds=60))).next_items()
+        assert later == []
+        assert len(Sandbox.list(query=SandboxQuery(metadata={"suite": "paging"}, template="code-interpreter-v1")).next_items()) == 3
+        assert Sandbox.list(query=SandboxQuery(metadata={"suite": "paging"}, template="unknown-template")).next_items() == []
+        bad = httpx_get(f"{sandpit}/v2/sandboxes?nextToken=zzz", headers={"X-API-Key": key})
+        assert bad.status_code == 400 and bad.json()["code"] == 400
+
+        # A fresh sandbox lists its default Python and JavaScript contexts.
+        assert sorted(c.language for c in made[0].list_code_contexts()) == ["javascript", "python"]
+    finally:
+        for sandbox in made:
+            sandbox.kill()
+
+
+def test_dataframe_results_carry_e2b_data(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        result = sandbox.run_code("import pandas as pd\npd.DataFrame({'a': [1, 2, 3], 'when': pd.to_datetime(['2024-01-01'] * 3)})").results[0]
+        assert result.data == {"a": [1, 2, 3], "when": ["2024-01-01T00:00:00.000"] * 3}
+        assert "<table" in result.html and result.is_main_result
+        # display() of one, and a JSON result, are objects too.
+        shown = sandbox.run_code("from IPython.display import display, JSON\ndisplay(pd.DataFrame({'b': ['x']}))\nJSON({'k': [1]})").results
+        assert shown[0].data == {"b": ["x"]} and shown[1].json == {"k": [1]}
+    finally:
+        sandbox.kill()
+
+
+def test_pil_show_and_save_show_the_image(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        make = "from PIL import Image\nimage = Image.new('RGB', (8, 8), 'red')\n"
+        shown = sandbox.run_code(make + "image.show()\nprint('shown')")
+        assert shown.error is None and shown.results and shown.results[0].png and shown.logs.stdout == ["shown\n"]
+        saved = sandbox.run_code("image.save('red.png')")
+        assert saved.results and saved.results[0].png
+        assert sandbox.files.read("red.png", format="bytes")[:4] == b"\x89PNG"
+    finally:
+        sandbox.kill()
+
+
+def test_matplotlib_figures_carry_e2b_charts(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create()
+    try:
+        code = ("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3], [4, 5, 6], label='up')\nplt.title('Rising')\n"
+                "plt.xlabel('time (s)')\nplt.show()")
+        result = sandbox.run_code(code).results[0]
+        assert result.png
+        assert result.chart is not None and result.chart.type.value == "line" and result.chart.title == "Rising"
+        assert result.chart.x_unit == "s" and result.chart.elements[0].label == "up"
+        assert [tuple(p) for p in result.chart.elements[0].points] == [(1, 4), (2, 5), (3, 6)]
+        bars = sandbox.run_code("plt.bar(['a', 'b'], [3, 7])\nplt.show()").results[0]
+        assert bars.chart.type.value == "bar" and [e.value for e in bars.chart.elements] == [3, 7]
+    finally:
+        sandbox.kill()
+
+
+def test_command_killed_with_its_sandbox_raises_e2bs_timeout(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from e2b import Sandbox as CoreSandbox
+
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = CoreSandbox.create()
+    command = sandbox.commands.run("sleep 60", background=True)
+    time.sleep(0.5)
+    sandbox.kill()
+    with pytest.raises(TimeoutException, match="sandbox was killed or reached its end of life"):
+        command.wait()
+    # The async SDK says so too (it raises on the stream's error without probing the sandbox).
+    from e2b import AsyncSandbox as CoreAsyncSandbox
+
+    async def async_kill() -> None:
+        doomed = await CoreAsyncSandbox.create()
+        handle = await doomed.commands.run("sleep 60", background=True)
+        await asyncio.sleep(0.5)
+        await doomed.kill()
+        with pytest.raises(TimeoutException, match="sandbox was killed or reached its end of life"):
+            await handle.wait()
+
+    asyncio.run(async_kill())
+    # A command that ends by a signal while the sandbox lives is still an exit, as E2B's is.
+    other = CoreSandbox.create()
+    try:
+        with pytest.raises(CommandExitException) as killed:
+            other.commands.run("kill -9 $$")
+        assert killed.value.exit_code != 0
+    finally:
+        other.kill()

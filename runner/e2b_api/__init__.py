@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 JUPYTER_PORT = "49999"
 ENVD_PORT = "49983"
 SANDBOX_HOST = re.compile(r"(\d+)-([0-9a-f]{32})\.")
-API_PATH = re.compile(r"(?:/v2)?/sandboxes(?:/.*)?")
+# The control plane's routes, with E2B's cloud-only families (answered 501 by control.py).
+API_PATH = re.compile(r"(?:/v\d)?/(?:sandboxes|templates|default-templates|volumes|snapshots|secrets)(?:/.*)?")
 # JSON bodies: code up to RUN_CODE_MAX_BYTES, escaped; uploads: a file up to SANDBOX_FILE_MAX_BYTES.
 JSON_SLACK_BYTES = 64 * 1024
 EXPIRE_EVERY_S = 2.0

@@ -6,8 +6,12 @@ id that is unknown, killed, past its end or another user's gets the same 404.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Callable
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,6 +26,7 @@ from runner.services.runtime import db
 
 ENVD_VERSION = "0.5.7"
 API_RATE_WINDOW_S = 10
+LIST_MAX = 100
 INVALID_KEY = "Invalid API key, it must start with 'e2b_' prefix and be 40 characters long"
 SANDBOX_PATH = re.compile(r"(?:/v2)?/sandboxes/([^/]+)(/[a-z]+)?/?")
 NOT_SUPPORTED = {
@@ -31,8 +36,17 @@ NOT_SUPPORTED = {
     "/fork": "forking sandboxes is not supported by Sandpit",
     "/metrics": "sandbox metrics are not supported by Sandpit",
     "/logs": "sandbox logs are not supported by Sandpit; the runs are in the session's history",
-    "/network": "network settings are not supported by Sandpit (sandboxes have no network)",
+    "/network": "network rules are not supported by Sandpit (sandboxes have no network)",
 }
+# Cloud-only route families, by their first path segment after an optional /vN.
+NOT_SUPPORTED_ROUTES = {
+    "templates": "templates are not supported by Sandpit (every sandbox is its one local image)",
+    "default-templates": "templates are not supported by Sandpit (every sandbox is its one local image)",
+    "volumes": "volumes are not supported by Sandpit",
+    "snapshots": "snapshots are not supported by Sandpit",
+    "secrets": "secrets are not supported by Sandpit; pass envs when creating the sandbox",
+}
+CLOUD_ROUTE = re.compile(r"(?:/v\d)?/([a-z-]+)(?:/.*)?")
 
 
 async def authenticate(request: Request) -> ApiKey:
@@ -96,6 +110,9 @@ async def dispatch(request: Request, *, forget: Callable[[str], None]) -> None:
         else:
             raise api_error(405, f"method {method} is not allowed on {path}")
         return
+    family = CLOUD_ROUTE.fullmatch(path)
+    if family is not None and family.group(1) in NOT_SUPPORTED_ROUTES:
+        raise api_error(501, NOT_SUPPORTED_ROUTES[family.group(1)])
     if path == "/sandboxes/metrics":
         raise api_error(501, NOT_SUPPORTED["/metrics"])
     match = SANDBOX_PATH.fullmatch(path)
@@ -154,10 +171,9 @@ async def _extend(sandbox: ApiSandbox, timeout_s: object, *, only_extend: bool) 
 
 async def _create(request: Request, key: ApiKey) -> None:
     body = await request.json()
-    if body.get("autoPause"):
-        raise api_error(400, "autoPause is not supported by Sandpit")
-    if body.get("mcp"):
-        raise api_error(400, "MCP gateways are not supported by Sandpit")
+    unsupported = unsupported_create(body)
+    if unsupported:
+        raise api_error(501, unsupported)
     try:
         sandbox = await services.api_sandbox_create(
             owner=key.owner, api_key_id=key.pk, template=body.get("templateID"), timeout_s=body.get("timeout"),
@@ -177,6 +193,31 @@ async def _create(request: Request, key: ApiKey) -> None:
     await request.respond_json(201, sandbox_json(sandbox))
 
 
+def _no_network(network: object) -> bool:
+    """Network settings a Sandpit sandbox already meets (it has no network, and no public port):
+    denying egress, and turning public traffic off."""
+    if not isinstance(network, dict):
+        return False
+    return all((key == "denyOut" and isinstance(value, list)) or (key == "allowPublicTraffic" and value is False)
+               or value in (None, [], {}) for key, value in network.items())
+
+
+def unsupported_create(body: dict[str, Any]) -> str:
+    """Why Sandpit can't make the sandbox `body` asks for ("" when it can): E2B's cloud-only options."""
+    if body.get("autoPause") or body.get("autoResume"):
+        return "pausing sandboxes (autoPause, autoResume) is not supported by Sandpit"
+    if body.get("mcp"):
+        return "MCP gateways are not supported by Sandpit"
+    if body.get("volumeMounts"):
+        return "volumes are not supported by Sandpit"
+    if body.get("allow_internet_access") is True:
+        return "internet access (allow_internet_access=True) is not supported by Sandpit: sandboxes have no network"
+    network = body.get("network")
+    if network is not None and not _no_network(network):
+        return "network rules are not supported by Sandpit: sandboxes have no network"
+    return ""
+
+
 async def _list(request: Request, owner_id: int) -> None:
     metadata = dict(parse_qsl(request.query.get("metadata", ""), keep_blank_values=True))
     state = request.query.get("state", "")
@@ -184,4 +225,41 @@ async def _list(request: Request, owner_id: int) -> None:
         await request.respond_json(200, [])  # nothing is ever paused here
         return
     rows = await db(selectors.api_sandboxes_for_owner_sync)(owner_id=owner_id, metadata=metadata)
-    await request.respond_json(200, [sandbox_json(row, detail=True) for row in rows])
+    page, next_token = _page(rows, request.query)
+    headers = [(b"x-next-token", next_token.encode())] if next_token else None
+    await request.respond(200, json.dumps([sandbox_json(row, detail=True) for row in page]).encode(), headers=headers)
+
+
+def _page(rows: list[ApiSandbox], query: dict[str, str]) -> tuple[list[ApiSandbox], str]:
+    """One page of `rows` as E2B's list gives it: `template` and `startedAfter` filters, `order`
+    (asc|desc by start, desc by default), `limit` (1..LIST_MAX), and `nextToken`, an opaque cursor
+    (the last row's start and id) that `x-next-token` hands back while more rows follow."""
+    order = query.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise api_error(400, "order must be asc or desc")
+    limit_raw = query.get("limit") or str(LIST_MAX)
+    if not limit_raw.isdigit() or not 1 <= int(limit_raw) <= LIST_MAX:
+        raise api_error(400, f"limit must be a whole number from 1 to {LIST_MAX}")
+    if query.get("template"):
+        rows = [row for row in rows if row.template == query["template"]]
+    if query.get("startedAfter"):
+        try:
+            after = datetime.fromisoformat(query["startedAfter"].replace("Z", "+00:00"))
+        except ValueError:
+            raise api_error(400, "startedAfter must be an ISO 8601 time") from None
+        if after.tzinfo is None:
+            after = after.replace(tzinfo=dt_timezone.utc)
+        rows = [row for row in rows if row.started_at >= after]
+    rows = sorted(rows, key=lambda row: (row.started_at, row.sandbox_id), reverse=order == "desc")
+    if query.get("nextToken"):
+        try:
+            started, sandbox_id = json.loads(base64.urlsafe_b64decode(query["nextToken"].encode()))
+            cursor = (datetime.fromisoformat(started), str(sandbox_id))
+        except (ValueError, TypeError):
+            raise api_error(400, "nextToken is not one this server gave") from None
+        rows = [row for row in rows if ((row.started_at, row.sandbox_id) < cursor if order == "desc" else (row.started_at, row.sandbox_id) > cursor)]
+    page = rows[:int(limit_raw)]
+    if len(rows) <= len(page):
+        return page, ""
+    last = page[-1]
+    return page, base64.urlsafe_b64encode(json.dumps([last.started_at.isoformat(), last.sandbox_id]).encode()).decode()

@@ -23,6 +23,7 @@ import shlex
 import signal
 import stat
 import struct
+import zlib
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -37,6 +38,8 @@ from runner.sandboxes.base import FileInfo, Sandbox, SandboxError, Stderr
 HOME = "/home/user"
 END_STREAM = 0x02
 COMMAND_TIMEOUT_S = 60.0
+# ListDir with depth > 1 stops after this many entries (a deep tree isn't walked without end).
+LIST_MAX_ENTRIES = 10_000
 
 
 def absolute(path: str) -> str:
@@ -66,11 +69,34 @@ def entry(info: FileInfo) -> dict[str, Any]:
     }
 
 
+SANDBOX_USER = "user"
+
+
+def _requested_user(request: Request) -> str:
+    """The user the SDK's RPCs ask to act as (`Authorization: Basic base64("name:")`), "" when none."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return ""
+    try:
+        return base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
+    except (ValueError, UnicodeDecodeError):
+        raise api_error(400, "malformed Authorization header") from None
+
+
 async def dispatch(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser) -> None:
     path, method = request.path, request.method
     if path == "/health":
         await request.respond_empty()
         return
+    # The files routes name it in `?username=`, the RPCs in the Authorization header.
+    as_user = request.query.get("username") or _requested_user(request)
+    if as_user not in ("", SANDBOX_USER):
+        # Everything in a Sandpit sandbox runs as its one unprivileged user; never as another.
+        message = (f"running as {as_user[:50]!r} is not supported by Sandpit: commands and files act as the "
+                   f"sandbox's user {SANDBOX_USER!r} (drop user=, or pass user={SANDBOX_USER!r})")
+        if path.startswith(("/filesystem.", "/process.")):
+            raise rpc_error(403, "permission_denied", message)
+        raise api_error(403, message)
     if path == "/files" and method == "GET":
         await _read(request, await _handle(sandbox))
     elif path == "/files" and method == "POST":
@@ -106,11 +132,39 @@ async def _read(request: Request, handle: Sandbox) -> None:
         data = await handle.read_file(path)
     except (ValueError, OSError) as exc:
         raise _file_error(exc, path) from None
-    await request.respond(200, data, "application/octet-stream")
+    accepted = [part.split(";")[0].strip() for part in request.headers.get("accept-encoding", "").split(",")]
+    if "gzip" in accepted:
+        await request.respond(200, _gzip(data), "application/octet-stream", headers=[(b"content-encoding", b"gzip")])
+    else:
+        await request.respond(200, data, "application/octet-stream")
+
+
+def _gzip(data: bytes) -> bytes:
+    packer = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    return packer.compress(data) + packer.flush()
+
+
+def _gunzip(body: bytes, max_bytes: int) -> bytes:
+    """A gzip body, decoded; 413 past `max_bytes` decoded (read no further), 400 when it isn't gzip."""
+    unpacker = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        data = unpacker.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise api_error(400, f"the body is not valid gzip: {exc}") from None
+    if len(data) > max_bytes or unpacker.unconsumed_tail:
+        raise api_error(413, f"the decompressed file is larger than {max_bytes} bytes")
+    if not unpacker.eof:
+        raise api_error(400, "the gzip body is truncated")
+    return data
 
 
 async def _write(request: Request, handle: Sandbox) -> None:
     body = await request.body()
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "gzip":
+        body = _gunzip(body, settings.SANDBOX_FILE_MAX_BYTES)
+    elif encoding not in ("", "identity"):
+        raise api_error(415, f"Content-Encoding {encoding[:50]!r} is not supported; use gzip or none")
     content_type = request.headers.get("content-type", "")
     uploads: list[tuple[str, bytes]] = []
     if content_type.startswith("multipart/form-data"):
@@ -151,7 +205,10 @@ async def _filesystem(request: Request, handle: Sandbox, method: str) -> None:
     path = str(body.get("path", HOME))
     try:
         if method == "ListDir":
-            infos = await handle.list_files(path)
+            depth = body.get("depth") or 1
+            if not isinstance(depth, int) or depth < 1:
+                raise ValueError("depth must be a whole number, at least 1")
+            infos = await _walk(handle, path, depth)
             await request.respond_json(200, {"entries": [entry(info) for info in infos]})
         elif method == "Stat":
             await request.respond_json(200, {"entry": entry(await _stat(handle, path))})
@@ -164,9 +221,13 @@ async def _filesystem(request: Request, handle: Sandbox, method: str) -> None:
             else:
                 raise rpc_error(409, "already_exists", f"path '{path[:300]}' already exists")
         elif method == "Remove":
-            await _stat(handle, path)
             if absolute(path) == HOME:
                 raise ValueError("the workspace itself can't be removed")
+            try:
+                await _stat(handle, path)  # refuses a path outside the workspace
+            except FileNotFoundError:
+                await request.respond_json(200, {})  # a missing path is a no-op, as in E2B
+                return
             await _command(handle, ["rm", "-rf", "--", absolute(path)])
             await request.respond_json(200, {})
         elif method == "Move":
@@ -181,6 +242,23 @@ async def _filesystem(request: Request, handle: Sandbox, method: str) -> None:
         raise rpc_error(404, "not_found", f"path '{str(exc.args[0] if exc.args else path)[:300]}' does not exist") from None
     except ValueError as exc:
         raise rpc_error(400, "invalid_argument", str(exc)) from None
+
+
+async def _walk(handle: Sandbox, path: str, depth: int) -> list[FileInfo]:
+    """The entries under `path` down to `depth` levels, each folder followed by its own entries
+    (envd's walk order); links are listed, never followed (the backend lists without following)."""
+    found: list[FileInfo] = []
+
+    async def visit(folder: str, level: int) -> None:
+        for info in await handle.list_files(folder):
+            if len(found) >= LIST_MAX_ENTRIES:
+                return
+            found.append(info)
+            if info.is_dir and level < depth:
+                await visit(info.path, level + 1)
+
+    await visit(path, 1)
+    return found
 
 
 async def _command(handle: Sandbox, argv: list[str]) -> None:
@@ -243,15 +321,16 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox,
             if exc.code == "forbidden":
                 raise rpc_error(403, "permission_denied", exc.message) from None
             raise rpc_error(400, "invalid_argument", exc.message) from None
-        await _stream_command(request, layer, channel, execution, command, session, user)
+        await _stream_command(request, layer, channel, execution, command, sandbox, handle, user)
     finally:
         await layer.group_discard(group, channel)
 
 
 async def _stream_command(request: Request, layer: Any, channel: str, execution: Execution, command: services.Command,
-                          session: Any, user: AbstractBaseUser) -> None:
+                          sandbox: ApiSandbox, handle: Sandbox, user: AbstractBaseUser) -> None:
     """The run's stdout and stderr as Process events, then its end (exit code, or why it has none).
     A client that goes away stops the run."""
+    session = sandbox.session
     gone = request.disconnect_watch()
     incoming: asyncio.Future[dict[str, Any]] | None = None
     refusal: dict[str, Any] | None = None
@@ -276,13 +355,22 @@ async def _stream_command(request: Request, layer: Any, channel: str, execution:
             elif kind == "run.error":
                 refusal = message["frame"]  # no sandbox for it (the user's live-sandbox limit, an outage)
             elif kind == "execution.finished" and message["frame"]["execution_id"] == execution.pk:
-                await request.stream_write(_command_end(message["frame"]["status"], command, refusal))
+                ended = _killed_with_sandbox(sandbox.sandbox_id) if getattr(handle, "closed", False) else None
+                await request.stream_write(ended or _command_end(message["frame"]["status"], command, refusal))
                 await request.stream_end()
                 return
     finally:
         for future in (incoming, gone):
             if future is not None and not future.done():
                 future.cancel()
+
+
+def _killed_with_sandbox(sandbox_id: str) -> bytes:
+    """The stream's end when the command's sandbox was killed under it, as envd's ends when its
+    sandbox goes away (unavailable): the SDK probes the sandbox, finds it gone, raises TimeoutException."""
+    message = (f"the connection to sandbox {sandbox_id} ended before the stream completed: "
+               "the sandbox was killed or reached its end of life")
+    return _envelope({"error": {"code": "unavailable", "message": message}}, END_STREAM)
 
 
 def _command_end(status: str, command: services.Command, refusal: dict[str, Any] | None) -> bytes:

@@ -21,6 +21,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from runner import events, services
+from runner.e2b_api import envs
 from runner.e2b_api.wire import Request, api_error, text_error
 from runner.models import ApiSandbox, Execution
 from runner.sandboxes.base import LANGUAGES
@@ -36,6 +37,7 @@ RESULT_FIELDS = {
     "image/png": "png", "image/jpeg": "jpeg", "application/pdf": "pdf", "text/latex": "latex",
     "application/json": "json", "application/javascript": "javascript", "e2b/data": "data", "e2b/chart": "chart",
 }
+JSON_FIELDS = ("json", "data", "chart")
 # How a run that didn't end on its own shows as an E2B error.
 END_ERRORS = {
     Execution.Status.TIMED_OUT: ("TimeoutError", "the run passed the server's time limit and was stopped"),
@@ -56,8 +58,9 @@ CHDIR = {
 
 
 def unknown_language(language: str) -> Exception:
-    # What E2B's server answers when Jupyter has no kernel for the language.
-    return text_error(500, f'Failed to create context: {{"message": "No such kernel named {language[:100]}", "reason": null}}')
+    # E2B's server says "No such kernel named ..." (as a 500); here a 400 that also lists the languages.
+    return text_error(400, f"No such kernel named {language[:100]}: the languages Sandpit has are "
+                           f"{', '.join(sorted(LANGUAGES))} (js and ts name the last two)")
 
 
 def public_context(context: dict[str, Any]) -> dict[str, str]:
@@ -126,8 +129,10 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
     body = await request.json(error=text_error)
     if body.get("context_id") and body.get("language"):
         raise text_error(400, "Only one of context_id or language can be provided")
-    if body.get("env_vars"):
-        raise text_error(400, "env_vars are not supported by Sandpit; pass envs when creating the sandbox (they reach commands)")
+    try:
+        run_envs = envs.validated(body.get("env_vars"), "env_vars")
+    except ValueError as exc:
+        raise text_error(400, str(exc)) from None
     code = body.get("code")
     if not isinstance(code, str):
         raise text_error(400, "code must be a string")
@@ -154,7 +159,9 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
     try:
         try:
             execution = await services.execution_start(
-                session=session, user=user, code=_with_cwd(code, context, sandbox.contexts), language=context["language"], client_id="e2b-api"
+                session=session, user=user, language=context["language"], client_id="e2b-api",
+                code=envs.with_envs(_with_cwd(code, context, sandbox.contexts), sandbox_id=sandbox.sandbox_id,
+                                    language=context["language"], create_envs=sandbox.envs, run_envs=run_envs),
             )
         except services.RunRejected as exc:
             if exc.code in ("quota", "rate_limited"):
@@ -204,7 +211,7 @@ async def _stream(request: Request, layer: Any, channel: str, execution: Executi
                 await request.stream_write(head + _line({"type": "stderr", "text": message["frame"]["notice"] + "\n", "timestamp": time.time_ns()}))
                 head = b""
             elif kind == "execution.output" and message.get("execution_id") == execution.pk:
-                lines = [line for chunk in message["chunks"] for line in chunk_lines(chunk)]
+                lines = [line for chunk in message["chunks"] for line in chunk_lines(chunk, execution.language)]
                 errored = errored or any(line["type"] == "error" for line in lines)
                 if lines:
                     await request.stream_write(head + b"".join(_line(line) for line in lines))
@@ -223,11 +230,25 @@ async def _stream(request: Request, layer: Any, channel: str, execution: Executi
                 future.cancel()
 
 
+def _js_string(text: str) -> str:
+    """A JavaScript string value as the string itself: Deno shows it quoted ("..." with JSON's
+    escapes, or `...` when it holds both quote kinds); any other value is left as shown."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text
+        return value if isinstance(value, str) else text
+    if len(text) >= 2 and text[0] == text[-1] == "`" and "\n" not in text:
+        return text[1:-1]
+    return text
+
+
 def _line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj).encode() + b"\n"
 
 
-def chunk_lines(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+def chunk_lines(chunk: dict[str, Any], language: str = "python") -> list[dict[str, Any]]:
     """A stored/published output chunk as E2B NDJSON objects (stdout/stderr, result, error)."""
     kind, data = chunk["kind"], chunk.get("data")
     now_ns = time.time_ns()
@@ -238,20 +259,28 @@ def chunk_lines(chunk: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"type": "error", "name": str(data.get("ename", "")), "value": str(data.get("evalue", "")),
                  "traceback": "\n".join(str(line) for line in traceback)}]
     if kind == "result" and isinstance(data, dict):
-        return [result_object(data)]
+        return [result_object(data, language)]
     return []
 
 
-def result_object(data: dict[str, Any]) -> dict[str, Any]:
+def result_object(data: dict[str, Any], language: str = "python") -> dict[str, Any]:
     """A MIME bundle as the code interpreter's `result` object (named fields, the rest in extra)."""
     remaining = {k: v for k, v in data.items() if not k.startswith("sandpit/")}
     out: dict[str, Any] = {"type": "result", "is_main_result": data.get(MAIN_RESULT_MARKER) == "1"}
     for mime, field in RESULT_FIELDS.items():
         if mime in remaining:
             out[field] = remaining.pop(mime)
+    for field in JSON_FIELDS:  # stored as JSON text (a bundle's values are strings); the SDK wants objects
+        if isinstance(out.get(field), str):
+            try:
+                out[field] = json.loads(out[field])
+            except ValueError:
+                pass
     text = out.get("text")
     # E2B's server strips the quotes of a plain string repr ('abc' -> abc).
     if isinstance(text, str) and len(text) >= 2 and text[0] == text[-1] == "'":
         out["text"] = text[1:-1]
+    elif isinstance(text, str) and language in ("javascript", "typescript") and out["is_main_result"]:
+        out["text"] = _js_string(text)
     out["extra"] = remaining
     return out

@@ -4,7 +4,8 @@
 The session's sandbox is the same one the page's runs use (sandboxes.py: lease, idle reaper);
 its runs go through admission.execution_start like the websocket's. A sandbox ends when killed or
 when its end time passes (E2B's timeout): its runs are stopped, its sandbox closed (lease reason
-"closed"), the session marked closed and kept, with its history, in the owner's list.
+"closed"), its workspace deleted, the session marked closed and kept, with its history, in the
+owner's list.
 
 Contexts: E2B's code interpreter has kernels ("contexts"); a Sandpit sandbox has one kernel per
 language. A context is a (language, cwd) view of that language's kernel: contexts of one language
@@ -26,7 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from runner.models import ApiSandbox, ChatSession, Execution, SandboxLease
-from runner.sandboxes.base import Sandbox
+from runner.sandboxes.base import Sandbox, get_backend
 from runner.services import sandboxes
 from runner.services.admission import execution_quota_check
 from runner.services.apikeys import api_sandbox_refusal
@@ -78,7 +79,8 @@ async def api_sandbox_create(
     *, owner: User, api_key_id: int | None, template: object, timeout_s: object, metadata: object, envs: object
 ) -> ApiSandbox:
     """A new API sandbox: session (kind "api", titled from metadata["title" or "name"], else the
-    metadata), its row, a default python context, and its sandbox, started.
+    metadata), its row, default python and javascript contexts (as E2B's lists them), and its
+    sandbox, started.
 
     Raises ValueError (bad input, for a 400), LookupError (unknown template, 404), RunRejected
     (quota, 429) or SandboxUnavailable / SandboxError (no sandbox now; the row is left killed)."""
@@ -119,7 +121,7 @@ def _create_sync(*, owner: User, api_key_id: int | None, template: str, timeout_
         return ApiSandbox.objects.create(
             session=session, api_key_id=api_key_id, template=template, metadata=metadata, envs=envs,
             started_at=now, end_at=now + timedelta(seconds=timeout_s),
-            contexts=[_new_context("python", HOME, default=True)],
+            contexts=[_new_context("python", HOME, default=True), _new_context("javascript", HOME, default=True)],
         )
 
 
@@ -157,6 +159,18 @@ async def api_sandbox_kill(*, sandbox: ApiSandbox, reason: str = SandboxLease.En
     else:
         await sandboxes.sandbox_restart(session_id=session_id, reason=reason)
     await db(_mark_killed_sync)(session_id=session_id)
+    await _discard_workspace(session_id)
+
+
+async def _discard_workspace(session_id: uuid.UUID) -> None:
+    """Delete a killed sandbox's files, as E2B's go with its sandbox (the session's history stays)."""
+    try:
+        backend = get_backend()
+    except Exception:  # no backend loads: nothing of it on disk to remove here
+        return
+    discard = getattr(backend, "discard_workspace", None)  # beyond the Protocol: the local backend has it
+    if discard is not None:
+        await asyncio.to_thread(discard, str(session_id))
 
 
 def _mark_killed_sync(*, session_id: uuid.UUID) -> None:

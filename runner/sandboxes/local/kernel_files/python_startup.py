@@ -14,6 +14,103 @@
 """
 
 
+# A DataFrame result also carries E2B's table, `e2b/data`: {column: [values]} (JSON-safe; frames
+# over DATA_MAX_CELLS cells carry none, so a huge frame isn't serialised twice); a matplotlib
+# figure carries E2B's chart, `e2b/chart`.
+DATA_MAX_CELLS = 100_000
+
+
+def _register_data_formatter(ip) -> None:
+    from IPython.core.formatters import BaseFormatter
+    from traitlets import ObjectName, Unicode
+
+    def table(frame):
+        try:
+            if frame.size > DATA_MAX_CELLS:
+                return None
+            import json
+
+            rows = json.loads(frame.to_json(orient="values", date_format="iso", default_handler=str))
+            return {str(column): [row[i] for row in rows] for i, column in enumerate(frame.columns)}
+        except Exception:
+            return None
+
+    class DataFormatter(BaseFormatter):
+        format_type = Unicode("e2b/data")
+        print_method = ObjectName("_repr_e2b_data_")
+        _return_type = (dict,)
+
+    formatter = DataFormatter(parent=ip.display_formatter)
+    formatter.for_type_by_name("pandas.core.frame", "DataFrame", table)
+    ip.display_formatter.formatters["e2b/data"] = formatter
+
+    class ChartFormatter(BaseFormatter):
+        # A matplotlib figure's data as E2B's `chart` (e2b_charts, as E2B's template runs it).
+        format_type = Unicode("e2b/chart")
+        print_method = ObjectName("_repr_e2b_chart_")
+        _return_type = (dict,)
+
+        def __call__(self, obj):
+            import sys
+
+            if sys.modules.get("matplotlib.figure") is None or not isinstance(obj, sys.modules["matplotlib.figure"].Figure):
+                return super().__call__(obj)
+            try:
+                from e2b_charts import chart_figure_to_dict
+
+                return chart_figure_to_dict(obj) or None
+            except Exception:
+                return None
+
+    ip.display_formatter.formatters["e2b/chart"] = ChartFormatter(parent=ip.display_formatter)
+
+
+def _show_pil_images() -> None:
+    """As E2B's template does: `image.show()` and `image.save(<a file name>)` display the image as
+    a result. PIL is patched when it is first imported (a one-shot import hook), not at start."""
+    import importlib.abc
+    import importlib.util
+    import sys
+
+    def patch(module) -> None:
+        from IPython.display import display
+
+        original_save = module.Image.save
+
+        def show(self, title=None):
+            display(self)
+
+        def save(self, fp, format=None, **params):
+            if isinstance(fp, str):
+                display(self)
+            return original_save(self, fp, format, **params)
+
+        module.Image.show = show
+        module.Image.save = save
+
+    class Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "PIL.Image":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            if spec is None or spec.loader is None:
+                return spec
+            exec_module = spec.loader.exec_module
+
+            def exec_and_patch(module) -> None:
+                exec_module(module)
+                try:
+                    patch(module)
+                except Exception:
+                    pass  # a PIL this doesn't fit: images just aren't shown
+
+            spec.loader.exec_module = exec_and_patch
+            return spec
+
+    sys.meta_path.insert(0, Hook())
+
+
 def _sandpit_setup() -> None:
     import os
     import sys
@@ -125,6 +222,8 @@ def _sandpit_setup() -> None:
         ip.events.register("pre_run_cell", reap_before)  # children that exited since the last cell
         ip.events.register("post_run_cell", reap_after)
         ip.history_manager.outputs = NoOutputs()
+        _register_data_formatter(ip)
+        _show_pil_images()
         pip_magic = ip.find_line_magic("pip")
         if pip_magic is not None:
             import subprocess
