@@ -823,6 +823,25 @@ def test_create_envs_reach_every_kernel_and_command_and_run_envs_last_one_run(sa
         sandbox.kill()
 
 
+def test_env_values_and_context_cwds_never_land_in_the_stored_runs(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create(envs={"CREATE_SECRET": "create-value-4711"})
+    try:
+        assert "".join(sandbox.run_code("import os; print(os.getenv('CREATE_SECRET'))").logs.stdout) == "create-value-4711\n"
+        ran = sandbox.run_code("import os; print(os.getenv('RUN_SECRET'))", envs={"RUN_SECRET": "run-value-0815"})
+        assert "".join(ran.logs.stdout) == "run-value-0815\n"
+        assert "".join(sandbox.run_code('echo "$RUN_SECRET"', language="bash", envs={"RUN_SECRET": "bash-value-42"}).logs.stdout) == "bash-value-42\n"
+        sandbox.files.make_dir("/home/user/sub-4711-dir")
+        context = sandbox.create_code_context(cwd="/home/user/sub-4711-dir")
+        assert sandbox.run_code("import os; os.getcwd()", context=context).text.strip("'") == "/home/user/sub-4711-dir"
+    finally:
+        sandbox.kill()
+    stored = list(Execution.objects.values_list("code", flat=True))
+    assert stored == ["import os; print(os.getenv('CREATE_SECRET'))", "import os; print(os.getenv('RUN_SECRET'))",
+                      'echo "$RUN_SECRET"', "import os; os.getcwd()"]  # what the user sent, in order, and only that
+
+
 def test_cloud_only_features_are_e2b_shaped_501s_at_the_call(sandpit: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from e2b import Template
 

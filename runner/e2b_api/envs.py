@@ -70,12 +70,13 @@ def validated(value: object, what: str) -> dict[str, str]:
     return dict(value)
 
 
-def with_envs(code: str, *, sandbox_id: str, language: str, create_envs: dict[str, str], run_envs: dict[str, str]) -> str:
-    """`code` with the prelude that gives its kernel the variables, or `code` when none is needed."""
+def envs_prelude(*, sandbox_id: str, language: str, create_envs: dict[str, str], run_envs: dict[str, str]) -> str:
+    """The line that gives a run's kernel the variables, to run before its code ("" when none is
+    needed). It is never stored with the run: the values are often secrets."""
     kind = KIND[language]
     pending = (sandbox_id, kind) in _pending
     if not create_envs and not run_envs and not pending:
-        return code
+        return ""
     if run_envs:
         _pending.add((sandbox_id, kind))
     else:
@@ -90,5 +91,5 @@ def with_envs(code: str, *, sandbox_id: str, language: str, create_envs: dict[st
             save=BASH_SAVE.format(names=" ".join(run_envs)) if run_envs else "",
             run=" ".join(f"export {k}={shlex.quote(v)};" for k, v in run_envs.items()),
         )
-    return prelude + "\n" + code
+    return prelude + "\n"
 

@@ -115,14 +115,14 @@ async def _context_action(request: Request, sandbox: ApiSandbox, parts: list[str
         raise text_error(404, "Not Found")
 
 
-def _with_cwd(code: str, context: dict[str, Any], contexts: list[dict[str, Any]]) -> str:
-    """`code` preceded by a chdir to the context's cwd, when a context of its language (which all
-    share one kernel) has a cwd of its own; else `code` as it is."""
+def _cwd_prelude(context: dict[str, Any], contexts: list[dict[str, Any]]) -> str:
+    """The chdir to the context's cwd to run before its code, when a context of its language (which
+    all share one kernel) has a cwd of its own; else ""."""
     cwd = context["cwd"]
     if all(c["cwd"] == HOME for c in contexts if c["language"] == context["language"]) and cwd == HOME:
-        return code
+        return ""
     sh = "'" + cwd.replace("'", "'\\''") + "'"
-    return CHDIR[context["language"]].format(cwd=cwd, cwd_sh=sh, cwd_json=json.dumps(cwd)) + "\n" + code
+    return CHDIR[context["language"]].format(cwd=cwd, cwd_sh=sh, cwd_json=json.dumps(cwd)) + "\n"
 
 
 async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser) -> None:
@@ -160,8 +160,10 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
         try:
             execution = await services.execution_start(
                 session=session, user=user, language=context["language"], client_id="e2b-api",
-                code=envs.with_envs(_with_cwd(code, context, sandbox.contexts), sandbox_id=sandbox.sandbox_id,
-                                    language=context["language"], create_envs=sandbox.envs, run_envs=run_envs),
+                code=code,
+                prelude=envs.envs_prelude(sandbox_id=sandbox.sandbox_id, language=context["language"],
+                                          create_envs=sandbox.envs, run_envs=run_envs)
+                + _cwd_prelude(context, sandbox.contexts),
             )
         except services.RunRejected as exc:
             if exc.code in ("quota", "rate_limited"):

@@ -71,7 +71,7 @@ def _validated(code: object, language: object, client_id: object) -> tuple[str, 
 
 async def execution_start(
     *, session: ChatSession, user: AbstractBaseUser, code: object, language: object, client_id: object = "",
-    command: Command | None = None,
+    command: Command | None = None, prelude: str = "",
 ) -> Execution:
     """Store a run and start it in the background; return at once with the row.
 
@@ -79,6 +79,8 @@ async def execution_start(
     continues with no socket connected, and publishes everything to the session's group.
     With `command`, the run is that command (`code` is its command line, stored as the run's code)
     instead of `code` for a kernel: it counts against the same limits and is stored the same way.
+    `prelude` runs before `code` in the same cell and is never stored (the E2B API's environment
+    variables, whose values are often secrets, and its contexts' cwd).
     Raises `RunRejected` (bad_request, forbidden, quota, rate_limited) without storing anything.
     """
     code, language, client_id = _validated(code, language, client_id)
@@ -91,7 +93,7 @@ async def execution_start(
 
     ahead, mine = take_turn(session.id)
     free_here = ahead is None
-    run = Run(0, session, events.session_group(session.id), code, language, tail=mine, command=command)
+    run = Run(0, session, events.session_group(session.id), code, language, tail=mine, command=command, prelude=prelude)
     writer = OutputWriter(group=run.group)  # holds output until the row exists
     # Pipelining, when nothing runs here: the row is inserted while the sandbox is fetched, or,
     # when the session's sandbox is this process's own (local) one, while the code already runs.
@@ -103,7 +105,7 @@ async def execution_start(
         run.sandbox = own_sandbox
         early = asyncio.ensure_future(
             code_run(
-                sandbox=own_sandbox, code=code, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
+                sandbox=own_sandbox, code=run.cell, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
                 on_input=input_asker(run, writer),
             )
         )

@@ -204,7 +204,7 @@ def run_start(run: Run, sandbox: Sandbox, writer: OutputWriter) -> asyncio.Futur
         return asyncio.ensure_future(_command_run(run, run.command, sandbox, writer))
     return asyncio.ensure_future(
         code_run(
-            sandbox=sandbox, code=run.code, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
+            sandbox=sandbox, code=run.cell, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
             on_input=input_asker(run, writer),
         )
     )

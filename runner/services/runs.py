@@ -58,6 +58,12 @@ class Run:
     tail: asyncio.Future[None] | None = None  # resolves when this run is done and the next may go
     pending_input: PendingInput | None = None  # set while its code waits in input()
     command: Command | None = None  # set when the run is a command, not code for a kernel
+    prelude: str = ""  # run before `code` in the same cell, never stored (the E2B API's envs and cwd)
+
+    @property
+    def cell(self) -> str:
+        """What the kernel runs: the prelude, then the code."""
+        return self.prelude + self.code
 
 
 @dataclass
