@@ -34,6 +34,7 @@ from runner import events, services
 from runner.e2b_api.wire import HttpError, Request, api_error, rpc_error
 from runner.models import ApiSandbox, Execution
 from runner.sandboxes.base import FileInfo, Sandbox, SandboxError, Stderr
+from runner.services.runtime import db
 
 HOME = "/home/user"
 END_STREAM = 0x02
@@ -321,13 +322,13 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox,
             if exc.code == "forbidden":
                 raise rpc_error(403, "permission_denied", exc.message) from None
             raise rpc_error(400, "invalid_argument", exc.message) from None
-        await _stream_command(request, layer, channel, execution, command, sandbox, handle, user)
+        await _stream_command(request, layer, channel, execution, command, sandbox, user)
     finally:
         await layer.group_discard(group, channel)
 
 
 async def _stream_command(request: Request, layer: Any, channel: str, execution: Execution, command: services.Command,
-                          sandbox: ApiSandbox, handle: Sandbox, user: AbstractBaseUser) -> None:
+                          sandbox: ApiSandbox, user: AbstractBaseUser) -> None:
     """The run's stdout and stderr as Process events, then its end (exit code, or why it has none).
     A client that goes away stops the run."""
     session = sandbox.session
@@ -355,8 +356,12 @@ async def _stream_command(request: Request, layer: Any, channel: str, execution:
             elif kind == "run.error":
                 refusal = message["frame"]  # no sandbox for it (the user's live-sandbox limit, an outage)
             elif kind == "execution.finished" and message["frame"]["execution_id"] == execution.pk:
-                ended = _killed_with_sandbox(sandbox.sandbox_id) if getattr(handle, "closed", False) else None
-                await request.stream_write(ended or _command_end(message["frame"]["status"], command, refusal))
+                status = message["frame"]["status"]
+                ended = None
+                stopped = status in (Execution.Status.CANCELLED, Execution.Status.INTERRUPTED)
+                if stopped and await db(services.api_sandbox_killed_or_killing)(sandbox=sandbox):
+                    ended = _killed_with_sandbox(sandbox.sandbox_id)
+                await request.stream_write(ended or _command_end(status, command, refusal))
                 await request.stream_end()
                 return
     finally:

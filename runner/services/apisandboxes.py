@@ -148,6 +148,23 @@ async def api_sandbox_kill(*, sandbox: ApiSandbox, reason: str = SandboxLease.En
     """End the sandbox: stop its runs, close its sandbox wherever it is held (lease `reason`),
     mark it killed and its session closed. Idempotent."""
     session_id = sandbox.session_id
+    _killing.add(session_id)  # so a run it stops can tell it ended with its sandbox
+    try:
+        await _kill(session_id, reason)
+    finally:
+        _killing.discard(session_id)
+
+
+def api_sandbox_killed_or_killing(*, sandbox: ApiSandbox) -> bool:
+    """Whether `sandbox` is being killed by this process or is killed (read afresh)."""
+    return sandbox.session_id in _killing or ApiSandbox.objects.filter(pk=sandbox.session_id).exclude(killed_at=None).exists()
+
+
+# API sandboxes this process is killing now (their runs are being stopped).
+_killing: set[uuid.UUID] = set()
+
+
+async def _kill(session_id: uuid.UUID, reason: str) -> None:
     for run in [r for r in list(runs_here.values()) if r.session.id == session_id]:
         await execution_cancel_local(execution_id=run.execution_id)
         try:
