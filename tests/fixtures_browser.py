@@ -64,7 +64,7 @@ class SharedDaphne:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.daphne: Daphne | None = None
-        self.started = 0  # how many Daphnes this module started (the tests of this file check it)
+        self.started = 0  # how many Daphnes this module started (numbers their logs)
         self.log_offset = 0
 
     def get(self) -> Daphne:
