@@ -104,6 +104,31 @@ async def next_frame(ws: websockets.ClientConnection, kind: str, timeout_s: floa
             assert frame["type"] != "error", frame
 
 
+# A run that prints once, then spins until it is stopped or its server dies.
+SPIN = "print('working', flush=True)\nwhile True:\n    pass"
+
+
+async def start_run(ws: websockets.ClientConnection, code: str, client_id: str) -> int:
+    """Send a run on `ws` and return its execution id once it is queued."""
+    await ws.send(json.dumps({"type": "run", "code": code, "language": "python", "client_id": client_id}))
+    while True:
+        frame = await next_frame(ws, "execution.queued")
+        if frame["client_id"] == client_id:
+            return int(frame["execution_id"])
+
+
+async def start_spinning(server: Daphne, session: Any, cookie: bytes) -> int:
+    """On `server`, set `x = 1` in `session`, then start SPIN; returns its execution id once it
+    printed (the socket is closed, the run goes on)."""
+    ws = await server.open(session.id, cookie)
+    await start_run(ws, "x = 1", "set")
+    await next_frame(ws, "execution.finished")
+    spinning = await start_run(ws, SPIN, "spin")
+    assert (await next_frame(ws, "execution.output"))["text"] == "working\n"
+    await ws.close()
+    return spinning
+
+
 def server_env(**overrides: str) -> dict[str, str]:
     """The environment for a server process sharing this test process's database and channel layer."""
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_ALLOW_ASYNC_UNSAFE", "PYTEST_CURRENT_TEST")}

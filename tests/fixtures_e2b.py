@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from django.conf import settings
+from django.test import override_settings
 
 from runner.sandboxes.e2b import E2BBackend, E2BConfig
 from tests.e2b_server import RunningServer, start_server
@@ -55,6 +56,19 @@ class E2BServerControl:
             "file_max_bytes": settings.SANDBOX_FILE_MAX_BYTES,
         }
         return E2BConfig(**{**values, **overrides})
+
+
+
+def e2b_settings(server: E2BServerControl, **overrides: object) -> override_settings:
+    """Settings that point the app's E2B backend at `server` (SANDBOX_BACKEND="e2b"), plus `overrides`."""
+    values: dict[str, object] = {
+        "SANDBOX_BACKEND": "e2b",
+        "E2B_API_KEY": server.api_key,
+        "E2B_API_URL": server.url,
+        "E2B_SANDBOX_URL": server.url,
+        "E2B_REQUEST_TIMEOUT_S": 15.0,
+    }
+    return override_settings(**{**values, **overrides})
 
 
 @pytest.fixture(scope="session")

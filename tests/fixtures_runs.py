@@ -24,14 +24,16 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
 from django.test import Client
+from django.utils import timezone
 
 from project.asgi import application
 from runner import services
-from runner.models import ChatSession
+from runner.models import ChatSession, Execution, OutputChunk, ServerProcess
 
 # The site as the sockets reach it: the Origin check compares scheme, host and port with these.
 ORIGIN = b"http://127.0.0.1"
 HOST = b"127.0.0.1"
+ALICE_PASSWORD = "pw-alice-123"
 FRAME_TIMEOUT_S = 30
 
 
@@ -47,7 +49,8 @@ def _cookie_for(user: Any) -> bytes:
 
 @pytest.fixture
 def alice() -> Any:
-    return get_user_model().objects.create_user("alice", password="pw-alice-123")
+    """The one alice of the suite: a student, with a full name for the pages that show it."""
+    return get_user_model().objects.create_user("alice", password=ALICE_PASSWORD, first_name="Alice", last_name="Liddell")
 
 
 @pytest.fixture
@@ -68,6 +71,29 @@ def alice_session(alice: Any) -> ChatSession:
 @pytest.fixture
 def bob_session(bob: Any) -> ChatSession:
     return services.session_create(owner=bob, title="Bob's")
+
+
+def stored_run(session: ChatSession, seq: int, status: str, owner_boot_id: str) -> Execution:
+    """A run row of `session` as the process `owner_boot_id` leaves it (no output)."""
+    return Execution.objects.create(
+        session=session, seq=seq, code="while True: pass", language="python", user=session.owner,
+        status=status, owner_boot_id=owner_boot_id, started_at=timezone.now() if status == "running" else None,
+    )
+
+
+@pytest.fixture
+def dead_runs(alice_session: ChatSession) -> list[Execution]:
+    """Two runs of alice's owned by a process that never heartbeated: one `running` (with output), one `queued`."""
+    running = stored_run(alice_session, 1, "running", "dead-process")
+    OutputChunk.objects.create(execution=running, index=0, kind="stdout", text="before the crash\n")
+    return [running, stored_run(alice_session, 2, "queued", "dead-process")]
+
+
+@pytest.fixture
+def live_peer_run(alice_session: ChatSession) -> Execution:
+    """A `running` run owned by a live peer on another host (a fresh heartbeat)."""
+    ServerProcess.objects.create(boot_id="live-peer", hostname="another-host", pid=1, seen_at=timezone.now())
+    return stored_run(alice_session, 3, "running", "live-peer")
 
 
 @pytest.fixture

@@ -9,60 +9,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth import get_user_model
+
+from tests.fixtures_browser import PASSWORD, RUN_TIMEOUT_MS, log_in_and_start_session, run, wait_connected, wait_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
-
-PASSWORD = "a-long-test-password-1"
-RUN_TIMEOUT_MS = 60_000
-
-
-@pytest.fixture
-def alice(transactional_db):
-    return get_user_model().objects.create_user("alice", password=PASSWORD, first_name="Alice", last_name="Liddell")
-
-
-@pytest.fixture
-def page(chromium_browser, live_daphne, alice):
-    context = chromium_browser.new_context(base_url=live_daphne, viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(RUN_TIMEOUT_MS)
-    page = context.new_page()
-    page.errors = []  # uncaught page errors, so a broken script fails the test that caused it
-    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-    yield page
-    context.close()
-
-
-def log_in_and_start_session(page) -> None:
-    page.goto("/accounts/login/")
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_role("button", name="Start a session").click()
-    page.wait_for_url(re.compile(r"/sessions/[0-9a-f-]{36}/$"))
-    wait_connected(page)
-
-
-def wait_connected(page) -> None:
-    """Wait until the page's socket is open (the composer is usable and no toast shows)."""
-    page.wait_for_function("() => document.body.dataset.socket === 'open'")
-
-
-def run(page, code: str, *, wait: bool = True):
-    """Type `code` into the composer, Shift+Enter, and return the new turn (after it finishes if `wait`)."""
-    before = page.locator("#turns > li.turn").count()
-    composer = page.get_by_label("Code to run")
-    composer.fill(code)
-    composer.press("Shift+Enter")
-    turn = page.locator("#turns > li.turn").nth(before)
-    turn.wait_for()
-    if wait:
-        wait_finished(turn)
-    return turn
-
-
-def wait_finished(turn) -> None:
-    turn.locator(".status-line.ok, .status-line.err, .status-line.warn, .status-line.muted").wait_for(timeout=RUN_TIMEOUT_MS)
 
 
 def test_print_shows_its_output(page) -> None:

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from runner.sandboxes.local.workspace import workspace_path
-from tests.test_browser import alice, log_in_and_start_session, page, run  # noqa: F401 (fixtures)
+from tests.fixtures_browser import log_in_and_start_session, run
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 CSV = "day,temp\n1,3.5\n2,7.25\n3,5.0\n"
 
 
-def drop_file(page, name: str, content: str, mime: str) -> None:  # noqa: F811
+def drop_file(page, name: str, content: str, mime: str) -> None:
     """Drag a file from "the desktop" onto the conversation and drop it, as a user does."""
     transfer = page.evaluate_handle(
         "([name, content, mime]) => { const dt = new DataTransfer(); dt.items.add(new File([content], name, {type: mime})); return dt; }",
@@ -28,7 +28,7 @@ def drop_file(page, name: str, content: str, mime: str) -> None:  # noqa: F811
         page.dispatch_event("#conversation", event, {"dataTransfer": transfer})
 
 
-def test_drop_a_csv_analyse_it_and_download_the_plot(page, tmp_path: Path) -> None:  # noqa: F811
+def test_drop_a_csv_analyse_it_and_download_the_plot(page, tmp_path: Path) -> None:
     log_in_and_start_session(page)
     session_id = re.search(r"/sessions/([0-9a-f-]{36})/", page.url).group(1)
 
@@ -59,7 +59,7 @@ def test_drop_a_csv_analyse_it_and_download_the_plot(page, tmp_path: Path) -> No
     assert page.errors == []
 
 
-def test_an_existing_name_asks_before_it_replaces(page) -> None:  # noqa: F811
+def test_an_existing_name_asks_before_it_replaces(page) -> None:
     log_in_and_start_session(page)
     session_id = re.search(r"/sessions/([0-9a-f-]{36})/", page.url).group(1)
     page.get_by_role("button", name="Files").click()
@@ -79,7 +79,7 @@ def test_an_existing_name_asks_before_it_replaces(page) -> None:  # noqa: F811
     assert page.errors == []
 
 
-def test_the_packages_dialog_installs_by_name_and_lists_it(page) -> None:  # noqa: F811
+def test_the_packages_dialog_installs_by_name_and_lists_it(page) -> None:
     log_in_and_start_session(page)
     page.locator("#session-menu summary").click()
     page.get_by_role("button", name="Packages…").click()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_browser import alice, log_in_and_start_session, page, run, wait_finished  # noqa: F401 (fixtures)
+from tests.fixtures_browser import log_in_and_start_session, run, wait_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -194,7 +194,7 @@ def test_the_sidebar_shows_a_running_session_live(page) -> None:
     assert current.locator("time").inner_text() == "just now"
 
 
-def test_shortcuts_list_ctrl_enter_and_a_phone_says_tap_run(chromium_browser, live_daphne, alice) -> None:  # noqa: F811
+def test_shortcuts_list_ctrl_enter_and_a_phone_says_tap_run(chromium_browser, live_daphne, alice) -> None:
     context = chromium_browser.new_context(base_url=live_daphne, viewport={"width": 390, "height": 800}, is_mobile=True, has_touch=True)
     phone = context.new_page()
     log_in_and_start_session(phone)
@@ -204,7 +204,7 @@ def test_shortcuts_list_ctrl_enter_and_a_phone_says_tap_run(chromium_browser, li
     context.close()
 
 
-def test_icons_are_svg_and_plots_sit_on_a_light_card_in_dark_mode(chromium_browser, live_daphne, alice) -> None:  # noqa: F811
+def test_icons_are_svg_and_plots_sit_on_a_light_card_in_dark_mode(chromium_browser, live_daphne, alice) -> None:
     context = chromium_browser.new_context(base_url=live_daphne, color_scheme="dark", viewport={"width": 1280, "height": 860})
     dark = context.new_page()
     log_in_and_start_session(dark)

@@ -11,7 +11,7 @@ import pytest
 
 from runner.models import Comment
 from tests.fixtures_classrooms import PASSWORD, Cast
-from tests.test_browser import RUN_TIMEOUT_MS, run, wait_connected, wait_finished
+from tests.fixtures_browser import RUN_TIMEOUT_MS, run, wait_connected, wait_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 

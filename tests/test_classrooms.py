@@ -9,22 +9,23 @@ import json
 
 import nbformat
 import pytest
-from django.core.cache import cache
 from django.test import Client, override_settings
 from django.utils import timezone
 
 from runner.models import Classroom, Comment, Execution, OutputChunk
 from tests.fixtures_classrooms import Cast
 from tests.fixtures_daphne import _free_port
+from tests.fixtures_usage import rate_limits_reset
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits():
-    cache.clear()
+    # Only the rate-limit keys: on Redis, cache.clear() is a FLUSHDB of what other processes share.
+    rate_limits_reset()
     yield
-    cache.clear()
+    rate_limits_reset()
 
 
 def client_for(user) -> Client:

@@ -21,10 +21,9 @@ import pytest
 from django.db import connection, connections
 
 from runner.models import OutputChunk
-from tests.fixtures_daphne import next_frame, server_env
+from tests.fixtures_daphne import next_frame, server_env, start_run
 from tests.fixtures_drills import login_cookie, private_postgres, private_redis  # noqa: F401  (fixtures)
 from tests.fixtures_runs import _cookie_for
-from tests.test_restart import _run as _run_ws
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -58,7 +57,7 @@ async def test_postgres_restarted_mid_run_nothing_written_is_lost_and_the_server
     cookie, chat_id = await asyncio.to_thread(login_cookie, server_env(**env), "pg-drill")
     server = daphnes(**env)
     ws = await server.open(chat_id, cookie)
-    execution_id = await _run_ws(ws, STREAM, "stream")
+    execution_id = await start_run(ws, STREAM, "stream")
     seen: list[dict] = []
     while len(seen) < 10:
         seen.append(await next_frame(ws, "execution.output"))
@@ -83,7 +82,7 @@ async def test_postgres_restarted_mid_run_nothing_written_is_lost_and_the_server
     status_code = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{server.port}/healthz", timeout=20).status)
     assert status_code == 200
     ws = await server.open(chat_id, cookie)
-    after = await _run_ws(ws, "print('after')", "after")
+    after = await start_run(ws, "print('after')", "after")
     outputs, finished = await _frames_until_finished(ws, after)
     assert finished["status"] == "succeeded" and "".join(f["text"] for f in outputs) == "after\n"
     await ws.close()
@@ -101,7 +100,7 @@ async def _session_of_runs(server, session_id, cookie: bytes, tag: str) -> list[
     results = []
     try:
         for n, code in enumerate([FLOOD, "x = 41", "print(x + 1)"]):
-            execution_id = await _run_ws(ws, code, f"{tag}-{n}")
+            execution_id = await start_run(ws, code, f"{tag}-{n}")
             outputs, finished = await _frames_until_finished(ws, execution_id)
             results.append((finished["status"], "".join(f["text"] for f in outputs), ""))
     finally:
@@ -142,7 +141,7 @@ def _new_session(user):
 
 async def _round_trip_s(ws, code: str, client_id: str) -> float:
     started_s = time.monotonic()
-    execution_id = await _run_ws(ws, code, client_id)
+    execution_id = await start_run(ws, code, client_id)
     _, finished = await _frames_until_finished(ws, execution_id)
     assert finished["status"] == "succeeded", finished
     return time.monotonic() - started_s
@@ -164,7 +163,7 @@ async def test_e2b_answering_slowly_on_one_server_leaves_local_runs_on_another_a
 
     e2b_server.inject(where="execute", action="delay", delay_s=10.0, times=None)
     slow_started_s = time.monotonic()
-    bob_run = await _run_ws(bob_ws, "print('slow')", "bob-slow")
+    bob_run = await start_run(bob_ws, "print('slow')", "bob-slow")
     await asyncio.sleep(0.5)  # bob's run is now waiting on E2B
     during = [await _round_trip_s(alice_ws, f"print({n})", f"during-{n}") for n in range(5)]
     assert time.monotonic() - slow_started_s < 10, "alice's runs should be done while bob's still waits"
@@ -177,13 +176,13 @@ async def test_e2b_answering_slowly_on_one_server_leaves_local_runs_on_another_a
     await alice_ws.close()
 
 
-async def test_an_idle_socket_on_redis_stays_open(daphnes, private_redis, alice, alice_session) -> None:  # noqa: F811
+async def test_an_idle_socket_on_redis_stays_open(daphnes, private_redis, alice, alice_session) -> None:
     """channels-redis blocks 5 s per pop; redis-py 8's default socket timeout is also 5 s, and an
     idle socket's pop used to lose that race and close the websocket (1011) every few seconds."""
     server = daphnes(REDIS_URL=private_redis.url, CHANNEL_PREFIX="idle")
     ws = await server.open(alice_session.id, await asyncio.to_thread(_cookie_for, alice))
     await asyncio.sleep(12)  # two of channels-redis's blocking pops, idle
-    execution_id = await _run_ws(ws, "print('awake')", "awake")
+    execution_id = await start_run(ws, "print('awake')", "awake")
     outputs, finished = await _frames_until_finished(ws, execution_id)
     assert finished["status"] == "succeeded" and "".join(f["text"] for f in outputs) == "awake\n"
     await ws.close()

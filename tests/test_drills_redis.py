@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tests.fixtures_drills import private_redis  # noqa: F401  (fixture)
-from tests.test_browser import RUN_TIMEOUT_MS, alice, log_in_and_start_session, run, wait_connected, wait_finished  # noqa: F401
+from tests.fixtures_browser import RUN_TIMEOUT_MS, log_in_and_start_session, run, wait_connected, wait_finished
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -25,7 +25,7 @@ def _wait_for_text(turn, text: str, timeout_s: float = 30) -> None:
 
 @pytest.mark.browser
 def test_redis_restarted_mid_stream_the_run_goes_on_and_the_page_recovers_every_chunk(
-    chromium_browser, daphnes, private_redis, alice  # noqa: F811
+    chromium_browser, daphnes, private_redis, alice
 ) -> None:
     server = daphnes(REDIS_URL=private_redis.url, CHANNEL_PREFIX="drill")
     context = chromium_browser.new_context(base_url=f"http://127.0.0.1:{server.port}")

@@ -18,7 +18,7 @@ from runner.sandboxes.base import Error, Event, Result, SandboxGone, SandboxUnav
 from runner.sandboxes.e2b import E2BBackend, E2BSandbox, install_command, workspace_path
 from runner.services.sandboxes import NOTICE_NEW_SANDBOX, NOTICE_RECONNECTED
 from runner.services.sessions import session_sandbox_restart
-from tests.fixtures_e2b import E2BServerControl
+from tests.fixtures_e2b import E2BServerControl, e2b_settings
 from tests.fixtures_runs import receive, receive_until_finished, run, stdout_of
 
 pytestmark = pytest.mark.timeout(120)
@@ -337,17 +337,6 @@ def test_healthz_is_200_when_e2b_accepts_the_key(client, e2b_server: E2BServerCo
 # --- through the websocket and the run services ---------------------------------------------------
 
 
-def _e2b_settings(server: E2BServerControl, **overrides: object) -> override_settings:
-    values: dict[str, object] = {
-        "SANDBOX_BACKEND": "e2b",
-        "E2B_API_KEY": server.api_key,
-        "E2B_API_URL": server.url,
-        "E2B_SANDBOX_URL": server.url,
-        "E2B_REQUEST_TIMEOUT_S": 15.0,
-    }
-    return override_settings(**{**values, **overrides})
-
-
 async def _left_by_a_previous_process(session: ChatSession, sandbox_id: str) -> None:
     """The rows a server that died would leave: the session names its sandbox; its lease is open."""
     await ChatSession.objects.filter(pk=session.pk).aupdate(backend="e2b", sandbox_id=sandbox_id)
@@ -356,7 +345,7 @@ async def _left_by_a_previous_process(session: ChatSession, sandbox_id: str) -> 
 
 @pytest.mark.django_db(transaction=True)
 async def test_page_run_with_a_rejected_key_is_refused_with_the_banner(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
-    with _e2b_settings(e2b_server, E2B_API_KEY="e2b_rejected_000000000000000000000000000"):
+    with e2b_settings(e2b_server, E2B_API_KEY="e2b_rejected_000000000000000000000000000"):
         ws = await connect(alice, alice_session)
         await receive(ws)
         execution_id = await run(ws, "print(1)")
@@ -369,7 +358,7 @@ async def test_page_run_with_a_rejected_key_is_refused_with_the_banner(e2b_serve
 
 @pytest.mark.django_db(transaction=True)
 async def test_page_run_after_a_restart_reconnects_to_the_sessions_e2b_sandbox(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
-    with _e2b_settings(e2b_server):
+    with e2b_settings(e2b_server):
         earlier = await E2BBackend(e2b_server.config()).create(owner_id=alice.pk, session_id=str(alice_session.id))
         await _run(earlier, "z = 'kept'")
         await _left_by_a_previous_process(alice_session, earlier.id)
@@ -383,7 +372,7 @@ async def test_page_run_after_a_restart_reconnects_to_the_sessions_e2b_sandbox(e
 
 @pytest.mark.django_db(transaction=True)
 async def test_page_run_whose_e2b_sandbox_was_lost_gets_a_new_one_and_is_told(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
-    with _e2b_settings(e2b_server):
+    with e2b_settings(e2b_server):
         earlier = await E2BBackend(e2b_server.config()).create(owner_id=alice.pk, session_id=str(alice_session.id))
         await _run(earlier, "z = 1")
         await _left_by_a_previous_process(alice_session, earlier.id)
@@ -401,7 +390,7 @@ async def test_page_run_whose_e2b_sandbox_was_lost_gets_a_new_one_and_is_told(e2
 
 @pytest.mark.django_db(transaction=True)
 async def test_page_run_whose_e2b_sandbox_vanishes_while_held_runs_on_a_new_sandbox_with_the_notice(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
-    with _e2b_settings(e2b_server):
+    with e2b_settings(e2b_server):
         ws = await connect(alice, alice_session)
         await receive(ws)
         await receive_until_finished(ws, await run(ws, "z = 1"))
@@ -420,7 +409,7 @@ async def test_page_run_whose_e2b_sandbox_vanishes_while_held_runs_on_a_new_sand
 
 @pytest.mark.django_db(transaction=True)
 async def test_page_run_whose_e2b_sandbox_vanishes_mid_output_fails_then_the_next_is_told(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
-    with _e2b_settings(e2b_server):
+    with e2b_settings(e2b_server):
         ws = await connect(alice, alice_session)
         await receive(ws)
         await receive_until_finished(ws, await run(ws, "z = 1"))
@@ -439,7 +428,7 @@ async def test_page_run_whose_e2b_sandbox_vanishes_mid_output_fails_then_the_nex
 
 @pytest.mark.django_db(transaction=True)
 async def test_page_run_whose_stream_drops_fails_and_keeps_its_output(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
-    with _e2b_settings(e2b_server):
+    with e2b_settings(e2b_server):
         ws = await connect(alice, alice_session)
         await receive(ws)
         await receive_until_finished(ws, await run(ws, "warm = 1"))
@@ -458,7 +447,7 @@ async def test_page_run_whose_stream_drops_fails_and_keeps_its_output(e2b_server
 
 @pytest.mark.django_db(transaction=True)
 async def test_restart_kills_an_e2b_sandbox_that_no_process_holds(e2b_server: E2BServerControl, runs_cleanup, alice, alice_session) -> None:
-    with _e2b_settings(e2b_server):
+    with e2b_settings(e2b_server):
         earlier = await E2BBackend(e2b_server.config()).create(owner_id=alice.pk, session_id=str(alice_session.id))
         await _left_by_a_previous_process(alice_session, earlier.id)
         session = await ChatSession.objects.aget(pk=alice_session.pk)

@@ -19,9 +19,8 @@ import pytest
 from runner.models import Execution
 from runner.sandboxes.base import Error, Event, Stdout
 from runner.sandboxes.e2b import E2BBackend, E2BSandbox
-from tests.fixtures_e2b import E2BServerControl
+from tests.fixtures_e2b import E2BServerControl, e2b_settings
 from tests.fixtures_runs import receive, run, stdout_of
-from tests.test_e2b_backend import _e2b_settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -134,7 +133,7 @@ async def test_late_output_of_a_stopped_run_never_reaches_the_next_run(sandbox: 
 async def test_page_run_queued_behind_a_timeout_waits_as_queued_then_prints_at_once(
     e2b_server: E2BServerControl, connect, alice, alice_session
 ) -> None:
-    with _e2b_settings(e2b_server, RUN_TIMEOUT_S=1.0):
+    with e2b_settings(e2b_server, RUN_TIMEOUT_S=1.0):
         ws = await connect(alice, alice_session)
         await receive(ws)
         cut = await run(ws, "kept = 8\n" + SLEEPER)

@@ -2,7 +2,7 @@
 `interrupted` with a note in their output; runs of live processes are never touched.
 
 Processes: this test process (alive by definition), a "dead" one that never heartbeated, and a
-live peer on another host with a fresh heartbeat.
+live peer on another host with a fresh heartbeat (`dead_runs` and `live_peer_run`, tests/fixtures_runs.py).
 """
 
 from __future__ import annotations
@@ -12,30 +12,11 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from runner import services
-from runner.models import ChatSession, Execution, OutputChunk, SandboxLease, ServerProcess
+from runner.models import Execution, OutputChunk, SandboxLease, ServerProcess
 from runner.services.sweep import SWEEP_NOTE
+from tests.fixtures_runs import stored_run
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
-
-
-def _run(session: ChatSession, seq: int, status: str, owner_boot_id: str) -> Execution:
-    return Execution.objects.create(
-        session=session, seq=seq, code="while True: pass", language="python", user=session.owner,
-        status=status, owner_boot_id=owner_boot_id, started_at=timezone.now() if status == "running" else None,
-    )
-
-
-@pytest.fixture
-def dead_runs(alice_session: ChatSession) -> list[Execution]:
-    running = _run(alice_session, 1, "running", "dead-process")
-    OutputChunk.objects.create(execution=running, index=0, kind="stdout", text="before the crash\n")
-    return [running, _run(alice_session, 2, "queued", "dead-process")]
-
-
-@pytest.fixture
-def live_peer_run(alice_session: ChatSession) -> Execution:
-    ServerProcess.objects.create(boot_id="live-peer", hostname="another-host", pid=1, seen_at=timezone.now())
-    return _run(alice_session, 3, "running", "live-peer")
 
 
 async def test_runs_of_a_dead_process_become_interrupted_with_a_note(dead_runs, runs_cleanup) -> None:
@@ -81,7 +62,7 @@ async def test_leases_of_a_dead_process_end_with_reason_shutdown(alice, alice_se
 
 
 async def test_sweep_sync_at_exit_interrupts_only_this_process_runs(alice_session, live_peer_run, runs_cleanup) -> None:
-    mine = await sync_to_async(_run)(alice_session, 4, "running", services.BOOT_ID)
+    mine = await sync_to_async(stored_run)(alice_session, 4, "running", services.BOOT_ID)
     from runner.services.sweep import execution_sweep_sync
 
     await sync_to_async(execution_sweep_sync)(owner_boot_ids={services.BOOT_ID})

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from tests.test_browser import alice, log_in_and_start_session, page, run, wait_connected, wait_finished  # noqa: F401
+from tests.fixtures_browser import log_in_and_start_session, run, wait_connected, wait_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -43,7 +43,7 @@ def _drop_output(page, *, always: bool) -> tuple[list[str], list[dict]]:
     return opened, dropped
 
 
-def test_a_lost_output_frame_is_filled_by_replay_without_a_reload(page) -> None:  # noqa: F811
+def test_a_lost_output_frame_is_filled_by_replay_without_a_reload(page) -> None:
     opened, dropped = _drop_output(page, always=False)  # lost, as a full channel-layer queue or a Redis hiccup would lose it
     log_in_and_start_session(page)
     navigation = page.evaluate("() => performance.getEntriesByType('navigation').length")
@@ -60,7 +60,7 @@ def test_a_lost_output_frame_is_filled_by_replay_without_a_reload(page) -> None:
     assert page.errors == []
 
 
-def test_a_chunk_the_server_never_stored_costs_one_re_sync_not_a_reconnect_loop(page) -> None:  # noqa: F811
+def test_a_chunk_the_server_never_stored_costs_one_re_sync_not_a_reconnect_loop(page) -> None:
     """If the replay skips the chunk too (the server lost it: its database was down past the
     retries), the page re-syncs once, then shows what follows."""
     opened, _ = _drop_output(page, always=True)  # lost live and in every replay

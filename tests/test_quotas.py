@@ -18,8 +18,8 @@ from runner.models import AdminAction, ChatSession, Execution, SandboxLease, Use
 from runner.sandboxes.e2b import E2BBackend
 from runner.services.quotas import quota_check_sync, quota_status_sync
 from tests.fixtures_daphne import _free_port
+from tests.fixtures_e2b import e2b_settings
 from tests.fixtures_runs import receive, receive_until_finished, run
-from tests.test_e2b_backend import _e2b_settings
 
 UTC = ZoneInfo("UTC")
 NOW = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)
@@ -167,7 +167,7 @@ async def test_the_reaper_with_a_1_s_timeout_closes_a_local_sandbox_and_records_
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(120)
 async def test_the_reaper_with_a_1_s_timeout_closes_an_e2b_sandbox_and_records_idle(e2b_server, connect, alice, alice_session) -> None:
-    with _e2b_settings(e2b_server):
+    with e2b_settings(e2b_server):
         # Created with the usual idle timeout, which E2B also gets as the sandbox's own timeout
         # (the backstop): with 1 s there, E2B could end it first, under a slow run.
         ws = await connect(alice, alice_session)
@@ -334,7 +334,7 @@ async def test_an_admin_stop_of_a_running_run_cancels_it_and_is_audited(connect,
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(120)
 async def test_the_sweep_kills_a_dead_process_e2b_sandbox_that_no_session_names_and_ends_its_lease(e2b_server, runs_cleanup, alice, alice_session) -> None:
-    with _e2b_settings(e2b_server):
+    with e2b_settings(e2b_server):
         orphan = await E2BBackend(e2b_server.config()).create(owner_id=alice.pk, session_id=str(alice_session.id))
         kept = await E2BBackend(e2b_server.config()).create(owner_id=alice.pk, session_id=str(alice_session.id))
         # A dead process left two open leases; the session names only `kept` (a restart reconnects to it).

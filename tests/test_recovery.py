@@ -17,9 +17,8 @@ from django.core.management import call_command
 
 from runner.models import Execution, OutputChunk, ServerProcess
 from runner.services.sweep import SWEEP_NOTE
+from tests.fixtures_daphne import start_spinning
 from tests.fixtures_runs import _cookie_for
-from tests.test_execution_sweep import dead_runs, live_peer_run  # noqa: F401  (fixtures)
-from tests.test_restart import _start_spinning
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -33,7 +32,7 @@ def _get(port: int, path: str, cookie: bytes) -> tuple[int, str]:
 async def test_a_restarted_server_settles_the_dead_run_before_its_first_http_answer(daphnes, alice, alice_session, runs_cleanup) -> None:
     cookie = await asyncio.to_thread(_cookie_for, alice)
     first = daphnes()
-    spinning = await _start_spinning(first, alice_session, cookie)
+    spinning = await start_spinning(first, alice_session, cookie)
     first.stop(signal.SIGKILL)
     assert (await Execution.objects.aget(pk=spinning)).status == "running"  # nobody has swept it yet
 

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 
 import pytest
@@ -18,36 +17,15 @@ import pytest
 from runner.models import Execution, OutputChunk
 from runner.services.sweep import SWEEP_NOTE
 from runner.services.sandboxes import NOTICE_NEW_SANDBOX, NOTICE_RECONNECTED
-from tests.fixtures_daphne import next_frame
+from tests.fixtures_daphne import next_frame, start_run, start_spinning
 from tests.fixtures_runs import _cookie_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
-SPIN = "print('working', flush=True)\nwhile True:\n    pass"
-
-
-async def _run(ws, code: str, client_id: str) -> int:
-    await ws.send(json.dumps({"type": "run", "code": code, "language": "python", "client_id": client_id}))
-    while True:
-        frame = await next_frame(ws, "execution.queued")
-        if frame["client_id"] == client_id:
-            return frame["execution_id"]
-
-
-async def _start_spinning(server, session, cookie) -> int:
-    ws = await server.open(session.id, cookie)
-    await _run(ws, "x = 1", "set")
-    await next_frame(ws, "execution.finished")
-    spinning = await _run(ws, SPIN, "spin")
-    assert (await next_frame(ws, "execution.output"))["text"] == "working\n"
-    await ws.close()
-    return spinning
-
-
 async def test_after_a_crash_the_next_server_interrupts_the_run_and_starts_a_new_sandbox(daphnes, alice, alice_session, runs_cleanup) -> None:
     cookie = await asyncio.to_thread(_cookie_for, alice)
     first = daphnes()
-    spinning = await _start_spinning(first, alice_session, cookie)
+    spinning = await start_spinning(first, alice_session, cookie)
     first.stop(signal.SIGKILL)
 
     second = daphnes()
@@ -56,7 +34,7 @@ async def test_after_a_crash_the_next_server_interrupts_the_run_and_starts_a_new
     assert (note["execution_id"], note["text"]) == (spinning, SWEEP_NOTE + "\n")
     assert (await next_frame(ws, "execution.finished"))["status"] == "interrupted"
 
-    after = await _run(ws, "print('x' in dir())", "after")
+    after = await start_run(ws, "print('x' in dir())", "after")
     started = await next_frame(ws, "execution.started")
     assert started == {"type": "execution.started", "execution_id": after, "notice": NOTICE_NEW_SANDBOX}
     assert (await next_frame(ws, "execution.output"))["text"] == "False\n"
@@ -66,7 +44,7 @@ async def test_after_a_crash_the_next_server_interrupts_the_run_and_starts_a_new
 async def test_a_server_stopped_with_sigterm_marks_its_runs_interrupted_on_the_way_out(daphnes, alice, alice_session, runs_cleanup) -> None:
     cookie = await asyncio.to_thread(_cookie_for, alice)
     server = daphnes()
-    spinning = await _start_spinning(server, alice_session, cookie)
+    spinning = await start_spinning(server, alice_session, cookie)
     server.stop(signal.SIGTERM)
     execution = await Execution.objects.aget(pk=spinning)
     assert execution.status == "interrupted"
@@ -78,14 +56,14 @@ async def test_on_e2b_the_next_server_reconnects_to_the_sandbox_and_keeps_variab
     cookie = await asyncio.to_thread(_cookie_for, alice)
     first = daphnes(**e2b_env)
     ws = await first.open(alice_session.id, cookie)
-    await _run(ws, "kept = 'still here'", "set")
+    await start_run(ws, "kept = 'still here'", "set")
     assert (await next_frame(ws, "execution.finished"))["status"] == "succeeded"
     await ws.close()
     first.stop(signal.SIGKILL)
 
     second = daphnes(**e2b_env)
     ws = await second.open(alice_session.id, cookie)
-    after = await _run(ws, "print(kept)", "after")
+    after = await start_run(ws, "print(kept)", "after")
     assert await next_frame(ws, "execution.started") == {"type": "execution.started", "execution_id": after, "notice": NOTICE_RECONNECTED}
     assert (await next_frame(ws, "execution.output"))["text"] == "still here\n"
     await ws.close()

@@ -9,23 +9,12 @@ import json
 
 import nbformat
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from django.utils import timezone
 
 from runner.models import ChatSession, Execution, OutputChunk
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice():
-    return get_user_model().objects.create_user("alice", password="pw-alice-123", first_name="Alice")
-
-
-@pytest.fixture
-def bob():
-    return get_user_model().objects.create_user("bob", password="pw-bob-123")
 
 
 @pytest.fixture
