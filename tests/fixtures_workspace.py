@@ -7,8 +7,10 @@ starts (they inherit the environment), rather than leaving files in the real one
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,3 +33,17 @@ def workspaces_dir() -> Iterator[Path]:
         else:
             os.environ["SANDBOX_WORKSPACES_DIR"] = previous
         shutil.rmtree(path, ignore_errors=True)
+
+
+def unjam_fifo(path: Path) -> None:
+    """Release any thread blocked opening the FIFO at `path` for reading (a writer opening it lets
+    them through to end of file): the old code's threads would otherwise outlive the test."""
+    for _ in range(50):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno in (errno.ENXIO, errno.ENOENT):
+                return  # no reader is waiting
+            raise
+        os.close(fd)
+        time.sleep(0.05)

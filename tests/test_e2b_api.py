@@ -310,7 +310,7 @@ def test_envd_read_of_a_fifo_is_refused_at_once_and_jams_nothing(sandpit: str) -
     block one of the server's threads forever), its ListDir entry is no file, and another user's
     sandbox still lists its files and runs code."""
     from runner.sandboxes.local.workspace import workspace_path
-    from tests.test_files import unjam_fifo
+    from tests.fixtures_workspace import unjam_fifo
 
     _alice, alice_key = key_for("alice")
     _bob, bob_key = key_for("bob")

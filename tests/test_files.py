@@ -23,6 +23,7 @@ from runner import services
 from runner.models import ChatSession
 from runner.sandboxes.local.workspace import workspace_path
 from tests.fixtures_sandboxes import local_backend_or_skip
+from tests.fixtures_workspace import unjam_fifo
 
 pytestmark = [pytest.mark.django_db, pytest.mark.timeout(120)]
 
@@ -239,20 +240,6 @@ async def test_the_workspace_outlives_its_sandbox(alice_session) -> None:
     assert outcome.status == "ok"
     assert "by code while closed" in "".join(getattr(e, "text", "") for e in events)
     await services.sandbox_release(session_id=alice_session.id, reason="idle")
-
-
-def unjam_fifo(path: Path) -> None:
-    """Release any thread blocked opening the FIFO at `path` for reading (a writer opening it lets
-    them through to end of file): the old code's threads would otherwise outlive the test."""
-    for _ in range(50):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError as exc:
-            if exc.errno in (errno.ENXIO, errno.ENOENT):
-                return  # no reader is waiting
-            raise
-        os.close(fd)
-        time.sleep(0.05)
 
 
 @pytest.mark.django_db(transaction=True)
