@@ -8,7 +8,6 @@ get 404 for it; `admin_user` is a superuser, a read-only viewer (may list and do
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import os
 import time
