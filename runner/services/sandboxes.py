@@ -6,7 +6,7 @@ sandbox lifetime, closed with a reason (idle, closed, gone, shutdown, restart, r
 
 When the backend is full (the local one: `has_room()`), a new sandbox waits in this process's
 FIFO queue, for at most SANDBOX_QUEUE_WAIT_S: the first in line goes as soon as there is room, and
-meanwhile closes the idle sandbox held here with the oldest activity (lease "reclaimed"). Past the
+meanwhile closes the idle chat sandbox held here with the oldest activity (lease "reclaimed"). Past the
 wait it is refused with SandboxUnavailable ("busy: ...").
 
 A user has at most QUOTA_LIVE_SANDBOXES (or their override) open leases: a new sandbox past it
@@ -56,6 +56,7 @@ class _Held:
     last_used_s: float  # time.monotonic() of the last run's end
     user_id: int = 0  # the session's owner, whose budget pays for it
     had_sandbox: bool = False  # the session had one before (its variables are gone)
+    is_api: bool = False  # an E2B API sandbox: never reclaimed (its client expects it until its timeout)
 
 
 @dataclass(eq=False)
@@ -167,7 +168,8 @@ async def _open(session: ChatSession, queue_wait_s: float) -> AcquiredSandbox:
             await db(_lease_end_sync)(sandbox_id=session.sandbox_id, reason=SandboxLease.EndReason.RESTART)
         else:
             lease_id = await db(_lease_adopt_sync)(session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id)
-            _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id)
+            _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id,
+                                      is_api=session.kind == ChatSession.Kind.API)
             return AcquiredSandbox(sandbox, NOTICE_RECONNECTED)
     # Joined before the user's lock, so the queue's order is the order of the requests.
     waiter = _Waiter(session.id, time.monotonic(), timezone.now())
@@ -215,11 +217,12 @@ async def _wait_for_room(backend: Backend, waiter: _Waiter, queue_wait_s: float)
 
 
 async def _reclaim_idle(*, backend: str, exclude: uuid.UUID) -> bool:
-    """Close the sandbox held here on `backend` with the oldest activity and no run (lease
-    "reclaimed"; its session gets a fresh one, with the notice, on its next run). False if none is idle."""
+    """Close the chat sandbox held here on `backend` with the oldest activity and no run (lease
+    "reclaimed"; its session gets a fresh one, with the notice, on its next run). False if none is idle.
+    API sandboxes are left alone: their clients hold them until their timeout, as on E2B."""
     idle = [
         (held.last_used_s, sid) for sid, held in _held.items()
-        if held.backend == backend and sid != exclude and not session_is_busy(session_id=sid)
+        if held.backend == backend and sid != exclude and not held.is_api and not session_is_busy(session_id=sid)
     ]
     if not idle:
         return False
@@ -238,7 +241,8 @@ async def _lease_new(session: ChatSession, backend: Backend, sandbox: Sandbox) -
     except BaseException:
         await _close_quietly(sandbox)
         raise
-    _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id, had_sandbox)
+    _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id, had_sandbox,
+                              is_api=session.kind == ChatSession.Kind.API)
 
 
 @dataclass(frozen=True)
