@@ -114,6 +114,27 @@ async def test_a_run_still_waiting_after_the_bounded_wait_is_refused_with_a_clea
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(240)
+async def test_a_run_stopped_while_waiting_leaves_the_line_and_takes_no_slot(connect, alice) -> None:
+    with override_settings(SANDBOX_MAX_LIVE=1, QUOTA_LIVE_SANDBOXES=0, SANDBOX_POOL_SIZE=0):
+        a, b, c = await _sessions(alice, 3)
+        wa, wb, wc = await connect(alice, a), await connect(alice, b), await connect(alice, c)
+        await receive(wa), await receive(wb), await receive(wc)
+        busy = await _busy(wa)
+        stopped = await run(wb, "print('never')")
+        assert (await _next(wb, "execution.starting"))["ahead"] == 0
+        behind = await run(wc, "print('third')")
+        assert (await _next(wc, "execution.starting"))["ahead"] == 1
+        await _stop(wb, stopped)
+        moved = await _next(wc, "execution.starting")
+        assert (moved["execution_id"], moved["ahead"]) == (behind, 0)  # the stopped run left the line
+        await _stop(wa, busy)
+        assert stdout_of(await receive_until_finished(wc, behind)) == "third\n"
+        assert not services.sandboxes.sandbox_is_held(session_id=b.id)
+        assert not await SandboxLease.objects.filter(session=b).aexists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(240)
 async def test_a_waiting_run_reclaims_the_sandbox_idle_the_longest(connect, alice) -> None:
     bob = await get_user_model().objects.acreate(username="bob-capacity")
     with override_settings(SANDBOX_MAX_LIVE=2, QUOTA_LIVE_SANDBOXES=0, SANDBOX_POOL_SIZE=0):

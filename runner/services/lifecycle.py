@@ -68,6 +68,7 @@ async def run_drive(
                 prefetch = asyncio.ensure_future(sandboxes.sandbox_acquire(session=run.session))
             acquired_or_stopped = await _acquire_showing_wait(run, prefetch)
             if acquired_or_stopped is None:
+                sandboxes.sandbox_acquire_abandon(session_id=run.session.id)  # leave the line: no slot for nobody
                 await _finish(run, writer, Execution.Status.CANCELLED, duration_ms=None)
                 return
             acquired = acquired_or_stopped

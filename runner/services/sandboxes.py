@@ -66,6 +66,7 @@ class _Waiter:
     session_id: uuid.UUID
     since_s: float  # time.monotonic() when it joined the queue
     since: datetime  # the same moment, for the page
+    creating: bool = False  # out of the wait: its sandbox is being made
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,17 @@ def sandbox_wait_state(*, session_id: uuid.UUID) -> WaitState | None:
     return WaitState(0, timezone.now())
 
 
+def sandbox_acquire_abandon(*, session_id: uuid.UUID) -> bool:
+    """The run that wanted the session's new sandbox was stopped: if that sandbox still waits in
+    line for room, give up its place (its `sandbox_acquire` callers get CancelledError). True if it did."""
+    opening = _opening.get(session_id)
+    waiting = any(w.session_id == session_id and not w.creating for w in _queue)
+    if opening is None or not waiting:
+        return False
+    opening.cancel()
+    return True
+
+
 def sandbox_touch(*, session_id: uuid.UUID) -> None:
     """A run on the session's sandbox just ended: restart its idle clock."""
     held = _held.get(session_id)
@@ -178,6 +190,7 @@ async def _open(session: ChatSession, queue_wait_s: float) -> AcquiredSandbox:
         async with _room_for(session.owner_id):
             await _make_room(user_id=session.owner_id, session_id=session.id)
             await _wait_for_room(backend, waiter, queue_wait_s)
+            waiter.creating = True
             sandbox = await backend.create(owner_id=session.owner_id, session_id=str(session.id))
             _leave_queue(waiter)  # the next in line may go: this one is counted live now
             await _lease_new(session, backend, sandbox)
