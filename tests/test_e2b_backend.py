@@ -383,6 +383,21 @@ async def test_page_run_after_a_restart_reconnects_to_the_sessions_e2b_sandbox(e
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_page_run_shows_starting_while_sandbox_create_is_under_way(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
+    with _e2b_settings(e2b_server):
+        ws = await connect(alice, alice_session)
+        await receive(ws)
+        e2b_server.inject(where="api", action="delay", delay_s=2.0)  # Sandbox.create takes 2 s
+        execution_id = await run(ws, "print('up')")
+        frames = await receive_until_finished(ws, execution_id)
+    kinds = [f["type"] for f in frames]
+    assert kinds.index("execution.starting") < kinds.index("execution.started") < kinds.index("execution.output")
+    starting = frames[kinds.index("execution.starting")]
+    assert (starting["execution_id"], starting["ahead"]) == (execution_id, 0)
+    assert stdout_of(frames) == "up\n" and frames[-1]["status"] == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_page_run_whose_e2b_sandbox_was_lost_gets_a_new_one_and_is_told(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
     with _e2b_settings(e2b_server):
         earlier = await E2BBackend(e2b_server.config()).create(owner_id=alice.pk, session_id=str(alice_session.id))
