@@ -220,7 +220,12 @@ HTTP_BODY_MAX_BYTES = env.int("HTTP_BODY_MAX_BYTES", default=FILES_UPLOAD_MAX_BY
 HTTP_ANONYMOUS_BODY_MAX_BYTES = env.int("HTTP_ANONYMOUS_BODY_MAX_BYTES", default=64 * 1024)
 SANDBOX_POOL_SIZE = env.int("SANDBOX_POOL_SIZE", default=1)
 SANDBOX_IDLE_TIMEOUT_S = env.int("SANDBOX_IDLE_TIMEOUT_S", default=900)
-SANDBOX_MAX_LIVE = env.int("SANDBOX_MAX_LIVE", default=20)
+# Live local sandboxes per server process: 0 ("auto") admits one while the memory left (MemAvailable,
+# or the server's own cgroup limit) stays above SANDBOX_MEMORY_HEADROOM_MB; a number is a fixed cap.
+SANDBOX_MAX_LIVE = 0 if env.str("SANDBOX_MAX_LIVE", default="auto").strip().lower() in ("auto", "0", "") else env.int("SANDBOX_MAX_LIVE")
+SANDBOX_MEMORY_HEADROOM_MB = env.int("SANDBOX_MEMORY_HEADROOM_MB", default=512)
+# How long a run waits in line for room for its new sandbox before it is refused.
+SANDBOX_QUEUE_WAIT_S = env.float("SANDBOX_QUEUE_WAIT_S", default=120.0)
 SANDBOX_INSTALL_TIMEOUT_S = env.int("SANDBOX_INSTALL_TIMEOUT_S", default=180)
 # Where `install` fetches packages from; the kernel itself never reaches the network.
 SANDBOX_PIP_INDEX_URL = env.str("SANDBOX_PIP_INDEX_URL", default="")

@@ -49,7 +49,7 @@ async def _within(awaitable: Awaitable[T], timeout_s: float) -> T:
 # socket, and the client's frames (run, stop, ping).
 _KEEPS_CONNECTION = frozenset(
     {
-        "execution.queued", "execution.started", "execution.output", "execution.finished", "execution.input_request", "run.error",
+        "execution.queued", "execution.starting", "execution.started", "execution.output", "execution.finished", "execution.input_request", "run.error",
         "websocket.receive", "comment.event", "access.recheck", "auth.revoked",
     }
 )
@@ -138,6 +138,8 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             # Comments as they stand now (edits and deletions made while away included).
             for frame in await selectors.comment_replay(session_id=session.id, viewer=user):
                 await self.send_json(frame)
+        for starting in services.execution_starting_pending(session_id=session.id):  # waiting for a sandbox since before this socket
+            await self.send_json(starting)
         for waiting in services.execution_inputs_pending(session_id=session.id):  # input() asked before this socket
             await self.send_json(waiting)
 
@@ -231,6 +233,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
 
     async def execution_queued(self, message: dict[str, Any]) -> None:
         await self._relay(message["frame"])
+
+    async def execution_starting(self, message: dict[str, Any]) -> None:
+        await self.send_json(message["frame"])
 
     async def execution_started(self, message: dict[str, Any]) -> None:
         await self._relay(message["frame"])

@@ -51,6 +51,18 @@ class StartedFrame(TypedDict):
     notice: NotRequired[str]
 
 
+class StartingFrame(TypedDict):
+    """The run waits for its sandbox: in line for room on the server (`ahead` sessions before it) or
+    while one is created (`ahead` 0). Re-sent when `ahead` changes and to a socket that joins meanwhile;
+    `execution.started` ends it."""
+
+    type: Literal["execution.starting"]
+    execution_id: int
+    ahead: int
+    since: str  # ISO 8601, when the wait began
+    waited_ms: int  # how long it has waited when this frame was made (the page's clock may differ)
+
+
 class OutputFrame(TypedDict):
     type: Literal["execution.output"]
     execution_id: int
@@ -152,6 +164,11 @@ class QueuedMessage(TypedDict):
 class StartedMessage(TypedDict):
     type: Literal["execution.started"]
     frame: StartedFrame
+
+
+class StartingMessage(TypedDict):
+    type: Literal["execution.starting"]
+    frame: StartingFrame
 
 
 class OutputMessage(TypedDict):

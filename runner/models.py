@@ -156,6 +156,7 @@ class SandboxLease(models.Model):
         ADMIN = "admin"  # an admin killed the user's sandboxes from the usage page
         REVOKED = "revoked"  # an API sandbox whose key was revoked or whose owner was deactivated
         REPLACED = "replaced"  # idle, closed to make room for the user's new one (QUOTA_LIVE_SANDBOXES)
+        RECLAIMED = "reclaimed"  # idle the longest, closed so a run waiting for server capacity could start
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sandbox_leases")
     session = models.ForeignKey(ChatSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="leases")

@@ -366,8 +366,24 @@ async def test_page_run_after_a_restart_reconnects_to_the_sessions_e2b_sandbox(e
         await receive(ws)
         execution_id = await run(ws, "print(z)")
         frames = await receive_until_finished(ws, execution_id)
+    frames = [f for f in frames if f["type"] != "execution.starting"]  # while Sandbox.connect is under way
     assert frames[0] == {"type": "execution.started", "execution_id": execution_id, "notice": NOTICE_RECONNECTED}
     assert stdout_of(frames) == "kept\n" and frames[-1]["status"] == "succeeded"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_page_run_shows_starting_while_sandbox_create_is_under_way(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
+    with _e2b_settings(e2b_server):
+        ws = await connect(alice, alice_session)
+        await receive(ws)
+        e2b_server.inject(where="api", action="delay", delay_s=2.0)  # Sandbox.create takes 2 s
+        execution_id = await run(ws, "print('up')")
+        frames = await receive_until_finished(ws, execution_id)
+    kinds = [f["type"] for f in frames]
+    assert kinds.index("execution.starting") < kinds.index("execution.started") < kinds.index("execution.output")
+    starting = frames[kinds.index("execution.starting")]
+    assert (starting["execution_id"], starting["ahead"]) == (execution_id, 0)
+    assert stdout_of(frames) == "up\n" and frames[-1]["status"] == "succeeded"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -381,6 +397,7 @@ async def test_page_run_whose_e2b_sandbox_was_lost_gets_a_new_one_and_is_told(e2
         await receive(ws)
         execution_id = await run(ws, "print('z' in dir())")
         frames = await receive_until_finished(ws, execution_id)
+    frames = [f for f in frames if f["type"] != "execution.starting"]  # while Sandbox.create is under way
     assert frames[0] == {"type": "execution.started", "execution_id": execution_id, "notice": NOTICE_NEW_SANDBOX}
     assert stdout_of(frames) == "False\n" and frames[-1]["status"] == "succeeded"
     assert (await Execution.objects.aget(pk=execution_id)).notice == NOTICE_NEW_SANDBOX
@@ -422,7 +439,7 @@ async def test_page_run_whose_e2b_sandbox_vanishes_mid_output_fails_then_the_nex
         assert frames[-1]["status"] == "failed"
         assert "E2B sandbox is gone" in " ".join(f.get("text", "") + str(f.get("data", "")) for f in frames)
         frames = await receive_until_finished(ws, await run(ws, "print('z' in dir())"))
-    assert frames[0]["notice"] == NOTICE_NEW_SANDBOX
+    assert [f for f in frames if f["type"] == "execution.started"][0]["notice"] == NOTICE_NEW_SANDBOX
     assert stdout_of(frames) == "False\n"
 
 

@@ -197,7 +197,8 @@ async def test_an_admin_kill_from_the_usage_page_ends_the_leases_with_reason_adm
     assert (action.actor, action.target_user, action.kind, action.reason) == (admin_user, alice, "kill_sandboxes", "left open overnight")
     assert action.outcome == "closed the sandboxes of 1 session"
     execution_id = await run(ws, "print('v' in dir())")
-    assert (await receive_until_finished(ws, execution_id))[0]["notice"] == services.sandboxes.NOTICE_NEW_SANDBOX
+    started = [f for f in await receive_until_finished(ws, execution_id) if f["type"] == "execution.started"]
+    assert started[0]["notice"] == services.sandboxes.NOTICE_NEW_SANDBOX
 
 
 @pytest.mark.django_db(transaction=True)
@@ -229,7 +230,8 @@ async def test_the_live_sandbox_limit_replaces_the_oldest_idle_sandbox_and_refus
         # Idle again: the first session gets a fresh sandbox (its variables are gone, and it says so).
         again = await run(first, "print('v' in dir())")
         frames = await receive_until_finished(first, again)
-        assert frames[0]["notice"] == services.sandboxes.NOTICE_NEW_SANDBOX and frames[-1]["status"] == "succeeded"
+        started = [f for f in frames if f["type"] == "execution.started"]
+        assert started[0]["notice"] == services.sandboxes.NOTICE_NEW_SANDBOX and frames[-1]["status"] == "succeeded"
     assert (await SandboxLease.objects.filter(session=other).order_by("started_at").afirst()).end_reason == "replaced"
     assert await SandboxLease.objects.open().acount() == 1
 

@@ -44,7 +44,7 @@ from runner.services.classrooms import (
 from runner.services.comments import CommentRateLimited, comment_create, comment_delete, comment_edit
 from runner.services.housekeeping import runtime_ensure_started, runtime_stop
 from runner.services.ratelimit import RateVerdict, ratelimit_hit, ratelimit_hit_sync
-from runner.services.runs import Command, RunRejected, execution_inputs_pending
+from runner.services.runs import Command, RunRejected, execution_inputs_pending, execution_starting_pending
 from runner.services.runtime import BOOT_ID
 from runner.services.sandboxes import (
     AcquiredSandbox,
@@ -108,6 +108,7 @@ __all__: list[str] = [
     "execution_cancel_local",
     "execution_input_reply",
     "execution_inputs_pending",
+    "execution_starting_pending",
     "execution_quota_check",
     "execution_start",
     "execution_sweep",

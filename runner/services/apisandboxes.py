@@ -100,9 +100,9 @@ async def api_sandbox_create(
     row = await db(_create_sync)(owner=owner, api_key_id=api_key_id, template=template, timeout_s=timeout,
                                  metadata=metadata, envs=envs)
     # Start its sandbox now, as E2B hands out a running one (the first run finds it warm), and
-    # refuse the create, leaving nothing live, when no sandbox can be had.
+    # refuse the create at once (429, as E2B answers its limit), leaving nothing live, when no sandbox can be had.
     try:
-        await sandboxes.sandbox_acquire(session=row.session)
+        await sandboxes.sandbox_acquire(session=row.session, queue_wait_s=0)
     except BaseException as exc:
         await asyncio.shield(db(_mark_killed_sync)(session_id=row.session_id))
         if isinstance(exc, sandboxes.LiveSandboxLimit):

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -63,7 +64,14 @@ async def run_drive(
             await _finish(run, writer, Execution.Status.CANCELLED, duration_ms=None)
             return
         try:
-            acquired = await (prefetch if prefetch is not None else sandboxes.sandbox_acquire(session=run.session))
+            if prefetch is None:
+                prefetch = asyncio.ensure_future(sandboxes.sandbox_acquire(session=run.session))
+            acquired_or_stopped = await _acquire_showing_wait(run, prefetch)
+            if acquired_or_stopped is None:
+                sandboxes.sandbox_acquire_abandon(session_id=run.session.id)  # leave the line: no slot for nobody
+                await _finish(run, writer, Execution.Status.CANCELLED, duration_ms=None)
+                return
+            acquired = acquired_or_stopped
             prefetch = None
             if await _is_closed(acquired):
                 # Closed under us (e.g. the backend reaped it as idle): start a fresh one instead.
@@ -77,6 +85,8 @@ async def run_drive(
             await _finish(run, writer, Execution.Status.FAILED, duration_ms=None, error=(type(exc).__name__, str(exc)))
             return
 
+        if run.command is None:
+            await _kernel_start_showing_wait(run, acquired.sandbox)
         if not started or acquired.notice:
             await db(_mark_started_sync)(
                 execution_id=run.execution_id, session_id=run.session.id, notice=acquired.notice, set_started=not started
@@ -100,6 +110,66 @@ async def run_drive(
         runs_here.pop(run.execution_id, None)
         run.done.set()
         pass_turn(run.session.id, ahead, mine)
+
+
+# A sandbox that takes longer than this to get shows the run as "starting" (a warm one takes ~20 ms).
+STARTING_GRACE_S = 0.25
+# How often the run checks its place in the capacity queue while it waits.
+STARTING_POLL_S = 0.2
+
+
+async def _publish_starting(run: Run, ahead: int, since: datetime) -> None:
+    frame: events.StartingFrame = {
+        "type": "execution.starting", "execution_id": run.execution_id, "ahead": ahead, "since": since.isoformat(),
+        "waited_ms": max(0, int((timezone.now() - since).total_seconds() * 1000)),
+    }
+    run.starting = frame
+    await publish(run.group, {"type": "execution.starting", "frame": frame})
+
+
+async def _acquire_showing_wait(
+    run: Run, acquiring: asyncio.Future[sandboxes.AcquiredSandbox]
+) -> sandboxes.AcquiredSandbox | None:
+    """`acquiring`'s sandbox; while it takes longer than STARTING_GRACE_S, `execution.starting` frames
+    say how many wait ahead (re-sent when that changes). None when the run is stopped meanwhile."""
+    stopped: asyncio.Future[Any] = asyncio.ensure_future(run.cancel.wait())
+    either: set[asyncio.Future[Any]] = {acquiring, stopped}
+    shown: int | None = None
+    try:
+        await asyncio.wait(either, timeout=STARTING_GRACE_S, return_when=asyncio.FIRST_COMPLETED)
+        while not acquiring.done():
+            if stopped.done():
+                return None
+            state = sandboxes.sandbox_wait_state(session_id=run.session.id)
+            if state is not None and state.ahead != shown and run.execution_id:
+                shown = state.ahead
+                await _publish_starting(run, state.ahead, state.since)
+            await asyncio.wait(either, timeout=STARTING_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    return acquiring.result()
+
+
+async def _kernel_start_showing_wait(run: Run, sandbox: Sandbox) -> None:
+    """A local sandbox whose kernel for the run's language isn't up yet: show `execution.starting`
+    (0 ahead) until it is. Its failure is left to the run, which starts the kernel again."""
+    ready = getattr(sandbox, "kernel_ready", None)  # beyond the Protocol: the local backend has it
+    if ready is None or ready(run.language):
+        run.starting = None
+        return
+    starting = asyncio.ensure_future(sandbox.kernel_start(run.language))  # type: ignore[attr-defined]
+    starting.add_done_callback(discard_result)
+    stopped = asyncio.ensure_future(run.cancel.wait())
+    try:
+        since = datetime.fromisoformat(run.starting["since"]) if run.starting is not None else timezone.now()
+        grace_s = 0.0 if run.starting is not None else STARTING_GRACE_S
+        await asyncio.wait({starting, stopped}, timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done() and not stopped.done():
+            await _publish_starting(run, 0, since)
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        run.starting = None
 
 
 def input_asker(run: Run, writer: OutputWriter) -> OnInput:

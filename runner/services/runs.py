@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
 
 from runner import events
 from runner.events import ErrorCode
@@ -57,6 +60,7 @@ class Run:
     task: asyncio.Task[None] | None = None
     tail: asyncio.Future[None] | None = None  # resolves when this run is done and the next may go
     pending_input: PendingInput | None = None  # set while its code waits in input()
+    starting: events.StartingFrame | None = None  # set while it waits for its sandbox
     command: Command | None = None  # set when the run is a command, not code for a kernel
     prelude: str = ""  # run before `code` in the same cell, never stored (the E2B API's envs and cwd)
 
@@ -137,3 +141,14 @@ def execution_inputs_pending(*, session_id: uuid.UUID) -> list[events.InputReque
         for run in runs_here.values()
         if run.session.id == session_id and run.pending_input is not None and not run.pending_input.reply.done()
     ]
+
+
+def execution_starting_pending(*, session_id: uuid.UUID) -> list[events.StartingFrame]:
+    """The `execution.starting` frames of this session's runs here that still wait for a sandbox
+    (for a socket that just joined), with their waits brought up to date."""
+    frames = []
+    for run in runs_here.values():
+        if run.session.id == session_id and run.starting is not None:
+            since = datetime.fromisoformat(run.starting["since"])
+            frames.append({**run.starting, "waited_ms": max(0, int((timezone.now() - since).total_seconds() * 1000))})
+    return frames  # type: ignore[return-value]

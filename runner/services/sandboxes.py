@@ -4,6 +4,11 @@ A session has at most one sandbox. This process keeps the live handles (they can
 the database keeps the durable facts: `ChatSession.sandbox_id` and one `SandboxLease` per
 sandbox lifetime, closed with a reason (idle, closed, gone, shutdown, restart, replaced).
 
+When the backend is full (the local one: `has_room()`), a new sandbox waits in this process's
+FIFO queue, for at most SANDBOX_QUEUE_WAIT_S: the first in line goes as soon as there is room, and
+meanwhile closes the idle chat sandbox held here with the oldest activity (lease "reclaimed"). Past the
+wait it is refused with SandboxUnavailable ("busy: ...").
+
 A user has at most QUOTA_LIVE_SANDBOXES (or their override) open leases: a new sandbox past it
 first closes their idle one with the oldest activity (reason "replaced"; an API sandbox is killed
 with it), and is refused with `LiveSandboxLimit` when every one is running code.
@@ -18,7 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -51,6 +56,26 @@ class _Held:
     lease_id: int
     last_used_s: float  # time.monotonic() of the last run's end
     user_id: int = 0  # the session's owner, whose budget pays for it
+    had_sandbox: bool = False  # the session had one before (its variables are gone)
+    is_api: bool = False  # an E2B API sandbox: never reclaimed (its client expects it until its timeout)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A session whose new sandbox waits for room on the backend."""
+
+    session_id: uuid.UUID
+    since_s: float  # time.monotonic() when it joined the queue
+    since: datetime  # the same moment, for the page
+    creating: bool = False  # out of the wait: its sandbox is being made
+
+
+@dataclass(frozen=True)
+class WaitState:
+    """Where a session's new sandbox stands while it isn't there yet."""
+
+    ahead: int  # sessions before it in the capacity queue (0: first, or simply being created)
+    since: datetime  # when it began waiting
 
 
 @dataclass(frozen=True)
@@ -63,6 +88,10 @@ class AcquiredSandbox:
 # Process-local handles: live sandboxes can't live in rows. Keyed by ChatSession id.
 _held: dict[uuid.UUID, _Held] = {}
 _opening: dict[uuid.UUID, asyncio.Future[AcquiredSandbox]] = {}
+# Sessions waiting for room on the backend, first come first served.
+_queue: list[_Waiter] = []
+# How often a waiting sandbox checks for room (a sandbox closed anywhere, or reaped by the backend).
+CAPACITY_POLL_S = 0.2
 # Per user: a lock held while making room for and starting a new sandbox, so two starts here
 # can't both take the last place, and how many hold or wait for it (dropped at 0).
 _room_locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}
@@ -81,21 +110,46 @@ async def _room_for(user_id: int) -> AsyncIterator[None]:
             _room_locks.pop(user_id, None)
 
 
-async def sandbox_acquire(*, session: ChatSession) -> AcquiredSandbox:
+async def sandbox_acquire(*, session: ChatSession, queue_wait_s: float | None = None) -> AcquiredSandbox:
     """The session's live sandbox: this process's handle, a reconnect to the one the session
-    names, or a new one (opening a lease). Concurrent callers share one creation.
+    names, or a new one (opening a lease). Concurrent callers share one creation. A new one waits
+    for room on the backend for up to `queue_wait_s` (default SANDBOX_QUEUE_WAIT_S).
 
-    Raises `SandboxUnavailable` (degraded mode, with a reason for the page) or `SandboxError`.
+    Raises `SandboxUnavailable` (degraded mode, or still no room after the wait, with a reason for
+    the page) or `SandboxError`.
     """
     held = _held.get(session.id)
     if held is not None:
         return AcquiredSandbox(held.sandbox, "")
     opening = _opening.get(session.id)
     if opening is None:
-        opening = asyncio.ensure_future(_open(session))
+        wait_s = settings.SANDBOX_QUEUE_WAIT_S if queue_wait_s is None else queue_wait_s
+        opening = asyncio.ensure_future(_open(session, wait_s))
         _opening[session.id] = opening
         opening.add_done_callback(lambda _f, sid=session.id: _opening.pop(sid, None))
     return await asyncio.shield(opening)
+
+
+def sandbox_wait_state(*, session_id: uuid.UUID) -> WaitState | None:
+    """While the session's new sandbox is being made here: how many sessions wait before it for
+    room, and since when. None when nothing is being made for it."""
+    if session_id not in _opening:
+        return None
+    for position, waiter in enumerate(_queue):
+        if waiter.session_id == session_id:
+            return WaitState(position, waiter.since)
+    return WaitState(0, timezone.now())
+
+
+def sandbox_acquire_abandon(*, session_id: uuid.UUID) -> bool:
+    """The run that wanted the session's new sandbox was stopped: if that sandbox still waits in
+    line for room, give up its place (its `sandbox_acquire` callers get CancelledError). True if it did."""
+    opening = _opening.get(session_id)
+    waiting = any(w.session_id == session_id and not w.creating for w in _queue)
+    if opening is None or not waiting:
+        return False
+    opening.cancel()
+    return True
 
 
 def sandbox_touch(*, session_id: uuid.UUID) -> None:
@@ -109,7 +163,7 @@ def sandbox_is_held(*, session_id: uuid.UUID) -> bool:
     return session_id in _held
 
 
-async def _open(session: ChatSession) -> AcquiredSandbox:
+async def _open(session: ChatSession, queue_wait_s: float) -> AcquiredSandbox:
     try:
         backend: Backend = get_backend()
     except Exception as exc:
@@ -121,20 +175,82 @@ async def _open(session: ChatSession) -> AcquiredSandbox:
             await db(_lease_end_sync)(sandbox_id=session.sandbox_id, reason=SandboxLease.EndReason.RESTART)
         else:
             lease_id = await db(_lease_adopt_sync)(session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id)
-            _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id)
+            _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id,
+                                      is_api=session.kind == ChatSession.Kind.API)
             return AcquiredSandbox(sandbox, NOTICE_RECONNECTED)
-    async with _room_for(session.owner_id):
-        await _make_room(user_id=session.owner_id, session_id=session.id)
-        sandbox = await backend.create(owner_id=session.owner_id, session_id=str(session.id))
-        try:
+    # Joined before the user's lock, so the queue's order is the order of the requests.
+    waiter = _Waiter(session.id, time.monotonic(), timezone.now())
+    _queue.append(waiter)
+    try:
+        async with _room_for(session.owner_id):
+            await _make_room(user_id=session.owner_id, session_id=session.id)
+            await _wait_for_room(backend, waiter, queue_wait_s)
+            waiter.creating = True
+            sandbox = await backend.create(owner_id=session.owner_id, session_id=str(session.id))
+            _leave_queue(waiter)  # the next in line may go: this one is counted live now
+            await _lease_new(session, backend, sandbox)
+    finally:
+        _leave_queue(waiter)
+    had_sandbox = _held[session.id].had_sandbox
+    return AcquiredSandbox(_held[session.id].sandbox, NOTICE_NEW_SANDBOX if had_sandbox else "")
+
+
+def _leave_queue(waiter: _Waiter) -> None:
+    if waiter in _queue:
+        _queue.remove(waiter)
+
+
+async def _wait_for_room(backend: Backend, waiter: _Waiter, queue_wait_s: float) -> None:
+    """Return when `waiter` is first in line and the backend has room for one more sandbox; while
+    first, close the idle sandbox held here with the oldest activity (lease "reclaimed") to make it.
+    Raises SandboxUnavailable ("busy: ...") after `queue_wait_s`. A backend with no `has_room`
+    (E2B: its own fleet) never waits."""
+    has_room = getattr(backend, "has_room", None)
+    if has_room is None:
+        return
+    while True:
+        if _queue and _queue[0] is waiter:
+            if has_room():
+                return
+            if await _reclaim_idle(backend=backend.name, exclude=waiter.session_id):
+                continue
+        waited_s = time.monotonic() - waiter.since_s
+        if waited_s >= queue_wait_s:
+            reason = getattr(backend, "busy_reason", lambda: "busy: every sandbox on this server is in use")()
+            if queue_wait_s > 0:
+                reason = (f"{reason.split(';')[0]}; none became free within {queue_wait_s:g} s of waiting. "
+                          "Try again in a minute.")
+            raise SandboxUnavailable(reason)
+        await asyncio.sleep(min(CAPACITY_POLL_S, max(queue_wait_s - waited_s, 0.01)))
+
+
+async def _reclaim_idle(*, backend: str, exclude: uuid.UUID) -> bool:
+    """Close the chat sandbox held here on `backend` with the oldest activity and no run (lease
+    "reclaimed"; its session gets a fresh one, with the notice, on its next run). False if none is idle.
+    API sandboxes are left alone: their clients hold them until their timeout, as on E2B."""
+    idle = [
+        (held.last_used_s, sid) for sid, held in _held.items()
+        if held.backend == backend and sid != exclude and not held.is_api and not session_is_busy(session_id=sid)
+    ]
+    if not idle:
+        return False
+    _, victim = min(idle)
+    log.info("closing session %s's idle sandbox: a run waits for room", victim)
+    await sandbox_release(session_id=victim, reason=SandboxLease.EndReason.RECLAIMED)
+    return True
+
+
+async def _lease_new(session: ChatSession, backend: Backend, sandbox: Sandbox) -> None:
+    """Open the new sandbox's lease and hold it here (closing it if the lease can't be stored)."""
+    try:
             lease_id, had_sandbox = await db(_lease_open_sync)(
                 session_id=session.id, user_id=session.owner_id, backend=backend.name, sandbox_id=sandbox.id
             )
-        except BaseException:
-            await _close_quietly(sandbox)
-            raise
-    _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id)
-    return AcquiredSandbox(sandbox, NOTICE_NEW_SANDBOX if had_sandbox else "")
+    except BaseException:
+        await _close_quietly(sandbox)
+        raise
+    _held[session.id] = _Held(sandbox, backend.name, lease_id, time.monotonic(), session.owner_id, had_sandbox,
+                              is_api=session.kind == ChatSession.Kind.API)
 
 
 @dataclass(frozen=True)

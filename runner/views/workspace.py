@@ -114,7 +114,7 @@ async def files_download(request: AuthenticatedRequest, session_id: uuid.UUID) -
     except FILES_ERRORS as exc:
         return _files_error(exc)
     response = HttpResponse(data, content_type="application/octet-stream")
-    response["Content-Disposition"] = content_disposition_header(True, path.rsplit("/", 1)[-1])
+    response["Content-Disposition"] = content_disposition_header(True, path.rsplit("/", 1)[-1]) or "attachment"
     return response
 
 

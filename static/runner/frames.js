@@ -1,4 +1,4 @@
-// Applies the server's frames (hello, execution.queued/started/output/finished, comment.*, error) to the page.
+// Applies the server's frames (hello, execution.queued/starting/started/output/finished, comment.*, error) to the page.
 import { $ } from './dom.js';
 import { closeInputPrompt, showInputPrompt } from './input.js';
 import { appendError, appendNote, appendResult, appendStream } from './output.js';
@@ -34,6 +34,7 @@ export class FrameHandler {
     switch (frame.type) {
       case 'hello': return this.hello(frame);
       case 'execution.queued': return this.queued(frame);
+      case 'execution.starting': return this.starting(frame);
       case 'execution.started': return this.started(frame);
       case 'execution.output': return this.output(frame);
       case 'execution.finished': return this.finished(frame);
@@ -65,6 +66,14 @@ export class FrameHandler {
     if (!sandboxStateIs('ready')) setSandboxState('starting');
   }
 
+  /* The run waits for its sandbox (in line for room, or while it starts): its own state until it runs. */
+  starting(frame) {
+    const turn = this.turns.get(frame.execution_id);
+    if (!turn || !isActive(turn) || turn.lastIndex >= 0) return;
+    this.turns.markStarting(turn, frame);
+    setSandboxState('starting');
+  }
+
   started(frame) {
     const turn = this.turns.get(frame.execution_id);
     if (!turn || !isActive(turn)) return;
@@ -76,7 +85,7 @@ export class FrameHandler {
     const turn = this.turns.get(frame.execution_id);
     if (!turn || !this.socket.admit(turn, frame.index)) return;
     // Output means it runs, even if its `started` frame fell between the page render and the socket.
-    if (turn.status === 'queued') this.started({ execution_id: turn.id });
+    if (turn.status === 'queued' || turn.startingSince) this.started({ execution_id: turn.id });
     turn.lastIndex = frame.index;
     turn.el.setAttribute('data-last-index', String(frame.index));
     this.socket.advance(frame.execution_id, frame.index);

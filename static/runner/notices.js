@@ -52,5 +52,5 @@ export function sandboxStateIs(state) { return !!sandboxState && sandboxState.ge
 export function setSandboxState(state) {
   if (!sandboxState) return;
   sandboxState.setAttribute('data-state', state);
-  sandboxState.textContent = state === 'ready' ? 'ready' : state === 'starting' ? 'starting…' : 'closed when idle · starts on your next run';
+  sandboxState.textContent = state === 'ready' ? 'ready' : state === 'starting' ? 'starting your sandbox…' : 'closed when idle · starts on your next run';
 }

@@ -135,7 +135,16 @@ export class Turns {
     return li;
   }
 
+  /* An `execution.starting` frame: "Starting your sandbox (3 ahead of you) · 4 s", ticking, until it runs. */
+  markStarting(turn, frame) {
+    turn.startingSince = Date.now() - Math.max(0, frame.waited_ms || 0);
+    turn.ahead = Math.max(0, frame.ahead || 0);
+    turn.el.setAttribute('data-starting', String(turn.ahead));
+    setStatus(turn, startingText(turn), 'starting', turn.ahead ? 'Starting your sandbox, ' + turn.ahead + ' ahead of you' : 'Starting your sandbox');
+  }
+
   markRunning(turn, notice) {
+    endStarting(turn);
     turn.status = 'running';
     turn.el.setAttribute('data-status', 'running');
     if (!turn.startedAt) turn.startedAt = Date.now();
@@ -149,6 +158,7 @@ export class Turns {
   }
 
   markFinished(turn, frame) {
+    endStarting(turn);
     turn.status = frame.status;
     turn.el.setAttribute('data-status', frame.status);
     turn.el.setAttribute('data-finished', '1');
@@ -164,7 +174,7 @@ export class Turns {
     const queued = active.filter((t) => t.status === 'queued').length;
     const running = active.some((t) => t.status === 'running');
     active.forEach((t, i) => {
-      if (t.status !== 'queued') return;
+      if (t.status !== 'queued' || t.startingSince) return;
       const text = i === 0 ? 'starting…' : 'queued';
       const node = $('.status-text', t.statusLine);
       if (node.textContent !== text) node.textContent = text;
@@ -176,12 +186,25 @@ export class Turns {
   startClocks() {
     setInterval(() => {
       this.byId.forEach((turn) => {
-        if (turn.status === 'running' && turn.startedAt) {
+        if (turn.startingSince) {
+          $('.status-text', turn.statusLine).textContent = startingText(turn);
+        } else if (turn.status === 'running' && turn.startedAt) {
           $('.status-text', turn.statusLine).textContent = 'running ' + elapsedText(Math.max(0, Date.now() - turn.startedAt));
         }
       });
     }, 100);
   }
+}
+
+function startingText(turn) {
+  const seconds = Math.floor(Math.max(0, Date.now() - turn.startingSince) / 1000);
+  return 'Starting your sandbox' + (turn.ahead ? ' (' + turn.ahead + ' ahead of you)' : '') + ' · ' + seconds + ' s';
+}
+
+function endStarting(turn) {
+  if (!turn.startingSince) return;
+  turn.startingSince = null;
+  turn.el.removeAttribute('data-starting');
 }
 
 function setStatus(turn, text, cls, spoken) {

@@ -28,7 +28,7 @@ import zmq
 from django.conf import settings
 
 from runner.sandboxes.base import Health, SandboxGone, SandboxUnavailable
-from runner.sandboxes.local import cgroups, jail, processes
+from runner.sandboxes.local import capacity, cgroups, jail, processes
 from runner.sandboxes.local.kernel import Kernel
 from runner.sandboxes.local.limits import Isolation, Limits
 from runner.sandboxes.local.sandbox import LocalSandbox
@@ -120,6 +120,19 @@ class LocalBackend:
     def warm_count(self) -> int:
         return len(self._pool)
 
+    def has_room(self) -> bool:
+        """Whether one more live sandbox fits now (SANDBOX_MAX_LIVE, or memory when it is 0: capacity.py)."""
+        if settings.SANDBOX_MAX_LIVE > 0:
+            return len(self._live) < settings.SANDBOX_MAX_LIVE
+        used = [s.cgroup.memory_used_bytes() if s.cgroup is not None else None for s in self._live.values()]
+        used += [None] * self._pool_filling  # warming kernels haven't allocated yet
+        return capacity.has_room(live=len(self._live), used_bytes=used,
+                                 available=capacity.available_bytes(cgroups.own_cgroup_paths()))
+
+    def busy_reason(self) -> str:
+        """Why a new sandbox can't start now ("busy: ..."; the E2B API answers it with 429)."""
+        return f"busy: {len(self._live)} sandboxes are running ({capacity.describe()}); try again in a few minutes"
+
     def self_test(self) -> str:
         """Start a throwaway sandbox and import the kernels in it; "" when that works, else why not."""
         return self.isolation.problem or self._try_a_sandbox(["-c", "import ipykernel, bash_kernel; print('ok')"])
@@ -153,7 +166,7 @@ class LocalBackend:
             self.fill_pool()
         return Health(
             ok=True,
-            detail=f"{len(self._live)} live sandboxes (max {settings.SANDBOX_MAX_LIVE}), {len(self._pool)} warm",
+            detail=f"{len(self._live)} live sandboxes ({capacity.describe()}), {len(self._pool)} warm",
             isolation=isolation.describe(),
         )
 
@@ -166,13 +179,10 @@ class LocalBackend:
         if isolation.problem:
             raise SandboxUnavailable(isolation.problem)
         self._ensure_reaper()
-        if len(self._live) >= settings.SANDBOX_MAX_LIVE:
+        if not self.has_room():
             await self.reap_idle()
-            if len(self._live) >= settings.SANDBOX_MAX_LIVE:
-                raise SandboxUnavailable(
-                    f"busy: {len(self._live)} sandboxes are running (the limit is {settings.SANDBOX_MAX_LIVE}); "
-                    "try again in a few minutes"
-                )
+            if not self.has_room():
+                raise SandboxUnavailable(self.busy_reason())
         home = workspace_path(session_id)
         sandbox = None
         if home.exists():

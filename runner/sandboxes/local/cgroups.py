@@ -14,7 +14,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 V2_CONTROLLERS = ("memory", "pids", "cpu")
 
 
-def _own_cgroup_paths() -> dict[str, str]:
+def own_cgroup_paths() -> dict[str, str]:
     """controller -> this process's cgroup path, from /proc/self/cgroup ("" key for v2)."""
     paths: dict[str, str] = {}
     try:
@@ -33,7 +33,7 @@ def cgroup_parents() -> tuple[int, dict[str, Path]]:
 
     (0, {}) when cgroups can't be used (not delegated to us): prlimit is then all there is.
     """
-    own = _own_cgroup_paths()
+    own = own_cgroup_paths()
     if (CGROUP_ROOT / "cgroup.controllers").exists():  # pure v2
         own_dir = CGROUP_ROOT / own.get("", "/").lstrip("/")
         parent = own_dir / "sandpit"
@@ -113,6 +113,14 @@ class Cgroup:
         if self.version == 1:  # older kernels: failcnt only
             return int(_read(self.dirs["memory"] / "memory.memsw.failcnt") or _read(self.dirs["memory"] / "memory.failcnt") or 0)
         return 0
+
+    def memory_used_bytes(self) -> int | None:
+        """What the sandbox's processes use now (page cache included), or None when unreadable."""
+        if self.version == 2:
+            text = _read(self.dirs[""] / "memory.current")
+        else:
+            text = _read(self.dirs["memory"] / "memory.usage_in_bytes")
+        return int(text) if text.strip().isdigit() else None
 
     def pids(self) -> list[int]:
         path = self.dirs.get("pids") or self.dirs.get("")

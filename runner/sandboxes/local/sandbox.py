@@ -107,6 +107,15 @@ class LocalSandbox:
 
     # --- kernels ----------------------------------------------------------------------------
 
+    def kernel_ready(self, language: str) -> bool:
+        """Whether `language`'s kernel is up, so a run on it starts at once."""
+        kernel = self.kernels.get(KERNEL_KIND.get(language, ""))
+        return kernel is not None and kernel.alive
+
+    async def kernel_start(self, language: str) -> None:
+        """Start `language`'s kernel if it isn't up (a run would start it too)."""
+        await self.kernel(KERNEL_KIND[language])
+
     async def kernel(self, kind: str) -> Kernel:
         """The running kernel of this kind, started if needed (concurrent callers share one start)."""
         existing = self.kernels.get(kind)
