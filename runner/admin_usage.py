@@ -48,6 +48,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("usd", "Total $"),
     ("errors", "Errors"),
     ("timeouts", "Timeouts"),
+    ("killed", "Stopped by admin or budget"),
     ("last_active", "Last active"),
     ("budget_pct", "% of budget (month)"),
 ]
@@ -126,6 +127,7 @@ def usage_cells(row: UsageRow) -> list[str]:
         f"{usage_selectors.round_cents(row.usd)}",
         str(row.errors),
         str(row.timeouts),
+        str(row.killed),
         _when(row.last_active),
         "" if pct is None else f"{pct}%",
     ]

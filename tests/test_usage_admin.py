@@ -3,6 +3,7 @@ sorting, the drill-down's filter and pages, budget alerts, and audited admin act
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -191,3 +192,39 @@ async def test_after_real_runs_the_page_and_csv_match_the_database_to_the_second
     response = await client.get("/admin/usage.csv", {"preset": "today"})
     lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert lines[1:] == [row, totals]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+async def test_an_admin_kill_ends_the_students_run_with_the_admins_reason_not_as_their_error(connect, alice, admin_user, alice_session) -> None:
+    """A real socket: the running run ends "killed" with "An administrator stopped this sandbox:
+    <reason>.", the chip frame says so, and the usage table counts it apart from errors."""
+    from runner.services import admin_actions
+    from tests.fixtures_runs import receive, receive_until_finished, run
+
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    execution_id = await run(ws, "import time\nprint('working', flush=True)\ntime.sleep(60)")
+    while not await Execution.objects.filter(pk=execution_id, status="running").aexists():
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    await admin_actions.admin_sandboxes_kill(actor=admin_user, user_id=alice.pk, reason="the exam is over")
+    frames = await receive_until_finished(ws, execution_id)
+    frames.append(await receive(ws))  # the chip's frame follows once the lease is closed
+    notes = [f["text"] for f in frames if f.get("type") == "execution.output" and f.get("kind") == "stderr"]
+    assert "An administrator stopped this sandbox: the exam is over.\n" in notes, frames
+    assert not any("closed while this ran" in text for text in notes)
+    assert [f["status"] for f in frames if f["type"] == "execution.finished"] == ["killed"]
+    chip = [f for f in frames if f.get("type") == "sandbox.state"]
+    assert chip and chip[0]["state"] == "stopped" and chip[0]["text"] == "stopped by an administrator"
+    assert (await Execution.objects.aget(pk=execution_id)).status == "killed"
+    assert not await SandboxLease.objects.filter(session=alice_session, ended_at__isnull=True).aexists()
+
+
+def test_a_killed_run_is_not_counted_as_the_users_error(admin_user, alice, alice_session) -> None:
+    Execution.objects.create(session=alice_session, seq=1, code="1", language="python", user=alice, status="failed", duration_ms=10)
+    Execution.objects.create(session=alice_session, seq=2, code="2", language="python", user=alice, status="killed", duration_ms=10)
+    table = _page_table(client_for(admin_user).get("/admin/usage/", {"preset": "today"}).content.decode())
+    headers = [label for _key, label in __import__("runner.admin_usage", fromlist=["COLUMNS"]).COLUMNS]
+    row = dict(zip(headers, table[0]))
+    assert row["Errors"] == "1" and row["Stopped by admin or budget"] == "1"

@@ -50,6 +50,7 @@ from runner.selectors.sessions import (
     session_history,
     session_latest_for_user,
     session_resume_point,
+    session_sandbox_stop_reason,
     sessions_for_sidebar,
 )
 from runner.selectors.search import SearchHit, runs_search
@@ -107,6 +108,7 @@ __all__ = [
     "session_history",
     "session_latest_for_user",
     "session_resume_point",
+    "session_sandbox_stop_reason",
     "sessions_for_sidebar",
     # usage (the page's meter; the admin's reports live in runner.selectors.usage)
     "usage_quota_status",

@@ -49,6 +49,7 @@ SORT_COLUMNS: dict[str, str] = {
     "usd": "usd",
     "errors": "errors",
     "timeouts": "timeouts",
+    "killed": "killed",
     "last_active": "last_active",
     "budget_pct": "budget_pct",
 }
@@ -72,6 +73,8 @@ class UsageRow:
     last_active: datetime | None
     month_usd: float
     budget_usd: Decimal
+    # Runs whose sandbox an admin, a budget or a revoked key closed: not the user's errors.
+    killed: int = 0
 
     @property
     def sandbox_s(self) -> float:
@@ -156,7 +159,8 @@ def _runs_columns() -> str:
     return (
         "COUNT(*) AS runs, SUM(COALESCE(e.duration_ms, 0)) AS exec_ms,"
         " SUM(CASE WHEN e.status = 'failed' THEN 1 ELSE 0 END) AS errors,"
-        " SUM(CASE WHEN e.status = 'timed_out' THEN 1 ELSE 0 END) AS timeouts"
+        " SUM(CASE WHEN e.status = 'timed_out' THEN 1 ELSE 0 END) AS timeouts,"
+        " SUM(CASE WHEN e.status = 'killed' THEN 1 ELSE 0 END) AS killed"
     )
 
 
@@ -194,7 +198,8 @@ def usage_report(
             COALESCE(ls.e2b_s, 0) + COALESCE(ls.local_s, 0) AS sandbox_s,
             COALESCE(ls.e2b_usd, 0) + COALESCE(ls.local_usd, 0) AS usd,
             CASE WHEN COALESCE(q.usd_per_month, %(default_usd)s) > 0
-                THEN COALESCE(m.spent, 0) * 100.0 / COALESCE(q.usd_per_month, %(default_usd)s) END AS budget_pct
+                THEN COALESCE(m.spent, 0) * 100.0 / COALESCE(q.usd_per_month, %(default_usd)s) END AS budget_pct,
+            COALESCE(e.killed, 0) AS killed
         FROM ids JOIN auth_user u ON u.id = ids.user_id
         LEFT JOIN e ON e.user_id = ids.user_id LEFT JOIN ls ON ls.k = ids.user_id
         LEFT JOIN m ON m.user_id = ids.user_id LEFT JOIN runner_userquota q ON q.user_id = ids.user_id
@@ -205,7 +210,7 @@ def usage_report(
         UsageRow(
             user_id=r[0], username=r[1], runs=int(r[2]), exec_s=int(r[3]) / 1000, e2b_s=seconds_exact(r[4]), local_s=seconds_exact(r[5]),
             e2b_usd=usd_exact(r[6]), local_usd=usd_exact(r[7]), errors=int(r[8]), timeouts=int(r[9]),
-            last_active=sql_datetime(r[10]), month_usd=usd_exact(r[11]), budget_usd=Decimal(str(r[12] or 0)),
+            last_active=sql_datetime(r[10]), month_usd=usd_exact(r[11]), budget_usd=Decimal(str(r[12] or 0)), killed=int(r[16]),
         )
         for r in _fetch(sql, params)
     ]
@@ -215,7 +220,7 @@ def usage_report(
         e2b_usd=sum(r.e2b_usd for r in rows), local_usd=sum(r.local_usd for r in rows),
         errors=sum(r.errors for r in rows), timeouts=sum(r.timeouts for r in rows),
         last_active=max((r.last_active for r in rows if r.last_active), default=None),
-        month_usd=sum(r.month_usd for r in rows), budget_usd=Decimal(0),
+        month_usd=sum(r.month_usd for r in rows), budget_usd=Decimal(0), killed=sum(r.killed for r in rows),
     )
     days = usage_cost_by_day(start=start, end=end, now=now) if with_days else []
     return UsageReport(start, end, rows, totals, days, sort, descending)

@@ -54,6 +54,7 @@ from runner.services.sandboxes import (
     sandbox_reap_idle,
     sandbox_release,
     sandbox_restart,
+    STOPPED_CHIP_TEXT,
     sandboxes_close_all,
 )
 from runner.services.sessions import SessionBusy, session_create, session_rename, session_sandbox_restart
@@ -122,6 +123,7 @@ __all__: list[str] = [
     "sandbox_reap_idle",
     "sandbox_release",
     "sandbox_restart",
+    "STOPPED_CHIP_TEXT",
     "sandboxes_close_all",
     # sessions
     "SessionBusy",
