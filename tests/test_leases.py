@@ -118,3 +118,24 @@ async def test_a_budget_close_says_so_on_the_open_page(connect, alice, alice_ses
     frame = await receive(ws)
     assert frame["type"] == "sandbox.state" and frame["state"] == "stopped" and frame["text"] == "closed · usage limit reached"
     assert "usage limit was reached" in frame["notice"]
+
+
+async def test_an_admin_kill_of_a_sandbox_another_process_holds_carries_the_reason_there(runs_cleanup, alice, alice_session) -> None:
+    """The process holding the sandbox gets the admin's words, for the notice its run ends with."""
+    other = uuid.uuid4().hex
+    await ServerProcess.objects.acreate(boot_id=other, hostname="other-host", pid=1)
+    await ChatSession.objects.filter(pk=alice_session.pk).aupdate(backend="local", sandbox_id="held-elsewhere")
+    await SandboxLease.objects.acreate(user=alice, session=alice_session, backend="local", sandbox_id="held-elsewhere", owner_boot_id=other)
+    layer = get_channel_layer()
+
+    async def other_process() -> dict:
+        message = await layer.receive(events.process_channel(other))
+        await layer.send(message["reply_channel"], {"type": "sandbox.restarted", "session_id": message["session_id"]})
+        return message
+
+    listener = asyncio.ensure_future(other_process())
+    await services.runtime_ensure_started()
+    await services.sandbox_restart(session_id=alice_session.id, reason=SandboxLease.EndReason.ADMIN, note="exam over")
+    message = await asyncio.wait_for(listener, 5)
+    assert (message["reason"], message["note"]) == ("admin", "exam over")
+    assert (await SandboxLease.objects.aget(session=alice_session)).end_reason == "admin"
