@@ -374,7 +374,11 @@ def usage_user(request: HttpRequest, user_id: int) -> HttpResponse:
         request, title=f"Usage of {_person(person)}", person=person, choice=choice, status=status, presets=PRESETS,
         statuses=Execution.Status.choices, page=page, run_rows=run_rows,
         page_query=choice.query(**({"status": status} if status else {})),
-        days=usage_selectors.usage_by_user_day(user_id=user_id, start=choice.start, end=choice.end),
+        days=[
+            (d, Cell(duration_text(d.exec_s), f"{d.exec_s:.1f}", f"{d.exec_s:.1f} s"),
+             Cell(duration_text(d.sandbox_s), f"{round(d.sandbox_s)}", f"{round(d.sandbox_s)} s"))
+            for d in usage_selectors.usage_by_user_day(user_id=user_id, start=choice.start, end=choice.end)
+        ],
         limits=usage_selectors.usage_limits_for_user(user_id=user_id), quota=usage_selectors.usage_quota_status(user_id=user_id),
         leases=usage_selectors.leases_open_for_user(user_id=user_id),
         actions=usage_selectors.admin_actions_recent(target_user_id=user_id, limit=50),

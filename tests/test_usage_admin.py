@@ -334,3 +334,5 @@ def test_a_users_page_names_them_fully(admin_user, alice, usage_data) -> None:
     alice.save()
     html = unescape(client_for(admin_user).get(f"/admin/usage/users/{alice.pk}/", {"preset": "7d"}).content.decode())
     assert "Usage of Alice Liddell <alice@example.org> (alice)" in html
+    days = html.split('id="usage-days"', 1)[1].split("</table>", 1)[0]
+    assert '<td title="300 s">5 min</td>' in days and '<td title="6.0 s">6 s</td>' in days
