@@ -4,12 +4,13 @@
 
 Without --database-url: a SQLite file in a temp dir (the embedded default, WAL as in settings).
 With it: that database (created and migrated if needed; seeded once, reused on later runs).
-Seeds 1,000 users with 2 sessions each, 100,000 runs and 20,000 leases (50 still open, live in
+Seeds 1,000 users with 2 sessions each (in 40 classes of 25, every fifth user in two), 100,000 runs and 20,000 leases (50 still open, live in
 the last two hours; many crossing midnight) spread over the last 30 days, then times, as a logged-in staff user through
 Django's full request stack (middleware, templates):
 - the usage page over those 30 days (`/admin/usage/?start=…&end=…`), sorted by cost, and again
   sorted by last activity (the table shows 100 users a page; the query covers all 1,000);
-- the CSV of the same range, streamed to the end;
+- the CSV of the same range, streamed to the end; the page filtered to one class (its students,
+  with the class's total); every page includes the per-class breakdown;
 - the floor, measured in the same run: the stock admin changelist of runs (`/admin/runner/execution/`,
   a count and a page of the same 100,000 rows), so the ratio says what the report costs
   beyond a plain admin page. Samples alternate. Goal: report and CSV under 300 ms p50.
@@ -103,6 +104,7 @@ def _seed() -> None:
                 end_reason="" if ended is None else "idle",
             ))
         SandboxLease.objects.bulk_create(leases, batch_size=2000)
+    _seed_classes()
     if connection.vendor == "postgresql":
         # What autovacuum does to a table this size within a minute: statistics and the visibility
         # map (without it Postgres can't use the covering indexes as index-only scans).
@@ -110,6 +112,26 @@ def _seed() -> None:
             for table in ("runner_execution", "runner_sandboxlease", "auth_user", "runner_chatsession"):
                 cursor.execute(f"VACUUM ANALYZE {table}")
     print(f"seeded {USERS} users, {RUNS} runs, {LEASES} leases in {time.monotonic() - began:.1f} s")
+
+
+CLASSES = 40  # of 25 students each; every fifth student is in a second class as well
+
+
+def _seed_classes() -> None:
+    """The per-class breakdown's data: 40 classes over the 1,000 users (idempotent)."""
+    from django.contrib.auth import get_user_model
+
+    from runner.models import Classroom
+
+    if Classroom.objects.filter(name__startswith="bench class").exists():
+        return
+    users = list(get_user_model().objects.filter(username__startswith="bench0").order_by("username").values_list("pk", flat=True))
+    classes = Classroom.objects.bulk_create([Classroom(name=f"bench class {i:02d}", join_code=f"bench-{i:02d}") for i in range(CLASSES)])
+    classes = list(Classroom.objects.filter(name__startswith="bench class").order_by("name"))
+    through = Classroom.students.through
+    links = [through(classroom_id=classes[i % CLASSES].pk, user_id=pk) for i, pk in enumerate(users)]
+    links += [through(classroom_id=classes[(i + 1) % CLASSES].pk, user_id=pk) for i, pk in enumerate(users) if i % 5 == 0]
+    through.objects.bulk_create(links, batch_size=2000)
 
 
 def _time(client: object, url: str, *, stream: bool = False) -> float:
@@ -132,6 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     url = _setup(args.database_url, args.redis_url)
     _seed()
+    _seed_classes()  # also into a database seeded before the classes were
 
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -151,7 +174,12 @@ def main() -> None:
         "usage page (by cost)": (f"/admin/usage/?{query}", False),
         "usage page (by last active)": (f"/admin/usage/?{query}&sort=last_active&dir=desc", False),
         "usage CSV": (f"/admin/usage.csv?{query}", True),
+        "usage page (one class)": (f"/admin/usage/?{query}&classroom=__class__", False),
     }
+    from runner.models import Classroom
+
+    one_class = Classroom.objects.filter(name__startswith="bench class").order_by("name").first()
+    targets["usage page (one class)"] = (f"/admin/usage/?{query}&classroom={one_class.pk if one_class else 0}", False)
     for path, stream in targets.values():  # warm: templates, query plans, page cache
         _time(client, path, stream=stream)
     samples: dict[str, list[float]] = {name: [] for name in targets}

@@ -1,7 +1,9 @@
-"""Django admin: sessions, runs (with their output inline), leases and server processes.
+"""Django admin: sessions, runs (their code and output rendered as the chat shows them), leases
+and server processes.
 
-Search by user, status, language and date (date_hierarchy); list columns show what an auditor
-looks for first.
+Search by user, status, language and date (date_hierarchy); every list is newest first; list
+columns show what an auditor looks for first. Sessions and runs are the audit trail: read-only,
+never deleted here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
 from runner import selectors, services
 from runner.models import (
@@ -22,7 +28,6 @@ from runner.models import (
     Classroom,
     Comment,
     Execution,
-    OutputChunk,
     SandboxLease,
     ServerProcess,
     UserQuota,
@@ -53,10 +58,31 @@ class RecordAdmin(admin.ModelAdmin):
         return False
 
 
+# A run's admin page renders at most this many output chunks (the chat's "show all" has the rest).
+ADMIN_OUTPUT_CHUNKS = 2000
+
+
+def person_text(user: Any) -> str:
+    """"Alice Liddell <alice@example.org> (alice)": the full name and email where set, and the username."""
+    if user is None:
+        return "(deleted)"
+    name = user.get_full_name().strip()
+    email = (user.email or "").strip()
+    parts = [name] if name else []
+    if email:
+        parts.append(f"<{email}>")
+    return f"{' '.join(parts)} ({user.get_username()})" if parts else user.get_username()
+
+
+def chat_link(session: ChatSession) -> SafeString:
+    return format_html('<a href="{}" class="chat-link">View as a chat</a>', reverse("session_detail", args=[session.pk]))
+
+
 class ExecutionInline(admin.TabularInline):
     model = Execution
     fields = ("seq", "language", "status", "created_at", "duration_ms", "truncated")
     readonly_fields = fields
+    ordering = ("-seq",)
     extra = 0
     show_change_link = True
     can_delete = False
@@ -64,13 +90,28 @@ class ExecutionInline(admin.TabularInline):
 
 @admin.register(ChatSession)
 class ChatSessionAdmin(ReadOnlyThroughAccessRule, admin.ModelAdmin):
-    list_display = ("title", "owner", "language", "backend", "status", "run_count", "last_activity_at", "created_at")
+    """Sessions are part of the audit trail: viewable (with a link to the chat), never deleted here."""
+
+    list_display = ("title", "owner_display", "language", "backend", "status", "run_count", "last_activity_at", "created_at", "chat")
     list_filter = ("status", "language", "backend", "created_at")
-    search_fields = ("title", "owner__username", "owner__email", "id")
+    search_fields = ("title", "owner__username", "owner__email", "owner__first_name", "owner__last_name", "id")
     date_hierarchy = "created_at"
-    readonly_fields = ("id", "created_at", "updated_at", "last_activity_at", "sandbox_id")
+    ordering = ("-created_at",)
+    fields = ("chat", "id", "title", "owner_display", "language", "backend", "status", "sandbox_id", "created_at", "updated_at", "last_activity_at")
+    readonly_fields = fields
     list_select_related = ("owner",)
     inlines = [ExecutionInline]
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.display(description="view")
+    def chat(self, obj: ChatSession) -> SafeString:
+        return chat_link(obj)
+
+    @admin.display(description="owner", ordering="owner__username")
+    def owner_display(self, obj: ChatSession) -> str:
+        return person_text(obj.owner)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChatSession]:
         from django.db.models import Count
@@ -83,27 +124,55 @@ class ChatSessionAdmin(ReadOnlyThroughAccessRule, admin.ModelAdmin):
         return getattr(obj, "_run_count", 0)
 
 
-class OutputChunkInline(admin.TabularInline):
-    model = OutputChunk
-    fields = ("index", "kind", "text", "data")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    max_num = 0
-
-
 @admin.register(Execution)
 class ExecutionAdmin(ReadOnlyThroughAccessRule, RecordAdmin):
-    list_display = ("id", "session", "seq", "user", "language", "status", "created_at", "duration_ms", "stdout_bytes", "stderr_bytes", "truncated")
+    """A run as the chat shows it: its code in a monospace block, its output and traceback rendered
+    by the page's own renderer (selectors.output_blocks: ANSI colours become colour, HTML is sanitised)."""
+
+    list_display = ("id", "session", "seq", "user_display", "language", "status", "created_at", "duration_ms", "stdout_bytes", "stderr_bytes", "truncated")
     list_filter = ("status", "language", "truncated", "created_at")
-    search_fields = ("user__username", "user__email", "session__title", "code", "error_name", "=id")
+    search_fields = ("user__username", "user__email", "user__first_name", "user__last_name", "session__title", "code", "error_name", "=id")
     date_hierarchy = "created_at"
+    ordering = ("-created_at", "-id")
     list_select_related = ("session", "user")
-    readonly_fields = (
-        "session", "seq", "user", "client_id", "created_at", "started_at", "finished_at", "duration_ms",
-        "stdout_bytes", "stderr_bytes", "truncated", "owner_boot_id", "notice",
+    fields = (
+        "session", "chat", "seq", "user_display", "language", "status", "notice", "code_block", "output", "error_block",
+        "client_id", "created_at", "started_at", "finished_at", "duration_ms", "stdout_bytes", "stderr_bytes", "truncated", "owner_boot_id",
     )
-    inlines = [OutputChunkInline]
+    readonly_fields = fields
+
+    class Media:
+        css = {"all": ("runner/admin_records.css",)}
+
+    @admin.display(description="user", ordering="user__username")
+    def user_display(self, obj: Execution) -> str:
+        return person_text(obj.user)
+
+    @admin.display(description="view")
+    def chat(self, obj: Execution) -> SafeString:
+        return format_html('<a href="{}#run-{}" class="chat-link">View in the chat</a>', reverse("session_detail", args=[obj.session_id]), obj.pk)
+
+    @admin.display(description="code")
+    def code_block(self, obj: Execution) -> SafeString:
+        return format_html('<pre class="run-code" data-language="{}">{}</pre>', obj.language, obj.code)
+
+    @admin.display(description="output")
+    def output(self, obj: Execution) -> SafeString:
+        chunks = list(obj.chunks.order_by("index")[: ADMIN_OUTPUT_CHUNKS + 1])
+        if not chunks:
+            return format_html('<p class="run-output">{}</p>', "No output.")
+        more = len(chunks) > ADMIN_OUTPUT_CHUNKS
+        blocks = selectors.output_blocks(chunks[:ADMIN_OUTPUT_CHUNKS])
+        markup = render_to_string("runner/_output.html", {"blocks": blocks, "whole": False})
+        tail = format_html('<p class="out-note">{}</p>', f"Only the first {ADMIN_OUTPUT_CHUNKS} output chunks are shown; the chat has the rest.") if more else ""
+        return format_html('<div class="run-output">{}{}</div>', SafeString(markup), tail)
+
+    @admin.display(description="error")
+    def error_block(self, obj: Execution) -> SafeString | str:
+        if not obj.error_name:
+            return "-"
+        traceback = "\n".join(str(line) for line in obj.traceback) if obj.traceback else f"{obj.error_name}: {obj.error_value}"
+        return format_html('<div class="run-output"><pre class="out traceback">{}</pre></div>', SafeString(selectors.ansi_to_html(traceback)))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
         visible = selectors.sessions_visible_to(user=request.user)
@@ -113,6 +182,7 @@ class ExecutionAdmin(ReadOnlyThroughAccessRule, RecordAdmin):
 @admin.register(SandboxLease)
 class SandboxLeaseAdmin(RecordAdmin):
     list_display = ("__str__", "sandbox_id", "user", "session", "backend", "vcpus", "memory_mb", "started_at", "ended_at", "end_reason", "billed", "cost")
+    ordering = ("-started_at", "-id")
     list_filter = ("backend", "end_reason", "started_at")
     search_fields = ("user__username", "user__email", "sandbox_id", "session__title")
     date_hierarchy = "started_at"
@@ -130,6 +200,7 @@ class SandboxLeaseAdmin(RecordAdmin):
 @admin.register(ServerProcess)
 class ServerProcessAdmin(RecordAdmin):
     list_display = ("boot_id", "hostname", "pid", "started_at", "seen_at")
+    ordering = ("-started_at",)
     search_fields = ("boot_id", "hostname")
     readonly_fields = ("boot_id", "hostname", "pid", "started_at", "seen_at")
 
@@ -137,6 +208,7 @@ class ServerProcessAdmin(RecordAdmin):
 @admin.register(Classroom)
 class ClassroomAdmin(admin.ModelAdmin):
     list_display = ("name", "join_code", "teacher_names", "student_count", "created_at", "archived_at")
+    ordering = ("-created_at",)
     list_filter = ("archived_at", "created_at")
     search_fields = ("name", "join_code", "teachers__username", "students__username")
     filter_horizontal = ("teachers", "students")
@@ -180,6 +252,7 @@ class ClassroomAdmin(admin.ModelAdmin):
 @admin.register(Comment)
 class CommentAdmin(ReadOnlyThroughAccessRule, admin.ModelAdmin):
     list_display = ("id", "author", "execution", "created_at", "edited_at", "deleted_at")
+    ordering = ("-created_at",)
     list_filter = ("created_at",)
     search_fields = ("author__username", "body", "=execution__id")
     date_hierarchy = "created_at"
@@ -205,6 +278,7 @@ class UserQuotaAdmin(admin.ModelAdmin):
 @admin.register(BudgetAlert)
 class BudgetAlertAdmin(admin.ModelAdmin):
     list_display = ("user", "month", "percent", "spent_usd", "budget_usd", "created_at")
+    ordering = ("-created_at",)
     list_filter = ("percent", "month")
     search_fields = ("user__username",)
     readonly_fields = ("user", "month", "percent", "spent_usd", "budget_usd", "created_at")
@@ -218,6 +292,7 @@ class AdminActionAdmin(admin.ModelAdmin):
     """The audit log of admin actions on users' spending (recorded by the usage view)."""
 
     list_display = ("created_at", "actor", "kind", "target_user", "execution", "outcome", "reason")
+    ordering = ("-created_at",)
     list_filter = ("kind", "created_at")
     search_fields = ("actor__username", "target_user__username", "reason")
     readonly_fields = ("created_at", "actor", "kind", "target_user", "execution", "outcome", "reason")
@@ -237,6 +312,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     """Keys of the E2B-compatible API: who, when made and last used, revoked. Only the HMAC is stored."""
 
     list_display = ("name", "owner", "prefix", "created_at", "last_used_at", "revoked_at")
+    ordering = ("-created_at",)
     list_filter = ("created_at", "revoked_at")
     search_fields = ("name", "owner__username", "prefix")
     list_select_related = ("owner",)
@@ -251,6 +327,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 @admin.register(ApiSandbox)
 class ApiSandboxAdmin(admin.ModelAdmin):
     list_display = ("sandbox_id", "session", "template", "started_at", "end_at", "killed_at")
+    ordering = ("-started_at",)
     list_filter = ("template", "started_at")
     search_fields = ("sandbox_id", "session__title", "session__owner__username")
     list_select_related = ("session",)

@@ -254,6 +254,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     async def run_error(self, message: dict[str, Any]) -> None:
         await self.send_json(message["frame"])
 
+    async def sandbox_state(self, message: dict[str, Any]) -> None:
+        await self.send_json(message["frame"])
+
     async def comment_event(self, message: dict[str, Any]) -> None:
         frame = await selectors.comment_frame(comment_id=message["comment_id"], session_id=self.session.id, viewer=self.scope["user"])
         if frame is not None:

@@ -80,6 +80,17 @@ class FinishedFrame(TypedDict):
     truncated: bool
 
 
+class SandboxStateFrame(TypedDict):
+    """The session's sandbox was closed: the header chip shows `text`. `state` is "stopped" when an
+    admin, a budget or a revoked key closed it (then `notice` says why), else "closed"."""
+
+    type: Literal["sandbox.state"]
+    state: Literal["closed", "stopped"]
+    text: str
+    reason: str  # the lease's end reason
+    notice: NotRequired[str]
+
+
 class ErrorFrame(TypedDict):
     type: Literal["error"]
     code: ErrorCode
@@ -218,6 +229,8 @@ class SandboxRestartMessage(TypedDict):
     reply_channel: str
     # The lease's end reason: "restart", or "admin" when an admin kills it from the usage page.
     reason: NotRequired[str]
+    # The admin's reason, for the notice the run in progress ends with.
+    note: NotRequired[str]
 
 
 class CommentMessage(TypedDict):

@@ -74,6 +74,8 @@ class Execution(models.Model):
         CANCELLED = "cancelled"
         INTERRUPTED = "interrupted"
         REJECTED = "rejected"
+        # An admin, a budget or a revoked key closed the sandbox under it (its notice says which): not the user's error.
+        KILLED = "killed"
 
     session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="executions")
     seq = models.PositiveIntegerField()

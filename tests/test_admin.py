@@ -77,3 +77,58 @@ def test_a_local_lease_costs_nothing_at_e2b_prices(alice_session, settings) -> N
     assert local.estimated_cost_usd == 0
     assert e2b.estimated_cost_usd > 3
     assert str(local).endswith(", 60 min")
+
+
+def test_a_run_page_shows_its_code_indented_and_its_output_coloured_not_raw_json(admin_client_logged_in, stored_run) -> None:
+    from runner.models import OutputChunk
+
+    stored_run.code = "def f():\n    return 1 / 0\nf()"
+    stored_run.error_value = "division by zero"
+    stored_run.traceback = ["\x1b[0;31mZeroDivisionError\x1b[0m: division by zero"]
+    stored_run.save()
+    OutputChunk.objects.create(execution=stored_run, index=0, kind="stdout", text="\x1b[32mgreen\x1b[0m line\n")
+    OutputChunk.objects.create(execution=stored_run, index=1, kind="error", data={
+        "ename": "ZeroDivisionError", "evalue": "division by zero", "traceback": ["\x1b[0;31mZeroDivisionError\x1b[0m: division by zero"],
+    })
+    html = admin_client_logged_in.get(f"/admin/runner/execution/{stored_run.pk}/change/").content.decode()
+    assert '<pre class="run-code" data-language="python">def f():\n    return 1 / 0\nf()</pre>' in html
+    assert '<span class="ansi-fg-2">green</span> line' in html
+    assert '<span class="ansi-fg-1">ZeroDivisionError</span>: division by zero' in html
+    assert "\\u001b" not in html and "\x1b" not in html and "[0;31m" not in html
+    assert "runner/admin_records.css" in html
+    assert f'href="/sessions/{stored_run.session_id}/#run-{stored_run.pk}"' in html
+
+
+def test_rich_output_in_a_run_page_is_sanitised(admin_client_logged_in, stored_run) -> None:
+    from runner.models import OutputChunk
+
+    OutputChunk.objects.create(execution=stored_run, index=0, kind="result", data={"text/html": "<b>bold</b><script>alert(1)</script>"})
+    html = admin_client_logged_in.get(f"/admin/runner/execution/{stored_run.pk}/change/").content.decode()
+    assert "<b>bold</b>" in html and "alert(1)" not in html
+
+
+def test_sessions_cannot_be_deleted_and_link_to_the_chat(admin_client_logged_in, stored_run) -> None:
+    session = stored_run.session
+    assert admin_client_logged_in.get(f"/admin/runner/chatsession/{session.pk}/delete/").status_code == 403
+    admin_client_logged_in.post(f"/admin/runner/chatsession/{session.pk}/delete/", {"post": "yes"})
+    assert type(session).objects.filter(pk=session.pk).exists()
+    page = admin_client_logged_in.get(f"/admin/runner/chatsession/{session.pk}/change/").content.decode()
+    assert f'href="/sessions/{session.pk}/"' in page and "View as a chat" in page and "deletelink" not in page
+    listing = admin_client_logged_in.get("/admin/runner/chatsession/").content.decode()
+    assert 'value="delete_selected"' not in listing and f'href="/sessions/{session.pk}/"' in listing
+
+
+def test_lists_are_newest_first_and_show_full_names(admin_client_logged_in, alice_session) -> None:
+    alice = alice_session.owner
+    alice.first_name, alice.last_name, alice.email = "Alice", "Liddell", "alice@example.org"
+    alice.save()
+    now = timezone.now()
+    old = Execution.objects.create(session=alice_session, seq=1, code="1", language="python", user=alice, created_at=now - timedelta(days=1))
+    new = Execution.objects.create(session=alice_session, seq=2, code="2", language="python", user=alice, created_at=now)
+    page = admin_client_logged_in.get("/admin/runner/execution/")
+    assert [r.pk for r in page.context["cl"].result_list] == [new.pk, old.pk]
+    assert "Alice Liddell &lt;alice@example.org&gt; (alice)" in page.content.decode()
+    SandboxLease.objects.create(user=alice, session=alice_session, backend="local", sandbox_id="old", started_at=now - timedelta(days=1))
+    SandboxLease.objects.create(user=alice, session=alice_session, backend="local", sandbox_id="new", started_at=now)
+    leases = admin_client_logged_in.get("/admin/runner/sandboxlease/").context["cl"].result_list
+    assert [lease.sandbox_id for lease in leases] == ["new", "old"]

@@ -296,3 +296,39 @@ def test_the_sidebar_shows_a_run_going_in_another_tab(page) -> None:
     wait_finished(other)
     other_entry.locator(".running-dot").wait_for(state="hidden", timeout=8000)
     tab.close()
+
+
+def test_after_an_admin_kill_the_run_says_why_and_the_chip_is_not_ready(chromium_browser, live_daphne, page, alice) -> None:  # noqa: F811
+    """An admin kills alice's sandboxes from the usage page (a second browser) while her run runs:
+    her run ends with the admin's reason, and her header chip says so, also after a reload."""
+    from django.contrib.auth import get_user_model
+
+    from tests.test_browser import PASSWORD
+
+    get_user_model().objects.create_superuser("boss", password=PASSWORD)
+    log_in_and_start_session(page)
+    running = run(page, "import time\nprint('working', flush=True)\ntime.sleep(60)", wait=False)
+    running.locator(".status-line.running").wait_for()
+    page.wait_for_function("() => document.querySelector('#sandbox-state').dataset.state === 'ready'")
+
+    admin = chromium_browser.new_context(base_url=live_daphne).new_page()
+    admin.goto("/admin/login/?next=/admin/")
+    admin.fill("#id_username", "boss")
+    admin.fill("#id_password", PASSWORD)
+    admin.click("input[type=submit]")
+    admin.goto(f"/admin/usage/users/{alice.pk}/")
+    admin.get_by_label("Why").first.fill("exam over")
+    admin.locator("form.usage-action input[type=submit]").first.click()
+    admin.wait_for_load_state()
+    admin.context.close()
+
+    wait_finished(running)
+    assert "An administrator stopped this sandbox: exam over." in running.inner_text()
+    assert "closed while this ran" not in running.inner_text()
+    chip = page.locator("#sandbox-state")
+    page.wait_for_function("() => document.querySelector('#sandbox-state').dataset.state === 'stopped'")
+    assert chip.inner_text() == "stopped by an administrator"
+    page.reload()
+    chip.wait_for()
+    assert chip.get_attribute("data-state") == "stopped" and chip.inner_text() == "stopped by an administrator"
+    assert not page.errors

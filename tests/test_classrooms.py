@@ -500,3 +500,13 @@ def test_the_sidebar_links_teach_for_teachers_and_classes_for_everyone(cast: Cas
     student_page = client_for(cast.owner).get("/").content.decode()
     assert 'href="/teach/"' in teacher_page and 'href="/teach/"' not in student_page
     assert 'href="/join/"' in teacher_page and 'href="/join/"' in student_page
+
+
+def test_a_run_an_admin_stopped_is_not_in_the_students_error_rate(cast: Cast) -> None:
+    _more_runs(cast)  # olive: one failed, one succeeded
+    now = timezone.now()
+    for seq in (3, 4):
+        Execution.objects.create(session=cast.session, seq=seq, code="x", language="python", user=cast.owner,
+                                 status="killed", started_at=now, finished_at=now, duration_ms=10)
+    olive = {row.username: row for row in client_for(cast.teacher).get("/teach/").context["summaries"][0].students}["olive"]
+    assert (olive.runs, olive.failed, olive.error_rate_text) == (4, 1, "50 %")

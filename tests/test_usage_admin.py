@@ -3,6 +3,7 @@ sorting, the drill-down's filter and pages, budget alerts, and audited admin act
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -62,6 +63,27 @@ def test_non_staff_get_404_on_every_usage_url(who, alice, usage_data, django_use
     assert not AdminAction.objects.exists()
 
 
+def _page_cells(html: str) -> list[list[tuple[str, str]]]:
+    """The usage table's body and totals rows as (text, title) per cell."""
+    table = html.split('id="usage-table"', 1)[1].split("</table>", 1)[0]
+    rows = []
+    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", table.split("</thead>", 1)[1], re.S):
+        cells = re.findall(r"<t[hd]([^>]*)>(.*?)</t[hd]>", tr, re.S)
+        rows.append([(unescape(re.sub(r"<[^>]+>", "", body)).strip(), unescape((re.findall(r'title="([^"]*)"', attrs) or [""])[0])) for attrs, body in cells])
+    return rows
+
+
+def _csv_of_page(html: str) -> list[list[str]]:
+    """What the CSV should hold for the page's rows: each cell's text, or its exact seconds (the hover) for durations."""
+    return [[title.removesuffix(" s") if title else text for text, title in row] for row in _page_cells(html)]
+
+
+def _by_label(row: list[str]) -> dict[str, str]:
+    from runner.admin_usage import COLUMNS
+
+    return dict(zip([label for _key, label in COLUMNS], row))
+
+
 def _page_table(html: str) -> list[list[str]]:
     table = html.split('id="usage-table"', 1)[1].split("</table>", 1)[0]
     rows = []
@@ -78,13 +100,17 @@ def test_the_csv_has_the_same_numbers_as_the_page(admin_user, usage_data) -> Non
     html = page.content.decode()
     assert "Days follow UTC" in html and "<svg" in html and 'class="bar-e2b"' in html
     table = _page_table(html)
-    assert table[0][:4] == ["alice", "3", "6.0", "300"] and table[0][6] == "0.60"  # 300 s x 2 vCPU x $0.001
-    assert table[-1][0] == "Total" and table[-1][1] == "4"
+    alice_row = _by_label(table[0])
+    assert (alice_row["User"], alice_row["Runs"], alice_row["Exec time"], alice_row["Sandbox time"]) == ("alice", "3", "6 s", "5 min")
+    assert alice_row["Total $"] == "0.60"  # 300 s x 2 vCPU x $0.001
+    assert _page_cells(html)[0][6] == ("5 min", "300 s") and _page_cells(html)[0][5] == ("6 s", "6.0 s")  # exact on hover
+    assert table[-1][0] == "Total" and _by_label(table[-1])["Runs"] == "4"
 
     response = client.get("/admin/usage.csv", {"preset": "7d", "sort": "runs", "dir": "desc"})
     assert response.status_code == 200 and response.streaming and response["Content-Type"].startswith("text/csv")
     lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
-    assert lines[0][0] == "User" and lines[1:] == table  # the header row first
+    assert lines[0][:7] == ["User", "Name", "Email", "Classes", "Runs", "Exec s", "Sandbox s"]  # the header row first
+    assert lines[1:] == _csv_of_page(html)  # the same figures, durations in exact seconds
     start, end = (timezone.localdate() - timedelta(days=6)).isoformat(), timezone.localdate().isoformat()
     assert response["Content-Disposition"] == f'attachment; filename="usage-{start}-to-{end}-days-in-UTC.csv"'
 
@@ -97,7 +123,7 @@ def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_quoted(admin_user, d
     response = client_for(admin_user).get("/admin/usage.csv", {"preset": "today"})
     lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
     (row,) = [line for line in lines if line[0].endswith(username)]
-    assert row[0] == "'" + username and row[1] == "1"
+    assert row[0] == "'" + username and row[4] == "1"
     assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for line in lines for cell in line)
     assert lines[0][0] == "User" and lines[1] == row
 
@@ -185,9 +211,128 @@ async def test_after_real_runs_the_page_and_csv_match_the_database_to_the_second
     client = AsyncClient()
     await client.aforce_login(admin_user)
     html = (await client.get("/admin/usage/", {"preset": "today"})).content.decode()
-    (row, totals) = _page_table(html)
-    assert row[:4] == ["alice", "2", f"{sum(r.duration_ms for r in runs) / 1000:.1f}", f"{round(lease.billed_seconds)}"]
-    assert row[7] == "1"  # the ZeroDivisionError
+    (row, totals) = _csv_of_page(html)
+    assert row[0] == "alice" and row[4:7] == ["2", f"{sum(r.duration_ms for r in runs) / 1000:.1f}", f"{round(lease.billed_seconds)}"]
+    assert _by_label(row)["Errors"] == "1"  # the ZeroDivisionError
     response = await client.get("/admin/usage.csv", {"preset": "today"})
     lines = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert lines[1:] == [row, totals]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+async def test_an_admin_kill_ends_the_students_run_with_the_admins_reason_not_as_their_error(connect, alice, admin_user, alice_session) -> None:
+    """A real socket: the running run ends "killed" with "An administrator stopped this sandbox:
+    <reason>.", the chip frame says so, and the usage table counts it apart from errors."""
+    from runner.services import admin_actions
+    from tests.fixtures_runs import receive, receive_until_finished, run
+
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    execution_id = await run(ws, "import time\nprint('working', flush=True)\ntime.sleep(60)")
+    while not await Execution.objects.filter(pk=execution_id, status="running").aexists():
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    await admin_actions.admin_sandboxes_kill(actor=admin_user, user_id=alice.pk, reason="the exam is over")
+    frames = await receive_until_finished(ws, execution_id)
+    while not any(f["type"] == "sandbox.state" for f in frames):  # the chip's frame: before or after the end
+        frames.append(await receive(ws))
+    notes = [f["text"] for f in frames if f.get("type") == "execution.output" and f.get("kind") == "stderr"]
+    assert "An administrator stopped this sandbox: the exam is over.\n" in notes, frames
+    assert not any("closed while this ran" in text for text in notes)
+    assert [f["status"] for f in frames if f["type"] == "execution.finished"] == ["killed"]
+    chip = [f for f in frames if f.get("type") == "sandbox.state"]
+    assert chip and chip[0]["state"] == "stopped" and chip[0]["text"] == "stopped by an administrator"
+    assert (await Execution.objects.aget(pk=execution_id)).status == "killed"
+    assert not await SandboxLease.objects.filter(session=alice_session, ended_at__isnull=True).aexists()
+
+
+def test_a_killed_run_is_not_counted_as_the_users_error(admin_user, alice, alice_session) -> None:
+    Execution.objects.create(session=alice_session, seq=1, code="1", language="python", user=alice, status="failed", duration_ms=10)
+    Execution.objects.create(session=alice_session, seq=2, code="2", language="python", user=alice, status="killed", duration_ms=10)
+    table = _page_table(client_for(admin_user).get("/admin/usage/", {"preset": "today"}).content.decode())
+    headers = [label for _key, label in __import__("runner.admin_usage", fromlist=["COLUMNS"]).COLUMNS]
+    row = dict(zip(headers, table[0]))
+    assert row["Errors"] == "1" and row["Stopped by admin or budget"] == "1"
+
+
+def test_durations_read_in_hours_and_minutes() -> None:
+    from runner.admin_usage import duration_text
+
+    assert duration_text(125 * 3600 + 32 * 60 + 59.9) == "125 h 32 min"
+    assert (duration_text(3600), duration_text(7 * 60 + 3), duration_text(45.6), duration_text(0)) == ("1 h 0 min", "7 min", "45 s", "0 s")
+
+
+def test_users_show_their_full_name_email_and_classes_and_each_class_has_its_total(admin_user, alice, bob, usage_data) -> None:
+    from runner.models import Classroom
+
+    alice.first_name, alice.last_name, alice.email = "Alice", "Liddell", "alice@example.org"
+    alice.save()
+    maths, physics = Classroom.objects.create(name="Maths 7B"), Classroom.objects.create(name="Physics")
+    maths.students.add(alice, bob)
+    physics.students.add(alice)
+    html = client_for(admin_user).get("/admin/usage/", {"preset": "7d"}).content.decode()
+    rows = {row[0]: _by_label(row) for row in _page_table(html)}
+    assert (rows["alice"]["Name"], rows["alice"]["Email"], rows["alice"]["Classes"]) == ("Alice Liddell", "alice@example.org", "Maths 7B, Physics")
+    assert rows["bob"]["Name"] == "" and rows["bob"]["Classes"] == "Maths 7B"
+
+    classes = html.split('id="usage-classes"', 1)[1].split("</table>", 1)[0]
+    cells = {r[0]: r for r in (
+        [unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S)]
+        for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", classes.split("</thead>", 1)[1], re.S)
+    )}
+    # Maths: alice (3 runs, 300 s) + bob (1 run, 60 s); Physics: alice alone. A student counts in each class.
+    assert cells["Maths 7B"][1:5] == ["2", "4", "6 s", "6 min"] and cells["Maths 7B"][6] == "3 min"
+    assert cells["Physics"][1:5] == ["1", "3", "6 s", "5 min"]
+    assert "counts fully in each" in html
+
+    one_class = client_for(admin_user).get("/admin/usage/", {"preset": "7d", "classroom": physics.pk}).content.decode()
+    table = _page_table(one_class)
+    assert [row[0] for row in table] == ["alice", "Total: Physics"] and _by_label(table[-1])["Runs"] == "3"
+    csv_lines = list(csv.reader(io.StringIO(b"".join(client_for(admin_user).get(
+        "/admin/usage.csv", {"preset": "7d", "classroom": physics.pk}).streaming_content).decode())))
+    assert [line[0] for line in csv_lines[1:]] == ["alice", "Total: Physics"]
+
+
+def test_with_a_local_price_of_0_the_chart_shows_sandbox_hours_by_backend_and_toggles_to_cost(admin_user, usage_data) -> None:
+    client = client_for(admin_user)
+    html = client.get("/admin/usage/", {"preset": "7d"}).content.decode()  # the default prices: local free, E2B priced
+    assert '<svg class="usage-chart" data-measure="usd"' in html
+    with override_settings(E2B_PRICE_PER_VCPU_S=0.0, E2B_PRICE_PER_GIB_S=0.0, LOCAL_PRICE_PER_VCPU_S=0.0, LOCAL_PRICE_PER_GIB_S=0.0):
+        html = client.get("/admin/usage/", {"preset": "7d"}).content.decode()
+        chart = html.split('<svg class="usage-chart"', 1)[1].split("</svg>", 1)[0]
+        assert 'data-measure="hours"' in chart and "$0.00" not in chart and "Sandbox-hours per day" in html
+        assert 'class="bar-e2b"' in chart and 'class="bar-local"' in chart  # stacked by backend
+        assert "e2b: 0.1 h" in chart  # alice's 300 s
+        toggle = html.split('id="usage-chart-toggle"', 1)[1].split("</p>", 1)[0]
+        assert 'data-measure="usd"' in toggle and "chart=usd" in toggle
+        cost = client.get("/admin/usage/", {"preset": "7d", "chart": "usd"}).content.decode()
+        assert '<svg class="usage-chart" data-measure="usd"' in cost and "Cost per day" in cost
+
+
+def test_the_date_range_survives_a_kill_and_a_stop(admin_user, alice, usage_data) -> None:
+    client = client_for(admin_user)
+    SandboxLease.objects.create(user=alice, backend="local", sandbox_id="open-one")  # so the page offers Kill
+    page = client.get(f"/admin/usage/users/{alice.pk}/", {"start": "2026-01-01", "end": "2026-01-31", "status": "failed"}).content.decode()
+    assert f'action="/admin/usage/users/{alice.pk}/kill/?start=2026-01-01&amp;end=2026-01-31&amp;status=failed"' in page
+    killed = client.post(f"/admin/usage/users/{alice.pk}/kill/?start=2026-01-01&end=2026-01-31&status=failed", {"reason": "exam over"})
+    assert killed.status_code == 302 and killed["Location"] == f"/admin/usage/users/{alice.pk}/?start=2026-01-01&end=2026-01-31&status=failed"
+    run = Execution.objects.filter(user=alice).first()
+    stopped = client.post(f"/admin/usage/runs/{run.pk}/stop/?preset=month", {"reason": "loop"})
+    assert stopped["Location"] == f"/admin/usage/users/{alice.pk}/?preset=month"
+    refused = client.post(f"/admin/usage/runs/{run.pk}/stop/?start=2026-01-01&end=2026-01-31", {"reason": ""})
+    assert refused["Location"].endswith("?start=2026-01-01&end=2026-01-31")
+
+
+def test_a_from_date_after_the_to_date_gets_a_clear_message(admin_user, usage_data) -> None:
+    html = unescape(client_for(admin_user).get("/admin/usage/", {"start": "2026-03-09", "end": "2026-03-02"}).content.decode())
+    assert "“From” (2026-03-09) is after “to” (2026-03-02)" in html and "alice" in html
+
+
+def test_a_users_page_names_them_fully(admin_user, alice, usage_data) -> None:
+    alice.first_name, alice.last_name, alice.email = "Alice", "Liddell", "alice@example.org"
+    alice.save()
+    html = unescape(client_for(admin_user).get(f"/admin/usage/users/{alice.pk}/", {"preset": "7d"}).content.decode())
+    assert "Usage of Alice Liddell <alice@example.org> (alice)" in html
+    days = html.split('id="usage-days"', 1)[1].split("</table>", 1)[0]
+    assert '<td title="300 s">5 min</td>' in days and '<td title="6.0 s">6 s</td>' in days

@@ -390,7 +390,7 @@ def _command_end(status: str, command: services.Command, refusal: dict[str, Any]
     if status == Execution.Status.TIMED_OUT:
         end = {"exitCode": -1, "exited": False, "status": "signal: killed",
                "error": f"the command passed {min(command.timeout_s, settings.RUN_TIMEOUT_S):.0f} s and was killed"}
-    elif status in (Execution.Status.CANCELLED, Execution.Status.INTERRUPTED):
+    elif status in (Execution.Status.CANCELLED, Execution.Status.INTERRUPTED, Execution.Status.KILLED):
         end = {"exitCode": -1, "exited": False, "status": "signal: killed", "error": "the command was stopped"}
     elif exit_code is None:
         return _envelope({"error": {"code": "unavailable", "message": "the sandbox failed while running this command"}}, END_STREAM)

@@ -43,6 +43,7 @@ END_ERRORS = {
     Execution.Status.TIMED_OUT: ("TimeoutError", "the run passed the server's time limit and was stopped"),
     Execution.Status.CANCELLED: ("ExecutionCancelled", "the run was stopped"),
     Execution.Status.INTERRUPTED: ("ExecutionInterrupted", "the run was interrupted by a server restart"),
+    Execution.Status.KILLED: ("SandboxKilled", "the sandbox was closed by an administrator, a budget or a revoked key"),
     Execution.Status.REJECTED: ("SandboxUnavailable", "no sandbox could run this now"),
     Execution.Status.FAILED: ("SandboxError", "the sandbox failed while running this"),
 }

@@ -48,11 +48,14 @@ from runner.selectors.sessions import (
     SessionListItem,
     Turn,
     execution_for_session,
+    output_blocks,
     session_history,
     session_latest_for_user,
     session_resume_point,
+    session_sandbox_stop_reason,
     sessions_for_sidebar,
 )
+from runner.selectors.rendering import ansi_to_html
 from runner.selectors.search import SearchHit, runs_search
 from runner.selectors.workspace import packages_installed, workspace_file, workspace_listing, workspace_preview
 
@@ -110,6 +113,9 @@ __all__ = [
     "session_history",
     "session_latest_for_user",
     "session_resume_point",
+    "session_sandbox_stop_reason",
+    "output_blocks",
+    "ansi_to_html",
     "sessions_for_sidebar",
     # usage (the page's meter; the admin's reports live in runner.selectors.usage)
     "usage_quota_status",

@@ -121,7 +121,8 @@ def _student_rows(classroom: Classroom) -> list[StudentRow]:
         .annotate(
             n=Count("pk"),
             failed=Count("pk", filter=Q(status__in=_FAILED)),
-            finished=Count("pk", filter=~Q(status__in=_ACTIVE)),
+            # A run an admin or a budget stopped (killed) is neither the student's error nor a try.
+            finished=Count("pk", filter=~Q(status__in=[*_ACTIVE, Execution.Status.KILLED])),
             running_ms=Sum("duration_ms"),
             last=Max("created_at"),
             active=Count("pk", filter=Q(status__in=_ACTIVE)),

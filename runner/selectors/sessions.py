@@ -17,7 +17,7 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Length
 from django.utils import timezone
 
-from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, OutputChunk
+from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, OutputChunk, SandboxLease
 from runner.selectors.comments import CommentView, comments_by_execution
 from runner.services.output import NOTICE_MARKER
 from runner.selectors.rendering import AnsiState, ansi_to_html, markdown_to_safe_html, sanitize_rich_html
@@ -138,6 +138,8 @@ def execution_status(execution: Execution) -> tuple[str, str]:
         return "■ stopped", "muted"
     if status == S.INTERRUPTED:
         return "⚠ interrupted (server restarted)", "warn"
+    if status == S.KILLED:
+        return "■ sandbox stopped for you", "warn"
     if status == S.REJECTED:
         return f"✗ not run: {execution.error_value or 'rejected'}", "err"
     if status == S.RUNNING:
@@ -353,6 +355,14 @@ def execution_for_session(*, session: ChatSession, execution_id: int) -> Turn | 
     if execution is None:
         return None
     return _turn(execution, list(execution.chunks.order_by("index")))
+
+
+def session_sandbox_stop_reason(*, session: ChatSession) -> str:
+    """The end reason of the session's last lease when an admin, a budget or a revoked key closed
+    it ("admin", "budget", "revoked"), else "" (the header chip says "stopped by an administrator")."""
+    reason = SandboxLease.objects.filter(session=session).order_by("-started_at", "-id").values_list("end_reason", flat=True).first() or ""
+    stopping = (SandboxLease.EndReason.ADMIN, SandboxLease.EndReason.BUDGET, SandboxLease.EndReason.REVOKED)
+    return reason if reason in stopping else ""
 
 
 def session_resume_point(*, session: ChatSession) -> dict[str, int] | None:

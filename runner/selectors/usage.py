@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from runner.models import AdminAction, BudgetAlert, Execution, SandboxLease
+from runner.models import AdminAction, BudgetAlert, Classroom, Execution, SandboxLease
 from runner.pricing import rate_params, rate_per_s, sandbox_size, sql_rate_per_s
 from runner.services.accounting import (
     day_start,
@@ -48,6 +48,8 @@ SORT_COLUMNS: dict[str, str] = {
     "usd": "usd",
     "errors": "errors",
     "timeouts": "timeouts",
+    "killed": "killed",
+    "name": "last_name",
     "last_active": "last_active",
     "budget_pct": "budget_pct",
 }
@@ -71,6 +73,10 @@ class UsageRow:
     last_active: datetime | None
     month_usd: float
     budget_usd: Decimal
+    # Runs whose sandbox an admin, a budget or a revoked key closed: not the user's errors.
+    killed: int = 0
+    full_name: str = ""
+    email: str = ""
 
     @property
     def sandbox_s(self) -> float:
@@ -155,7 +161,8 @@ def _runs_columns() -> str:
     return (
         "COUNT(*) AS runs, SUM(COALESCE(e.duration_ms, 0)) AS exec_ms,"
         " SUM(CASE WHEN e.status = 'failed' THEN 1 ELSE 0 END) AS errors,"
-        " SUM(CASE WHEN e.status = 'timed_out' THEN 1 ELSE 0 END) AS timeouts"
+        " SUM(CASE WHEN e.status = 'timed_out' THEN 1 ELSE 0 END) AS timeouts,"
+        " SUM(CASE WHEN e.status = 'killed' THEN 1 ELSE 0 END) AS killed"
     )
 
 
@@ -193,7 +200,8 @@ def usage_report(
             COALESCE(ls.e2b_s, 0) + COALESCE(ls.local_s, 0) AS sandbox_s,
             COALESCE(ls.e2b_usd, 0) + COALESCE(ls.local_usd, 0) AS usd,
             CASE WHEN COALESCE(q.usd_per_month, %(default_usd)s) > 0
-                THEN COALESCE(m.spent, 0) * 100.0 / COALESCE(q.usd_per_month, %(default_usd)s) END AS budget_pct
+                THEN COALESCE(m.spent, 0) * 100.0 / COALESCE(q.usd_per_month, %(default_usd)s) END AS budget_pct,
+            COALESCE(e.killed, 0) AS killed, u.first_name AS first_name, u.last_name AS last_name, u.email AS email
         FROM ids JOIN auth_user u ON u.id = ids.user_id
         LEFT JOIN e ON e.user_id = ids.user_id LEFT JOIN ls ON ls.k = ids.user_id
         LEFT JOIN m ON m.user_id = ids.user_id LEFT JOIN runner_userquota q ON q.user_id = ids.user_id
@@ -204,20 +212,74 @@ def usage_report(
         UsageRow(
             user_id=r[0], username=r[1], runs=int(r[2]), exec_s=int(r[3]) / 1000, e2b_s=seconds_exact(r[4]), local_s=seconds_exact(r[5]),
             e2b_usd=usd_exact(r[6]), local_usd=usd_exact(r[7]), errors=int(r[8]), timeouts=int(r[9]),
-            last_active=sql_datetime(r[10]), month_usd=usd_exact(r[11]), budget_usd=Decimal(str(r[12] or 0)),
+            last_active=sql_datetime(r[10]), month_usd=usd_exact(r[11]), budget_usd=Decimal(str(r[12] or 0)), killed=int(r[16]),
+            full_name=f"{r[17] or ''} {r[18] or ''}".strip(), email=r[19] or "",
         )
         for r in _fetch(sql, params)
     ]
-    totals = UsageRow(
-        user_id=0, username="Total", runs=sum(r.runs for r in rows), exec_s=sum(r.exec_s for r in rows),
+    totals = usage_total(rows)
+    days = usage_cost_by_day(start=start, end=end, now=now) if with_days else []
+    return UsageReport(start, end, rows, totals, days, sort, descending)
+
+
+def usage_total(rows: list[UsageRow], *, label: str = "Total") -> UsageRow:
+    """The sum of `rows` (a totals row: user_id 0)."""
+    return UsageRow(
+        user_id=0, username=label, runs=sum(r.runs for r in rows), exec_s=sum(r.exec_s for r in rows),
         e2b_s=sum(r.e2b_s for r in rows), local_s=sum(r.local_s for r in rows),
         e2b_usd=sum(r.e2b_usd for r in rows), local_usd=sum(r.local_usd for r in rows),
         errors=sum(r.errors for r in rows), timeouts=sum(r.timeouts for r in rows),
         last_active=max((r.last_active for r in rows if r.last_active), default=None),
-        month_usd=sum(r.month_usd for r in rows), budget_usd=Decimal(0),
+        month_usd=sum(r.month_usd for r in rows), budget_usd=Decimal(0), killed=sum(r.killed for r in rows),
     )
-    days = usage_cost_by_day(start=start, end=end, now=now) if with_days else []
-    return UsageReport(start, end, rows, totals, days, sort, descending)
+
+
+@dataclass(frozen=True)
+class ClassUsage:
+    """A class's usage over the range: the sum over its students (each counts fully in every class
+    they are a student of; teachers' own usage is not counted), and the mean per student."""
+
+    classroom_id: int
+    name: str
+    students: int  # members now, whether or not they used anything
+    total: UsageRow
+
+    @property
+    def per_student_sandbox_s(self) -> float:
+        return self.total.sandbox_s / self.students if self.students else 0.0
+
+    @property
+    def per_student_exec_s(self) -> float:
+        return self.total.exec_s / self.students if self.students else 0.0
+
+    @property
+    def per_student_usd(self) -> float:
+        return self.total.usd / self.students if self.students else 0.0
+
+
+def usage_class_memberships(*, user_ids: list[int] | None = None) -> tuple[dict[int, list[str]], dict[int, tuple[str, set[int]]]]:
+    """(user id -> the names of the classes they are a student of, classroom id -> (name, student
+    ids)), archived classes included (their students' past usage still belongs to them). One query."""
+    through = Classroom.students.through
+    memberships = through.objects.select_related(None).values_list("user_id", "classroom_id", "classroom__name")
+    if user_ids is not None:
+        memberships = memberships.filter(user_id__in=user_ids)
+    by_user: dict[int, list[str]] = {}
+    by_class: dict[int, tuple[str, set[int]]] = {}
+    for user_id, classroom_id, name in memberships.order_by("classroom__name", "classroom_id"):
+        by_user.setdefault(user_id, []).append(name)
+        by_class.setdefault(classroom_id, (name, set()))[1].add(user_id)
+    return by_user, by_class
+
+
+def usage_by_class(report: UsageReport, by_class: dict[int, tuple[str, set[int]]]) -> list[ClassUsage]:
+    """Each class's total over the report's range, from its per-user rows, dearest first."""
+    rows_by_user = {row.user_id: row for row in report.rows}
+    classes = [
+        ClassUsage(classroom_id, name, len(members), usage_total([rows_by_user[u] for u in members if u in rows_by_user], label=name))
+        for classroom_id, (name, members) in by_class.items()
+    ]
+    return sorted(classes, key=lambda c: (-c.total.usd, -c.total.sandbox_s, c.name.lower()))
 
 
 def _days_cte(start: date, end: date, params: dict[str, Any], *, reach: timedelta = timedelta(0)) -> str:
@@ -276,6 +338,7 @@ class UserDay:
     errors: int
     timeouts: int
     cost: DayCost
+    killed: int = 0  # runs whose sandbox an admin, a budget or a revoked key closed
 
     @property
     def sandbox_s(self) -> float:
@@ -297,7 +360,7 @@ def usage_by_user_day(*, user_id: int, start: date, end: date, now: datetime | N
     for cost in usage_cost_by_day(start=start, end=end, now=now, user_id=user_id):
         r = runs.get(cost.day)
         found.append(UserDay(cost.day, int(r[1]) if r else 0, (int(r[2]) / 1000) if r else 0.0,
-                             int(r[3]) if r else 0, int(r[4]) if r else 0, cost))
+                             int(r[3]) if r else 0, int(r[4]) if r else 0, cost, int(r[5]) if r else 0))
     return found
 
 
@@ -351,6 +414,7 @@ def leases_open_for_user(*, user_id: int) -> list[SandboxLease]:
 
 
 __all__ = [
+    "ClassUsage", "usage_by_class", "usage_class_memberships", "usage_total",
     "DayCost", "SORT_COLUMNS", "admin_actions_recent", "UsageReport", "UsageRow", "UserDay", "budget_alerts_recent", "execution_cost_usd",
     "leases_open_for_user", "round_cents", "usage_limits_for_user", "usage_quota_status", "usage_by_user_day", "usage_cost_by_day", "usage_range_preset",
     "usage_report", "usage_runs_for_user",

@@ -55,6 +55,7 @@ from runner.services.sandboxes import (
     sandbox_reap_idle,
     sandbox_release,
     sandbox_restart,
+    STOPPED_CHIP_TEXT,
     sandboxes_close_all,
 )
 from runner.services.sessions import (
@@ -131,6 +132,7 @@ __all__: list[str] = [
     "sandbox_reap_idle",
     "sandbox_release",
     "sandbox_restart",
+    "STOPPED_CHIP_TEXT",
     "sandboxes_close_all",
     # sessions
     "SessionBusy",

@@ -41,11 +41,12 @@ def _record_sync(*, actor_id: int, target_user_id: int, kind: str, reason: str, 
 
 async def admin_sandboxes_kill(*, actor: User, user_id: int, reason: object) -> AdminAction:
     """Close every sandbox of `user_id`, wherever it is held (an E2B one is killed by id), end the
-    leases, and record who did it and why. Running runs in them end as the sandbox goes."""
+    leases, and record who did it and why. Running runs in them end as the sandbox goes, with status
+    "killed" and the notice "An administrator stopped this sandbox: <reason>." """
     why = _clean_reason(reason)
     sessions = await db(_sessions_with_open_leases_sync)(user_id=user_id)
     for session in sessions:
-        await sandboxes.sandbox_restart(session_id=session.id, reason=SandboxLease.EndReason.ADMIN)
+        await sandboxes.sandbox_restart(session_id=session.id, reason=SandboxLease.EndReason.ADMIN, note=why)
     outcome = f"closed the sandboxes of {len(sessions)} session{'s' if len(sessions) != 1 else ''}"
     return await db(_record_sync)(actor_id=actor.pk, target_user_id=user_id, kind=AdminAction.Kind.KILL_SANDBOXES, reason=why, outcome=outcome)
 

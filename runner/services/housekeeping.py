@@ -177,7 +177,7 @@ async def _listen() -> None:
             elif message.get("type") == "sandbox.restart":
                 await sandbox_restart_local(
                     session_id=uuid.UUID(str(message["session_id"])), reply_channel=str(message.get("reply_channel", "")),
-                    reason=str(message.get("reason") or SandboxLease.EndReason.RESTART),
+                    reason=str(message.get("reason") or SandboxLease.EndReason.RESTART), note=str(message.get("note") or ""),
                 )
         except asyncio.CancelledError:
             raise

@@ -24,7 +24,7 @@ from django.utils import timezone
 from runner import events
 from runner.events import Chunk
 from runner.models import ChatSession, Execution, SandboxLease
-from runner.sandboxes.base import Error, OnInput, Outcome, Sandbox, SandboxError, SandboxGone, SandboxUnavailable, Stdout, emit
+from runner.sandboxes.base import Error, Event, OnEvent, OnInput, Outcome, Sandbox, SandboxError, SandboxGone, SandboxUnavailable, Stdout, emit
 from runner.services import sandboxes
 from runner.services.cancel import interrupt_until_done
 from runner.services.output import OutputWriter, publish, store_chunks_sync
@@ -217,7 +217,19 @@ async def _run_and_finish(
         await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.GONE)
         await _finish(run, writer, Execution.Status.TIMED_OUT, duration_ms=int((time.monotonic() - began) * 1000))
         return
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        # The sandbox's close cancelled the code (not this task): an admin, a budget or a revoked key.
+        if running.cancelled() and not (task and task.cancelling()) and sandboxes.sandbox_is_stopped(session_id=run.session.id):
+            notice = sandboxes.sandbox_stopped_notice(session_id=run.session.id)
+            await _finish_killed(run, writer, notice, duration_ms=int((time.monotonic() - began) * 1000))
+            return
+        raise
     except SandboxGone as exc:
+        stopped = sandboxes.sandbox_stopped_notice(session_id=run.session.id)
+        if stopped:  # closed over the user's head (an admin, a budget, a revoked key): no retry
+            await _finish_killed(run, writer, stopped, duration_ms=int((time.monotonic() - began) * 1000))
+            return
         if may_retry and writer.events_received == 0 and not run.cancel.is_set():
             run.sandbox = None
             retry = await _rerun_on_new_sandbox(run, writer)
@@ -228,6 +240,10 @@ async def _run_and_finish(
         writer.note(str(exc) or "The sandbox stopped; the next run starts a new one.")
     except SandboxError as exc:
         run.sandbox = None
+        stopped = sandboxes.sandbox_stopped_notice(session_id=run.session.id)
+        if stopped:
+            await _finish_killed(run, writer, stopped, duration_ms=int((time.monotonic() - began) * 1000))
+            return
         writer.note(str(exc))
         await _finish(
             run, writer, Execution.Status.FAILED, duration_ms=int((time.monotonic() - began) * 1000),
@@ -236,11 +252,22 @@ async def _run_and_finish(
         return
     finally:
         run.sandbox = None
+    stopped = "" if outcome.status == "ok" else sandboxes.sandbox_stopped_notice(session_id=run.session.id)
+    if stopped:
+        await _finish_killed(run, writer, stopped, duration_ms=outcome.duration_ms)
+        return
     if outcome.status == "gone":
         await sandboxes.sandbox_release(session_id=run.session.id, reason=SandboxLease.EndReason.GONE)
     else:
         sandboxes.sandbox_touch(session_id=run.session.id)
     await _finish(run, writer, _status_for(outcome, cancelled=run.cancel.is_set()), duration_ms=outcome.duration_ms)
+
+
+async def _finish_killed(run: Run, writer: OutputWriter, notice: str, *, duration_ms: int | None) -> None:
+    """The sandbox was closed under the run by an admin, a budget or a revoked key: the run ends
+    "killed" with `notice` inline (not the user's error, and not counted as one)."""
+    writer.note(notice)
+    await _finish(run, writer, Execution.Status.KILLED, duration_ms=duration_ms)
 
 
 async def _rerun_on_new_sandbox(run: Run, writer: OutputWriter) -> asyncio.Future[Outcome] | None:
@@ -268,13 +295,24 @@ async def _rerun_on_new_sandbox(run: Run, writer: OutputWriter) -> asyncio.Futur
     return run_start(run, sandbox, writer)
 
 
+def _unless_stopped(run: Run, writer: OutputWriter) -> OnEvent:
+    """The writer's `on_event`, dropping what the sandbox says once an admin, a budget or a revoked
+    key closed it (its "closed while this ran" would read as the user's error; the notice says why)."""
+
+    def deliver(event: Event) -> None:
+        if not sandboxes.sandbox_is_stopped(session_id=run.session.id):
+            writer.on_event(event)
+
+    return deliver
+
+
 def run_start(run: Run, sandbox: Sandbox, writer: OutputWriter) -> asyncio.Future[Outcome]:
     """Start the run's code (or command) in `sandbox`, its output going to `writer`."""
     if run.command is not None:
         return asyncio.ensure_future(_command_run(run, run.command, sandbox, writer))
     return asyncio.ensure_future(
         code_run(
-            sandbox=sandbox, code=run.cell, language=run.language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
+            sandbox=sandbox, code=run.cell, language=run.language, on_event=_unless_stopped(run, writer), timeout_s=settings.RUN_TIMEOUT_S,
             on_input=input_asker(run, writer),
         )
     )

@@ -87,6 +87,59 @@ class AcquiredSandbox:
 
 # Process-local handles: live sandboxes can't live in rows. Keyed by ChatSession id.
 _held: dict[uuid.UUID, _Held] = {}
+# Sessions whose sandbox an admin, a budget or a revoked key closed here, and the notice its
+# run ends with; read (and dropped) by that run's task, dropped when a new sandbox opens.
+_stopped: dict[uuid.UUID, str] = {}
+# Lease end reasons that close a sandbox over its user's head: the run ends "killed", not failed.
+STOPPING_REASONS = frozenset({SandboxLease.EndReason.ADMIN, SandboxLease.EndReason.BUDGET, SandboxLease.EndReason.REVOKED})
+
+
+def stop_notice(*, reason: str, note: str = "") -> str:
+    """What the user reads when their sandbox is closed over their head (`reason` a lease end reason)."""
+    why = note.strip().rstrip(".")
+    if reason == SandboxLease.EndReason.ADMIN:
+        return f"An administrator stopped this sandbox: {why}." if why else "An administrator stopped this sandbox."
+    if reason == SandboxLease.EndReason.BUDGET:
+        return "Your usage limit was reached, so this sandbox was closed; the next run is refused until the limit allows it."
+    return "This sandbox was closed because its API key was revoked or its owner deactivated."
+
+
+def sandbox_is_stopped(*, session_id: uuid.UUID) -> bool:
+    """Whether the session's sandbox was just closed over its user's head here (see `_stopped`)."""
+    return session_id in _stopped
+
+
+def sandbox_stopped_notice(*, session_id: uuid.UUID) -> str:
+    """The notice for a run whose sandbox was closed over its user's head here ("" otherwise); read once."""
+    return _stopped.pop(session_id, "")
+
+
+# The header chip's words after a close over the user's head (runner/views/sessions.py renders the same).
+STOPPED_CHIP_TEXT: dict[str, str] = {
+    SandboxLease.EndReason.ADMIN: "stopped by an administrator",
+    SandboxLease.EndReason.BUDGET: "closed · usage limit reached",
+    SandboxLease.EndReason.REVOKED: "closed · the API key was revoked",
+}
+
+
+def _chip_frame(reason: str, note: str) -> dict[str, str]:
+    """The header chip's state after a close: "stopped" when closed over the user's head, else "closed"."""
+    if reason in STOPPING_REASONS:
+        text = STOPPED_CHIP_TEXT[SandboxLease.EndReason(reason)]
+        return {"type": "sandbox.state", "state": "stopped", "text": text, "reason": reason, "notice": stop_notice(reason=reason, note=note)}
+    return {"type": "sandbox.state", "state": "closed", "text": "closed · starts on your next run", "reason": reason}
+
+
+async def _publish_closed(session_id: uuid.UUID, reason: str, note: str) -> None:
+    """Tell the session's open pages that its sandbox was closed for them (their header chip
+    follows): over their head (STOPPING_REASONS), or "closed" (an API kill). A restart, the idle
+    reaper and a replaced sandbox send nothing: the next run's notice says so."""
+    if reason not in STOPPING_REASONS and reason != SandboxLease.EndReason.CLOSED:
+        return
+    try:
+        await get_channel_layer().group_send(f"session_{session_id.hex}", {"type": "sandbox.state", "frame": _chip_frame(reason, note)})
+    except Exception:
+        log.warning("could not tell session %s's pages its sandbox closed", session_id, exc_info=True)
 _opening: dict[uuid.UUID, asyncio.Future[AcquiredSandbox]] = {}
 # Sessions waiting for room on the backend, first come first served.
 _queue: list[_Waiter] = []
@@ -121,6 +174,7 @@ async def sandbox_acquire(*, session: ChatSession, queue_wait_s: float | None = 
     held = _held.get(session.id)
     if held is not None:
         return AcquiredSandbox(held.sandbox, "")
+    _stopped.pop(session.id, None)
     opening = _opening.get(session.id)
     if opening is None:
         wait_s = settings.SANDBOX_QUEUE_WAIT_S if queue_wait_s is None else queue_wait_s
@@ -285,20 +339,25 @@ async def _make_room(*, user_id: int, session_id: uuid.UUID) -> None:
     )
 
 
-async def sandbox_release(*, session_id: uuid.UUID, reason: str) -> None:
-    """Drop and close the session's sandbox and end its lease with `reason`. The next run starts
-    a new one (and its notice says the variables are gone)."""
+async def sandbox_release(*, session_id: uuid.UUID, reason: str, note: str = "") -> None:
+    """Drop and close the session's sandbox and end its lease with `reason`, and tell the session's
+    pages. The next run starts a new one (and its notice says the variables are gone). Closed by
+    an admin, a budget or a revoked key (STOPPING_REASONS), the run in progress ends with
+    `stop_notice` (`note`: the admin's reason)."""
     held = _held.pop(session_id, None)
     if held is None:
         return
+    if reason in STOPPING_REASONS:
+        _stopped[session_id] = stop_notice(reason=reason, note=note)  # before the close the run sees
     await _close_quietly(held.sandbox)
     await db(_lease_close_sync)(lease_id=held.lease_id, session_id=session_id, sandbox_id=held.sandbox.id, reason=reason)
+    await _publish_closed(session_id, reason, note)
 
 
-async def sandbox_restart(*, session_id: uuid.UUID, reason: str = SandboxLease.EndReason.RESTART) -> None:
+async def sandbox_restart(*, session_id: uuid.UUID, reason: str = SandboxLease.EndReason.RESTART, note: str = "") -> None:
     """Close the session's sandbox wherever it is, end its lease with `reason` ("restart", or
     "admin" when an admin kills it) and clear the session's `sandbox_id`; the next run starts a
-    fresh one.
+    fresh one. `note` is the admin's reason, for the notice the run in progress ends with.
 
     Held here: closed here. Held by another live process: that process is asked over the channel
     layer (as a Stop is) and closes it; we wait for its answer up to RESTART_REPLY_S. Whatever is
@@ -306,25 +365,29 @@ async def sandbox_restart(*, session_id: uuid.UUID, reason: str = SandboxLease.E
     an E2B sandbox is killed by id (connect, then close) even if no process holds it.
     """
     if session_id in _held:
-        await sandbox_release(session_id=session_id, reason=reason)
+        await sandbox_release(session_id=session_id, reason=reason, note=note)
     else:
         owners = await db(_lease_owners_sync)(session_id=session_id)
         for owner in owners:
-            await _ask_to_restart(owner, session_id, reason)
+            await _ask_to_restart(owner, session_id, reason, note)
     leftovers = await db(_forget_sandbox_sync)(session_id=session_id, reason=reason)
     for backend_name, sandbox_id in leftovers:
         if backend_name == "e2b":  # a local sandbox not held by a live process died with its process
             await _kill_e2b_by_id(sandbox_id)
+    if leftovers:
+        await _publish_closed(session_id, reason, note)
 
 
 # How long a restart waits for the process holding the sandbox to say it closed it.
 RESTART_REPLY_S = 10.0
 
 
-async def _ask_to_restart(owner: str, session_id: uuid.UUID, reason: str) -> None:
+async def _ask_to_restart(owner: str, session_id: uuid.UUID, reason: str, note: str = "") -> None:
     layer = get_channel_layer()
     reply = await layer.new_channel()
-    message: SandboxRestartMessage = {"type": "sandbox.restart", "session_id": str(session_id), "reply_channel": reply, "reason": reason}
+    message: SandboxRestartMessage = {
+        "type": "sandbox.restart", "session_id": str(session_id), "reply_channel": reply, "reason": reason, "note": note[:2000],
+    }
     await layer.send(process_channel(owner), dict(message))
     try:
         await asyncio.wait_for(layer.receive(reply), RESTART_REPLY_S)
@@ -332,12 +395,14 @@ async def _ask_to_restart(owner: str, session_id: uuid.UUID, reason: str) -> Non
         log.warning("process %s did not answer a sandbox restart for session %s", owner, session_id)
 
 
-async def sandbox_restart_local(*, session_id: uuid.UUID, reply_channel: str = "", reason: str = SandboxLease.EndReason.RESTART) -> None:
+async def sandbox_restart_local(
+    *, session_id: uuid.UUID, reply_channel: str = "", reason: str = SandboxLease.EndReason.RESTART, note: str = ""
+) -> None:
     """Another process asked: close the session's sandbox if this process holds it, then answer."""
     if reason not in SandboxLease.EndReason.values:
         reason = SandboxLease.EndReason.RESTART
     try:
-        await sandbox_release(session_id=session_id, reason=reason)
+        await sandbox_release(session_id=session_id, reason=reason, note=note)
     finally:
         if reply_channel:
             await get_channel_layer().send(reply_channel, {"type": "sandbox.restarted", "session_id": str(session_id)})

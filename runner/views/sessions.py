@@ -88,8 +88,12 @@ def _chat_context(request: AuthenticatedRequest, session: ChatSession | None, ac
         turns = selectors.session_history(session=session, viewer=request.user)
         context["turns"] = turns
         state = "unavailable" if not health.ok else "ready" if session.sandbox_id else "closed"
+        stop_reason = selectors.session_sandbox_stop_reason(session=session) if state == "closed" else ""
+        text = SANDBOX_STATE_TEXT[state] if turns or state != "closed" else "starts on your first run"
+        if stop_reason:
+            state, text = "stopped", services.STOPPED_CHIP_TEXT[stop_reason]
         context["sandbox_state"] = state
-        context["sandbox_state_text"] = SANDBOX_STATE_TEXT[state] if turns or state != "closed" else "starts on your first run"
+        context["sandbox_state_text"] = text
         page_data.update(
             {
                 "session_id": str(session.id),

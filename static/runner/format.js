@@ -36,6 +36,7 @@ export function finishedStatus(status, durationMs, ename) {
     }
     case 'cancelled': return ['■ stopped', 'muted', 'stopped'];
     case 'interrupted': return ['⚠ interrupted (server restarted)', 'warn', 'interrupted because the server restarted'];
+    case 'killed': return ['■ sandbox stopped for you', 'warn', 'stopped: the sandbox was closed for you, see the notice'];
     case 'rejected': return ['✗ not run', 'err', 'not run'];
     default: return [status, 'muted', status];
   }

@@ -1,4 +1,4 @@
-// Applies the server's frames (hello, execution.queued/starting/started/output/finished, comment.*, error) to the page.
+// Applies the server's frames (hello, execution.queued/starting/started/output/finished, comment.*, sandbox.state, error) to the page.
 import { $ } from './dom.js';
 import { closeInputPrompt, showInputPrompt } from './input.js';
 import { appendError, appendNote, appendResult, appendStream } from './output.js';
@@ -43,6 +43,7 @@ export class FrameHandler {
       case 'comment.deleted': return this.comments.apply(frame);
       case 'execution.input_request': return this.inputRequest(frame);
       case 'error': return this.error(frame);
+      case 'sandbox.state': return setSandboxState(frame.state, frame.text);
       default: return undefined;
     }
   }

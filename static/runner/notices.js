@@ -48,9 +48,10 @@ export function setDegradedBanner(reason) {
 
 export function sandboxStateIs(state) { return !!sandboxState && sandboxState.getAttribute('data-state') === state; }
 
-/* The header's sandbox chip (runner/views.py renders the same words). */
-export function setSandboxState(state) {
+/* The header's sandbox chip (runner/views/sessions.py renders the same words); `text` is the
+   server's words for a close ("stopped by an administrator", "closed · starts on your next run"). */
+export function setSandboxState(state, text) {
   if (!sandboxState) return;
   sandboxState.setAttribute('data-state', state);
-  sandboxState.textContent = state === 'ready' ? 'ready' : state === 'starting' ? 'starting your sandbox…' : 'closed when idle · starts on your next run';
+  sandboxState.textContent = text || (state === 'ready' ? 'ready' : state === 'starting' ? 'starting your sandbox…' : 'closed when idle · starts on your next run');
 }
