@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.test_browser import PASSWORD, RUN_TIMEOUT_MS, alice, log_in_and_start_session, run, wait_connected, wait_finished  # noqa: F401
+from tests.fixtures_browser import PASSWORD, RUN_TIMEOUT_MS, log_in_and_start_session, run, wait_connected, wait_finished  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 

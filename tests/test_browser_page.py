@@ -303,7 +303,7 @@ def test_after_an_admin_kill_the_run_says_why_and_the_chip_is_not_ready(chromium
     her run ends with the admin's reason, and her header chip says so, also after a reload."""
     from django.contrib.auth import get_user_model
 
-    from tests.test_browser import PASSWORD
+    from tests.fixtures_browser import PASSWORD
 
     get_user_model().objects.create_superuser("boss", password=PASSWORD)
     log_in_and_start_session(page)

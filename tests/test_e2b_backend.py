@@ -373,7 +373,7 @@ async def test_page_run_after_a_restart_reconnects_to_the_sessions_e2b_sandbox(e
 
 @pytest.mark.django_db(transaction=True)
 async def test_page_run_shows_starting_while_sandbox_create_is_under_way(e2b_server: E2BServerControl, connect, alice, alice_session) -> None:
-    with _e2b_settings(e2b_server):
+    with e2b_settings(e2b_server):
         ws = await connect(alice, alice_session)
         await receive(ws)
         e2b_server.inject(where="api", action="delay", delay_s=2.0)  # Sandbox.create takes 2 s

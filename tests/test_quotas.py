@@ -143,6 +143,8 @@ async def test_a_user_past_the_sandbox_time_limit_has_idle_sandboxes_closed_with
     with override_settings(QUOTA_SANDBOX_SECONDS_PER_DAY=60):
         result = await services.budget_enforce()
         assert result.sandboxes_closed == 1
+        closed = await receive(ws)  # the chip learns why (issue 20)
+        assert closed["type"] == "sandbox.state" and closed["reason"] == "budget", closed
         await ws.send_json_to({"type": "run", "code": "2", "language": "python", "client_id": "c"})
         error = await receive(ws)
     lease = await SandboxLease.objects.aget(session=alice_session)
