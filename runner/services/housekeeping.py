@@ -122,6 +122,9 @@ def _dump_state_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
         pass
 
 
+STOP_WAIT_S = 5.0
+
+
 async def runtime_stop() -> None:
     """Close this process's sandboxes and stop its housekeeping (tests, and orderly shutdown)."""
     global _runtime
@@ -129,7 +132,14 @@ async def runtime_stop() -> None:
     if current is not None:
         for task in current.tasks:
             task.cancel()
-        await asyncio.gather(*current.tasks, return_exceptions=True)
+        # Bounded: a task cancelled inside a channels-redis receive can lose its cancellation
+        # (redis-py's blocking read; see the consumer's join), and must not hold shutdown forever.
+        done, stuck = await asyncio.wait(current.tasks, timeout=STOP_WAIT_S) if current.tasks else (set(), set())
+        for task in done:
+            if not task.cancelled():
+                task.exception()  # retrieved, so asyncio does not warn about it
+        for task in stuck:
+            log.warning("housekeeping task %s did not stop within %.0f s; left cancelled", task.get_name(), STOP_WAIT_S)
     await sandboxes_close_all(reason=SandboxLease.EndReason.SHUTDOWN)
     await db(connections.close_all)()  # the sync thread's connection, kept open between hops
 
