@@ -247,6 +247,28 @@ async def test_an_admin_kill_ends_the_students_run_with_the_admins_reason_not_as
     assert not await SandboxLease.objects.filter(session=alice_session, ended_at__isnull=True).aexists()
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+async def test_an_admin_kill_of_a_run_on_a_warm_sandbox_shows_only_the_admins_reason(connect, alice, admin_user, alice_session) -> None:
+    """The session's second run starts on its warm sandbox while its row is stored (the pipelined
+    start): killed mid-run, it reads like a first run's kill, with no "closed while this ran"."""
+    from runner.services import admin_actions
+    from tests.fixtures_runs import receive, receive_until_finished, run
+
+    ws = await connect(alice, alice_session)
+    await receive(ws)
+    await receive_until_finished(ws, await run(ws, "x = 1"))
+    execution_id = await run(ws, "import time\nprint('working', flush=True)\ntime.sleep(60)")
+    frames = []
+    while not any(f.get("type") == "execution.output" and f.get("kind") == "stdout" for f in frames):
+        frames.append(await receive(ws))
+    await admin_actions.admin_sandboxes_kill(actor=admin_user, user_id=alice.pk, reason="the exam is over")
+    frames += await receive_until_finished(ws, execution_id)
+    notes = [f["text"] for f in frames if f.get("type") == "execution.output" and f.get("kind") == "stderr"]
+    assert notes == ["An administrator stopped this sandbox: the exam is over.\n"], frames
+    assert [f["status"] for f in frames if f["type"] == "execution.finished"] == ["killed"]
+
+
 def test_a_killed_run_is_not_counted_as_the_users_error(admin_user, alice, alice_session) -> None:
     Execution.objects.create(session=alice_session, seq=1, code="1", language="python", user=alice, status="failed", duration_ms=10)
     Execution.objects.create(session=alice_session, seq=2, code="2", language="python", user=alice, status="killed", duration_ms=10)

@@ -1,14 +1,13 @@
-"""Admission and queueing: check a run, store its row, put it in its session's line, start its task.
+"""Admission: check a run, store its row, and start its task (`lifecycle.RunTask`).
 
-`execution_start` validates, stores the row and starts the run's task (lifecycle.py), then
-returns at once. When nothing runs ahead here, the row's insert is pipelined with fetching the
-sandbox, or (this process's own local sandbox) with running the code itself.
+`execution_start` validates, stores the row and starts the run's task, then returns at once.
+When nothing runs ahead here, the row's insert is pipelined with fetching the sandbox, or (this
+process's own local sandbox) with running the code itself (`RunTask.pipeline`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 
 from django.conf import settings
@@ -18,17 +17,12 @@ from django.utils import timezone
 
 from runner import events
 from runner.models import ChatSession, Execution
-from runner.sandboxes.base import LANGUAGES, Outcome, get_backend
-from runner.services import sandboxes
-from runner.services.cancel import INTERRUPT_EVERY_S
-from runner.services.lifecycle import input_asker, run_drive
-from runner.services.output import OutputWriter, human_bytes, publish
+from runner.sandboxes.base import LANGUAGES, get_backend
+from runner.services.lifecycle import RunTask
+from runner.services.output import human_bytes, publish
 from runner.services.quotas import Limits, QuotaExceeded, quota_admit_sync, quota_check_sync
-from runner.services.packages import code_run
-from runner.services.runs import ACTIVE, Command, Run, RunRejected, discard_result, pass_turn, runs_here, take_turn
+from runner.services.runs import ACTIVE, Command, RunRejected
 from runner.services.runtime import BOOT_ID, db, housekeeping_ensure_started
-
-log = logging.getLogger(__name__)
 
 CLIENT_ID_MAX_CHARS = Execution._meta.get_field("client_id").max_length or 64
 
@@ -91,44 +85,20 @@ async def execution_start(
         raise RunRejected("quota", over)
     await housekeeping_ensure_started()
 
-    ahead, mine = take_turn(session.id)
-    free_here = ahead is None
-    run = Run(0, session, events.session_group(session.id), code, language, tail=mine, command=command, prelude=prelude)
-    writer = OutputWriter(group=run.group)  # holds output until the row exists
-    # Pipelining, when nothing runs here: the row is inserted while the sandbox is fetched, or,
-    # when the session's sandbox is this process's own (local) one, while the code already runs.
-    prefetch: asyncio.Future[sandboxes.AcquiredSandbox] | None = None
-    early: asyncio.Future[Outcome] | None = None
+    task = RunTask(session=session, code=code, language=language, command=command, prelude=prelude)  # joins the line
     # A user with limits doesn't get the code started before the row: the insert may refuse it.
-    own_sandbox = sandboxes.sandbox_held_here(session_id=session.id) if free_here and not limits.any and command is None else None
-    if own_sandbox is not None:
-        run.sandbox = own_sandbox
-        early = asyncio.ensure_future(
-            code_run(
-                sandbox=own_sandbox, code=run.cell, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
-                on_input=input_asker(run, writer),
-            )
-        )
-    elif free_here:
-        prefetch = asyncio.ensure_future(sandboxes.sandbox_acquire(session=session))
-    if early is not None or prefetch is not None:
-        # Let it send its first request before the database thread takes the GIL for the insert.
-        await asyncio.sleep(0)
+    if task.pipeline(may_run_code=not limits.any):
+        await asyncio.sleep(0)  # let it send its first request before the database thread takes the GIL
     try:
         execution, remote_ahead = await db(_insert_sync)(
             session_id=session.id, user_id=user.pk, code=code, language=language, client_id=client_id,
-            may_start=free_here, running_already=early is not None, limits=limits,
+            may_start=task.first_in_line, running_already=task.running_early, limits=limits,
         )
     except BaseException:
-        if early is not None:
-            await _abandon(run, early)
-        pass_turn(session.id, ahead, mine)
-        if prefetch is not None:
-            prefetch.add_done_callback(discard_result)
+        await task.withdraw()
         raise
 
-    run.execution_id = writer.execution_id = execution.pk
-    runs_here[execution.pk] = run
+    task.admit(execution)
     queued: events.QueuedMessage = {
         "type": "execution.queued",
         "frame": {
@@ -139,25 +109,10 @@ async def execution_start(
     if execution.seq == 1 and (title := await db(_title_from_first_run)(session_id=session.id, code=code)):
         queued["frame"]["session_title"] = title
     try:
-        await publish(run.group, dict(queued))  # before the task exists, so `queued` precedes `started`
+        await publish(task.run.group, dict(queued))  # before the task runs, so `queued` precedes `started`
     finally:
-        started = execution.status == Execution.Status.RUNNING
-        run.task = asyncio.create_task(
-            run_drive(run, writer, ahead, mine, prefetch, early, started=started, remote_ahead=remote_ahead and early is None)
-        )
+        task.start(remote_ahead=remote_ahead)
     return execution
-
-
-async def _abandon(run: Run, early: asyncio.Future[Outcome]) -> None:
-    """The row could not be stored: stop the code that already started, and drop its output."""
-    while not early.done():
-        try:
-            if run.sandbox is not None:  # the sandbox the early start runs on
-                await run.sandbox.interrupt()
-        except Exception:
-            log.warning("interrupting an abandoned run failed", exc_info=True)
-        await asyncio.wait({early}, timeout=INTERRUPT_EVERY_S)
-    discard_result(early)
 
 
 DEFAULT_TITLE = ChatSession._meta.get_field("title").default

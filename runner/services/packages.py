@@ -1,6 +1,6 @@
 """Package installs inside a run: `%pip install ...` and `!pip install ...` lines in Python code go
-to the backend's `install` (a separate step that may reach the package index; the kernel's own
-network stays closed), and the rest of the code then runs as usual, all in one run's output.
+to the backend's `install`, a step of the run before the rest of its code (coderun.py) that may
+reach the package index (the kernel's own network stays closed), all in one run's output.
 """
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from dataclasses import dataclass
 
-from runner.sandboxes.base import Error, OnEvent, OnInput, Outcome, Sandbox, Stdout, emit, validate_packages
+from runner.sandboxes.base import Error, OnEvent, Outcome, Sandbox, Stdout, emit, validate_packages
 
 # A whole line: `%pip install`, `!pip install`, `!pip3 install` or `!python -m pip install`.
 PIP_MAGIC = re.compile(r"^[ \t]*(?:%pip|!\s*pip3?|!\s*python3?\s+-m\s+pip)\s+install(?:\s+(?P<args>.*))?$")
@@ -46,36 +47,46 @@ def pip_packages(args: str) -> list[str]:
     return validate_packages(packages, language="python")
 
 
-async def code_run(
-    *, sandbox: Sandbox, code: str, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None
-) -> Outcome:
-    """Run `code` in `sandbox`: Python's pip-install lines first, through `sandbox.install` with
-    its output streamed to `on_event`, then the rest of the code (if any and if they succeeded).
-    Everything shares `timeout_s`. A bad package name is an Error event and status "error";
-    nothing is installed then."""
+@dataclass(frozen=True)
+class PipInstalls:
+    """The pip-install lines of a run's Python code: the packages of each line, in order, and the
+    code left to run after them. `error` (for the user) when a line can't be installed as written."""
+
+    batches: list[list[str]]
+    rest: str
+    error: str = ""
+
+
+def pip_installs(*, code: str, language: str) -> PipInstalls | None:
+    """The pip-install lines of `code`, checked; None when it has none (or isn't Python)."""
     if language != "python" or "pip" not in code:
-        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s, on_input=on_input)
+        return None
     installs, rest = pip_magics(code)
     if not installs:
-        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s, on_input=on_input)
-    started = time.monotonic()
+        return None
     try:
-        batches = [pip_packages(args) for args in installs]
+        return PipInstalls([pip_packages(args) for args in installs], rest)
     except ValueError as exc:
-        await emit(on_event, Error(ename="InstallError", evalue=str(exc)))
-        return Outcome("error", _ms_since(started))
-    for packages in batches:
+        return PipInstalls([], rest, error=str(exc))
+
+
+async def packages_install(*, sandbox: Sandbox, installs: PipInstalls, on_event: OnEvent, timeout_s: float) -> Outcome:
+    """Install each line's packages through `sandbox.install`, its output streamed to `on_event`;
+    the outcome of the first that fails, else "ok". All of them share `timeout_s`. A line that can't
+    be installed (`installs.error`) is an Error event and status "error"; nothing is installed then."""
+    started = time.monotonic()
+    if installs.error:
+        await emit(on_event, Error(ename="InstallError", evalue=installs.error))
+        return Outcome("error", ms_since(started))
+    for packages in installs.batches:
         await emit(on_event, Stdout(f"Installing {' '.join(packages)}…\n"))
         remaining_s = max(1.0, timeout_s - (time.monotonic() - started))
         outcome = await sandbox.install(packages, language="python", on_event=on_event, timeout_s=remaining_s)
         if outcome.status != "ok":
-            return Outcome(outcome.status, _ms_since(started))
-    if rest.strip():
-        remaining_s = max(1.0, timeout_s - (time.monotonic() - started))
-        outcome = await sandbox.run(rest, language=language, on_event=on_event, timeout_s=remaining_s, on_input=on_input)
-        return Outcome(outcome.status, _ms_since(started))
-    return Outcome("ok", _ms_since(started))
+            return Outcome(outcome.status, ms_since(started))
+    return Outcome("ok", ms_since(started))
 
 
-def _ms_since(started: float) -> int:
+def ms_since(started: float) -> int:
+    """Milliseconds since `started`, a time.monotonic()."""
     return int((time.monotonic() - started) * 1000)
