@@ -70,7 +70,16 @@ def _mib(value: int | None) -> str:
     return "n/a" if value is None else f"{value / MIB:,.0f} MiB"
 
 
+def _size(value: int | None) -> str:
+    """Bytes as an admin reads them: MiB below 10 GiB, else GiB."""
+    if value is None:
+        return "n/a"
+    return f"{value / MIB / 1024:,.1f} GiB" if value >= 10 * 1024 * MIB else _mib(value)
+
+
 def _money(usd: float) -> str:
+    if usd == 0:
+        return "$0.00"
     return f"${usd:,.2f}" if usd >= 1 else f"${usd:.4f}"
 
 
@@ -113,11 +122,13 @@ def process_row(process: LiveProcess, now: datetime) -> dict[str, Any]:
     """One server process: its heartbeat, and the capacity it last published."""
     cap = process.capacity
     if cap:
-        limit = f"{cap['max_live']}" if cap.get("max_live") else f"memory decides (at most {cap.get('ceiling', '?')})"
-        live_text = f"{cap.get('live', 0)} of {limit}"
-        memory_text = _mib(cap.get("sandboxes_memory_bytes"))
-        left_text = (f"{_mib(cap.get('left_bytes'))} (of {_mib(cap.get('available_bytes'))} free, "
-                     f"keeping {_mib(cap.get('headroom_bytes'))})")
+        if cap.get("max_live"):
+            live_text = f"{cap.get('live', 0)} of {cap['max_live']}"
+        else:
+            live_text = f"{cap.get('live', 0)} (the cap is what memory allows, at most {cap.get('ceiling', '?')})"
+        memory_text = _size(cap.get("sandboxes_memory_bytes"))
+        left_text = (f"{_size(cap.get('left_bytes'))} ({_size(cap.get('available_bytes'))} free, "
+                     f"{_size(cap.get('headroom_bytes'))} kept)")
         warm_text = f"{cap.get('warm', 0)} warm" + (f", {cap['warming']} starting" if cap.get("warming") else "")
         full = not cap.get("has_room", True)
     else:

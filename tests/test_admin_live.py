@@ -98,13 +98,23 @@ def test_capacity_shows_each_process_heartbeat_cap_memory_warm_pool_and_who_wait
     data = _data(staff_client(admin_user))
     processes = {p["process"]: p for p in data["processes"]}
     a = processes["host-a:4242"]
-    assert a["alive"] and a["live_text"] == "1 of memory decides (at most 400)"
-    assert a["memory_text"] == "230 MiB" and a["left_text"].startswith("2,488 MiB (of 3,000 MiB free, keeping 512 MiB)")
+    assert a["alive"] and a["live_text"] == "1 (the cap is what memory allows, at most 400)"
+    assert a["memory_text"] == "230 MiB" and a["left_text"] == "2,488 MiB (3,000 MiB free, 512 MiB kept)"
     assert a["warm_text"] == "1 warm" and a["queued"] == 1 and a["heartbeat"] == "1 s ago"
     assert not processes["host-c:4242"]["alive"]
     assert [(w["owner"], w["session_title"]) for w in data["waiting"]] == [("carol", "Orphan")]
     html = staff_client(admin_user).get("/admin/live/").content.decode()
     assert "silent: taken for dead" in html and "Nobody is waiting" not in html
+
+
+def test_a_fixed_cap_reads_live_of_cap_and_a_full_process_says_so(admin_user, alice_session) -> None:
+    _peer("web-9", "host-z", {}, capacity={"live": 40, "max_live": 40, "ceiling": 400, "sandboxes_memory_bytes": 12 * 1024 * MIB,
+                                           "available_bytes": 2 * 1024 * MIB, "headroom_bytes": 512 * MIB, "left_bytes": 1536 * MIB,
+                                           "warm": 0, "warming": 1, "has_room": False})
+    (process,) = _data(staff_client(admin_user))["processes"]
+    assert (process["live_text"], process["full"], process["warm_text"]) == ("40 of 40", True, "0 warm, 1 starting")
+    assert process["memory_text"] == "12.0 GiB"
+    assert "40 of 40 · full" in staff_client(admin_user).get("/admin/live/").content.decode()
 
 
 @pytest.mark.parametrize(("sort", "direction", "expected"), [
