@@ -6,7 +6,7 @@ rows; its CPU and memory from the figures its owning process publishes in its `S
 row every LIVE_STATS_S (services/live.py): this never reads another process's cgroups, so it
 works the same with several Daphnes on several hosts. A page is four queries whatever the count:
 open leases (with session, class and user), server processes, the sessions' active runs, and
-the sessions waiting in a capacity queue.
+(when any wait) the sessions waiting in a capacity queue.
 """
 
 from __future__ import annotations
