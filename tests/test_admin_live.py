@@ -190,10 +190,11 @@ async def test_the_owning_process_publishes_a_busy_sandboxes_cpu_and_memory_from
 
     ws = await connect(alice, alice_session)
     await receive(ws)
-    execution_id = await run(ws, "import time\nblock = bytearray(150 * 1024 * 1024)\nt = time.time()\nwhile time.time() - t < 30: pass")
-    while not await Execution.objects.filter(pk=execution_id, status="running").aexists():
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(1.5)  # the allocation is done, the loop spins
+    execution_id = await run(ws, "import time\nblock = bytearray(150 * 1024 * 1024)\nfor i in range(0, len(block), 4096): block[i] = 1\n"
+                                 "print('allocated', flush=True)\nt = time.time()\nwhile time.time() - t < 30: pass")
+    frame: dict = {}
+    while frame.get("text") != "allocated\n":  # the memory is held; the loop spins from now on
+        frame = await receive(ws)
     await live_stats_publish()  # the first reading samples the cgroup's CPU over a short window
     await asyncio.sleep(1.0)
     stats = await live_stats_publish()
