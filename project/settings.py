@@ -257,6 +257,9 @@ WS_MESSAGES_PER_10S = env.int("WS_MESSAGES_PER_10S", default=60)
 # its queued or running runs become interrupted (so several Daphnes never sweep each other).
 SERVER_HEARTBEAT_S = env.int("SERVER_HEARTBEAT_S", default=10)
 SERVER_STALE_S = env.int("SERVER_STALE_S", default=45)
+# Each server process publishes its sandboxes' CPU and memory and its capacity this often, for the
+# admin's live view (/admin/live/, which polls as often).
+LIVE_STATS_S = env.int("LIVE_STATS_S", default=5)
 
 # ---------------------------------------------------------------------------------------------
 # Classrooms

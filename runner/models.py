@@ -212,6 +212,10 @@ class ServerProcess(models.Model):
     pid = models.PositiveIntegerField()
     started_at = models.DateTimeField(default=timezone.now)
     seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # What this process publishes for the admin's live view (services/live.py): its capacity and
+    # each sandbox it holds with its CPU and memory, keyed by sandbox id; one write per beat.
+    live_stats = models.JSONField(default=dict, blank=True)
+    live_stats_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "server processes"

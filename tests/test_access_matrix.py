@@ -202,6 +202,17 @@ ROWS: dict[str, Row] = {
         "POST", lambda c: f"/admin/usage/runs/{c.execution.id}/stop/", staff(302),
         unknown=lambda c: f"/admin/usage/runs/{_NOBODY_INT}/stop/", data={"reason": "matrix"},
     ),
+    # the admin's view of now (issue 20, section 1)
+    "live": Row("GET", lambda c: "/admin/live/", staff(200), unknown=lambda c: "/no-such-page/"),
+    "live_json": Row("GET", lambda c: "/admin/live.json", staff(200), unknown=lambda c: "/no-such-page/"),
+    "live_kill": Row(
+        "POST", lambda c: f"/admin/live/sessions/{c.session.id}/kill/", staff(302),
+        unknown=lambda c: f"/admin/live/sessions/{_NOBODY_UUID}/kill/", data={"reason": "matrix"},
+    ),
+    "live_stop": Row(
+        "POST", lambda c: f"/admin/live/runs/{c.execution.id}/stop/", staff(302),
+        unknown=lambda c: f"/admin/live/runs/{_NOBODY_INT}/stop/", data={"reason": "matrix"},
+    ),
 }
 
 

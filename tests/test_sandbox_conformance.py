@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from runner.sandboxes.base import Backend, Sandbox, SandboxGone, Stderr, Stdout
+from runner.sandboxes.base import Backend, Sandbox, SandboxGone, SandboxUsage, Stderr, Stdout
 from tests.fixtures_sandboxes import run
 
 pytestmark = pytest.mark.timeout(180)
@@ -30,6 +30,18 @@ async def test_backend_satisfies_the_protocol(backend: Backend, sandbox: Sandbox
     assert isinstance(sandbox, Sandbox)
     assert isinstance(sandbox.id, str) and sandbox.id
     assert {"python"} <= backend.languages
+
+
+async def test_usage_reports_the_memory_a_run_holds(sandbox: Sandbox) -> None:
+    """The admin's live view: what a sandbox uses now. Memory counts what its code holds (the local
+    cgroup; E2B's metrics API); CPU is a share of its allowance, or None where unknown."""
+    outcome, _ = await run(sandbox, "block = bytearray(120 * 1024 * 1024)\nfor i in range(0, len(block), 4096): block[i] = 1")
+    assert outcome.status == "ok"
+    usage = await sandbox.usage()
+    assert isinstance(usage, SandboxUsage)
+    assert usage.memory_bytes is not None and usage.memory_bytes > 100 * 1024 * 1024, usage
+    assert usage.memory_limit_bytes is not None and usage.memory_limit_bytes > usage.memory_bytes
+    assert usage.cpu_percent is None or 0 <= usage.cpu_percent <= 1000
 
 
 async def test_state_persists_across_runs(sandbox: Sandbox) -> None:

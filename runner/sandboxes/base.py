@@ -18,6 +18,8 @@ Contract, for every backend:
 - File paths are relative to the sandbox's workspace (`/home/user`); anything that would leave
   it raises `ValueError` with a message fit to show a user (`FileTooLarge`, a ValueError, for a
   file over the size limit or a workspace over its quota), a missing file `FileNotFoundError`.
+- `Sandbox.usage()` says what the sandbox uses now (CPU, memory; None where unknown) and never
+  raises; the admin's live view shows it.
 - `Backend.workspace()` reaches a session's files without starting anything: the local backend's
   workspace lives on disk per session and outlives its sandbox; an E2B workspace lives only as
   long as its sandbox (None when none is live).
@@ -92,6 +94,19 @@ class Health:
     detail: str
     # How code is isolated, e.g. "bwrap+cgroup-v1 uid=sandpit-sbx", "bwrap+userns+prlimit", "e2b", "none".
     isolation: str
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxUsage:
+    """What a sandbox uses now, for the admin's live view; None where the backend can't say.
+
+    `cpu_percent` is of the sandbox's CPU allowance (100: all its vCPUs, or its whole CPU quota,
+    busy), averaged since the previous reading (or over a short sample on the first); `memory_bytes` is what its processes hold (local: the cgroup's
+    count, page cache included); `memory_limit_bytes` its limit."""
+
+    cpu_percent: float | None = None
+    memory_bytes: int | None = None
+    memory_limit_bytes: int | None = None
 
 
 # What a workspace entry is; only "file" can be read, only "dir" listed.
@@ -182,6 +197,10 @@ class Sandbox(Protocol):
     ) -> Outcome: ...
 
     async def close(self) -> None: ...
+
+    async def usage(self) -> SandboxUsage:
+        """CPU and memory now (never raises: what can't be read is None)."""
+        ...
 
 
 @runtime_checkable

@@ -3,7 +3,7 @@
 One module per area; everything is re-exported here so callers write `services.<name>`.
 The modules form layers (pyproject.toml's import-linter contracts hold them), top to bottom:
 housekeeping, apisandboxes; admission, sessions, classrooms, comments, admin_actions, budgets, workspace,
-accounts; lifecycle; cancel, coderun, waiting; sandboxes, sweep; output, runs, quotas, ratelimit, packages; runtime,
+accounts, live; lifecycle; cancel, coderun, waiting; sandboxes, sweep; output, runs, quotas, ratelimit, packages; runtime,
 accounting, apikeys.
 """
 

@@ -1,7 +1,10 @@
 """Admin actions on a user's spending, each recorded (who, when, why) in `AdminAction`:
-kill all of a user's sandboxes, and stop one run."""
+kill all of a user's sandboxes (the usage drill-down) or one session's (the live view), and stop
+one run. Both pages go through these functions: one Kill and one Stop."""
 
 from __future__ import annotations
+
+import uuid
 
 from django.contrib.auth.models import User
 
@@ -39,15 +42,30 @@ def _record_sync(*, actor_id: int, target_user_id: int, kind: str, reason: str, 
     )
 
 
-async def admin_sandboxes_kill(*, actor: User, user_id: int, reason: object) -> AdminAction:
-    """Close every sandbox of `user_id`, wherever it is held (an E2B one is killed by id), end the
-    leases, and record who did it and why. Running runs in them end as the sandbox goes, with status
-    "killed" and the notice "An administrator stopped this sandbox: <reason>." """
+def _session_sync(*, session_id: uuid.UUID) -> ChatSession | None:
+    return ChatSession.objects.filter(pk=session_id).first()
+
+
+async def admin_sandboxes_kill(*, actor: User, user_id: int, reason: object, session_id: uuid.UUID | None = None) -> AdminAction:
+    """Close every sandbox of `user_id` (or only session `session_id`'s, which must be theirs),
+    wherever it is held (an E2B one is killed by id), end the leases, and record who did it and
+    why. Running runs in them end as the sandbox goes, with status "killed" and the notice "An
+    administrator stopped this sandbox: <reason>." Raises `ActionRefused` for a session that
+    isn't the user's."""
     why = _clean_reason(reason)
-    sessions = await db(_sessions_with_open_leases_sync)(user_id=user_id)
+    if session_id is None:
+        sessions = await db(_sessions_with_open_leases_sync)(user_id=user_id)
+    else:
+        one = await db(_session_sync)(session_id=session_id)
+        if one is None or one.owner_id != user_id:
+            raise ActionRefused("That session is not this user's (or no longer exists).")
+        sessions = [one]
     for session in sessions:
         await sandboxes.sandbox_restart(session_id=session.id, reason=SandboxLease.EndReason.ADMIN, note=why)
-    outcome = f"closed the sandboxes of {len(sessions)} session{'s' if len(sessions) != 1 else ''}"
+    if session_id is None:
+        outcome = f"closed the sandboxes of {len(sessions)} session{'s' if len(sessions) != 1 else ''}"
+    else:
+        outcome = f"closed the sandbox of session “{sessions[0].title}” ({sessions[0].pk})"
     return await db(_record_sync)(actor_id=actor.pk, target_user_id=user_id, kind=AdminAction.Kind.KILL_SANDBOXES, reason=why, outcome=outcome)
 
 

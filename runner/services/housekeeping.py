@@ -6,6 +6,8 @@ connect or a run), never at import time, so management commands such as `migrate
 It runs on the serving event loop:
 - the start-up sweep (dead owners' runs become `interrupted`, their leases end);
 - a heartbeat (this process's `ServerProcess` row), a periodic sweep of stale peers, and the idle reaper;
+- every LIVE_STATS_S, this process's sandboxes' CPU and memory and its capacity, for the admin's
+  live view (live.py);
 - every BUDGET_CHECK_S, budget alerts and closing idle sandboxes of users past a limit (budgets.py);
 - on SQLite, a WAL checkpoint every 0.1 s when output is quiet, off the request path;
 - a listener on this process's channel for Stop and sandbox-restart requests from other
@@ -34,6 +36,7 @@ from runner.models import SandboxLease, ServerProcess
 from runner.services import runtime
 from runner.services.budgets import budget_enforce
 from runner.services.cancel import execution_cancel_local
+from runner.services.live import live_stats_forever
 from runner.services.runs import execution_input_reply_local
 from runner.services.runtime import BOOT_ID, HOSTNAME, db
 from runner.services.runs import runs_here
@@ -89,6 +92,7 @@ async def runtime_ensure_started() -> None:
         current.tasks.append(loop.create_task(_housekeeping(), name="sandpit-housekeeping"))
         current.tasks.append(loop.create_task(_listen(), name="sandpit-listener"))
         current.tasks.append(loop.create_task(_budgets(), name="sandpit-budgets"))
+        current.tasks.append(loop.create_task(live_stats_forever(), name="sandpit-live-stats"))
         if connections["default"].vendor == "sqlite":
             current.tasks.append(loop.create_task(_checkpoint_wal(), name="sandpit-wal-checkpoint"))
         _dump_state_on_sigusr1(loop)

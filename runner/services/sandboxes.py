@@ -431,6 +431,24 @@ def sandbox_holders_here() -> set[int]:
     return {held.user_id for held in _held.values()}
 
 
+@dataclass(frozen=True)
+class HeldSandbox:
+    session_id: uuid.UUID
+    sandbox: Sandbox
+    backend: str
+    lease_id: int
+
+
+def sandboxes_held() -> list[HeldSandbox]:
+    """The sandboxes this process holds, one per session (for the live view's figures)."""
+    return [HeldSandbox(sid, held.sandbox, held.backend, held.lease_id) for sid, held in list(_held.items())]
+
+
+def sandbox_queue_sessions() -> list[tuple[uuid.UUID, datetime]]:
+    """(session id, since) of each session waiting here for room, first in line first."""
+    return [(waiter.session_id, waiter.since) for waiter in _queue if not waiter.creating]
+
+
 def sandboxes_held_count() -> int:
     """How many sessions' sandboxes this process holds."""
     return len(_held)

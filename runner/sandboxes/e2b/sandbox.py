@@ -24,6 +24,7 @@ from runner.sandboxes.base import (
     Result,
     SandboxError,
     SandboxGone,
+    SandboxUsage,
     Stderr,
     Stdout,
     emit,
@@ -43,6 +44,9 @@ KERNEL_RESTARTED = "ContextRestarting"
 # window and hangs, so its deadline is pure cost; doubling reaches a round trip to E2B's edge soon.
 SETTLE_PROBE_DEADLINES_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 SETTLE_BUDGET_S = 10.0
+# E2B's metrics API is asked about one sandbox at most this often, and waited for this long.
+METRICS_EVERY_S = 30.0
+METRICS_TIMEOUT_S = 3.0
 
 
 class E2BSandbox:
@@ -58,6 +62,7 @@ class E2BSandbox:
         self._unsettled: set[str] = set()
         # Not in the Protocol: the run service checks it, as it does the local backend's.
         self.closed = False
+        self._metrics: tuple[float, SandboxUsage] | None = None  # (monotonic s, last reading), see usage()
 
     # --- runs -----------------------------------------------------------------------------------
 
@@ -378,6 +383,26 @@ class E2BSandbox:
         if failure is not None:
             status = await self._report_failure(failure, on_event, nothing_delivered=False)
         return Outcome(status=status, duration_ms=int((time.monotonic() - started) * 1000))
+
+    # --- usage ----------------------------------------------------------------------------------
+
+    async def usage(self) -> SandboxUsage:
+        """E2B's latest metrics for this sandbox (CPU %, memory), at most one call per
+        METRICS_EVERY_S; all None where the SDK or the API gives none (old templates, an outage)."""
+        now = time.monotonic()
+        if self._metrics is not None and now - self._metrics[0] < METRICS_EVERY_S:
+            return self._metrics[1]
+        found = SandboxUsage()
+        try:
+            metrics = await asyncio.wait_for(self._sdk.get_metrics(), METRICS_TIMEOUT_S)
+            if metrics:
+                last = metrics[-1]
+                found = SandboxUsage(cpu_percent=round(float(last.cpu_used_pct), 1),
+                                     memory_bytes=int(last.mem_used), memory_limit_bytes=int(last.mem_total) or None)
+        except Exception as exc:  # the metrics are a nicety: "n/a" on the page, never an error
+            log.debug("no metrics for E2B sandbox %s: %s", self.id, scrub(str(exc), self._config))
+        self._metrics = (now, found)
+        return found
 
     # --- lifetime -------------------------------------------------------------------------------
 

@@ -129,6 +129,17 @@ class LocalBackend:
         return capacity.has_room(live=len(self._live), used_bytes=used,
                                  available=capacity.available_bytes(cgroups.own_cgroup_paths()))
 
+    def capacity_now(self) -> capacity.CapacityNow:
+        """Live sandboxes against the cap, memory in use and left, the warm pool (blocking: reads cgroups)."""
+        held = [s.cgroup.memory_used_bytes() if s.cgroup is not None else None for s in [*self._live.values(), *self._pool]]
+        return capacity.CapacityNow(
+            live=len(self._live), max_live=settings.SANDBOX_MAX_LIVE or None, ceiling=capacity.ceiling(),
+            cap_text=capacity.describe(), sandboxes_memory_bytes=sum(used or 0 for used in held),
+            available_bytes=capacity.available_bytes(cgroups.own_cgroup_paths()),
+            headroom_bytes=settings.SANDBOX_MEMORY_HEADROOM_MB * capacity.MIB,
+            warm=len(self._pool), warming=self._pool_filling, has_room=self.has_room(),
+        )
+
     def busy_reason(self) -> str:
         """Why a new sandbox can't start now ("busy: ..."; the E2B API answers it with 429)."""
         return f"busy: {len(self._live)} sandboxes are running ({capacity.describe()}); try again in a few minutes"

@@ -9,6 +9,7 @@ An explicit SANDBOX_MAX_LIVE is a fixed count instead.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -90,3 +91,24 @@ def describe() -> str:
     if settings.SANDBOX_MAX_LIVE > 0:
         return f"the limit is {settings.SANDBOX_MAX_LIVE}"
     return f"the limit is what memory allows, keeping {settings.SANDBOX_MEMORY_HEADROOM_MB} MB free"
+
+
+@dataclass(frozen=True)
+class CapacityNow:
+    """This server's local sandboxes against its cap, for the admin's live view."""
+
+    live: int
+    max_live: int | None  # the fixed cap, or None when memory decides (SANDBOX_MAX_LIVE auto)
+    ceiling: int  # the pids/threads ceiling, whatever the memory
+    cap_text: str  # describe()
+    sandboxes_memory_bytes: int  # what live and warm sandboxes' cgroups hold now
+    available_bytes: int  # what this server can still give sandboxes (available_bytes())
+    headroom_bytes: int  # kept free (SANDBOX_MEMORY_HEADROOM_MB)
+    warm: int  # started and waiting in the pool
+    warming: int  # being started for the pool
+    has_room: bool
+
+    @property
+    def left_bytes(self) -> int:
+        """Memory new sandboxes may still take before the headroom."""
+        return max(self.available_bytes - self.headroom_bytes, 0)

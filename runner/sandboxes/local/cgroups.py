@@ -69,6 +69,17 @@ def cgroup_parents() -> tuple[int, dict[str, Path]]:
         except OSError:
             return 0, {}
         parents[controller] = parent
+    # CPU time for the admin's live view: cpuacct, when it is a hierarchy of its own (where it is
+    # co-mounted with cpu, as on Debian's "cpu,cpuacct", the cpu dir already has cpuacct.usage).
+    # Optional: no limit depends on it.
+    accounting = CGROUP_ROOT / "cpuacct"
+    if (accounting / "cgroup.procs").exists() and not (CGROUP_ROOT / "cpu" / "cpuacct.usage").exists():
+        parent = accounting / own.get("cpuacct", "/").lstrip("/") / "sandpit"
+        try:
+            parent.mkdir(exist_ok=True)
+            parents["cpuacct"] = parent
+        except OSError:
+            pass
     return 1, parents
 
 
@@ -120,6 +131,19 @@ class Cgroup:
             text = _read(self.dirs[""] / "memory.current")
         else:
             text = _read(self.dirs["memory"] / "memory.usage_in_bytes")
+        return int(text) if text.strip().isdigit() else None
+
+    def cpu_used_ns(self) -> int | None:
+        """CPU time the sandbox's processes have used so far, in nanoseconds (user + system; v2:
+        cpu.stat's usage_usec, v1: cpuacct.usage), or None when unreadable."""
+        if self.version == 2:
+            for line in _read(self.dirs[""] / "cpu.stat").splitlines():
+                key, _, value = line.partition(" ")
+                if key == "usage_usec" and value.strip().isdigit():
+                    return int(value) * 1000
+            return None
+        path = self.dirs.get("cpuacct") or self.dirs.get("cpu")
+        text = _read(path / "cpuacct.usage") if path is not None else ""
         return int(text) if text.strip().isdigit() else None
 
     def pids(self) -> list[int]:

@@ -13,7 +13,7 @@ import zmq
 from django.conf import settings
 
 from runner.sandboxes.base import (
-    LANGUAGES, Error, FileInfo, OnEvent, OnInput, Outcome, SandboxGone, Stderr, Stdout, emit, validate_packages,
+    LANGUAGES, Error, FileInfo, OnEvent, OnInput, Outcome, SandboxGone, SandboxUsage, Stderr, Stdout, emit, validate_packages,
 )
 from runner.sandboxes.local import cgroups, commands, files, jail, processes, quota
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
@@ -96,6 +96,7 @@ class LocalSandbox:
         self.session_id = ""
         self.last_used = time.monotonic()
         self.closed = False
+        self._cpu_sample: tuple[float, int] | None = None  # (monotonic s, cgroup CPU ns) at the last usage()
 
     def __repr__(self) -> str:
         return f"<LocalSandbox {self.id} session={self.session_id or '-'} kernels={sorted(self.kernels)}>"
@@ -391,6 +392,26 @@ class LocalSandbox:
             self.last_used = time.monotonic()
             self._check_usage_soon()
 
+    async def usage(self) -> SandboxUsage:
+        """CPU (since the last call; over CPU_SAMPLE_S on the first) and memory, from the
+        sandbox's cgroup; all None without one (not root, or cgroups not delegated)."""
+        cgroup = self.cgroup
+        if cgroup is None or self.closed:
+            return SandboxUsage()
+        now_s, cpu_ns = time.monotonic(), cgroup.cpu_used_ns()
+        previous = self._cpu_sample
+        if previous is None and cpu_ns is not None:
+            await asyncio.sleep(CPU_SAMPLE_S)
+            previous, (now_s, cpu_ns) = (now_s, cpu_ns), (time.monotonic(), cgroup.cpu_used_ns())
+        percent = None
+        if previous is not None and cpu_ns is not None and now_s > previous[0]:
+            cores = max(cgroup.limits.cpus, 0.01)  # of its quota, as E2B's figure is of its vCPUs
+            percent = round(max(cpu_ns - previous[1], 0) / 1e9 / (now_s - previous[0]) / cores * 100, 1)
+        if cpu_ns is not None:
+            self._cpu_sample = (now_s, cpu_ns)
+        return SandboxUsage(cpu_percent=percent, memory_bytes=cgroup.memory_used_bytes(),
+                            memory_limit_bytes=cgroup.limits.memory_mb * 1024 * 1024)
+
     async def close(self) -> None:
         """Stop every kernel and remove the workspace and cgroup. Idempotent."""
         if self.closed:
@@ -426,6 +447,8 @@ class LocalSandbox:
 
 
 USAGE_CHECK_INTERVAL_S = 10.0
+# The first CPU reading of a sandbox samples its cgroup over this long (later ones use the last reading).
+CPU_SAMPLE_S = 0.2
 # While a run's leftover processes live, how often to look whether they still do.
 LEFTOVERS_CHECK_S = 1.0
 
