@@ -55,6 +55,7 @@ CHDIR = {
     "bash": "cd {cwd_sh}",
     "javascript": "Deno.chdir({cwd_json});",
     "typescript": "Deno.chdir({cwd_json});",
+    "r": "invisible(setwd({cwd_json}))",
 }
 
 

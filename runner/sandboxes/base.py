@@ -31,7 +31,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, Union, runtime_checkable
 
-LANGUAGES: frozenset[str] = frozenset({"python", "javascript", "typescript", "bash"})
+# The languages the page offers (its picker, the websocket's runs).
+PAGE_LANGUAGES: frozenset[str] = frozenset({"python", "javascript", "typescript", "bash"})
+# Every language a sandbox may run: the page's, plus R for the E2B-compatible API only (E2B's
+# code interpreter has an R kernel; a backend says which it has in `Backend.languages`).
+LANGUAGES: frozenset[str] = PAGE_LANGUAGES | {"r"}
 
 
 # --- events, delivered in kernel order -----------------------------------------------------------

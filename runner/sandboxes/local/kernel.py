@@ -77,6 +77,12 @@ def _command(language: str) -> list[str]:
         ]
     if language == "bash":
         return [f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/launcher.py", "bash", "-f", conn]
+    if language == "r":
+        # IRkernel binds the ipc sockets itself. No ~/.Rprofile or ~/.Renviron (the workspace's):
+        # nothing of the user's runs before the server has locked the socket dir (R_ENVIRON_USER
+        # names a file that doesn't exist, see jail.sandbox_env).
+        return [R_BIN, "--no-echo", "--no-restore", "--no-save", "--no-init-file",
+                "-e", "IRkernel::main()", "--args", conn]
     # javascript and typescript: one deno kernel, its TCP sockets relayed to ipc inside.
     return [f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/relay.py", conn, f"{jail.VENV}/bin/deno"]
 
@@ -85,7 +91,15 @@ def _command(language: str) -> list[str]:
 # started from this one long-lived thread, whichever thread's event loop asked for it.
 SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandpit-spawner")
 
-KERNEL_KIND = {"python": "python", "bash": "bash", "javascript": "deno", "typescript": "deno"}
+KERNEL_KIND = {"python": "python", "bash": "bash", "javascript": "deno", "typescript": "deno", "r": "r"}
+# R and IRkernel come from Debian (r-base-core, r-cran-irkernel; bin/setup installs them).
+R_BIN = "/usr/bin/R"
+IRKERNEL_DIR = Path("/usr/lib/R/site-library/IRkernel")
+
+
+def r_available() -> bool:
+    """Whether this machine has R with IRkernel (the local backend offers "r" only then)."""
+    return Path(R_BIN).exists() and IRKERNEL_DIR.is_dir()
 
 
 class KernelDied(Exception):

