@@ -4,7 +4,7 @@ context's cwd anywhere in the sandbox, and a run cut short by its sandbox's kill
 
 from __future__ import annotations
 
-import shutil
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -64,3 +64,18 @@ def test_r_has_no_network_and_sees_no_host_files(sandpit: str) -> None:
         assert sandbox.run_code(code, language="r").results[0].text.strip() == "[1] FALSE FALSE  TRUE"
     finally:
         sandbox.kill()
+
+
+def test_a_sandbox_killed_mid_run_code_raises_the_sdks_killed_timeout(sandpit: str) -> None:
+    from e2b import TimeoutException
+
+    sandbox = Sandbox.create()
+    timer = threading.Timer(2.0, sandbox.kill)
+    timer.start()
+    try:
+        with pytest.raises(TimeoutException, match="sandbox was killed while the request was in progress"):
+            sandbox.run_code("import time; print('started', flush=True); time.sleep(300)", timeout=300)
+        timer.join(30)  # the kill's own request ends after the stream is cut
+        assert not sandbox.is_running()
+    finally:
+        timer.cancel()

@@ -171,12 +171,24 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
             if exc.code in ("quota", "rate_limited"):
                 raise api_error(429, exc.message) from None
             raise text_error(403 if exc.code == "forbidden" else 400, exc.message) from None
-        await _stream(request, layer, channel, execution, session, user)
+        await _stream(request, layer, channel, execution, sandbox, user)
     finally:
         await layer.group_discard(group, channel)
 
 
-async def _stream(request: Request, layer: Any, channel: str, execution: Execution, session: Any, user: AbstractBaseUser) -> None:
+async def _killed_under(sandbox: ApiSandbox) -> bool:
+    """Whether the run ended because its sandbox was killed (here, or by another process, whose
+    mark may land just after the run's end)."""
+    for pause_s in (0.0, 0.2, 0.4):
+        await asyncio.sleep(pause_s)
+        if await db(services.api_sandbox_killed_or_killing)(sandbox=sandbox):
+            return True
+    return False
+
+
+async def _stream(request: Request, layer: Any, channel: str, execution: Execution, sandbox: ApiSandbox,
+                  user: AbstractBaseUser) -> None:
+    session = sandbox.session
     gone = request.disconnect_watch()
     incoming: asyncio.Future[dict[str, Any]] | None = None
     try:
@@ -222,6 +234,13 @@ async def _stream(request: Request, layer: Any, channel: str, execution: Executi
                     head = b""
             elif kind == "execution.finished" and message["frame"]["execution_id"] == execution.pk:
                 status = message["frame"]["status"]
+                if status in (Execution.Status.CANCELLED, Execution.Status.KILLED, Execution.Status.FAILED) \
+                        and await _killed_under(sandbox):
+                    # Killed mid-run: the stream ends as at E2B's edge, cut without its end.
+                    if head:
+                        await request.stream_write(head)
+                    await request.stream_cut()
+                    return
                 tail = b""
                 if status in END_ERRORS and not errored:
                     name, value = END_ERRORS[status]

@@ -28,6 +28,7 @@ from runner.services.apisandboxes import (
     api_sandbox_extend_sync,
     api_sandbox_kill,
     api_sandbox_killed_or_killing,
+    api_sandbox_killing,
     api_sandboxes_expire,
 )
 from runner.services.budgets import BudgetPass, budget_enforce
@@ -97,6 +98,7 @@ __all__: list[str] = [
     "api_sandbox_handle",
     "api_sandbox_kill",
     "api_sandbox_killed_or_killing",
+    "api_sandbox_killing",
     "api_sandbox_refusal",
     "api_sandbox_token_ok",
     "api_sandboxes_end_now",

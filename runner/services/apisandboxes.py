@@ -155,6 +155,12 @@ async def api_sandbox_kill(*, sandbox: ApiSandbox, reason: str = SandboxLease.En
         _killing.discard(session_id)
 
 
+def api_sandbox_killing(*, sandbox: ApiSandbox) -> bool:
+    """Whether this process is killing `sandbox` now (its runs are being stopped): it is gone
+    to the sandbox's routes already, as at E2B, where a kill takes the sandbox away at once."""
+    return sandbox.session_id in _killing
+
+
 def api_sandbox_killed_or_killing(*, sandbox: ApiSandbox) -> bool:
     """Whether `sandbox` is being killed by this process or is killed (read afresh)."""
     return sandbox.session_id in _killing or ApiSandbox.objects.filter(pk=sandbox.session_id).exclude(killed_at=None).exists()
