@@ -79,3 +79,62 @@ def test_a_sandbox_killed_mid_run_code_raises_the_sdks_killed_timeout(sandpit: s
         assert not sandbox.is_running()
     finally:
         timer.cancel()
+
+
+def test_each_code_context_is_a_kernel_of_its_own_up_to_the_limit(daphnes: Callable[..., Daphne],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from e2b import SandboxException
+
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="",
+                     RUN_TIMEOUT_S="30", SANDBOX_KERNELS_MAX="4")
+    url = f"http://127.0.0.1:{server.port}"
+    monkeypatch.setenv("E2B_API_URL", url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", url)
+    _user, key = key_for("alice")
+    monkeypatch.setenv("E2B_API_KEY", key)
+    sandbox = Sandbox.create(envs={"FROM_CREATE": "yes"})
+    try:
+        context = sandbox.create_code_context()
+        sandbox.run_code("x = 1")
+        isolated = sandbox.run_code("x", context=context)
+        assert isolated.error is not None and isolated.error.value == "name 'x' is not defined"
+        sandbox.run_code("x = 2", context=context)
+        assert sandbox.run_code("x").text == "1"
+        assert sandbox.run_code("x", context=context).text == "2"
+        # Create-time envs reach the context's kernel too; a run's envs stay in that run.
+        assert sandbox.run_code("import os; os.environ['FROM_CREATE']", context=context).text == "yes"
+        assert sandbox.run_code("os.getenv('ONCE')", context=context, envs={"ONCE": "1"}).text == "1"
+        assert sandbox.run_code("os.getenv('ONCE', 'gone')", context=context).text == "gone"
+        # Restarting a context restarts its kernel only.
+        sandbox.restart_code_context(context)
+        assert sandbox.run_code("x", context=context).error is not None
+        assert sandbox.run_code("x").text == "1"
+        # The default python and javascript contexts, this one, and one more: then the limit (4).
+        sandbox.create_code_context()
+        with pytest.raises(SandboxException, match="400 Bad Request: a sandbox has at most 4 code contexts"):
+            sandbox.create_code_context()
+        sandbox.remove_code_context(context)  # its kernel stops, and its place is free again
+        third = sandbox.create_code_context(language="bash")
+        assert sandbox.run_code("echo $FROM_CREATE", context=third).logs.stdout == ["yes\n"]
+    finally:
+        sandbox.kill()
+
+
+def test_a_context_cwd_may_be_any_folder_in_the_sandbox_made_if_missing(sandpit: str) -> None:
+    sandbox = Sandbox.create()
+    try:
+        root = sandbox.create_code_context(language="python", cwd="/root")
+        assert sandbox.list_code_contexts()[-1].cwd == "/root"
+        assert sandbox.run_code("import os; os.getcwd()", context=root).text == "/root"
+        made = sandbox.create_code_context(language="bash", cwd="/tmp/a/../made/here")
+        assert made.cwd == "/tmp/made/here"
+        assert sandbox.run_code("pwd", context=made).logs.stdout == ["/tmp/made/here\n"]
+        js = sandbox.create_code_context(language="js", cwd="/home/user/sub")
+        assert sandbox.run_code("Deno.cwd()", context=js).text == "/home/user/sub"
+        # The default context keeps /home/user; nothing of the host is there to change to.
+        assert sandbox.run_code("import os; os.getcwd()").text == "/home/user"
+        host = sandbox.create_code_context(language="python", cwd="/work/wt")
+        failed = sandbox.run_code("1", context=host)
+        assert failed.error is not None and "Read-only file system" in failed.error.value
+    finally:
+        sandbox.kill()

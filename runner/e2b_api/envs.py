@@ -21,8 +21,8 @@ MAX_ITEMS = 100
 MAX_VALUE_CHARS = 32 * 1024
 KIND = {"python": "python", "bash": "bash", "javascript": "deno", "typescript": "deno", "r": "r"}
 
-# (sandbox id, kernel kind) whose kernel holds per-run variables to restore at its next run.
-_pending: set[tuple[str, str]] = set()
+# (sandbox id, kernel kind, kernel name) whose kernel holds per-run variables to restore at its next run.
+_pending: set[tuple[str, str, str]] = set()
 
 PYTHON = (
     "exec({src!r}, {{'C': {create}, 'R': {run}}})"
@@ -82,17 +82,20 @@ def validated(value: object, what: str) -> dict[str, str]:
     return dict(value)
 
 
-def envs_prelude(*, sandbox_id: str, language: str, create_envs: dict[str, str], run_envs: dict[str, str]) -> str:
-    """The line that gives a run's kernel the variables, to run before its code ("" when none is
-    needed). It is never stored with the run: the values are often secrets."""
+def envs_prelude(*, sandbox_id: str, language: str, create_envs: dict[str, str], run_envs: dict[str, str],
+                 kernel: str = "") -> str:
+    """The line that gives a run's kernel (`kernel`: a context's own, "" the language's) the
+    variables, to run before its code ("" when none is needed). It is never stored with the run:
+    the values are often secrets."""
     kind = KIND[language]
-    pending = (sandbox_id, kind) in _pending
+    key = (sandbox_id, kind, kernel)
+    pending = key in _pending
     if not create_envs and not run_envs and not pending:
         return ""
     if run_envs:
-        _pending.add((sandbox_id, kind))
+        _pending.add(key)
     else:
-        _pending.discard((sandbox_id, kind))
+        _pending.discard(key)
     if kind == "python":
         prelude = PYTHON.format(src=PYTHON_SRC, create=json.dumps(create_envs), run=json.dumps(run_envs))
     elif kind == "r":

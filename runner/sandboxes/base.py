@@ -15,6 +15,9 @@ Contract, for every backend:
   (the sandbox died; an event says why, and the next `run` starts fresh). With `on_input`, code
   that asks for input (Python's `input()`) waits for it; without it, or on a backend that can't ask
   (E2B), `input()` raises an error that says so. The wait counts toward `timeout_s`.
+  `kernel` names a kernel of the language of its own (an E2B API code context), with its own
+  variables; "" is the language's one kernel. A backend that has one kernel per language runs
+  every name in it (the E2B backend does).
 - File paths are relative to the sandbox's workspace (`/home/user`); anything that would leave
   it raises `ValueError` with a message fit to show a user (`FileTooLarge`, a ValueError, for a
   file over the size limit or a workspace over its quota), a missing file `FileNotFoundError`.
@@ -166,7 +169,8 @@ class Sandbox(Protocol):
     id: str
 
     async def run(
-        self, code: str, *, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None
+        self, code: str, *, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None,
+        kernel: str = "",
     ) -> Outcome: ...
 
     async def interrupt(self) -> None: ...

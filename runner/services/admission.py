@@ -71,7 +71,7 @@ def _validated(code: object, language: object, client_id: object) -> tuple[str, 
 
 async def execution_start(
     *, session: ChatSession, user: AbstractBaseUser, code: object, language: object, client_id: object = "",
-    command: Command | None = None, prelude: str = "",
+    command: Command | None = None, prelude: str = "", kernel: str = "",
 ) -> Execution:
     """Store a run and start it in the background; return at once with the row.
 
@@ -80,7 +80,8 @@ async def execution_start(
     With `command`, the run is that command (`code` is its command line, stored as the run's code)
     instead of `code` for a kernel: it counts against the same limits and is stored the same way.
     `prelude` runs before `code` in the same cell and is never stored (the E2B API's environment
-    variables, whose values are often secrets, and its contexts' cwd).
+    variables, whose values are often secrets, and its contexts' cwd). `kernel` names a kernel of
+    the language's of its own (an E2B API context's), "" the language's one.
     Raises `RunRejected` (bad_request, forbidden, quota, rate_limited) without storing anything.
     """
     code, language, client_id = _validated(code, language, client_id)
@@ -93,7 +94,8 @@ async def execution_start(
 
     ahead, mine = take_turn(session.id)
     free_here = ahead is None
-    run = Run(0, session, events.session_group(session.id), code, language, tail=mine, command=command, prelude=prelude)
+    run = Run(0, session, events.session_group(session.id), code, language, tail=mine, command=command, prelude=prelude,
+              kernel=kernel)
     writer = OutputWriter(group=run.group)  # holds output until the row exists
     # Pipelining, when nothing runs here: the row is inserted while the sandbox is fetched, or,
     # when the session's sandbox is this process's own (local) one, while the code already runs.
@@ -106,7 +108,7 @@ async def execution_start(
         early = asyncio.ensure_future(
             code_run(
                 sandbox=own_sandbox, code=run.cell, language=language, on_event=writer.on_event, timeout_s=settings.RUN_TIMEOUT_S,
-                on_input=input_asker(run, writer),
+                on_input=input_asker(run, writer), kernel=kernel,
             )
         )
     elif free_here:

@@ -154,10 +154,10 @@ async def _kernel_start_showing_wait(run: Run, sandbox: Sandbox) -> None:
     """A local sandbox whose kernel for the run's language isn't up yet: show `execution.starting`
     (0 ahead) until it is. Its failure is left to the run, which starts the kernel again."""
     ready = getattr(sandbox, "kernel_ready", None)  # beyond the Protocol: the local backend has it
-    if ready is None or ready(run.language):
+    if ready is None or ready(run.language, run.kernel):
         run.starting = None
         return
-    starting = asyncio.ensure_future(sandbox.kernel_start(run.language))  # type: ignore[attr-defined]
+    starting = asyncio.ensure_future(sandbox.kernel_start(run.language, run.kernel))  # type: ignore[attr-defined]
     starting.add_done_callback(discard_result)
     stopped = asyncio.ensure_future(run.cancel.wait())
     try:
@@ -313,7 +313,7 @@ def run_start(run: Run, sandbox: Sandbox, writer: OutputWriter) -> asyncio.Futur
     return asyncio.ensure_future(
         code_run(
             sandbox=sandbox, code=run.cell, language=run.language, on_event=_unless_stopped(run, writer), timeout_s=settings.RUN_TIMEOUT_S,
-            on_input=input_asker(run, writer),
+            on_input=input_asker(run, writer), kernel=run.kernel,
         )
     )
 

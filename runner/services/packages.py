@@ -47,17 +47,18 @@ def pip_packages(args: str) -> list[str]:
 
 
 async def code_run(
-    *, sandbox: Sandbox, code: str, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None
+    *, sandbox: Sandbox, code: str, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None,
+    kernel: str = "",
 ) -> Outcome:
     """Run `code` in `sandbox`: Python's pip-install lines first, through `sandbox.install` with
     its output streamed to `on_event`, then the rest of the code (if any and if they succeeded).
     Everything shares `timeout_s`. A bad package name is an Error event and status "error";
     nothing is installed then."""
     if language != "python" or "pip" not in code:
-        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s, on_input=on_input)
+        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s, on_input=on_input, kernel=kernel)
     installs, rest = pip_magics(code)
     if not installs:
-        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s, on_input=on_input)
+        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s, on_input=on_input, kernel=kernel)
     started = time.monotonic()
     try:
         batches = [pip_packages(args) for args in installs]
@@ -72,7 +73,8 @@ async def code_run(
             return Outcome(outcome.status, _ms_since(started))
     if rest.strip():
         remaining_s = max(1.0, timeout_s - (time.monotonic() - started))
-        outcome = await sandbox.run(rest, language=language, on_event=on_event, timeout_s=remaining_s, on_input=on_input)
+        outcome = await sandbox.run(rest, language=language, on_event=on_event, timeout_s=remaining_s, on_input=on_input,
+                                    kernel=kernel)
         return Outcome(outcome.status, _ms_since(started))
     return Outcome("ok", _ms_since(started))
 

@@ -293,6 +293,8 @@ def bwrap_argv(
     ]
     if control is not None:
         argv += ["--bind", str(control), CONTROL]
+    # /root exists, as on any Linux box (an E2B context's cwd may name it), read-only like the rest.
+    argv += ["--dir", "/root"]
     # The root itself (and /etc, /run, /opt) is bwrap's private tmpfs: make it read-only, so only
     # /tmp (size-capped) and the workspace take writes.
     argv += ["--remount-ro", "/", "--chdir", HOME]
