@@ -161,7 +161,7 @@ def test_contexts_files_commands_and_kill(sandpit: str, monkeypatch: pytest.Monk
         assert sandbox.run_code("y = 7", context=py).error is None
         assert sandbox.run_code("y * 6", context=py).text == "42"
         assert "".join(sandbox.run_code("console.log(Deno.cwd())", context=js).logs.stdout).strip() == "/home/user/proj"
-        # The default JavaScript context shares the kernel, yet keeps its own cwd.
+        # The default JavaScript context is a kernel of its own, in /home/user.
         assert "".join(sandbox.run_code("console.log(Deno.cwd())", language="js").logs.stdout).strip() == "/home/user"
         assert {c.id for c in sandbox.list_code_contexts()} >= {py.id, js.id}
         sandbox.restart_code_context(py)

@@ -138,3 +138,28 @@ def test_a_context_cwd_may_be_any_folder_in_the_sandbox_made_if_missing(sandpit:
         assert failed.error is not None and "Read-only file system" in failed.error.value
     finally:
         sandbox.kill()
+
+
+BOX_PLOT = """
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots()
+ax.set_title('Exam Scores Distribution')
+ax.set_xlabel('Class')
+ax.set_ylabel('Score')
+ax.boxplot([[85, 90, 78, 92, 88], [75, 82, 88, 79, 86]], labels=['Class A', 'Class C'], patch_artist=True)
+plt.show()
+"""
+
+
+def test_a_box_plot_drawn_as_e2bs_examples_draw_it_is_a_box_and_whisker_chart(sandpit: str) -> None:
+    from e2b_code_interpreter.charts import BoxAndWhiskerChart
+
+    sandbox = Sandbox.create()
+    try:
+        execution = sandbox.run_code(BOX_PLOT)
+        assert execution.error is None, execution.error  # boxplot(labels=...): matplotlib < 3.11
+        chart = execution.results[0].chart
+        assert isinstance(chart, BoxAndWhiskerChart) and chart.title == "Exam Scores Distribution"
+        assert [(e.label, e.median) for e in chart.elements] == [("Class A", 88.0), ("Class C", 82.0)]
+    finally:
+        sandbox.kill()
