@@ -66,7 +66,7 @@ CHDIR = {
 def unknown_language(language: str) -> Exception:
     # E2B's server says "No such kernel named ..." (as a 500); here a 400 that also lists the languages.
     return text_error(400, f"No such kernel named {language[:100]}: the languages Sandpit has are "
-                           f"{', '.join(sorted(LANGUAGES))} (js and ts name the last two)")
+                           f"{', '.join(sorted(LANGUAGES))} (js and ts name javascript and typescript)")
 
 
 def public_context(context: dict[str, Any]) -> dict[str, str]:
