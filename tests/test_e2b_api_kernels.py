@@ -163,3 +163,17 @@ def test_a_box_plot_drawn_as_e2bs_examples_draw_it_is_a_box_and_whisker_chart(sa
         assert [(e.label, e.median) for e in chart.elements] == [("Class A", 88.0), ("Class C", 82.0)]
     finally:
         sandbox.kill()
+
+
+@needs_r
+def test_an_r_run_past_the_sdks_timeout_is_interrupted_and_its_variables_kept(sandpit: str) -> None:
+    from e2b import TimeoutException
+
+    sandbox = Sandbox.create()
+    try:
+        sandbox.run_code("kept <- 7", language="r")
+        with pytest.raises(TimeoutException):
+            sandbox.run_code("Sys.sleep(60)", language="r", timeout=2)
+        assert sandbox.run_code("kept * 6", language="r").results[0].text.strip() == "[1] 42"
+    finally:
+        sandbox.kill()

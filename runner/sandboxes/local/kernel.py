@@ -121,6 +121,7 @@ class Kernel:
         self._argv_for = argv_for
         self.proc: subprocess.Popen[bytes] | None = None
         self.protected_pids: set[int] = set()
+        self._sigint_pids: set[int] = set()
         self.session = Session(key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256",
                                username="sandpit")
         self.sockets: dict[str, zmq.Socket] = {}
@@ -185,6 +186,8 @@ class Kernel:
         await self._wait_ready()
         tree = processes.process_tree(self.proc.pid)
         self.protected_pids = {pid for pid, comm in tree if comm != "bwrap"}
+        # IRkernel ignores interrupt_request: it stops a cell on SIGINT to R itself (not to bwrap).
+        self._sigint_pids = {pid for pid, comm in tree if comm == "R"} if self.kind == "r" else set()
 
     async def _spawn(self) -> None:
         """Start the kernel's process tree (from SPAWNER), its stderr read into self.stderr."""
@@ -478,7 +481,12 @@ class Kernel:
         self._wake()
 
     def send_interrupt(self) -> None:
-        """Send one interrupt_request now (message mode: SIGINT to the outer bwrap would kill it)."""
+        """Send one interrupt_request now (message mode: SIGINT to the outer bwrap would kill it);
+        R gets a SIGINT of its own instead."""
+        if self._sigint_pids:
+            if self.alive:  # R is inside bwrap's tree, which lives as long as the kernel does
+                processes.signal_processes(sorted(self._sigint_pids), signal.SIGINT)
+            return
         if "control" in self.sockets:
             self.session.send(self.sockets["control"], "interrupt_request", {})
 
