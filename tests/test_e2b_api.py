@@ -773,7 +773,11 @@ def test_the_live_sandbox_limit_kills_the_idle_api_sandbox_and_refuses_when_none
         assert SandboxLease.objects.get(session_id=replaced.session_id).end_reason == "replaced"
         assert not first.is_running()
         # With the one live sandbox running code, a create is refused with E2B's 429, naming the limit.
-        busy = threading.Thread(target=lambda: second.run_code("import time\ntime.sleep(20)", timeout=60), daemon=True)
+        def run_until_killed() -> None:
+            with pytest.raises(TimeoutException, match="sandbox was killed"):  # as E2B's SDK says it
+                second.run_code("import time\ntime.sleep(20)", timeout=60)
+
+        busy = threading.Thread(target=run_until_killed, daemon=True)
         busy.start()
         deadline = time.monotonic() + 30
         while not Execution.objects.filter(status="running").exists() and time.monotonic() < deadline:
