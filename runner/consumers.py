@@ -197,10 +197,11 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("forbidden", "You can watch this session but not run code in it.")
             return
         language = content.get("language")
-        if isinstance(language, str) and language in LANGUAGES and language not in PAGE_LANGUAGES:
+        if isinstance(language, str) and language not in PAGE_LANGUAGES:
             # R is the E2B API's only: the page has no picker, renderer or export for it.
-            await self.send_error("bad_request", f"{language} runs only through the E2B-compatible API here; "
-                                                 f"use one of {', '.join(sorted(PAGE_LANGUAGES))}.")
+            said = (f"{language} runs only through the E2B-compatible API here" if language in LANGUAGES
+                    else f"Unknown language {language[:40]!r}")
+            await self.send_error("bad_request", f"{said}; use one of {', '.join(sorted(PAGE_LANGUAGES))}.")
             return
         try:
             await services.execution_start(
