@@ -16,6 +16,7 @@ from django.conf import settings
 
 from runner import events, selectors, services
 from runner.events import ErrorCode
+from runner.sandboxes.base import LANGUAGES, PAGE_LANGUAGES
 
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,13 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
     async def on_run(self, content: dict[str, Any]) -> None:
         if self.access != "owner":
             await self.send_error("forbidden", "You can watch this session but not run code in it.")
+            return
+        language = content.get("language")
+        if isinstance(language, str) and language not in PAGE_LANGUAGES:
+            # R is the E2B API's only: the page has no picker, renderer or export for it.
+            said = (f"{language} runs only through the E2B-compatible API here" if language in LANGUAGES
+                    else f"Unknown language {language[:40]!r}")
+            await self.send_error("bad_request", f"{said}; use one of {', '.join(sorted(PAGE_LANGUAGES))}.")
             return
         try:
             await services.execution_start(

@@ -134,6 +134,8 @@ BAD_FRAMES = {
     "code_missing": ("json", {"type": "run", "language": "python", "client_id": "a"}),
     "code_empty": ("json", {"type": "run", "code": "   ", "language": "python", "client_id": "a"}),
     "language_unknown": ("json", {"type": "run", "code": "1", "language": "cobol", "client_id": "a"}),
+    # R is the E2B API's only: the page has no picker, rendering or export for it.
+    "language_r_is_api_only": ("json", {"type": "run", "code": "1", "language": "r", "client_id": "a"}),
     "language_not_a_string": ("json", {"type": "run", "code": "1", "language": None, "client_id": "a"}),
     "client_id_not_a_string": ("json", {"type": "run", "code": "1", "language": "python", "client_id": 5}),
     "code_too_large": ("json", {"type": "run", "code": "#" * (100 * 1024 + 1), "language": "python", "client_id": "a"}),

@@ -161,7 +161,7 @@ def test_contexts_files_commands_and_kill(sandpit: str, monkeypatch: pytest.Monk
         assert sandbox.run_code("y = 7", context=py).error is None
         assert sandbox.run_code("y * 6", context=py).text == "42"
         assert "".join(sandbox.run_code("console.log(Deno.cwd())", context=js).logs.stdout).strip() == "/home/user/proj"
-        # The default JavaScript context shares the kernel, yet keeps its own cwd.
+        # The default JavaScript context is a kernel of its own, in /home/user.
         assert "".join(sandbox.run_code("console.log(Deno.cwd())", language="js").logs.stdout).strip() == "/home/user"
         assert {c.id for c in sandbox.list_code_contexts()} >= {py.id, js.id}
         sandbox.restart_code_context(py)
@@ -773,7 +773,11 @@ def test_the_live_sandbox_limit_kills_the_idle_api_sandbox_and_refuses_when_none
         assert SandboxLease.objects.get(session_id=replaced.session_id).end_reason == "replaced"
         assert not first.is_running()
         # With the one live sandbox running code, a create is refused with E2B's 429, naming the limit.
-        busy = threading.Thread(target=lambda: second.run_code("import time\ntime.sleep(20)", timeout=60), daemon=True)
+        def run_until_killed() -> None:
+            with pytest.raises(TimeoutException, match="sandbox was killed"):  # as E2B's SDK says it
+                second.run_code("import time\ntime.sleep(20)", timeout=60)
+
+        busy = threading.Thread(target=run_until_killed, daemon=True)
         busy.start()
         deadline = time.monotonic() + 30
         while not Execution.objects.filter(status="running").exists() and time.monotonic() < deadline:

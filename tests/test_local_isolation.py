@@ -109,15 +109,16 @@ async def test_cannot_read_etc_shadow(shared: Sandbox) -> None:
 
 
 async def test_cannot_see_the_project_or_its_database(shared: Sandbox) -> None:
-    paths = [str(settings.BASE_DIR), str(settings.BASE_DIR / "manage.py"), str(settings.SANDBOX_STATE_DIR), "/root"]
+    # /root is the sandbox's own: empty and read-only (E2B contexts may name it as their cwd), never the host's.
+    paths = [str(settings.BASE_DIR), str(settings.BASE_DIR / "manage.py"), str(settings.SANDBOX_STATE_DIR)]
     # The checkout's parent too, unless it is a directory the sandbox has of its own (a clone in /tmp).
     if str(settings.BASE_DIR.parent) not in {"/", "/tmp", "/home", "/opt", "/usr"}:
         paths.append(str(settings.BASE_DIR.parent))
     db = settings.DATABASES["default"].get("NAME")
     if db and str(db).startswith("/"):
         paths.append(str(db))
-    code = f"import os\nprint([p for p in {paths!r} if os.path.exists(p)])"
-    assert await python_says(shared, code) == "[]"
+    code = f"import os\nprint([p for p in {paths!r} if os.path.exists(p)], os.listdir('/root'), os.access('/root', os.W_OK))"
+    assert await python_says(shared, code) == "[] [] False"
 
 
 async def test_sees_only_a_read_only_usr_and_its_own_home(shared: Sandbox) -> None:
@@ -130,7 +131,7 @@ async def test_sees_only_a_read_only_usr_and_its_own_home(shared: Sandbox) -> No
     )
     out = await python_says(shared, code)
     assert "wrote" not in out
-    assert "'work'" not in out and "'var'" not in out and "'root'" not in out
+    assert "'work'" not in out and "'var'" not in out  # /root is there, empty (the test above)
 
 
 async def test_runs_as_an_unprivileged_user_without_capabilities(local: LocalBackend, shared: Sandbox) -> None:

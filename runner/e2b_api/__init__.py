@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from runner import selectors, services
 from runner.e2b_api import control, envd, interpreter
-from runner.e2b_api.wire import HttpError, Receive, Request, Scope, Send, api_error
+from runner.e2b_api.wire import HttpError, Receive, Request, Scope, Send, StreamCut, api_error
 from runner.models import ApiSandbox
 from runner.services.runtime import api_sandboxes_generation, db
 
@@ -105,7 +105,7 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
         refused = services.api_sandbox_refusal(sandbox=sandbox)
         if refused:
             raise api_error(401, refused)
-        if sandbox.killed_at is not None or sandbox.end_at <= timezone.now():
+        if sandbox.killed_at is not None or sandbox.end_at <= timezone.now() or services.api_sandbox_killing(sandbox=sandbox):
             raise _not_found(sandbox_id)
         await control.rate_limit(user_id=sandbox.session.owner_id)
         if port == JUPYTER_PORT:
@@ -117,7 +117,7 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
     except HttpError as exc:
         if not request.started:
             await request.respond_error(exc)
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, StreamCut):
         raise
     except Exception:
         log.exception("E2B API request %s %s failed", scope.get("method"), scope.get("path"))

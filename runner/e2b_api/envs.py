@@ -19,10 +19,10 @@ import shlex
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_ITEMS = 100
 MAX_VALUE_CHARS = 32 * 1024
-KIND = {"python": "python", "bash": "bash", "javascript": "deno", "typescript": "deno"}
+KIND = {"python": "python", "bash": "bash", "javascript": "deno", "typescript": "deno", "r": "r"}
 
-# (sandbox id, kernel kind) whose kernel holds per-run variables to restore at its next run.
-_pending: set[tuple[str, str]] = set()
+# (sandbox id, kernel kind, kernel name) whose kernel holds per-run variables to restore at its next run.
+_pending: set[tuple[str, str, str]] = set()
 
 PYTHON = (
     "exec({src!r}, {{'C': {create}, 'R': {run}}})"
@@ -42,6 +42,18 @@ DENO = (
     " if (!g.__sandpitEnvs) {{ for (const [k, v] of Object.entries(C)) e.set(k, v); g.__sandpitEnvs = true; }}"
     " g.__sandpitRestore = Object.fromEntries(Object.keys(R).map((k) => [k, e.get(k) ?? null]));"
     " for (const [k, v] of Object.entries(R)) e.set(k, v); }})({create}, {run});"
+)
+# R: the saved values live in an environment of their own, attached as "sandpit" (not the
+# user's global one); NA marks a variable that was unset.
+R = (
+    'invisible(local({{ C <- {create}; R <- {run};'
+    ' if (!("sandpit" %in% search())) attach(new.env(), name = "sandpit");'
+    ' s <- as.environment("sandpit");'
+    ' for (k in names(s$restore)) {{ v <- s$restore[[k]]; if (is.na(v)) Sys.unsetenv(k) else do.call(Sys.setenv, setNames(list(v), k)) }};'
+    ' s$restore <- NULL;'
+    ' if (is.null(s$envs) && length(C)) do.call(Sys.setenv, C); s$envs <- TRUE;'
+    ' if (length(R)) {{ s$restore <- sapply(names(R), function(k) Sys.getenv(k, unset = NA), simplify = FALSE); do.call(Sys.setenv, R) }}'
+    ' }}))'
 )
 # Bash: the restore commands live in __SANDPIT_RESTORE; printf %q quotes the saved values.
 BASH = (
@@ -70,19 +82,24 @@ def validated(value: object, what: str) -> dict[str, str]:
     return dict(value)
 
 
-def envs_prelude(*, sandbox_id: str, language: str, create_envs: dict[str, str], run_envs: dict[str, str]) -> str:
-    """The line that gives a run's kernel the variables, to run before its code ("" when none is
-    needed). It is never stored with the run: the values are often secrets."""
+def envs_prelude(*, sandbox_id: str, language: str, create_envs: dict[str, str], run_envs: dict[str, str],
+                 kernel: str = "") -> str:
+    """The line that gives a run's kernel (`kernel`: a context's own, "" the language's) the
+    variables, to run before its code ("" when none is needed). It is never stored with the run:
+    the values are often secrets."""
     kind = KIND[language]
-    pending = (sandbox_id, kind) in _pending
+    key = (sandbox_id, kind, kernel)
+    pending = key in _pending
     if not create_envs and not run_envs and not pending:
         return ""
     if run_envs:
-        _pending.add((sandbox_id, kind))
+        _pending.add(key)
     else:
-        _pending.discard((sandbox_id, kind))
+        _pending.discard(key)
     if kind == "python":
         prelude = PYTHON.format(src=PYTHON_SRC, create=json.dumps(create_envs), run=json.dumps(run_envs))
+    elif kind == "r":
+        prelude = R.format(create=_r_list(create_envs), run=_r_list(run_envs))
     elif kind == "deno":
         prelude = DENO.format(create=json.dumps(create_envs), run=json.dumps(run_envs))
     else:
@@ -93,3 +110,13 @@ def envs_prelude(*, sandbox_id: str, language: str, create_envs: dict[str, str],
         )
     return prelude + "\n"
 
+
+
+def _r_string(value: str) -> str:
+    """An R string literal: JSON's string syntax, which R reads the same way (its escapes too)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _r_list(values: dict[str, str]) -> str:
+    """`values` as an R named list (list() when empty)."""
+    return "list(" + ", ".join(f"{_r_string(k)} = {_r_string(v)}" for k, v in values.items()) + ")"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import posixpath
 import time
 from typing import Any
 
@@ -49,19 +50,23 @@ END_ERRORS = {
 }
 # Failed reads of the run's messages in a row before the stream ends with an error.
 RECEIVE_RETRIES = 5
-# The chdir a context with its own cwd runs first, per language.
+CWD_MAX_CHARS = 1024
+# What a run in a context whose cwd isn't HOME runs first, per language: make the folder if
+# missing (as E2B's server does) and change to it. In the sandbox: a folder the sandbox user
+# can't make (under a read-only /) is the run's error.
 CHDIR = {
-    "python": "__import__('os').chdir({cwd!r})",
-    "bash": "cd {cwd_sh}",
-    "javascript": "Deno.chdir({cwd_json});",
-    "typescript": "Deno.chdir({cwd_json});",
+    "python": "(lambda os: (os.makedirs({cwd!r}, exist_ok=True), os.chdir({cwd!r})))(__import__('os'))",
+    "bash": "mkdir -p -- {cwd_sh} && cd -- {cwd_sh}",
+    "javascript": "Deno.mkdirSync({cwd_json}, {{ recursive: true }}); Deno.chdir({cwd_json});",
+    "typescript": "Deno.mkdirSync({cwd_json}, {{ recursive: true }}); Deno.chdir({cwd_json});",
+    "r": "invisible(local({{ dir.create({cwd_json}, recursive = TRUE, showWarnings = FALSE); setwd({cwd_json}) }}))",
 }
 
 
 def unknown_language(language: str) -> Exception:
     # E2B's server says "No such kernel named ..." (as a 500); here a 400 that also lists the languages.
     return text_error(400, f"No such kernel named {language[:100]}: the languages Sandpit has are "
-                           f"{', '.join(sorted(LANGUAGES))} (js and ts name the last two)")
+                           f"{', '.join(sorted(LANGUAGES))} (js and ts name javascript and typescript)")
 
 
 def public_context(context: dict[str, Any]) -> dict[str, str]:
@@ -90,8 +95,11 @@ async def _context_create(request: Request, sandbox: ApiSandbox) -> None:
     if language not in LANGUAGES:
         raise unknown_language(language)
     cwd = body.get("cwd") or HOME
-    if not isinstance(cwd, str) or not (cwd == HOME or cwd.startswith(HOME + "/")) or "/../" in cwd + "/" or "\0" in cwd:
-        raise text_error(400, f"cwd must be inside {HOME}")
+    if not isinstance(cwd, str) or not cwd.startswith("/") or "\0" in cwd or len(cwd) > CWD_MAX_CHARS:
+        raise text_error(400, f"cwd must be an absolute path in the sandbox (at most {CWD_MAX_CHARS} characters)")
+    # Any folder in the sandbox (its own mount namespace: / is the sandbox's, never the host's);
+    # the run makes it if missing. Normalised so a listing shows what the kernel's getcwd() will.
+    cwd = "/" + posixpath.normpath(cwd).lstrip("/")
     try:
         context = await db(services.api_context_create_sync)(sandbox=sandbox, language=language, cwd=cwd)
     except ValueError as exc:
@@ -106,9 +114,10 @@ async def _context_action(request: Request, sandbox: ApiSandbox, parts: list[str
         raise text_error(404, f"Context {context_id[:100]} not found")
     if parts[1:] == [] and method == "DELETE":
         await db(services.api_context_remove_sync)(sandbox=sandbox, context_id=context_id)
+        await services.api_context_stop(sandbox=sandbox, context=context)
         await request.respond_empty(200)
     elif parts[1:] == ["restart"] and method == "POST":
-        restarted = await services.api_context_restart(sandbox=sandbox, language=context["language"])
+        restarted = await services.api_context_restart(sandbox=sandbox, context=context)
         if not restarted:
             raise text_error(500, f"Failed to restart context {context_id}: this backend can't restart one kernel")
         await request.respond_empty(200)
@@ -116,11 +125,11 @@ async def _context_action(request: Request, sandbox: ApiSandbox, parts: list[str
         raise text_error(404, "Not Found")
 
 
-def _cwd_prelude(context: dict[str, Any], contexts: list[dict[str, Any]]) -> str:
-    """The chdir to the context's cwd to run before its code, when a context of its language (which
-    all share one kernel) has a cwd of its own; else ""."""
+def _cwd_prelude(context: dict[str, Any]) -> str:
+    """The chdir to the context's cwd to run before its code (each context is a kernel of its own,
+    started in HOME); "" for a context in HOME."""
     cwd = context["cwd"]
-    if all(c["cwd"] == HOME for c in contexts if c["language"] == context["language"]) and cwd == HOME:
+    if cwd == HOME:
         return ""
     sh = "'" + cwd.replace("'", "'\\''") + "'"
     return CHDIR[context["language"]].format(cwd=cwd, cwd_sh=sh, cwd_json=json.dumps(cwd)) + "\n"
@@ -152,6 +161,7 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
         # Nothing to run (E2B's kernel answers an empty cell at once); nothing is stored either.
         await request.respond(200, _line({"type": "end_of_execution"}))
         return
+    kernel = services.context_kernel(context)
     session = sandbox.session
     layer = get_channel_layer()
     channel = await layer.new_channel()
@@ -163,19 +173,32 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
                 session=session, user=user, language=context["language"], client_id="e2b-api",
                 code=code,
                 prelude=envs.envs_prelude(sandbox_id=sandbox.sandbox_id, language=context["language"],
-                                          create_envs=sandbox.envs, run_envs=run_envs)
-                + _cwd_prelude(context, sandbox.contexts),
+                                          create_envs=sandbox.envs, run_envs=run_envs, kernel=kernel)
+                + _cwd_prelude(context),
+                kernel=kernel,
             )
         except services.RunRejected as exc:
             if exc.code in ("quota", "rate_limited"):
                 raise api_error(429, exc.message) from None
             raise text_error(403 if exc.code == "forbidden" else 400, exc.message) from None
-        await _stream(request, layer, channel, execution, session, user)
+        await _stream(request, layer, channel, execution, sandbox, user)
     finally:
         await layer.group_discard(group, channel)
 
 
-async def _stream(request: Request, layer: Any, channel: str, execution: Execution, session: Any, user: AbstractBaseUser) -> None:
+async def _killed_under(sandbox: ApiSandbox) -> bool:
+    """Whether the run ended because its sandbox was killed (here, or by another process, whose
+    mark may land just after the run's end)."""
+    for pause_s in (0.0, 0.2, 0.4):
+        await asyncio.sleep(pause_s)
+        if await db(services.api_sandbox_killed_or_killing)(sandbox=sandbox):
+            return True
+    return False
+
+
+async def _stream(request: Request, layer: Any, channel: str, execution: Execution, sandbox: ApiSandbox,
+                  user: AbstractBaseUser) -> None:
+    session = sandbox.session
     gone = request.disconnect_watch()
     incoming: asyncio.Future[dict[str, Any]] | None = None
     try:
@@ -221,6 +244,13 @@ async def _stream(request: Request, layer: Any, channel: str, execution: Executi
                     head = b""
             elif kind == "execution.finished" and message["frame"]["execution_id"] == execution.pk:
                 status = message["frame"]["status"]
+                if status in (Execution.Status.CANCELLED, Execution.Status.KILLED, Execution.Status.FAILED) \
+                        and await _killed_under(sandbox):
+                    # Killed mid-run: the stream ends as at E2B's edge, cut without its end.
+                    if head:
+                        await request.stream_write(head)
+                    await request.stream_cut()
+                    return
                 tail = b""
                 if status in END_ERRORS and not errored:
                     name, value = END_ERRORS[status]

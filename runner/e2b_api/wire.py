@@ -14,6 +14,10 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class StreamCut(Exception):
+    """Raised to make an ASGI server drop a streaming response's connection (see Request.stream_cut)."""
+
+
 class HttpError(Exception):
     """Answer `status` with `body` (a JSON payload, or text when `text` is set), then stop."""
 
@@ -131,6 +135,21 @@ class Request:
     async def stream_end(self, last: bytes = b"") -> None:
         self.streaming = False
         await self.send({"type": "http.response.body", "body": last, "more_body": False})
+
+    async def stream_cut(self) -> None:
+        """Close the connection under an open stream without its end (no last chunk), as E2B's
+        edge does when the sandbox behind it dies: the SDK then reads a protocol error, asks
+        whether the sandbox still runs, and raises "the sandbox was killed ...". Under Daphne
+        `send` is `partial(server.handle_reply, protocol)`: the protocol's transport is closed
+        once what was written is flushed. Any other server gets an exception after the start,
+        on which an ASGI server drops the connection."""
+        self.streaming = False
+        args = getattr(self.send, "args", ())
+        transport = getattr(args[0], "transport", None) if args else None
+        if transport is not None and hasattr(transport, "loseConnection"):
+            transport.loseConnection()
+            return
+        raise StreamCut("the stream was cut: the sandbox behind it was killed")
 
     def disconnect_watch(self) -> asyncio.Future[None]:
         """A future that resolves when the client goes away (call after the body is read)."""

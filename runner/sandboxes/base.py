@@ -15,6 +15,9 @@ Contract, for every backend:
   (the sandbox died; an event says why, and the next `run` starts fresh). With `on_input`, code
   that asks for input (Python's `input()`) waits for it; without it, or on a backend that can't ask
   (E2B), `input()` raises an error that says so. The wait counts toward `timeout_s`.
+  `kernel` names a kernel of the language of its own (an E2B API code context), with its own
+  variables; "" is the language's one kernel. A backend that has one kernel per language runs
+  every name in it (the E2B backend does).
 - File paths are relative to the sandbox's workspace (`/home/user`); anything that would leave
   it raises `ValueError` with a message fit to show a user (`FileTooLarge`, a ValueError, for a
   file over the size limit or a workspace over its quota), a missing file `FileNotFoundError`.
@@ -33,7 +36,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, Union, runtime_checkable
 
-LANGUAGES: frozenset[str] = frozenset({"python", "javascript", "typescript", "bash"})
+# The languages the page offers (its picker, the websocket's runs).
+PAGE_LANGUAGES: frozenset[str] = frozenset({"python", "javascript", "typescript", "bash"})
+# Every language a sandbox may run: the page's, plus R for the E2B-compatible API only (E2B's
+# code interpreter has an R kernel; a backend says which it has in `Backend.languages`).
+LANGUAGES: frozenset[str] = PAGE_LANGUAGES | {"r"}
 
 
 # --- events, delivered in kernel order -----------------------------------------------------------
@@ -177,7 +184,8 @@ class Sandbox(Protocol):
     id: str
 
     async def run(
-        self, code: str, *, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None
+        self, code: str, *, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None,
+        kernel: str = "",
     ) -> Outcome: ...
 
     async def interrupt(self) -> None: ...

@@ -65,7 +65,7 @@ def _validated(code: object, language: object, client_id: object) -> tuple[str, 
 
 async def execution_start(
     *, session: ChatSession, user: AbstractBaseUser, code: object, language: object, client_id: object = "",
-    command: Command | None = None, prelude: str = "",
+    command: Command | None = None, prelude: str = "", kernel: str = "",
 ) -> Execution:
     """Store a run and start it in the background; return at once with the row.
 
@@ -74,7 +74,8 @@ async def execution_start(
     With `command`, the run is that command (`code` is its command line, stored as the run's code)
     instead of `code` for a kernel: it counts against the same limits and is stored the same way.
     `prelude` runs before `code` in the same cell and is never stored (the E2B API's environment
-    variables, whose values are often secrets, and its contexts' cwd).
+    variables, whose values are often secrets, and its contexts' cwd). `kernel` names a kernel of
+    the language's of its own (an E2B API context's), "" the language's one.
     Raises `RunRejected` (bad_request, forbidden, quota, rate_limited) without storing anything.
     """
     code, language, client_id = _validated(code, language, client_id)
@@ -85,7 +86,7 @@ async def execution_start(
         raise RunRejected("quota", over)
     await housekeeping_ensure_started()
 
-    task = RunTask(session=session, code=code, language=language, command=command, prelude=prelude)  # joins the line
+    task = RunTask(session=session, code=code, language=language, command=command, prelude=prelude, kernel=kernel)  # joins the line
     # A user with limits doesn't get the code started before the row: the insert may refuse it.
     if task.pipeline(may_run_code=not limits.any):
         await asyncio.sleep(0)  # let it send its first request before the database thread takes the GIL

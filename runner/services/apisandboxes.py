@@ -7,10 +7,11 @@ when its end time passes (E2B's timeout): its runs are stopped, its sandbox clos
 "closed"), its workspace deleted, the session marked closed and kept, with its history, in the
 owner's list.
 
-Contexts: E2B's code interpreter has kernels ("contexts"); a Sandpit sandbox has one kernel per
-language. A context is a (language, cwd) view of that language's kernel: contexts of one language
-share its variables, each run in a context first changes to its cwd, and restarting a context
-restarts its language's kernel. Each language has a default context, made on first use.
+Contexts: as in E2B's code interpreter, each context is a kernel of its own (its own variables),
+started on its first run: a language's default context (made on first use) is the language's
+kernel, any other is a kernel named by the context's id (`context_kernel`). A run in a context
+whose cwd isn't /home/user first changes to it (made if missing). Restarting a context restarts
+its kernel; removing one stops it. A sandbox runs at most SANDBOX_KERNELS_MAX kernels.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from runner.models import ApiSandbox, ChatSession, Execution, SandboxLease
-from runner.sandboxes.base import Sandbox, get_backend
+from runner.sandboxes.base import Sandbox, SandboxError, get_backend
 from runner.services import sandboxes
 from runner.services.admission import execution_quota_check
 from runner.services.apikeys import api_sandbox_refusal
@@ -155,6 +156,12 @@ async def api_sandbox_kill(*, sandbox: ApiSandbox, reason: str = SandboxLease.En
         _killing.discard(session_id)
 
 
+def api_sandbox_killing(*, sandbox: ApiSandbox) -> bool:
+    """Whether this process is killing `sandbox` now (its runs are being stopped): it is gone
+    to the sandbox's routes already, as at E2B, where a kill takes the sandbox away at once."""
+    return sandbox.session_id in _killing
+
+
 def api_sandbox_killed_or_killing(*, sandbox: ApiSandbox) -> bool:
     """Whether `sandbox` is being killed by this process or is killed (read afresh)."""
     return sandbox.session_id in _killing or ApiSandbox.objects.filter(pk=sandbox.session_id).exclude(killed_at=None).exists()
@@ -219,9 +226,16 @@ def _due_sync(*, now: datetime) -> list[ApiSandbox]:
 # --- contexts ----------------------------------------------------------------------------------
 
 
+def context_kernel(context: dict[str, Any]) -> str:
+    """The name of the context's kernel in its sandbox ("": its language's default one)."""
+    return "" if context.get("default") else str(context["id"])
+
+
 def api_context_create_sync(*, sandbox: ApiSandbox, language: str, cwd: str, default: bool = False) -> dict[str, Any]:
     """A new context of `language` at `cwd` (the language's default context when `default` and one
-    exists already). Raises ValueError for too many contexts."""
+    exists already). Raises ValueError for too many contexts: each is a kernel, so at most
+    SANDBOX_KERNELS_MAX (a language's default context, made on its first run, is never refused:
+    there are five at most, and the sandbox itself refuses a kernel past the limit)."""
     with transaction.atomic():
         row = ApiSandbox.objects.select_for_update().get(pk=sandbox.pk)
         if default:
@@ -229,8 +243,10 @@ def api_context_create_sync(*, sandbox: ApiSandbox, language: str, cwd: str, def
                 if context["language"] == language and context.get("default"):
                     sandbox.contexts = row.contexts
                     return context
-        if len(row.contexts) >= CONTEXTS_MAX:
-            raise ValueError(f"a sandbox has at most {CONTEXTS_MAX} contexts; remove one first")
+        most = min(CONTEXTS_MAX, settings.SANDBOX_KERNELS_MAX)
+        if not default and len(row.contexts) >= most:
+            raise ValueError(f"a sandbox has at most {most} code contexts, each a kernel of its own "
+                             f"(SANDBOX_KERNELS_MAX); remove one first")
         context = _new_context(language, cwd, default=default)
         row.contexts = [*row.contexts, context]
         row.save(update_fields=["contexts"])
@@ -239,7 +255,7 @@ def api_context_create_sync(*, sandbox: ApiSandbox, language: str, cwd: str, def
 
 
 def api_context_remove_sync(*, sandbox: ApiSandbox, context_id: str) -> bool:
-    """Forget a context (its language's kernel stays for the others); False when unknown."""
+    """Forget a context (its kernel is stopped by `api_context_stop`); False when unknown."""
     with transaction.atomic():
         row = ApiSandbox.objects.select_for_update().get(pk=sandbox.pk)
         kept = [c for c in row.contexts if c["id"] != context_id]
@@ -262,12 +278,23 @@ async def api_sandbox_handle(*, sandbox: ApiSandbox) -> Sandbox:
     return acquired.sandbox
 
 
-async def api_context_restart(*, sandbox: ApiSandbox, language: str) -> bool:
-    """Restart `language`'s kernel in the sandbox (every context of that language loses its
-    variables); False when the backend can't restart one kernel."""
+async def api_context_restart(*, sandbox: ApiSandbox, context: dict[str, Any]) -> bool:
+    """Restart the context's kernel (its variables go); False when the backend can't restart one kernel."""
     handle = await api_sandbox_handle(sandbox=sandbox)
     restart = getattr(handle, "restart_language", None)  # beyond the Protocol: the local backend has it
     if restart is None:
         return False
-    await restart(language)
+    await restart(context["language"], context_kernel(context))
     return True
+
+
+async def api_context_stop(*, sandbox: ApiSandbox, context: dict[str, Any]) -> None:
+    """Stop a removed context's kernel, if its sandbox is live here (none is started for it)."""
+    name = context_kernel(context)
+    handle = sandboxes.sandbox_held_here(session_id=sandbox.session_id)
+    stop = getattr(handle, "restart_language", None)  # beyond the Protocol: the local backend has it
+    if name and stop is not None:
+        try:
+            await stop(context["language"], name)
+        except SandboxError:
+            pass  # closed meanwhile: its kernels went with it

@@ -28,24 +28,25 @@ async def code_run(*, run: Run, sandbox: Sandbox, writer: OutputWriter, stored: 
         return await _command_run(run, run.command, sandbox, writer)
     return await _kernel_run(
         sandbox, code=run.cell, language=run.language, on_event=_unless_stopped(run, writer),
-        timeout_s=settings.RUN_TIMEOUT_S, on_input=input_asker(run, writer, stored),
+        timeout_s=settings.RUN_TIMEOUT_S, on_input=input_asker(run, writer, stored), kernel=run.kernel,
     )
 
 
 async def _kernel_run(
-    sandbox: Sandbox, *, code: str, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput
+    sandbox: Sandbox, *, code: str, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput, kernel: str = ""
 ) -> Outcome:
     """Python's pip-install lines first, then the rest of the code (if any and if they succeeded);
     everything shares `timeout_s`."""
     began = time.monotonic()
     installs = pip_installs(code=code, language=language)
     if installs is None:
-        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s, on_input=on_input)
+        return await sandbox.run(code, language=language, on_event=on_event, timeout_s=timeout_s, on_input=on_input, kernel=kernel)
     installed = await packages_install(sandbox=sandbox, installs=installs, on_event=on_event, timeout_s=timeout_s)
     if installed.status != "ok" or not installs.rest.strip():
         return Outcome(installed.status, ms_since(began))
     remaining_s = max(1.0, timeout_s - (time.monotonic() - began))
-    outcome = await sandbox.run(installs.rest, language=language, on_event=on_event, timeout_s=remaining_s, on_input=on_input)
+    outcome = await sandbox.run(installs.rest, language=language, on_event=on_event, timeout_s=remaining_s, on_input=on_input,
+                                kernel=kernel)
     return Outcome(outcome.status, ms_since(began))
 
 

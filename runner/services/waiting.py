@@ -97,10 +97,10 @@ async def kernel_wait(run: Run, sandbox: Sandbox) -> None:
     """A local sandbox whose kernel for the run's language isn't up yet: show `execution.starting`
     (0 ahead) until it is. Its failure is left to the run, which starts the kernel again."""
     ready = getattr(sandbox, "kernel_ready", None)  # beyond the Protocol: the local backend has it
-    if ready is None or ready(run.language):
+    if ready is None or ready(run.language, run.kernel):
         run.starting = None
         return
-    starting = asyncio.ensure_future(sandbox.kernel_start(run.language))  # type: ignore[attr-defined]
+    starting = asyncio.ensure_future(sandbox.kernel_start(run.language, run.kernel))  # type: ignore[attr-defined]
     starting.add_done_callback(discard_result)
     stopped = asyncio.ensure_future(run.cancel.wait())
     try:

@@ -67,11 +67,13 @@ class E2BSandbox:
     # --- runs -----------------------------------------------------------------------------------
 
     async def run(
-        self, code: str, *, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None
+        self, code: str, *, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None,
+        kernel: str = "",
     ) -> Outcome:
         """Run code in the language's context. Never raises for errors in the user's code.
 
         `on_input` is never called: E2B's code interpreter has no stdin, so `input()` raises there.
+        `kernel` is not used: every run of a language is in that language's one context.
 
         Raises SandboxGone if the sandbox is already gone when the run starts (nothing was
         delivered), SandboxUnavailable or SandboxError if E2B refuses the request; a sandbox lost

@@ -27,9 +27,9 @@ from pathlib import Path
 import zmq
 from django.conf import settings
 
-from runner.sandboxes.base import Health, SandboxGone, SandboxUnavailable
+from runner.sandboxes.base import PAGE_LANGUAGES, Health, SandboxGone, SandboxUnavailable
 from runner.sandboxes.local import capacity, cgroups, jail, processes
-from runner.sandboxes.local.kernel import Kernel
+from runner.sandboxes.local.kernel import Kernel, r_available
 from runner.sandboxes.local.limits import Isolation, Limits
 from runner.sandboxes.local.sandbox import LocalSandbox
 from runner.sandboxes.local.workspace import LocalWorkspace, prepare, workspace_path
@@ -48,9 +48,11 @@ class LocalBackend:
     """
 
     name = "local"
-    languages = frozenset({"python", "bash", "javascript", "typescript"})
+    languages = PAGE_LANGUAGES
 
     def __init__(self) -> None:
+        # R (the E2B API's only) when this machine has R and IRkernel.
+        self.languages = PAGE_LANGUAGES | ({"r"} if r_available() else set())
         self._isolation: Isolation | None = None
         self._live: dict[str, LocalSandbox] = {}
         self._pool: list[LocalSandbox] = []
@@ -275,7 +277,7 @@ class LocalBackend:
 
     def new_kernel(self, sandbox: LocalSandbox, kind: str) -> Kernel:
         # A new control dir for every start (never one an earlier kernel's code could have touched).
-        prefix = {"python": "py", "bash": "sh", "deno": "js"}[kind]
+        prefix = {"python": "py", "bash": "sh", "deno": "js", "r": "r"}[kind]
         control = sandbox.root / f"{prefix}-{secrets.token_hex(4)}"
         if len(f"{control}/{jail.SOCKETS}/k-1") > jail.UNIX_PATH_MAX:
             raise OSError(f"the state dir path is too long for Unix sockets: {control}")

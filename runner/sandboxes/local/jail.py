@@ -224,6 +224,10 @@ def sandbox_env(language: str) -> dict[str, str]:
     }
     if language == "bash":
         env["PS1"] = "$ "
+    if language == "r":
+        env["R_ENVIRON_USER"] = f"{SANDPIT}/no-renviron"  # not ~/.Renviron (the workspace's): no such file
+        env["R_PROFILE_USER"] = f"{SANDPIT}/no-rprofile"
+        env["R_LIBS_USER"] = f"{HOME}/.local/R"
     if language == "install":
         # pip with the network: no config, home or packages from the (user-controlled) workspace.
         del env["PYTHONPATH"]
@@ -271,7 +275,8 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(host), f"/{name}"]
         elif host.is_dir():
             argv += ["--ro-bind", str(host), f"/{name}"]
-    for etc in ("ssl", "fonts", "alternatives", "ld.so.cache", "localtime", "mime.types", "ca-certificates"):
+    # /etc/R: R's own config (/usr/lib/R/etc links there), read by an R kernel.
+    for etc in ("ssl", "fonts", "alternatives", "ld.so.cache", "localtime", "mime.types", "ca-certificates", "R"):
         argv += ["--ro-bind-try", f"/etc/{etc}", f"/etc/{etc}"]
     if network:
         for etc in ("resolv.conf", "hosts", "nsswitch.conf", "host.conf", "gai.conf"):
@@ -288,6 +293,8 @@ def bwrap_argv(
     ]
     if control is not None:
         argv += ["--bind", str(control), CONTROL]
+    # /root exists, as on any Linux box (an E2B context's cwd may name it), read-only like the rest.
+    argv += ["--dir", "/root"]
     # The root itself (and /etc, /run, /opt) is bwrap's private tmpfs: make it read-only, so only
     # /tmp (size-capped) and the workspace take writes.
     argv += ["--remount-ro", "/", "--chdir", HOME]

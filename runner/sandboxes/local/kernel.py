@@ -77,6 +77,12 @@ def _command(language: str) -> list[str]:
         ]
     if language == "bash":
         return [f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/launcher.py", "bash", "-f", conn]
+    if language == "r":
+        # IRkernel binds the ipc sockets itself. No ~/.Rprofile or ~/.Renviron (the workspace's):
+        # nothing of the user's runs before the server has locked the socket dir (R_ENVIRON_USER
+        # names a file that doesn't exist, see jail.sandbox_env).
+        return [R_BIN, "--no-echo", "--no-restore", "--no-save", "--no-init-file",
+                "-e", "IRkernel::main()", "--args", conn]
     # javascript and typescript: one deno kernel, its TCP sockets relayed to ipc inside.
     return [f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/relay.py", conn, f"{jail.VENV}/bin/deno"]
 
@@ -85,7 +91,15 @@ def _command(language: str) -> list[str]:
 # started from this one long-lived thread, whichever thread's event loop asked for it.
 SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandpit-spawner")
 
-KERNEL_KIND = {"python": "python", "bash": "bash", "javascript": "deno", "typescript": "deno"}
+KERNEL_KIND = {"python": "python", "bash": "bash", "javascript": "deno", "typescript": "deno", "r": "r"}
+# R and IRkernel come from Debian (r-base-core, r-cran-irkernel; bin/setup installs them).
+R_BIN = "/usr/bin/R"
+IRKERNEL_DIR = Path("/usr/lib/R/site-library/IRkernel")
+
+
+def r_available() -> bool:
+    """Whether this machine has R with IRkernel (the local backend offers "r" only then)."""
+    return Path(R_BIN).exists() and IRKERNEL_DIR.is_dir()
 
 
 class KernelDied(Exception):
@@ -107,6 +121,7 @@ class Kernel:
         self._argv_for = argv_for
         self.proc: subprocess.Popen[bytes] | None = None
         self.protected_pids: set[int] = set()
+        self._sigint_pids: set[int] = set()
         self.session = Session(key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256",
                                username="sandpit")
         self.sockets: dict[str, zmq.Socket] = {}
@@ -171,6 +186,8 @@ class Kernel:
         await self._wait_ready()
         tree = processes.process_tree(self.proc.pid)
         self.protected_pids = {pid for pid, comm in tree if comm != "bwrap"}
+        # IRkernel ignores interrupt_request: it stops a cell on SIGINT to R itself (not to bwrap).
+        self._sigint_pids = {pid for pid, comm in tree if comm == "R"} if self.kind == "r" else set()
 
     async def _spawn(self) -> None:
         """Start the kernel's process tree (from SPAWNER), its stderr read into self.stderr."""
@@ -464,7 +481,12 @@ class Kernel:
         self._wake()
 
     def send_interrupt(self) -> None:
-        """Send one interrupt_request now (message mode: SIGINT to the outer bwrap would kill it)."""
+        """Send one interrupt_request now (message mode: SIGINT to the outer bwrap would kill it);
+        R gets a SIGINT of its own instead."""
+        if self._sigint_pids:
+            if self.alive:  # R is inside bwrap's tree, which lives as long as the kernel does
+                processes.signal_processes(sorted(self._sigint_pids), signal.SIGINT)
+            return
         if "control" in self.sockets:
             self.session.send(self.sockets["control"], "interrupt_request", {})
 

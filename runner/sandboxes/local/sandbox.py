@@ -17,6 +17,15 @@ from runner.sandboxes.base import (
 )
 from runner.sandboxes.local import cgroups, commands, files, jail, processes, quota
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
+
+
+class TooManyKernels(Exception):
+    """A sandbox already has SANDBOX_KERNELS_MAX kernels running."""
+
+
+def kernel_key(kind: str, name: str = "") -> str:
+    """Where a kernel is kept in `LocalSandbox.kernels`: its kind, or kind/name for a named one."""
+    return f"{kind}/{name}" if name else kind
 from runner.sandboxes.local.workspace import LocalWorkspace, over_quota_message, quota_bytes
 
 
@@ -87,7 +96,8 @@ class LocalSandbox:
         self._in_run = False
         self._stop_pending = False  # interrupt() came while the kernel was still starting
         self._run_lock = asyncio.Lock()
-        self._installed = False
+        self._installs = 0  # installs done; a Python kernel that saw fewer drops its import caches
+        self._installs_seen: dict[str, int] = {}
         self._usage_bytes = 0  # the workspace's size at the last check (see _check_usage_soon)
         self._usage_checked_at = 0.0
         self._leftovers_watch: asyncio.Future[None] | None = None  # see _watch_leftovers
@@ -108,33 +118,39 @@ class LocalSandbox:
 
     # --- kernels ----------------------------------------------------------------------------
 
-    def kernel_ready(self, language: str) -> bool:
-        """Whether `language`'s kernel is up, so a run on it starts at once."""
-        kernel = self.kernels.get(KERNEL_KIND.get(language, ""))
+    def kernel_ready(self, language: str, name: str = "") -> bool:
+        """Whether `language`'s kernel (named `name`) is up, so a run on it starts at once."""
+        kernel = self.kernels.get(kernel_key(KERNEL_KIND.get(language, ""), name))
         return kernel is not None and kernel.alive
 
-    async def kernel_start(self, language: str) -> None:
-        """Start `language`'s kernel if it isn't up (a run would start it too)."""
-        await self.kernel(KERNEL_KIND[language])
+    async def kernel_start(self, language: str, name: str = "") -> None:
+        """Start `language`'s kernel (named `name`) if it isn't up (a run would start it too)."""
+        await self.kernel(KERNEL_KIND[language], name)
 
-    async def kernel(self, kind: str) -> Kernel:
-        """The running kernel of this kind, started if needed (concurrent callers share one start)."""
-        existing = self.kernels.get(kind)
+    async def kernel(self, kind: str, name: str = "") -> Kernel:
+        """The running kernel of this kind (and name), started if needed (concurrent callers share
+        one start). Raises TooManyKernels when starting it would pass SANDBOX_KERNELS_MAX."""
+        key = kernel_key(kind, name)
+        existing = self.kernels.get(key)
         if existing is not None and existing.alive:
             return existing
         if existing is not None:
             await existing.stop()
-            self.kernels.pop(kind, None)
-        pending = self._starting.get(kind)
+            self.kernels.pop(key, None)
+        pending = self._starting.get(key)
         if pending is None:
-            pending = self._starting[kind] = asyncio.ensure_future(self._start_kernel(kind))
+            if len(self.kernels) + len(self._starting) >= settings.SANDBOX_KERNELS_MAX:
+                raise TooManyKernels(
+                    f"this sandbox already runs {settings.SANDBOX_KERNELS_MAX} kernels, the most it may "
+                    f"(SANDBOX_KERNELS_MAX); remove a code context first")
+            pending = self._starting[key] = asyncio.ensure_future(self._start_kernel(kind, key))
         try:
             return await asyncio.shield(pending)
         finally:
             if pending.done():
-                self._starting.pop(kind, None)
+                self._starting.pop(key, None)
 
-    async def _start_kernel(self, kind: str) -> Kernel:
+    async def _start_kernel(self, kind: str, key: str) -> Kernel:
         if self.closed:
             raise SandboxGone("this sandbox was closed")
         kernel = self.host.new_kernel(self, kind)
@@ -147,13 +163,15 @@ class LocalSandbox:
         if self.closed:
             await kernel.stop()
             raise SandboxGone("this sandbox was closed")
-        self.kernels[kind] = kernel
+        self.kernels[key] = kernel
+        self._installs_seen[key] = self._installs
         return kernel
 
     # --- the Protocol ---------------------------------------------------------------------
 
     async def run(
-        self, code: str, *, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None
+        self, code: str, *, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None = None,
+        kernel: str = "",
     ) -> Outcome:
         if language not in LANGUAGES:
             raise ValueError(f"unknown language {language!r}; choose one of {sorted(LANGUAGES)}")
@@ -164,15 +182,19 @@ class LocalSandbox:
         async with self._run_lock:
             self._in_run, self._stop_pending = True, False
             try:
-                return await self._run_locked(code, language, on_event, timeout_s, started, on_input)
+                return await self._run_locked(code, language, on_event, timeout_s, started, on_input, kernel)
             finally:
                 self._in_run = False
 
     async def _run_locked(self, code: str, language: str, on_event: OnEvent, timeout_s: float,
-                          started: float, on_input: OnInput | None = None) -> Outcome:
+                          started: float, on_input: OnInput | None = None, name: str = "") -> Outcome:
         kind = KERNEL_KIND[language]
+        key = kernel_key(kind, name)
         try:
-            kernel = await self.kernel(kind)
+            kernel = await self.kernel(kind, name)
+        except TooManyKernels as exc:
+            await emit(on_event, Error("KernelLimit", str(exc), []))
+            return Outcome("error", _ms_since(started))
         except (KernelDied, TimeoutError, OSError) as exc:
             await emit(on_event, Stderr(f"The {language} kernel could not start: {exc}\n"))
             return Outcome("gone", _ms_since(started))
@@ -200,8 +222,8 @@ class LocalSandbox:
 
         watcher = asyncio.ensure_future(quota.watch(self.workspace, on_over=stop_for_quota, measured=self._measured))
         try:
-            if self._installed and kind == "python":
-                self._installed = False  # new packages on disk: drop the import system's stale caches
+            if kind == "python" and self._installs_seen.get(key, 0) < self._installs:
+                self._installs_seen[key] = self._installs  # new packages on disk: drop the import system's stale caches
                 await kernel.execute("import importlib; importlib.invalidate_caches()", _ignore, 10, silent=True)
             # Only the Python kernel asks for input (bash_kernel and Deno's don't).
             status = await kernel.execute(code, on_event, timeout_s, on_input=on_input if kind == "python" else None)
@@ -212,7 +234,7 @@ class LocalSandbox:
             raise
         except KernelDied as exc:
             await emit(on_event, Stderr(self._death_message(language, exc.detail, oom_before)))
-            self.kernels.pop(kind, None)
+            self.kernels.pop(key, None)
             await kernel.stop()
             return Outcome("gone", _ms_since(started))
         finally:
@@ -345,16 +367,16 @@ class LocalSandbox:
             if proc.returncode is None:  # timed out or cancelled: the installer must not outlive the call
                 processes.signal_processes([pid for pid, _ in reversed(processes.process_tree(proc.pid))] + [proc.pid])
                 await asyncio.shield(proc.wait())
-        self._installed = True
+        self._installs += 1
         return Outcome("ok" if code == 0 else "error", _ms_since(started))
 
     # --- beyond the Protocol: what the E2B-compatible API needs (runner/e2b_api) -------------------
 
-    async def restart_language(self, language: str) -> None:
-        """Stop `language`'s kernel (its variables go; JavaScript and TypeScript share one); the
-        next run in it starts a fresh one."""
+    async def restart_language(self, language: str, name: str = "") -> None:
+        """Stop `language`'s kernel named `name` (its variables go; JavaScript and TypeScript share
+        one); the next run in it starts a fresh one. Also how a removed context's kernel goes."""
         self._check_open()
-        kernel = self.kernels.pop(KERNEL_KIND[language], None)
+        kernel = self.kernels.pop(kernel_key(KERNEL_KIND[language], name), None)
         if kernel is not None:
             await kernel.stop()
 
