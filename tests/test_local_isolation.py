@@ -435,6 +435,24 @@ async def test_code_can_change_files_written_through_the_api(shared: Sandbox) ->
     assert await shared.read_file("notes/api.txt") == b"one\ntwo\n"
 
 
+async def test_the_server_and_the_code_see_each_others_changes_at_once(local: LocalBackend, shared: Sandbox) -> None:
+    """The workspace a sandbox sees is an overlay (as root): the server's own file I/O must go
+    through it, or a name the code looked up before (a cached miss) would stay missing."""
+    name = f"late-{secrets.token_hex(4)}.txt"
+    assert await python_says(shared, f"import os; print(os.path.exists({name!r}), os.listdir('.') is not None)") \
+        == "False True"
+    await shared.write_file(name, b"from the server")
+    workspace = await local.workspace(session_id=shared.session_id, sandbox_id=shared.id)  # type: ignore[attr-defined]
+    await workspace.write_file(f"dir-{name}", b"through the files panel")
+    assert await python_says(shared, f"print(open({name!r}).read(), open('dir-' + {name!r}).read())") \
+        == "from the server through the files panel"
+    await python_says(shared, f"import os; os.remove({name!r}); os.rename('dir-' + {name!r}, 'moved'); print('ok')")
+    assert name not in [f.name for f in await shared.list_files(".")]
+    assert await shared.read_file("moved") == b"through the files panel"
+    await shared.delete_file("moved")
+    assert await python_says(shared, "import os; print(os.path.exists('moved'))") == "False"
+
+
 async def test_files_over_the_size_cap_are_refused(shared: Sandbox) -> None:
     with pytest.raises(ValueError, match="limit"):
         await shared.write_file("big.bin", b"\0" * (settings.SANDBOX_FILE_MAX_BYTES + 1))
