@@ -22,7 +22,7 @@ import pytest_asyncio
 from django.conf import settings
 
 from runner.sandboxes.base import Sandbox, SandboxGone, SandboxUnavailable, Stdout
-from runner.sandboxes.local import LocalBackend, files, jail, processes
+from runner.sandboxes.local import LocalBackend, files, jail, mounts, processes
 from runner.sandboxes.local.backend import REAPER_GRACE_S, sweep
 from runner.sandboxes.local.kernel import Kernel, KernelDied
 from tests.fixtures_sandboxes import local_backend_or_skip, run
@@ -184,6 +184,44 @@ async def test_pid_1_shows_no_host_path_in_its_environment_or_command_line(local
     host_paths = [str(settings.BASE_DIR), os.getcwd(), str(settings.SANDBOX_STATE_DIR), str(shared.root),  # type: ignore[attr-defined]
                   str(shared.workspace), shared.session_id]  # type: ignore[attr-defined]
     assert [p for p in host_paths if p in seen] == []
+
+
+async def test_a_root_server_that_cannot_hide_host_paths_refuses_to_run_code() -> None:
+    """The mountinfo test below would skip with the rest of this module if the backend refused to
+    start: as root, refusing for want of mounts is a failure here, not a skip."""
+    from runner.sandboxes import get_backend
+
+    if os.geteuid() != 0:
+        pytest.skip("as non-root the server cannot mount anything: mountinfo names host folders")
+    problem = get_backend("local").isolation.problem  # type: ignore[attr-defined]
+    assert "cannot mount" not in problem, problem
+
+
+async def test_mountinfo_and_mounts_show_no_host_path(local: LocalBackend, shared: Sandbox) -> None:
+    if not local.isolation.as_root:
+        pytest.skip("as non-root the server cannot mount anything: mountinfo names host folders")
+    await python_says(shared, "open('here.txt', 'w').write('x'); print('ok')")  # the workspace is in use
+    code = (
+        "import sys\n"
+        "for name in ('/proc/self/mountinfo', '/proc/self/mounts', '/proc/1/mountinfo', '/proc/1/mounts'):\n"
+        "    sys.stdout.write(open(name).read())\n"
+    )
+    seen = await python_says(shared, code)
+    mountinfo = {line.split()[4]: line for line in seen.splitlines() if len(line.split()) > 9 and " - " in line}
+    # Not vacuous: every bind that came from the state dir is there, and is a filesystem of its own.
+    for point in ("/home/user", "/run/k", "/opt/venv", "/opt/sandpit"):
+        assert point in mountinfo, seen
+        assert mountinfo[point].split()[3] == "/", mountinfo[point]
+    assert mountinfo["/etc/passwd"].split()[3] == "/passwd", mountinfo["/etc/passwd"]
+    state = Path(settings.SANDBOX_STATE_DIR)
+    host_paths = [
+        str(settings.BASE_DIR), os.getcwd(), str(state), str(state.resolve()), str(settings.SANDBOX_KERNEL_ENV),
+        str(settings.SANDBOX_WORKSPACES_DIR), str(shared.root), str(shared.workspace),  # type: ignore[attr-defined]
+        shared.session_id, local.owner_dir.name, shared.id, "/work", "/var/lib", "/root", "/home/", "kfiles-",  # type: ignore[attr-defined]
+        "workspaces", "sbx",
+    ]
+    seen_without_home = seen.replace("/home/user", "")
+    assert [p for p in host_paths if p in seen_without_home] == [], seen
 
 
 async def test_cannot_see_another_sandboxs_files(shared: Sandbox, fresh: Sandbox) -> None:
@@ -396,6 +434,24 @@ async def test_code_can_change_files_written_through_the_api(shared: Sandbox) ->
     await shared.write_file("notes/api.txt", b"one\n")
     await python_says(shared, "open('notes/api.txt', 'a').write('two\\n'); print('ok')")
     assert await shared.read_file("notes/api.txt") == b"one\ntwo\n"
+
+
+async def test_the_server_and_the_code_see_each_others_changes_at_once(local: LocalBackend, shared: Sandbox) -> None:
+    """The workspace a sandbox sees is an overlay (as root): the server's own file I/O must go
+    through it, or a name the code looked up before (a cached miss) would stay missing."""
+    name = f"late-{secrets.token_hex(4)}.txt"
+    assert await python_says(shared, f"import os; print(os.path.exists({name!r}), os.listdir('.') is not None)") \
+        == "False True"
+    await shared.write_file(name, b"from the server")
+    workspace = await local.workspace(session_id=shared.session_id, sandbox_id=shared.id)  # type: ignore[attr-defined]
+    await workspace.write_file(f"dir-{name}", b"through the files panel")
+    assert await python_says(shared, f"print(open({name!r}).read(), open('dir-' + {name!r}).read())") \
+        == "from the server through the files panel"
+    await python_says(shared, f"import os; os.remove({name!r}); os.rename('dir-' + {name!r}, 'moved'); print('ok')")
+    assert name not in [f.name for f in await shared.list_files(".")]
+    assert await shared.read_file("moved") == b"through the files panel"
+    await shared.delete_file("moved")
+    assert await python_says(shared, "import os; print(os.path.exists('moved'))") == "False"
 
 
 async def test_files_over_the_size_cap_are_refused(shared: Sandbox) -> None:
@@ -743,3 +799,39 @@ async def test_the_start_up_sweep_removes_only_what_dead_servers_left(local: Loc
         for path in other_namespace:
             path.rmdir()
     assert not (state / "sbx" / alive_owner).exists()
+
+
+async def test_the_sweep_unmounts_what_a_dead_server_left_and_keeps_the_workspace(local: LocalBackend) -> None:
+    if not local.isolation.as_root:
+        pytest.skip("as non-root nothing is mounted")
+    state = Path(settings.SANDBOX_STATE_DIR)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    owner = f"{dead.pid}.12345"
+    owner_dir = state / "sbx" / owner
+    workspaces = Path(settings.SANDBOX_WORKSPACES_DIR)
+    workspaces.mkdir(parents=True, exist_ok=True)
+    home = workspaces / str(uuid.uuid4())
+    home.mkdir()
+    (home / "keep.txt").write_text("mine")
+    scratch = workspaces / f".ovl-{owner}.abc123"
+    scratch.mkdir()
+    (owner_dir / "abc123" / "ws").mkdir(parents=True)
+    (owner_dir / "empty").mkdir()
+    (owner_dir / "boot_id").write_text(processes.boot_id())
+    control = owner_dir / "abc123" / "py-1"
+    control.mkdir()
+    try:
+        # What a server killed mid-run leaves: its sandbox's workspace overlay and a kernel's tmpfs.
+        mounts.mount_workspace(owner_dir / "abc123" / "ws", home, scratch, owner_dir / "empty")
+        mounts.mount_tmpfs(control, size_bytes=65536)
+        (control / "kernel.json").write_text("{}")
+        assert (owner_dir / "abc123" / "ws" / "keep.txt").exists()
+        sweep(state, local.isolation)
+        assert mounts.mount_points_under(owner_dir) == []
+        assert not owner_dir.exists() and not scratch.exists()
+        assert (home / "keep.txt").read_text() == "mine"  # not removed through the overlay
+    finally:
+        mounts.remove_tree(owner_dir)
+        mounts.remove_tree(scratch)
+        mounts.remove_tree(home)

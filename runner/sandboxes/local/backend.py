@@ -28,11 +28,11 @@ import zmq
 from django.conf import settings
 
 from runner.sandboxes.base import PAGE_LANGUAGES, Health, SandboxGone, SandboxUnavailable
-from runner.sandboxes.local import capacity, cgroups, jail, processes
+from runner.sandboxes.local import capacity, cgroups, jail, mounts, processes
 from runner.sandboxes.local.kernel import Kernel, r_available
 from runner.sandboxes.local.limits import Isolation, Limits
 from runner.sandboxes.local.sandbox import LocalSandbox
-from runner.sandboxes.local.workspace import LocalWorkspace, prepare, workspace_path
+from runner.sandboxes.local.workspace import LocalWorkspace, prepare, workspace_path, workspaces_dir
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class LocalBackend:
         self._reaper: asyncio.Task[None] | None = None
         self._context: zmq.Context | None = None
         self._kfiles: Path | None = None
+        self._kenv: Path | None = None
         self._owner_dir: Path | None = None
         self._pid = 0
 
@@ -71,7 +72,14 @@ class LocalBackend:
             self._isolation = jail.detect_isolation()
             self._pid = os.getpid()
             if not self._isolation.problem:
-                self._prepare()
+                try:
+                    self._prepare()
+                except mounts.MountFailed as exc:
+                    self._isolation = dataclasses.replace(self._isolation, problem=(
+                        f"the server (root) cannot mount the filesystems that hide host paths from "
+                        f"sandboxes ({exc.strerror}); it needs CAP_SYS_ADMIN and overlayfs and tmpfs "
+                        "(modprobe overlay)"))
+                    return self._isolation
                 # bwrap can be installed and still fail (user namespaces disabled, AppArmor): try it.
                 problem = self._try_a_sandbox(["-c", "print('ok')"])
                 if problem:
@@ -101,18 +109,34 @@ class LocalBackend:
             os.chmod(state, 0o755)
             os.chmod(state / "sbx", 0o711)
         self._kfiles = jail.kernel_files_dir(state, isolation.uid, isolation.gid)
+        self._kenv = Path(settings.SANDBOX_KERNEL_ENV)
         owner = f"{os.getpid()}.{processes.process_start_time(os.getpid())}"
         self._owner_dir = state / "sbx" / owner
         sweep(state, isolation)
         self._owner_dir.mkdir(mode=0o711, exist_ok=True)
         (self._owner_dir / "boot_id").write_text(processes.boot_id())
         atexit.register(_close_all_at_exit, weakref.ref(self))
+        if isolation.as_root:
+            # What sandboxes bind read-only, as mounts of their own (mounts.py): mountinfo shows `/`.
+            empty = self.empty_dir
+            empty.mkdir(mode=0o755, exist_ok=True)
+            for name, source in (("kenv", self._kenv), ("kfiles", self._kfiles)):
+                target = self._owner_dir / name
+                target.mkdir(mode=0o755, exist_ok=True)
+                if not mounts.is_mount_point(target):
+                    mounts.mount_read_only(target, source, empty)
+            self._kenv, self._kfiles = self._owner_dir / "kenv", self._owner_dir / "kfiles"
 
     @property
     def owner_dir(self) -> Path:
         """This process's state dir (after set-up)."""
         assert self._owner_dir is not None
         return self._owner_dir
+
+    @property
+    def empty_dir(self) -> Path:
+        """An empty root-owned directory: the lower layer of workspace overlays (mounts.py)."""
+        return self.owner_dir / "empty"
 
     @property
     def live_count(self) -> int:
@@ -291,9 +315,10 @@ class LocalBackend:
 
     def confined_argv(self, sandbox: LocalSandbox, *, command: list[str], language: str, control: Path | None,
                       network: bool = False) -> list[str]:
-        assert self._kfiles is not None
+        assert self._kfiles is not None and self._kenv is not None
         return jail.bwrap_argv(
-            self.isolation, workspace=sandbox.workspace, control=control, kfiles=self._kfiles, command=command,
+            self.isolation, workspace=sandbox.view(), control=control, kfiles=self._kfiles, kenv=self._kenv,
+            command=command,
             env=jail.sandbox_env(language), limits=Limits.from_settings(), cgroup=sandbox.cgroup,
             network=network, language=language,
         )
@@ -358,7 +383,9 @@ class LocalBackend:
         self._live.clear()
         self._pool.clear()
         if self._owner_dir is not None:
-            shutil.rmtree(self._owner_dir, ignore_errors=True)
+            mounts.remove_tree(self._owner_dir)
+            for work in workspaces_dir().glob(f".ovl-{self._owner_dir.name}.*"):
+                mounts.remove_tree(work)
 
 
 def _close_all_at_exit(ref: weakref.ref[LocalBackend]) -> None:
@@ -379,7 +406,11 @@ def sweep(state: Path, isolation: Isolation) -> None:
     for owner_dir in (state / "sbx").iterdir():
         if _owner_alive(owner_dir.name) and _read(owner_dir / "boot_id") in (this_boot, ""):
             continue
-        shutil.rmtree(owner_dir, ignore_errors=True)
+        mounts.remove_tree(owner_dir)  # its mounts first: a workspace overlay must not be walked
+    for work in workspaces_dir().glob(".ovl-*"):  # overlays' scratch dirs (sandbox.py)
+        owner = work.name.removeprefix(".ovl-").rsplit(".", 1)[0]
+        if not _owner_alive(owner):
+            mounts.remove_tree(work)
     for parent in cgroups.sandpit_parents(isolation):
         try:
             children = [p for p in parent.iterdir() if p.is_dir()]

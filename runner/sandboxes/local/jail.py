@@ -22,6 +22,7 @@ from typing import Any
 
 from django.conf import settings
 
+from runner.sandboxes.local import mounts
 from runner.sandboxes.local.cgroups import Cgroup, cgroup_parents
 from runner.sandboxes.local.limits import Isolation, Limits
 
@@ -29,6 +30,7 @@ KERNEL_FILES = Path(__file__).resolve().parent / "kernel_files"
 # Paths inside the sandbox.
 HOME = "/home/user"
 CONTROL = "/run/k"
+CONTROL_TMPFS_BYTES = 256 * 1024  # kernel.json and five sockets
 # The one entry of a control dir the kernel may write to (it binds its sockets there), until locked.
 SOCKETS = "s"
 SOCKET_NAMES = tuple(f"k-{n}" for n in range(1, 6))
@@ -117,8 +119,16 @@ class ControlTampered(Exception):
 
 def make_control_dir(path: Path, connection: dict[str, Any], owner: tuple[int, int] | None) -> int:
     """Create the control dir at `path` (which must not exist) and its kernel.json; the open
-    O_DIRECTORY fd of its SOCKETS/ sub-dir. `owner` (as root) is the sandbox user's uid, gid."""
+    O_DIRECTORY fd of its SOCKETS/ sub-dir. `owner` (as root) is the sandbox user's uid, gid.
+    As root the dir is a tmpfs of its own (mounts.py), so the sandbox's mountinfo shows `/` for
+    /run/k, not this path."""
     os.mkdir(path, 0o711)  # FileExistsError on any leftover, link or not: names are never reused
+    if owner is not None:
+        try:
+            mounts.mount_tmpfs(path, size_bytes=CONTROL_TMPFS_BYTES)
+        except BaseException:
+            os.rmdir(path)
+            raise
     dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.fchmod(dir_fd, 0o711)  # whatever the umask
@@ -173,8 +183,8 @@ def lock_sockets(sockets_fd: int, uid: int, *, as_root: bool) -> None:
 
 
 def remove_control_dir(path: Path) -> None:
-    """Remove a control dir (its HMAC key too) once its kernel is dead. shutil.rmtree is fd-based:
-    links inside are removed, never followed. As non-root, SOCKETS/ (0511, ours) is made
+    """Remove a control dir (its HMAC key too) once its kernel is dead: its tmpfs is unmounted
+    (as root), then shutil.rmtree, which is fd-based: links inside are removed, never followed. As non-root, SOCKETS/ (0511, ours) is made
     writable again first, or its sockets could not be unlinked."""
     if os.geteuid() != 0:
         with contextlib.suppress(OSError):
@@ -183,7 +193,7 @@ def remove_control_dir(path: Path) -> None:
                 os.fchmod(fd, 0o700)
             finally:
                 os.close(fd)
-    shutil.rmtree(path, ignore_errors=True)
+    mounts.remove_tree(path)
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -241,6 +251,7 @@ def bwrap_argv(
     workspace: Path,
     control: Path | None,
     kfiles: Path,
+    kenv: Path,
     command: list[str],
     env: dict[str, str],
     limits: Limits,
@@ -284,7 +295,7 @@ def bwrap_argv(
     argv += [
         "--ro-bind", str(kfiles / "passwd"), "/etc/passwd",
         "--ro-bind", str(kfiles / "group"), "/etc/group",
-        "--ro-bind", str(Path(settings.SANDBOX_KERNEL_ENV)), VENV,
+        "--ro-bind", str(kenv), VENV,
         "--ro-bind", str(kfiles), SANDPIT,
         "--proc", "/proc",
         "--dev", "/dev",

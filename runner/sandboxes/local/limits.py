@@ -50,4 +50,4 @@ class Isolation:
             return f"bwrap+setpriv+cgroup-v{self.cgroup_version} uid={self.uid}"
         if self.as_root:
             return f"bwrap+setpriv+prlimit uid={self.uid} (no cgroup limits)"
-        return "bwrap+userns+prlimit (not root: no dedicated user, no cgroup limits)"
+        return "bwrap+userns+prlimit (not root: no dedicated user, no cgroup limits, mountinfo names host folders)"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Protocol
@@ -15,7 +15,7 @@ from django.conf import settings
 from runner.sandboxes.base import (
     LANGUAGES, Error, FileInfo, OnEvent, OnInput, Outcome, SandboxGone, SandboxUsage, Stderr, Stdout, emit, validate_packages,
 )
-from runner.sandboxes.local import cgroups, commands, files, jail, processes, quota
+from runner.sandboxes.local import cgroups, commands, files, jail, mounts, processes, quota
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
 
 
@@ -40,6 +40,11 @@ class SandboxHost(Protocol):
 
     @property
     def kernel_owner(self) -> tuple[int, int]: ...
+
+    @property
+    def empty_dir(self) -> Path:
+        """An empty root-owned directory (the lower layer of the workspace's overlay)."""
+        ...
 
     def new_kernel(self, sandbox: LocalSandbox, kind: str) -> Kernel:
         """A kernel of this kind confined to `sandbox` (not started yet)."""
@@ -88,7 +93,12 @@ class LocalSandbox:
         self.id = sandbox_id
         self.host = host
         self.root = root
+        # The workspace folder (the overlay's upper layer, as root); it moves to the session's
+        # persistent place when a session takes a warm sandbox. See view().
         self.workspace = root / "home"
+        self._view: Path | None = None  # the overlay that shows it, once mounted
+        self._scratch: Path | None = None  # overlay's workdir
+        self._view_lock = threading.Lock()
         self.cgroup = cgroup
         self.kernels: dict[str, Kernel] = {}
         self._starting: dict[str, asyncio.Future[Kernel]] = {}
@@ -216,11 +226,11 @@ class LocalSandbox:
             kernel.interrupt()
             while True:  # until the run ends (this task is cancelled then)
                 await asyncio.sleep(settings.SANDBOX_QUOTA_CHECK_S)
-                if await quota.measure(self.workspace) > usage_bytes + quota.GROWTH_AFTER_STOP_BYTES:
+                if await quota.measure(self.view()) > usage_bytes + quota.GROWTH_AFTER_STOP_BYTES:
                     await asyncio.to_thread(kernel.terminate)  # it swallowed the interrupt and writes on
                     return
 
-        watcher = asyncio.ensure_future(quota.watch(self.workspace, on_over=stop_for_quota, measured=self._measured))
+        watcher = asyncio.ensure_future(quota.watch(self.view(), on_over=stop_for_quota, measured=self._measured))
         try:
             if kind == "python" and self._installs_seen.get(key, 0) < self._installs:
                 self._installs_seen[key] = self._installs  # new packages on disk: drop the import system's stale caches
@@ -256,7 +266,7 @@ class LocalSandbox:
             await asyncio.to_thread(kernel.kill_strays)
 
         async def watch() -> None:
-            watcher = asyncio.ensure_future(quota.watch(self.workspace, on_over=kill_them, measured=self._measured))
+            watcher = asyncio.ensure_future(quota.watch(self.view(), on_over=kill_them, measured=self._measured))
             try:
                 while not watcher.done() and not self.closed and not self._in_run \
                         and await asyncio.to_thread(_has_strays, kernel):
@@ -298,16 +308,35 @@ class LocalSandbox:
         self._usage_checked_at = now
 
         async def measure() -> None:
-            self._usage_bytes = await quota.measure(self.workspace)
+            self._usage_bytes = await quota.measure(self.view())
 
         asyncio.ensure_future(measure()).add_done_callback(lambda task: task.cancelled() or task.exception())
 
+    def view(self) -> Path:
+        """Where the workspace is reached while this sandbox lives: bwrap binds it at /home/user,
+        and the server's own file I/O and quota walks go through it. As root it is an overlay of
+        the workspace folder (mounts.py), mounted on first use, so the sandbox's mountinfo shows `/`
+        for /home/user, not the folder's host path; else the folder itself."""
+        if self._view is not None or not self.host.as_root:
+            return self._view or self.workspace
+        with self._view_lock:
+            if self._view is None:
+                if self.closed:
+                    raise SandboxGone("this sandbox was closed")
+                # Overlay's workdir: new, root's, beside the upper dir (same filesystem), outside it.
+                scratch = self.workspace.parent / f".ovl-{self.root.parent.name}.{self.id}"
+                scratch.mkdir(mode=0o700)
+                target = self.root / "ws"
+                target.mkdir(mode=0o711)
+                mounts.mount_workspace(target, self.workspace, scratch, self.host.empty_dir)
+                self._scratch, self._view = scratch, target
+        return self._view
+
     @property
     def files(self) -> LocalWorkspace:
-        """The workspace's files (the folder moves from the sandbox's state dir to the session's
-        persistent one when the sandbox is given to a session)."""
+        """The workspace's files, through view()."""
         owner = self.host.kernel_owner if self.host.as_root else None
-        return LocalWorkspace(self.workspace, owner=owner)
+        return LocalWorkspace(self.view(), owner=owner)
 
     async def _refuse_if_full(self, adding_bytes: int = 0) -> None:
         self._usage_bytes = await self.files.refuse_if_full(adding_bytes)
@@ -401,7 +430,7 @@ class LocalSandbox:
             await emit(on_event or _ignore, Stderr(f"\n{quota.stop_message(usage_bytes, what='The command')}\n"))
             running.cancel()  # run_confined kills the process tree
 
-        watcher = asyncio.ensure_future(quota.watch(self.workspace, on_over=stop_for_quota, measured=self._measured))
+        watcher = asyncio.ensure_future(quota.watch(self.view(), on_over=stop_for_quota, measured=self._measured))
         try:
             return await running
         except asyncio.CancelledError:
@@ -460,7 +489,11 @@ class LocalSandbox:
         self.kernels.clear()
         if self.cgroup is not None:
             self.cgroup.remove()
-        shutil.rmtree(self.root, ignore_errors=True)
+        with self._view_lock:
+            # Unmount before removing anything: rmtree must never walk into the workspace's overlay.
+            mounts.remove_tree(self.root)
+            if self._scratch is not None:
+                mounts.remove_tree(self._scratch)
 
     def _check_open(self) -> None:
         if self.closed:
