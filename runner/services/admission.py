@@ -71,7 +71,7 @@ def _validated(code: object, language: object, client_id: object) -> tuple[str, 
 
 async def execution_start(
     *, session: ChatSession, user: AbstractBaseUser, code: object, language: object, client_id: object = "",
-    command: Command | None = None, prelude: str = "",
+    command: Command | None = None, prelude: str = "", stdin: bool = True,
 ) -> Execution:
     """Store a run and start it in the background; return at once with the row.
 
@@ -81,6 +81,8 @@ async def execution_start(
     instead of `code` for a kernel: it counts against the same limits and is stored the same way.
     `prelude` runs before `code` in the same cell and is never stored (the E2B API's environment
     variables, whose values are often secrets, and its contexts' cwd).
+    With `stdin` False the code gets no stdin (E2B's `allow_stdin: False`): Python's input() raises
+    `StdinNotImplementedError` at once instead of asking the page for a line.
     Raises `RunRejected` (bad_request, forbidden, quota, rate_limited) without storing anything.
     """
     code, language, client_id = _validated(code, language, client_id)
@@ -93,7 +95,9 @@ async def execution_start(
 
     ahead, mine = take_turn(session.id)
     free_here = ahead is None
-    run = Run(0, session, events.session_group(session.id), code, language, tail=mine, command=command, prelude=prelude)
+    run = Run(
+        0, session, events.session_group(session.id), code, language, tail=mine, command=command, prelude=prelude, stdin=stdin,
+    )
     writer = OutputWriter(group=run.group)  # holds output until the row exists
     # Pipelining, when nothing runs here: the row is inserted while the sandbox is fetched, or,
     # when the session's sandbox is this process's own (local) one, while the code already runs.

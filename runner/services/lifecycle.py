@@ -172,10 +172,13 @@ async def _kernel_start_showing_wait(run: Run, sandbox: Sandbox) -> None:
         run.starting = None
 
 
-def input_asker(run: Run, writer: OutputWriter) -> OnInput:
+def input_asker(run: Run, writer: OutputWriter) -> OnInput | None:
     """The run's `on_input`: show the prompt on every socket of the session, then wait for the line
     an `input_reply` brings (runs.execution_input_reply_local). A Stop or the timeout cancels it.
-    The prompt and the line (not a password) join the run's stdout, as a terminal shows them."""
+    The prompt and the line (not a password) join the run's stdout, as a terminal shows them.
+    None for a run without stdin (`run.stdin` False): the kernel refuses input() itself."""
+    if not run.stdin:
+        return None
 
     async def ask(prompt: str, password: bool) -> str:
         while not run.execution_id:  # pipelined start (admission.py): the row is being inserted

@@ -63,6 +63,7 @@ class Run:
     starting: events.StartingFrame | None = None  # set while it waits for its sandbox
     command: Command | None = None  # set when the run is a command, not code for a kernel
     prelude: str = ""  # run before `code` in the same cell, never stored (the E2B API's envs and cwd)
+    stdin: bool = True  # input() asks the page for a line; False (API runs, as E2B): it raises at once
 
     @property
     def cell(self) -> str:
