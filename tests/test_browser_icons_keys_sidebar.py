@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from runner.models import ApiKey
-from tests.fixtures_browser import log_in
+from runner.models import ApiKey, ApiSandbox
+from tests.fixtures_browser import log_in, log_in_and_start_session
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -106,3 +106,27 @@ def test_keys_page_sets_an_expiry_date_and_marks_the_key_expired_after_it(page: 
     page.goto("/account/keys/")
     assert "expired" in page.locator("table.keys tr:has-text('week')").inner_text()
     assert page.errors == []
+
+
+def test_a_new_api_session_appears_in_the_open_sidebar_without_a_reload(page: Any, live_daphne: str, alice: Any) -> None:
+    from e2b_code_interpreter import Sandbox
+
+    from runner import services
+
+    log_in_and_start_session(page)
+    page.evaluate("window.sameDocument = true")  # gone if the page reloads
+    _row, key = services.api_key_create(owner=alice, name="sidebar")
+    sandbox = Sandbox.create(api_key=key, api_url=live_daphne, sandbox_url=live_daphne, metadata={"title": "made by my script"})
+    try:
+        entry = page.locator("#session-list li:has-text('made by my script')")
+        entry.wait_for(timeout=15_000)  # the sidebar's activity poll (every 5 s) adds it
+        assert entry.locator(".badge.kind-api").inner_text() == "API"
+        assert entry.locator(".badge.lang-python").is_visible()
+        assert page.evaluate("window.sameDocument") is True
+        # It is the newest, so it comes first, and it leads to the session.
+        assert "made by my script" in page.locator("#session-list li").first.inner_text()
+        href = entry.locator("a").get_attribute("href")
+        assert href == f"/sessions/{ApiSandbox.objects.get(sandbox_id=sandbox.sandbox_id).session_id}/"
+        assert page.errors == []
+    finally:
+        sandbox.kill()
