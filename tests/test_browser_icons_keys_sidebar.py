@@ -15,7 +15,7 @@ import pytest
 from django.utils import timezone
 
 from runner.models import ApiKey, ApiSandbox
-from tests.fixtures_browser import log_in, log_in_and_start_session
+from tests.fixtures_browser import log_in, log_in_and_start_session, run
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -130,3 +130,62 @@ def test_a_new_api_session_appears_in_the_open_sidebar_without_a_reload(page: An
         assert page.errors == []
     finally:
         sandbox.kill()
+
+
+# Characters any system font has; anything else a status line paints could be an empty box.
+PAINTED_TEXT_OK = r"[\x20-\x7e\s·…–—‘’“”]"
+
+PAINTED_ODD_CHARACTERS = """(selector) => {
+  const odd = [];
+  for (const root of document.querySelectorAll(selector)) {
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walker.nextNode())) {
+      const parent = node.parentElement;
+      if (parent.closest('.visually-hidden, [hidden]') || parseFloat(getComputedStyle(parent).fontSize) === 0) continue;
+      for (const ch of node.textContent) if (!new RegExp('""" + PAINTED_TEXT_OK.replace("\\", "\\\\") + """').test(ch)) odd.push(ch);
+    }
+  }
+  return odd;
+}"""
+
+DRAWN_BY_SVG = """(icons) => icons.map((icon) => {
+  const style = getComputedStyle(icon);
+  const mask = style.maskImage || style.webkitMaskImage || '';
+  const box = icon.getBoundingClientRect();
+  return mask.includes('image/svg+xml') && box.width > 0 && box.height > 0;
+})"""
+
+
+def test_status_lines_and_folders_are_drawn_with_the_pages_svg_icons_not_font_glyphs(page: Any, alice: Any) -> None:
+    from runner.models import ChatSession, Execution
+
+    log_in_and_start_session(page)
+    session = ChatSession.objects.get(owner=alice)
+    finished = [("succeeded", "", 120), ("failed", "ZeroDivisionError", 5), ("timed_out", "", 60_000),
+                ("cancelled", "", 5), ("interrupted", "", 5), ("killed", "", 5), ("rejected", "QuotaExceeded", 0)]
+    for seq, (status, ename, ms) in enumerate(finished, start=1):
+        Execution.objects.create(session=session, seq=seq, code=f"# {status}", language="python", user=alice,
+                                 status=status, error_name=ename, duration_ms=ms, finished_at=timezone.now())
+    page.reload()
+    turns = page.locator("#turns > li.turn")
+    turns.nth(len(finished) - 1).wait_for()
+    # Live runs too: the page's own status lines (JS), an error, a success, and a folder.
+    failed = run(page, "1/0")
+    done = run(page, "import os\nos.makedirs('data', exist_ok=True)\nprint('ok')")
+    assert failed.locator(".status-line.err .status-icon.icon-err").count() == 1
+    assert done.locator(".status-line.ok .status-icon.icon-ok").count() == 1
+    # The symbol stays in the text (copying the line gives "✓ 0.12 s"), but no font draws it.
+    assert done.locator(".status-text").inner_text().startswith("✓")
+    for icon in ("ok", "err", "timeout", "stopped", "warn"):
+        assert page.locator(f".status-line .status-icon.icon-{icon}").count() >= 1, icon
+    assert page.evaluate(PAINTED_ODD_CHARACTERS, ".status-line") == []
+    assert all(page.locator(".status-line .status-icon").evaluate_all(DRAWN_BY_SVG))
+
+    page.get_by_role("button", name="Files").click()
+    folder = page.locator('#files-list tr[data-name="data"]')
+    folder.wait_for()
+    assert page.evaluate(PAINTED_ODD_CHARACTERS, "#files-list .files-name") == []
+    assert all(folder.locator(".file-icon.icon-folder").evaluate_all(DRAWN_BY_SVG))
+    assert folder.get_by_role("button", name="data", exact=True).count() == 1
+    assert page.errors == []
