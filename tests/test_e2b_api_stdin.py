@@ -50,3 +50,15 @@ def test_python_input_through_the_api_raises_stdin_not_implemented_at_once(sandp
         assert row.error_name == "StdinNotImplementedError"
     finally:
         sandbox.kill()
+
+
+def test_javascript_prompt_through_the_api_answers_null_at_once(sandpit_key: str) -> None:
+    # Deno's kernel with no stdin: prompt() gives null (E2B's Node kernel has no prompt at all).
+    sandbox = Sandbox.create()
+    try:
+        began = time.monotonic()
+        execution = sandbox.run_code("const answer = prompt('Your name?'); String(answer)", language="javascript", timeout=25)
+        assert execution.error is None and execution.text == "null"
+        assert time.monotonic() - began < 15
+    finally:
+        sandbox.kill()
