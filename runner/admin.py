@@ -311,9 +311,9 @@ class AdminActionAdmin(admin.ModelAdmin):
 class ApiKeyAdmin(admin.ModelAdmin):
     """Keys of the E2B-compatible API: who, when made and last used, revoked. Only the HMAC is stored."""
 
-    list_display = ("name", "owner", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_display = ("name", "owner", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
     ordering = ("-created_at",)
-    list_filter = ("created_at", "revoked_at")
+    list_filter = ("created_at", "expires_at", "revoked_at")
     search_fields = ("name", "owner__username", "prefix")
     list_select_related = ("owner",)
     readonly_fields = ("owner", "name", "prefix", "key_hash", "created_at", "last_used_at")
@@ -322,6 +322,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if obj.revoked_at is not None and "revoked_at" in form.changed_data:
             services.api_sandboxes_end_now(api_key_ids=[obj.pk])  # as revoking on the keys page does
+        if obj.expires_at is not None and "expires_at" in form.changed_data:
+            services.api_key_expiry_changed(api_key_id=obj.pk)  # its sandboxes end by then
 
 
 @admin.register(ApiSandbox)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -361,7 +362,12 @@ class SearchEntry(models.Model):
         db_table = "runner_search"
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def live(self) -> "ApiKeyQuerySet":
+        """Not revoked (an expired key is still live: its owner can revoke it, freeing its name)."""
         return self.filter(revoked_at__isnull=True)
+
+    def usable(self, *, now: datetime) -> "ApiKeyQuerySet":
+        """Keys the API accepts at `now`: not revoked, not past their expiry."""
+        return self.live().filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
 
 
 class ApiKey(models.Model):
@@ -376,6 +382,8 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # From then on the API refuses the key (401) and its sandboxes end, as for a revoked key.
+    expires_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -389,6 +397,10 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.owner}, {self.prefix}…)"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
 
 
 def new_api_sandbox_id() -> str:

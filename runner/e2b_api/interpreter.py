@@ -171,7 +171,7 @@ async def execute(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser)
         try:
             execution = await services.execution_start(
                 session=session, user=user, language=context["language"], client_id="e2b-api",
-                code=code,
+                code=code, stdin=False,  # E2B's server sends allow_stdin False: input() raises at once
                 prelude=envs.envs_prelude(sandbox_id=sandbox.sandbox_id, language=context["language"],
                                           create_envs=sandbox.envs, run_envs=run_envs, kernel=kernel)
                 + _cwd_prelude(context),

@@ -15,7 +15,14 @@ from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum
 
 from runner.models import ChatSession, Classroom, Execution, OutputChunk
 from runner.selectors.comments import author_name
-from runner.selectors.sessions import LANGUAGE_LABELS, duration_text, execution_status, relative_time_text
+from runner.selectors.sessions import (
+    LANGUAGE_LABELS,
+    StatusParts,
+    duration_text,
+    execution_status,
+    relative_time_text,
+    status_parts,
+)
 
 RUNS_LIST_MAX = 200
 _FAILED = [Execution.Status.FAILED, Execution.Status.TIMED_OUT]
@@ -57,6 +64,10 @@ class RunRow:
     status_class: str
     created_at: dt.datetime
     code_excerpt: str
+
+    @property
+    def status_parts(self) -> StatusParts:
+        return status_parts(self.status_text)
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,10 @@ class Turn:
     comments: list[CommentView] = field(default_factory=list)
     clipped: bool = False  # some of its stream output was left out of the page; "Show all output" has it
 
+    @property
+    def status_parts(self) -> StatusParts:
+        return status_parts(self.status_text)
+
 
 # After a Stop, in the language's own terms; mirrored by stoppedNote() in static/runner/format.js.
 STOPPED_NOTES = {
@@ -122,6 +126,31 @@ def relative_time_text(moment: datetime, *, now: datetime | None = None) -> str:
     if seconds < 86400 * 7:
         return f"{round(seconds / 86400)} d ago"
     return moment.strftime("%d %b %Y")
+
+
+# A status text's leading symbol -> the page's own SVG icon (sandpit.css `.status-icon.icon-*`),
+# mirrored by STATUS_ICONS in static/runner/turns.js. The symbol stays in the text at font size 0
+# (for copying, and pages without CSS): the icon, not a font, draws it.
+STATUS_ICONS = {"✓": "ok", "✗": "err", "⏱": "timeout", "■": "stopped", "⚠": "warn"}
+
+
+@dataclass(frozen=True)
+class StatusParts:
+    """A status text split for rendering: `icon` ("" for none), its `glyph`, and the `rest` (with
+    its leading space); `plain` is the text without the symbol, for places that can't hold an icon."""
+
+    icon: str
+    glyph: str
+    rest: str
+
+    @property
+    def plain(self) -> str:
+        return ("ok" + self.rest) if self.icon == "ok" else self.rest.strip()
+
+
+def status_parts(text: str) -> StatusParts:
+    icon = STATUS_ICONS.get(text[:1], "")
+    return StatusParts(icon, text[:1], text[1:]) if icon else StatusParts("", "", text)
 
 
 def execution_status(execution: Execution) -> tuple[str, str]:

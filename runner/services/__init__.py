@@ -12,6 +12,8 @@ from runner.services.admission import execution_quota_check, execution_start
 from runner.services.apikeys import (
     api_key_authenticate_sync,
     api_key_create,
+    api_key_expiry,
+    api_key_expiry_changed,
     api_key_revoke,
     api_sandbox_access_token,
     api_sandbox_refusal,
@@ -94,6 +96,8 @@ __all__: list[str] = [
     "context_kernel",
     "api_key_authenticate_sync",
     "api_key_create",
+    "api_key_expiry",
+    "api_key_expiry_changed",
     "api_key_revoke",
     "api_language",
     "api_sandbox_access_token",

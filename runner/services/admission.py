@@ -65,7 +65,7 @@ def _validated(code: object, language: object, client_id: object) -> tuple[str, 
 
 async def execution_start(
     *, session: ChatSession, user: AbstractBaseUser, code: object, language: object, client_id: object = "",
-    command: Command | None = None, prelude: str = "", kernel: str = "",
+    command: Command | None = None, prelude: str = "", kernel: str = "", stdin: bool = True,
 ) -> Execution:
     """Store a run and start it in the background; return at once with the row.
 
@@ -76,6 +76,8 @@ async def execution_start(
     `prelude` runs before `code` in the same cell and is never stored (the E2B API's environment
     variables, whose values are often secrets, and its contexts' cwd). `kernel` names a kernel of
     the language's of its own (an E2B API context's), "" the language's one.
+    With `stdin` False the code gets no stdin (E2B's `allow_stdin: False`): Python's input() raises
+    `StdinNotImplementedError` at once instead of asking the page for a line.
     Raises `RunRejected` (bad_request, forbidden, quota, rate_limited) without storing anything.
     """
     code, language, client_id = _validated(code, language, client_id)
@@ -86,7 +88,8 @@ async def execution_start(
         raise RunRejected("quota", over)
     await housekeeping_ensure_started()
 
-    task = RunTask(session=session, code=code, language=language, command=command, prelude=prelude, kernel=kernel)  # joins the line
+    task = RunTask(session=session, code=code, language=language, command=command, prelude=prelude, kernel=kernel,
+                   stdin=stdin)  # joins the line
     # A user with limits doesn't get the code started before the row: the insert may refuse it.
     if task.pipeline(may_run_code=not limits.any):
         await asyncio.sleep(0)  # let it send its first request before the database thread takes the GIL

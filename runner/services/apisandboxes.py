@@ -31,7 +31,7 @@ from runner.models import ApiSandbox, ChatSession, Execution, SandboxLease
 from runner.sandboxes.base import Sandbox, SandboxError, get_backend
 from runner.services import sandboxes
 from runner.services.admission import execution_quota_check
-from runner.services.apikeys import api_sandbox_refusal
+from runner.services.apikeys import api_sandbox_end_capped, api_sandbox_refusal
 from runner.services.cancel import execution_cancel_local
 from runner.services.runs import RunRejected, runs_here
 from runner.services.runtime import api_sandboxes_changed, db
@@ -121,7 +121,7 @@ def _create_sync(*, owner: User, api_key_id: int | None, template: str, timeout_
         session.save(update_fields=["kind"])
         return ApiSandbox.objects.create(
             session=session, api_key_id=api_key_id, template=template, metadata=metadata, envs=envs,
-            started_at=now, end_at=now + timedelta(seconds=timeout_s),
+            started_at=now, end_at=api_sandbox_end_capped(api_key_id=api_key_id, end_at=now + timedelta(seconds=timeout_s)),
             contexts=[_new_context("python", HOME, default=True), _new_context("javascript", HOME, default=True)],
         )
 
@@ -140,6 +140,7 @@ def api_sandbox_extend_sync(*, sandbox: ApiSandbox, timeout_s: object, only_exte
     end_at = timezone.now() + timedelta(seconds=int(timeout_s))
     if only_extend:
         end_at = max(end_at, sandbox.end_at)
+    end_at = api_sandbox_end_capped(api_key_id=sandbox.api_key_id, end_at=end_at)
     ApiSandbox.objects.filter(pk=sandbox.pk).update(end_at=end_at)
     sandbox.end_at = end_at
     return sandbox

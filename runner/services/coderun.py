@@ -33,7 +33,7 @@ async def code_run(*, run: Run, sandbox: Sandbox, writer: OutputWriter, stored: 
 
 
 async def _kernel_run(
-    sandbox: Sandbox, *, code: str, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput, kernel: str = ""
+    sandbox: Sandbox, *, code: str, language: str, on_event: OnEvent, timeout_s: float, on_input: OnInput | None, kernel: str = ""
 ) -> Outcome:
     """Python's pip-install lines first, then the rest of the code (if any and if they succeeded);
     everything shares `timeout_s`."""
@@ -61,11 +61,14 @@ def _unless_stopped(run: Run, writer: OutputWriter) -> OnEvent:
     return deliver
 
 
-def input_asker(run: Run, writer: OutputWriter, stored: asyncio.Event) -> OnInput:
+def input_asker(run: Run, writer: OutputWriter, stored: asyncio.Event) -> OnInput | None:
     """The run's `on_input`: show the prompt on every socket of the session, then wait for the line
     an `input_reply` brings (runs.execution_input_reply_local). A Stop or the timeout cancels it.
     The prompt and the line (not a password) join the run's stdout, as a terminal shows them.
-    A prompt that comes before the run's row exists (`stored` not set yet) waits for it."""
+    A prompt that comes before the run's row exists (`stored` not set yet) waits for it.
+    None for a run without stdin (`run.stdin` False): the kernel refuses input() itself."""
+    if not run.stdin:
+        return None
 
     async def ask(prompt: str, password: bool) -> str:
         await stored.wait()

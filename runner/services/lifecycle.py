@@ -50,12 +50,12 @@ class RunTask:
 
     def __init__(
         self, *, session: ChatSession, code: str, language: str, command: Command | None = None, prelude: str = "",
-        kernel: str = "",
+        kernel: str = "", stdin: bool = True,
     ) -> None:
         self._ahead, self._mine = take_turn(session.id)
         self.run = Run(
             0, session, events.session_group(session.id), code, language, tail=self._mine, command=command, prelude=prelude,
-            kernel=kernel,
+            kernel=kernel, stdin=stdin,
         )
         self.writer = OutputWriter(group=self.run.group)  # holds output until the row exists
         self._stored = asyncio.Event()  # set once the row exists: the run has its id

@@ -64,6 +64,7 @@ class Run:
     command: Command | None = None  # set when the run is a command, not code for a kernel
     prelude: str = ""  # run before `code` in the same cell, never stored (the E2B API's envs and cwd)
     kernel: str = ""  # a kernel of the language's of its own (an E2B API context), "" the language's one
+    stdin: bool = True  # input() asks the page for a line; False (API runs, as E2B): it raises at once
 
     @property
     def cell(self) -> str:

@@ -141,13 +141,17 @@ def session_detail(request: AuthenticatedRequest, session_id: uuid.UUID) -> Http
 @login_required
 @require_GET
 def sessions_activity(request: AuthenticatedRequest) -> JsonResponse:
-    """The sidebar's sessions, newest activity first, with which have a run going: the page polls it."""
+    """The sidebar's sessions, newest activity first, with which have a run going: the page polls it
+    (and adds the ones it doesn't list yet, such as a sandbox just made through the API)."""
     items = selectors.sessions_for_sidebar(user=request.user)
     return JsonResponse({"sessions": [
         {
             "id": str(item.id), "title": item.title, "is_running": item.is_running,
             "running_since": item.running_since.isoformat() if item.running_since else None,
             "last_activity_at": item.last_activity_at.isoformat(),
+            # What a sidebar needs to add an entry for a session it hasn't listed (one the API made).
+            "url": reverse("session_detail", args=[item.id]), "language": item.language,
+            "language_label": item.language_label, "kind": item.kind, "classroom_name": item.classroom_name,
         }
         for item in items
     ]})

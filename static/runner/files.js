@@ -118,7 +118,12 @@ export class FilesPanel {
     const tr = el('tr');
     tr.setAttribute('data-name', entry.name);
     const name = el('td', 'files-name');
-    const open = el('button', 'linklike', (entry.type === 'dir' ? '📁 ' : '') + entry.name);
+    const open = el('button', 'linklike', entry.name);
+    if (entry.type === 'dir') {  // the page's own folder icon (sandpit.css), not an emoji a font may lack
+      const folder = el('span', 'file-icon icon-folder');
+      folder.setAttribute('aria-hidden', 'true');
+      open.prepend(folder);
+    }
     open.type = 'button';
     open.title = entry.type === 'dir' ? 'Open the folder ' + entry.name : 'Preview ' + entry.name;
     open.setAttribute('data-action', 'files-open');

@@ -1,5 +1,5 @@
 // The sidebar and the session's actions: filter, relative times, drawer, title rename, menu, restart, shortcuts.
-import { $, $all, page } from './dom.js';
+import { $, $all, el, page } from './dom.js';
 import { elapsedText, relativeText } from './format.js';
 import { showMessage } from './notices.js';
 
@@ -155,8 +155,8 @@ function applyActivity(sessions, list) {
   const order = [];
   sessions.forEach((item) => {
     const dot = $('.running-dot[data-session-id="' + item.id + '"]', list);
-    if (!dot) return;
-    const li = dot.closest('li');
+    // A session this page hasn't listed (made since: through the API, or in another tab) gets an entry.
+    const li = dot ? dot.closest('li') : sessionEntry(item, list);
     const link = $('a', li);
     order.push(li);
     if (link === current) return; // this session's own socket keeps it live
@@ -175,6 +175,45 @@ function applyActivity(sessions, list) {
   // Newest activity first, as the server orders them; entries it didn't list keep their place after.
   order.reverse().forEach((li) => list.prepend(li));
   refreshClocks();
+}
+
+/* A new sidebar entry for `item` (activity.json's shape), as the template renders one; text only. */
+function sessionEntry(item, list) {
+  const empty = $('.empty-list', list);
+  if (empty) empty.remove();
+  const li = el('li');
+  li.setAttribute('data-title', item.title.toLowerCase());
+  const link = el('a');
+  link.href = item.url;
+  link.appendChild(el('span', 'session-title', item.title));
+  const meta = el('span', 'session-meta');
+  meta.appendChild(el('span', 'badge lang-' + item.language, item.language_label));
+  if (item.kind === 'api') {
+    const api = el('span', 'badge kind-api', 'API');
+    api.title = 'Made through the E2B-compatible API';
+    meta.appendChild(api);
+  }
+  if (item.classroom_name) {
+    const cls = el('span', 'badge class-badge', item.classroom_name);
+    cls.title = 'In the class ' + item.classroom_name + ': its teachers see it';
+    meta.appendChild(cls);
+  }
+  const time = el('time');
+  time.setAttribute('data-relative', '');
+  meta.appendChild(time);
+  const dot = el('span', 'running-dot');
+  dot.setAttribute('data-session-id', item.id);
+  dot.title = 'A run is going';
+  dot.appendChild(el('span', 'visually-hidden', 'a run is going'));
+  meta.appendChild(dot);
+  meta.appendChild(el('span', 'running-elapsed'));
+  link.appendChild(meta);
+  li.appendChild(link);
+  const filter = $('#session-filter');
+  const q = filter ? filter.value.trim().toLowerCase() : '';
+  li.hidden = q !== '' && li.getAttribute('data-title').indexOf(q) === -1;
+  list.prepend(li);
+  return li;
 }
 
 /* The title in the tab and in the sidebar's entry for this session. */

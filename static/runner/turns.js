@@ -207,10 +207,23 @@ function endStarting(turn) {
   turn.el.removeAttribute('data-starting');
 }
 
+/* A status text's leading symbol -> the page's SVG icon (sandpit.css .status-icon), as the server
+   renders it (STATUS_ICONS in runner/selectors/sessions.py): the icon, not a font, draws the symbol. */
+const STATUS_ICONS = { '✓': 'ok', '✗': 'err', '⏱': 'timeout', '■': 'stopped', '⚠': 'warn' };
+
+function showStatusText(node, text) {
+  const icon = STATUS_ICONS[text.charAt(0)];
+  node.textContent = icon ? text.slice(1) : text;
+  if (!icon) return;
+  const mark = el('span', 'status-icon icon-' + icon, text.charAt(0));
+  mark.setAttribute('aria-hidden', 'true');
+  node.prepend(mark);
+}
+
 function setStatus(turn, text, cls, spoken) {
   const line = turn.statusLine;
   line.className = 'status-line ' + cls;
-  $('.status-text', line).textContent = text;
+  showStatusText($('.status-text', line), text);
   const sr = $('.status-sr', line);
   if (spoken !== undefined && sr) {
     sr.textContent = spoken;
