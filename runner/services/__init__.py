@@ -2,7 +2,7 @@
 
 One module per area; everything is re-exported here so callers write `services.<name>`.
 The modules form layers (pyproject.toml's import-linter contracts hold them), top to bottom:
-housekeeping, apisandboxes; admission, sessions, classrooms, comments, admin_actions, budgets, workspace,
+housekeeping, apisandboxes; assignments, checks; admission, sessions, classrooms, comments, admin_actions, budgets, workspace,
 accounts; lifecycle; cancel; sandboxes, sweep; output, runs, quotas, ratelimit, packages; runtime,
 accounting, apikeys.
 """
@@ -30,8 +30,17 @@ from runner.services.apisandboxes import (
     api_sandbox_killed_or_killing,
     api_sandboxes_expire,
 )
+from runner.services.assignments import (
+    AssignmentFields,
+    HandInRefused,
+    assignment_hand_in,
+    assignment_save,
+    assignment_start,
+    submission_grade,
+)
 from runner.services.budgets import BudgetPass, budget_enforce
 from runner.services.cancel import execution_cancel, execution_cancel_local, execution_input_reply
+from runner.services.checks import checks_count, checks_plan, submission_checks_run, submission_checks_work
 from runner.services.classrooms import (
     JoinRefused,
     access_recheck_for_students,
@@ -70,6 +79,17 @@ from runner.services.workspace import NoWorkspace, Upload, workspace_delete, wor
 
 __all__: list[str] = [
     "user_credentials_changed",
+    # assignments and their checks
+    "AssignmentFields",
+    "HandInRefused",
+    "assignment_hand_in",
+    "assignment_save",
+    "assignment_start",
+    "checks_count",
+    "checks_plan",
+    "submission_checks_run",
+    "submission_checks_work",
+    "submission_grade",
     # classrooms
     "JoinRefused",
     "access_recheck_for_students",
