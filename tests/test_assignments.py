@@ -17,6 +17,7 @@ from typing import Any
 
 import nbformat
 import pytest
+from django.core.exceptions import ValidationError
 from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
@@ -249,3 +250,92 @@ async def test_checks_run_in_a_fresh_sandbox_and_patching_the_live_kernel_gains_
     await run(socket, "print(add(2, 3))")
     frames = await receive_until_finished(socket)
     assert "5" in "".join(f.get("text", "") for f in frames if f["type"] == "execution.output")
+
+
+@pytest.mark.django_db
+def test_check_my_work_is_not_a_hand_in() -> None:
+    local_backend_or_skip()
+    tess, olive, _, classroom = _class()
+    assignment = _assignment(classroom)
+    client = _client(olive)
+    client.post(f"/assignments/{assignment.pk}/start/")
+    response = client.post(f"/assignments/{assignment.pk}/check/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 201 and response.json()["check"]["status"] == "queued"
+    again = client.post(f"/assignments/{assignment.pk}/check/", HTTP_ACCEPT="application/json")
+    assert again.status_code == 409  # one at a time: the first is still being checked
+    assert not Submission.objects.handed_in().exists()
+    assert {row.name: row.state for row in selectors.assignment_grid(assignment=assignment)}["Olive"] == "working"
+    status = client.get(f"/assignments/{assignment.pk}/status.json").json()
+    assert status["state"] == "working" and status["check"]["hand_in"] is False
+
+
+@pytest.mark.django_db
+def test_hidden_checks_show_only_their_names_and_the_teachers_messages() -> None:
+    _, olive, _, classroom = _class()
+    source = "secret = 41\nassert secret == 42\n\nassert 1 + 1 == 2, 'arithmetic works'\n"
+    assignment = _assignment(classroom, checks=source, show_checks=False)
+    Submission.objects.create(
+        assignment=assignment, student=olive, is_hand_in=False, checks_status="done", checks_passed=1, checks_total=2,
+        check_results=[
+            {"name": "check 1", "description": "assert secret == 42", "passed": False, "message": "Failed: assert secret == 42"},
+            {"name": "check 2", "description": "assert 1 + 1 == 2, 'arithmetic works'", "passed": True, "message": ""},
+        ],
+    )
+    page = _client(olive).get(f"/assignments/{assignment.pk}/").content.decode()
+    assert "1 of 2 checks passed" in page and "check 1" in page
+    assert "secret" not in page
+    assignment.show_checks = True
+    assignment.save()
+    assert "assert secret == 42" in _client(olive).get(f"/assignments/{assignment.pk}/").content.decode()
+
+
+@pytest.mark.django_db
+def test_an_assignments_session_stays_in_its_class() -> None:
+    _, olive, _, classroom = _class()
+    assignment = _assignment(classroom)
+    session = ChatSession.objects.create(owner=olive, title="Adding", classroom=classroom, assignment=assignment)
+    response = _client(olive).post(f"/sessions/{session.id}/classroom/", {"classroom": ""})
+    assert response.status_code == 400
+    session.refresh_from_db()
+    assert session.classroom_id == classroom.pk
+
+
+@pytest.mark.django_db
+@override_settings(SANDBOX_WORKSPACE_QUOTA_MB=1)
+def test_starter_files_are_checked_like_uploads_and_kept_within_the_quota() -> None:
+    tess, _, _, classroom = _class()
+    client = _client(tess)
+    url = f"/teach/classrooms/{classroom.pk}/assignments/new/"
+    # Django's upload parser already strips folders from names; the service checks again, as uploads do.
+    with pytest.raises(ValidationError):
+        services.assignment_save(classroom=classroom, assignment=None, fields=services.AssignmentFields(title="Bad name"),
+                                 uploads=[services.Upload(name="../evil.py", data=b"x")])
+    assert not Assignment.objects.filter(title="Bad name").exists()
+    big = [io.BytesIO(b"x" * 600_000), io.BytesIO(b"y" * 600_000)]
+    big[0].name, big[1].name = "a.bin", "b.bin"
+    client.post(url, {"title": "Too big", "files": big})
+    assert not Assignment.objects.filter(title="Too big").exists()
+    big[0].seek(0)
+    response = client.post(url, {"title": "Fits", "files": big[:1], "checks": "assert True", "points": "5"})
+    assignment = Assignment.objects.get(title="Fits")
+    assert response["Location"] == f"/teach/assignments/{assignment.pk}/"
+    assert list(assignment.files.values_list("name", "size_bytes")) == [("a.bin", 600_000)]
+    client.post(f"/teach/assignments/{assignment.pk}/edit/", {"title": "Broken checks", "checks": "assert (", "points": "5"})
+    assignment.refresh_from_db()
+    assert assignment.title == "Fits"
+
+
+@pytest.mark.django_db
+def test_the_teacher_opens_a_hand_in_read_only_with_its_runs_and_files() -> None:
+    tess, olive, _, classroom = _class()
+    assignment = _assignment(classroom)
+    submission = Submission.objects.create(
+        assignment=assignment, student=olive, checks_status="done", checks_passed=1, checks_total=1,
+        check_results=[{"name": "check_add", "description": "add(2, 3) is 5", "passed": True, "message": ""}],
+        runs=[{"seq": 1, "language": "python", "code": "def add(a, b):\n    return a + b", "status": "succeeded", "output": ""}],
+    )
+    SubmissionFile.objects.create(submission=submission, path="notes/answer.txt", data=b"forty-two", size_bytes=9)
+    page = _client(tess).get(f"/teach/submissions/{submission.pk}/").content.decode()
+    assert "return a + b" in page and "notes/answer.txt" in page and "forty-two" in page and "1 of 1 checks passed" in page
+    grid_page = _client(tess).get(f"/teach/assignments/{assignment.pk}/").content.decode()
+    assert "Handed in" in grid_page and "1 of 1" in grid_page and "Not started" in grid_page
