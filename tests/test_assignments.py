@@ -146,6 +146,10 @@ def test_grade_and_feedback_are_shown_to_the_student() -> None:
     page = _client(olive).get(f"/assignments/{assignment.pk}/").content.decode()
     assert "8.50 / 10" in page and "Nearly: check the sign in add." in page
     assert "8.50" not in _client(carl).get(f"/assignments/{assignment.pk}/").content.decode()
+    # Handed in again after the grade: the grade stays in sight, said to be for the earlier hand-in.
+    Submission.objects.create(assignment=assignment, student=olive, checks_status="none")
+    page = _client(olive).get(f"/assignments/{assignment.pk}/").content.decode()
+    assert "8.50 / 10" in page and "graded the newer one yet" in page
 
 
 @pytest.mark.django_db

@@ -72,6 +72,7 @@ class StudentState:
     hand_in: Submission | None  # the last one: it counts
     hand_ins: int
     last_check: Submission | None  # the newest submission of either kind with finished or pending checks
+    graded: Submission | None  # the newest graded hand-in (an earlier one when handed in again since)
 
 
 _STATE_TEXT = {"not_started": "Not started", "working": "Working", "handed_in": "Handed in", "late": "Handed in late"}
@@ -91,6 +92,7 @@ def assignment_student_state(*, assignment: Assignment, student: User) -> Studen
     return StudentState(
         state=state, state_text=_STATE_TEXT[state], session_id=session_id, hand_in=hand_in,
         hand_ins=submissions.filter(is_hand_in=True).count(), last_check=submissions.first(),
+        graded=submissions.filter(is_hand_in=True, graded_at__isnull=False).first(),
     )
 
 
