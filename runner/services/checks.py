@@ -27,7 +27,6 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from runner.models import SandboxLease, Submission, SubmissionFile
@@ -115,21 +114,20 @@ def checks_count(*, source: str) -> int:
 
 
 def _claim_sync() -> int | None:
-    """Claim the oldest queued submission for this process (taking back any a dead process held)."""
-    live = live_boot_ids_sync()
-    Submission.objects.filter(checks_status=Submission.ChecksStatus.RUNNING).exclude(
-        checks_owner_boot_id__in=live
-    ).update(checks_status=Submission.ChecksStatus.QUEUED, checks_owner_boot_id="")
-    with transaction.atomic():
-        pk = (
-            Submission.objects.filter(checks_status=Submission.ChecksStatus.QUEUED)
-            .order_by("created_at", "pk").values_list("pk", flat=True).first()
+    """Claim the oldest queued submission for this process (taking back any a dead process held).
+    Reads first and writes only when there is work: this runs every poll, and on SQLite any write
+    takes the database's one write lock."""
+    running = Submission.objects.filter(checks_status=Submission.ChecksStatus.RUNNING)
+    if running.exists():
+        running.exclude(checks_owner_boot_id__in=live_boot_ids_sync()).update(
+            checks_status=Submission.ChecksStatus.QUEUED, checks_owner_boot_id=""
         )
-        if pk is None:
-            return None
-        claimed = Submission.objects.filter(pk=pk, checks_status=Submission.ChecksStatus.QUEUED).update(
-            checks_status=Submission.ChecksStatus.RUNNING, checks_owner_boot_id=BOOT_ID
-        )
+    queued = Submission.objects.filter(checks_status=Submission.ChecksStatus.QUEUED)
+    pk = queued.order_by("created_at", "pk").values_list("pk", flat=True).first()
+    if pk is None:
+        return None
+    # Conditional: of processes racing for the same row, exactly one updates it.
+    claimed = queued.filter(pk=pk).update(checks_status=Submission.ChecksStatus.RUNNING, checks_owner_boot_id=BOOT_ID)
     return pk if claimed else None
 
 
