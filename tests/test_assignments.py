@@ -18,7 +18,7 @@ from typing import Any
 import nbformat
 import pytest
 from django.core.exceptions import ValidationError
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -205,13 +205,18 @@ def test_checks_split_into_one_per_def_check_or_per_assert_block() -> None:
     assert blocks.steps[0] == "import math"
 
 
-def _wait_for_checks_sync(submission_id: int, timeout_s: float) -> Submission:
+def _checks_of_sync(submission_id: int) -> Submission:
+    return Submission.objects.get(pk=submission_id)
+
+
+async def _wait_for_checks(submission_id: int, timeout_s: float) -> Submission:
+    """The submission once its checks are done (run by housekeeping on this loop, so never block it)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        submission = Submission.objects.get(pk=submission_id)
+        submission = await sync_to_async(_checks_of_sync)(submission_id)
         if not submission.checks_pending or time.monotonic() > deadline:
             return submission
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -221,8 +226,8 @@ async def test_checks_run_in_a_fresh_sandbox_and_patching_the_live_kernel_gains_
     runs in a fresh sandbox, after the starter file and her files are put back, so `add` is her
     wrong one and check_add fails, while the file checks pass: 2 of 3."""
     local_backend_or_skip()
-    _, olive, _, classroom = await asyncio.to_thread(_class)
-    assignment = await asyncio.to_thread(_assignment, classroom)
+    _, olive, _, classroom = await sync_to_async(_class)()
+    assignment = await sync_to_async(_assignment)(classroom)
     session, problem = await services.assignment_start(assignment=assignment, student=olive)
     assert problem == ""
     socket = await connect(olive, session)
@@ -240,7 +245,7 @@ async def test_checks_run_in_a_fresh_sandbox_and_patching_the_live_kernel_gains_
     submission = await services.assignment_hand_in(assignment=assignment, student=olive)
     assert submission.checks_status == "queued"
     # Housekeeping (started by the socket) claims it in the background.
-    submission = await asyncio.to_thread(_wait_for_checks_sync, submission.pk, 180)
+    submission = await _wait_for_checks(submission.pk, 180)
     assert submission.checks_status == "done", submission.checks_message
     assert (submission.checks_passed, submission.checks_total) == (2, 3)
     results = {r["name"]: r for r in submission.check_results}
