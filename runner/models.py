@@ -208,7 +208,8 @@ class SandboxLease(models.Model):
     def __str__(self) -> str:
         minutes = round(self.billed_seconds / 60)
         length = f"{minutes} min" if minutes else f"{self.billed_seconds:.0f} s"
-        where = f"“{self.session.title}”" if self.session is not None else "a deleted session"
+        # No session: it was deleted, or the sandbox ran an assignment's checks (services.checks).
+        where = f"“{self.session.title}”" if self.session is not None else "no session (deleted, or assignment checks)"
         return f"{self.backend} lease of {where} by {self.user}, {length}{'' if self.ended_at else ' so far'}"
 
 

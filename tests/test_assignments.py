@@ -348,3 +348,12 @@ def test_the_teacher_opens_a_hand_in_read_only_with_its_runs_and_files() -> None
     assert "return a + b" in page and "notes/answer.txt" in page and "forty-two" in page and "1 of 1 checks passed" in page
     grid_page = _client(tess).get(f"/teach/assignments/{assignment.pk}/").content.decode()
     assert "Handed in" in grid_page and "1 of 1" in grid_page and "Not started" in grid_page
+
+
+@pytest.mark.django_db
+def test_instructions_are_rendered_as_markdown_and_sanitised() -> None:
+    _, olive, _, classroom = _class()
+    assignment = _assignment(classroom, instructions='Use **range**.\n\n<script>window.pwned=1</script><img src=x onerror="alert(1)">')
+    page = _client(olive).get(f"/assignments/{assignment.pk}/").content.decode()
+    assert "<strong>range</strong>" in page
+    assert "<script>window.pwned" not in page and "onerror" not in page
