@@ -9,6 +9,7 @@ import ast
 import datetime as dt
 import posixpath
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -75,7 +76,7 @@ def _validated(fields: AssignmentFields) -> AssignmentFields:
 
 def assignment_save(
     *, classroom: Classroom, assignment: Assignment | None, fields: AssignmentFields,
-    uploads: list[Upload] = [], remove_files: list[str] = [],  # noqa: B006 (never mutated)
+    uploads: Sequence[Upload] = (), remove_files: Sequence[str] = (),
 ) -> Assignment:
     """Create (`assignment` None) or update an assignment of `classroom`, with its starter files:
     `uploads` are added (replacing a file of the same name), `remove_files` are removed. Names are
@@ -96,7 +97,7 @@ def assignment_save(
             setattr(assignment, name, getattr(fields, name))
         assignment.save()
         if remove_files:
-            AssignmentFile.objects.filter(assignment=assignment, name__in=remove_files).delete()
+            AssignmentFile.objects.filter(assignment=assignment, name__in=list(remove_files)).delete()
         for upload in uploads:
             AssignmentFile.objects.update_or_create(
                 assignment=assignment, name=upload.name, defaults={"data": upload.data, "size_bytes": len(upload.data)}
