@@ -271,6 +271,13 @@ COMMENT_MAX_CHARS = env.int("COMMENT_MAX_CHARS", default=10_000)
 # Comments one user may post or edit per minute, and join-code attempts per 10 minutes (guessing).
 COMMENTS_PER_MINUTE = env.int("COMMENTS_PER_MINUTE", default=30)
 JOIN_ATTEMPTS_PER_10MIN = env.int("JOIN_ATTEMPTS_PER_10MIN", default=20)
+# Assignments: checks (hand-ins and "Check my work") one student may ask for per 10 minutes; how
+# many run at once per server process; the longest one check session (replay + checks) may take;
+# how often each process looks for queued checks.
+ASSIGNMENT_CHECKS_PER_10MIN = env.int("ASSIGNMENT_CHECKS_PER_10MIN", default=10)
+ASSIGNMENT_CHECKS_CONCURRENCY = env.int("ASSIGNMENT_CHECKS_CONCURRENCY", default=2)
+ASSIGNMENT_CHECKS_TIMEOUT_S = env.int("ASSIGNMENT_CHECKS_TIMEOUT_S", default=300)
+ASSIGNMENT_CHECKS_POLL_S = env.float("ASSIGNMENT_CHECKS_POLL_S", default=1.0)
 # Usage, quotas and rate limits
 # ---------------------------------------------------------------------------------------------
 # Local sandboxes cost this much per vCPU-second and GiB-second (0: free), shown apart from E2B's.

@@ -20,6 +20,8 @@ from django.utils.safestring import SafeString
 
 from runner import selectors, services
 from runner.models import (
+    Assignment,
+    Submission,
     AdminAction,
     ApiKey,
     ApiSandbox,
@@ -340,3 +342,23 @@ class ApiSandboxAdmin(admin.ModelAdmin):
     @admin.display(description="envs")
     def env_names(self, obj: ApiSandbox) -> str:
         return ", ".join(f"{name}=********" for name in sorted(obj.envs)) or "-"
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(RecordAdmin):
+    """Audited here; teachers set and edit assignments on their class's page."""
+
+    list_display = ("title", "classroom", "language", "due_at", "points", "show_checks", "created_at")
+    list_filter = ("language", "show_checks")
+    search_fields = ("title", "classroom__name")
+    list_select_related = ("classroom",)
+
+
+@admin.register(Submission)
+class SubmissionAdmin(RecordAdmin):
+    """Hand-ins and "Check my work"s, audited here; teachers grade them on the assignment's page."""
+
+    list_display = ("__str__", "student", "is_hand_in", "created_at", "late", "checks_status", "checks_passed", "checks_total", "score")
+    list_filter = ("is_hand_in", "late", "checks_status")
+    search_fields = ("student__username", "assignment__title")
+    list_select_related = ("assignment", "student")

@@ -28,6 +28,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from runner.models import Execution
 from runner.selectors import usage as usage_selectors
+from runner.selectors.spreadsheet import CsvEcho, csv_safe
 from runner.selectors.usage import DayCost, UsageReport, UsageRow
 from runner.services import admin_actions
 
@@ -312,22 +313,6 @@ def usage_page(request: HttpRequest) -> HttpResponse:
     ))
 
 
-class _Echo:
-    """csv.writer's file: hands each formatted line back instead of storing it."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-# A cell starting with one of these is a formula to a spreadsheet (CSV injection): it gets a "'".
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(cells: list[str]) -> list[str]:
-    """The cells with any that a spreadsheet would run as a formula prefixed with "'"."""
-    return [f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell for cell in cells]
-
-
 @require_GET
 @staff_only
 def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
@@ -341,7 +326,7 @@ def usage_csv(request: HttpRequest) -> StreamingHttpResponse:
     if classroom_id is not None:
         rows = [row for row in rows if row.user_id in by_class[classroom_id][1]]
         totals = usage_selectors.usage_total(rows, label=f"Total: {by_class[classroom_id][0]}")
-    writer = csv.writer(_Echo())
+    writer = csv.writer(CsvEcho())
 
     def lines() -> Iterator[str]:
         yield writer.writerow([CSV_LABELS.get(key, label) for key, label in COLUMNS])

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import secrets
 import uuid
-from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -45,12 +45,21 @@ class ChatSession(models.Model):
     classroom = models.ForeignKey(
         "Classroom", on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
     )
+    # The assignment this is the student's session for (made by "Start"; one per student and assignment).
+    assignment = models.ForeignKey(
+        "Assignment", on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-last_activity_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "assignment"], condition=models.Q(assignment__isnull=False), name="session_one_per_assignment"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.title} ({self.owner})"
@@ -199,7 +208,8 @@ class SandboxLease(models.Model):
     def __str__(self) -> str:
         minutes = round(self.billed_seconds / 60)
         length = f"{minutes} min" if minutes else f"{self.billed_seconds:.0f} s"
-        where = f"“{self.session.title}”" if self.session is not None else "a deleted session"
+        # No session: it was deleted, or the sandbox ran an assignment's checks (services.checks).
+        where = f"“{self.session.title}”" if self.session is not None else "no session (deleted, or assignment checks)"
         return f"{self.backend} lease of {where} by {self.user}, {length}{'' if self.ended_at else ' so far'}"
 
 
@@ -365,7 +375,7 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         """Not revoked (an expired key is still live: its owner can revoke it, freeing its name)."""
         return self.filter(revoked_at__isnull=True)
 
-    def usable(self, *, now: datetime) -> "ApiKeyQuerySet":
+    def usable(self, *, now: datetime.datetime) -> "ApiKeyQuerySet":
         """Keys the API accepts at `now`: not revoked, not past their expiry."""
         return self.live().filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now))
 
@@ -427,3 +437,118 @@ class ApiSandbox(models.Model):
 
     def __str__(self) -> str:
         return f"api sandbox {self.session_id}"
+
+
+# --- assignments ------------------------------------------------------------------------------------
+
+
+class Assignment(models.Model):
+    """Work set to a class: instructions, starter code and files, an optional due date, and the
+    teacher's checks (Python, run in a fresh sandbox after the student's runs; hidden from students
+    unless `show_checks`)."""
+
+    classroom = models.ForeignKey(Classroom, on_delete=models.CASCADE, related_name="assignments")
+    title = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True, default="", help_text="Markdown.")
+    language = models.CharField(max_length=16, choices=LANGUAGE_CHOICES, default="python")
+    starter_code = models.TextField(blank=True, default="")
+    due_at = models.DateTimeField(null=True, blank=True)
+    checks = models.TextField(blank=True, default="", help_text="Python: each top-level def check_*, or each assert block, is one check.")
+    show_checks = models.BooleanField(default=False)
+    points = models.PositiveIntegerField(default=10)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["classroom", models.F("due_at").asc(nulls_last=True), "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.classroom})"
+
+    def is_late_at(self, when: datetime.datetime) -> bool:
+        return self.due_at is not None and when > self.due_at
+
+
+class AssignmentFile(models.Model):
+    """A starter file, copied into the student's workspace when they start (a plain name, no folders)."""
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="files")
+    name = models.CharField(max_length=255)
+    data = models.BinaryField()
+    size_bytes = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["assignment", "name"], name="assignment_file_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SubmissionQuerySet(models.QuerySet["Submission"]):
+    def handed_in(self) -> "SubmissionQuerySet":
+        return self.filter(is_hand_in=True)
+
+
+class Submission(models.Model):
+    """A snapshot of a student's session for an assignment: its runs and workspace files at that
+    moment, and the checks' results. A hand-in (`is_hand_in`; the last one counts) or a "Check my
+    work" (not handed in; only its check results are shown)."""
+
+    class ChecksStatus(models.TextChoices):
+        NONE = "none"  # the assignment has no checks
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        ERROR = "error"  # the checks could not run (no sandbox, quota): `checks_message` says why
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="submissions")
+    student = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="submissions")
+    session = models.ForeignKey(ChatSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="submissions")
+    is_hand_in = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    late = models.BooleanField(default=False)
+    # [{"seq", "language", "code", "status", "error_name", "error_value", "duration_ms", "output"}], in run order.
+    runs = models.JSONField(default=list, blank=True)
+    files_bytes = models.PositiveBigIntegerField(default=0)
+    files_note = models.CharField(max_length=300, blank=True, default="")  # e.g. files left out past the quota
+    checks_status = models.CharField(max_length=8, choices=ChecksStatus.choices, default=ChecksStatus.QUEUED, db_index=True)
+    checks_passed = models.PositiveIntegerField(default=0)
+    checks_total = models.PositiveIntegerField(default=0)
+    # [{"name", "passed", "message"}], one per check, in the checks' order.
+    check_results = models.JSONField(default=list, blank=True)
+    checks_message = models.CharField(max_length=500, blank=True, default="")
+    checks_finished_at = models.DateTimeField(null=True, blank=True)
+    # The server process running the checks (its boot id), so a dead one's claim is taken over.
+    checks_owner_boot_id = models.CharField(max_length=64, blank=True, default="")
+    score = models.DecimalField(max_digits=7, decimal_places=2, null=True, blank=True)
+    feedback = models.TextField(blank=True, default="")
+    graded_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SubmissionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["assignment", "student", "is_hand_in", "created_at"], name="submission_latest")]
+
+    def __str__(self) -> str:
+        return f"{'hand-in' if self.is_hand_in else 'check'} of {self.assignment.title} by {self.student}"
+
+    @property
+    def checks_pending(self) -> bool:
+        return self.checks_status in (self.ChecksStatus.QUEUED, self.ChecksStatus.RUNNING)
+
+
+class SubmissionFile(models.Model):
+    """One workspace file as it was at the submission (a path relative to the workspace)."""
+
+    submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=1024)
+    data = models.BinaryField()
+    size_bytes = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["path"]
+
+    def __str__(self) -> str:
+        return self.path

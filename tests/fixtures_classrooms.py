@@ -8,6 +8,8 @@ Who is who (and who may see what):
 - `teacher` (tess) teaches class A: she sees olive's session read-only, and comments (`comment`).
 - `other_teacher` (tom) teaches class B: nothing of class A.
 - `admin` (ada) is staff: sees everything, read-only, never comments.
+- `assignment` is set to class A (its students see it; its teacher edits and grades it);
+  `submission` is olive's hand-in of it (only class A's teachers open it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from runner.models import ChatSession, Classroom, Comment, Execution, OutputChunk
+from runner.models import Assignment, ChatSession, Classroom, Comment, Execution, OutputChunk, Submission
 
 PASSWORD = "a-long-test-password-1"
 ROLES = ("owner", "classmate", "other_student", "teacher", "other_teacher", "admin", "anonymous")
@@ -38,6 +40,8 @@ class Cast:
     session: ChatSession
     execution: Execution
     comment: Comment
+    assignment: Assignment
+    submission: Submission
 
     def user(self, role: str) -> Any:
         return None if role == "anonymous" else getattr(self, role)
@@ -68,7 +72,10 @@ def make_cast(*, password: str | None = None) -> Cast:
     )
     OutputChunk.objects.create(execution=execution, index=0, kind="stdout", text="0\n1\n2\n")
     comment = Comment.objects.create(execution=execution, author=teacher, body="Nice loop; now **fix** the NameError.")
-    return Cast(owner, classmate, other_student, teacher, other_teacher, admin, class_a, class_b, session, execution, comment)
+    assignment = Assignment.objects.create(classroom=class_a, title="Loops", instructions="Print **0 to 9**.", points=10)
+    submission = Submission.objects.create(assignment=assignment, student=owner, checks_status=Submission.ChecksStatus.NONE)
+    return Cast(owner, classmate, other_student, teacher, other_teacher, admin, class_a, class_b, session, execution, comment,
+                assignment, submission)
 
 
 @pytest.fixture

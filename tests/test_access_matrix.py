@@ -76,6 +76,11 @@ def class_member(ok: int) -> Expected:
     return {**{role: 404 for role in ROLES}, "owner": ok, "classmate": ok, "teacher": ok, "anonymous": LOGIN}
 
 
+def class_student(ok: int) -> Expected:
+    """Assignments of class A, the student's side: its students (olive, carl); 404 for the rest."""
+    return {**{role: 404 for role in ROLES}, "owner": ok, "classmate": ok, "anonymous": LOGIN}
+
+
 @dataclass(frozen=True)
 class Row:
     method: str
@@ -161,6 +166,55 @@ ROWS: dict[str, Row] = {
     ),
     "classroom_leave": Row(
         "POST", lambda c: f"/classrooms/{c.class_a.id}/leave/", class_member(302), unknown=lambda c: f"/classrooms/{_NOBODY_INT}/leave/",
+    ),
+    # assignments: the student's side (class A's students), then the teacher's (class A's teachers)
+    "assignments": Row("GET", lambda c: "/assignments/", any_user(200)),
+    "assignment_detail": Row(
+        "GET", lambda c: f"/assignments/{c.assignment.id}/", class_student(200), unknown=lambda c: f"/assignments/{_NOBODY_INT}/",
+    ),
+    "assignment_status": Row(
+        "GET", lambda c: f"/assignments/{c.assignment.id}/status.json", class_student(200),
+        unknown=lambda c: f"/assignments/{_NOBODY_INT}/status.json",
+    ),
+    "assignment_start": Row(
+        "POST", lambda c: f"/assignments/{c.assignment.id}/start/", class_student(302),
+        unknown=lambda c: f"/assignments/{_NOBODY_INT}/start/",
+    ),
+    "assignment_hand_in": Row(
+        "POST", lambda c: f"/assignments/{c.assignment.id}/hand-in/", class_student(302),
+        unknown=lambda c: f"/assignments/{_NOBODY_INT}/hand-in/",
+    ),
+    "assignment_check": Row(
+        "POST", lambda c: f"/assignments/{c.assignment.id}/check/", class_student(302),
+        unknown=lambda c: f"/assignments/{_NOBODY_INT}/check/",
+    ),
+    "assignment_new": Row(
+        "POST", lambda c: f"/teach/classrooms/{c.class_a.id}/assignments/new/", class_teacher(302),
+        unknown=lambda c: f"/teach/classrooms/{_NOBODY_INT}/assignments/new/", data={"title": "Functions"},
+    ),
+    "classroom_export": Row(
+        "GET", lambda c: f"/teach/classrooms/{c.class_a.id}/export.zip", class_teacher(200),
+        unknown=lambda c: f"/teach/classrooms/{_NOBODY_INT}/export.zip",
+    ),
+    "teach_assignment": Row(
+        "GET", lambda c: f"/teach/assignments/{c.assignment.id}/", class_teacher(200),
+        unknown=lambda c: f"/teach/assignments/{_NOBODY_INT}/",
+    ),
+    "assignment_edit": Row(
+        "POST", lambda c: f"/teach/assignments/{c.assignment.id}/edit/", class_teacher(302),
+        unknown=lambda c: f"/teach/assignments/{_NOBODY_INT}/edit/", data={"title": "Loops, again"},
+    ),
+    "assignment_grades_csv": Row(
+        "GET", lambda c: f"/teach/assignments/{c.assignment.id}/grades.csv", class_teacher(200),
+        unknown=lambda c: f"/teach/assignments/{_NOBODY_INT}/grades.csv",
+    ),
+    "submission_detail": Row(
+        "GET", lambda c: f"/teach/submissions/{c.submission.id}/", class_teacher(200),
+        unknown=lambda c: f"/teach/submissions/{_NOBODY_INT}/",
+    ),
+    "submission_grade": Row(
+        "POST", lambda c: f"/teach/submissions/{c.submission.id}/grade/", class_teacher(302),
+        unknown=lambda c: f"/teach/submissions/{_NOBODY_INT}/grade/", data={"score": "7", "feedback": "Good."},
     ),
     "join": Row("GET", lambda c: "/join/", any_user(200)),
     "join_code": Row("GET", lambda c: f"/join/{c.class_a.join_code}/", any_user(200)),

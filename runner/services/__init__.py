@@ -2,8 +2,9 @@
 
 One module per area; everything is re-exported here so callers write `services.<name>`.
 The modules form layers (pyproject.toml's import-linter contracts hold them), top to bottom:
-housekeeping, apisandboxes; admission, sessions, classrooms, comments, admin_actions, budgets, workspace,
-accounts, live; lifecycle; cancel, coderun, waiting; sandboxes, sweep; output, runs, quotas, ratelimit, packages; runtime,
+housekeeping, apisandboxes; assignments, checks; admission, sessions, classrooms, comments, admin_actions, budgets,
+workspace, accounts, live; lifecycle; cancel, coderun, waiting; sandboxes, sweep; output, runs, quotas, ratelimit, packages;
+runtime,
 accounting, apikeys.
 """
 
@@ -35,8 +36,17 @@ from runner.services.apisandboxes import (
     api_sandbox_killing,
     api_sandboxes_expire,
 )
+from runner.services.assignments import (
+    AssignmentFields,
+    HandInRefused,
+    assignment_hand_in,
+    assignment_save,
+    assignment_start,
+    submission_grade,
+)
 from runner.services.budgets import BudgetPass, budget_enforce
 from runner.services.cancel import execution_cancel, execution_cancel_local, execution_input_reply
+from runner.services.checks import checks_count, checks_plan, submission_checks_run, submission_checks_work
 from runner.services.classrooms import (
     JoinRefused,
     access_recheck_for_students,
@@ -75,6 +85,17 @@ from runner.services.workspace import NoWorkspace, Upload, workspace_delete, wor
 
 __all__: list[str] = [
     "user_credentials_changed",
+    # assignments and their checks
+    "AssignmentFields",
+    "HandInRefused",
+    "assignment_hand_in",
+    "assignment_save",
+    "assignment_start",
+    "checks_count",
+    "checks_plan",
+    "submission_checks_run",
+    "submission_checks_work",
+    "submission_grade",
     # classrooms
     "JoinRefused",
     "access_recheck_for_students",

@@ -8,6 +8,7 @@ It runs on the serving event loop:
 - a heartbeat (this process's `ServerProcess` row), a periodic sweep of stale peers, and the idle reaper;
 - every LIVE_STATS_S, this process's sandboxes' CPU and memory and its capacity, for the admin's
   live view (live.py);
+- every ASSIGNMENT_CHECKS_POLL_S, queued assignment checks are claimed and run (checks.py);
 - every BUDGET_CHECK_S, budget alerts and closing idle sandboxes of users past a limit (budgets.py);
 - on SQLite, a WAL checkpoint every 0.1 s when output is quiet, off the request path;
 - a listener on this process's channel for Stop and sandbox-restart requests from other
@@ -35,6 +36,7 @@ from runner.events import process_channel
 from runner.models import SandboxLease, ServerProcess
 from runner.services import runtime
 from runner.services.budgets import budget_enforce
+from runner.services.checks import submission_checks_work
 from runner.services.cancel import execution_cancel_local
 from runner.services.live import live_stats_forever
 from runner.services.runs import execution_input_reply_local
@@ -93,6 +95,7 @@ async def runtime_ensure_started() -> None:
         current.tasks.append(loop.create_task(_listen(), name="sandpit-listener"))
         current.tasks.append(loop.create_task(_budgets(), name="sandpit-budgets"))
         current.tasks.append(loop.create_task(live_stats_forever(), name="sandpit-live-stats"))
+        current.tasks.append(loop.create_task(_assignment_checks(), name="sandpit-assignment-checks"))
         if connections["default"].vendor == "sqlite":
             current.tasks.append(loop.create_task(_checkpoint_wal(), name="sandpit-wal-checkpoint"))
         _dump_state_on_sigusr1(loop)
@@ -174,6 +177,26 @@ async def _budgets() -> None:
             raise
         except Exception:
             log.exception("budget check failed; trying again in %ss", every_s)
+
+
+async def _assignment_checks() -> None:
+    """Queued assignment checks (hand-ins, "Check my work"), claimed from the rows and run here."""
+    every_s = settings.ASSIGNMENT_CHECKS_POLL_S
+    running: set[asyncio.Task[int]] = set()
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            if len(running) < settings.ASSIGNMENT_CHECKS_CONCURRENCY:
+                # Not awaited here: a long check must not stop the next poll from claiming more.
+                task = asyncio.ensure_future(submission_checks_work())
+                running.add(task)
+                task.add_done_callback(running.discard)
+        except asyncio.CancelledError:
+            for task in running:
+                task.cancel()
+            raise
+        except Exception:
+            log.exception("assignment checks failed; trying again in %ss", every_s)
 
 
 async def _listen() -> None:

@@ -54,9 +54,13 @@ def session_rename(*, session: ChatSession, title: str) -> ChatSession:
 def session_classroom_set(*, session: ChatSession, classroom: Classroom | None) -> ChatSession:
     """Move the session to `classroom` (the caller has checked the owner is a member) or to private
     (None). Sockets open on it re-ask the access rule after the change commits, so the teachers of
-    the class it left are closed out at once. Raises ValidationError for an API session (always private)."""
+    the class it left are closed out at once. Raises ValidationError for an API session (always
+    private) and for an assignment's session (always in the assignment's class)."""
     if classroom is not None and session.kind == ChatSession.Kind.API:
         raise ValidationError("Sessions made through the API stay private.")
+    if session.assignment_id is not None and (classroom.pk if classroom else None) != session.classroom_id:
+        # Its teachers grade it from here: moving it would hide the work they set.
+        raise ValidationError("An assignment's session stays in its class.")
     if session.classroom_id == (classroom.pk if classroom else None):
         return session
     session.classroom = classroom

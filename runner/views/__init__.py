@@ -3,6 +3,21 @@
 One module per area; every view is re-exported here for runner/urls.py.
 """
 
+from runner.views.assignments import (
+    assignment_check,
+    assignment_detail,
+    assignment_edit,
+    assignment_grades_csv,
+    assignment_hand_in,
+    assignment_new,
+    assignment_start,
+    assignment_status,
+    assignments,
+    classroom_export,
+    submission_detail,
+    submission_grade,
+    teach_assignment,
+)
 from runner.views.classrooms import (
     classroom_code_regenerate,
     classroom_detail,
@@ -35,6 +50,19 @@ from runner.views.sessions import (
 from runner.views.workspace import files, files_delete, files_download, files_preview, files_rename, packages
 
 __all__ = [
+    "assignment_check",
+    "assignment_detail",
+    "assignment_edit",
+    "assignment_grades_csv",
+    "assignment_hand_in",
+    "assignment_new",
+    "assignment_start",
+    "assignment_status",
+    "assignments",
+    "classroom_export",
+    "submission_detail",
+    "submission_grade",
+    "teach_assignment",
     "api_key_revoke",
     "api_keys",
     "files",

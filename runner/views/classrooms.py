@@ -103,6 +103,7 @@ def classroom_detail(request: AuthenticatedRequest, classroom_id: int) -> HttpRe
             if filters.student_id is not None else []
         ),
         "live_url": reverse("classroom_live", args=[classroom.pk]),
+        "assignments": selectors.assignments_for_classroom(classroom=classroom),
     }
     return render(request, "runner/classroom.html", context)
 

@@ -82,11 +82,16 @@ def _chat_context(request: AuthenticatedRequest, session: ChatSession | None, ac
         "usage_meter": selectors.usage_quota_status(user_id=request.user.pk),
         "session_classrooms": selectors.classrooms_for_sessions(user=request.user),
         "default_classroom": selectors.classroom_default_for_new_session(user=request.user),
+        "has_assignments": selectors.student_has_assignments(user=request.user),
     }
     page_data["usage_url"] = reverse("account_usage")
     if session is not None:
         turns = selectors.session_history(session=session, viewer=request.user)
         context["turns"] = turns
+        if session.assignment is not None and access == "owner":
+            context["assignment_due_text"] = selectors.due_text(session.assignment.due_at)
+            if not turns:  # the assignment's starter code, until the first run
+                context["composer_text"] = session.assignment.starter_code
         state = "unavailable" if not health.ok else "ready" if session.sandbox_id else "closed"
         stop_reason = selectors.session_sandbox_stop_reason(session=session) if state == "closed" else ""
         text = SANDBOX_STATE_TEXT[state] if turns or state != "closed" else "starts on your first run"
