@@ -21,6 +21,7 @@ const socket = new Socket(page.ws_path, page.last, {
     handler.applyBatch(frames); usageMeter.noteFrames(frames); files.noticeFrames(frames); chrome.sessionActivity(activeSince());
   },
   onOpen: () => composer.updateControls(),
+  onClose: () => composer.refused(), // a run sent but not acknowledged keeps its code in the composer
   onRefused: (code) => {
     const refusal = page.access && page.access !== 'owner' ? 'You no longer have access to this session.' : 'You may not run code in this session.';
     showMessage(code === 4403 ? refusal : 'This session no longer exists.', 'forbidden');
