@@ -34,7 +34,7 @@ const comments = new Comments(page);
 const handler = new FrameHandler({
   turns, socket, composer, comments, pageCanRun: !!page.can_run, onTitle: (title) => chrome.titleChanged(title)
 });
-const files = new FilesPanel(page.files_url);
+const files = new FilesPanel(page.files_url, page.file_max_bytes);
 const packages = new PackagesDialog(page.packages_url, (code) => { composer.put(code, 'python'); composer.run(); });
 const chrome = new SessionChrome({
   hasActiveRuns: () => turns.active().length > 0,

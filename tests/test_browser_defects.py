@@ -1,0 +1,85 @@
+"""The page's defects a new user hit (issue 20, section 5, items 1-4), in headless Chromium against a
+real Daphne and real kernels: oversized code, uploads that are too big or badly named, the output
+cap's head and tail, and search.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.fixtures_browser import log_in_and_start_session, run, wait_connected
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+
+
+def session_id_of(page) -> str:
+    return re.search(r"/sessions/([0-9a-f-]{36})/", page.url).group(1)
+
+
+def test_a_megabyte_paste_says_the_limit_keeps_the_code_and_the_socket(page) -> None:
+    log_in_and_start_session(page)
+    page.evaluate("() => { window.socketCloses = 0; }")
+    page.evaluate("() => { const c = document.body; new MutationObserver(() => { if (c.dataset.socket === 'closed') window.socketCloses += 1; })"
+                  ".observe(c, {attributes: true, attributeFilter: ['data-socket']}); }")
+    code = "s = '" + "a" * 1_200_000 + "'\nprint(len(s))"  # 1.2 MB: over Daphne's 1 MiB frame limit
+    composer = page.get_by_label("Code to run")
+    composer.fill(code)
+    composer.press("Shift+Enter")
+    message = page.locator(".composer-message")
+    message.wait_for(timeout=10_000)
+    assert message.inner_text().startswith("The code is 1.14 MiB; the limit is 100 KB.")
+    assert composer.input_value() == code
+    assert page.locator("#turns > li.turn").count() == 0
+    page.wait_for_timeout(1500)  # a dropped socket would have closed by now
+    assert page.evaluate("() => window.socketCloses") == 0
+    assert page.evaluate("() => document.body.dataset.socket") == "open"
+    # The socket still runs code.
+    composer.fill("print('still here')")
+    composer.press("Shift+Enter")
+    turn = page.locator("#turns > li.turn").first
+    turn.locator(".status-line.ok").wait_for(timeout=60_000)
+    assert turn.locator(".output").inner_text() == "still here\n"
+
+
+def upload(page, name: str, size_bytes: int) -> None:
+    """Choose one file of `size_bytes` in the files panel's upload button."""
+    page.locator("#files-input").set_input_files(files=[{"name": name, "mimeType": "application/octet-stream",
+                                                           "buffer": b"x" * size_bytes}])
+
+
+def open_files(page) -> None:
+    page.locator("#files-toggle").click()
+    page.locator('#files-panel[data-loaded="true"]').wait_for()
+
+
+def test_a_file_over_the_per_file_limit_is_named_before_any_upload(page) -> None:
+    log_in_and_start_session(page)
+    open_files(page)
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if r.method == "POST" and "/files/" in r.url else None)
+    upload(page, "big.bin", 11 * 1024 * 1024)
+    item = page.locator('#files-uploads li[data-name="big.bin"]')
+    item.locator(".files-upload-error").wait_for()
+    assert item.locator(".files-upload-error").inner_text() == "big.bin is 11.0 MiB; the limit is 10.0 MiB per file."
+    assert item.get_attribute("data-state") == "error"
+    assert requests == []
+
+
+def test_a_failed_upload_turns_its_bar_red_with_the_reason(page) -> None:
+    log_in_and_start_session(page)
+    open_files(page)
+    upload(page, "..", 10)
+    item = page.locator("#files-uploads li.files-upload").first
+    item.locator(".files-upload-error").wait_for()
+    reason = item.locator(".files-upload-error").inner_text()
+    assert reason == "'..' is not a file name (no folders, '..' or slashes)."
+    assert "cut short" not in reason
+    bar = item.locator("progress")
+    assert bar.get_attribute("aria-label") == "Upload failed: " + reason
+    red = page.evaluate("() => getComputedStyle(document.body).getPropertyValue('--err').trim()")
+    assert bar.evaluate("b => getComputedStyle(b).accentColor") == page.evaluate(
+        "(c) => { const d = document.createElement('div'); d.style.color = c; document.body.appendChild(d);"
+        " const v = getComputedStyle(d).color; d.remove(); return v; }", red)
+    assert bar.evaluate("b => b.value") == 100  # a full red bar, not an empty grey one
