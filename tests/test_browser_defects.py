@@ -83,3 +83,28 @@ def test_a_failed_upload_turns_its_bar_red_with_the_reason(page) -> None:
         "(c) => { const d = document.createElement('div'); d.style.color = c; document.body.appendChild(d);"
         " const v = getComputedStyle(d).color; d.remove(); return v; }", red)
     assert bar.evaluate("b => b.value") == 100  # a full red bar, not an empty grey one
+
+
+def test_past_the_cap_the_run_shows_its_head_a_marker_and_its_last_lines_live_and_after_a_reload(page) -> None:
+    log_in_and_start_session(page)
+    turn = run(page, "for i in range(40_000):\n    print(i, 'x' * 80)\nprint('the end')")  # 3.3 MiB: past the 2 MiB cap
+    marker = turn.locator(".out-note.trunc")
+    assert marker.count() == 1
+    assert re.fullmatch(r"… 1\.\d+ MiB cut …", marker.inner_text())
+    last = turn.locator(".out-note.trunc + pre.stream")
+    live_tail = last.evaluate("pre => pre.textContent")
+    assert live_tail.endswith("39999 " + "x" * 80 + "\nthe end\n")
+    assert re.match(r"\d+ x{80}\n", live_tail)  # the tail starts on a whole line
+    assert turn.locator(".output pre.stream").first.evaluate("pre => pre.textContent").startswith("0 " + "x" * 80 + "\n") or \
+        turn.get_by_role("button", name="Show all output").count() == 1  # the head (clipped in the DOM past 200k chars)
+    live_marker = marker.inner_text()
+    page.reload()
+    turn = page.locator("#turns > li.turn").first
+    assert turn.locator(".out-note.trunc").inner_text() == live_marker
+    assert turn.locator(".trunc").count() == 1  # no second, older "Output stopped" notice
+    # The history renders a heavy run's last 32k characters; "Show all output" has the rest, as live.
+    assert live_tail.endswith(turn.locator(".out-note.trunc + pre.stream").evaluate("pre => pre.textContent"))
+    turn.get_by_role("button", name="Show all output").click()
+    page.wait_for_function("() => document.querySelector('#turns pre.stream').textContent.startsWith('0 x')")
+    assert turn.locator(".out-note.trunc").inner_text() == live_marker
+    assert turn.locator(".out-note.trunc + pre.stream").evaluate("pre => pre.textContent") == live_tail

@@ -422,6 +422,7 @@ async def _finish(
     run: Run, writer: OutputWriter, status: str, *, duration_ms: int | None, error: tuple[str, str] | None = None
 ) -> None:
     """Store the output and the final state (one commit), then publish `execution.finished`."""
+    writer.end()  # past the cap: the marker and the tail the cap kept
     # Output no write has taken yet (all of it, when the code finished before its row existed)
     # is stored in the same commit as the final state.
     last_batches = writer.take_all_if_idle()

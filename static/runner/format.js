@@ -52,7 +52,7 @@ export function formatSize(bytes) {
 /* 146 KB, 1.14 MiB: a size as the server words its limits (mirrors human_bytes in runner/services/output.py). */
 export function humanBytes(n) {
   const g3 = (x) => String(Number(x.toPrecision(3)));
-  if (n >= 1024 * 1024) return g3(n / (1024 * 1024)) + ' MiB';
+  if (n >= 999.5 * 1024) return g3(n / (1024 * 1024)) + ' MiB';
   if (n >= 1024) return g3(n / 1024) + ' KB';
   return n + ' bytes';
 }
