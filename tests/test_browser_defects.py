@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.utils import timezone
 
-from tests.fixtures_browser import log_in_and_start_session, run, wait_connected
+from runner.models import ChatSession, Execution, OutputChunk
+from tests.fixtures_browser import log_in, log_in_and_start_session, run
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
@@ -108,3 +110,38 @@ def test_past_the_cap_the_run_shows_its_head_a_marker_and_its_last_lines_live_an
     page.wait_for_function("() => document.querySelector('#turns pre.stream').textContent.startsWith('0 x')")
     assert turn.locator(".out-note.trunc").inner_text() == live_marker
     assert turn.locator(".out-note.trunc + pre.stream").evaluate("pre => pre.textContent") == live_tail
+
+
+# The linked run's box lies inside the conversation's visible box.
+IN_VIEW_JS = """turn => {
+  const c = document.getElementById('conversation').getBoundingClientRect(), t = turn.getBoundingClientRect();
+  return t.top >= c.top - 1 && t.top < c.bottom && window.scrollY === 0;
+}"""
+
+
+def test_a_search_finds_a_prefix_and_opens_the_run_in_view_and_highlighted(page, alice) -> None:
+    session = ChatSession.objects.create(owner=alice, title="Tables")
+    runs = []
+    for seq in range(1, 13):
+        code = "from tabulate import tabulate\nprint(tabulate([[1, 2]]))" if seq == 3 else f"for i in range(30):\n    print({seq}, i)"
+        runs.append(Execution.objects.create(session=session, seq=seq, code=code, language="python", user=alice,
+                                             status="succeeded", created_at=timezone.now(), duration_ms=5))
+        OutputChunk.objects.create(execution=runs[-1], index=0, kind="stdout", text="".join(f"{seq} {i}\n" for i in range(30)))
+    target = runs[2]
+    log_in(page)
+    search = page.get_by_label("Search your runs: titles, code and output")
+    search.fill("tabul")
+    search.press("Enter")
+    hit = page.locator("#search-hits li.search-hit").first
+    hit.wait_for()
+    assert page.locator("#search-hits li.search-hit").count() == 1
+    assert "<mark>tabulate</mark>" in hit.locator(".search-snippet").inner_html()
+    hit.get_by_role("link").click()
+    page.wait_for_url(re.compile(rf"/sessions/{session.id}/#run-{target.id}$"))
+    turn = page.locator(f"#run-{target.id}")
+    turn.wait_for()
+    page.wait_for_function("() => document.readyState === 'complete'")
+    assert "linked" in turn.get_attribute("class").split()
+    assert turn.evaluate(IN_VIEW_JS)
+    assert not page.locator(f"#run-{runs[-1].id}").evaluate(IN_VIEW_JS)  # not left at the bottom
+    assert page.locator("#turns > li.turn.linked").count() == 1

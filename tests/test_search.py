@@ -100,3 +100,12 @@ def test_a_runs_error_is_found(alice, runs) -> None:
     [hit] = selectors.runs_search(user=alice, query="ZeroDivisionError")
     assert (hit.execution_id, hit.where) == (run.pk, "code")
     assert "<mark>ZeroDivisionError</mark>" in hit.snippet_html
+
+
+def test_a_word_finds_the_words_it_begins(alice, runs) -> None:
+    run = make_run(runs["alice_session"], 6, "from tabulate import tabulate\nprint(tabulate([[1, 2]]))", "-  -\n1  2\n-  -\n")
+    [hit] = selectors.runs_search(user=alice, query="tabul")
+    assert (hit.execution_id, hit.where) == (run.pk, "code")
+    assert "<mark>tabulate</mark>" in hit.snippet_html
+    assert [h.execution_id for h in selectors.runs_search(user=alice, query="zeb stri")] == [runs["alice_output"].id]
+    assert selectors.runs_search(user=alice, query="abulate") == []  # a prefix, not any substring

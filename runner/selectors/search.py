@@ -4,7 +4,8 @@ One selector, two engines, picked by the database: SQLite's FTS5 table `runner_s
 Postgres a table of the same rows with a stored, GIN-indexed tsvector (the SearchEntry model)
 searched through django.contrib.postgres.search. Both are kept by triggers (migration 0007_search):
 a run's code and error, and the first 20 output chunks (16 KiB of each, colour codes removed). Both match every word of the query
-(no stemming: code and output are searched as written), and only ever rows the user owns.
+as a prefix ("tabul" finds "tabulate"; no stemming: code and output are searched as written), and only ever rows the
+user owns.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def runs_search(*, user: User, query: str, limit: int = SEARCH_MAX_HITS) -> list
 
 def _sqlite_matches(*, user_id: int, words: list[str], limit: int) -> dict[int, str]:
     """{execution id: the matching text} from FTS5, newest runs first."""
-    terms = " ".join('"' + w.replace('"', '""') + '"' for w in words)
+    terms = " ".join('"' + w.replace('"', '""') + '"*' for w in words)  # "w"*: a prefix query
     rows = []
     with connection.cursor() as cursor:
         # Code and output separately: their rowids count different things (run and chunk ids).
@@ -84,7 +85,8 @@ def _postgres_matches(*, user_id: int, words: list[str], limit: int) -> dict[int
     """{execution id: the matching text} from the search table, newest runs first."""
     from django.contrib.postgres.search import SearchQuery
 
-    wanted = SearchQuery(" ".join(words), config="simple", search_type="plain")
+    # Raw tsquery syntax is safe here: words are \\w+ (no quotes, operators or colons); w:* is a prefix.
+    wanted = SearchQuery(" & ".join(f"{w}:*" for w in words), config="simple", search_type="raw")
     rows: list[tuple[int, str]] = []
     # Code and output separately, each newest first along the (owner, kind, id) index.
     for is_code, many in ((True, limit), (False, limit * 4)):
@@ -129,8 +131,9 @@ def _title_hits(*, user_id: int, words: list[str], limit: int) -> list[SearchHit
 
 def snippet(text: str, words: list[str], width: int = SNIPPET_CHARS) -> str:
     """About `width` characters of `text` around the first query word, HTML-escaped, with each
-    query word (whole words, case-insensitive) in <mark>."""
-    pattern = re.compile(r"(?<!\w)(" + "|".join(re.escape(w) for w in words) + r")(?!\w)", re.IGNORECASE)
+    word that a query word begins (case-insensitive) in <mark>."""
+    # A word as the indexes cut them: letters and digits (an underscore separates words).
+    pattern = re.compile(r"(?<!\w)((?:" + "|".join(re.escape(w) for w in words) + r")[^\W_]*)", re.IGNORECASE)
     first = pattern.search(text)
     start = max(0, (first.start() if first else 0) - width // 3)
     piece = text[start:start + width]

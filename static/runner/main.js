@@ -7,7 +7,7 @@ import { FrameHandler } from './frames.js';
 import { showMessage } from './notices.js';
 import { handleOutputClick, loadAllOutput } from './output.js';
 import { PackagesDialog } from './packages.js';
-import { followBottom, scrollToBottom } from './scroll.js';
+import { followBottom, scrollIntoConversation, scrollToBottom } from './scroll.js';
 import { SessionChrome } from './sidebar.js';
 import { Socket } from './socket.js';
 import { highlight, Turns } from './turns.js';
@@ -74,11 +74,25 @@ document.addEventListener('click', (e) => {
   else chrome.action(action);
 });
 
+/* A link to one run (#run-<id>, e.g. a search result): scroll it into view and highlight it. */
+function showLinkedRun() {
+  const match = /^#run-(\d+)$/.exec(location.hash);
+  const target = match && document.getElementById('run-' + match[1]);
+  $all('#turns > li.turn.linked').forEach((t) => { if (t !== target) t.classList.remove('linked'); });
+  if (!target) return false;
+  target.classList.add('linked');
+  scrollIntoConversation(target);
+  return true;
+}
+
 const conversation = $('#conversation');
 turns.adoptAll();
 $all('pre.code code').forEach(highlight);
 followBottom(conversation);
-if (conversation) scrollToBottom();
+if (conversation && !showLinkedRun()) scrollToBottom();
+window.addEventListener('hashchange', showLinkedRun);
+// Images above the run grow the page as they load: put the linked run back in view.
+window.addEventListener('load', () => { if (location.hash) showLinkedRun(); });
 turns.startClocks();
 composer.start(page.degraded_reason);
 socket.connect();
