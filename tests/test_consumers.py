@@ -207,8 +207,12 @@ async def test_a_display_too_large_to_receive_is_marked_truncated_not_silently_d
     assert frames[-1]["status"] == "succeeded" and frames[-1]["truncated"] is True
     outputs = [f for f in frames if f["type"] == "execution.output"]
     lost = "an output message over 32 MiB (a huge display or plot, say) was too large to receive"
-    assert [(f["kind"], f["text"]) for f in outputs] == [
-        ("stderr", f"… 32 MiB cut: {lost} …\n"), ("stderr", f"… 32 MiB cut: {lost} …\n"), ("stdout", "after\n")]
+    # Each lost message is marked where it was (one or both, and then "after", when they arrive:
+    # what the kernel sends while iopub reconnects is lost unseen).
+    shown = [(f["kind"], f["text"]) for f in outputs]
+    after = [("stdout", "after\n")] if shown[-1] == ("stdout", "after\n") else []
+    marks = shown[: len(shown) - len(after)]
+    assert 1 <= len(marks) <= 2 and set(marks) == {("stderr", f"… 32 MiB cut: {lost} …\n")}
     execution = await Execution.objects.aget(pk=execution_id)
     assert execution.truncated
     assert stdout_of(await receive_until_finished(ws, await run(ws, "print('next')"))) == "next\n"

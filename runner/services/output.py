@@ -154,10 +154,10 @@ class OutputWriter:
         self._kick()
 
     def end(self) -> None:
-        """The run produced all it will: write the cut marker (if anything was cut) and the tail."""
+        """The run produced all it will: the cut marker (if anything was cut) and the tail join the
+        pending output (the caller stores it with the run's final state)."""
         if self.tailing:
             self._write_tail()
-        self._kick()
 
     def _write_marker(self) -> None:
         if self._cut_bytes or self._cut_whys:
