@@ -145,3 +145,16 @@ def test_a_search_finds_a_prefix_and_opens_the_run_in_view_and_highlighted(page,
     assert turn.evaluate(IN_VIEW_JS)
     assert not page.locator(f"#run-{runs[-1].id}").evaluate(IN_VIEW_JS)  # not left at the bottom
     assert page.locator("#turns > li.turn.linked").count() == 1
+
+
+def test_while_output_is_held_past_the_head_the_run_says_its_last_lines_come_at_the_end(page) -> None:
+    log_in_and_start_session(page)
+    turn = run(page, "for i in range(30_000):\n    print(i, 'x' * 80)\nimport time; time.sleep(4)\nprint('done')", wait=False)
+    held = turn.locator(".out-note.held")
+    held.wait_for(timeout=30_000)
+    assert held.inner_text() == "Output past 1.88 MiB is held: the last 128 KB show when the run ends."
+    assert turn.locator(".status-line.running").count() == 1
+    turn.locator(".status-line.ok").wait_for(timeout=60_000)
+    assert held.count() == 0
+    assert re.fullmatch(r"… \d+ KB cut …", turn.locator(".out-note.trunc").inner_text())
+    assert turn.locator(".out-note.trunc + pre.stream").evaluate("pre => pre.textContent").endswith("29999 " + "x" * 80 + "\ndone\n")

@@ -178,6 +178,10 @@ async def test_past_the_cap_the_head_and_the_last_lines_are_kept_and_a_replay_se
     at = [i for i, f in enumerate(outputs) if f.get("data") == {"sandpit/notice": "truncated"}]
     assert len(at) == 1
     head, marker, tail = stdout_of(outputs[: at[0]]), outputs[at[0]], stdout_of(outputs[at[0] + 1:])
+    # Live only: once the head is out, the page is told the rest is held until the end.
+    held = [i for i, f in enumerate(frames) if f["type"] == "execution.held"]
+    assert [frames[i] for i in held] == [{"type": "execution.held", "execution_id": execution_id, "head_bytes": 700, "tail_bytes": 300}]
+    assert frames.index(outputs[at[0]]) > held[0] > max(frames.index(f) for f in outputs[: at[0]])
     assert head == "".join(lines)[:700]
     assert tail == "".join(lines[-3:])  # the last whole lines that fit in 300 bytes
     assert marker["kind"] == "stderr" and marker["text"] == f"… {human_bytes(len(''.join(lines)) - 700 - len(tail))} cut …\n"
@@ -190,6 +194,7 @@ async def test_past_the_cap_the_head_and_the_last_lines_are_kept_and_a_replay_se
     await receive(back)
     replayed = await receive_until_finished(back, execution_id)
     assert [f for f in replayed if f["type"] == "execution.output"] == outputs
+    assert not any(f["type"] == "execution.held" for f in replayed)
 
 
 async def test_a_display_too_large_to_receive_is_marked_truncated_not_silently_dropped(connect, alice, alice_session) -> None:

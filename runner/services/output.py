@@ -108,6 +108,7 @@ class OutputWriter:
         self._tail_bytes = 0
         self._cut_bytes = 0  # cut since the last marker
         self._cut_whys: list[str] = []
+        self._held_told = False  # `execution.held` went out (once, after the head's last output)
         self.stdout_bytes = 0
         self.stderr_bytes = 0
         self.error: Error | None = None
@@ -276,8 +277,11 @@ class OutputWriter:
         self._kick()
 
     def _kick(self) -> None:
-        if self._flusher is None and self._pending and not self._held:
+        if self._flusher is None and not self._held and (self._pending or self._held_untold()):
             self._flusher = asyncio.ensure_future(self._flush())
+
+    def _held_untold(self) -> bool:
+        return self.tailing and not self._held_told
 
     def _take_batch(self) -> list[Chunk]:
         total, n = 0, 0
@@ -294,7 +298,15 @@ class OutputWriter:
     async def _flush(self) -> None:
         stored: list[list[Chunk]] = []  # written, not yet published
         try:
-            while self._pending or stored:
+            while self._pending or stored or self._held_untold():
+                if not self._pending and not stored:
+                    # The head is out: say that the rest is held until the run ends.
+                    self._held_told = True
+                    held: events.HeldMessage = {"type": "execution.held", "frame": {
+                        "type": "execution.held", "execution_id": self.execution_id,
+                        "head_bytes": self.head_max_bytes, "tail_bytes": self.tail_max_bytes}}
+                    await publish(self.group, dict(held))
+                    continue
                 # Under a flood, one write stores several batches (one thread hop and one commit);
                 # each batch is still published as its own group message of at most 64 KB.
                 batches: list[list[Chunk]] = []
