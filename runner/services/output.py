@@ -157,6 +157,7 @@ class OutputWriter:
     def end(self) -> None:
         """The run produced all it will: the cut marker (if anything was cut) and the tail join the
         pending output (the caller stores it with the run's final state)."""
+        self._held_told = True  # too late to say the tail is held: here it comes
         if self.tailing:
             self._write_tail()
 
