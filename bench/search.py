@@ -52,6 +52,8 @@ QUERIES = {
     "common word (every run)": "dataframe",
     "two words": "mean temperature",
     "no match": "xylophone",
+    "prefix of the common word": "datafr",
+    "two-letter prefix (many words)": "ka",
 }
 
 

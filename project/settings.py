@@ -251,6 +251,8 @@ E2B_MEMORY_MB = env.int("E2B_MEMORY_MB", default=512)
 RUN_CODE_MAX_BYTES = env.int("RUN_CODE_MAX_BYTES", default=100 * 1024)
 RUN_TIMEOUT_S = env.int("RUN_TIMEOUT_S", default=60)
 RUN_OUTPUT_MAX_BYTES = env.int("RUN_OUTPUT_MAX_BYTES", default=2 * 1024 * 1024)
+# Of that cap, the last output kept when a run goes past it (at most half the cap); the rest is its head.
+RUN_OUTPUT_TAIL_BYTES = env.int("RUN_OUTPUT_TAIL_BYTES", default=128 * 1024)
 RUN_BATCH_MAX_BYTES = env.int("RUN_BATCH_MAX_BYTES", default=64 * 1024)
 RUN_QUEUE_MAX = env.int("RUN_QUEUE_MAX", default=10)
 # Websocket frames a client may send per 10 s before it is told to slow down.

@@ -256,6 +256,9 @@ class SessionConsumer(AsyncJsonWebsocketConsumer):
         for chunk in self.seen.fresh_chunks(execution_id, message["chunks"]):
             await self.send_json(events.output_frame(execution_id, chunk))
 
+    async def execution_held(self, message: dict[str, Any]) -> None:
+        await self.send_json(message["frame"])
+
     async def execution_input_request(self, message: dict[str, Any]) -> None:
         await self.send_json(message["frame"])
 

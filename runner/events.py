@@ -72,6 +72,16 @@ class OutputFrame(TypedDict):
     data: NotRequired[dict[str, Any]]
 
 
+class HeldFrame(TypedDict):
+    """The run's output went past the cap's head: what follows is held (its last `tail_bytes`) and
+    written, after a "… cut …" marker, when the run ends. Live only (not stored, not replayed)."""
+
+    type: Literal["execution.held"]
+    execution_id: int
+    head_bytes: int
+    tail_bytes: int
+
+
 class FinishedFrame(TypedDict):
     type: Literal["execution.finished"]
     execution_id: int
@@ -186,6 +196,11 @@ class OutputMessage(TypedDict):
     type: Literal["execution.output"]
     execution_id: int
     chunks: list[Chunk]
+
+
+class HeldMessage(TypedDict):
+    type: Literal["execution.held"]
+    frame: HeldFrame
 
 
 class FinishedMessage(TypedDict):

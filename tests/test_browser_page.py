@@ -262,7 +262,7 @@ def test_a_waiting_input_survives_a_reload_and_stop_cancels_it(page) -> None:
 
 def test_a_heavy_run_loads_its_tail_and_shows_all_on_request(page) -> None:
     log_in_and_start_session(page)
-    run(page, "for i in range(25_000):\n    print(i, 'x' * 80)")
+    run(page, "for i in range(20_000):\n    print(i, 'x' * 80)")  # 1.7 MB: under the output cap's head
     page.reload()
     turn = page.locator("#turns > li.turn").first
     pre = turn.locator("pre.stream")
@@ -272,7 +272,7 @@ def test_a_heavy_run_loads_its_tail_and_shows_all_on_request(page) -> None:
     assert not pre.inner_text().startswith("0 x")
     turn.get_by_role("button", name="Show all output").click()
     page.wait_for_function("() => document.querySelector('#turns pre.stream').textContent.startsWith('0 x')")
-    assert turn.locator("pre.stream").evaluate("p => p.textContent.length") > 2_000_000
+    assert turn.locator("pre.stream").evaluate("p => p.textContent.length") > 1_700_000
 
 
 def test_the_sidebar_shows_a_run_going_in_another_tab(page) -> None:

@@ -12,6 +12,7 @@ from django.test import override_settings
 from runner import events
 from runner.consumers import SessionConsumer
 from runner.models import Execution, OutputChunk, SandboxLease, ServerProcess
+from runner.services.output import human_bytes
 from runner.services.runtime import db
 from runner.services.sandboxes import NOTICE_NEW_SANDBOX
 from tests.fixtures_runs import receive, receive_until_finished, run, stdout_of
@@ -165,20 +166,37 @@ async def test_timeout_ends_the_run_timed_out_and_keeps_variables(connect, alice
     assert stdout_of(await receive_until_finished(ws, await run(ws, "print(y)"))) == "kept\n"
 
 
-async def test_output_past_the_cap_is_dropped_with_a_marker_and_truncated_flag(connect, alice, alice_session) -> None:
+async def test_past_the_cap_the_head_and_the_last_lines_are_kept_and_a_replay_sees_exactly_them(connect, alice, alice_session) -> None:
     ws = await connect(alice, alice_session)
     await receive(ws)
-    with override_settings(RUN_OUTPUT_MAX_BYTES=1000):
-        execution_id = await run(ws, "for i in range(200):\n    print('x' * 99)\nprint('after the cap')")
+    lines = [f"{i:03d}" + "x" * 96 + "\n" for i in range(200)] + ["after the cap\n"]
+    with override_settings(RUN_OUTPUT_MAX_BYTES=1000, RUN_OUTPUT_TAIL_BYTES=300):
+        execution_id = await run(ws, "for i in range(200):\n    print(f'{i:03d}' + 'x' * 96)\nprint('after the cap')")
         frames = await receive_until_finished(ws, execution_id)
     assert frames[-1]["status"] == "succeeded" and frames[-1]["truncated"] is True
-    assert len(stdout_of(frames)) == 1000
-    marker = [f for f in frames if f["type"] == "execution.output"][-1]
-    assert marker["kind"] == "stderr" and marker["text"] == "Output stopped at 1000 bytes; the run went on.\n"
+    outputs = [f for f in frames if f["type"] == "execution.output"]
+    at = [i for i, f in enumerate(outputs) if f.get("data") == {"sandpit/notice": "truncated"}]
+    assert len(at) == 1
+    head, marker, tail = stdout_of(outputs[: at[0]]), outputs[at[0]], stdout_of(outputs[at[0] + 1:])
+    # Live only: once the head is out, the page is told the rest is held until the end (unless the
+    # run ended first, as this quick one may).
+    held = [i for i, f in enumerate(frames) if f["type"] == "execution.held"]
+    assert [frames[i] for i in held] in ([], [{"type": "execution.held", "execution_id": execution_id, "head_bytes": 700, "tail_bytes": 300}])
+    if held:
+        assert frames.index(outputs[at[0]]) > held[0] > max(frames.index(f) for f in outputs[: at[0]])
+    assert head == "".join(lines)[:700]
+    assert tail == "".join(lines[-3:])  # the last whole lines that fit in 300 bytes
+    assert marker["kind"] == "stderr" and marker["text"] == f"… {human_bytes(len(''.join(lines)) - 700 - len(tail))} cut …\n"
     execution = await Execution.objects.aget(pk=execution_id)
-    assert execution.truncated and execution.stdout_bytes == 200 * 100 + len("after the cap\n")
+    assert execution.truncated and execution.stdout_bytes == len("".join(lines))
     stored = [c async for c in OutputChunk.objects.filter(execution_id=execution_id).order_by("index")]
-    assert stored[-1].text == marker["text"] and sum(len(c.text) for c in stored if c.kind == "stdout") == 1000
+    assert [(c.index, c.kind, c.text, c.data) for c in stored] == [(f["index"], f["kind"], f["text"], f.get("data")) for f in outputs]
+    # A page that reconnects from the start gets exactly what the live page got.
+    back = await connect(alice, alice_session, "after_execution=0&after_index=-1")
+    await receive(back)
+    replayed = await receive_until_finished(back, execution_id)
+    assert [f for f in replayed if f["type"] == "execution.output"] == outputs
+    assert not any(f["type"] == "execution.held" for f in replayed)
 
 
 async def test_a_display_too_large_to_receive_is_marked_truncated_not_silently_dropped(connect, alice, alice_session) -> None:
@@ -195,9 +213,13 @@ async def test_a_display_too_large_to_receive_is_marked_truncated_not_silently_d
     frames = await receive_until_finished(ws, execution_id)
     assert frames[-1]["status"] == "succeeded" and frames[-1]["truncated"] is True
     outputs = [f for f in frames if f["type"] == "execution.output"]
-    assert [(f["kind"], f["text"]) for f in outputs] == [
-        ("stderr", "Output stopped at 2 MiB: an output message over 32 MiB (a huge display or plot, say) was too "
-                   "large to receive. The run went on.\n")]
+    lost = "an output message over 32 MiB (a huge display or plot, say) was too large to receive"
+    # Each lost message is marked where it was (one or both, and then "after", when they arrive:
+    # what the kernel sends while iopub reconnects is lost unseen).
+    shown = [(f["kind"], f["text"]) for f in outputs]
+    after = [("stdout", "after\n")] if shown[-1] == ("stdout", "after\n") else []
+    marks = shown[: len(shown) - len(after)]
+    assert 1 <= len(marks) <= 2 and set(marks) == {("stderr", f"… 32 MiB cut: {lost} …\n")}
     execution = await Execution.objects.aget(pk=execution_id)
     assert execution.truncated
     assert stdout_of(await receive_until_finished(ws, await run(ws, "print('next')"))) == "next\n"

@@ -100,3 +100,21 @@ def test_a_runs_error_is_found(alice, runs) -> None:
     [hit] = selectors.runs_search(user=alice, query="ZeroDivisionError")
     assert (hit.execution_id, hit.where) == (run.pk, "code")
     assert "<mark>ZeroDivisionError</mark>" in hit.snippet_html
+
+
+def test_a_word_finds_the_words_it_begins(alice, runs) -> None:
+    run = make_run(runs["alice_session"], 6, "from tabulate import tabulate\nprint(tabulate([[1, 2]]))", "-  -\n1  2\n-  -\n")
+    [hit] = selectors.runs_search(user=alice, query="tabul")
+    assert (hit.execution_id, hit.where) == (run.pk, "code")
+    assert "<mark>tabulate</mark>" in hit.snippet_html
+    assert [h.execution_id for h in selectors.runs_search(user=alice, query="zeb stri")] == [runs["alice_output"].id]
+    assert selectors.runs_search(user=alice, query="abulate") == []  # a prefix, not any substring
+    assert selectors.runs_search(user=alice, query="ta") == []  # from three letters on
+
+
+def test_whole_words_come_before_the_words_they_begin_when_they_fill_the_page(alice, runs) -> None:
+    session = runs["alice_session"]
+    make_run(session, 7, "print('datasets')")
+    whole = [make_run(session, 8 + i, f"data = {i}").id for i in range(3)]
+    assert [h.execution_id for h in selectors.runs_search(user=alice, query="data", limit=3)] == whole[::-1]
+    assert len(selectors.runs_search(user=alice, query="data", limit=4)) == 4  # room left: prefixes too

@@ -13,6 +13,7 @@ from django.utils import timezone
 from runner.models import ChatSession, Comment, Execution, OutputChunk
 from runner.selectors.comments import author_name
 from runner.selectors.rendering import strip_ansi
+from runner.services.output import NOTICE_MARKER
 from runner.selectors.sessions import IMAGE_MIMES, LANGUAGE_LABELS, execution_status, truncation_notice
 
 _MARKDOWN_LANG = {"python": "python", "javascript": "javascript", "typescript": "typescript", "bash": "bash"}
@@ -105,8 +106,10 @@ def session_export_markdown(*, session: ChatSession) -> str:
             if output:
                 lines.extend(["```text", output.replace("```", "ʼʼʼ"), "```", ""])
 
+        marked = False  # the cap's own marker ("… 8.3 MiB cut …") is in the output
         for chunk in execution.chunks.all():
             data = chunk.data if isinstance(chunk.data, dict) else {}
+            marked = marked or data.get(NOTICE_MARKER) == "truncated"
             if chunk.kind in ("stdout", "stderr"):
                 text_parts.append(strip_ansi(chunk.text))
             elif chunk.kind == "error":
@@ -117,7 +120,7 @@ def session_export_markdown(*, session: ChatSession) -> str:
             else:
                 text_parts.append(strip_ansi(str(data.get("text/plain", chunk.text))) + "\n")
         flush_text()
-        if execution.truncated:
+        if execution.truncated and not marked:
             lines += [f"*{truncation_notice()}*", ""]
         lines += [f"*{status}*", ""]
         for comment in execution.comments.all():

@@ -341,6 +341,11 @@ def session_history(*, session: ChatSession, viewer: User) -> list[Turn]:
                 clipped.add(execution_id)
                 continue
         kept.setdefault(execution_id, []).append(index)
+    if clipped:
+        # The server's notes (the cap's "… 8.3 MiB cut …" marker above all) stay, wherever they are.
+        notes = OutputChunk.objects.filter(execution_id__in=clipped, kind="stderr", data__has_key=NOTICE_MARKER)
+        for execution_id, index in notes.values_list("execution_id", "index"):
+            kept.setdefault(execution_id, []).append(index)
     chunks_of: dict[int, list[OutputChunk]] = {e.pk: [] for e in executions}
     whole = [e.pk for e in executions if e.pk not in clipped]
     wanted = Q(execution_id__in=whole)
@@ -366,11 +371,15 @@ def session_history(*, session: ChatSession, viewer: User) -> list[Turn]:
     return turns
 
 
+def _is_note(chunk: OutputChunk) -> bool:
+    return isinstance(chunk.data, dict) and NOTICE_MARKER in chunk.data
+
+
 def _clip_head(chunks: list[OutputChunk], *, stream_chars_kept: int) -> None:
     """Cut the oldest kept stream chunk's head (in memory) so the streams hold about
     HISTORY_TAIL_CHARS, starting on a whole line where one is near."""
     excess = stream_chars_kept - HISTORY_TAIL_CHARS
-    first = next((c for c in chunks if c.kind in _STREAMS), None)
+    first = next((c for c in chunks if c.kind in _STREAMS and not _is_note(c)), None)
     if first is None or excess <= 0:
         return
     cut = min(excess, len(first.text))

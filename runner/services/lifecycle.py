@@ -301,6 +301,7 @@ class RunTask:
         """Store the output and the final state (one commit), then publish `execution.finished`.
         `error` (name, value) is stored when the code reported none."""
         run, writer = self.run, self.writer
+        writer.end()  # past the cap: the marker and the tail the cap kept
         # Output no write has taken yet (all of it, when the code finished before its row existed)
         # is stored in the same commit as the final state.
         last_batches = writer.take_all_if_idle()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -47,11 +49,32 @@ _publish_failures = runtime.LogThrottle(PUBLISH_FAILURE_LOG_EVERY_S)
 
 
 def human_bytes(n: int) -> str:
-    if n >= 1024 * 1024:
+    """146 KB, 8.3 MiB: three significant figures (a size that rounds to 1000 KB or more is in MiB)."""
+    if n >= 999.5 * 1024:
         return f"{n / (1024 * 1024):.3g} MiB"
     if n >= 1024:
         return f"{n / 1024:.3g} KB"
     return f"{n} bytes"
+
+
+# A tail item's text is topped up to at most this many bytes before a new item starts.
+TAIL_ITEM_MAX_BYTES = 64 * 1024
+
+
+@dataclass
+class _TailItem:
+    """One event held in the tail: text (stdout/stderr, `raw` bytes) or a result/error (`data`)."""
+
+    kind: ChunkKind
+    raw: bytearray | None
+    data: dict[str, Any] | None
+    size: int
+
+
+def cut_marker_text(cut_bytes: int, whys: list[str]) -> str:
+    """The note that stands where output was cut: "… 8.3 MiB cut …" (with why, when output was lost)."""
+    why = f": {'; '.join(whys)}" if whys else ""
+    return f"… {human_bytes(cut_bytes)} cut{why} …\n"
 
 
 class OutputWriter:
@@ -60,7 +83,13 @@ class OutputWriter:
     `on_event` is synchronous and never blocks the kernel's reader. An event that arrives when
     nothing is being written starts a write at once (no added latency); events arriving during
     a write coalesce into the next batch (at most RUN_BATCH_MAX_BYTES; adjacent stdout or stderr
-    text merges into one chunk). Past RUN_OUTPUT_MAX_BYTES nothing more is kept; a marker is.
+    text merges into one chunk).
+
+    The cap (RUN_OUTPUT_MAX_BYTES) keeps the head and the tail, as Jupyter's and CI logs do: the
+    first `cap - tail` bytes stream out live; past them, events are held in a ring of the last
+    `tail_max_bytes` (whole lines where it can), and `end()` (the run is over) writes a marker
+    "… 8.3 MiB cut …" and then the tail. Memory stays bounded by the ring. What is written is
+    written once, in index order, so a replay shows exactly what the live page got.
     """
 
     def __init__(self, *, group: str) -> None:
@@ -68,10 +97,18 @@ class OutputWriter:
         self.group = group
         self._held = True  # nothing is written until `release()`: the row may not exist yet
         self.cap_bytes: int = settings.RUN_OUTPUT_MAX_BYTES
+        self.tail_max_bytes: int = min(settings.RUN_OUTPUT_TAIL_BYTES, self.cap_bytes // 2)
+        self.head_max_bytes: int = self.cap_bytes - self.tail_max_bytes
         self.batch_max_bytes: int = settings.RUN_BATCH_MAX_BYTES
         self.next_index = 0
-        self.kept_bytes = 0
-        self.truncated = False
+        self.kept_bytes = 0  # the head's bytes
+        self.truncated = False  # something was cut (or lost)
+        self.tailing = False  # past the head: events go to the tail's ring
+        self._tail: deque[_TailItem] = deque()
+        self._tail_bytes = 0
+        self._cut_bytes = 0  # cut since the last marker
+        self._cut_whys: list[str] = []
+        self._held_told = False  # `execution.held` went out (once, after the head's last output)
         self.stdout_bytes = 0
         self.stderr_bytes = 0
         self.error: Error | None = None
@@ -92,49 +129,126 @@ class OutputWriter:
             self._keep_text("stderr", raw)
         elif isinstance(event, Result):
             size = sum(len(v) if isinstance(v, str) else 64 for v in event.data.values())
-            if self._room_for(size):
-                data: dict[str, Any] = {**event.data, MAIN_RESULT_MARKER: "1"} if event.is_main else dict(event.data)
-                self._append("result", "", data, size)
+            data: dict[str, Any] = {**event.data, MAIN_RESULT_MARKER: "1"} if event.is_main else dict(event.data)
+            self._keep_item("result", data, size)
         elif isinstance(event, Error):
             self.error = event
             data = {"ename": event.ename, "evalue": event.evalue, "traceback": list(event.traceback)}
             size = len(event.ename) + len(event.evalue) + sum(len(line) for line in event.traceback)
-            if self._room_for(size):
-                self._append("error", "", data, size)
-        elif isinstance(event, OutputLost) and not self.truncated:
-            # Lost output ends what is kept, as the cap does (it is bigger than the default cap).
-            self._truncate(why=event.what)
+            self._keep_item("error", data, size)
+        elif isinstance(event, OutputLost):
+            # Output that never arrived is cut from the middle: a marker where it was, now (in the
+            # head) or with the tail's marker (past it).
+            self.truncated = True
+            self._cut_bytes += event.size_bytes
+            self._cut_whys.append(event.what)
+            if not self.tailing:
+                self._write_marker()
         self._kick()
 
     def note(self, text: str) -> None:
-        """A server note in the output (stderr, marked), outside the cap."""
+        """A server note in the output (stderr, marked), outside the cap. Past the head, the tail
+        held so far is written first, so the note comes after the output it follows."""
+        if self.tailing:
+            self._write_tail()
         self._append("stderr", text if text.endswith("\n") else text + "\n", {NOTICE_MARKER: "server"}, len(text))
         self._kick()
 
-    def _room_for(self, size: int) -> bool:
-        if self.truncated:
-            return False
-        if self.kept_bytes + size <= self.cap_bytes:
-            self.kept_bytes += size
-            return True
-        self._truncate()
-        return False
+    def end(self) -> None:
+        """The run produced all it will: the cut marker (if anything was cut) and the tail join the
+        pending output (the caller stores it with the run's final state)."""
+        self._held_told = True  # too late to say the tail is held: here it comes
+        if self.tailing:
+            self._write_tail()
 
-    def _truncate(self, why: str = "") -> None:
+    def _write_marker(self) -> None:
+        if self._cut_bytes or self._cut_whys:
+            text = cut_marker_text(self._cut_bytes, self._cut_whys)
+            self._append("stderr", text, {NOTICE_MARKER: "truncated"}, len(text))
+        self._cut_bytes = 0
+        self._cut_whys = []
+
+    def _write_tail(self) -> None:
+        self._write_marker()
+        while self._tail:
+            item = self._tail.popleft()
+            if item.raw is not None:
+                self._emit_text(item.kind, bytes(item.raw))
+            else:
+                self._append(item.kind, "", item.data, item.size)
+        self._tail_bytes = 0
+
+    def _keep_item(self, kind: ChunkKind, data: dict[str, Any], size: int) -> None:
+        """A result or an error: in the head while it fits, else into the tail (or cut, if bigger)."""
+        if not self.tailing and self.kept_bytes + size <= self.head_max_bytes:
+            self.kept_bytes += size
+            self._append(kind, "", data, size)
+            return
+        self.tailing = True
+        if size > self.tail_max_bytes:
+            self._cut(size)
+            return
+        self._tail.append(_TailItem(kind, None, data, size))
+        self._tail_bytes += size
+        self._evict()
+
+    def _cut(self, size: int) -> None:
         self.truncated = True
-        text = f"Output stopped at {human_bytes(self.cap_bytes)}; the run went on.\n"
-        if why:
-            text = f"Output stopped at {human_bytes(self.cap_bytes)}: {why}. The run went on.\n"
-        self._append("stderr", text, {NOTICE_MARKER: "truncated"}, len(text))
+        self._cut_bytes += size
+
+    def _tail_text(self, kind: ChunkKind, raw: bytes) -> None:
+        if len(raw) > self.tail_max_bytes:
+            cut = _line_cut(raw, len(raw) - self.tail_max_bytes)
+            self._cut(cut)
+            raw = raw[cut:]
+        if not raw:
+            return
+        last = self._tail[-1] if self._tail else None
+        if last is not None and last.kind == kind and last.raw is not None and last.size + len(raw) <= TAIL_ITEM_MAX_BYTES:
+            last.raw += raw
+            last.size += len(raw)
+        else:
+            self._tail.append(_TailItem(kind, bytearray(raw), None, len(raw)))
+        self._tail_bytes += len(raw)
+        self._evict()
+
+    def _evict(self) -> None:
+        """Drop the tail's oldest output until it fits, text from its front by whole lines."""
+        while self._tail_bytes > self.tail_max_bytes:
+            first = self._tail[0]
+            over = self._tail_bytes - self.tail_max_bytes
+            if first.raw is not None and first.size > over:
+                cut = _line_cut(first.raw, over)
+                if cut < first.size:
+                    del first.raw[:cut]
+                    first.size -= cut
+                    self._tail_bytes -= cut
+                    self._cut(cut)
+                    continue
+            self._tail.popleft()
+            self._tail_bytes -= first.size
+            self._cut(first.size)
 
     def _keep_text(self, kind: ChunkKind, raw: bytes) -> None:
-        if self.truncated or not raw:
+        if not raw:
             return
-        room = self.cap_bytes - self.kept_bytes
-        over = len(raw) > room
-        if over:
-            raw = raw[: _utf8_boundary(raw, room)]
+        if self.tailing:
+            self._tail_text(kind, raw)
+            return
+        room = self.head_max_bytes - self.kept_bytes
+        if len(raw) > room:
+            cut = _utf8_boundary(raw, room)
+            head, rest = raw[:cut], raw[cut:]
+            self.tailing = True
+            self._emit_text(kind, head)
+            self.kept_bytes += len(head)
+            self._tail_text(kind, rest)
+            return
         self.kept_bytes += len(raw)
+        self._emit_text(kind, raw)
+
+    def _emit_text(self, kind: ChunkKind, raw: bytes) -> None:
+        """Append text to the pending chunks: top up the last one of its kind, then chunks of ≤ the batch size."""
         limit = self.batch_max_bytes
         while raw:
             # Top up the last pending chunk of the same kind, then cut new chunks of ≤ limit bytes.
@@ -152,8 +266,6 @@ class OutputWriter:
             cut = _utf8_boundary(raw, limit) or len(raw)
             self._append(kind, raw[:cut].decode("utf-8", "replace"), None, cut)
             raw = raw[cut:]
-        if over:
-            self._truncate()
 
     def _append(self, kind: ChunkKind, text: str, data: dict[str, Any] | None, size: int) -> None:
         self._pending.append({"index": self.next_index, "kind": kind, "text": text, "data": data})
@@ -166,8 +278,11 @@ class OutputWriter:
         self._kick()
 
     def _kick(self) -> None:
-        if self._flusher is None and self._pending and not self._held:
+        if self._flusher is None and not self._held and (self._pending or self._held_untold()):
             self._flusher = asyncio.ensure_future(self._flush())
+
+    def _held_untold(self) -> bool:
+        return self.tailing and not self._held_told
 
     def _take_batch(self) -> list[Chunk]:
         total, n = 0, 0
@@ -184,7 +299,15 @@ class OutputWriter:
     async def _flush(self) -> None:
         stored: list[list[Chunk]] = []  # written, not yet published
         try:
-            while self._pending or stored:
+            while self._pending or stored or self._held_untold():
+                if not self._pending and not stored:
+                    # The head is out: say that the rest is held until the run ends.
+                    self._held_told = True
+                    held: events.HeldMessage = {"type": "execution.held", "frame": {
+                        "type": "execution.held", "execution_id": self.execution_id,
+                        "head_bytes": self.head_max_bytes, "tail_bytes": self.tail_max_bytes}}
+                    await publish(self.group, dict(held))
+                    continue
                 # Under a flood, one write stores several batches (one thread hop and one commit);
                 # each batch is still published as its own group message of at most 64 KB.
                 batches: list[list[Chunk]] = []
@@ -242,6 +365,20 @@ def _utf8_boundary(raw: bytes, limit: int) -> int:
     cut = max(limit, 0)
     while cut > 0 and (raw[cut] & 0xC0) == 0x80:
         cut -= 1
+    return cut
+
+
+def _line_cut(raw: bytes | bytearray, at_least: int) -> int:
+    """Where to cut `raw`'s front to drop at least `at_least` bytes: just after a line break when
+    one follows, else at the next UTF-8 character boundary."""
+    if at_least <= 0:
+        return 0
+    newline = raw.find(b"\n", at_least - 1)
+    if newline != -1:
+        return newline + 1
+    cut = min(at_least, len(raw))
+    while cut < len(raw) and (raw[cut] & 0xC0) == 0x80:
+        cut += 1
     return cut
 
 

@@ -85,7 +85,8 @@ async def workspace_upload(*, session: ChatSession, folder: str, uploads: list[U
     FileTooLarge for the quota may come after earlier files were written."""
     folder = workspace_clean_path(path=folder)
     if not uploads:
-        raise ValueError("The upload holds no complete file (was it cut short?).")
+        # Django's parser drops a part named '', '.' or '..' (or only a path) as it drops one cut short.
+        raise ValueError("The upload holds no file to write: its name was empty, '.' or '..', or the upload was cut short.")
     limit = settings.SANDBOX_FILE_MAX_BYTES
     for upload in uploads:
         workspace_clean_name(name=upload.name)

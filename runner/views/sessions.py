@@ -64,6 +64,8 @@ def _chat_context(request: AuthenticatedRequest, session: ChatSession | None, ac
         "can_run": health.ok,
         "degraded_reason": "" if health.ok else health.detail.rstrip(". "),
         "truncation_notice": truncation_notice(),
+        "code_max_bytes": settings.RUN_CODE_MAX_BYTES,
+        "file_max_bytes": settings.SANDBOX_FILE_MAX_BYTES,
         "new_session_url": reverse("session_new"),
         "activity_url": reverse("sessions_activity"),
     }

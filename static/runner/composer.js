@@ -1,6 +1,7 @@
 // The composer: Run and Stop, the queued chip, whether this page may run code, and the example snippets.
 import { $, $all } from './dom.js';
 import { Editor } from './editor.js';
+import { humanBytes, utf8Bytes } from './format.js';
 import { clearMessages, setDegradedBanner, showMessage } from './notices.js';
 import { scrollToBottom } from './scroll.js';
 
@@ -37,6 +38,7 @@ export class Composer {
     this.socket = socket;
     this.sessionId = page.session_id;
     this.canRun = !!page.can_run;
+    this.codeMaxBytes = page.code_max_bytes || 0; // the server's RUN_CODE_MAX_BYTES
     this.pending = null; // {client_id, code}: sent, not yet acknowledged by execution.queued
     if (!form) return;
     this.input = $('#composer-code');
@@ -59,6 +61,14 @@ export class Composer {
     const code = this.editor.value;
     if (!code.trim()) { this.input.focus(); return; }
     if (!this.canRun) return;
+    // Decided here, in the server's words: code far over the limit would make a frame over the socket's own
+    // limit (1 MiB), which drops the connection instead of getting the server's answer.
+    const size = this.codeMaxBytes ? utf8Bytes(code) : 0;
+    if (size > this.codeMaxBytes) {
+      showMessage('The code is ' + humanBytes(size) + '; the limit is ' + humanBytes(this.codeMaxBytes) + '.', 'bad_request');
+      this.input.focus();
+      return;
+    }
     const frame = { type: 'run', code: code, language: this.languageSelect.value, client_id: newClientId() };
     if (!this.socket.send(frame)) {
       showMessage('Not connected right now; your code is still here. Reconnecting…', 'offline');
@@ -89,7 +99,7 @@ export class Composer {
     if (this.editor) this.editor.remember(code);
   }
 
-  /* An error frame: a refused run gives its code back rather than lose it. */
+  /* An error frame, or the socket closed before the run was acknowledged: give the code back rather than lose it. */
   refused() {
     if (!this.pending) return;
     if (this.editor && !this.editor.value.trim()) this.editor.set(this.pending.code);

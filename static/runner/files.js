@@ -19,9 +19,23 @@ function post(url, fields) {
     .then((r) => r.json().catch(() => ({ message: r.statusText })).then((json) => ({ status: r.status, json })));
 }
 
+/* Why `file` can't be uploaded, in the server's words (runner/services/workspace.py), or null: checked before
+   any byte is sent, so a 50 MB file is refused at once by name rather than after the whole upload. */
+export function uploadRefusal(file, maxBytes) {
+  const name = file.name;
+  if (name === '' || name === '.' || name === '..' || name.indexOf('/') !== -1 || name.indexOf('\\') !== -1) {
+    return "'" + name + "' is not a file name (no folders, '..' or slashes).";
+  }
+  const mib = (n) => (n / 1048576).toFixed(1) + ' MiB';
+  if (maxBytes && file.size > maxBytes) return name + ' is ' + mib(file.size) + '; the limit is ' + mib(maxBytes) + ' per file.';
+  return null;
+}
+
 export class FilesPanel {
-  constructor(url) {
+  /* `url` is the session's files URL; `fileMaxBytes` the server's per-file limit (SANDBOX_FILE_MAX_BYTES). */
+  constructor(url, fileMaxBytes) {
     this.url = url;
+    this.fileMaxBytes = fileMaxBytes || 0;
     this.panel = $('#files-panel');
     this.toggleButton = $('#files-toggle');
     this.path = '';
@@ -234,6 +248,11 @@ export class FilesPanel {
     item.appendChild(label);
     item.appendChild(bar);
     if (!row) $('#files-uploads').appendChild(item);
+    const refusal = uploadRefusal(file, this.fileMaxBytes);
+    if (refusal) {
+      this.failed(item, refusal);
+      return Promise.resolve(false);
+    }
     return new Promise((resolve) => {
       const xhr = new XMLHttpRequest();
       xhr.open('POST', this.url);
@@ -263,8 +282,14 @@ export class FilesPanel {
     });
   }
 
+  /* The upload's row turns red (a full red bar) and says why. */
   failed(item, message) {
     item.setAttribute('data-state', 'error');
+    const bar = $('progress', item);
+    if (bar) {
+      bar.value = bar.max;
+      bar.setAttribute('aria-label', 'Upload failed: ' + message);
+    }
     item.appendChild(el('span', 'files-upload-error', message));
     const dismiss = el('button', 'btn ghost small', '✕');
     dismiss.type = 'button';

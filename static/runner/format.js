@@ -49,6 +49,17 @@ export function formatSize(bytes) {
   return (bytes / (1024 * 1024)).toFixed(1) + ' MiB';
 }
 
+/* 146 KB, 1.14 MiB: a size as the server words its limits (mirrors human_bytes in runner/services/output.py). */
+export function humanBytes(n) {
+  const g3 = (x) => String(Number(x.toPrecision(3)));
+  if (n >= 999.5 * 1024) return g3(n / (1024 * 1024)) + ' MiB';
+  if (n >= 1024) return g3(n / 1024) + ' KB';
+  return n + ' bytes';
+}
+
+/* A string's size in UTF-8 bytes, as the server counts it. */
+export function utf8Bytes(text) { return new TextEncoder().encode(text).length; }
+
 /* [error name or null, text] under a stopped run, in the language's terms (mirrors STOPPED_NOTES in sessions.py). */
 export function stoppedNote(language) {
   if (language === 'python') return ['KeyboardInterrupt', ": stopped; the session's variables are kept."];

@@ -1,5 +1,6 @@
 // Applies the server's frames (hello, execution.queued/starting/started/output/finished, comment.*, sandbox.state, error) to the page.
 import { $ } from './dom.js';
+import { humanBytes } from './format.js';
 import { closeInputPrompt, showInputPrompt } from './input.js';
 import { appendError, appendNote, appendResult, appendStream } from './output.js';
 import { sandboxStateIs, setSandboxState, showMessage } from './notices.js';
@@ -42,6 +43,7 @@ export class FrameHandler {
       case 'comment.changed':
       case 'comment.deleted': return this.comments.apply(frame);
       case 'execution.input_request': return this.inputRequest(frame);
+      case 'execution.held': return this.held(frame);
       case 'error': return this.error(frame);
       case 'sandbox.state': return setSandboxState(frame.state, frame.text);
       default: return undefined;
@@ -98,6 +100,14 @@ export class FrameHandler {
     else appendResult(turn, frame);
   }
 
+  /* The run's output passed the cap's head: say that its last lines come when it ends (not stored: live only). */
+  held(frame) {
+    const turn = this.turns.get(frame.execution_id);
+    if (!turn || !isActive(turn) || $('.held', turn.output)) return;
+    appendNote(turn, 'held', 'Output past ' + humanBytes(frame.head_bytes) + ' is held: the last ' +
+      humanBytes(frame.tail_bytes) + ' show when the run ends.');
+  }
+
   /* The run's input() waits for a line: an inline field sends it back as `input_reply`. */
   inputRequest(frame) {
     const turn = this.turns.get(frame.execution_id);
@@ -108,6 +118,8 @@ export class FrameHandler {
   finished(frame) {
     const turn = this.turns.get(frame.execution_id);
     if (turn) closeInputPrompt(turn);
+    const held = turn && $('.out-note.held', turn.output);
+    if (held) held.remove(); // the marker and the tail are in now
     if (!turn || !isActive(turn)) return;
     this.turns.markFinished(turn, frame);
     this.socket.finished(turn);

@@ -7,7 +7,7 @@ import { FrameHandler } from './frames.js';
 import { showMessage } from './notices.js';
 import { handleOutputClick, loadAllOutput } from './output.js';
 import { PackagesDialog } from './packages.js';
-import { followBottom, scrollToBottom } from './scroll.js';
+import { followBottom, scrollIntoConversation, scrollToBottom } from './scroll.js';
 import { SessionChrome } from './sidebar.js';
 import { Socket } from './socket.js';
 import { highlight, Turns } from './turns.js';
@@ -21,6 +21,7 @@ const socket = new Socket(page.ws_path, page.last, {
     handler.applyBatch(frames); usageMeter.noteFrames(frames); files.noticeFrames(frames); chrome.sessionActivity(activeSince());
   },
   onOpen: () => composer.updateControls(),
+  onClose: () => composer.refused(), // a run sent but not acknowledged keeps its code in the composer
   onRefused: (code) => {
     const refusal = page.access && page.access !== 'owner' ? 'You no longer have access to this session.' : 'You may not run code in this session.';
     showMessage(code === 4403 ? refusal : 'This session no longer exists.', 'forbidden');
@@ -33,7 +34,7 @@ const comments = new Comments(page);
 const handler = new FrameHandler({
   turns, socket, composer, comments, pageCanRun: !!page.can_run, onTitle: (title) => chrome.titleChanged(title)
 });
-const files = new FilesPanel(page.files_url);
+const files = new FilesPanel(page.files_url, page.file_max_bytes);
 const packages = new PackagesDialog(page.packages_url, (code) => { composer.put(code, 'python'); composer.run(); });
 const chrome = new SessionChrome({
   hasActiveRuns: () => turns.active().length > 0,
@@ -73,11 +74,25 @@ document.addEventListener('click', (e) => {
   else chrome.action(action);
 });
 
+/* A link to one run (#run-<id>, e.g. a search result): scroll it into view and highlight it. */
+function showLinkedRun() {
+  const match = /^#run-(\d+)$/.exec(location.hash);
+  const target = match && document.getElementById('run-' + match[1]);
+  $all('#turns > li.turn.linked').forEach((t) => { if (t !== target) t.classList.remove('linked'); });
+  if (!target) return false;
+  target.classList.add('linked');
+  scrollIntoConversation(target);
+  return true;
+}
+
 const conversation = $('#conversation');
 turns.adoptAll();
 $all('pre.code code').forEach(highlight);
 followBottom(conversation);
-if (conversation) scrollToBottom();
+if (conversation && !showLinkedRun()) scrollToBottom();
+window.addEventListener('hashchange', showLinkedRun);
+// Images above the run grow the page as they load: put the linked run back in view.
+window.addEventListener('load', () => { if (location.hash) showLinkedRun(); });
 turns.startClocks();
 composer.start(page.degraded_reason);
 socket.connect();

@@ -161,7 +161,8 @@ export function loadAllOutput(turn) {
 
 /* The server's own words in the output (truncation, a failure note): shown as a note, not as program output. */
 export function appendNote(turn, marker, text) {
-  const p = el('p', 'out-note ' + (marker === 'truncated' ? 'trunc' : 'server-note'), text.trim());
+  const cls = marker === 'truncated' ? 'trunc' : marker === 'held' ? 'held' : 'server-note';
+  const p = el('p', 'out-note ' + cls, text.trim());
   p.setAttribute('role', 'note');
   turn.output.appendChild(p);
 }

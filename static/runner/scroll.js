@@ -11,6 +11,14 @@ export function scrollToBottom() {
   atBottom = true;
 }
 
+/* Scroll the conversation (only it, never the page) so `element`'s top sits near its top. */
+export function scrollIntoConversation(element) {
+  if (!conversation) return;
+  const offset = element.getBoundingClientRect().top - conversation.getBoundingClientRect().top;
+  conversation.scrollTop += offset - 16;
+  atBottom = conversation.scrollHeight - conversation.scrollTop - conversation.clientHeight < 48;
+}
+
 export function followBottom(element) {
   conversation = element;
   if (!conversation) return;

@@ -6,9 +6,9 @@ const PING_MS = 25000;
 
 export class Socket {
   /* `wsPath` is the session's socket path; `resume` ({execution_id, index} or null) the last contiguous output
-     the page already holds. Callbacks: onFrames(frames) gets each batch; onOpen(); onRefused(code) when the
-     server closes for good (4403 not allowed, 4404 no such session). */
-  constructor(wsPath, resume, { onFrames, onOpen, onRefused }) {
+     the page already holds. Callbacks: onFrames(frames) gets each batch; onOpen(); onClose() on any close;
+     onRefused(code) when the server closes for good (4403 not allowed, 4404 no such session). */
+  constructor(wsPath, resume, { onFrames, onOpen, onClose, onRefused }) {
     this.wsPath = wsPath;
     this.resume = resume || null;
     this.resyncing = false; // set on a gap until the socket reopens with the resume point
@@ -21,6 +21,7 @@ export class Socket {
     this.onFrames = onFrames;
     this.onOpen = onOpen;
     this.onRefused = onRefused;
+    this.onClose = onClose || (() => {});
   }
 
   url() {
@@ -51,6 +52,7 @@ export class Socket {
     ws.addEventListener('close', (event) => {
       this.connected = false;
       document.body.dataset.socket = 'closed';
+      this.onClose();
       if (event.code === 4403 || event.code === 4404) {
         this.closedForGood = true;
         ws.close();

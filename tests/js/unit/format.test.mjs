@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  durationText, elapsedText, finishedStatus, formatSize, isActiveStatus, relativeText, stoppedNote,
+  durationText, elapsedText, finishedStatus, formatSize, humanBytes, isActiveStatus, relativeText, stoppedNote, utf8Bytes,
 } from '../../../static/runner/format.js';
 
 test('only queued and running runs are active', () => {
@@ -72,4 +72,21 @@ test('a stopped run is worded in its language', () => {
   assert.deepEqual(stoppedNote('bash'), [null, 'Stopped; the shell and its variables are kept.']);
   assert.deepEqual(stoppedNote('javascript'), [null, 'Stopped; the session and its variables are kept.']);
   assert.deepEqual(stoppedNote('typescript'), [null, 'Stopped; the session and its variables are kept.']);
+});
+
+test('a size reads as the server words its limits (human_bytes in runner/services/output.py)', () => {
+  assert.equal(humanBytes(512), '512 bytes');
+  assert.equal(humanBytes(100 * 1024), '100 KB');
+  assert.equal(humanBytes(150000), '146 KB');
+  assert.equal(humanBytes(1000000), '977 KB');
+  assert.equal(humanBytes(1023000), '999 KB');
+  assert.equal(humanBytes(1024 * 1024), '1 MiB');
+  assert.equal(humanBytes(1200007), '1.14 MiB');
+  assert.equal(humanBytes(Math.round(8.3 * 1048576)), '8.3 MiB');
+});
+
+test('code is measured in UTF-8 bytes, as the server counts it', () => {
+  assert.equal(utf8Bytes('abc'), 3);
+  assert.equal(utf8Bytes('é'), 2);
+  assert.equal(utf8Bytes('🐍'), 4);
 });
