@@ -621,11 +621,16 @@ class Kernel:
                 stopped_at = strays_killed_at = sent_at = loop.time()
                 sent_before_executing = not executing_since
             elif stopped_by and reply is None:
-                if probe_id:
-                    pass  # no more interrupts: one landing in the probe's handler would cut it short
-                elif sent_before_executing and executing_since and not resent and now - executing_since > RESEND_AFTER_S:
-                    self.send_interrupt()  # the first one came before the cell ran, so it did nothing
+                if sent_before_executing and executing_since and not resent and now - executing_since > RESEND_AFTER_S:
+                    # The first one came before the cell ran, so it did nothing. Also when the probe
+                    # is out (a kernel slow to start the cell, under load): the probe waits behind the
+                    # cell, so this interrupt lands in the cell, and the probe's grace runs from it.
+                    self.send_interrupt()
                     resent, sent_at = True, now
+                    if probe_id:
+                        probe_sent_at = now
+                elif probe_id:
+                    pass  # no more interrupts: one landing in the probe's handler would cut it short
                 elif (self.kind == "python" and executing_since and now - sent_at > RESEND_EVERY_S
                       and now - stopped_at < PROBE_AFTER_S - 0.3):
                     # The cell still runs: the last one was swallowed. (Python only: bash_kernel
