@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from project.redis_connections import channel_layer_host
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -102,7 +104,9 @@ if REDIS_URL:
             "CONFIG": {
                 # redis-py 8 reads with a 5 s socket timeout by default, the length of channels-redis's
                 # blocking pop: an idle socket's pop then raced it, and lost, closing the websocket.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                # Connections whose commands a cancel always ends (project/redis_connections.py:
+                # Python 3.11's wait_for, around redis-py's writes, can swallow a cancel).
+                "hosts": [channel_layer_host(REDIS_URL, socket_timeout=30)],
                 "capacity": CHANNEL_CAPACITY,
                 "prefix": env.str("CHANNEL_PREFIX", default="sandpit"),
             },

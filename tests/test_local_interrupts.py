@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import signal
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,7 +16,7 @@ import pytest_asyncio
 
 from runner.sandboxes.base import Sandbox
 from runner.sandboxes.local import LocalBackend, jail
-from runner.sandboxes.local.kernel import Kernel, KernelDied
+from runner.sandboxes.local.kernel import PROBE_AFTER_S, Kernel, KernelDied
 from tests.fixtures_sandboxes import local_backend_or_skip, run
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
@@ -69,6 +71,33 @@ async def test_a_stop_is_repeated_while_the_cell_swallows_it(sandbox: Sandbox) -
     assert outcome.duration_ms < 4000  # not left to the probe that declares a kernel stuck
     _, said = await run(sandbox, "print(kept, swallowed)")
     assert said.stdout == "yes 2\n", (said.events, events.events)
+
+
+async def test_a_timeout_while_the_kernel_is_starved_still_stops_the_cell_and_keeps_variables(sandbox: Sandbox) -> None:
+    # Under load the kernel can start a cell only after the timeout's interrupt (ignored then) and
+    # the kernel_info probe have gone out: here its processes are stopped (SIGSTOP) meanwhile. The
+    # cell then waits in input(), the probe queued behind it; the interrupt must be sent again.
+    await run(sandbox, "kept = 'yes'")
+    kernel = sandbox.kernels["python"]  # type: ignore[attr-defined]
+    pids = sorted(kernel.protected_pids)
+
+    async def never_answered(prompt: str, password: bool) -> str:
+        await asyncio.Event().wait()
+        return ""
+
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        running = asyncio.create_task(sandbox.run("input('never? ')", language="python", on_event=lambda e: None,
+                                                  timeout_s=0.5, on_input=never_answered))
+        await asyncio.sleep(0.5 + PROBE_AFTER_S + 0.5)  # past the timeout, and the probe is out
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    outcome = await asyncio.wait_for(running, 60)
+    assert outcome.status == "timeout"
+    _, said = await run(sandbox, "print(kept)")
+    assert said.stdout == "yes\n", said.events
 
 
 async def test_a_timeout_right_at_the_start_keeps_variables(sandbox: Sandbox) -> None:

@@ -179,6 +179,38 @@ async def test_hello_world(backend: Backend, sandbox: Sandbox, language: str) ->
     assert events.stdout == "hello, world\n"
 
 
+# A cell that prints a line and ends with a string value, per language (bash has no value).
+PRINT_AND_VALUE = {
+    "python": ("print('p{i}'); 'r{i}'", "r{i}"),
+    "bash": ("echo p{i}", None),
+    "javascript": ("console.log('p{i}'); 'r{i}'", "r{i}"),
+    "typescript": ("const s{i}: string = 'r{i}'; console.log('p{i}'); s{i}", "r{i}"),
+}
+CELLS_EACH = 40
+
+
+@pytest.mark.parametrize("language", sorted(PRINT_AND_VALUE))
+async def test_each_run_ends_with_all_of_its_output_and_its_value_from_the_first_run_on(
+    backend: Backend, sandbox: Sandbox, language: str
+) -> None:
+    # Deno's kernel sends console output and a cell's value on paths of their own, which can reach
+    # the client after the cell's idle status (some 1 in 15 cells on an idle machine, more under load).
+    if language not in backend.languages:
+        pytest.skip(f"{backend.name} does not offer {language}")
+    if backend.name == "e2b" and language in ("javascript", "typescript"):
+        # E2B's own server ends a run at the kernel's idle status (tests/e2b_server models it), so
+        # there Deno's late output is E2B's to lose; the e2b backend relays what it is sent.
+        pytest.skip("E2B's code interpreter ends a Deno run at idle")
+    code, value = PRINT_AND_VALUE[language]
+    for i in range(CELLS_EACH):  # the first in a fresh kernel
+        outcome, events = await run(sandbox, code.format(i=i), language=language, timeout_s=60)
+        assert outcome.status == "ok", (i, events.events)
+        assert events.stdout == f"p{i}\n", (i, events.events)
+        # The string as shown (quoted by the kernels; E2B's server strips the quotes).
+        results = [r.data.get("text/plain", "").strip("'\"") for r in events.results]
+        assert results == ([value.format(i=i)] if value else []), (i, events.events)
+
+
 async def test_connect_finds_a_live_sandbox_by_id(backend: Backend, sandbox: Sandbox) -> None:
     await run(sandbox, "here = 'yes'")
     again = await backend.connect(sandbox.id)

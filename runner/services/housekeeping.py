@@ -130,6 +130,7 @@ def _dump_state_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:
 
 
 STOP_WAIT_S = 5.0
+STOP_RECANCEL_S = 0.5
 
 
 async def runtime_stop() -> None:
@@ -137,15 +138,19 @@ async def runtime_stop() -> None:
     global _runtime
     current, _runtime = _runtime, None
     if current is not None:
+        # A cancel can be swallowed (Python 3.11's wait_for, as redis-py used it: see
+        # project/redis_connections.py), and a task left running hangs its loop's close: cancel
+        # again until the tasks end, for up to STOP_WAIT_S.
+        pending = set(current.tasks)
+        deadline_s = time.monotonic() + STOP_WAIT_S
+        while pending and time.monotonic() < deadline_s:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=STOP_RECANCEL_S)
         for task in current.tasks:
-            task.cancel()
-        # Bounded: a task cancelled inside a channels-redis receive can lose its cancellation
-        # (redis-py's blocking read; see the consumer's join), and must not hold shutdown forever.
-        done, stuck = await asyncio.wait(current.tasks, timeout=STOP_WAIT_S) if current.tasks else (set(), set())
-        for task in done:
-            if not task.cancelled():
+            if task.done() and not task.cancelled():
                 task.exception()  # retrieved, so asyncio does not warn about it
-        for task in stuck:
+        for task in pending:
             log.warning("housekeeping task %s did not stop within %.0f s; left cancelled", task.get_name(), STOP_WAIT_S)
     await sandboxes_close_all(reason=SandboxLease.EndReason.SHUTDOWN)
     await db(connections.close_all)()  # the sync thread's connection, kept open between hops

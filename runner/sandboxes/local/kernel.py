@@ -56,8 +56,14 @@ PROBE_AFTER_S = 2.0
 PROBE_GRACE_S = 3.0
 # After execute_reply, how long to wait for the idle status that closes the output stream.
 IDLE_GRACE_S = 2.0
-# Deno's kernel can publish its first cell's console output just after going idle: how long to listen.
-DENO_LATE_OUTPUT_S = 0.15
+# Deno's kernel sends a cell's console output (through a stdio task) and its value or displays
+# (through an op on the JavaScript thread) on paths of their own, which can reach iopub after the
+# cell's idle status, even after the next request is read (the output then carries that parent).
+# So each cell is followed by a silent barrier cell that sends a marker down both paths: once both
+# markers are in, everything the cell sent before them is too. The bound is for a kernel whose
+# JavaScript thread never gets to the barrier (a timer the cell left spinning, say).
+DENO_BARRIER_WAIT_S = 5.0
+DENO_BARRIER_MIME = "application/x-sandpit-barrier"
 # How much of a kernel's own stderr (its start-up errors, ipykernel's log) is kept for diagnosis.
 STDERR_TAIL_BYTES = 4096
 
@@ -131,7 +137,6 @@ class Kernel:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._interrupt_requested = False
-        self._ran_once = False
         self.stderr: StderrTail | None = None
         self.lock = asyncio.Lock()
 
@@ -378,18 +383,57 @@ class Kernel:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def _late_streams(self, iopub: zmq.Socket, msg_id: str, on_event: OnEvent) -> None:
-        """Deliver stream output of cell `msg_id` arriving within DENO_LATE_OUTPUT_S after idle."""
+    async def _deno_flush(self, msg_id: str, on_event: OnEvent) -> None:
+        """Deliver the rest of Deno cell `msg_id`'s output: what its kernel sends after idle (see
+        DENO_BARRIER_WAIT_S). Returns once both of the barrier's markers are in, or the barrier
+        failed, or DENO_BARRIER_WAIT_S passed (late output then stays lost, as before)."""
+        shell, iopub = self.sockets["shell"], self.sockets["iopub"]
+        nonce = secrets.token_hex(8)
+        marker_line = f"{DENO_BARRIER_MIME}:{nonce}\n"
+        barrier = self.session.msg("execute_request", {
+            "code": f'console.log("{marker_line[:-1]}"); await Deno.jupyter.broadcast("display_data", '
+                    f'{{data: {{"{DENO_BARRIER_MIME}": "{nonce}"}}, metadata: {{}}, transient: {{}}}});',
+            "silent": True, "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": False,
+        })
+        barrier_id = barrier["header"]["msg_id"]
+        self.session.send(shell, barrier)
         loop = asyncio.get_running_loop()
-        until = loop.time() + DENO_LATE_OUTPUT_S
-        while (left := until - loop.time()) > 0:
-            await self._wait(left)
-            if not self.sockets:
-                return
+        deadline = loop.time() + DENO_BARRIER_WAIT_S
+        streamed = broadcast = False
+        while not (streamed and broadcast):
             for message in self._drain(iopub):
-                if message["parent_header"].get("msg_id") == msg_id and message["msg_type"] == "stream":
-                    text = message["content"]["text"]
-                    await emit(on_event, Stdout(text) if message["content"].get("name") == "stdout" else Stderr(text))
+                parent_id = message["parent_header"].get("msg_id")
+                if parent_id not in (msg_id, barrier_id):
+                    continue
+                kind, content = message["msg_type"], message["content"]
+                if kind == "stream" and parent_id == barrier_id and content.get("text", "").endswith(marker_line):
+                    streamed = True
+                    content = dict(content, text=content["text"][:-len(marker_line)])
+                    if not content["text"]:
+                        continue
+                elif kind == "display_data" and content.get("data", {}).get(DENO_BARRIER_MIME) == nonce:
+                    broadcast = True
+                    continue
+                elif kind == "error" and parent_id == barrier_id:
+                    log.warning("the deno kernel's output barrier failed: %s: %s", content.get("ename"), content.get("evalue"))
+                    return
+                # Late output of the cell, under its own parent or (read after the barrier's request) the barrier's.
+                event = _output_event(kind, content)
+                if event is not None:
+                    await emit(on_event, event)
+            for message in self._drain(shell):
+                if message["parent_header"].get("msg_id") == barrier_id and message["content"].get("status") != "ok":
+                    log.warning("the deno kernel's output barrier did not run: %s", message["content"])
+                    return
+            if streamed and broadcast:
+                return
+            if not self.sockets or self._interrupt_requested or self.proc is None or self.proc.poll() is not None:
+                return
+            if loop.time() >= deadline:
+                log.warning("the deno kernel's output barrier did not come back within %.0f s; later output of the "
+                            "cell may be lost", DENO_BARRIER_WAIT_S)
+                return
+            await self._wait(min(deadline - loop.time(), 1.0))
 
     async def _wait(self, timeout_s: float) -> None:
         """Sleep until a socket may be readable, the process exits, interrupt() is called, or timeout."""
@@ -557,16 +601,11 @@ class Kernel:
                     continue
                 heard_at = loop.time()
                 kind, content = message["msg_type"], message["content"]
-                if kind == "stream":
-                    event = Stdout(content["text"]) if content.get("name") == "stdout" else Stderr(content["text"])
+                if kind == "error" and (stopped_by or self._interrupt_requested) and content.get("ename") == "KeyboardInterrupt":
+                    continue  # our own interrupt: the outcome says so
+                event = _output_event(kind, content)
+                if event is not None:
                     await emit(on_event, event)
-                elif kind in ("display_data", "execute_result", "update_display_data"):
-                    await emit(on_event, Result(_bundle(content.get("data", {})), is_main=kind == "execute_result"))
-                elif kind == "error":
-                    if (stopped_by or self._interrupt_requested) and content.get("ename") == "KeyboardInterrupt":
-                        continue  # our own interrupt: the outcome says so
-                    await emit(on_event, Error(content.get("ename", ""), content.get("evalue", ""),
-                                               list(content.get("traceback", []))))
                 elif kind == "execute_input" and not executing_since:
                     executing_since = heard_at
                 elif kind == "status" and content.get("execution_state") == "idle":
@@ -604,11 +643,16 @@ class Kernel:
                 stopped_at = strays_killed_at = sent_at = loop.time()
                 sent_before_executing = not executing_since
             elif stopped_by and reply is None:
-                if probe_id:
-                    pass  # no more interrupts: one landing in the probe's handler would cut it short
-                elif sent_before_executing and executing_since and not resent and now - executing_since > RESEND_AFTER_S:
-                    self.send_interrupt()  # the first one came before the cell ran, so it did nothing
+                if sent_before_executing and executing_since and not resent and now - executing_since > RESEND_AFTER_S:
+                    # The first one came before the cell ran, so it did nothing. Also when the probe
+                    # is out (a kernel slow to start the cell, under load): the probe waits behind the
+                    # cell, so this interrupt lands in the cell, and the probe's grace runs from it.
+                    self.send_interrupt()
                     resent, sent_at = True, now
+                    if probe_id:
+                        probe_sent_at = now
+                elif probe_id:
+                    pass  # no more interrupts: one landing in the probe's handler would cut it short
                 elif (self.kind == "python" and executing_since and now - sent_at > RESEND_EVERY_S
                       and now - stopped_at < PROBE_AFTER_S - 0.3):
                     # The cell still runs: the last one was swallowed. (Python only: bash_kernel
@@ -634,12 +678,11 @@ class Kernel:
                 wait = deadline - now
             await self._wait(min(wait, 1.0))
         await self._report_lost_output(on_event)
-        first_run, self._ran_once = not self._ran_once, True
         if stopped_by:
             await asyncio.to_thread(self.kill_strays)
             return stopped_by
-        if first_run and self.kind == "deno":
-            await self._late_streams(iopub, msg_id, on_event)
+        if self.kind == "deno":
+            await self._deno_flush(msg_id, on_event)
         assert reply is not None
         if reply.get("status") == "abort" and self._interrupt_requested:
             return "interrupted"
@@ -696,6 +739,18 @@ def _exit_detail(returncode: int | None) -> str:
             name = f"signal {-returncode}"
         return f"the kernel was killed ({name})"
     return f"the kernel exited (status {returncode})"
+
+
+def _output_event(kind: str, content: dict[str, Any]) -> Stdout | Stderr | Result | Error | None:
+    """The Sandbox event for an iopub output message (stream, display, result, error); None for others."""
+    if kind == "stream":
+        text = content.get("text", "")
+        return Stdout(text) if content.get("name") == "stdout" else Stderr(text)
+    if kind in ("display_data", "execute_result", "update_display_data"):
+        return Result(_bundle(content.get("data", {})), is_main=kind == "execute_result")
+    if kind == "error":
+        return Error(content.get("ename", ""), content.get("evalue", ""), list(content.get("traceback", [])))
+    return None
 
 
 def _bundle(data: dict[str, Any]) -> dict[str, str]:
