@@ -40,6 +40,7 @@ from runner.selectors.classrooms import (
     ClassroomSummary,
     RunFilters,
     RunRow,
+    classroom_sessions_for_sidebar,
     StudentRow,
     classroom_for_member,
     classroom_for_teacher,
@@ -158,6 +159,7 @@ __all__ = [
     "output_blocks",
     "ansi_to_html",
     "sessions_for_sidebar",
+    "classroom_sessions_for_sidebar",
     # usage (the page's meter; the admin's reports live in runner.selectors.usage)
     "usage_quota_status",
     # search

@@ -17,10 +17,12 @@ from runner.models import ChatSession, Classroom, Execution, OutputChunk
 from runner.selectors.comments import author_name
 from runner.selectors.sessions import (
     LANGUAGE_LABELS,
+    SessionListItem,
     StatusParts,
     duration_text,
     execution_status,
     relative_time_text,
+    sidebar_items,
     status_parts,
 )
 
@@ -188,6 +190,11 @@ def classroom_live_students(*, classroom: Classroom) -> list[int]:
 def classroom_student_sessions(*, classroom: Classroom, student_id: int) -> list[ChatSession]:
     """One student's sessions in the classroom (newest activity first), if they are still in it; else []."""
     return list(_class_sessions(classroom).filter(owner_id=student_id).order_by("-last_activity_at")[:100])
+
+
+def classroom_sessions_for_sidebar(*, classroom: Classroom, query: str = "") -> list[SessionListItem]:
+    """The class's sessions (of its current students) as a watching teacher's sidebar, newest first."""
+    return sidebar_items(_class_sessions(classroom), query=query, with_owner=True)
 
 
 def classroom_runs(*, classroom: Classroom, filters: RunFilters, limit: int = RUNS_LIST_MAX) -> list[RunRow]:

@@ -139,6 +139,17 @@ def classroom_student_remove(request: AuthenticatedRequest, classroom_id: int, s
 
 @login_required
 @require_POST
+def classroom_student_remove_picked(request: AuthenticatedRequest, classroom_id: int) -> HttpResponse:
+    """The class page's one "Remove a student" form: POST `student` (an id on the roster)."""
+    raw = request.POST.get("student", "").strip()
+    if not raw.isdigit():
+        _taught_or_404(request, classroom_id)  # an unknown class answers its 404 first
+        raise Http404("No such student in this classroom.")
+    return classroom_student_remove(request, classroom_id, int(raw))
+
+
+@login_required
+@require_POST
 def classroom_leave(request: AuthenticatedRequest, classroom_id: int) -> HttpResponse:
     """The user leaves the classroom (as student and as teacher); access it gave ends at once."""
     classroom = selectors.classroom_for_member(user=request.user, classroom_id=classroom_id)

@@ -79,6 +79,7 @@ export class FrameHandler {
     const turn = this.turns.get(frame.execution_id);
     if (!turn || !isActive(turn)) return;
     this.turns.markRunning(turn, frame.notice);
+    this.comments.runStatus(turn.id, 'running…');
     setSandboxState('ready');
   }
 
@@ -109,7 +110,7 @@ export class FrameHandler {
     const turn = this.turns.get(frame.execution_id);
     if (turn) closeInputPrompt(turn);
     if (!turn || !isActive(turn)) return;
-    this.turns.markFinished(turn, frame);
+    this.comments.runStatus(turn.id, this.turns.markFinished(turn, frame));
     this.socket.finished(turn);
   }
 
