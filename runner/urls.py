@@ -42,6 +42,7 @@ urlpatterns = [
         views.classroom_student_remove,
         name="classroom_student_remove",
     ),
+    path("teach/classrooms/<int:classroom_id>/students/remove/", views.classroom_student_remove_picked, name="classroom_student_remove_picked"),
     path("classrooms/<int:classroom_id>/leave/", views.classroom_leave, name="classroom_leave"),
     # assignments (issue 19, part 2)
     path("assignments/", views.assignments, name="assignments"),

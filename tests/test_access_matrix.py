@@ -164,6 +164,10 @@ ROWS: dict[str, Row] = {
         "POST", lambda c: f"/teach/classrooms/{c.class_a.id}/students/{c.owner.id}/remove/", class_teacher(302),
         unknown=lambda c: f"/teach/classrooms/{_NOBODY_INT}/students/{c.owner.id}/remove/",
     ),
+    "classroom_student_remove_picked": Row(
+        "POST", lambda c: f"/teach/classrooms/{c.class_a.id}/students/remove/", class_teacher(302),
+        unknown=lambda c: f"/teach/classrooms/{_NOBODY_INT}/students/remove/", data={"student": "{owner}"},
+    ),
     "classroom_leave": Row(
         "POST", lambda c: f"/classrooms/{c.class_a.id}/leave/", class_member(302), unknown=lambda c: f"/classrooms/{_NOBODY_INT}/leave/",
     ),
@@ -303,7 +307,7 @@ def _client(cast: Cast, role: str, **kwargs: Any) -> Client:
 
 
 def _request(client: Client, row: Row, path: str, cast: Cast, **extra: Any) -> Any:
-    data = {k: v.replace("{execution}", str(cast.execution.id)) for k, v in row.data.items()}
+    data = {k: v.replace("{execution}", str(cast.execution.id)).replace("{owner}", str(cast.owner.id)) for k, v in row.data.items()}
     if row.method == "POST":
         return client.post(path, data, **extra)
     return client.get(path, **extra)

@@ -67,7 +67,7 @@ def test_a_teachers_comment_appears_on_the_students_page_without_a_reload(open_p
     _open_session(student, live_cast)
     _open_session(teacher, live_cast)
     student.evaluate("() => { window.notReloaded = true; }")
-    teacher.get_by_label("Comment on").select_option(str(live_cast.execution.id))
+    teacher.get_by_label("Comment on", exact=True).select_option(str(live_cast.execution.id))
     teacher.locator("#comment-body").fill('Good start. Try **range(1, 4)**.\n\n<img src=x onerror="window.pwned=1">')
     teacher.get_by_role("button", name="Comment", exact=True).click()
 

@@ -165,10 +165,10 @@ def _more_runs(cast: Cast) -> None:
     Execution.objects.create(session=other, seq=2, code="ls", language="bash", user=cast.classmate, status="running", started_at=now)
 
 
-def test_teach_lists_the_roster_with_figures_and_a_live_dot(cast: Cast) -> None:
+def test_the_class_page_lists_the_roster_with_figures_and_a_live_dot(cast: Cast) -> None:
     _more_runs(cast)
-    page = client_for(cast.teacher).get("/teach/")
-    summary = page.context["summaries"][0]
+    page = client_for(cast.teacher).get(f"/teach/classrooms/{cast.class_a.id}/")
+    summary = page.context["summary"]
     rows = {row.username: row for row in summary.students}
     olive, carl = rows["olive"], rows["carl"]
     assert (olive.sessions, olive.runs, olive.failed, olive.error_rate_text, olive.is_running) == (1, 2, 1, "50 %", False)
@@ -235,7 +235,7 @@ def test_a_student_in_two_classes_counts_in_each_only_for_that_classs_sessions(c
         (cast.other_teacher, cast.class_b, ((1, 1, 0, "–", True), {"Olive's art"}, {1}, [cast.owner.id])),
     ):
         client = client_for(teacher)
-        (summary,) = client.get("/teach/").context["summaries"]
+        summary = client.get(f"/teach/classrooms/{classroom.id}/").context["summary"]
         olive = next(row for row in summary.students if row.username == "olive")
         page = client.get(f"/teach/classrooms/{classroom.id}/", {"student": str(cast.owner.id)})
         assert (olive.sessions, olive.runs, olive.failed, olive.error_rate_text, olive.is_running) == expected[0], classroom.name
@@ -508,5 +508,77 @@ def test_a_run_an_admin_stopped_is_not_in_the_students_error_rate(cast: Cast) ->
     for seq in (3, 4):
         Execution.objects.create(session=cast.session, seq=seq, code="x", language="python", user=cast.owner,
                                  status="killed", started_at=now, finished_at=now, duration_ms=10)
-    olive = {row.username: row for row in client_for(cast.teacher).get("/teach/").context["summaries"][0].students}["olive"]
+    olive = {row.username: row for row in client_for(cast.teacher).get(f"/teach/classrooms/{cast.class_a.id}/").context["summary"].students}["olive"]
     assert (olive.runs, olive.failed, olive.error_rate_text) == (4, 1, "50 %")
+
+
+def test_teach_lists_each_class_with_its_counts_and_links_not_its_roster(cast: Cast) -> None:
+    _more_runs(cast)
+    page = client_for(cast.teacher).get("/teach/")
+    (row,) = page.context["classrooms"]
+    assert (row.classroom, row.students, row.sessions, row.runs, row.running_now, row.assignments) == (cast.class_a, 2, 2, 4, 1, 1)
+    html = page.content.decode()
+    assert f'href="/teach/classrooms/{cast.class_a.id}/"' in html
+    assert cast.class_a.join_code in html
+    assert "Olive" not in html and "Carl" not in html  # the roster is on the class page
+
+
+def _many_runs(cast: Cast, n: int) -> None:
+    now = timezone.now()
+    Execution.objects.bulk_create(
+        Execution(session=cast.session, seq=seq, code=f"print({seq})", language="python", user=cast.owner,
+                  status="succeeded", started_at=now, finished_at=now, duration_ms=1)
+        for seq in range(2, n + 1)
+    )
+
+
+def test_the_run_list_says_200_of_516_and_pages_through_them(cast: Cast) -> None:
+    _many_runs(cast, 516)
+    client = client_for(cast.teacher)
+    first = client.get(f"/teach/classrooms/{cast.class_a.id}/")
+    assert len(first.context["runs"]) == 200
+    assert "1–200 of 516 runs" in first.content.decode()
+    assert first.context["run_pager"].next_url == f"/teach/classrooms/{cast.class_a.id}/?page=2"
+    assert first.context["run_pager"].previous_url == ""
+    last = client.get(f"/teach/classrooms/{cast.class_a.id}/", {"page": "3", "failed": ""})
+    assert len(last.context["runs"]) == 116
+    assert "401–516 of 516 runs" in last.content.decode()
+    assert last.context["run_pager"].next_url == ""
+    assert [r.seq for r in last.context["runs"]][-1] == 1  # newest first: run 1 is the very last
+    beyond = client.get(f"/teach/classrooms/{cast.class_a.id}/", {"page": "99"})
+    assert beyond.context["runs"] == last.context["runs"]
+
+
+def test_the_run_list_sorts_by_any_column_both_ways(cast: Cast) -> None:
+    _more_runs(cast)
+    url = f"/teach/classrooms/{cast.class_a.id}/"
+    client = client_for(cast.teacher)
+    assert [r.student_name for r in client.get(url, {"sort": "student"}).context["runs"]][0] == "Carl"
+    assert [r.student_name for r in client.get(url, {"sort": "-student"}).context["runs"]][0] == "Olive Owner"
+    assert [r.language_label for r in client.get(url, {"sort": "language"}).context["runs"]][:2] == ["Bash", "Bash"]
+    assert [r.seq for r in client.get(url, {"sort": "when"}).context["runs"]][0] == 1
+    page = client.get(url, {"sort": "-status"})
+    assert [r.status_class for r in page.context["runs"]][0] == "warn"  # timed_out sorts last, first when descending
+    headers = {c.label: c for c in page.context["run_columns"]}
+    assert headers["Status"].aria_sort == "descending" and "sort=status" in headers["Status"].url
+    assert headers["Student"].aria_sort == "none" and "sort=student" in headers["Student"].url
+    assert 'aria-sort="descending"' in page.content.decode()
+
+
+def test_the_roster_sorts_by_any_column_and_counts_only_the_dates_asked(cast: Cast) -> None:
+    _more_runs(cast)
+    url = f"/teach/classrooms/{cast.class_a.id}/"
+    client = client_for(cast.teacher)
+    names = lambda params: [row.username for row in client.get(url, params).context["roster"]]  # noqa: E731
+    assert names({}) == ["carl", "olive"]
+    assert names({"roster_sort": "-error_rate"}) == ["carl", "olive"]  # 100 % before 50 %
+    assert names({"roster_sort": "error_rate"}) == ["olive", "carl"]
+    assert names({"roster_sort": "-running_time"}) == ["carl", "olive"]
+    assert names({"roster_sort": "-name"}) == ["olive", "carl"]
+    # olive's first run was last year: from today on she has one run, none failed
+    Execution.objects.filter(pk=cast.execution.pk).update(created_at=timezone.now() - timezone.timedelta(days=400))
+    today = timezone.localdate().isoformat()
+    page = client.get(url, {"date_from": today})
+    olive = next(row for row in page.context["roster"] if row.username == "olive")
+    assert (olive.runs, olive.failed, olive.error_rate_text) == (1, 0, "0 %")
+    assert len(page.context["runs"]) == 3

@@ -17,16 +17,29 @@ from runner.models import ChatSession, Classroom, Execution, OutputChunk
 from runner.selectors.comments import author_name
 from runner.selectors.sessions import (
     LANGUAGE_LABELS,
+    SessionListItem,
     StatusParts,
     duration_text,
     execution_status,
     relative_time_text,
+    sidebar_items,
     status_parts,
 )
 
 RUNS_LIST_MAX = 200
 _FAILED = [Execution.Status.FAILED, Execution.Status.TIMED_OUT]
 _ACTIVE = [Execution.Status.QUEUED, Execution.Status.RUNNING]
+
+
+# The roster's and the run list's sortable columns: the `sort` value -> what it orders by.
+ROSTER_SORTS = ("name", "sessions", "runs", "error_rate", "running_time", "last_run")
+RUN_SORTS = {
+    "when": ("created_at", "pk"),
+    "student": ("session__owner__first_name", "session__owner__last_name", "session__owner__username", "created_at", "pk"),
+    "session": ("session__title", "created_at", "pk"),
+    "language": ("language", "created_at", "pk"),
+    "status": ("status", "created_at", "pk"),
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,8 @@ class StudentRow:
     runs: int
     failed: int
     error_rate_text: str  # "25 %" or "–"
+    error_rate: float  # -1 when no run finished (sorts before 0 %)
+    running_ms: int
     running_time_text: str
     last_run_at: dt.datetime | None
     last_run_text: str
@@ -119,15 +134,19 @@ def _class_sessions(classroom: Classroom) -> QuerySet[ChatSession]:
     return ChatSession.objects.filter(classroom=classroom, owner__in=classroom.students.values("pk"))
 
 
-def _student_rows(classroom: Classroom) -> list[StudentRow]:
+def _student_rows(classroom: Classroom, filters: RunFilters | None = None) -> list[StudentRow]:
     students = list(get_user_model().objects.filter(classrooms_joined=classroom).order_by("first_name", "last_name", "username"))
-    ids = [s.pk for s in students]
     sessions = dict(
         _class_sessions(classroom).values("owner").annotate(n=Count("pk")).values_list("owner", "n")
     )
+    executions = Execution.objects.filter(session__in=_class_sessions(classroom))
+    if filters is not None and filters.date_from is not None:
+        executions = executions.filter(created_at__date__gte=filters.date_from)
+    if filters is not None and filters.date_to is not None:
+        executions = executions.filter(created_at__date__lte=filters.date_to)
     runs = {
         row["session__owner"]: row
-        for row in Execution.objects.filter(session__in=_class_sessions(classroom))
+        for row in executions
         .values("session__owner")
         .annotate(
             n=Count("pk"),
@@ -153,6 +172,8 @@ def _student_rows(classroom: Classroom) -> list[StudentRow]:
                 runs=figures.get("n", 0),
                 failed=figures.get("failed", 0),
                 error_rate_text=f"{round(100 * figures.get('failed', 0) / finished)} %" if finished else "–",
+                error_rate=figures.get("failed", 0) / finished if finished else -1.0,
+                running_ms=figures.get("running_ms") or 0,
                 running_time_text=duration_text(figures.get("running_ms") or 0),
                 last_run_at=last,
                 last_run_text=relative_time_text(last) if last else "never",
@@ -168,13 +189,69 @@ def classrooms_for_teacher(*, user: User) -> list[ClassroomSummary]:
     return [classroom_summary(classroom=classroom) for classroom in classrooms]
 
 
-def classroom_summary(*, classroom: Classroom) -> ClassroomSummary:
-    """One classroom's teachers and roster with per-student figures."""
+def _roster_key(sort: str) -> Any:
+    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    keys: dict[str, Any] = {
+        "name": lambda r: (r.name.casefold(), r.username),
+        "sessions": lambda r: (r.sessions, r.name.casefold()),
+        "runs": lambda r: (r.runs, r.name.casefold()),
+        "error_rate": lambda r: (r.error_rate, r.runs, r.name.casefold()),
+        "running_time": lambda r: (r.running_ms, r.name.casefold()),
+        "last_run": lambda r: (r.last_run_at or epoch, r.name.casefold()),
+    }
+    return keys[sort]
+
+
+def classroom_summary(*, classroom: Classroom, filters: RunFilters | None = None, sort: str = "name") -> ClassroomSummary:
+    """One classroom's teachers and roster with per-student figures (over `filters`' dates, when
+    given), ordered by a ROSTER_SORTS column; "-column" is descending."""
+    rows = _student_rows(classroom, filters)
+    column = sort.lstrip("-")
+    if column in ROSTER_SORTS:
+        rows.sort(key=_roster_key(column), reverse=sort.startswith("-"))
     return ClassroomSummary(
         classroom=classroom,
         teachers=[author_name(t) for t in classroom.teachers.all()],
-        students=_student_rows(classroom),
+        students=rows,
     )
+
+
+@dataclass(frozen=True)
+class ClassroomOverview:
+    """One line of `/teach/`: a class and its counts (the roster is on the class page)."""
+
+    classroom: Classroom
+    teachers: list[str]
+    students: int
+    sessions: int
+    runs: int
+    running_now: int
+    assignments: int
+    last_run_at: dt.datetime | None
+    last_run_text: str
+
+
+def classrooms_overview(*, user: User) -> list[ClassroomOverview]:
+    """The classrooms `user` teaches, by name, each with its counts (a few queries per class)."""
+    rows = []
+    for classroom in Classroom.objects.filter(teachers=user).prefetch_related("teachers").annotate(
+        n_students=Count("students", distinct=True), n_assignments=Count("assignments", distinct=True),
+    ).order_by("name", "pk"):
+        sessions = _class_sessions(classroom)
+        figures = Execution.objects.filter(session__in=sessions).aggregate(n=Count("pk"), last=Max("created_at"))
+        last = figures["last"]
+        rows.append(ClassroomOverview(
+            classroom=classroom,
+            teachers=[author_name(t) for t in classroom.teachers.all()],
+            students=classroom.n_students,  # type: ignore[attr-defined]
+            sessions=sessions.count(),
+            runs=figures["n"],
+            running_now=len(classroom_live_students(classroom=classroom)),
+            assignments=classroom.n_assignments,  # type: ignore[attr-defined]
+            last_run_at=last,
+            last_run_text=relative_time_text(last) if last else "never",
+        ))
+    return rows
 
 
 def classroom_live_students(*, classroom: Classroom) -> list[int]:
@@ -190,25 +267,28 @@ def classroom_student_sessions(*, classroom: Classroom, student_id: int) -> list
     return list(_class_sessions(classroom).filter(owner_id=student_id).order_by("-last_activity_at")[:100])
 
 
-def classroom_runs(*, classroom: Classroom, filters: RunFilters, limit: int = RUNS_LIST_MAX) -> list[RunRow]:
-    """Runs in the classroom's sessions (of its current students), newest first, narrowed by
-    `filters`; `query` searches the code and the output text (case-insensitive)."""
-    runs = Execution.objects.filter(session__in=_class_sessions(classroom))
-    if filters.student_id is not None:
-        runs = runs.filter(session__owner_id=filters.student_id)
-    if filters.date_from is not None:
-        runs = runs.filter(created_at__date__gte=filters.date_from)
-    if filters.date_to is not None:
-        runs = runs.filter(created_at__date__lte=filters.date_to)
-    if filters.language:
-        runs = runs.filter(language=filters.language)
-    if filters.failed_only:
-        runs = runs.filter(status__in=_FAILED)
-    if filters.query:
-        in_output = OutputChunk.objects.filter(execution=OuterRef("pk"), text__icontains=filters.query)
-        runs = runs.filter(Q(code__icontains=filters.query) | Q(error_value__icontains=filters.query) | Exists(in_output))
+def classroom_sessions_for_sidebar(*, classroom: Classroom, query: str = "") -> list[SessionListItem]:
+    """The class's sessions (of its current students) as a watching teacher's sidebar, newest first."""
+    return sidebar_items(_class_sessions(classroom), query=query, with_owner=True)
+
+
+def classroom_runs_count(*, classroom: Classroom, filters: RunFilters) -> int:
+    """How many runs `classroom_runs` pages through ("200 of 516")."""
+    return _filtered_runs(classroom, filters).count()
+
+
+def classroom_runs(
+    *, classroom: Classroom, filters: RunFilters, limit: int = RUNS_LIST_MAX, offset: int = 0, sort: str = "-when",
+) -> list[RunRow]:
+    """Runs in the classroom's sessions (of its current students), narrowed by `filters`, ordered by
+    a RUN_SORTS column ("-column" descending; newest first by default), `limit` of them from `offset`;
+    `query` searches the code and the output text (case-insensitive)."""
+    fields = RUN_SORTS.get(sort.lstrip("-"), RUN_SORTS["when"])
+    descending = sort.startswith("-") or sort.lstrip("-") not in RUN_SORTS
+    order = [f"-{f}" if descending else f for f in fields]
     rows = []
-    for execution in runs.select_related("session", "session__owner").order_by("-created_at", "-pk")[:limit]:
+    page = _filtered_runs(classroom, filters).select_related("session", "session__owner").order_by(*order)[offset:offset + limit]
+    for execution in page:
         text, cls = execution_status(execution)
         first_line = execution.code.strip().splitlines()[0] if execution.code.strip() else ""
         rows.append(
@@ -226,6 +306,24 @@ def classroom_runs(*, classroom: Classroom, filters: RunFilters, limit: int = RU
             )
         )
     return rows
+
+
+def _filtered_runs(classroom: Classroom, filters: RunFilters) -> QuerySet[Execution]:
+    runs = Execution.objects.filter(session__in=_class_sessions(classroom))
+    if filters.student_id is not None:
+        runs = runs.filter(session__owner_id=filters.student_id)
+    if filters.date_from is not None:
+        runs = runs.filter(created_at__date__gte=filters.date_from)
+    if filters.date_to is not None:
+        runs = runs.filter(created_at__date__lte=filters.date_to)
+    if filters.language:
+        runs = runs.filter(language=filters.language)
+    if filters.failed_only:
+        runs = runs.filter(status__in=_FAILED)
+    if filters.query:
+        in_output = OutputChunk.objects.filter(execution=OuterRef("pk"), text__icontains=filters.query)
+        runs = runs.filter(Q(code__icontains=filters.query) | Q(error_value__icontains=filters.query) | Exists(in_output))
+    return runs
 
 
 

@@ -13,12 +13,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Length
 from django.utils import timezone
 
 from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, OutputChunk, SandboxLease
-from runner.selectors.comments import CommentView, comments_by_execution
+from runner.selectors.comments import CommentView, author_name, comments_by_execution
 from runner.services.output import NOTICE_MARKER
 from runner.selectors.rendering import AnsiState, ansi_to_html, markdown_to_safe_html, sanitize_rich_html
 
@@ -40,6 +40,7 @@ class SessionListItem:
     kind: str = "chat"  # "api": made through the E2B-compatible API (an "API" badge)
     running_since: datetime | None = None  # the oldest active run's start, for the sidebar's clock
     classroom_name: str = ""  # the class the session is in; "" when private
+    owner_name: str = ""  # on a teacher's sidebar (the class's sessions): whose session it is
 
 
 @dataclass
@@ -178,11 +179,19 @@ def execution_status(execution: Execution) -> tuple[str, str]:
 
 def sessions_for_sidebar(*, user: User, query: str = "", limit: int = 200) -> list[SessionListItem]:
     """The user's own sessions, newest activity first, optionally filtered by title."""
+    return sidebar_items(ChatSession.objects.filter(owner=user), query=query, limit=limit)
+
+
+def sidebar_items(
+    sessions: QuerySet[ChatSession], *, query: str = "", limit: int = 200, with_owner: bool = False
+) -> list[SessionListItem]:
+    """`sessions` as sidebar entries, newest activity first, optionally filtered by title;
+    `with_owner` names each one's owner (a teacher's sidebar lists several students' sessions)."""
     running = Execution.objects.active().filter(session=OuterRef("pk"))
     since = running.exclude(started_at=None).order_by("started_at").values("started_at")[:1]
     qs = (
-        ChatSession.objects.filter(owner=user)
-        .select_related("classroom")
+        sessions
+        .select_related("classroom", *(["owner"] if with_owner else []))
         .annotate(is_running=Exists(running), running_since=Subquery(since))
         .order_by("-last_activity_at")
     )
@@ -201,6 +210,7 @@ def sessions_for_sidebar(*, user: User, query: str = "", limit: int = 200) -> li
             kind=s.kind,
             running_since=s.running_since,
             classroom_name=s.classroom.name if s.classroom else "",
+            owner_name=author_name(s.owner) if with_owner else "",
         )
         for s in qs[:limit]
     ]

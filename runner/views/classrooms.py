@@ -7,6 +7,8 @@ A classroom id the user doesn't teach answers the same 404 as an unknown one.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -37,11 +39,8 @@ def _join_url(request: HttpRequest, code: str) -> str:
 @login_required
 @require_GET
 def teach(request: AuthenticatedRequest) -> HttpResponse:
-    """The teacher's classrooms, each with its join link and roster (per-student figures, live dots)."""
-    summaries = selectors.classrooms_for_teacher(user=request.user)
-    for summary in summaries:
-        summary.join_url = _join_url(request, summary.classroom.join_code)
-    return render(request, "runner/teach.html", {"summaries": summaries})
+    """The teacher's classrooms, one line each with its counts and links (rosters are on the class pages)."""
+    return render(request, "runner/teach.html", {"classrooms": selectors.classrooms_overview(user=request.user)})
 
 
 @login_required
@@ -83,21 +82,107 @@ def _filters(request: HttpRequest) -> tuple[selectors.RunFilters, list[str]]:
     return filters, problems
 
 
+ROSTER_COLUMNS = [("name", "Student"), ("sessions", "Sessions"), ("runs", "Runs"), ("error_rate", "Error rate"),
+                  ("running_time", "Time running"), ("last_run", "Last run")]
+RUN_COLUMNS = [("when", "When"), ("student", "Student"), ("session", "Session"), ("language", "Language"), ("status", "Status")]
+ROSTER_PAGE = 100
+
+
+@dataclass(frozen=True)
+class Column:
+    label: str
+    url: str  # this page sorted by the column (the other way round when it is the current sort)
+    aria_sort: str  # "ascending", "descending" or "none"
+
+
+@dataclass(frozen=True)
+class Pager:
+    """ "200 of 516": which rows of how many this page shows, and links to the pages either side."""
+
+    first: int
+    last: int
+    total: int
+    previous_url: str
+    next_url: str
+
+
+def _url_with(request: HttpRequest, **changes: str) -> str:
+    query = request.GET.copy()
+    for name, value in changes.items():
+        if value:
+            query[name] = value
+        else:
+            query.pop(name, None)
+    encoded = query.urlencode()
+    return f"{request.path}?{encoded}" if encoded else request.path
+
+
+def _sort(request: HttpRequest, param: str, allowed: Sequence[str], default: str) -> str:
+    raw = request.GET.get(param, "")
+    return raw if raw.lstrip("-") in allowed else default
+
+
+def _columns(request: HttpRequest, *, param: str, page_param: str, current: str, columns: Sequence[tuple[str, str]],
+             descending_first: Sequence[str]) -> list[Column]:
+    """Sortable headers: a click sorts by the column (numbers and times biggest first), a second
+    click turns it round; sorting goes back to the first page."""
+    headers = []
+    for key, label in columns:
+        if current.lstrip("-") == key:
+            aria = "descending" if current.startswith("-") else "ascending"
+            target = key if current.startswith("-") else f"-{key}"
+        else:
+            aria = "none"
+            target = f"-{key}" if key in descending_first else key
+        headers.append(Column(label, _url_with(request, **{param: target, page_param: ""}), aria))
+    return headers
+
+
+def _pager(request: HttpRequest, *, param: str, total: int, size: int) -> tuple[int, Pager]:
+    raw = request.GET.get(param, "")
+    pages = max(1, -(-total // size))
+    number = min(max(int(raw), 1), pages) if raw.isdigit() else 1
+    offset = (number - 1) * size
+    return offset, Pager(
+        first=offset + 1 if total else 0,
+        last=min(offset + size, total),
+        total=total,
+        previous_url=_url_with(request, **{param: str(number - 1) if number > 2 else ""}) if number > 1 else "",
+        next_url=_url_with(request, **{param: str(number + 1)}) if number < pages else "",
+    )
+
+
 @login_required
 @require_GET
 def classroom_detail(request: AuthenticatedRequest, classroom_id: int) -> HttpResponse:
     """One classroom: join code, roster, and its runs filtered by student, date, language, failure,
-    or searched by code and output text."""
+    or searched by code and output text. The roster (over the same dates) and the runs sort by any
+    column (`roster_sort`, `sort`; "-column" descending) and come in pages (`roster_page`, `page`)."""
     classroom = _taught_or_404(request, classroom_id)
     filters, problems = _filters(request)
-    summary = selectors.classroom_summary(classroom=classroom)
+    roster_sort = _sort(request, "roster_sort", selectors.ROSTER_SORTS, "name")
+    run_sort = _sort(request, "sort", list(selectors.RUN_SORTS), "-when")
+    summary = selectors.classroom_summary(classroom=classroom, filters=filters, sort=roster_sort)
+    roster_offset, roster_pager = _pager(request, param="roster_page", total=len(summary.students), size=ROSTER_PAGE)
+    run_offset, run_pager = _pager(
+        request, param="page", total=selectors.classroom_runs_count(classroom=classroom, filters=filters), size=selectors.RUNS_LIST_MAX,
+    )
+    numeric = ("sessions", "runs", "error_rate", "running_time", "last_run", "when")
     context = {
         "summary": summary,
+        "roster": summary.students[roster_offset:roster_offset + ROSTER_PAGE],
+        "roster_pager": roster_pager,
+        "roster_columns": _columns(request, param="roster_sort", page_param="roster_page", current=roster_sort,
+                                   columns=ROSTER_COLUMNS, descending_first=numeric),
+        "run_columns": _columns(request, param="sort", page_param="page", current=run_sort, columns=RUN_COLUMNS,
+                                descending_first=numeric),
+        "run_pager": run_pager,
+        "code_column": ["Code"],
         "join_url": _join_url(request, classroom.join_code),
         "filters": filters,
         "problems": problems,
         "languages": LANGUAGE_CHOICES,
-        "runs": selectors.classroom_runs(classroom=classroom, filters=filters),
+        "runs": selectors.classroom_runs(classroom=classroom, filters=filters, offset=run_offset, sort=run_sort),
         "student_sessions": (
             selectors.classroom_student_sessions(classroom=classroom, student_id=filters.student_id)
             if filters.student_id is not None else []
@@ -135,6 +220,17 @@ def classroom_student_remove(request: AuthenticatedRequest, classroom_id: int, s
         raise Http404("No such student in this classroom.")
     messages.success(request, "Student removed from the classroom.")
     return redirect("classroom_detail", classroom_id=classroom.pk)
+
+
+@login_required
+@require_POST
+def classroom_student_remove_picked(request: AuthenticatedRequest, classroom_id: int) -> HttpResponse:
+    """The class page's one "Remove a student" form: POST `student` (an id on the roster)."""
+    raw = request.POST.get("student", "").strip()
+    if not raw.isdigit():
+        _taught_or_404(request, classroom_id)  # an unknown class answers its 404 first
+        raise Http404("No such student in this classroom.")
+    return classroom_student_remove(request, classroom_id, int(raw))
 
 
 @login_required

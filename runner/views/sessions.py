@@ -119,6 +119,12 @@ def _chat_context(request: AuthenticatedRequest, session: ChatSession | None, ac
         if access != "owner":
             page_data["can_run"] = False
             context["owner_name"] = selectors.author_name(session.owner)
+        if access == "teacher" and session.classroom is not None:
+            # The watch view's sidebar is the class's sessions, not the teacher's own (the poll of
+            # the teacher's own activity would put those back, so it is off here).
+            context["sessions"] = selectors.classroom_sessions_for_sidebar(classroom=session.classroom, query=query)
+            context["watching_class"] = session.classroom
+            page_data["activity_url"] = ""
         if access == "teacher":
             page_data["comment_url"] = reverse("comment_new", args=[session.id])
             page_data["comment_edit_url"] = reverse("comment_edit", args=[0]).replace("/0/", "/{id}/")

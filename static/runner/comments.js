@@ -33,8 +33,25 @@ function formatWhen(iso) {
   return d.getFullYear() + '-' + pad(d.getMonth() + 1) + '-' + pad(d.getDate()) + ' ' + pad(d.getHours()) + ':' + pad(d.getMinutes());
 }
 
+/* A status line's text as the "Comment on" list shows it (StatusParts.plain in selectors/sessions.py):
+   the symbol dropped, "ok" for a success. */
+export function plainStatus(text) {
+  const glyph = text.charAt(0);
+  if (glyph === '✓') return 'ok' + text.slice(1);
+  if ('✗⏱■⚠'.indexOf(glyph) !== -1) return text.slice(1).trim();
+  return text;
+}
+
+function inView(node, container) {
+  const r = node.getBoundingClientRect();
+  const top = container ? Math.max(0, container.getBoundingClientRect().top) : 0;
+  const bottom = container ? Math.min(window.innerHeight, container.getBoundingClientRect().bottom) : window.innerHeight;
+  return r.bottom > top && r.top < bottom;
+}
+
 export class Comments {
-  /* `page` is the page data: comment_url, comment_edit_url and comment_delete_url (teachers only). */
+  /* `page` is the page data: comment_url, comment_edit_url and comment_delete_url (teachers only),
+     and `access` ("owner": the student's own page, where a new comment is marked and announced). */
   constructor(page) {
     this.page = page;
     this.box = $('#comment-box');
@@ -59,8 +76,46 @@ export class Comments {
       return;
     }
     const item = this.build(frame);
-    if (existing) existing.replaceWith(item);
-    else list.appendChild(item);
+    if (existing) {
+      if (existing.classList.contains('unread')) markUnread(item);
+      existing.replaceWith(item);
+      return;
+    }
+    list.appendChild(item);
+    if (frame.type === 'comment.added' && this.page.access === 'owner') this.announce(turnEl, item);
+  }
+
+  /* A comment that arrived while the student watches: marked "new"; when its run is out of view
+     (above the fold, say), a notice names the run and its button jumps there. */
+  announce(turnEl, item) {
+    markUnread(item);
+    const conversation = $('#conversation');
+    if (inView(item, conversation)) return;
+    let notice = $('#comment-notice');
+    if (!notice) {
+      notice = el('div', 'comment-notice');
+      notice.id = 'comment-notice';
+      notice.setAttribute('role', 'status');
+      notice.appendChild(el('span', 'comment-notice-text'));
+      const show = el('button', 'btn small primary', 'Show');
+      show.type = 'button';
+      show.addEventListener('click', () => {
+        const target = document.getElementById(notice.getAttribute('data-comment'));
+        notice.hidden = true;
+        if (target) { target.scrollIntoView({ block: 'center' }); target.setAttribute('tabindex', '-1'); target.focus({ preventScroll: true }); }
+      });
+      notice.appendChild(show);
+      const close = el('button', 'btn ghost small', 'Dismiss');
+      close.type = 'button';
+      close.addEventListener('click', () => { notice.hidden = true; });
+      notice.appendChild(close);
+      (conversation || document.body).before(notice);
+    }
+    const seq = $('.seq', turnEl);
+    const number = seq ? (seq.getAttribute('data-seq') || seq.textContent.replace(/[\[\]*]/g, '')) : '';
+    $('.comment-notice-text', notice).textContent = 'New comment on run [' + number + '] ↑';
+    notice.setAttribute('data-comment', item.id);
+    notice.hidden = false;
   }
 
   build(frame) {
@@ -122,8 +177,38 @@ export class Comments {
     postForm(form.action, fields).catch((err) => showMessage(err.message, 'comment'));
   }
 
+  /* A run's Comment button: the box targets that run, and the cursor goes to the comment. */
+  commentOn(executionId) {
+    if (!this.target || !this.bodyInput) return;
+    this.target.value = String(executionId);
+    this.bodyInput.focus();
+  }
+
+  /* The page lost access (the student left the class): the box can't post any more. */
+  disable() {
+    if (!this.box) return;
+    $all('textarea, select, button', this.box).forEach((field) => { field.disabled = true; });
+    $all('.comment-edit, .comment-delete', document).forEach((node) => node.remove());
+  }
+
+  /* A run's status changed: its entry in "Comment on" says so (`text` as the status line shows it). */
+  runStatus(executionId, text) {
+    if (!this.target) return;
+    const option = $('option[value="' + executionId + '"]', this.target);
+    if (!option) return;
+    option.textContent = option.textContent.replace(/ · .*$/, '') + ' · ' + plainStatus(text);
+  }
+
+  /* /sessions/<id>/#run-8 (the class page's link to a run): the box targets run 8, not the newest. */
+  followHash() {
+    const match = /^#run-(\d+)$/.exec(window.location.hash);
+    if (match && this.target && $('option[value="' + match[1] + '"]', this.target)) this.target.value = match[1];
+  }
+
   wireBox() {
     this.target = $('#comment-execution');
+    this.followHash();
+    window.addEventListener('hashchange', () => this.followHash());
     this.bodyInput = $('#comment-body');
     const snippets = $('[data-role="snippets"]');
     if (snippets) {
@@ -157,9 +242,17 @@ export class Comments {
   /* A new run in the watched session: it becomes the comment box's default target. */
   runAdded(frame) {
     if (!this.target || $('option[value="' + frame.execution_id + '"]', this.target)) return;
-    const option = el('option', null, 'run [' + frame.seq + ']');
+    const option = el('option', null, 'run [' + frame.seq + '] · queued');
     option.value = String(frame.execution_id);
     this.target.insertBefore(option, this.target.firstChild);
     this.target.value = option.value;
   }
+}
+
+function markUnread(item) {
+  item.classList.add('unread');
+  if ($('.new-badge', item)) return;
+  const badge = el('span', 'badge new-badge', 'new');
+  const head = $('.comment-head', item);
+  if (head) head.prepend(badge);
 }

@@ -81,6 +81,7 @@ export class FrameHandler {
     const turn = this.turns.get(frame.execution_id);
     if (!turn || !isActive(turn)) return;
     this.turns.markRunning(turn, frame.notice);
+    this.comments.runStatus(turn.id, 'running…');
     setSandboxState('ready');
   }
 
@@ -121,7 +122,7 @@ export class FrameHandler {
     const held = turn && $('.out-note.held', turn.output);
     if (held) held.remove(); // the marker and the tail are in now
     if (!turn || !isActive(turn)) return;
-    this.turns.markFinished(turn, frame);
+    this.comments.runStatus(turn.id, this.turns.markFinished(turn, frame));
     this.socket.finished(turn);
   }
 

@@ -15,7 +15,7 @@ import { UsageMeter } from './usage.js';
 
 document.documentElement.classList.add('js');
 
-const turns = new Turns($('#turns'), languageLabel, { canRerun: page.access === 'owner' });
+const turns = new Turns($('#turns'), languageLabel, { canRerun: page.access === 'owner', canComment: page.access === 'teacher' });
 const socket = new Socket(page.ws_path, page.last, {
   onFrames: (frames) => {
     handler.applyBatch(frames); usageMeter.noteFrames(frames); files.noticeFrames(frames); chrome.sessionActivity(activeSince());
@@ -25,6 +25,7 @@ const socket = new Socket(page.ws_path, page.last, {
   onRefused: (code) => {
     const refusal = page.access && page.access !== 'owner' ? 'You no longer have access to this session.' : 'You may not run code in this session.';
     showMessage(code === 4403 ? refusal : 'This session no longer exists.', 'forbidden');
+    comments.disable();
     composer.setCanRun(false, code === 4403 ? 'this session is read-only for you' : 'the session is gone');
   }
 });
@@ -70,6 +71,7 @@ document.addEventListener('click', (e) => {
   const turn = turns.around(target);
   if (action === 'copy' && turn) copyText(turn.code, target);
   else if (action === 'rerun' && turn) composer.put(turn.code, turn.language);
+  else if (action === 'comment-on' && turn) comments.commentOn(turn.id);
   else if (action === 'load-all' && turn) loadAll(turn, target);
   else chrome.action(action);
 });

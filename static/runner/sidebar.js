@@ -219,6 +219,8 @@ function sessionEntry(item, list) {
 /* The title in the tab and in the sidebar's entry for this session. */
 function showTitle(title) {
   document.title = title + ' · Sandpit';
+  const heading = $('#title-text'); // a watcher's read-only header
+  if (heading) heading.textContent = title;
   const current = $('#session-list a[aria-current="page"]');
   if (current) {
     $('.session-title', current).textContent = title;

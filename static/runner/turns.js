@@ -17,10 +17,11 @@ export function highlight(codeEl) {
 export class Turns {
   /* `list` is the <ol> of turns; `languageLabel(lang)` names a language for a new turn's badge;
      `canRerun`: whether new turns get "Edit & rerun" (not on a teacher's or admin's read-only page). */
-  constructor(list, languageLabel, { canRerun = true } = {}) {
+  constructor(list, languageLabel, { canRerun = true, canComment = false } = {}) {
     this.list = list;
     this.languageLabel = languageLabel;
     this.canRerun = canRerun;
+    this.canComment = canComment; // a teacher's page: each run has a Comment button
     this.byId = new Map(); // execution_id -> turn state
   }
 
@@ -94,6 +95,7 @@ export class Turns {
     head.appendChild(el('span', 'badge lang-' + frame.language, this.languageLabel(frame.language)));
     const seq = el('span', 'seq', '[' + frame.seq + ']');
     seq.title = 'Run number';
+    seq.setAttribute('data-seq', String(frame.seq));
     head.appendChild(seq);
     const now = new Date();
     const time = el('time', null, now.toTimeString().slice(0, 5));
@@ -109,6 +111,13 @@ export class Turns {
     rerun.setAttribute('data-action', 'rerun');
     rerun.setAttribute('aria-label', 'Edit and rerun run ' + frame.seq);
     head.appendChild(copy);
+    if (this.canComment) {
+      const comment = el('button', 'btn ghost small', 'Comment');
+      comment.type = 'button';
+      comment.setAttribute('data-action', 'comment-on');
+      comment.setAttribute('aria-label', 'Comment on run ' + frame.seq);
+      head.appendChild(comment);
+    }
     if (this.canRerun) head.appendChild(rerun);
     bubble.appendChild(head);
     const pre = el('pre', 'code');
@@ -166,6 +175,7 @@ export class Turns {
     setStatus(turn, s[0], s[1], 'Run finished: ' + s[2]);
     markSeq(turn, false);
     finishOutput(turn, frame);
+    return s[0];
   }
 
   /* Queued turns read "starting…" (the first, while nothing runs) or "queued"; returns how many wait. */
@@ -232,6 +242,8 @@ function setStatus(turn, text, cls, spoken) {
   }
 }
 
+/* The run's number shows [*] while it runs; `data-seq` (rendered by the server and by build()) keeps
+   the number, so a page opened mid-run, whose label already reads [*], still gets [8] back. */
 function markSeq(turn, running) {
   const seq = $('.seq', turn.el);
   if (!seq) return;
