@@ -1,14 +1,19 @@
 """envd (sandbox port 49983): `/health`, `GET|POST /files`, and the Connect RPCs the SDK's
-`files.*` and `commands.run` use: Filesystem ListDir, Stat, MakeDir, Move, Remove (unary JSON)
-and Process Start (a server stream of `application/connect+json` envelopes).
+`files.*` and `commands.*` use: Filesystem ListDir, Stat, MakeDir, Move, Remove (unary JSON),
+Process Start and Connect (server streams of `application/connect+json` envelopes) and Process
+List, SendSignal, SendInput, CloseStdin (unary JSON) on the sandbox's process table
+(runner/e2b_api/processes.py: every started command until its stream ends, by pid or tag).
 
 Paths are the sandbox's (`/home/user/...`, or relative to it) and stay inside its workspace: the
 local sandbox walks them without following links, and commands run confined like the kernels.
 A command (Process Start) is a run: an Execution of language bash whose code is its command line,
 started with `services.execution_start` as /execute starts code, so it waits its turn in the
 session, counts against the user's limits and shows in history and usage. It is stopped at
-RUN_TIMEOUT_S (a longer `Connect-Timeout-Ms` is cut to it). The files routes' own mkdir, rm and mv
-are not runs.
+RUN_TIMEOUT_S (a longer `Connect-Timeout-Ms` is cut to it; a shorter one is envd's deadline: the
+stream ends `deadline_exceeded`). SendSignal stops the run (its process tree is killed); SendInput
+writes to its stdin when it was started with `stdin: true`. A Start's client going away stops its
+run; a Connect's client going away leaves it running. The files routes' own mkdir, rm and mv are
+not runs.
 """
 
 from __future__ import annotations
