@@ -1,14 +1,19 @@
 """envd (sandbox port 49983): `/health`, `GET|POST /files`, and the Connect RPCs the SDK's
-`files.*` and `commands.run` use: Filesystem ListDir, Stat, MakeDir, Move, Remove (unary JSON)
-and Process Start (a server stream of `application/connect+json` envelopes).
+`files.*` and `commands.*` use: Filesystem ListDir, Stat, MakeDir, Move, Remove (unary JSON),
+Process Start and Connect (server streams of `application/connect+json` envelopes) and Process
+List, SendSignal, SendInput, CloseStdin (unary JSON) on the sandbox's process table
+(runner/e2b_api/processes.py: every started command until its stream ends, by pid or tag).
 
 Paths are the sandbox's (`/home/user/...`, or relative to it) and stay inside its workspace: the
 local sandbox walks them without following links, and commands run confined like the kernels.
 A command (Process Start) is a run: an Execution of language bash whose code is its command line,
 started with `services.execution_start` as /execute starts code, so it waits its turn in the
 session, counts against the user's limits and shows in history and usage. It is stopped at
-RUN_TIMEOUT_S (a longer `Connect-Timeout-Ms` is cut to it). The files routes' own mkdir, rm and mv
-are not runs.
+RUN_TIMEOUT_S (a longer `Connect-Timeout-Ms` is cut to it; a shorter one is envd's deadline: the
+stream ends `deadline_exceeded`). SendSignal stops the run (its process tree is killed); SendInput
+writes to its stdin when it was started with `stdin: true`. A Start's client going away stops its
+run; a Connect's client going away leaves it running. The files routes' own mkdir, rm and mv are
+not runs.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from runner import events, services
+from runner.e2b_api import processes
 from runner.e2b_api.wire import HttpError, Request, api_error, rpc_error
 from runner.models import ApiSandbox, Execution
 from runner.sandboxes.base import FileInfo, Sandbox, SandboxError, Stderr
@@ -106,6 +112,10 @@ async def dispatch(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser
         await _filesystem(request, await _handle(sandbox), path.rsplit("/", 1)[1])
     elif path == "/process.Process/Start" and method == "POST":
         await _process_start(request, sandbox, await _handle(sandbox), user)
+    elif path == "/process.Process/Connect" and method == "POST":
+        await _process_connect(request, sandbox)
+    elif path.startswith("/process.Process/") and method == "POST" and path.rsplit("/", 1)[1] in _PROCESS_UNARY:
+        await _process_unary(request, sandbox, user, path.rsplit("/", 1)[1])
     elif path.startswith(("/filesystem.", "/process.")):
         raise rpc_error(501, "unimplemented", f"{path[:100]} is not supported by Sandpit")
     else:
@@ -288,56 +298,89 @@ def command_line(argv: list[str]) -> str:
     return shlex.join(argv)
 
 
-async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox, user: AbstractBaseUser) -> None:
-    raw = await request.body()
+def _request_envelope(raw: bytes) -> dict[str, Any]:
+    """The one message of a Connect streaming request (its first envelope)."""
     if len(raw) < 5:
         raise rpc_error(400, "invalid_argument", "missing request envelope")
     (length,) = struct.unpack(">I", raw[1:5])
     try:
-        process = json.loads(raw[5:5 + length] or b"{}").get("process") or {}
+        message = json.loads(raw[5:5 + length] or b"{}")
     except ValueError:
         raise rpc_error(400, "invalid_argument", "malformed request envelope") from None
+    if not isinstance(message, dict):
+        raise rpc_error(400, "invalid_argument", "the request message must be an object")
+    return message
+
+
+async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox, user: AbstractBaseUser) -> None:
+    message = _request_envelope(await request.body())
+    process = message.get("process") or {}
+    if message.get("pty"):
+        raise rpc_error(501, "unimplemented", "a pty (sandbox.pty) is not supported by Sandpit yet")
     if getattr(handle, "command", None) is None:
         raise rpc_error(501, "unimplemented", "this sandbox backend can't run commands")
-    args = [str(a) for a in process.get("args") or [] if a != "-l"]  # no login shell: the jail's PATH stays
-    argv = [str(process.get("cmd") or "/bin/bash"), *args]
-    envs = {**sandbox.envs, **{str(k): str(v) for k, v in (process.get("envs") or {}).items()}}
+    asked_args = [str(a) for a in process.get("args") or []]
+    args = [a for a in asked_args if a != "-l"]  # no login shell: the jail's PATH stays
+    cmd = str(process.get("cmd") or "/bin/bash")
+    argv = [cmd, *args]
+    asked_envs = {str(k): str(v) for k, v in (process.get("envs") or {}).items()}
+    envs = {**sandbox.envs, **asked_envs}
+    cwd = str(process.get("cwd") or HOME)
     timeout_ms = request.headers.get("connect-timeout-ms", "")
-    asked_s = int(timeout_ms) / 1000 if timeout_ms.isdigit() and int(timeout_ms) > 0 else float(settings.RUN_TIMEOUT_S)
-    command = services.Command(argv=argv, cwd=str(process.get("cwd") or HOME), envs=envs,
-                               timeout_s=min(asked_s, float(settings.RUN_TIMEOUT_S)))
-    session = sandbox.session
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    group = events.session_group(session.id)
-    await layer.group_add(group, channel)
+    asked_s = int(timeout_ms) / 1000 if timeout_ms.isdigit() and int(timeout_ms) > 0 else None
     try:
+        entry_ = processes.register(sandbox.sandbox_id, tag=str(message["tag"]) if message.get("tag") is not None else None,
+                                    cmd=cmd, args=asked_args, envs=asked_envs, cwd=absolute(cwd),
+                                    stdin=bool(message.get("stdin")))
+    except processes.TooManyProcesses as exc:
+        raise rpc_error(429, "resource_exhausted", str(exc)) from None
+    try:
+        limit_s = float(settings.RUN_TIMEOUT_S)
+        command = services.Command(argv=argv, cwd=cwd, envs=envs, timeout_s=min(asked_s or limit_s, limit_s),
+                                   stdin=entry_.stdin)
+        session = sandbox.session
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        group = events.session_group(session.id)
+        await layer.group_add(group, channel)
         try:
-            execution = await services.execution_start(
-                session=session, user=user, code=command_line(argv), language="bash", client_id="e2b-command", command=command
-            )
-        except services.RunRejected as exc:
-            if exc.code in ("quota", "rate_limited"):
-                raise rpc_error(429, "resource_exhausted", exc.message) from None
-            if exc.code == "forbidden":
-                raise rpc_error(403, "permission_denied", exc.message) from None
-            raise rpc_error(400, "invalid_argument", exc.message) from None
-        await _stream_command(request, layer, channel, execution, command, sandbox, user)
+            try:
+                execution = await services.execution_start(
+                    session=session, user=user, code=command_line(argv), language="bash", client_id="e2b-command", command=command
+                )
+            except services.RunRejected as exc:
+                if exc.code in ("quota", "rate_limited"):
+                    raise rpc_error(429, "resource_exhausted", exc.message) from None
+                if exc.code == "forbidden":
+                    raise rpc_error(403, "permission_denied", exc.message) from None
+                raise rpc_error(400, "invalid_argument", exc.message) from None
+            entry_.execution_id = execution.pk
+            # The client's own deadline (shorter than RUN_TIMEOUT_S) is envd's: past it the stream
+            # ends deadline_exceeded (the SDK's TimeoutException). RUN_TIMEOUT_S is Sandpit's cut.
+            deadline = asked_s is not None and asked_s < limit_s
+            await _stream_command(request, layer, channel, execution, command, sandbox, user, entry_, deadline)
+        finally:
+            await layer.group_discard(group, channel)
     finally:
-        await layer.group_discard(group, channel)
+        processes.unregister(sandbox.sandbox_id, entry_)
 
 
 async def _stream_command(request: Request, layer: Any, channel: str, execution: Execution, command: services.Command,
-                          sandbox: ApiSandbox, user: AbstractBaseUser) -> None:
-    """The run's stdout and stderr as Process events, then its end (exit code, or why it has none).
-    A client that goes away stops the run."""
+                          sandbox: ApiSandbox, user: AbstractBaseUser, process: processes.Process, deadline: bool) -> None:
+    """The run's stdout and stderr as Process events, then its end (exit code, or why it has none),
+    each also to the Connect streams following `process`. A client that goes away stops the run."""
     session = sandbox.session
     gone = request.disconnect_watch()
     incoming: asyncio.Future[dict[str, Any]] | None = None
     refusal: dict[str, Any] | None = None
+
+    async def write(data: bytes) -> None:
+        process.publish(data)
+        await request.stream_write(data)
+
     try:
         await request.stream_start("application/connect+json")
-        await request.stream_write(_envelope({"event": {"start": {"pid": execution.seq}}}))
+        await request.stream_write(_envelope({"event": {"start": {"pid": process.pid}}}))
         while True:
             incoming = asyncio.ensure_future(layer.receive(channel))
             await asyncio.wait({incoming, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -352,7 +395,7 @@ async def _stream_command(request: Request, layer: Any, channel: str, execution:
                     for chunk in message["chunks"] if chunk["kind"] in ("stdout", "stderr") and chunk.get("text")
                 )
                 if out:
-                    await request.stream_write(out)
+                    await write(out)
             elif kind == "run.error":
                 refusal = message["frame"]  # no sandbox for it (the user's live-sandbox limit, an outage)
             elif kind == "execution.finished" and message["frame"]["execution_id"] == execution.pk:
@@ -361,13 +404,101 @@ async def _stream_command(request: Request, layer: Any, channel: str, execution:
                 stopped = status in (Execution.Status.CANCELLED, Execution.Status.INTERRUPTED)
                 if stopped and await db(services.api_sandbox_killed_or_killing)(sandbox=sandbox):
                     ended = _killed_with_sandbox(sandbox.sandbox_id)
-                await request.stream_write(ended or _command_end(status, command, refusal))
+                elif status == Execution.Status.TIMED_OUT and deadline:
+                    ended = _envelope({"error": {"code": "deadline_exceeded", "message": (
+                        f"the command passed its timeout ({command.timeout_s:g} s) and was killed")}}, END_STREAM)
+                ended = ended or _command_end(status, command, refusal)
+                process.publish(ended, last=True)
+                await request.stream_write(ended)
                 await request.stream_end()
                 return
     finally:
         for future in (incoming, gone):
             if future is not None and not future.done():
                 future.cancel()
+
+
+_PROCESS_UNARY = ("List", "SendSignal", "SendInput", "CloseStdin")
+
+
+def _not_found(selector: dict[str, Any]) -> HttpError:
+    what = f"pid {selector['pid']}" if "pid" in selector else f"tag {str(selector.get('tag'))[:100]!r}"
+    return rpc_error(404, "not_found", f"process with {what} not found")
+
+
+async def _process_unary(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser, method: str) -> None:
+    """Process List, SendSignal, SendInput and CloseStdin (unary JSON), on the sandbox's table."""
+    body = await request.json(error=lambda status, message: rpc_error(status, "invalid_argument", message))
+    if method == "List":
+        await request.respond_json(200, {"processes": [p.info() for p in processes.listed(sandbox.sandbox_id)]})
+        return
+    selector = body.get("process") or {}
+    if not isinstance(selector, dict):
+        raise rpc_error(400, "invalid_argument", "process must be a ProcessSelector")
+    process = processes.find(sandbox.sandbox_id, selector)
+    if process is None:
+        raise _not_found(selector)
+    if method == "SendSignal":
+        if body.get("signal") not in ("SIGNAL_SIGKILL", "SIGNAL_SIGTERM", 9, 15):
+            raise rpc_error(400, "invalid_argument", "signal must be SIGNAL_SIGKILL or SIGNAL_SIGTERM")
+        # Either ends the process tree (a run's stop is a kill); its Start stream then ends "signal: killed".
+        if process.execution_id:
+            await services.execution_cancel(session=sandbox.session, user=user, execution_id=process.execution_id)
+        await request.respond_json(200, {})
+        return
+    if process.stdin is None:
+        # envd's answer when the process was started without stdin.
+        raise rpc_error(412, "failed_precondition", f"stdin is not enabled for process with pid {process.pid}")
+    if method == "CloseStdin":
+        process.stdin.put_nowait(None)
+        await request.respond_json(200, {})
+        return
+    given = body.get("input") or {}
+    if "pty" in given:
+        raise rpc_error(501, "unimplemented", "a pty (sandbox.pty) is not supported by Sandpit yet")
+    try:
+        data = base64.b64decode(str(given.get("stdin", "")), validate=True)
+    except ValueError:
+        raise rpc_error(400, "invalid_argument", "input.stdin must be base64") from None
+    if data:
+        process.stdin.put_nowait(data)
+    await request.respond_json(200, {})
+
+
+async def _process_connect(request: Request, sandbox: ApiSandbox) -> None:
+    """Process/Connect: follow a running process's output from now on, then its end. Going away
+    leaves it running (only its Start stream's client owns it)."""
+    selector = _request_envelope(await request.body()).get("process") or {}
+    process = processes.find(sandbox.sandbox_id, selector if isinstance(selector, dict) else {})
+    if process is None:
+        raise _not_found(selector if isinstance(selector, dict) else {})
+    queue: asyncio.Queue[tuple[bytes, bool] | None] = asyncio.Queue()
+    process.followers.add(queue)
+    gone = request.disconnect_watch()
+    try:
+        await request.stream_start("application/connect+json")
+        await request.stream_write(_envelope({"event": {"start": {"pid": process.pid}}}))
+        while True:
+            got = asyncio.ensure_future(queue.get())
+            await asyncio.wait({got, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not got.done():
+                got.cancel()
+                return
+            item = got.result()
+            if item is None:  # it ended without its end reaching us (its Start client went away)
+                await request.stream_end(_envelope({"event": {"end": {
+                    "exitCode": -1, "exited": False, "status": "signal: killed", "error": "the command was stopped"}}})
+                    + _envelope({}, END_STREAM))
+                return
+            data, last = item
+            if last:
+                await request.stream_end(data)
+                return
+            await request.stream_write(data)
+    finally:
+        process.followers.discard(queue)
+        if not gone.done():
+            gone.cancel()
 
 
 def _killed_with_sandbox(sandbox_id: str) -> bytes:

@@ -43,6 +43,7 @@ class Command:
     timeout_s: float
     exit_code: int | None = None  # negative: killed by that signal; None: it never exited
     error: str = ""  # why it couldn't start (a bad cwd or variable name)
+    stdin: asyncio.Queue[bytes | None] | None = None  # its stdin, fed as it runs (None on it: EOF); None: /dev/null
 
 
 @dataclass(eq=False)

@@ -35,14 +35,16 @@ def command_argv(argv: list[str], *, cwd: str, envs: dict[str, str]) -> list[str
     return ["/usr/bin/env", "-C", workspace_dir(cwd), "--", *(f"{k}={v}" for k, v in envs.items()), *argv]
 
 
-async def run_confined(confine: Callable[..., list[str]], argv: list[str], *, on_event: OnEvent, timeout_s: float) -> int | None:
+async def run_confined(confine: Callable[..., list[str]], argv: list[str], *, on_event: OnEvent, timeout_s: float,
+                       stdin: asyncio.Queue[bytes | None] | None = None) -> int | None:
     """Run `confine(command=argv)`, streaming stdout and stderr as events; its exit code (negative:
     killed by that signal), or None when it passed `timeout_s` and was killed. Cancelling the
-    caller kills the process tree too."""
+    caller kills the process tree too. With `stdin`, what is put on the queue is written to the
+    process's stdin as it comes (None closes it: EOF); without, its stdin is /dev/null."""
     with jail.hidden_options(confine(command=argv)) as (confined, fds):
         proc = await asyncio.create_subprocess_exec(
-            *confined, env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, start_new_session=True, pass_fds=fds, cwd="/",
+            *confined, env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True, pass_fds=fds, cwd="/",
         )
     assert proc.stdout is not None and proc.stderr is not None
 
@@ -50,12 +52,37 @@ async def run_confined(confine: Callable[..., list[str]], argv: list[str], *, on
         while chunk := await stream.read(65536):
             await emit(on_event, make(chunk.decode(errors="replace")))
 
+    async def feed(queue: asyncio.Queue[bytes | None], pipe: asyncio.StreamWriter) -> None:
+        try:
+            while (data := await queue.get()) is not None:
+                pipe.write(data)
+                await pipe.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            return  # it closed its stdin, or ended: what is sent after is dropped, as in envd
+        finally:
+            pipe.close()
+
+    # Tasks of our own (not a gather): on a timeout or a cancel each is cancelled and awaited
+    # here, so no future is left holding an exception nobody retrieves.
+    tasks = [asyncio.ensure_future(pump(proc.stdout, Stdout)), asyncio.ensure_future(pump(proc.stderr, Stderr))]
+    if stdin is not None:
+        assert proc.stdin is not None
+        feeder: asyncio.Future[None] | None = asyncio.ensure_future(feed(stdin, proc.stdin))
+    else:
+        feeder = None
     try:
-        await asyncio.wait_for(asyncio.gather(pump(proc.stdout, Stdout), pump(proc.stderr, Stderr), proc.wait()), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await asyncio.wait(tasks)  # both pipes at their end: the process closed them
+            await proc.wait()
     except TimeoutError:
         return None
     finally:
         if proc.returncode is None:  # timed out or cancelled: nothing outlives the call
             processes.signal_processes([pid for pid, _ in reversed(processes.process_tree(proc.pid))] + [proc.pid])
             await asyncio.shield(proc.wait())
+        for task in [*tasks, *([feeder] if feeder is not None else [])]:
+            task.cancel()
+        await asyncio.shield(asyncio.gather(*tasks, *([feeder] if feeder is not None else []), return_exceptions=True))
+    for task in tasks:
+        task.result()  # a pump's own failure (none expected) is the caller's
     return proc.returncode

@@ -410,9 +410,11 @@ class LocalSandbox:
             await kernel.stop()
 
     async def command(self, argv: list[str], *, cwd: str = ".", envs: dict[str, str] | None = None,
-                      on_event: OnEvent | None = None, timeout_s: float = 60.0) -> int | None:
+                      on_event: OnEvent | None = None, timeout_s: float = 60.0,
+                      stdin: asyncio.Queue[bytes | None] | None = None) -> int | None:
         """Run `argv` in the sandbox (confined as the kernels: no network, the workspace only) in
         `cwd`, streaming its output; its exit code, or None when it passed `timeout_s` (killed).
+        With `stdin`, what is put on it goes to the command's stdin (None: EOF); else /dev/null.
         Raises ValueError for a cwd outside the workspace or a bad variable name."""
         self._check_open()
         full = commands.command_argv(argv, cwd=cwd, envs=envs or {})
@@ -421,7 +423,7 @@ class LocalSandbox:
             return self.host.confined_argv(self, command=command, language="bash", control=None)
 
         running = asyncio.ensure_future(
-            commands.run_confined(confine, full, on_event=on_event or _ignore, timeout_s=timeout_s))
+            commands.run_confined(confine, full, on_event=on_event or _ignore, timeout_s=timeout_s, stdin=stdin))
 
         over_quota: list[int] = []
 
