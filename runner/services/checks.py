@@ -139,8 +139,17 @@ def _forget(pk: int, _task: object) -> None:
 
 
 async def submission_checks_work(*, limit: int | None = None) -> int:
-    """Start checks for queued submissions, up to ASSIGNMENT_CHECKS_CONCURRENCY at once in this
-    process, and wait for the ones started here. Returns how many ran."""
+    """Start checks for queued submissions (`submission_checks_start`) and wait for the ones
+    started here. Returns how many ran."""
+    started = await submission_checks_start(limit=limit)
+    if started:
+        await asyncio.gather(*started, return_exceptions=True)
+    return len(started)
+
+
+async def submission_checks_start(*, limit: int | None = None) -> list[asyncio.Task[None]]:
+    """Claim queued submissions, up to ASSIGNMENT_CHECKS_CONCURRENCY at once in this process, and
+    start their checks; the tasks started (none, and no task left behind, when nothing is queued)."""
     room = (limit if limit is not None else settings.ASSIGNMENT_CHECKS_CONCURRENCY) - len(_running)
     started: list[asyncio.Task[None]] = []
     while room > 0:
@@ -152,9 +161,7 @@ async def submission_checks_work(*, limit: int | None = None) -> int:
         task.add_done_callback(functools.partial(_forget, pk))
         started.append(task)
         room -= 1
-    if started:
-        await asyncio.gather(*started, return_exceptions=True)
-    return len(started)
+    return started
 
 
 def _unclaim_sync(*, pk: int) -> None:

@@ -36,7 +36,7 @@ from runner.events import process_channel
 from runner.models import SandboxLease, ServerProcess
 from runner.services import runtime
 from runner.services.budgets import budget_enforce
-from runner.services.checks import submission_checks_work
+from runner.services.checks import submission_checks_start
 from runner.services.cancel import execution_cancel_local
 from runner.services.live import live_stats_forever
 from runner.services.runs import execution_input_reply_local
@@ -187,13 +187,13 @@ async def _budgets() -> None:
 async def _assignment_checks() -> None:
     """Queued assignment checks (hand-ins, "Check my work"), claimed from the rows and run here."""
     every_s = settings.ASSIGNMENT_CHECKS_POLL_S
-    running: set[asyncio.Task[int]] = set()
+    running: set[asyncio.Task[None]] = set()
     while True:
         await asyncio.sleep(every_s)
         try:
-            if len(running) < settings.ASSIGNMENT_CHECKS_CONCURRENCY:
-                # Not awaited here: a long check must not stop the next poll from claiming more.
-                task = asyncio.ensure_future(submission_checks_work())
+            # The claim is awaited here (one short query); the checks it starts are not, so a long
+            # check doesn't stop the next poll. Nothing queued: no task is left behind.
+            for task in await submission_checks_start():
                 running.add(task)
                 task.add_done_callback(running.discard)
         except asyncio.CancelledError:
