@@ -134,6 +134,7 @@ class CommentFrame(TypedDict):
     created_at: str  # ISO 8601
     edited_at: str | None
     can_edit: bool  # whether the receiving user wrote it (only the author edits or deletes)
+    unread: bool  # the receiving user owns the session and hasn't seen this text yet
 
 
 class CommentDeletedFrame(TypedDict):

@@ -287,6 +287,9 @@ class Comment(models.Model):
     edited_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(default=1)
+    # When the session's owner first had it on screen (their page posts a seen mark); None: unread.
+    # An edit clears it: the new text is unread again.
+    seen_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "pk"]

@@ -30,6 +30,7 @@ urlpatterns = [
     ),
     # classrooms and comments (issue 7)
     path("sessions/<uuid:session_id>/comments/", views.comment_new, name="comment_new"),
+    path("sessions/<uuid:session_id>/comments/seen/", views.comments_seen, name="comments_seen"),
     path("comments/<int:comment_id>/edit/", views.comment_edit, name="comment_edit"),
     path("comments/<int:comment_id>/delete/", views.comment_delete, name="comment_delete"),
     path("teach/", views.teach, name="teach"),

@@ -143,6 +143,10 @@ ROWS: dict[str, Row] = {
         "POST", lambda c: f"/comments/{c.comment.id}/edit/", teacher_only(302),
         unknown=lambda c: f"/comments/{_NOBODY_INT}/edit/", data={"body": "Edited."},
     ),
+    "comments_seen": Row(
+        "POST", lambda c: _session(c) + "comments/seen/", owner_only(302),
+        unknown=lambda c: f"/sessions/{_NOBODY_UUID}/comments/seen/", data={"comment_id": "{comment}"},
+    ),
     "comment_delete": Row(
         "POST", lambda c: f"/comments/{c.comment.id}/delete/", teacher_only(302), unknown=lambda c: f"/comments/{_NOBODY_INT}/delete/",
     ),
@@ -307,7 +311,12 @@ def _client(cast: Cast, role: str, **kwargs: Any) -> Client:
 
 
 def _request(client: Client, row: Row, path: str, cast: Cast, **extra: Any) -> Any:
-    data = {k: v.replace("{execution}", str(cast.execution.id)).replace("{owner}", str(cast.owner.id)) for k, v in row.data.items()}
+    ids = {"{execution}": cast.execution.id, "{owner}": cast.owner.id, "{comment}": cast.comment.id}
+    data = {}
+    for key, value in row.data.items():
+        for placeholder, pk in ids.items():
+            value = value.replace(placeholder, str(pk))
+        data[key] = value
     if row.method == "POST":
         return client.post(path, data, **extra)
     return client.get(path, **extra)

@@ -60,7 +60,14 @@ from runner.selectors.classrooms import (
     classrooms_joined,
     user_teaches,
 )
-from runner.selectors.comments import CommentView, author_name, comment_frame, comment_replay, comment_snippets
+from runner.selectors.comments import (
+    CommentView,
+    author_name,
+    comment_frame,
+    comment_replay,
+    comment_snippets,
+    comments_unread_count,
+)
 from runner.selectors.api import (
     api_keys_for_owner,
     api_sandbox_get_sync,
@@ -69,6 +76,7 @@ from runner.selectors.api import (
     api_sandboxes_for_owner_sync,
 )
 from runner.selectors.executions import execution_last_pointer, execution_replay
+from runner.selectors.watching import StudentLink, WatchNeighbours, classroom_watch_neighbours
 from runner.selectors.exports import session_export_markdown, session_export_notebook
 from runner.selectors.health import SandboxStatus, sandbox_status
 from runner.selectors.usage import usage_quota_status
@@ -144,6 +152,7 @@ __all__ = [
     # comments
     "CommentView",
     "author_name",
+    "comments_unread_count",
     "comment_frame",
     "comment_replay",
     "comment_snippets",
@@ -182,4 +191,7 @@ __all__ = [
     "workspace_file",
     "workspace_listing",
     "workspace_preview",
+    "StudentLink",
+    "WatchNeighbours",
+    "classroom_watch_neighbours",
 ]

@@ -18,7 +18,7 @@ from django.db.models.functions import Length
 from django.utils import timezone
 
 from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, OutputChunk, SandboxLease
-from runner.selectors.comments import CommentView, author_name, comments_by_execution
+from runner.selectors.comments import CommentView, author_name, comments_by_execution, comments_unread_per_session
 from runner.services.output import NOTICE_MARKER
 from runner.selectors.rendering import AnsiState, ansi_to_html, markdown_to_safe_html, sanitize_rich_html
 
@@ -41,6 +41,7 @@ class SessionListItem:
     running_since: datetime | None = None  # the oldest active run's start, for the sidebar's clock
     classroom_name: str = ""  # the class the session is in; "" when private
     owner_name: str = ""  # on a teacher's sidebar (the class's sessions): whose session it is
+    unread_comments: int = 0  # on the owner's sidebar: teachers' comments they haven't seen
 
 
 @dataclass
@@ -78,6 +79,10 @@ class Turn:
     @property
     def status_parts(self) -> StatusParts:
         return status_parts(self.status_text)
+
+    @property
+    def unread_comments(self) -> int:
+        return sum(1 for comment in self.comments if comment.unread)
 
 
 # After a Stop, in the language's own terms; mirrored by stoppedNote() in static/runner/format.js.
@@ -178,15 +183,17 @@ def execution_status(execution: Execution) -> tuple[str, str]:
 
 
 def sessions_for_sidebar(*, user: User, query: str = "", limit: int = 200) -> list[SessionListItem]:
-    """The user's own sessions, newest activity first, optionally filtered by title."""
-    return sidebar_items(ChatSession.objects.filter(owner=user), query=query, limit=limit)
+    """The user's own sessions, newest activity first, optionally filtered by title, each with its
+    count of comments they haven't seen."""
+    return sidebar_items(ChatSession.objects.filter(owner=user), query=query, limit=limit, with_unread=True)
 
 
 def sidebar_items(
-    sessions: QuerySet[ChatSession], *, query: str = "", limit: int = 200, with_owner: bool = False
+    sessions: QuerySet[ChatSession], *, query: str = "", limit: int = 200, with_owner: bool = False, with_unread: bool = False,
 ) -> list[SessionListItem]:
     """`sessions` as sidebar entries, newest activity first, optionally filtered by title;
-    `with_owner` names each one's owner (a teacher's sidebar lists several students' sessions)."""
+    `with_owner` names each one's owner (a teacher's sidebar lists several students' sessions);
+    `with_unread` counts each one's unseen comments (the owner's own sidebar)."""
     running = Execution.objects.active().filter(session=OuterRef("pk"))
     since = running.exclude(started_at=None).order_by("started_at").values("started_at")[:1]
     qs = (
@@ -195,6 +202,8 @@ def sidebar_items(
         .annotate(is_running=Exists(running), running_since=Subquery(since))
         .order_by("-last_activity_at")
     )
+    if with_unread:
+        qs = qs.annotate(unread_comments=comments_unread_per_session())
     if query.strip():
         qs = qs.filter(title__icontains=query.strip())
     now = timezone.now()
@@ -211,6 +220,7 @@ def sidebar_items(
             running_since=s.running_since,
             classroom_name=s.classroom.name if s.classroom else "",
             owner_name=author_name(s.owner) if with_owner else "",
+            unread_comments=getattr(s, "unread_comments", 0),
         )
         for s in qs[:limit]
     ]
@@ -375,7 +385,7 @@ def session_history(*, session: ChatSession, viewer: User) -> list[Turn]:
             if first_stream is not None:
                 first_stream.clipped = True
         turns.append(turn)
-    comments = comments_by_execution(execution_ids=[e.pk for e in executions], viewer=viewer)
+    comments = comments_by_execution(execution_ids=[e.pk for e in executions], viewer=viewer, owner_id=session.owner_id)
     for turn in turns:
         turn.comments = comments.get(turn.execution.pk, [])
     return turns

@@ -56,7 +56,7 @@ from runner.services.classrooms import (
     classroom_leave,
     classroom_student_remove,
 )
-from runner.services.comments import CommentRateLimited, comment_create, comment_delete, comment_edit
+from runner.services.comments import CommentRateLimited, comment_create, comment_delete, comment_edit, comments_mark_seen
 from runner.services.housekeeping import runtime_ensure_started, runtime_stop
 from runner.services.ratelimit import RateVerdict, ratelimit_hit, ratelimit_hit_sync
 from runner.services.runs import Command, RunRejected, execution_inputs_pending, execution_starting_pending
@@ -109,6 +109,7 @@ __all__: list[str] = [
     "comment_create",
     "comment_delete",
     "comment_edit",
+    "comments_mark_seen",
     # the E2B-compatible API: keys, sandboxes, contexts
     "api_context_create_sync",
     "api_context_remove_sync",

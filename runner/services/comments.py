@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from runner import events
-from runner.models import Comment, Execution
+from runner.models import ChatSession, Comment, Execution
 from runner.services.output import publish
 from runner.services.ratelimit import ratelimit_hit_sync
 
@@ -64,7 +64,9 @@ def comment_edit(*, comment: Comment, author: User, body: object) -> Comment:
         raise PermissionDenied("Only the author can edit a comment.")
     cleaned = _clean_body(body)
     _check_rate(author)
-    Comment.objects.filter(pk=comment.pk).update(body=cleaned, edited_at=timezone.now(), version=F("version") + 1)
+    Comment.objects.filter(pk=comment.pk).update(
+        body=cleaned, edited_at=timezone.now(), version=F("version") + 1, seen_at=None,  # the new text is unread
+    )
     comment.refresh_from_db()
     _publish(comment, comment.execution.session_id)
     return comment
@@ -77,3 +79,12 @@ def comment_delete(*, comment: Comment, author: User) -> None:
         raise PermissionDenied("Only the author can delete a comment.")
     Comment.objects.filter(pk=comment.pk).update(body="", deleted_at=timezone.now(), version=F("version") + 1)
     _publish(comment, comment.execution.session_id)
+
+
+def comments_mark_seen(*, session: ChatSession, comment_ids: list[int]) -> int:
+    """Mark these comments on `session`'s runs seen by its owner (the caller checked that the owner
+    asks); ids of other sessions' comments, deleted or already seen ones are left alone. Returns how
+    many were marked."""
+    return Comment.objects.filter(
+        execution__session=session, pk__in=comment_ids, seen_at__isnull=True, deleted_at__isnull=True
+    ).update(seen_at=timezone.now())

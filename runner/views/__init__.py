@@ -30,7 +30,7 @@ from runner.views.classrooms import (
     join_code,
     teach,
 )
-from runner.views.comments import comment_delete, comment_edit, comment_new
+from runner.views.comments import comment_delete, comment_edit, comment_new, comments_seen
 from runner.views.keys import api_key_revoke, api_keys
 from runner.views.search import search
 from runner.views.sessions import (
@@ -85,6 +85,7 @@ __all__ = [
     "comment_delete",
     "comment_edit",
     "comment_new",
+    "comments_seen",
     "execution_output",
     "healthz",
     "join",

@@ -7,6 +7,7 @@ the user may not see is the same 404 as an unknown id.
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.contrib.auth.decorators import login_required
@@ -92,3 +93,25 @@ def comment_delete(request: AuthenticatedRequest, comment_id: int) -> HttpRespon
     comment = _visible_comment_or_404(request, comment_id)
     services.comment_delete(comment=comment, author=request.user)
     return _done(request, comment)
+
+
+SEEN_IDS_MAX = 500
+_COMMENT_ID = re.compile(r"[0-9]{1,18}")
+
+
+@login_required
+@require_POST
+def comments_seen(request: AuthenticatedRequest, session_id: uuid.UUID) -> HttpResponse:
+    """POST `comment_id` (repeated): the owner's page had these comments on screen, so they are no
+    longer unread. Answers the session's unread count left (403 for watchers, 404 for the rest)."""
+    session, access = visible_session_or_404(request, session_id)
+    if access != "owner":
+        raise PermissionDenied("Only the session's owner marks its comments seen.")
+    raw = request.POST.getlist("comment_id")
+    if len(raw) > SEEN_IDS_MAX or not all(_COMMENT_ID.fullmatch(value) for value in raw):
+        return _problem(request, f"comment_id must be up to {SEEN_IDS_MAX} comment numbers.", 400)
+    marked = services.comments_mark_seen(session=session, comment_ids=[int(value) for value in raw])
+    unread = selectors.comments_unread_count(session=session)
+    if _wants_json(request):
+        return JsonResponse({"ok": True, "marked": marked, "unread": unread})
+    return redirect("session_detail", session_id=session.id)

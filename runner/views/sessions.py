@@ -116,7 +116,9 @@ def _chat_context(request: AuthenticatedRequest, session: ChatSession | None, ac
                 "packages_url": reverse("packages", args=[session.id]),
             }
         )
-        if access != "owner":
+        if access == "owner":
+            page_data["comments_seen_url"] = reverse("comments_seen", args=[session.id])
+        else:
             page_data["can_run"] = False
             context["owner_name"] = selectors.author_name(session.owner)
         if access == "teacher" and session.classroom is not None:
@@ -124,6 +126,7 @@ def _chat_context(request: AuthenticatedRequest, session: ChatSession | None, ac
             # the teacher's own activity would put those back, so it is off here).
             context["sessions"] = selectors.classroom_sessions_for_sidebar(classroom=session.classroom, query=query)
             context["watching_class"] = session.classroom
+            context["watch_nav"] = selectors.classroom_watch_neighbours(classroom=session.classroom, student_id=session.owner_id)
             page_data["activity_url"] = ""
         if access == "teacher":
             page_data["comment_url"] = reverse("comment_new", args=[session.id])
@@ -165,6 +168,7 @@ def sessions_activity(request: AuthenticatedRequest) -> JsonResponse:
             # What a sidebar needs to add an entry for a session it hasn't listed (one the API made).
             "url": reverse("session_detail", args=[item.id]), "language": item.language,
             "language_label": item.language_label, "kind": item.kind, "classroom_name": item.classroom_name,
+            "unread_comments": item.unread_comments,
         }
         for item in items
     ]})

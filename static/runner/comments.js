@@ -1,9 +1,14 @@
 // Teachers' comments under runs: applies comment.added / comment.changed / comment.deleted frames
 // (upsert by comment_id, keeping the highest version, so repeats and replays are harmless), and for
 // a teacher the comment box (post, reuse a snippet) and the author's edit and delete, all by fetch.
-// A comment's `html` comes from the server already rendered and sanitised by nh3.
+// On the student's own page, an unread comment (`.unread`, a "new" badge, a marker on its run) is
+// marked seen (`.seen`, the marker goes) once at least half of it, or 120 px, has been on screen
+// while the tab is visible. A comment's `html` comes from the server already rendered and sanitised by nh3.
 import { $, $all, el } from './dom.js';
 import { showMessage } from './notices.js';
+import { showUnreadCount } from './sidebar.js';
+
+const SEEN_FLUSH_MS = 400;
 
 function csrfToken() {
   const input = $('input[name="csrfmiddlewaretoken"]');
@@ -57,6 +62,48 @@ export class Comments {
     this.box = $('#comment-box');
     if (this.box) this.wireBox();
     document.addEventListener('submit', (e) => this.submitted(e));
+    if (page.access === 'owner' && page.comments_seen_url && 'IntersectionObserver' in window) this.watchSeen();
+  }
+
+  /* The owner's page: unread comments that come into view are posted as seen, a batch at a time. */
+  watchSeen() {
+    this.seenQueue = new Set();
+    this.observer = new IntersectionObserver((entries) => {
+      entries.forEach((entry) => {
+        if (!entry.isIntersecting) return;
+        if (entry.intersectionRatio < 0.5 && entry.intersectionRect.height < 120) return;
+        this.observer.unobserve(entry.target);
+        this.seenQueue.add(entry.target);
+      });
+      this.scheduleSeen();
+    }, { threshold: [0, 0.1, 0.25, 0.5] });
+    $all('.comment.unread').forEach((node) => { if (!node.classList.contains('seen')) this.observer.observe(node); });
+    document.addEventListener('visibilitychange', () => this.scheduleSeen());
+  }
+
+  scheduleSeen() {
+    if (this.seenTimer || !this.seenQueue.size) return;
+    this.seenTimer = setTimeout(() => { this.seenTimer = null; this.flushSeen(); }, SEEN_FLUSH_MS);
+  }
+
+  flushSeen() {
+    if (document.visibilityState !== 'visible' || this.seenBusy || !this.seenQueue.size) return;
+    const nodes = Array.from(this.seenQueue).filter((node) => node.isConnected);
+    this.seenQueue.clear();
+    if (!nodes.length) return;
+    this.seenBusy = true;
+    const body = new URLSearchParams();
+    nodes.forEach((node) => body.append('comment_id', node.getAttribute('data-comment-id')));
+    fetch(this.page.comments_seen_url, {
+      method: 'POST', body: body, credentials: 'same-origin', headers: { Accept: 'application/json', 'X-CSRFToken': csrfToken() }
+    })
+      .then((response) => (response.ok ? response.json() : Promise.reject(new Error(String(response.status)))))
+      .then((answer) => {
+        nodes.forEach((node) => { node.classList.add('seen'); refreshRunMarker(node.closest('li.turn')); });
+        showUnreadCount($('#session-list a[aria-current="page"] .unread-count'), answer.unread);
+      })
+      .catch(() => { nodes.forEach((node) => this.observer.observe(node)); }) // tried again while on screen
+      .then(() => { this.seenBusy = false; this.scheduleSeen(); });
   }
 
   /* One comment.* frame. */
@@ -73,16 +120,21 @@ export class Comments {
     if (existing && parseInt(existing.getAttribute('data-version'), 10) >= frame.version) return;
     if (frame.type === 'comment.deleted') {
       if (existing) existing.remove();
+      refreshRunMarker(turnEl);
       return;
     }
     const item = this.build(frame);
-    if (existing) {
-      if (existing.classList.contains('unread')) markUnread(item);
-      existing.replaceWith(item);
-      return;
+    const owner = this.page.access === 'owner';
+    if (owner && frame.unread) markUnread(item);
+    else if (existing && existing.classList.contains('unread')) { markUnread(item); item.classList.add('seen'); }
+    if (existing) existing.replaceWith(item);
+    else list.appendChild(item);
+    if (owner && frame.unread && this.observer) this.observer.observe(item);
+    if (!existing && frame.type === 'comment.added' && owner) {
+      this.announce(turnEl, item);
+      if (frame.unread) bumpCurrentUnread();
     }
-    list.appendChild(item);
-    if (frame.type === 'comment.added' && this.page.access === 'owner') this.announce(turnEl, item);
+    refreshRunMarker(turnEl);
   }
 
   /* A comment that arrived while the student watches: marked "new"; when its run is out of view
@@ -255,4 +307,26 @@ function markUnread(item) {
   const badge = el('span', 'badge new-badge', 'new');
   const head = $('.comment-head', item);
   if (head) head.prepend(badge);
+}
+
+/* The run's "N new comments" marker, from its comments not yet seen ("" removes it). */
+function refreshRunMarker(turnEl) {
+  if (!turnEl) return;
+  const unread = $all('.comment.unread', turnEl).filter((node) => !node.classList.contains('seen')).length;
+  let marker = $('.unread-marker', turnEl);
+  if (!unread) { if (marker) marker.remove(); return; }
+  if (!marker) {
+    marker = el('span', 'badge unread-marker');
+    const head = $('.bubble-head', turnEl);
+    const time = head && $('time', head);
+    if (time) time.after(marker);
+    else if (head) head.appendChild(marker);
+  }
+  marker.textContent = unread + ' new comment' + (unread === 1 ? '' : 's');
+}
+
+/* A comment arrived on the session this page shows: its sidebar entry counts it until it is seen. */
+function bumpCurrentUnread() {
+  const badge = $('#session-list a[aria-current="page"] .unread-count');
+  if (badge) showUnreadCount(badge, (parseInt(badge.getAttribute('data-unread'), 10) || 0) + 1);
 }

@@ -159,6 +159,7 @@ function applyActivity(sessions, list) {
     const li = dot ? dot.closest('li') : sessionEntry(item, list);
     const link = $('a', li);
     order.push(li);
+    if (item.unread_comments !== undefined) showUnreadCount($('.unread-count', li), item.unread_comments);
     if (link === current) return; // this session's own socket keeps it live
     dot.hidden = !item.is_running;
     const clock = $('.running-elapsed', li);
@@ -185,6 +186,10 @@ function sessionEntry(item, list) {
   li.setAttribute('data-title', item.title.toLowerCase());
   const link = el('a');
   link.href = item.url;
+  const unread = el('span', 'unread-count');
+  unread.title = "Comments you haven't seen";
+  link.appendChild(unread);
+  showUnreadCount(unread, item.unread_comments || 0);
   link.appendChild(el('span', 'session-title', item.title));
   const meta = el('span', 'session-meta');
   meta.appendChild(el('span', 'badge lang-' + item.language, item.language_label));
@@ -214,6 +219,16 @@ function sessionEntry(item, list) {
   li.hidden = q !== '' && li.getAttribute('data-title').indexOf(q) === -1;
   list.prepend(li);
   return li;
+}
+
+/* A sidebar entry's count of comments not seen yet (hidden at 0). */
+export function showUnreadCount(badge, count) {
+  if (!badge) return;
+  const n = Math.max(0, count | 0);
+  badge.setAttribute('data-unread', String(n));
+  badge.textContent = String(n);
+  badge.appendChild(el('span', 'visually-hidden', ' unread comment' + (n === 1 ? '' : 's')));
+  badge.hidden = n === 0;
 }
 
 /* The title in the tab and in the sidebar's entry for this session. */
