@@ -1,5 +1,5 @@
-"""The watch view's previous / next student, and unread comments (the sidebar's count, the run's
-marker, seen marks) over HTTP. The cast (olive and carl in class A, tess their teacher, sam in
+"""The watch view's previous / next student, unread comments (the sidebar's count, the run's
+marker, seen marks) over HTTP, and the class page's assignment counts. The cast (olive and carl in class A, tess their teacher, sam in
 class B) is in tests/fixtures_classrooms.py."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from runner import selectors, services
-from runner.models import ChatSession, Comment, Execution
+from runner.models import Assignment, ChatSession, Comment, Execution, Submission
 from tests.fixtures_classrooms import Cast
 from tests.fixtures_usage import rate_limits_reset
 
@@ -187,3 +187,34 @@ def test_deleted_comments_are_not_unread_and_an_edit_is_unread_again(cast: Cast)
     assert _sidebar_unread(cast, cast.session) == 1
     services.comment_delete(comment=cast.comment, author=cast.teacher)
     assert _sidebar_unread(cast, cast.session) == 0
+
+
+# --- the class page's assignment counts ----------------------------------------------------------
+
+
+def test_the_class_pages_assignment_counts_agree_with_each_assignments_grid(cast: Cast) -> None:
+    """Olive handed in late then on time (the last counts), Carl is working, Dora hasn't started;
+    Sam (class B) and Bea (who left) are not counted. The cast's submission is a check, not a hand-in."""
+    _student(cast, "dora", "Dora")
+    bea = _student(cast, "bea", "Bea")
+    second = Assignment.objects.create(classroom=cast.class_a, title="Functions", points=5)
+    Submission.objects.filter(pk=cast.submission.pk).update(is_hand_in=False)
+    for assignment in (cast.assignment, second):
+        olive_session = ChatSession.objects.create(owner=cast.owner, title="a", classroom=cast.class_a, assignment=assignment)
+        Submission.objects.create(assignment=assignment, student=cast.owner, session=olive_session, late=True, checks_status="done")
+        Submission.objects.create(assignment=assignment, student=cast.owner, session=olive_session, late=False, checks_status="done")
+        ChatSession.objects.create(owner=cast.classmate, title="c", classroom=cast.class_a, assignment=assignment)
+        ChatSession.objects.create(owner=cast.other_student, title="s", classroom=cast.class_a, assignment=assignment)
+        bea_session = ChatSession.objects.create(owner=bea, title="b", classroom=cast.class_a, assignment=assignment)
+        Submission.objects.create(assignment=assignment, student=bea, session=bea_session, checks_status="done")
+    Submission.objects.create(assignment=second, student=cast.classmate, late=True, checks_status="done")
+    cast.class_a.students.remove(bea)
+
+    counts = dict(selectors.assignments_for_classroom(classroom=cast.class_a))
+    assert counts[cast.assignment] == {"not_started": 1, "working": 1, "handed_in": 1, "late": 0}
+    assert counts[second] == {"not_started": 1, "working": 0, "handed_in": 1, "late": 1}
+    for assignment, figures in counts.items():
+        from_grid = {"not_started": 0, "working": 0, "handed_in": 0, "late": 0}
+        for row in selectors.assignment_grid(assignment=assignment):
+            from_grid[row.state] += 1
+        assert figures == from_grid

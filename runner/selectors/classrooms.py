@@ -287,7 +287,10 @@ def classroom_runs(
     descending = sort.startswith("-") or sort.lstrip("-") not in RUN_SORTS
     order = [f"-{f}" if descending else f for f in fields]
     rows = []
-    page = _filtered_runs(classroom, filters).select_related("session", "session__owner").order_by(*order)[offset:offset + limit]
+    page = (
+        _filtered_runs(classroom, filters).select_related("session", "session__owner").only(*_RUN_ROW_FIELDS)
+        .order_by(*order)[offset:offset + limit]
+    )
     for execution in page:
         text, cls = execution_status(execution)
         first_line = execution.code.strip().splitlines()[0] if execution.code.strip() else ""
@@ -306,6 +309,13 @@ def classroom_runs(
             )
         )
     return rows
+
+
+# What a RunRow reads (execution_status included): the rest of each run (its traceback) stays in the database.
+_RUN_ROW_FIELDS = (
+    "session_id", "seq", "code", "language", "status", "error_name", "error_value", "duration_ms", "created_at",
+    "session__title", "session__owner__first_name", "session__owner__last_name", "session__owner__username",
+)
 
 
 def _filtered_runs(classroom: Classroom, filters: RunFilters) -> QuerySet[Execution]:
