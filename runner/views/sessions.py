@@ -69,8 +69,10 @@ def _chat_context(request: AuthenticatedRequest, session: ChatSession | None, ac
         "new_session_url": reverse("session_new"),
         "activity_url": reverse("sessions_activity"),
     }
+    watched_class = session.classroom if session is not None and access == "teacher" else None
     context: dict[str, Any] = {
-        "sessions": selectors.sessions_for_sidebar(user=request.user, query=query),
+        # The watch view's sidebar is the class's sessions (below), not the teacher's own.
+        "sessions": [] if watched_class is not None else selectors.sessions_for_sidebar(user=request.user, query=query),
         "filter_query": query,
         "session": session,
         "health": health,
@@ -121,21 +123,25 @@ def _chat_context(request: AuthenticatedRequest, session: ChatSession | None, ac
         else:
             page_data["can_run"] = False
             context["owner_name"] = selectors.author_name(session.owner)
-        if access == "teacher" and session.classroom is not None:
-            # The watch view's sidebar is the class's sessions, not the teacher's own (the poll of
-            # the teacher's own activity would put those back, so it is off here).
-            context["sessions"] = selectors.classroom_sessions_for_sidebar(classroom=session.classroom, query=query)
-            context["watching_class"] = session.classroom
-            context["watch_nav"] = selectors.classroom_watch_neighbours(classroom=session.classroom, student_id=session.owner_id)
-            page_data["activity_url"] = ""
         if access == "teacher":
-            page_data["comment_url"] = reverse("comment_new", args=[session.id])
-            page_data["comment_edit_url"] = reverse("comment_edit", args=[0]).replace("/0/", "/{id}/")
-            page_data["comment_delete_url"] = reverse("comment_delete", args=[0]).replace("/0/", "/{id}/")
-            context["snippets"] = selectors.comment_snippets(author=request.user)
-            context["comment_max_chars"] = settings.COMMENT_MAX_CHARS
-            context["comment_max_chars_text"] = f"{settings.COMMENT_MAX_CHARS:,}"
+            _watch_context(request, session, context, page_data)
     return context
+
+
+def _watch_context(request: AuthenticatedRequest, session: ChatSession, context: dict[str, Any], page_data: dict[str, Any]) -> None:
+    """The teacher's watch view: the class's sessions as the sidebar, the previous / next student, the comment box."""
+    if session.classroom is not None:
+        # The poll of the teacher's own activity would put their sessions back, so it is off here.
+        context["sessions"] = selectors.classroom_sessions_for_sidebar(classroom=session.classroom, query=request.GET.get("q", ""))
+        context["watching_class"] = session.classroom
+        context["watch_nav"] = selectors.classroom_watch_neighbours(classroom=session.classroom, student_id=session.owner_id)
+        page_data["activity_url"] = ""
+    page_data["comment_url"] = reverse("comment_new", args=[session.id])
+    page_data["comment_edit_url"] = reverse("comment_edit", args=[0]).replace("/0/", "/{id}/")
+    page_data["comment_delete_url"] = reverse("comment_delete", args=[0]).replace("/0/", "/{id}/")
+    context["snippets"] = selectors.comment_snippets(author=request.user)
+    context["comment_max_chars"] = settings.COMMENT_MAX_CHARS
+    context["comment_max_chars_text"] = f"{settings.COMMENT_MAX_CHARS:,}"
 
 
 @login_required
