@@ -1,6 +1,7 @@
 """Unread comments and the watch view's next / previous student in headless Chromium (real Daphne):
 a teacher comments, the student's sidebar counts it while she is on another session, the run is
-marked, and having it on screen clears both; the teacher steps between two students. The cast
+marked (and, above the fold, named by the notice), and having it on screen clears them; the
+teacher steps between two students by link and by key. The cast
 (olive and carl in class A, tess their teacher) is in tests/fixtures_classrooms.py."""
 
 from __future__ import annotations
@@ -80,8 +81,11 @@ def test_a_comment_is_counted_in_the_students_sidebar_marked_on_its_run_and_clea
     student.wait_for_timeout(1000)  # not seen while it is off screen
     assert Comment.objects.get(body="Run 1 needs another look.").seen_at is None
 
-    first.locator(".comment.unread").scroll_into_view_if_needed()
+    notice = student.locator("#comment-notice")  # the comment is far above: the notice says where
+    assert notice.is_visible() and "run [1]" in notice.inner_text()
+    first.locator(".comment.unread").scroll_into_view_if_needed()  # the student scrolls up to it
     first.locator(".unread-marker").wait_for(state="detached", timeout=10_000)
+    notice.wait_for(state="hidden")
     student.locator('#session-list a[aria-current="page"] .unread-count').wait_for(state="hidden")
     assert Comment.objects.get(body="Run 1 needs another look.").seen_at is not None
     student.reload()
@@ -106,4 +110,6 @@ def test_the_teacher_steps_to_the_previous_and_next_student(open_page, live_cast
     teacher.get_by_role("link", name=re.compile("Next student")).click()
     teacher.wait_for_url(f"**/sessions/{live_cast.session.id}/")
     assert "Olive" in teacher.locator(".owner-name").inner_text()
+    teacher.locator("body").press("[")  # the keyboard: [ and ] step too
+    teacher.wait_for_url(f"**/sessions/{carl_session.id}/")
     assert teacher.errors == []

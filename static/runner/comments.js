@@ -99,7 +99,12 @@ export class Comments {
     })
       .then((response) => (response.ok ? response.json() : Promise.reject(new Error(String(response.status)))))
       .then((answer) => {
-        nodes.forEach((node) => { node.classList.add('seen'); refreshRunMarker(node.closest('li.turn')); });
+        const notice = $('#comment-notice');
+        nodes.forEach((node) => {
+          node.classList.add('seen');
+          refreshRunMarker(node.closest('li.turn'));
+          if (notice && notice.getAttribute('data-comment') === node.id) notice.hidden = true; // scrolled to it
+        });
         showUnreadCount($('#session-list a[aria-current="page"] .unread-count'), answer.unread);
       })
       .catch(() => { nodes.forEach((node) => this.observer.observe(node)); }) // tried again while on screen
@@ -135,6 +140,15 @@ export class Comments {
       if (frame.unread) bumpCurrentUnread();
     }
     refreshRunMarker(turnEl);
+  }
+
+  /* The student opens a session with comments not seen yet: when the first is out of view, the
+     notice names its run (its Show button jumps there). */
+  announceUnread() {
+    if (this.page.access !== 'owner') return;
+    const first = $all('.comment.unread').find((node) => !node.classList.contains('seen'));
+    const turnEl = first && first.closest('li.turn');
+    if (turnEl) this.announce(turnEl, first);
   }
 
   /* A comment that arrived while the student watches: marked "new"; when its run is out of view

@@ -92,6 +92,7 @@ turns.adoptAll();
 $all('pre.code code').forEach(highlight);
 followBottom(conversation);
 if (conversation && !showLinkedRun()) scrollToBottom();
+comments.announceUnread();
 window.addEventListener('hashchange', showLinkedRun);
 // Images above the run grow the page as they load: put the linked run back in view.
 window.addEventListener('load', () => { if (location.hash) showLinkedRun(); });

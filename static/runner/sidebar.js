@@ -59,6 +59,11 @@ export class SessionChrome {
     if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
     if (e.key === '?') { e.preventDefault(); this.openShortcuts(); }
     else if (e.key === '/' && this.focusEditor()) e.preventDefault();
+    else if (e.key === '[' || e.key === ']') {
+      // The watch view's previous / next student (a link, absent or disabled at the ends).
+      const link = $(e.key === '[' ? 'a#student-prev' : 'a#student-next');
+      if (link) { e.preventDefault(); window.location.assign(link.href); }
+    }
   }
 
   /* The server named the session (from its first run): show it unless the user is editing the title. */
