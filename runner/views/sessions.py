@@ -71,7 +71,7 @@ def _chat_context(request: AuthenticatedRequest, session: ChatSession | None, ac
     }
     watched_class = session.classroom if session is not None and access == "teacher" else None
     context: dict[str, Any] = {
-        # The watch view's sidebar is the class's sessions (below), not the teacher's own.
+        # The watch view's sidebar is the class's sessions (_watch_context), not the teacher's own.
         "sessions": [] if watched_class is not None else selectors.sessions_for_sidebar(user=request.user, query=query),
         "filter_query": query,
         "session": session,

@@ -323,7 +323,7 @@ function markUnread(item) {
   if (head) head.prepend(badge);
 }
 
-/* The run's "N new comments" marker, from its comments not yet seen ("" removes it). */
+/* The run's "N new comments" marker, from its comments not yet seen (none: no marker). */
 function refreshRunMarker(turnEl) {
   if (!turnEl) return;
   const unread = $all('.comment.unread', turnEl).filter((node) => !node.classList.contains('seen')).length;
