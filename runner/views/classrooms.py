@@ -157,10 +157,19 @@ GRID_COLUMNS = [("name", "Student"), ("state", "State"), ("last_run", "Last run"
                 ("error", "Last error"), ("progress", "Assignments"), ("stuck", "Stuck")]
 
 
+def _grid_json(tiles: Sequence[selectors.GridTile]) -> dict[str, object]:
+    students = [
+        {**tile.as_json(), "watch_url": reverse("session_detail", args=[tile.session_id]) if tile.session_id else ""}
+        for tile in tiles
+    ]
+    return {"students": students, "stuck": sum(tile.stuck for tile in tiles)}
+
+
 def _grid_context(classroom: Classroom) -> dict[str, object]:
     grid = selectors.classroom_grid(classroom=classroom)
     return {
         "grid": grid,
+        "grid_data": _grid_json(grid),  # the script's first rows, so it needn't ask again on load
         "grid_stuck": sum(tile.stuck for tile in grid),
         "grid_url": reverse("classroom_grid", args=[classroom.pk]),
         "grid_columns": GRID_COLUMNS,
@@ -225,12 +234,7 @@ def classroom_grid(request: AuthenticatedRequest, classroom_id: int) -> JsonResp
     """The live grid (the class page polls it): `{"students": [tile, ...], "stuck": n}`, one tile
     per current student by name (`selectors.GridTile.as_json` plus `watch_url`, their newest class session)."""
     classroom = _taught_or_404(request, classroom_id)
-    tiles = selectors.classroom_grid(classroom=classroom)
-    students = [
-        {**tile.as_json(), "watch_url": reverse("session_detail", args=[tile.session_id]) if tile.session_id else ""}
-        for tile in tiles
-    ]
-    return JsonResponse({"students": students, "stuck": sum(tile.stuck for tile in tiles)})
+    return JsonResponse(_grid_json(selectors.classroom_grid(classroom=classroom)))
 
 
 @login_required

@@ -1,6 +1,6 @@
-// The class page's live grid ("Right now"): polls the class's grid.json every POLL_MS while the tab
-// is visible and keeps one row per student, sorted by the column whose header button was pressed
-// (stuck first until then). The server-rendered table is right without this script, in name order.
+// The class page's live grid ("Right now"): one row per student from the page's #grid-data, then from
+// the class's grid.json every POLL_MS while the tab is visible, sorted by the column whose header
+// button was pressed (stuck first until then). Without this script the server's table is right, by name.
 import { el } from './dom.js';
 
 const POLL_MS = 4000;
@@ -139,7 +139,9 @@ function createGrid(table) {
   }
 
   showSort();
-  refresh();
+  const first = document.getElementById('grid-data');
+  if (first) show(JSON.parse(first.textContent));
+  else refresh();
   setInterval(() => { if (document.visibilityState === 'visible') refresh(); }, POLL_MS);
   document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') refresh(); });
 }
