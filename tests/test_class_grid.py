@@ -179,3 +179,14 @@ def test_the_class_page_shows_the_grid_with_the_stuck_flag(cast: Cast) -> None:
     page = client.get(f"/teach/classrooms/{cast.class_a.id}/").content.decode()
     assert 'id="class-grid"' in page and f'data-grid-url="/teach/classrooms/{cast.class_a.id}/grid.json"' in page
     assert "· 1 stuck" in page and '<span class="stuck-flag">Stuck</span>' in page and "3 failures in a row" in page
+
+
+def test_an_earlier_lessons_failures_are_not_stuck_now(cast: Cast) -> None:
+    for _ in range(3):
+        _run(cast.session, "failed", error="NameError", ago_s=3700)
+    earlier = timezone.now() - dt.timedelta(seconds=3800)
+    Execution.objects.filter(pk=cast.execution.pk).update(created_at=earlier, finished_at=earlier)
+    tile = _tile(cast, cast.owner)
+    assert (tile.failures_in_row, tile.last_error, tile.stuck) == (4, "NameError", False)
+    with override_settings(CLASS_STUCK_WITHIN_S=7200):
+        assert _tile(cast, cast.owner).stuck_reason == "4 failures in a row"

@@ -7,7 +7,8 @@
   one, newest first across sessions; runs that are neither (stopped, killed, interrupted,
   rejected, still going) neither count nor break the row.
 - **Stuck**: CLASS_STUCK_FAILURES failures in a row, or the last decided run failed and no run
-  has started or finished for CLASS_STUCK_IDLE_S (and none is going).
+  has started or finished for CLASS_STUCK_IDLE_S (and none is going); neither once the newest run
+  is older than CLASS_STUCK_WITHIN_S (an earlier lesson's failures are not "stuck now").
 
 A grid is eight queries whatever the class's size or its number of runs.
 """
@@ -99,12 +100,15 @@ def _failure_rows(sessions: Any, figures: dict[int, dict[str, Any]]) -> dict[int
 
 def _stuck(*, failures: int, running: bool, last_moment: dt.datetime | None, now: dt.datetime) -> str:
     """Why the student counts as stuck, or "" (the module's docstring gives the two rules)."""
+    if not failures or last_moment is None:
+        return ""
+    idle_s = (now - last_moment).total_seconds()
+    if idle_s > settings.CLASS_STUCK_WITHIN_S and not running:
+        return ""  # an earlier lesson's failures: not stuck now
     if failures >= settings.CLASS_STUCK_FAILURES:
         return f"{failures} failures in a row"
-    if failures and not running and last_moment is not None:
-        idle_s = (now - last_moment).total_seconds()
-        if idle_s >= settings.CLASS_STUCK_IDLE_S:
-            return f"failed, idle {max(1, round(idle_s / 60))} min"
+    if not running and idle_s >= settings.CLASS_STUCK_IDLE_S:
+        return f"failed, idle {max(1, round(idle_s / 60))} min"
     return ""
 
 

@@ -175,6 +175,7 @@ def _grid_context(classroom: Classroom) -> dict[str, object]:
         "grid_columns": GRID_COLUMNS,
         "stuck_failures": settings.CLASS_STUCK_FAILURES,
         "stuck_idle_min": f"{settings.CLASS_STUCK_IDLE_S / 60:g}",
+        "stuck_within_min": f"{settings.CLASS_STUCK_WITHIN_S / 60:g}",
     }
 
 

@@ -89,8 +89,9 @@ function createGrid(table) {
     if (!ordered.length) return; // no students: keep the server's "share the join code" row
     const current = Array.prototype.slice.call(body.children);
     if (current.length !== ordered.length || current.some((row, i) => row !== ordered[i])) body.replaceChildren(...ordered);
-    if (focusId !== null && rows.has(focusId) && !body.contains(focused)) {
-      const again = rows.get(focusId).row.querySelector('a');
+    if (focusId !== null && rows.has(focusId) && document.activeElement !== focused) {
+      // A moved or rebuilt row loses focus: give it back to that student's link.
+      const again = body.contains(focused) ? focused : rows.get(focusId).row.querySelector('a');
       if (again) again.focus();
     }
   }
