@@ -25,8 +25,9 @@ function tieBreak(a, b) {
   return SORTS.stuck.cmp(b, a) || SORTS.failures.cmp(b, a) || SORTS.name.cmp(a, b);
 }
 
-function cell(tag, child) {
+function cell(tag, child, label) {
   const node = el(tag);
+  if (label) node.dataset.label = label;
   if (typeof child === 'string') node.textContent = child;
   else node.appendChild(child);
   return node;
@@ -49,13 +50,14 @@ function buildRow(tile) {
     when = el('time', null, tile.last_run_text);
     when.dateTime = tile.last_run_at;
   }
-  const failures = cell('td', String(tile.failures_in_row));
+  const failures = cell('td', String(tile.failures_in_row), 'Failures in a row');
   failures.className = 'num';
-  const stuck = el('td');
+  const stuck = cell('td', '', 'Stuck');
   if (tile.stuck) stuck.append(el('span', 'stuck-flag', 'Stuck'), ' ', el('span', 'muted', tile.stuck_reason));
   else stuck.textContent = '–';
-  row.append(head, cell('td', state), cell('td', when), failures,
-    cell('td', tile.last_error ? el('code', 'ename', tile.last_error) : '–'), cell('td', tile.progress_text), stuck);
+  row.append(head, cell('td', state, 'State'), cell('td', when, 'Last run'), failures,
+    cell('td', tile.last_error ? el('code', 'ename', tile.last_error) : '–', 'Last error'),
+    cell('td', tile.progress_text, 'Assignments'), stuck);
   return row;
 }
 
