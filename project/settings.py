@@ -286,6 +286,12 @@ ASSIGNMENT_CHECKS_PER_10MIN = env.int("ASSIGNMENT_CHECKS_PER_10MIN", default=10)
 ASSIGNMENT_CHECKS_CONCURRENCY = env.int("ASSIGNMENT_CHECKS_CONCURRENCY", default=2)
 ASSIGNMENT_CHECKS_TIMEOUT_S = env.int("ASSIGNMENT_CHECKS_TIMEOUT_S", default=300)
 ASSIGNMENT_CHECKS_POLL_S = env.float("ASSIGNMENT_CHECKS_POLL_S", default=1.0)
+# The class page's live grid flags a student as stuck after this many failed runs in a row, or when
+# their last run failed and this many seconds have passed with no run; never once their newest run
+# is older than CLASS_STUCK_WITHIN_S (an earlier lesson's).
+CLASS_STUCK_FAILURES = env.int("CLASS_STUCK_FAILURES", default=3)
+CLASS_STUCK_IDLE_S = env.int("CLASS_STUCK_IDLE_S", default=300)
+CLASS_STUCK_WITHIN_S = env.int("CLASS_STUCK_WITHIN_S", default=3600)
 # Usage, quotas and rate limits
 # ---------------------------------------------------------------------------------------------
 # Local sandboxes cost this much per vCPU-second and GiB-second (0: free), shown apart from E2B's.

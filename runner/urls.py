@@ -37,6 +37,7 @@ urlpatterns = [
     path("teach/classrooms/new/", views.classroom_new, name="classroom_new"),
     path("teach/classrooms/<int:classroom_id>/", views.classroom_detail, name="classroom_detail"),
     path("teach/classrooms/<int:classroom_id>/live.json", views.classroom_live, name="classroom_live"),
+    path("teach/classrooms/<int:classroom_id>/grid.json", views.classroom_grid, name="classroom_grid"),
     path("teach/classrooms/<int:classroom_id>/code/", views.classroom_code_regenerate, name="classroom_code_regenerate"),
     path(
         "teach/classrooms/<int:classroom_id>/students/<int:student_id>/remove/",

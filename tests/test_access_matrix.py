@@ -160,6 +160,10 @@ ROWS: dict[str, Row] = {
         "GET", lambda c: f"/teach/classrooms/{c.class_a.id}/live.json", class_teacher(200),
         unknown=lambda c: f"/teach/classrooms/{_NOBODY_INT}/live.json",
     ),
+    "classroom_grid": Row(
+        "GET", lambda c: f"/teach/classrooms/{c.class_a.id}/grid.json", class_teacher(200),
+        unknown=lambda c: f"/teach/classrooms/{_NOBODY_INT}/grid.json",
+    ),
     "classroom_code_regenerate": Row(
         "POST", lambda c: f"/teach/classrooms/{c.class_a.id}/code/", class_teacher(302),
         unknown=lambda c: f"/teach/classrooms/{_NOBODY_INT}/code/",

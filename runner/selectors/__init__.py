@@ -36,6 +36,7 @@ from runner.selectors.assignments import (
     submission_files,
     submission_for_teacher,
 )
+from runner.selectors.grid import GridTile, classroom_grid
 from runner.selectors.classrooms import (
     ClassroomSummary,
     RunFilters,
@@ -141,6 +142,8 @@ __all__ = [
     "classroom_for_member",
     "classroom_for_teacher",
     "classroom_live_students",
+    "GridTile",
+    "classroom_grid",
     "classroom_runs",
     "classroom_student_sessions",
     "classroom_summary",

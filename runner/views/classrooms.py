@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -152,6 +153,32 @@ def _pager(request: HttpRequest, *, param: str, total: int, size: int) -> tuple[
     )
 
 
+GRID_COLUMNS = [("name", "Student"), ("state", "State"), ("last_run", "Last run"), ("failures", "Failures in a row"),
+                ("error", "Last error"), ("progress", "Assignments"), ("stuck", "Stuck")]
+
+
+def _grid_json(tiles: Sequence[selectors.GridTile]) -> dict[str, object]:
+    students = [
+        {**tile.as_json(), "watch_url": reverse("session_detail", args=[tile.session_id]) if tile.session_id else ""}
+        for tile in tiles
+    ]
+    return {"students": students, "stuck": sum(tile.stuck for tile in tiles)}
+
+
+def _grid_context(classroom: Classroom) -> dict[str, object]:
+    grid = selectors.classroom_grid(classroom=classroom)
+    return {
+        "grid": grid,
+        "grid_data": _grid_json(grid),  # the script's first rows, so it needn't ask again on load
+        "grid_stuck": sum(tile.stuck for tile in grid),
+        "grid_url": reverse("classroom_grid", args=[classroom.pk]),
+        "grid_columns": GRID_COLUMNS,
+        "stuck_failures": settings.CLASS_STUCK_FAILURES,
+        "stuck_idle_min": f"{settings.CLASS_STUCK_IDLE_S / 60:g}",
+        "stuck_within_min": f"{settings.CLASS_STUCK_WITHIN_S / 60:g}",
+    }
+
+
 @login_required
 @require_GET
 def classroom_detail(request: AuthenticatedRequest, classroom_id: int) -> HttpResponse:
@@ -188,6 +215,7 @@ def classroom_detail(request: AuthenticatedRequest, classroom_id: int) -> HttpRe
             if filters.student_id is not None else []
         ),
         "live_url": reverse("classroom_live", args=[classroom.pk]),
+        **_grid_context(classroom),
         "assignments": selectors.assignments_for_classroom(classroom=classroom),
     }
     return render(request, "runner/classroom.html", context)
@@ -199,6 +227,15 @@ def classroom_live(request: AuthenticatedRequest, classroom_id: int) -> JsonResp
     """The roster's live dots: `{"running": [student ids with a run going]}` (the page polls it)."""
     classroom = _taught_or_404(request, classroom_id)
     return JsonResponse({"running": selectors.classroom_live_students(classroom=classroom)})
+
+
+@login_required
+@require_GET
+def classroom_grid(request: AuthenticatedRequest, classroom_id: int) -> JsonResponse:
+    """The live grid (the class page polls it): `{"students": [tile, ...], "stuck": n}`, one tile
+    per current student by name (`selectors.GridTile.as_json` plus `watch_url`, their newest class session)."""
+    classroom = _taught_or_404(request, classroom_id)
+    return JsonResponse(_grid_json(selectors.classroom_grid(classroom=classroom)))
 
 
 @login_required
