@@ -9,9 +9,9 @@ from datetime import datetime
 from django.contrib.auth.models import AnonymousUser, User
 
 from runner import events
+from runner.db import db
 from runner.models import Comment
 from runner.selectors.rendering import markdown_to_safe_html
-from runner.services.runtime import db
 
 SNIPPETS_MAX = 10
 

@@ -4,8 +4,7 @@ One module per area; everything is re-exported here so callers write `services.<
 The modules form layers (pyproject.toml's import-linter contracts hold them), top to bottom:
 housekeeping, apisandboxes; assignments, checks; admission, sessions, classrooms, comments, admin_actions, budgets,
 workspace, accounts, live; lifecycle; cancel, coderun, waiting; sandboxes, sweep; output, runs, quotas, ratelimit, packages;
-runtime,
-accounting, apikeys.
+apikeys; runtime. Services may use selectors (reads), never the reverse.
 """
 
 from runner.services.accounts import user_credentials_changed
