@@ -12,7 +12,7 @@ from runner.db import db
 from runner.events import LastPointer
 from runner.models import Execution, OutputChunk
 
-_TERMINAL = {s.value for s in Execution.Status} - {Execution.Status.QUEUED.value, Execution.Status.RUNNING.value}
+_TERMINAL = {s.value for s in Execution.Status} - {s.value for s in Execution.ACTIVE}
 
 
 def _execution_last_pointer_sync(*, session_id: uuid.UUID) -> LastPointer | None:

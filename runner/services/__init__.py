@@ -56,10 +56,10 @@ from runner.services.classrooms import (
     classroom_student_remove,
 )
 from runner.services.comments import CommentRateLimited, comment_create, comment_delete, comment_edit
-from runner.services.housekeeping import runtime_ensure_started, runtime_stop
+from runner.services.housekeeping import runtime_stop
 from runner.services.ratelimit import RateVerdict, ratelimit_hit, ratelimit_hit_sync
 from runner.services.runs import Command, RunRejected, execution_inputs_pending, execution_starting_pending
-from runner.services.runtime import BOOT_ID
+from runner.services.runtime import BOOT_ID, runtime_ensure_started
 from runner.services.sandboxes import (
     AcquiredSandbox,
     LiveSandboxLimit,

@@ -63,8 +63,8 @@ def api_sandboxes_generation() -> int:
 # (housekeeping.py) waits for a quiet spell after it.
 last_output_write_s = 0.0
 
-# Housekeeping (housekeeping.py, above every module here) registers its starter at import, so a
-# module below it can make sure it runs without importing it.
+# Housekeeping (housekeeping.py, above every module here) registers how it starts at import, so
+# every caller, a module below it included, starts it through `runtime_ensure_started`.
 _housekeeping_starter: Callable[[], Awaitable[None]] | None = None
 
 
@@ -74,14 +74,15 @@ def housekeeping_register(starter: Callable[[], Awaitable[None]]) -> None:
     _housekeeping_starter = starter
 
 
-async def housekeeping_ensure_started() -> None:
-    """Start this process's housekeeping if it isn't running on this loop (cheap when it is)."""
-    if _housekeeping_starter is not None:
-        await _housekeeping_starter()
+async def runtime_ensure_started() -> None:
+    """Start this process's housekeeping on the running loop, once per loop. Cheap when started."""
+    if _housekeeping_starter is None:  # runner/services/__init__.py imports housekeeping.py, which registers it
+        raise RuntimeError("runner.services.housekeeping isn't loaded, so housekeeping can't start")
+    await _housekeeping_starter()
 
 
 __all__ = [
     "BOOT_ID", "DB_RETRY_FIRST_S", "DB_RETRY_FOR_S", "DB_RETRY_MAX_S", "HOSTNAME", "LogThrottle",
     "api_sandboxes_changed", "api_sandboxes_generation", "channel_layer", "db", "db_retry",
-    "housekeeping_ensure_started", "housekeeping_register", "live_boot_ids_sync",
+    "housekeeping_register", "live_boot_ids_sync", "runtime_ensure_started",
 ]
