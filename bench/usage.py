@@ -161,7 +161,7 @@ def main() -> None:
     from django.test import Client
     from django.utils import timezone
 
-    from runner.services.accounting import today_local
+    from runner.accounting import today_local
 
     staff, _ = get_user_model().objects.get_or_create(username="bench-admin", defaults={"is_staff": True, "is_superuser": True})
     client = Client()

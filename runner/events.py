@@ -15,6 +15,11 @@ from typing import Any, Literal, NotRequired, TypedDict
 ErrorCode = Literal["bad_request", "quota", "rate_limited", "unavailable", "forbidden", "not_found"]
 ChunkKind = Literal["stdout", "stderr", "result", "error"]
 
+# Marks a chunk the server wrote (a note, the truncation marker) rather than the code: its `data`.
+NOTICE_MARKER = "sandpit/notice"
+# Marks a result that was the run's value (Jupyter's execute_result, E2B's is_main_result): in its `data`.
+MAIN_RESULT_MARKER = "sandpit/main"
+
 
 # --- frames: server → browser -------------------------------------------------------------------
 

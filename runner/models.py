@@ -6,6 +6,7 @@ import datetime
 import secrets
 import uuid
 from decimal import Decimal
+from typing import ClassVar
 
 from django.conf import settings
 from django.contrib.postgres.search import SearchVectorField
@@ -71,7 +72,7 @@ class ChatSession(models.Model):
 
 class ExecutionQuerySet(models.QuerySet["Execution"]):
     def active(self) -> "ExecutionQuerySet":
-        return self.filter(status__in=[Execution.Status.QUEUED, Execution.Status.RUNNING])
+        return self.filter(status__in=Execution.ACTIVE)
 
 
 class Execution(models.Model):
@@ -86,6 +87,9 @@ class Execution(models.Model):
         REJECTED = "rejected"
         # An admin, a budget or a revoked key closed the sandbox under it (its notice says which): not the user's error.
         KILLED = "killed"
+
+    # A run not finished yet: waiting its turn or running.
+    ACTIVE: ClassVar[tuple[Status, ...]] = (Status.QUEUED, Status.RUNNING)
 
     session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="executions")
     seq = models.PositiveIntegerField()
@@ -128,7 +132,7 @@ class Execution(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+        return self.status in self.ACTIVE
 
 
 class OutputChunk(models.Model):

@@ -12,10 +12,11 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 
+from runner.accounting import round_cents
 from runner.models import Execution, SandboxLease, UserQuota
 from runner.pricing import rate_params, rate_per_s, sandbox_size, sql_rate_per_s
+from runner.selectors.quotas import user_spend_sync
 from runner.selectors.usage import execution_cost_usd, usage_by_user_day, usage_cost_by_day, usage_report
-from runner.services.accounting import round_cents, user_spend_sync
 
 pytestmark = pytest.mark.django_db
 

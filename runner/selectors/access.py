@@ -19,8 +19,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
+from runner.db import db
 from runner.models import ChatSession, Classroom, Comment, Execution
-from runner.services.runtime import db
 
 SessionAccess = Literal["owner", "teacher", "viewer"]
 AnyUser = User | AnonymousUser

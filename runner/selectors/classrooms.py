@@ -28,7 +28,7 @@ from runner.selectors.sessions import (
 
 RUNS_LIST_MAX = 200
 _FAILED = [Execution.Status.FAILED, Execution.Status.TIMED_OUT]
-_ACTIVE = [Execution.Status.QUEUED, Execution.Status.RUNNING]
+_ACTIVE = Execution.ACTIVE
 
 
 # The roster's and the run list's sortable columns: the `sort` value -> what it orders by.

@@ -11,9 +11,9 @@ from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
 from runner import events
+from runner.db import db
 from runner.models import ChatSession, Comment
 from runner.selectors.rendering import markdown_to_safe_html
-from runner.services.runtime import db
 
 SNIPPETS_MAX = 10
 

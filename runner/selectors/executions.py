@@ -1,4 +1,4 @@
-"""Reads for the live stream: replay after a point, and the `last` pointer sent in `hello`."""
+"""Reads for the live stream: replay after a point, the `last` pointer sent in `hello`, and who owns a run."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 from django.db.models import Max, Q
 
 from runner import events
+from runner.db import db
 from runner.events import LastPointer
 from runner.models import Execution, OutputChunk
-from runner.services.runtime import db
 
-_TERMINAL = {s.value for s in Execution.Status} - {Execution.Status.QUEUED.value, Execution.Status.RUNNING.value}
+_TERMINAL = {s.value for s in Execution.Status} - {s.value for s in Execution.ACTIVE}
 
 
 def _execution_last_pointer_sync(*, session_id: uuid.UUID) -> LastPointer | None:
@@ -32,6 +32,11 @@ async def execution_last_pointer(*, session_id: uuid.UUID) -> LastPointer | None
     """The session's newest run and its last stored output index (-1 if none yet), or None
     when the session has no runs."""
     return await db(_execution_last_pointer_sync)(session_id=session_id)
+
+
+def execution_owner_sync(*, execution_id: int, session_id: uuid.UUID) -> tuple[str, str] | None:
+    """(status, owner boot id) of the session's run `execution_id`, or None when it has no such run."""
+    return Execution.objects.filter(pk=execution_id, session_id=session_id).values_list("status", "owner_boot_id").first()
 
 
 def _finished_frame(execution: Execution) -> events.FinishedFrame:

@@ -10,10 +10,10 @@ import nbformat
 from django.db.models import Prefetch
 from django.utils import timezone
 
+from runner.events import NOTICE_MARKER
 from runner.models import ChatSession, Comment, Execution, OutputChunk
 from runner.selectors.comments import author_name
 from runner.selectors.rendering import strip_ansi
-from runner.services.output import NOTICE_MARKER
 from runner.selectors.sessions import IMAGE_MIMES, LANGUAGE_LABELS, execution_status, truncation_notice
 
 _MARKDOWN_LANG = {"python": "python", "javascript": "javascript", "typescript": "typescript", "bash": "bash"}

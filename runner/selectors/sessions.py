@@ -17,9 +17,9 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Length
 from django.utils import timezone
 
+from runner.events import NOTICE_MARKER
 from runner.models import LANGUAGE_CHOICES, ChatSession, Execution, OutputChunk, SandboxLease
 from runner.selectors.comments import CommentView, author_name, comments_by_execution, comments_unread_per_session
-from runner.services.output import NOTICE_MARKER
 from runner.selectors.rendering import AnsiState, ansi_to_html, markdown_to_safe_html, sanitize_rich_html
 
 LANGUAGE_LABELS = dict(LANGUAGE_CHOICES)

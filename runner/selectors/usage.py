@@ -18,9 +18,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from runner.models import AdminAction, BudgetAlert, Classroom, Execution, SandboxLease
-from runner.pricing import rate_params, rate_per_s, sandbox_size, sql_rate_per_s
-from runner.services.accounting import (
+from runner.accounting import (
     day_start,
     day_windows,
     month_start,
@@ -35,7 +33,9 @@ from runner.services.accounting import (
     today_local,
     usd_exact,
 )
-from runner.services.quotas import Limits, QuotaStatus, default_limits, quota_status_sync, user_limits_sync
+from runner.models import AdminAction, BudgetAlert, Classroom, Execution, SandboxLease
+from runner.pricing import rate_params, rate_per_s, sandbox_size, sql_rate_per_s
+from runner.selectors.quotas import Limits, QuotaStatus, default_limits, quota_status_sync, user_limits_sync
 
 # Sortable columns: the name in `?sort=` -> the report query's column.
 SORT_COLUMNS: dict[str, str] = {

@@ -1,4 +1,5 @@
-"""Reads of a session's files for the page: a folder's listing, a file's bytes, a preview."""
+"""Reads of a session's files for the page: a folder's listing, a file's bytes, a preview; and the
+workspace-relative path check that reads and writes (services/workspace.py) share."""
 
 from __future__ import annotations
 
@@ -11,13 +12,51 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.models import ChatSession
-from runner.sandboxes.base import FileKind
-from runner.services.workspace import NoWorkspace, workspace_clean_path, workspace_open
+from runner.sandboxes.base import FileKind, SandboxUnavailable, Workspace, get_backend
 
+PATH_MAX_CHARS = 1024
 PREVIEW_TEXT_BYTES = 64 * 1024
 PREVIEW_CSV_ROWS = 200
 _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                 ".webp": "image/webp", ".svg": "image/svg+xml"}
+
+
+class NoWorkspace(Exception):
+    """The session's files live in a sandbox that isn't running (E2B): there is nothing to read."""
+
+
+def workspace_clean_path(*, path: str, allow_root: bool = True) -> str:
+    """`path` as a workspace-relative path ("" for the root), or ValueError (fit for a user) for a
+    NUL byte, an absolute path, a `..` component or an over-long path. Backends check again."""
+    if "\0" in path:
+        raise ValueError("A file path may not contain a NUL byte.")
+    if len(path) > PATH_MAX_CHARS:
+        raise ValueError(f"A file path may be at most {PATH_MAX_CHARS} characters.")
+    if path.startswith("/"):
+        raise ValueError(f"{path!r} is absolute; use a path relative to the workspace (/home/user).")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"{path!r} contains '..'; paths must stay inside the workspace.")
+    if not parts and not allow_root:
+        raise ValueError("Name a file or folder in the workspace.")
+    return "/".join(parts)
+
+
+async def workspace_current(*, session: ChatSession) -> Workspace:
+    """The session's files as they are: its live sandbox or (local) its workspace on disk; nothing
+    is started (services.workspace_open starts a sandbox when asked to).
+
+    Raises NoWorkspace (the files need a sandbox that isn't running), SandboxUnavailable or SandboxError.
+    """
+    try:
+        backend = get_backend()
+    except Exception as exc:
+        raise SandboxUnavailable(f"no sandbox backend could be loaded: {exc}") from exc
+    sandbox_id = session.sandbox_id if session.backend == backend.name else ""
+    workspace = await backend.workspace(session_id=str(session.id), sandbox_id=sandbox_id)
+    if workspace is None:
+        raise NoWorkspace("No sandbox is running for this session, so it has no files yet; they appear after a run or an upload.")
+    return workspace
 
 
 @dataclass(frozen=True)
@@ -51,7 +90,7 @@ async def workspace_listing(*, session: ChatSession, path: str = "") -> Listing:
     FileNotFoundError for a missing folder, SandboxUnavailable/SandboxError from the backend."""
     path = workspace_clean_path(path=path)
     try:
-        workspace = await workspace_open(session=session)
+        workspace = await workspace_current(session=session)
     except NoWorkspace as exc:
         return Listing(path=path, note=str(exc))
     infos = await workspace.list_files(path or ".")
@@ -65,7 +104,7 @@ async def workspace_file(*, session: ChatSession, path: str) -> bytes:
     (also when the session's files are gone with its sandbox), FileTooLarge or SandboxError."""
     path = workspace_clean_path(path=path, allow_root=False)
     try:
-        workspace = await workspace_open(session=session)
+        workspace = await workspace_current(session=session)
     except NoWorkspace as exc:
         raise FileNotFoundError(str(exc)) from None
     return await workspace.read_file(path)
@@ -108,7 +147,7 @@ async def packages_installed(*, session: ChatSession) -> list[tuple[str, str]]:
     """(name, version) of the Python packages installed into the session's workspace, by name.
     Empty when none are, or when the backend installs elsewhere (E2B installs system-wide)."""
     try:
-        workspace = await workspace_open(session=session)
+        workspace = await workspace_current(session=session)
         entries = await workspace.list_files(PACKAGES_DIR)
     except (NoWorkspace, FileNotFoundError):
         return []

@@ -4,8 +4,7 @@ One module per area; everything is re-exported here so callers write `services.<
 The modules form layers (pyproject.toml's import-linter contracts hold them), top to bottom:
 housekeeping, apisandboxes; assignments, checks; admission, sessions, classrooms, comments, admin_actions, budgets,
 workspace, accounts, live; lifecycle; cancel, coderun, waiting; sandboxes, sweep; output, runs, quotas, ratelimit, packages;
-runtime,
-accounting, apikeys.
+apikeys; runtime. Services may use selectors (reads), never the reverse.
 """
 
 from runner.services.accounts import user_credentials_changed
@@ -57,10 +56,10 @@ from runner.services.classrooms import (
     classroom_student_remove,
 )
 from runner.services.comments import CommentRateLimited, comment_create, comment_delete, comment_edit, comments_mark_seen
-from runner.services.housekeeping import runtime_ensure_started, runtime_stop
+from runner.services.housekeeping import runtime_stop
 from runner.services.ratelimit import RateVerdict, ratelimit_hit, ratelimit_hit_sync
 from runner.services.runs import Command, RunRejected, execution_inputs_pending, execution_starting_pending
-from runner.services.runtime import BOOT_ID
+from runner.services.runtime import BOOT_ID, runtime_ensure_started
 from runner.services.sandboxes import (
     AcquiredSandbox,
     LiveSandboxLimit,

@@ -22,7 +22,7 @@ from runner.services.lifecycle import RunTask
 from runner.services.output import human_bytes, publish
 from runner.services.quotas import Limits, QuotaExceeded, quota_admit_sync, quota_check_sync
 from runner.services.runs import ACTIVE, Command, RunRejected
-from runner.services.runtime import BOOT_ID, db, housekeeping_ensure_started
+from runner.services.runtime import BOOT_ID, db, runtime_ensure_started
 
 CLIENT_ID_MAX_CHARS = Execution._meta.get_field("client_id").max_length or 64
 
@@ -86,7 +86,7 @@ async def execution_start(
     over, limits = await execution_quota_check(user=user)
     if over is not None:
         raise RunRejected("quota", over)
-    await housekeeping_ensure_started()
+    await runtime_ensure_started()
 
     task = RunTask(session=session, code=code, language=language, command=command, prelude=prelude, kernel=kernel,
                    stdin=stdin)  # joins the line

@@ -170,7 +170,7 @@ class HandInRefused(Exception):
 
 def _runs_snapshot_sync(*, session_id: uuid.UUID) -> list[dict[str, object]]:
     runs: list[dict[str, object]] = []
-    executions = list(Execution.objects.filter(session_id=session_id).exclude(status__in=["queued", "running"]).order_by("seq"))
+    executions = list(Execution.objects.filter(session_id=session_id).exclude(status__in=Execution.ACTIVE).order_by("seq"))
     texts: dict[int, list[str]] = {e.pk: [] for e in executions}
     kept: dict[int, int] = {e.pk: 0 for e in executions}
     for execution_id, text in (

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 
 from django.contrib.auth.models import User
 
 from runner import events
-from runner.models import ChatSession, Execution
+from runner.models import ChatSession
+from runner.selectors.executions import execution_owner_sync
 from runner.services.runs import ACTIVE, Run, RunRejected, execution_input_reply_local, runs_here
 from runner.services.runtime import BOOT_ID, channel_layer, db, live_boot_ids_sync
 from runner.services.sweep import execution_sweep
@@ -47,7 +47,7 @@ async def execution_input_reply(*, session: ChatSession, user: User, execution_i
         if not execution_input_reply_local(execution_id=execution_id, value=value):
             raise RunRejected("not_found", "That run isn't waiting for input.")
         return
-    row = await db(_owner_of_sync)(execution_id=execution_id, session_id=session.id)
+    row = await db(execution_owner_sync)(execution_id=execution_id, session_id=session.id)
     if row is None or row[0] not in ACTIVE or row[1] == BOOT_ID:
         raise RunRejected("not_found", "That run isn't waiting for input.")
     message: events.InputReplyMessage = {"type": "execution.input_reply", "execution_id": execution_id, "value": value}
@@ -65,7 +65,7 @@ async def execution_cancel(*, session: ChatSession, user: User, execution_id: ob
     if execution_id in runs_here and runs_here[execution_id].session.id == session.id:
         await execution_cancel_local(execution_id=execution_id)
         return
-    row = await db(_owner_of_sync)(execution_id=execution_id, session_id=session.id)
+    row = await db(execution_owner_sync)(execution_id=execution_id, session_id=session.id)
     if row is None:
         raise RunRejected("not_found", f"This session has no run {execution_id}.")
     status, owner = row
@@ -79,10 +79,6 @@ async def execution_cancel(*, session: ChatSession, user: User, execution_id: ob
         return
     message: events.CancelMessage = {"type": "execution.cancel", "execution_id": execution_id}
     await channel_layer().send(events.process_channel(owner), dict(message))
-
-
-def _owner_of_sync(*, execution_id: int, session_id: uuid.UUID) -> tuple[str, str] | None:
-    return Execution.objects.filter(pk=execution_id, session_id=session_id).values_list("status", "owner_boot_id").first()
 
 
 async def execution_cancel_local(*, execution_id: int) -> None:

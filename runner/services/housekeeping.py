@@ -13,8 +13,8 @@ It runs on the serving event loop:
 - on SQLite, a WAL checkpoint every 0.1 s when output is quiet, off the request path;
 - a listener on this process's channel for Stop and sandbox-restart requests from other
   processes, dispatched down to cancel.py and sandboxes.py.
-Nothing in runner.services imports this module; modules below reach it through
-`runtime.housekeeping_ensure_started`, which this module registers at import.
+Nothing in runner.services imports this module: every caller starts it through
+`runtime.runtime_ensure_started` (`services.runtime_ensure_started`), which this module's `_start` backs.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _heartbeat_sync() -> None:
         )
 
 
-async def runtime_ensure_started() -> None:
+async def _start() -> None:
     """Start this process's housekeeping on the running loop, once per loop. Cheap when started."""
     global _runtime, _swept_at_start
     loop = asyncio.get_running_loop()
@@ -111,7 +111,7 @@ async def runtime_ensure_started() -> None:
         current.ready.set()
 
 
-runtime.housekeeping_register(runtime_ensure_started)
+runtime.housekeeping_register(_start)
 
 
 def _dump_state_on_sigusr1(loop: asyncio.AbstractEventLoop) -> None:

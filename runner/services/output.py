@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from runner import events
-from runner.events import Chunk, ChunkKind
+from runner.events import MAIN_RESULT_MARKER, NOTICE_MARKER, Chunk, ChunkKind
 from runner.models import OutputChunk
 from runner.sandboxes.base import Error, Event, OutputLost, Result, Stderr, Stdout
 from runner.services import runtime
@@ -21,10 +21,6 @@ from runner.services.runtime import db_retry
 
 log = logging.getLogger(__name__)
 
-# Marks a chunk the server wrote (a note, the truncation marker) rather than the code: its `data`.
-NOTICE_MARKER = "sandpit/notice"
-# Marks a result that was the run's value (Jupyter's execute_result, E2B's is_main_result): in its `data`.
-MAIN_RESULT_MARKER = "sandpit/main"
 # At most this many batches are stored per database write while output floods in.
 WRITE_MAX_BATCHES = 16
 

@@ -1,7 +1,7 @@
-"""Per-user limits: what they are, whether a run may start, and budget alerts.
+"""Per-user limits: whether a run may start, and budget alerts. What the limits are and the usage
+against them are reads (selectors/quotas.py), re-exported here for the services that check them.
 
-Limits come from the QUOTA_* settings, overridden field by field by a `UserQuota` row; 0 means no
-limit. A run is refused (`quota`) with a message naming the limit, its value and when it resets.
+A run is refused (`quota`) with a message naming the limit, its value and when it resets.
 The concurrency limit holds across sockets and processes: `quota_admit_sync` runs inside the
 transaction that inserts the run, after locking the user's row (Postgres; SQLite's IMMEDIATE
 transactions already serialise writers), so 20 simultaneous starts with 1 allowed store exactly 1.
@@ -9,7 +9,6 @@ transactions already serialise writers), so 20 simultaneous starts with 1 allowe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -18,9 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
-from runner.models import BudgetAlert, UserQuota
-from runner.services.accounting import (
-    UserSpend,
+from runner.accounting import (
     day_start,
     local_zone,
     month_start,
@@ -33,28 +30,25 @@ from runner.services.accounting import (
     sql_param,
     sql_rate,
     today_local,
-    user_spend_sync,
     usd_exact,
+)
+from runner.models import BudgetAlert
+from runner.selectors.quotas import (
+    WARN_PERCENT,
+    Limits,
+    QuotaStatus,
+    UserSpend,
+    default_limits,
+    live_sandboxes_limit_sync,
+    minutes_text,
+    quota_status_sync,
+    user_limits_sync,
+    user_spend_sync,
+    users_over_budget_sync,
 )
 
 # Budget alerts are recorded when month-to-date spend crosses these shares of the budget.
 ALERT_PERCENTS = (80, 100)
-# The page warns when usage reaches this share of a limit.
-WARN_PERCENT = 80
-
-
-@dataclass(frozen=True)
-class Limits:
-    """One user's effective limits; 0 means no limit."""
-
-    sandbox_s_per_day: int
-    runs_per_day: int
-    concurrent_runs: int
-    usd_per_month: Decimal
-
-    @property
-    def any(self) -> bool:
-        return bool(self.sandbox_s_per_day or self.runs_per_day or self.concurrent_runs or self.usd_per_month)
 
 
 class QuotaExceeded(Exception):
@@ -63,36 +57,6 @@ class QuotaExceeded(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-def default_limits() -> Limits:
-    return Limits(
-        sandbox_s_per_day=max(0, settings.QUOTA_SANDBOX_SECONDS_PER_DAY),
-        runs_per_day=max(0, settings.QUOTA_RUNS_PER_DAY),
-        concurrent_runs=max(0, settings.QUOTA_CONCURRENT_RUNS),
-        usd_per_month=round_cents(max(0.0, settings.QUOTA_USD_PER_MONTH)),
-    )
-
-
-def user_limits_sync(*, user_id: int) -> Limits:
-    """The user's limits: their overrides where set, the defaults elsewhere."""
-    base = default_limits()
-    row = UserQuota.objects.filter(user_id=user_id).first()
-    if row is None:
-        return base
-    return Limits(
-        sandbox_s_per_day=base.sandbox_s_per_day if row.sandbox_seconds_per_day is None else row.sandbox_seconds_per_day,
-        runs_per_day=base.runs_per_day if row.runs_per_day is None else row.runs_per_day,
-        concurrent_runs=base.concurrent_runs if row.concurrent_runs is None else row.concurrent_runs,
-        usd_per_month=base.usd_per_month if row.usd_per_month is None else row.usd_per_month,
-    )
-
-
-def live_sandboxes_limit_sync(*, user_id: int) -> int:
-    """How many sandboxes the user may have live at once (0: no limit): their override, else
-    QUOTA_LIVE_SANDBOXES. Apart from `Limits`, so a user with only this limit keeps the pipelined start."""
-    override = UserQuota.objects.filter(user_id=user_id).values_list("live_sandboxes", flat=True).first()
-    return max(0, settings.QUOTA_LIVE_SANDBOXES if override is None else override)
 
 
 def _day_reset(now: datetime) -> str:
@@ -116,8 +80,8 @@ def quota_problem(*, limits: Limits, spend: UserSpend, now: datetime, starting: 
         return f"Daily run limit reached: {spend.runs_today} of {limits.runs_per_day} runs today. {_day_reset(now)}"
     if limits.sandbox_s_per_day and spend.sandbox_s_today >= limits.sandbox_s_per_day:
         return (
-            f"Daily sandbox time limit reached: {_minutes(spend.sandbox_s_today)} of "
-            f"{_minutes(limits.sandbox_s_per_day)} sandbox-minutes today. {_day_reset(now)}"
+            f"Daily sandbox time limit reached: {minutes_text(spend.sandbox_s_today)} of "
+            f"{minutes_text(limits.sandbox_s_per_day)} sandbox-minutes today. {_day_reset(now)}"
         )
     if limits.usd_per_month and Decimal(str(spend.usd_month)) >= limits.usd_per_month:
         return (
@@ -125,11 +89,6 @@ def quota_problem(*, limits: Limits, spend: UserSpend, now: datetime, starting: 
             f"{_month_reset(now)}"
         )
     return None
-
-
-def _minutes(seconds: float) -> str:
-    minutes = seconds / 60
-    return f"{minutes:.0f}" if minutes >= 10 or minutes == int(minutes) else f"{minutes:.1f}"
 
 
 def quota_check_sync(*, user_id: int, now: datetime | None = None) -> tuple[str | None, Limits]:
@@ -153,47 +112,6 @@ def quota_admit_sync(*, user_id: int, limits: Limits) -> None:
     problem = quota_problem(limits=limits, spend=user_spend_sync(user_id=user_id, now=now), now=now)
     if problem is not None:
         raise QuotaExceeded(problem)
-
-
-@dataclass(frozen=True)
-class QuotaStatus:
-    """One limit against today's or this month's usage, for the page ("38 of 60 sandbox-minutes today")."""
-
-    name: str
-    used: float
-    limit: float
-    text: str
-
-    @property
-    def percent(self) -> int:
-        return int(self.used * 100 // self.limit) if self.limit else 0
-
-    @property
-    def warn(self) -> bool:
-        return self.percent >= WARN_PERCENT
-
-
-def quota_status_sync(*, user_id: int, now: datetime | None = None) -> list[QuotaStatus]:
-    """Usage against each limit the user has (none when unlimited)."""
-    limits = user_limits_sync(user_id=user_id)
-    if not limits.any:
-        return []
-    now = now or timezone.now()
-    spend = user_spend_sync(user_id=user_id, now=now)
-    found: list[QuotaStatus] = []
-    if limits.sandbox_s_per_day:
-        found.append(QuotaStatus(
-            "sandbox_seconds_per_day", spend.sandbox_s_today, limits.sandbox_s_per_day,
-            f"{_minutes(spend.sandbox_s_today)} of {_minutes(limits.sandbox_s_per_day)} sandbox-minutes today",
-        ))
-    if limits.runs_per_day:
-        found.append(QuotaStatus("runs_per_day", spend.runs_today, limits.runs_per_day, f"{spend.runs_today} of {limits.runs_per_day} runs today"))
-    if limits.usd_per_month:
-        found.append(QuotaStatus(
-            "usd_per_month", spend.usd_month, float(limits.usd_per_month),
-            f"${round_cents(spend.usd_month)} of ${limits.usd_per_month} this month",
-        ))
-    return found
 
 
 # --- monthly budgets ----------------------------------------------------------------------------------
@@ -241,22 +159,6 @@ def budget_alerts_record_sync(*, now: datetime | None = None) -> list[BudgetAler
     fresh = [a for a in fresh if (a.user_id, a.percent) not in known]
     BudgetAlert.objects.bulk_create(fresh, ignore_conflicts=True)  # another process may record the same
     return fresh
-
-
-def users_over_budget_sync(*, user_ids: set[int], now: datetime | None = None) -> set[int]:
-    """Of `user_ids`, those past their sandbox-seconds-per-day or $-per-month limit."""
-    now = now or timezone.now()
-    over: set[int] = set()
-    for user_id in user_ids:
-        limits = user_limits_sync(user_id=user_id)
-        if not (limits.sandbox_s_per_day or limits.usd_per_month):
-            continue
-        spend = user_spend_sync(user_id=user_id, now=now)
-        if (limits.sandbox_s_per_day and spend.sandbox_s_today >= limits.sandbox_s_per_day) or (
-            limits.usd_per_month and Decimal(str(spend.usd_month)) >= limits.usd_per_month
-        ):
-            over.add(user_id)
-    return over
 
 
 __all__ = [

@@ -20,7 +20,7 @@ from runner.events import ErrorCode
 from runner.models import ChatSession, Execution
 from runner.sandboxes.base import Sandbox
 
-ACTIVE = (Execution.Status.QUEUED, Execution.Status.RUNNING)
+ACTIVE = Execution.ACTIVE
 
 
 class RunRejected(Exception):

@@ -1,37 +1,23 @@
-"""This process's runtime primitives: its boot id, the one-hop `db` wrapper, and peer liveness.
+"""This process's runtime primitives: the channel layer, log throttling, and process-wide markers.
 
 The bottom of runner.services: it imports nothing else of it, so every service module may use it.
-Every run and lease names the process that owns it by boot id; each process keeps a
-`ServerProcess` row fresh (housekeeping.py), and `live_boot_ids_sync` says which owners are alive.
+It re-exports what service modules import from here but that lives lower down: `db` and
+`db_retry` (runner/db.py), the boot id (runner/process.py) and `live_boot_ids_sync`
+(selectors/processes.py). Every run and lease names the process that owns it by boot id; each
+process keeps a `ServerProcess` row fresh (housekeeping.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import InterfaceError, OperationalError, connection
-from django.utils import timezone
 
-from runner.models import ServerProcess
-
-log = logging.getLogger(__name__)
-
-BOOT_ID = uuid.uuid4().hex
-HOSTNAME = socket.gethostname()[:255]
-
-T = TypeVar("T")
+from runner.db import DB_RETRY_FIRST_S, DB_RETRY_FOR_S, DB_RETRY_MAX_S, db, db_retry
+from runner.process import BOOT_ID, HOSTNAME
+from runner.selectors.processes import live_boot_ids_sync
 
 
 def channel_layer() -> BaseChannelLayer:
@@ -73,80 +59,12 @@ def api_sandboxes_generation() -> int:
     return _api_sandboxes_generation
 
 
-def db(fn: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """Run a sync ORM function on Django's one sync thread: one thread hop, connection kept.
-
-    Unlike `database_sync_to_async`, this doesn't close and reopen the connection around every
-    call (with CONN_MAX_AGE=0 that is a reconnect per hop); a connection found broken is closed so
-    the next call reconnects.
-    """
-
-    def guarded(*args: Any, **kwargs: Any) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except Exception:
-            if not connection.in_atomic_block and connection.connection is not None and not connection.is_usable():
-                connection.close()
-            raise
-
-    return sync_to_async(guarded, thread_sensitive=True)
-
-
-# A run's output and its end are retried this long while the database is unreachable (a Postgres
-# restart or failover, a SQLite file locked past its busy timeout), so a short outage loses nothing.
-DB_RETRY_FOR_S = 30.0
-DB_RETRY_FIRST_S = 0.2
-DB_RETRY_MAX_S = 2.0
-
-
-async def db_retry(fn: Callable[..., T], /, **kwargs: Any) -> T:
-    """`await db(fn)(**kwargs)`, tried again with backoff for up to DB_RETRY_FOR_S while the
-    database is unreachable (OperationalError, InterfaceError; `db` reconnects). Other errors, and
-    the last failure, raise. `fn` must be one transaction, so a retry never doubles a write."""
-    deadline_s = time.monotonic() + DB_RETRY_FOR_S
-    delay_s = DB_RETRY_FIRST_S
-    while True:
-        try:
-            return await db(fn)(**kwargs)
-        except (OperationalError, InterfaceError) as exc:
-            if time.monotonic() + delay_s > deadline_s:
-                raise
-            log.warning("%s failed (%s); trying again in %.1fs", fn.__name__, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, delay_s)
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, DB_RETRY_MAX_S)
-
-
-def live_boot_ids_sync() -> set[str]:
-    """Boot ids of server processes that are alive: a fresh heartbeat, and on this host a live pid."""
-    fresh_after = timezone.now() - timedelta(seconds=settings.SERVER_STALE_S)
-    live = {BOOT_ID}
-    for boot_id, hostname, pid in ServerProcess.objects.filter(seen_at__gte=fresh_after).values_list(
-        "boot_id", "hostname", "pid"
-    ):
-        if hostname == HOSTNAME and not _pid_alive(pid):
-            continue  # restarted on this host within the stale window: the old process is gone
-        live.add(boot_id)
-    return live
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 # time.monotonic() of the last output write: output.py sets it, the WAL checkpointer
 # (housekeeping.py) waits for a quiet spell after it.
 last_output_write_s = 0.0
 
-# Housekeeping (housekeeping.py, above every module here) registers its starter at import, so a
-# module below it can make sure it runs without importing it.
+# Housekeeping (housekeeping.py, above every module here) registers how it starts at import, so
+# every caller, a module below it included, starts it through `runtime_ensure_started`.
 _housekeeping_starter: Callable[[], Awaitable[None]] | None = None
 
 
@@ -156,7 +74,15 @@ def housekeeping_register(starter: Callable[[], Awaitable[None]]) -> None:
     _housekeeping_starter = starter
 
 
-async def housekeeping_ensure_started() -> None:
-    """Start this process's housekeeping if it isn't running on this loop (cheap when it is)."""
-    if _housekeeping_starter is not None:
-        await _housekeeping_starter()
+async def runtime_ensure_started() -> None:
+    """Start this process's housekeeping on the running loop, once per loop. Cheap when started."""
+    if _housekeeping_starter is None:  # runner/services/__init__.py imports housekeeping.py, which registers it
+        raise RuntimeError("runner.services.housekeeping isn't loaded, so housekeeping can't start")
+    await _housekeeping_starter()
+
+
+__all__ = [
+    "BOOT_ID", "DB_RETRY_FIRST_S", "DB_RETRY_FOR_S", "DB_RETRY_MAX_S", "HOSTNAME", "LogThrottle",
+    "api_sandboxes_changed", "api_sandboxes_generation", "channel_layer", "db", "db_retry",
+    "housekeeping_register", "live_boot_ids_sync", "runtime_ensure_started",
+]

@@ -34,6 +34,7 @@ from runner.events import SandboxRestartMessage, process_channel
 from runner.models import ApiSandbox, ChatSession, SandboxLease, ServerProcess
 from runner.pricing import sandbox_size
 from runner.sandboxes.base import BACKENDS, Backend, Sandbox, SandboxGone, SandboxUnavailable, backend_name_from_settings, get_backend
+from runner.selectors.processes import lease_owners_sync
 from runner.services.quotas import live_sandboxes_limit_sync
 from runner.services.runs import session_is_busy
 from runner.services.runtime import BOOT_ID, api_sandboxes_changed, db, live_boot_ids_sync
@@ -367,7 +368,7 @@ async def sandbox_restart(*, session_id: uuid.UUID, reason: str = SandboxLease.E
     if session_id in _held:
         await sandbox_release(session_id=session_id, reason=reason, note=note)
     else:
-        owners = await db(_lease_owners_sync)(session_id=session_id)
+        owners = await db(lease_owners_sync)(session_id=session_id)
         for owner in owners:
             await _ask_to_restart(owner, session_id, reason, note)
     leftovers = await db(_forget_sandbox_sync)(session_id=session_id, reason=reason)
@@ -516,13 +517,6 @@ def _lease_adopt_sync(*, session_id: uuid.UUID, user_id: int, backend: str, sand
             vcpus=vcpus, memory_mb=memory_mb, owner_boot_id=BOOT_ID,
         )
         return lease.pk
-
-
-def _lease_owners_sync(*, session_id: uuid.UUID) -> list[str]:
-    """Live processes, other than this one, that own an open lease of the session."""
-    live = live_boot_ids_sync() - {BOOT_ID}
-    owners = SandboxLease.objects.open().filter(session_id=session_id, owner_boot_id__in=live)
-    return sorted(set(owners.values_list("owner_boot_id", flat=True)))
 
 
 def _forget_sandbox_sync(*, session_id: uuid.UUID, reason: str) -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""A session's files from the page: upload, delete, rename (reads are in selectors/workspace.py).
+"""A session's files from the page: upload, delete, rename (reads, and the path checks, are in
+selectors/workspace.py).
 
 Everything goes through the Sandbox Protocol's files half (`base.Workspace`): the backend's
 `workspace()` reaches the files with no kernel started (the local backend's workspace is on disk
@@ -14,38 +15,17 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from runner.models import ChatSession
-from runner.sandboxes.base import FileInfo, FileTooLarge, SandboxUnavailable, Workspace, get_backend
+from runner.sandboxes.base import FileInfo, FileTooLarge, Workspace
+from runner.selectors.workspace import NoWorkspace, workspace_clean_path, workspace_current
 from runner.services.sandboxes import sandbox_acquire
 
 NAME_MAX_CHARS = 255
-PATH_MAX_CHARS = 1024
-
-
-class NoWorkspace(Exception):
-    """The session's files live in a sandbox that isn't running (E2B): there is nothing to read."""
 
 
 @dataclass(frozen=True)
 class Upload:
     name: str
     data: bytes
-
-
-def workspace_clean_path(*, path: str, allow_root: bool = True) -> str:
-    """`path` as a workspace-relative path ("" for the root), or ValueError (fit for a user) for a
-    NUL byte, an absolute path, a `..` component or an over-long path. Backends check again."""
-    if "\0" in path:
-        raise ValueError("A file path may not contain a NUL byte.")
-    if len(path) > PATH_MAX_CHARS:
-        raise ValueError(f"A file path may be at most {PATH_MAX_CHARS} characters.")
-    if path.startswith("/"):
-        raise ValueError(f"{path!r} is absolute; use a path relative to the workspace (/home/user).")
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ValueError(f"{path!r} contains '..'; paths must stay inside the workspace.")
-    if not parts and not allow_root:
-        raise ValueError("Name a file or folder in the workspace.")
-    return "/".join(parts)
 
 
 def workspace_clean_name(*, name: str) -> str:
@@ -66,15 +46,10 @@ async def workspace_open(*, session: ChatSession, start: bool = False) -> Worksp
     Raises NoWorkspace (nothing to read and `start` is false), SandboxUnavailable or SandboxError.
     """
     try:
-        backend = get_backend()
-    except Exception as exc:
-        raise SandboxUnavailable(f"no sandbox backend could be loaded: {exc}") from exc
-    sandbox_id = session.sandbox_id if session.backend == backend.name else ""
-    workspace = await backend.workspace(session_id=str(session.id), sandbox_id=sandbox_id)
-    if workspace is not None:
-        return workspace
-    if not start:
-        raise NoWorkspace("No sandbox is running for this session, so it has no files yet; they appear after a run or an upload.")
+        return await workspace_current(session=session)
+    except NoWorkspace:
+        if not start:
+            raise
     return (await sandbox_acquire(session=session)).sandbox
 
 
@@ -122,3 +97,9 @@ async def workspace_rename(*, session: ChatSession, path: str, to: str) -> None:
 
 def _mib(size_bytes: int) -> str:
     return f"{size_bytes / 2**20:.1f} MiB"
+
+
+__all__ = [
+    "NAME_MAX_CHARS", "NoWorkspace", "Upload", "workspace_clean_name", "workspace_clean_path", "workspace_delete", "workspace_open",
+    "workspace_rename", "workspace_upload",
+]

@@ -1,5 +1,6 @@
 """Accounting primitives: calendar days in TIME_ZONE, and the SQL that turns leases into
-sandbox-seconds and cost. Shared by the quota checks here and the usage reports (selectors).
+sandbox-seconds and cost. Pure (no queries of its own): shared by the quota reads
+(selectors/quotas.py), the quota checks (services/quotas.py) and the usage reports (selectors/usage.py).
 
 Every figure is an aggregate query that runs on SQLite and Postgres:
 - a lease's sandbox-seconds in a window are its lifetime clipped to the window
@@ -11,7 +12,6 @@ Every figure is an aggregate query that runs on SQLite and Postgres:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -121,49 +121,6 @@ def sql_lease_overlaps(lo: str, hi: str, alias: str = "l") -> str:
     return f"{alias}.started_at < {hi} AND ({alias}.ended_at IS NULL OR {alias}.ended_at > {lo})"
 
 
-# --- one user's usage, for quotas -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UserSpend:
-    """One user's usage where quotas look: today and this month (TIME_ZONE), up to `now`."""
-
-    sandbox_s_today: float
-    runs_today: int
-    active_runs: int
-    usd_month: float
-
-
-def user_spend_sync(*, user_id: int, now: datetime | None = None) -> UserSpend:
-    """Sandbox-seconds and runs today, active runs, and cost this month, for one user (two queries
-    on the per-user indexes)."""
-    now = now or timezone.now()
-    today = today_local(now=now)
-    params: dict[str, Any] = {
-        "now": sql_param(now), "day_lo": sql_param(day_start(today)),
-        "month_lo": sql_param(day_start(month_start(today))), "user_id": user_id, **rate_params(),
-    }
-    lease_sql = (
-        f"SELECT COALESCE(SUM(CASE WHEN {sql_lease_overlaps('%(day_lo)s', '%(now)s')}"
-        f" THEN {sql_lease_clip('%(day_lo)s', '%(now)s', '%(now)s')} ELSE 0 END), 0),"
-        f" COALESCE(SUM({sql_lease_clip('%(month_lo)s', '%(now)s', '%(now)s')} * {sql_rate_per_s()}), 0)"
-        " FROM runner_sandboxlease l"
-        f" WHERE l.user_id = %(user_id)s AND {sql_lease_overlaps('%(month_lo)s', '%(now)s')}"
-    )
-    run_sql = (
-        "SELECT COALESCE(SUM(CASE WHEN created_at >= %(day_lo)s THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(CASE WHEN status IN ('queued', 'running') THEN 1 ELSE 0 END), 0)"
-        " FROM runner_execution WHERE user_id = %(user_id)s"
-        " AND (created_at >= %(day_lo)s OR status IN ('queued', 'running')) AND status <> 'rejected'"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(lease_sql, params)
-        sandbox_s, usd = cursor.fetchone()
-        cursor.execute(run_sql, params)
-        runs_today, active = cursor.fetchone()
-    return UserSpend(seconds_exact(sandbox_s), int(runs_today or 0), int(active or 0), usd_exact(usd))
-
-
 def seconds_exact(value: Any) -> float:
     """Seconds from SQL, to the millisecond (SQLite's julianday arithmetic is off by microseconds)."""
     return round(float(value or 0), 3)
@@ -172,3 +129,10 @@ def seconds_exact(value: Any) -> float:
 def usd_exact(value: Any) -> float:
     """Dollars from SQL, to a millionth of a dollar (floating point is off in the last digits)."""
     return round(float(value or 0), 6)
+
+
+__all__ = [
+    "CENT", "day_start", "day_windows", "local_zone", "month_start", "next_month_start", "rate_params", "round_cents",
+    "seconds_exact", "sql_datetime", "sql_greatest", "sql_lease_clip", "sql_lease_overlaps", "sql_leases_covering",
+    "sql_least", "sql_param", "sql_rate", "sql_seconds", "today_local", "usd_exact",
+]
