@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import email.parser
 import email.policy
 import json
 import posixpath
+import re
 import shlex
 import signal
 import stat
@@ -36,7 +38,7 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from runner import events, services
-from runner.e2b_api import processes
+from runner.e2b_api import processes, watches
 from runner.e2b_api.wire import HttpError, Request, api_error, rpc_error
 from runner.models import ApiSandbox, Execution
 from runner.sandboxes.base import FileInfo, Sandbox, SandboxError, Stderr
@@ -57,23 +59,62 @@ def absolute(path: str) -> str:
 # envd's FileType for each kind (envd has no FIFO, socket or device type: UNSPECIFIED, and the
 # mode and permissions say which it is).
 _ENTRY_TYPES = {"file": "FILE_TYPE_FILE", "dir": "FILE_TYPE_DIRECTORY", "symlink": "FILE_TYPE_SYMLINK"}
+# The mode an entry is shown with when its backend doesn't say (the E2B backend's listings).
 _MODE_BITS = {"file": 0o100644, "dir": 0o040755, "symlink": 0o120777, "fifo": 0o010644, "socket": 0o140755,
               "device": 0o020644}
+# A link is followed (in the sandbox's paths, by name, never on the host) at most this many times.
+LINK_HOPS_MAX = 8
+# The folders the files API reaches (a sandboxed process can write to no others).
+AREAS = {HOME: FileInfo(name="user", path=HOME, is_dir=True, size=0, mode=0o040755, owner="user", group="user"),
+         "/tmp": FileInfo(name="tmp", path="/tmp", is_dir=True, size=0, mode=0o041777, owner="root", group="root")}
 
 
-def entry(info: FileInfo) -> dict[str, Any]:
-    """envd's EntryInfo (proto JSON) for a workspace entry."""
-    mode = _MODE_BITS[info.type]
-    return {
+def _timestamp(seconds: float) -> str:
+    """A protobuf JSON Timestamp (RFC 3339, UTC)."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat().replace("+00:00", "Z")
+
+
+def entry(info: FileInfo, target: FileInfo | None = None, target_path: str | None = None) -> dict[str, Any]:
+    """envd's EntryInfo (proto JSON) for an entry, from lstat. A symlink is described as envd does:
+    its target's type and mode (`target`, None when it can't be reached), `symlinkTarget` the
+    target's absolute path, `permissions` the link's own."""
+    mode = info.mode or _MODE_BITS[info.type]
+    shown = target if info.type == "symlink" else info
+    found: dict[str, Any] = {
         "name": info.name,
-        "type": _ENTRY_TYPES.get(info.type, "FILE_TYPE_UNSPECIFIED"),
+        "type": _ENTRY_TYPES.get(shown.type, "FILE_TYPE_UNSPECIFIED") if shown is not None else "FILE_TYPE_UNSPECIFIED",
         "path": absolute(info.path),
-        "size": str(info.size),
-        "mode": mode & 0o777,
+        "size": str(info.entry_size if info.entry_size is not None else info.size),
+        "mode": ((shown.mode or _MODE_BITS[shown.type]) & 0o777) if shown is not None else 0,
         "permissions": stat.filemode(mode),
-        "owner": "user",
-        "group": "user",
+        "owner": info.owner or "user",
+        "group": info.group or "user",
     }
+    if info.modified:
+        found["modifiedTime"] = _timestamp(info.modified)
+    if info.type == "symlink":
+        found["symlinkTarget"] = target_path or absolute(info.path)
+    if info.metadata:
+        found["metadata"] = dict(info.metadata)
+    return found
+
+
+async def describe(handle: Sandbox, info: FileInfo) -> dict[str, Any]:
+    """entry(info), a symlink's target looked up through the files API (by name, at most
+    LINK_HOPS_MAX links; one that leaves the workspace and /tmp, or dangles, has no type)."""
+    if info.type != "symlink":
+        return entry(info)
+    here, current, target = absolute(info.path), info, None
+    for _ in range(LINK_HOPS_MAX):
+        here = posixpath.normpath(posixpath.join(posixpath.dirname(here), current.link or ""))
+        try:
+            current = await _stat(handle, here)
+        except (FileNotFoundError, ValueError, OSError):
+            break
+        if current.type != "symlink":
+            target = current
+            break
+    return entry(info, target, here)
 
 
 SANDBOX_USER = "user"
@@ -109,7 +150,7 @@ async def dispatch(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser
     elif path == "/files" and method == "POST":
         await _write(request, await _handle(sandbox))
     elif path.startswith("/filesystem.Filesystem/") and method == "POST":
-        await _filesystem(request, await _handle(sandbox), path.rsplit("/", 1)[1])
+        await _filesystem(request, await _handle(sandbox), sandbox.sandbox_id, path.rsplit("/", 1)[1])
     elif path == "/process.Process/Start" and method == "POST":
         await _process_start(request, sandbox, await _handle(sandbox), user)
     elif path == "/process.Process/Connect" and method == "POST":
@@ -189,21 +230,51 @@ async def _write(request: Request, handle: Sandbox) -> None:
             uploads.append((request.query.get("path") or part.get_filename() or "", payload if isinstance(payload, bytes) else b""))
     else:
         uploads.append((request.query.get("path", ""), body))
+    metadata = _upload_metadata(request)
+    if metadata and not getattr(handle, "writes_metadata", False):
+        raise api_error(501, "file metadata is not supported by this sandbox backend")
     written = []
     for raw, data in uploads:
         try:
-            await handle.write_file(raw, data)
+            if metadata:
+                await handle.write_file(raw, data, metadata=metadata)  # type: ignore[call-arg]
+            else:
+                await handle.write_file(raw, data)
         except (ValueError, OSError) as exc:
             raise _file_error(exc, raw) from None
         full = absolute(raw)
-        written.append({"name": posixpath.basename(full), "type": "file", "path": full})
+        info: dict[str, Any] = {"name": posixpath.basename(full), "type": "file", "path": full}
+        if metadata:
+            info["metadata"] = metadata
+        written.append(info)
     await request.respond_json(200, written)
+
+
+METADATA_HEADER = "x-metadata-"
+METADATA_KEYS_MAX = 32
+METADATA_VALUE_MAX_BYTES = 4096
+_METADATA_KEY = re.compile(r"[a-z0-9!#$%&'*+\-.^_`|~]{1,200}")
+
+
+def _upload_metadata(request: Request) -> dict[str, str]:
+    """The upload's user metadata (`X-Metadata-<key>: value` headers, keys lower-cased, as envd
+    reads them); 400 for a bad key or value, or past METADATA_KEYS_MAX keys."""
+    found = {name[len(METADATA_HEADER):]: value for name, value in request.headers.items()
+             if name.startswith(METADATA_HEADER)}
+    if len(found) > METADATA_KEYS_MAX:
+        raise api_error(400, f"at most {METADATA_KEYS_MAX} metadata keys per upload")
+    for key, value in found.items():
+        if not _METADATA_KEY.fullmatch(key):
+            raise api_error(400, f"metadata key {key[:50]!r} is not valid (letters, digits and !#$%&'*+-.^_`|~)")
+        if len(value.encode()) > METADATA_VALUE_MAX_BYTES or not value.isprintable():
+            raise api_error(400, f"metadata value for {key[:50]!r} must be printable and at most {METADATA_VALUE_MAX_BYTES} bytes")
+    return found
 
 
 async def _stat(handle: Sandbox, path: str) -> FileInfo:
     full = absolute(path)
-    if full == HOME:
-        return FileInfo(name="user", path=".", is_dir=True, size=0)
+    if full in AREAS:
+        return AREAS[full]
     parent, name = posixpath.split(full)
     for info in await handle.list_files(parent):
         if info.name == name:
@@ -211,29 +282,56 @@ async def _stat(handle: Sandbox, path: str) -> FileInfo:
     raise FileNotFoundError(path)
 
 
-async def _filesystem(request: Request, handle: Sandbox, method: str) -> None:
-    body = await request.json(error=lambda status, message: rpc_error(status, "invalid_argument", message))
+async def _is_dir(handle: Sandbox, path: str) -> bool:
+    return (await _stat(handle, path)).is_dir
+
+
+async def _describe_path(handle: Sandbox, path: str) -> dict[str, Any] | None:
+    try:
+        return await describe(handle, await _stat(handle, path))
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+
+
+_WATCH_UNARY = ("CreateWatcher", "GetWatcherEvents", "RemoveWatcher")
+
+
+async def _filesystem_body(request: Request) -> dict[str, Any]:
+    """The request message: a Connect streaming envelope (`application/connect+json`), else JSON."""
+    if request.headers.get("content-type", "").startswith("application/connect+"):
+        return _request_envelope(await request.body())
+    return await request.json(error=lambda status, message: rpc_error(status, "invalid_argument", message))
+
+
+async def _filesystem(request: Request, handle: Sandbox, sandbox_id: str, method: str) -> None:
+    body = await _filesystem_body(request)
     path = str(body.get("path", HOME))
     try:
-        if method == "ListDir":
+        if method == "WatchDir":
+            await watches.watch_dir(request, handle, sandbox_id, body, absolute(path), lambda p: _is_dir(handle, p),
+                                    lambda p: _describe_path(handle, p))
+        elif method in _WATCH_UNARY:
+            await watches.unary(request, handle, sandbox_id, method, body, absolute(path), lambda p: _is_dir(handle, p),
+                                lambda p: _describe_path(handle, p))
+        elif method == "ListDir":
             depth = body.get("depth") or 1
             if not isinstance(depth, int) or depth < 1:
                 raise ValueError("depth must be a whole number, at least 1")
             infos = await _walk(handle, path, depth)
-            await request.respond_json(200, {"entries": [entry(info) for info in infos]})
+            await request.respond_json(200, {"entries": [await describe(handle, info) for info in infos]})
         elif method == "Stat":
-            await request.respond_json(200, {"entry": entry(await _stat(handle, path))})
+            await request.respond_json(200, {"entry": await describe(handle, await _stat(handle, path))})
         elif method == "MakeDir":
             try:
                 await _stat(handle, path)
             except FileNotFoundError:
                 await _command(handle, ["mkdir", "-p", "--", absolute(path)])
-                await request.respond_json(200, {"entry": entry(await _stat(handle, path))})
+                await request.respond_json(200, {"entry": await describe(handle, await _stat(handle, path))})
             else:
                 raise rpc_error(409, "already_exists", f"path '{path[:300]}' already exists")
         elif method == "Remove":
-            if absolute(path) == HOME:
-                raise ValueError("the workspace itself can't be removed")
+            if absolute(path) in AREAS:
+                raise ValueError(f"{absolute(path)} itself can't be removed")
             try:
                 await _stat(handle, path)  # refuses a path outside the workspace
             except FileNotFoundError:
@@ -246,7 +344,7 @@ async def _filesystem(request: Request, handle: Sandbox, method: str) -> None:
             await _stat(handle, source)
             await _stat(handle, posixpath.dirname(absolute(destination)))
             await _command(handle, ["mv", "-T", "--", absolute(source), absolute(destination)])
-            await request.respond_json(200, {"entry": entry(await _stat(handle, destination))})
+            await request.respond_json(200, {"entry": await describe(handle, await _stat(handle, destination))})
         else:
             raise rpc_error(501, "unimplemented", f"filesystem.Filesystem/{method[:50]} is not supported by Sandpit")
     except FileNotFoundError as exc:
