@@ -1,11 +1,13 @@
 """envd (sandbox port 49983): `/health`, `GET|POST /files`, and the Connect RPCs the SDK's
 `files.*` and `commands.*` use: Filesystem ListDir, Stat, MakeDir, Move, Remove (unary JSON),
+WatchDir (a server stream) and CreateWatcher, GetWatcherEvents, RemoveWatcher (watches.py),
 Process Start and Connect (server streams of `application/connect+json` envelopes) and Process
 List, SendSignal, SendInput, CloseStdin (unary JSON) on the sandbox's process table
 (runner/e2b_api/processes.py: every started command until its stream ends, by pid or tag).
 
-Paths are the sandbox's (`/home/user/...`, or relative to it) and stay inside its workspace: the
-local sandbox walks them without following links, and commands run confined like the kernels.
+Paths are the sandbox's (`/home/user/...`, or relative to it, or `/tmp/...`) and stay inside its
+workspace or its /tmp: the local sandbox walks them without following links, and commands run
+confined like the kernels. Entries are described in entries.py.
 A command (Process Start) is a run: an Execution of language bash whose code is its command line,
 started with `services.execution_start` as /execute starts code, so it waits its turn in the
 session, counts against the user's limits and shows in history and usage. It is stopped at
@@ -20,15 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import email.parser
 import email.policy
 import json
 import posixpath
-import re
 import shlex
 import signal
-import stat
 import struct
 import zlib
 from typing import Any
@@ -39,82 +38,16 @@ from django.contrib.auth.base_user import AbstractBaseUser
 
 from runner import events, services
 from runner.e2b_api import processes, watches
+from runner.e2b_api.entries import AREAS, HOME, absolute, describe, describe_path, is_dir, stat, upload_metadata
 from runner.e2b_api.wire import HttpError, Request, api_error, rpc_error
 from runner.models import ApiSandbox, Execution
 from runner.sandboxes.base import FileInfo, Sandbox, SandboxError, Stderr
 from runner.services.runtime import db
 
-HOME = "/home/user"
 END_STREAM = 0x02
 COMMAND_TIMEOUT_S = 60.0
 # ListDir with depth > 1 stops after this many entries (a deep tree isn't walked without end).
 LIST_MAX_ENTRIES = 10_000
-
-
-def absolute(path: str) -> str:
-    """A sandbox path as envd shows it: absolute, normalised (relative ones are under /home/user)."""
-    return posixpath.normpath(path if path.startswith("/") else f"{HOME}/{path}")
-
-
-# envd's FileType for each kind (envd has no FIFO, socket or device type: UNSPECIFIED, and the
-# mode and permissions say which it is).
-_ENTRY_TYPES = {"file": "FILE_TYPE_FILE", "dir": "FILE_TYPE_DIRECTORY", "symlink": "FILE_TYPE_SYMLINK"}
-# The mode an entry is shown with when its backend doesn't say (the E2B backend's listings).
-_MODE_BITS = {"file": 0o100644, "dir": 0o040755, "symlink": 0o120777, "fifo": 0o010644, "socket": 0o140755,
-              "device": 0o020644}
-# A link is followed (in the sandbox's paths, by name, never on the host) at most this many times.
-LINK_HOPS_MAX = 8
-# The folders the files API reaches (a sandboxed process can write to no others).
-AREAS = {HOME: FileInfo(name="user", path=HOME, is_dir=True, size=0, mode=0o040755, owner="user", group="user"),
-         "/tmp": FileInfo(name="tmp", path="/tmp", is_dir=True, size=0, mode=0o041777, owner="root", group="root")}
-
-
-def _timestamp(seconds: float) -> str:
-    """A protobuf JSON Timestamp (RFC 3339, UTC)."""
-    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).isoformat().replace("+00:00", "Z")
-
-
-def entry(info: FileInfo, target: FileInfo | None = None, target_path: str | None = None) -> dict[str, Any]:
-    """envd's EntryInfo (proto JSON) for an entry, from lstat. A symlink is described as envd does:
-    its target's type and mode (`target`, None when it can't be reached), `symlinkTarget` the
-    target's absolute path, `permissions` the link's own."""
-    mode = info.mode or _MODE_BITS[info.type]
-    shown = target if info.type == "symlink" else info
-    found: dict[str, Any] = {
-        "name": info.name,
-        "type": _ENTRY_TYPES.get(shown.type, "FILE_TYPE_UNSPECIFIED") if shown is not None else "FILE_TYPE_UNSPECIFIED",
-        "path": absolute(info.path),
-        "size": str(info.entry_size if info.entry_size is not None else info.size),
-        "mode": ((shown.mode or _MODE_BITS[shown.type]) & 0o777) if shown is not None else 0,
-        "permissions": stat.filemode(mode),
-        "owner": info.owner or "user",
-        "group": info.group or "user",
-    }
-    if info.modified:
-        found["modifiedTime"] = _timestamp(info.modified)
-    if info.type == "symlink":
-        found["symlinkTarget"] = target_path or absolute(info.path)
-    if info.metadata:
-        found["metadata"] = dict(info.metadata)
-    return found
-
-
-async def describe(handle: Sandbox, info: FileInfo) -> dict[str, Any]:
-    """entry(info), a symlink's target looked up through the files API (by name, at most
-    LINK_HOPS_MAX links; one that leaves the workspace and /tmp, or dangles, has no type)."""
-    if info.type != "symlink":
-        return entry(info)
-    here, current, target = absolute(info.path), info, None
-    for _ in range(LINK_HOPS_MAX):
-        here = posixpath.normpath(posixpath.join(posixpath.dirname(here), current.link or ""))
-        try:
-            current = await _stat(handle, here)
-        except (FileNotFoundError, ValueError, OSError):
-            break
-        if current.type != "symlink":
-            target = current
-            break
-    return entry(info, target, here)
 
 
 SANDBOX_USER = "user"
@@ -230,7 +163,7 @@ async def _write(request: Request, handle: Sandbox) -> None:
             uploads.append((request.query.get("path") or part.get_filename() or "", payload if isinstance(payload, bytes) else b""))
     else:
         uploads.append((request.query.get("path", ""), body))
-    metadata = _upload_metadata(request)
+    metadata = upload_metadata(request)
     if metadata and not getattr(handle, "writes_metadata", False):
         raise api_error(501, "file metadata is not supported by this sandbox backend")
     written = []
@@ -250,49 +183,6 @@ async def _write(request: Request, handle: Sandbox) -> None:
     await request.respond_json(200, written)
 
 
-METADATA_HEADER = "x-metadata-"
-METADATA_KEYS_MAX = 32
-METADATA_VALUE_MAX_BYTES = 4096
-_METADATA_KEY = re.compile(r"[a-z0-9!#$%&'*+\-.^_`|~]{1,200}")
-
-
-def _upload_metadata(request: Request) -> dict[str, str]:
-    """The upload's user metadata (`X-Metadata-<key>: value` headers, keys lower-cased, as envd
-    reads them); 400 for a bad key or value, or past METADATA_KEYS_MAX keys."""
-    found = {name[len(METADATA_HEADER):]: value for name, value in request.headers.items()
-             if name.startswith(METADATA_HEADER)}
-    if len(found) > METADATA_KEYS_MAX:
-        raise api_error(400, f"at most {METADATA_KEYS_MAX} metadata keys per upload")
-    for key, value in found.items():
-        if not _METADATA_KEY.fullmatch(key):
-            raise api_error(400, f"metadata key {key[:50]!r} is not valid (letters, digits and !#$%&'*+-.^_`|~)")
-        if len(value.encode()) > METADATA_VALUE_MAX_BYTES or not value.isprintable():
-            raise api_error(400, f"metadata value for {key[:50]!r} must be printable and at most {METADATA_VALUE_MAX_BYTES} bytes")
-    return found
-
-
-async def _stat(handle: Sandbox, path: str) -> FileInfo:
-    full = absolute(path)
-    if full in AREAS:
-        return AREAS[full]
-    parent, name = posixpath.split(full)
-    for info in await handle.list_files(parent):
-        if info.name == name:
-            return info
-    raise FileNotFoundError(path)
-
-
-async def _is_dir(handle: Sandbox, path: str) -> bool:
-    return (await _stat(handle, path)).is_dir
-
-
-async def _describe_path(handle: Sandbox, path: str) -> dict[str, Any] | None:
-    try:
-        return await describe(handle, await _stat(handle, path))
-    except (FileNotFoundError, ValueError, OSError):
-        return None
-
-
 _WATCH_UNARY = ("CreateWatcher", "GetWatcherEvents", "RemoveWatcher")
 
 
@@ -308,11 +198,11 @@ async def _filesystem(request: Request, handle: Sandbox, sandbox_id: str, method
     path = str(body.get("path", HOME))
     try:
         if method == "WatchDir":
-            await watches.watch_dir(request, handle, sandbox_id, body, absolute(path), lambda p: _is_dir(handle, p),
-                                    lambda p: _describe_path(handle, p))
+            await watches.watch_dir(request, handle, sandbox_id, body, absolute(path), lambda p: is_dir(handle, p),
+                                    lambda p: describe_path(handle, p))
         elif method in _WATCH_UNARY:
-            await watches.unary(request, handle, sandbox_id, method, body, absolute(path), lambda p: _is_dir(handle, p),
-                                lambda p: _describe_path(handle, p))
+            await watches.unary(request, handle, sandbox_id, method, body, absolute(path), lambda p: is_dir(handle, p),
+                                lambda p: describe_path(handle, p))
         elif method == "ListDir":
             depth = body.get("depth") or 1
             if not isinstance(depth, int) or depth < 1:
@@ -320,20 +210,20 @@ async def _filesystem(request: Request, handle: Sandbox, sandbox_id: str, method
             infos = await _walk(handle, path, depth)
             await request.respond_json(200, {"entries": [await describe(handle, info) for info in infos]})
         elif method == "Stat":
-            await request.respond_json(200, {"entry": await describe(handle, await _stat(handle, path))})
+            await request.respond_json(200, {"entry": await describe(handle, await stat(handle, path))})
         elif method == "MakeDir":
             try:
-                await _stat(handle, path)
+                await stat(handle, path)
             except FileNotFoundError:
                 await _command(handle, ["mkdir", "-p", "--", absolute(path)])
-                await request.respond_json(200, {"entry": await describe(handle, await _stat(handle, path))})
+                await request.respond_json(200, {"entry": await describe(handle, await stat(handle, path))})
             else:
                 raise rpc_error(409, "already_exists", f"path '{path[:300]}' already exists")
         elif method == "Remove":
             if absolute(path) in AREAS:
                 raise ValueError(f"{absolute(path)} itself can't be removed")
             try:
-                await _stat(handle, path)  # refuses a path outside the workspace
+                await stat(handle, path)  # refuses a path outside the workspace
             except FileNotFoundError:
                 await request.respond_json(200, {})  # a missing path is a no-op, as in E2B
                 return
@@ -341,10 +231,10 @@ async def _filesystem(request: Request, handle: Sandbox, sandbox_id: str, method
             await request.respond_json(200, {})
         elif method == "Move":
             source, destination = str(body.get("source", "")), str(body.get("destination", ""))
-            await _stat(handle, source)
-            await _stat(handle, posixpath.dirname(absolute(destination)))
+            await stat(handle, source)
+            await stat(handle, posixpath.dirname(absolute(destination)))
             await _command(handle, ["mv", "-T", "--", absolute(source), absolute(destination)])
-            await request.respond_json(200, {"entry": await describe(handle, await _stat(handle, destination))})
+            await request.respond_json(200, {"entry": await describe(handle, await stat(handle, destination))})
         else:
             raise rpc_error(501, "unimplemented", f"filesystem.Filesystem/{method[:50]} is not supported by Sandpit")
     except FileNotFoundError as exc:

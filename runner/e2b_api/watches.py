@@ -131,6 +131,8 @@ async def unary(request: Request, handle: Sandbox, sandbox_id: str, method: str,
                 is_dir: Callable[[str], Awaitable[bool]], describe: Describe) -> None:
     """CreateWatcher, GetWatcherEvents and RemoveWatcher (unary JSON)."""
     if method == "CreateWatcher":
+        for stale in [key for key, old in _watchers.items() if old.watch.closed]:
+            del _watchers[stale]  # closed with their sandbox
         watch = await _start(handle, path, bool(body.get("recursive")), is_dir)
         watcher_id = secrets.token_hex(16)
         _watchers[watcher_id] = Watcher(sandbox_id, watch, path, bool(body.get("includeEntry")))
