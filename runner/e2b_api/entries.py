@@ -70,6 +70,8 @@ async def describe(handle: Sandbox, info: FileInfo) -> dict[str, Any]:
     LINK_HOPS_MAX links; one that leaves the workspace and /tmp, or dangles, has no type)."""
     if info.type != "symlink":
         return entry(info)
+    if info.link is None:  # a backend that doesn't read links (E2B's): the link as a link
+        return entry(info, info)
     here, current, target = absolute(info.path), info, None
     for _ in range(LINK_HOPS_MAX):
         here = posixpath.normpath(posixpath.join(posixpath.dirname(here), current.link or ""))
