@@ -227,6 +227,8 @@ SANDBOX_POOL_SIZE = env.int("SANDBOX_POOL_SIZE", default=1)
 SANDBOX_KERNELS_MAX = env.int("SANDBOX_KERNELS_MAX", default=8)
 # Processes (E2B API commands, background or not) one API sandbox may run at once.
 SANDBOX_PROCESSES_MAX = env.int("SANDBOX_PROCESSES_MAX", default=16)
+# Filesystem watches (envd WatchDir and CreateWatcher) one local sandbox may hold at once.
+SANDBOX_WATCHERS_MAX = env.int("SANDBOX_WATCHERS_MAX", default=8)
 SANDBOX_IDLE_TIMEOUT_S = env.int("SANDBOX_IDLE_TIMEOUT_S", default=900)
 # Live local sandboxes per server process: 0 ("auto") admits one while the memory left (MemAvailable,
 # or the server's own cgroup limit) stays above SANDBOX_MEMORY_HEADROOM_MB; a number is a fixed cap.

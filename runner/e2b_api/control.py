@@ -24,7 +24,9 @@ from runner.models import ApiKey, ApiSandbox
 from runner.sandboxes.base import SandboxError, SandboxUnavailable
 from runner.services.runtime import db
 
-ENVD_VERSION = "0.5.7"
+# The envd version the SDK is told: its gates open for what is built (recursive watches and their
+# entry info, the network-mount flag, file metadata as xattrs: envd 0.6.4).
+ENVD_VERSION = "0.6.4"
 API_RATE_WINDOW_S = 10
 LIST_MAX = 100
 INVALID_KEY = "Invalid API key, it must start with 'e2b_' prefix and be 40 characters long"

@@ -1,11 +1,13 @@
 """envd (sandbox port 49983): `/health`, `GET|POST /files`, and the Connect RPCs the SDK's
 `files.*` and `commands.*` use: Filesystem ListDir, Stat, MakeDir, Move, Remove (unary JSON),
+WatchDir (a server stream) and CreateWatcher, GetWatcherEvents, RemoveWatcher (watches.py),
 Process Start and Connect (server streams of `application/connect+json` envelopes) and Process
 List, SendSignal, SendInput, CloseStdin (unary JSON) on the sandbox's process table
 (runner/e2b_api/processes.py: every started command until its stream ends, by pid or tag).
 
-Paths are the sandbox's (`/home/user/...`, or relative to it) and stay inside its workspace: the
-local sandbox walks them without following links, and commands run confined like the kernels.
+Paths are the sandbox's (`/home/user/...`, or relative to it, or `/tmp/...`) and stay inside its
+workspace or its /tmp: the local sandbox walks them without following links, and commands run
+confined like the kernels. Entries are described in entries.py.
 A command (Process Start) is a run: an Execution of language bash whose code is its command line,
 started with `services.execution_start` as /execute starts code, so it waits its turn in the
 session, counts against the user's limits and shows in history and usage. It is stopped at
@@ -26,7 +28,6 @@ import json
 import posixpath
 import shlex
 import signal
-import stat
 import struct
 import zlib
 from typing import Any
@@ -36,44 +37,17 @@ from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 
 from runner import events, services
-from runner.e2b_api import processes
+from runner.e2b_api import processes, watches
+from runner.e2b_api.entries import AREAS, HOME, absolute, describe, describe_path, is_dir, stat, upload_metadata
 from runner.e2b_api.wire import HttpError, Request, api_error, rpc_error
 from runner.models import ApiSandbox, Execution
 from runner.sandboxes.base import FileInfo, Sandbox, SandboxError, Stderr
 from runner.services.runtime import db
 
-HOME = "/home/user"
 END_STREAM = 0x02
 COMMAND_TIMEOUT_S = 60.0
 # ListDir with depth > 1 stops after this many entries (a deep tree isn't walked without end).
 LIST_MAX_ENTRIES = 10_000
-
-
-def absolute(path: str) -> str:
-    """A sandbox path as envd shows it: absolute, normalised (relative ones are under /home/user)."""
-    return posixpath.normpath(path if path.startswith("/") else f"{HOME}/{path}")
-
-
-# envd's FileType for each kind (envd has no FIFO, socket or device type: UNSPECIFIED, and the
-# mode and permissions say which it is).
-_ENTRY_TYPES = {"file": "FILE_TYPE_FILE", "dir": "FILE_TYPE_DIRECTORY", "symlink": "FILE_TYPE_SYMLINK"}
-_MODE_BITS = {"file": 0o100644, "dir": 0o040755, "symlink": 0o120777, "fifo": 0o010644, "socket": 0o140755,
-              "device": 0o020644}
-
-
-def entry(info: FileInfo) -> dict[str, Any]:
-    """envd's EntryInfo (proto JSON) for a workspace entry."""
-    mode = _MODE_BITS[info.type]
-    return {
-        "name": info.name,
-        "type": _ENTRY_TYPES.get(info.type, "FILE_TYPE_UNSPECIFIED"),
-        "path": absolute(info.path),
-        "size": str(info.size),
-        "mode": mode & 0o777,
-        "permissions": stat.filemode(mode),
-        "owner": "user",
-        "group": "user",
-    }
 
 
 SANDBOX_USER = "user"
@@ -109,7 +83,7 @@ async def dispatch(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser
     elif path == "/files" and method == "POST":
         await _write(request, await _handle(sandbox))
     elif path.startswith("/filesystem.Filesystem/") and method == "POST":
-        await _filesystem(request, await _handle(sandbox), path.rsplit("/", 1)[1])
+        await _filesystem(request, await _handle(sandbox), sandbox.sandbox_id, path.rsplit("/", 1)[1])
     elif path == "/process.Process/Start" and method == "POST":
         await _process_start(request, sandbox, await _handle(sandbox), user)
     elif path == "/process.Process/Connect" and method == "POST":
@@ -189,53 +163,67 @@ async def _write(request: Request, handle: Sandbox) -> None:
             uploads.append((request.query.get("path") or part.get_filename() or "", payload if isinstance(payload, bytes) else b""))
     else:
         uploads.append((request.query.get("path", ""), body))
+    metadata = upload_metadata(request)
+    if metadata and not getattr(handle, "writes_metadata", False):
+        raise api_error(501, "file metadata is not supported by this sandbox backend")
     written = []
     for raw, data in uploads:
         try:
-            await handle.write_file(raw, data)
+            if metadata:
+                await handle.write_file(raw, data, metadata=metadata)  # type: ignore[call-arg]
+            else:
+                await handle.write_file(raw, data)
         except (ValueError, OSError) as exc:
             raise _file_error(exc, raw) from None
         full = absolute(raw)
-        written.append({"name": posixpath.basename(full), "type": "file", "path": full})
+        info: dict[str, Any] = {"name": posixpath.basename(full), "type": "file", "path": full}
+        if metadata:
+            info["metadata"] = metadata
+        written.append(info)
     await request.respond_json(200, written)
 
 
-async def _stat(handle: Sandbox, path: str) -> FileInfo:
-    full = absolute(path)
-    if full == HOME:
-        return FileInfo(name="user", path=".", is_dir=True, size=0)
-    parent, name = posixpath.split(full)
-    for info in await handle.list_files(parent):
-        if info.name == name:
-            return info
-    raise FileNotFoundError(path)
+_WATCH_UNARY = ("CreateWatcher", "GetWatcherEvents", "RemoveWatcher")
 
 
-async def _filesystem(request: Request, handle: Sandbox, method: str) -> None:
-    body = await request.json(error=lambda status, message: rpc_error(status, "invalid_argument", message))
+async def _filesystem_body(request: Request) -> dict[str, Any]:
+    """The request message: a Connect streaming envelope (`application/connect+json`), else JSON."""
+    if request.headers.get("content-type", "").startswith("application/connect+"):
+        return _request_envelope(await request.body())
+    return await request.json(error=lambda status, message: rpc_error(status, "invalid_argument", message))
+
+
+async def _filesystem(request: Request, handle: Sandbox, sandbox_id: str, method: str) -> None:
+    body = await _filesystem_body(request)
     path = str(body.get("path", HOME))
     try:
-        if method == "ListDir":
+        if method == "WatchDir":
+            await watches.watch_dir(request, handle, sandbox_id, body, absolute(path), lambda p: is_dir(handle, p),
+                                    lambda p: describe_path(handle, p))
+        elif method in _WATCH_UNARY:
+            await watches.unary(request, handle, sandbox_id, method, body, absolute(path), lambda p: is_dir(handle, p),
+                                lambda p: describe_path(handle, p))
+        elif method == "ListDir":
             depth = body.get("depth") or 1
             if not isinstance(depth, int) or depth < 1:
                 raise ValueError("depth must be a whole number, at least 1")
             infos = await _walk(handle, path, depth)
-            await request.respond_json(200, {"entries": [entry(info) for info in infos]})
+            await request.respond_json(200, {"entries": [await describe(handle, info) for info in infos]})
         elif method == "Stat":
-            await request.respond_json(200, {"entry": entry(await _stat(handle, path))})
+            await request.respond_json(200, {"entry": await describe(handle, await stat(handle, path))})
         elif method == "MakeDir":
             try:
-                await _stat(handle, path)
+                await stat(handle, path)
             except FileNotFoundError:
                 await _command(handle, ["mkdir", "-p", "--", absolute(path)])
-                await request.respond_json(200, {"entry": entry(await _stat(handle, path))})
+                await request.respond_json(200, {"entry": await describe(handle, await stat(handle, path))})
             else:
                 raise rpc_error(409, "already_exists", f"path '{path[:300]}' already exists")
         elif method == "Remove":
-            if absolute(path) == HOME:
-                raise ValueError("the workspace itself can't be removed")
+            if absolute(path) in AREAS:
+                raise ValueError(f"{absolute(path)} itself can't be removed")
             try:
-                await _stat(handle, path)  # refuses a path outside the workspace
+                await stat(handle, path)  # refuses a path outside the workspace
             except FileNotFoundError:
                 await request.respond_json(200, {})  # a missing path is a no-op, as in E2B
                 return
@@ -243,10 +231,10 @@ async def _filesystem(request: Request, handle: Sandbox, method: str) -> None:
             await request.respond_json(200, {})
         elif method == "Move":
             source, destination = str(body.get("source", "")), str(body.get("destination", ""))
-            await _stat(handle, source)
-            await _stat(handle, posixpath.dirname(absolute(destination)))
+            await stat(handle, source)
+            await stat(handle, posixpath.dirname(absolute(destination)))
             await _command(handle, ["mv", "-T", "--", absolute(source), absolute(destination)])
-            await request.respond_json(200, {"entry": entry(await _stat(handle, destination))})
+            await request.respond_json(200, {"entry": await describe(handle, await stat(handle, destination))})
         else:
             raise rpc_error(501, "unimplemented", f"filesystem.Filesystem/{method[:50]} is not supported by Sandpit")
     except FileNotFoundError as exc:

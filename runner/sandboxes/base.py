@@ -128,6 +128,12 @@ class FileInfo:
     size: int
     modified: float = 0.0  # seconds since the epoch; 0 when the backend doesn't say
     kind: FileKind | None = None  # None: a file or folder, as `is_dir` says
+    mode: int = 0  # st_mode from lstat (kind and permission bits); 0 when the backend doesn't say
+    owner: str = ""  # the owner's and group's names inside the sandbox ("" when unknown)
+    group: str = ""
+    link: str | None = None  # a symlink's target as written (readlink), never followed
+    entry_size: int | None = None  # lstat's st_size for any kind (a folder's too); None when unknown
+    metadata: tuple[tuple[str, str], ...] = ()  # user metadata stored on the file (E2B's, as xattrs)
 
     @property
     def type(self) -> FileKind:

@@ -320,7 +320,7 @@ class LocalBackend:
             self.isolation, workspace=sandbox.view(), control=control, kfiles=self._kfiles, kenv=self._kenv,
             command=command,
             env=jail.sandbox_env(language), limits=Limits.from_settings(), cgroup=sandbox.cgroup,
-            network=network, language=language,
+            network=network, language=language, tmp=sandbox.tmp_dir(),
         )
 
     def fill_pool(self) -> None:

@@ -20,7 +20,10 @@ class Confiner(Protocol):
 
 
 def workspace_dir(path: str) -> str:
-    """The absolute in-sandbox path of a workspace directory; ValueError when it would leave it."""
+    """The absolute in-sandbox path of a directory in the workspace or /tmp; ValueError when it
+    would leave them."""
+    if path == "/tmp" or path.startswith("/tmp/"):
+        return "/".join(["/tmp", *files.parts_of(path[len("/tmp"):].strip("/"))])
     parts = files.parts_of(path)
     return "/".join([jail.HOME, *parts]) if parts else jail.HOME
 

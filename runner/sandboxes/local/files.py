@@ -33,7 +33,7 @@ def parts_of(path: str) -> list[str]:
     return parts
 
 
-def _open_dir(root: str, parts: list[str], *, create: bool = False, uid: int = -1, gid: int = -1) -> int:
+def open_dir(root: str, parts: list[str], *, create: bool = False, uid: int = -1, gid: int = -1) -> int:
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
         for part in parts:
@@ -111,21 +111,62 @@ def _open_regular(dir_fd: int, name: str, path: str, flags: int) -> int:
         raise
 
 
-def write(root: str, path: str, data: bytes, *, max_bytes: int, uid: int, gid: int) -> None:
+# User metadata (E2B's files.write(metadata=)) lives in xattrs under this prefix, as envd keeps it.
+XATTR_PREFIX = "user.e2b."
+
+
+def _set_metadata(fd: int, metadata: dict[str, str]) -> None:
+    """Replace the file's metadata with `metadata` (an empty one clears it), on its fd."""
+    for name in os.listxattr(fd):
+        if name.startswith(XATTR_PREFIX):
+            os.removexattr(fd, name)
+    for key, value in metadata.items():
+        os.setxattr(fd, XATTR_PREFIX + key, value.encode())
+
+
+def _metadata(dir_fd: int, name: str) -> tuple[tuple[str, str], ...]:
+    """The metadata of a file or folder `name` in `dir_fd`: read through an O_PATH|O_NOFOLLOW fd
+    (`/proc/self/fd/N` names that inode and no other), never following a link."""
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return ()
+    try:
+        if kind_of(os.fstat(fd).st_mode) not in ("file", "dir"):
+            return ()
+        where = f"/proc/self/fd/{fd}"
+        found = []
+        for attr in sorted(os.listxattr(where)):
+            if attr.startswith(XATTR_PREFIX):
+                found.append((attr[len(XATTR_PREFIX):], os.getxattr(where, attr).decode(errors="replace")))
+        return tuple(found)
+    except OSError:
+        return ()
+    finally:
+        os.close(fd)
+
+
+def write(root: str, path: str, data: bytes, *, max_bytes: int, uid: int, gid: int,
+          metadata: dict[str, str] | None = None) -> None:
     if len(data) > max_bytes:
         raise FileTooLarge(f"the file is {len(data)} bytes; the limit is {max_bytes}")
     parts = parts_of(path)
     if not parts:
         raise ValueError("a file path is required")
-    dir_fd = _open_dir(root, parts[:-1], create=True, uid=uid, gid=gid)
+    dir_fd = open_dir(root, parts[:-1], create=True, uid=uid, gid=gid)
     try:
         # No O_TRUNC at open: the fd is truncated once fstat says it is a regular file.
         fd = _open_regular(dir_fd, parts[-1], path, os.O_WRONLY | os.O_CREAT)
-        with os.fdopen(fd, "wb") as f:
-            os.ftruncate(f.fileno(), 0)
+        # Unbuffered, in envd's order (a watch sees create, chmod, write): owner, truncate, data.
+        with os.fdopen(fd, "wb", buffering=0) as f:
             if uid >= 0:
                 os.fchown(f.fileno(), uid, gid)
-            f.write(data)
+            if os.fstat(f.fileno()).st_size:
+                os.ftruncate(f.fileno(), 0)
+            view = memoryview(data)
+            while view:
+                view = view[f.write(view) or 0:]
+            _set_metadata(f.fileno(), metadata or {})
     finally:
         os.close(dir_fd)
 
@@ -134,7 +175,7 @@ def read(root: str, path: str, *, max_bytes: int) -> bytes:
     parts = parts_of(path)
     if not parts:
         raise ValueError("a file path is required")
-    dir_fd = _open_dir(root, parts[:-1])
+    dir_fd = open_dir(root, parts[:-1])
     try:
         fd = _open_regular(dir_fd, parts[-1], path, os.O_RDONLY)
         with os.fdopen(fd, "rb") as f:
@@ -146,20 +187,27 @@ def read(root: str, path: str, *, max_bytes: int) -> bytes:
         os.close(dir_fd)
 
 
-def listing(root: str, path: str) -> list[FileInfo]:
+def listing(root: str, path: str, *, names: dict[int, str] | None = None) -> list[FileInfo]:
+    """The entries of a folder, from lstat (a link is described, never followed). `names` maps
+    uids and gids to the names the sandbox knows them by; others are shown as numbers."""
     parts = parts_of(path)
-    fd = _open_dir(root, parts)
+    names = names or {}
+    fd = open_dir(root, parts)
     try:
         found = []
         for name in sorted(os.listdir(fd)):
             try:
                 info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                link = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(info.st_mode) else None
             except OSError:
                 continue
             rel = posixpath.join(*parts, name) if parts else name
             kind = kind_of(info.st_mode)
             found.append(FileInfo(name=name, path=rel, is_dir=kind == "dir", size=info.st_size if kind == "file" else 0,
-                                  modified=info.st_mtime, kind=kind))
+                                  modified=info.st_mtime, kind=kind, mode=info.st_mode, link=link,
+                                  owner=names.get(info.st_uid, str(info.st_uid)),
+                                  group=names.get(info.st_gid, str(info.st_gid)), entry_size=info.st_size,
+                                  metadata=_metadata(fd, name) if kind in ("file", "dir") else ()))
         return found
     finally:
         os.close(fd)
@@ -170,7 +218,7 @@ def remove(root: str, path: str) -> None:
     parts = parts_of(path)
     if not parts:
         raise ValueError("the workspace itself can't be deleted; name a file or folder in it")
-    dir_fd = _open_dir(root, parts[:-1])
+    dir_fd = open_dir(root, parts[:-1])
     try:
         try:
             info = os.stat(parts[-1], dir_fd=dir_fd, follow_symlinks=False)
@@ -191,9 +239,9 @@ def move(root: str, path: str, to: str) -> None:
         raise ValueError("name a file or folder in the workspace, not the workspace itself")
     if target[: len(source)] == source:
         raise ValueError(f"{path!r} can't be moved into itself")
-    source_fd = _open_dir(root, source[:-1])
+    source_fd = open_dir(root, source[:-1])
     try:
-        target_fd = _open_dir(root, target[:-1])
+        target_fd = open_dir(root, target[:-1])
         try:
             try:
                 os.stat(target[-1], dir_fd=target_fd, follow_symlinks=False)

@@ -258,6 +258,7 @@ def bwrap_argv(
     cgroup: Cgroup | None,
     network: bool = False,
     language: str = "python",
+    tmp: Path | None = None,
 ) -> list[str]:
     """The full argv that starts `command` confined (run it with a minimal environment)."""
     argv: list[str] = []
@@ -299,9 +300,10 @@ def bwrap_argv(
         "--ro-bind", str(kfiles), SANDPIT,
         "--proc", "/proc",
         "--dev", "/dev",
-        "--size", str(limits.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp",
         "--bind", str(workspace), HOME,
     ]
+    # The sandbox's own /tmp (one tmpfs for all its processes, as root), else one per process.
+    argv += ["--bind", str(tmp), "/tmp"] if tmp is not None else ["--size", str(limits.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     if control is not None:
         argv += ["--bind", str(control), CONTROL]
     # /root exists, as on any Linux box (an E2B context's cwd may name it), read-only like the rest.

@@ -7,6 +7,8 @@ own, made by the server on the host (its root field is `/`, its source `sandpit`
 
 - a kernel's control dir: a small tmpfs per kernel start (`mount_tmpfs`);
 - the kernels' venv and kernel files: a read-only overlay per server process (`mount_read_only`);
+- a sandbox's /tmp: a size-limited tmpfs per sandbox, bound at /tmp in all its processes and
+  reached by the files API (`mount_sandbox_tmp`);
 - a session's workspace: an overlay per sandbox whose upper layer is the workspace folder and whose
   lower layer is empty (`mount_workspace`). Host-side file I/O of a live sandbox goes through
   that mount too (a change made beside an overlay, in its upper dir, is undefined behaviour).
@@ -71,6 +73,12 @@ def mount_tmpfs(target: Path, *, size_bytes: int, mode: int = 0o711) -> None:
     """A fresh root-owned tmpfs on the (root's, new, empty) directory `target`."""
     _mount(target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
            f"size={size_bytes},nr_inodes=256,mode={mode:o},uid=0,gid=0")
+
+
+def mount_sandbox_tmp(target: Path, *, size_bytes: int) -> None:
+    """A sandbox's /tmp: a fresh tmpfs (root's, 1777 like any /tmp, no setuid or devices) on the
+    (root's, new, empty) directory `target`, shared by all the sandbox's processes."""
+    _mount(target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_bytes},mode=1777,uid=0,gid=0")
 
 
 def mount_read_only(target: Path, source: Path, empty: Path) -> None:

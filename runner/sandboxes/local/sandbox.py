@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import threading
 import time
@@ -17,6 +18,9 @@ from runner.sandboxes.base import (
 )
 from runner.sandboxes.local import cgroups, commands, files, jail, mounts, processes, quota
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
+from runner.sandboxes.local.watch import Watch
+
+TMP = "/tmp"
 
 
 class TooManyKernels(Exception):
@@ -99,6 +103,8 @@ class LocalSandbox:
         self._view: Path | None = None  # the overlay that shows it, once mounted
         self._scratch: Path | None = None  # overlay's workdir
         self._view_lock = threading.Lock()
+        self._tmp: Path | None = None  # the sandbox's /tmp (a tmpfs, as root), once mounted
+        self.watches: set[Watch] = set()
         self.cgroup = cgroup
         self.kernels: dict[str, Kernel] = {}
         self._starting: dict[str, asyncio.Future[Kernel]] = {}
@@ -332,35 +338,91 @@ class LocalSandbox:
                 self._scratch, self._view = scratch, target
         return self._view
 
+    def tmp_dir(self) -> Path | None:
+        """The sandbox's /tmp on the host: as root a tmpfs of SANDBOX_TMPFS_MB (mounted on first
+        use, on a new root-owned dir in the sandbox's root-owned dir), bound at /tmp in every kernel
+        and command of the sandbox and reached by the files API. None as non-root (each process
+        then gets a private tmpfs, which the files API can't reach)."""
+        if self._tmp is not None or not self.host.as_root:
+            return self._tmp
+        with self._view_lock:
+            if self._tmp is None:
+                if self.closed:
+                    raise SandboxGone("this sandbox was closed")
+                target = self.root / "tmp"
+                target.mkdir(mode=0o700)
+                mounts.mount_sandbox_tmp(target, size_bytes=settings.SANDBOX_TMPFS_MB * 1024 * 1024)
+                self._tmp = target
+        return self._tmp
+
+    def _names(self) -> dict[int, str]:
+        uid, gid = self.host.kernel_owner
+        return {0: "root", uid: "user", gid: "user"}
+
     @property
     def files(self) -> LocalWorkspace:
         """The workspace's files, through view()."""
         owner = self.host.kernel_owner if self.host.as_root else None
-        return LocalWorkspace(self.view(), owner=owner)
+        return LocalWorkspace(self.view(), owner=owner, names=self._names())
+
+    def area(self, path: str) -> tuple[LocalWorkspace, str, str]:
+        """Where a sandbox path's files are: (the folder's files, the path within it, the prefix
+        that makes its listings' paths absolute: "" for the workspace, "/tmp" for /tmp)."""
+        if path == TMP or path.startswith(TMP + "/"):
+            tmp = self.tmp_dir()
+            if tmp is None:
+                raise ValueError("/tmp is reachable through the files API only when the server runs as root "
+                                 "(as non-root each process has a private /tmp); use /home/user")
+            owner = self.host.kernel_owner if self.host.as_root else None
+            return LocalWorkspace(tmp, owner=owner, names=self._names(), quota=False), path[len(TMP):].strip("/"), TMP
+        return self.files, path, ""
 
     async def _refuse_if_full(self, adding_bytes: int = 0) -> None:
         self._usage_bytes = await self.files.refuse_if_full(adding_bytes)
         self._usage_checked_at = time.monotonic()
 
-    async def write_file(self, path: str, data: bytes) -> None:
+    # The files API may store user metadata with a write (E2B's files.write(metadata=)).
+    writes_metadata = True
+
+    async def write_file(self, path: str, data: bytes, *, metadata: dict[str, str] | None = None) -> None:
         self._check_open()
-        await self.files.write_file(path, data)
+        where, inside, _ = self.area(path)
+        await where.write_file(inside, data, metadata=metadata)
 
     async def read_file(self, path: str) -> bytes:
         self._check_open()
-        return await self.files.read_file(path)
+        where, inside, _ = self.area(path)
+        return await where.read_file(inside)
 
     async def list_files(self, path: str = ".") -> list[FileInfo]:
         self._check_open()
-        return await self.files.list_files(path)
+        where, inside, prefix = self.area(path)
+        found = await where.list_files(inside or ".")
+        return [dataclasses.replace(i, path=f"{prefix}/{i.path}") for i in found] if prefix else found
 
     async def delete_file(self, path: str) -> None:
         self._check_open()
-        await self.files.delete_file(path)
+        where, inside, _ = self.area(path)
+        await where.delete_file(inside)
 
     async def rename_file(self, path: str, to: str) -> None:
         self._check_open()
-        await self.files.rename_file(path, to)
+        (where, inside, prefix), (_, inside_to, prefix_to) = self.area(path), self.area(to)
+        if prefix != prefix_to:
+            raise ValueError("a rename can't move between /tmp and /home/user (they are separate filesystems)")
+        await where.rename_file(inside, inside_to)
+
+    async def watch(self, path: str, *, recursive: bool) -> Watch:
+        """A new inotify watch on the folder `path` (see watch.py); at most SANDBOX_WATCHERS_MAX
+        per sandbox (ValueError past it). Closed by its user, or with the sandbox."""
+        self._check_open()
+        if len(self.watches) >= settings.SANDBOX_WATCHERS_MAX:
+            raise ValueError(f"this sandbox already has {len(self.watches)} watches (SANDBOX_WATCHERS_MAX); stop one first")
+        where, inside, _ = self.area(path)
+        parts = files.parts_of(inside)
+        made = Watch(str(where.path), parts, recursive=recursive, on_close=self.watches.discard)
+        self.watches.add(made)
+        return made
 
     async def install(self, packages: list[str], *, language: str, on_event: OnEvent, timeout_s: float) -> Outcome:
         """Install packages into the workspace, in a separate short-lived sandbox that may reach the
@@ -476,6 +538,8 @@ class LocalSandbox:
         """Mark closed, leave the backend's books and close client sockets (on the loop's thread)."""
         self.closed = True
         self.host.forget(self)
+        for watch in list(self.watches):
+            watch.close()
         if self._leftovers_watch is not None:
             self._leftovers_watch.cancel()
         for pending in self._starting.values():

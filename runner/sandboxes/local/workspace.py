@@ -79,10 +79,13 @@ def prepare(path: Path, *, owner: tuple[int, int] | None) -> None:
 class LocalWorkspace:
     """The files of one workspace folder, with the same checks whether or not a kernel runs."""
 
-    def __init__(self, path: Path, *, owner: tuple[int, int] | None) -> None:
+    def __init__(self, path: Path, *, owner: tuple[int, int] | None, names: dict[int, str] | None = None,
+                 quota: bool = True) -> None:
         self.path = path
         # (uid, gid) new files and folders are given when the server runs as root, else None.
         self.owner = owner
+        self.names = names or {}  # uid/gid -> the name the sandbox shows (listings' owner, group)
+        self.quota = quota  # False for a folder with a size limit of its own (a sandbox's /tmp tmpfs)
 
     def __repr__(self) -> str:
         return f"<LocalWorkspace {self.path}>"
@@ -101,18 +104,20 @@ class LocalWorkspace:
 
     async def refuse_if_full(self, adding_bytes: int = 0) -> int:
         """The workspace's size now; raises FileTooLarge if `adding_bytes` more would pass the quota."""
+        if not self.quota:
+            return 0
         usage = await self.usage_bytes()
         if usage + adding_bytes > quota_bytes():
             raise FileTooLarge(over_quota_message(usage))
         return usage
 
-    async def write_file(self, path: str, data: bytes) -> None:
+    async def write_file(self, path: str, data: bytes, *, metadata: dict[str, str] | None = None) -> None:
         files.parts_of(path)  # a bad name is refused before anything is measured or made
         await self.refuse_if_full(len(data))
         self._ensure()
         uid, gid = self.owner if self.owner is not None else (-1, -1)
         await in_io_pool(files.write, str(self.path), path, data,
-                                max_bytes=settings.SANDBOX_FILE_MAX_BYTES, uid=uid, gid=gid)
+                                max_bytes=settings.SANDBOX_FILE_MAX_BYTES, uid=uid, gid=gid, metadata=metadata)
 
     async def read_file(self, path: str) -> bytes:
         files.parts_of(path)
@@ -126,7 +131,7 @@ class LocalWorkspace:
             if parts:
                 raise FileNotFoundError(f"{path!r} does not exist")
             return []
-        return await in_io_pool(files.listing, str(self.path), path)
+        return await in_io_pool(files.listing, str(self.path), path, names=self.names)
 
     async def delete_file(self, path: str) -> None:
         files.parts_of(path)
