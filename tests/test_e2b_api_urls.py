@@ -1,8 +1,9 @@
-"""Signed `/files` URLs (`download_url`, `upload_url`), checked as envd checks them, driven by the
-real `e2b` SDK against a real Daphne on the local backend."""
+"""Signed `/files` URLs (`download_url`, `upload_url`), checked as envd checks them, and the list's
+`state` filter, driven by the real `e2b` SDK against a real Daphne on the local backend."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -10,7 +11,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 from django.contrib.auth import get_user_model
-from e2b import AsyncSandbox, Sandbox
+from e2b import AsyncSandbox, Sandbox, SandboxQuery, SandboxState
 
 from runner import services
 from tests.fixtures_daphne import Daphne
@@ -107,3 +108,20 @@ async def test_async_signed_urls(sandpit: str) -> None:
             assert got.status_code == 200 and got.content == b"from async"
     finally:
         await sandbox.kill()
+
+
+def test_list_filters_by_state(sandpit: str) -> None:
+    sandbox = Sandbox.create(metadata={"which": "state"})
+    try:
+        def listed(states: list[SandboxState]) -> list[str]:
+            paginator = Sandbox.list(query=SandboxQuery(metadata={"which": "state"}, state=states))
+            return [info.sandbox_id for info in paginator.next_items()]
+
+        assert listed([SandboxState.RUNNING]) == [sandbox.sandbox_id]
+        assert listed([SandboxState.RUNNING, SandboxState.PAUSED]) == [sandbox.sandbox_id]
+        assert listed([SandboxState.PAUSED]) == []  # nothing is ever paused here
+        api = httpx.Client(base_url=sandpit, headers={"X-API-Key": os.environ["E2B_API_KEY"]})
+        bad = api.get("/v2/sandboxes", params={"state": "running,asleep"})
+        assert (bad.status_code, bad.json()["code"]) == (400, 400) and "running, paused" in bad.json()["message"]
+    finally:
+        sandbox.kill()
