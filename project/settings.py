@@ -243,6 +243,10 @@ E2B_API_KEY = env.str("E2B_API_KEY", default="")
 E2B_DOMAIN = env.str("E2B_DOMAIN", default="")
 E2B_API_URL = env.str("E2B_API_URL", default="")
 E2B_SANDBOX_URL = env.str("E2B_SANDBOX_URL", default="")
+# The E2B API's sandbox `domain` (create, connect): `get_host(port)` gives `<port>-<id>.<domain>`,
+# which reaches the port through Sandpit when that name resolves to it (a wildcard DNS record).
+# Empty: no domain, as before (the SDK then names E2B's own).
+E2B_SANDBOX_DOMAIN = env.str("E2B_SANDBOX_DOMAIN", default="")
 E2B_TEMPLATE = env.str("E2B_TEMPLATE", default="")
 E2B_REQUEST_TIMEOUT_S = env.float("E2B_REQUEST_TIMEOUT_S", default=30.0)
 # Prices per second (E2B's list prices); the default sandbox is 2 vCPU / 0.5 GiB, about $0.109 an hour.

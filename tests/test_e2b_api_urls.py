@@ -125,3 +125,82 @@ def test_list_filters_by_state(sandpit: str) -> None:
         assert (bad.status_code, bad.json()["code"]) == (400, 400) and "running, paused" in bad.json()["message"]
     finally:
         sandbox.kill()
+
+
+ECHO_SERVER = r'''
+import http.server, json, sys
+
+class Echo(http.server.BaseHTTPRequestHandler):
+    def _answer(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        out = json.dumps({"method": self.command, "path": self.path, "body": body.decode(),
+                          "headers": {k.lower(): v for k, v in self.headers.items()}}).encode()
+        self.send_response(201)
+        self.send_header("content-type", "application/json")
+        self.send_header("x-echo", "yes")
+        self.send_header("content-length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+    do_GET = do_POST = _answer
+
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
+'''
+
+
+def _ported(daphnes: Callable[..., Daphne], monkeypatch: pytest.MonkeyPatch) -> str:
+    server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="", RUN_TIMEOUT_S="60",
+                     E2B_SANDBOX_DOMAIN="sandpit.test")
+    url = f"http://127.0.0.1:{server.port}"
+    monkeypatch.setenv("E2B_API_URL", url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", url)
+    user = User.objects.create_user(username="alice", password="pw")
+    monkeypatch.setenv("E2B_API_KEY", services.api_key_create(owner=user, name="test")[1])
+    return url
+
+
+def test_get_host_reaches_a_server_started_in_the_sandbox(daphnes: Callable[..., Daphne], monkeypatch: pytest.MonkeyPatch) -> None:
+    sandpit = _ported(daphnes, monkeypatch)
+    sandbox = Sandbox.create()
+    bob = User.objects.create_user(username="bob", password="pw")
+    theirs = Sandbox.create(api_key=services.api_key_create(owner=bob, name="b")[1])
+    try:
+        host = sandbox.get_host(8001)
+        assert host == f"8001-{sandbox.sandbox_id}.sandpit.test"
+        token = {"E2B-Traffic-Access-Token": sandbox.traffic_access_token or ""}
+        closed = httpx.get(f"{sandpit}/", headers={"Host": host, **token})
+        assert (closed.status_code, closed.json()["message"]) == (502, "The sandbox is running but port is not open")
+        sandbox.files.write("echo.py", ECHO_SERVER)
+        server = sandbox.commands.run("python3 echo.py 8001", background=True)
+        for _ in range(100):
+            got = httpx.post(f"{sandpit}/some/where?x=1&y=two", content=b"hello port", headers={"Host": host, "X-Mine": "m", **token})
+            if got.status_code != 502:
+                break
+            time.sleep(0.1)
+        assert got.status_code == 201 and got.headers["x-echo"] == "yes", got.text
+        echoed = got.json()
+        assert (echoed["method"], echoed["path"], echoed["body"]) == ("POST", "/some/where?x=1&y=two", "hello port")
+        assert echoed["headers"]["x-mine"] == "m" and echoed["headers"]["host"] == "localhost:8001"
+        assert "e2b-traffic-access-token" not in echoed["headers"]  # the token stays with Sandpit
+        # The same through the SDK's routing headers.
+        routed = httpx.get(f"{sandpit}/h", headers={"E2b-Sandbox-Id": sandbox.sandbox_id, "E2b-Sandbox-Port": "8001", **token})
+        assert routed.status_code == 201 and routed.json()["path"] == "/h"
+
+        # No token: 401; a wrong one, or another user's sandbox's: the edge's 502 "not found".
+        assert httpx.get(f"{sandpit}/", headers={"Host": host}).status_code == 401
+        other = {"E2B-Traffic-Access-Token": theirs.traffic_access_token or ""}
+        refused = httpx.get(f"{sandpit}/", headers={"Host": host, **other})
+        assert refused.status_code == 502 and "was not found" in refused.json()["message"]
+        # Bob's sandbox has no server on 8001: his own token reaches only his own loopback.
+        assert httpx.get(f"{sandpit}/", headers={"Host": theirs.get_host(8001), **other}).json()["message"] == (
+            "The sandbox is running but port is not open")
+        # Never the host's own network: Sandpit's own port, open on the host, is closed in the sandbox.
+        own_port = int(sandpit.rsplit(":", 1)[1])
+        host_port = httpx.get(f"{sandpit}/healthz", headers={"Host": sandbox.get_host(own_port), **token})
+        assert (host_port.status_code, host_port.json()["message"]) == (502, "The sandbox is running but port is not open")
+
+        server.kill()
+        gone = httpx.get(f"{sandpit}/", headers={"Host": host, **token})
+        assert gone.status_code == 502
+    finally:
+        sandbox.kill()
+        theirs.kill()

@@ -5,7 +5,8 @@ Addressing (a contract): with E2B_API_URL and E2B_SANDBOX_URL both set to Sandpi
 SDK sends everything to the root and names the target in headers:
 - no `E2b-Sandbox-Port`: the control plane (`X-API-Key`): `/sandboxes`, `/v2/sandboxes`, ... (control.py);
 - `E2b-Sandbox-Port: 49999` + `E2b-Sandbox-Id`: the code interpreter, `/execute`, `/contexts` (interpreter.py);
-- `E2b-Sandbox-Port: 49983` + `E2b-Sandbox-Id`: envd, `/files` and Connect RPCs (envd.py).
+- `E2b-Sandbox-Port: 49983` + `E2b-Sandbox-Id`: envd, `/files` and Connect RPCs (envd.py);
+- any other port + `E2b-Sandbox-Id`: relayed to that port inside the sandbox (ports.py, `get_host`).
 A reverse proxy may instead pass E2B_DOMAIN-style hosts through: `<port>-<sandbox id>.<domain>`.
 A signed `/files?...&signature=` URL (`download_url`, `upload_url`) goes to envd with no header:
 the signature names its sandbox (signing.py).
@@ -29,7 +30,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from runner import selectors, services
-from runner.e2b_api import control, envd, interpreter, signing
+from runner.e2b_api import control, envd, interpreter, ports, signing
 from runner.e2b_api.wire import HttpError, Receive, Request, Scope, Send, StreamCut, api_error
 from runner.models import ApiSandbox
 from runner.services.runtime import api_sandboxes_generation, db
@@ -121,8 +122,10 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
             await interpreter.dispatch(request, sandbox, sandbox.session.owner)
         elif port == ENVD_PORT:
             await envd.dispatch(request, sandbox, sandbox.session.owner)
+        elif ports.port_of(port) is not None:
+            await ports.relay(request, await envd.handle(sandbox), sandbox_id, int(port))
         else:
-            raise HttpError(502, {"code": 502, "message": f"port {port[:10]} is not open", "sandboxId": sandbox_id[:100]})
+            raise api_error(400, f"{port[:10]!r} is not a TCP port")
     except HttpError as exc:
         if not request.started:
             await request.respond_error(exc)
