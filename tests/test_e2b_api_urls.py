@@ -149,7 +149,7 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
 
 def _ported(daphnes: Callable[..., Daphne], monkeypatch: pytest.MonkeyPatch) -> str:
     server = daphnes(SANDBOX_BACKEND="local", E2B_API_KEY="", E2B_API_URL="", E2B_SANDBOX_URL="", RUN_TIMEOUT_S="60",
-                     E2B_SANDBOX_DOMAIN="sandpit.test")
+                     API_SANDBOX_DOMAIN="sandpit.test")
     url = f"http://127.0.0.1:{server.port}"
     monkeypatch.setenv("E2B_API_URL", url)
     monkeypatch.setenv("E2B_SANDBOX_URL", url)

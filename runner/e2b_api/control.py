@@ -80,7 +80,7 @@ def sandbox_json(sandbox: ApiSandbox, *, detail: bool = False) -> dict[str, Any]
         "envdAccessToken": token,
         # The SDKs send this with every code-interpreter request (/contexts too), as to E2B's proxy.
         "trafficAccessToken": token,
-        "domain": settings.E2B_SANDBOX_DOMAIN or None,
+        "domain": settings.API_SANDBOX_DOMAIN or None,
     }
     if detail:
         body.update({

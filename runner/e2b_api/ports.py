@@ -1,7 +1,7 @@
 """A sandbox's own ports through Sandpit (E2B's `get_host(port)`): one HTTP/1.1 request relayed to
 whatever listens on that port on the sandbox's loopback, and its response streamed back.
 
-Reached as `<port>-<sandbox id>.<domain>` (the host `get_host` gives when E2B_SANDBOX_DOMAIN is
+Reached as `<port>-<sandbox id>.<domain>` (the host `get_host` gives when API_SANDBOX_DOMAIN is
 set) or with `E2b-Sandbox-Port`/`E2b-Sandbox-Id` headers, and authenticated as every sandbox
 route is: by the sandbox's traffic token (`E2B-Traffic-Access-Token`), which is not passed on.
 Only the local backend has it (`open_port`). Nothing listening: E2B's 502 "port is not open".
