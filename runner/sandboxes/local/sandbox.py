@@ -415,7 +415,8 @@ class LocalSandbox:
         kernels listens there (each has a network namespace of its own); PortClosed if none."""
         self._check_open()
         pids = [*self._commands, *(k.proc.pid for k in self.kernels.values() if k.proc is not None and k.alive)]
-        sock = await asyncio.get_running_loop().run_in_executor(None, ports.connect, pids, port)
+        procs = self.cgroup.procs_files[0] if self.cgroup is not None and self.cgroup.procs_files else None
+        sock = await asyncio.get_running_loop().run_in_executor(None, ports.connect, pids, port, procs)
         return await asyncio.open_connection(sock=sock)
 
     async def command(self, argv: list[str], *, cwd: str = ".", envs: dict[str, str] | None = None,
