@@ -336,3 +336,7 @@ API_SANDBOX_MAX_TIMEOUT_S = env.int("API_SANDBOX_MAX_TIMEOUT_S", default=3600)
 # Requests one user may send to the API per 10 s, control and data planes together, over all their
 # keys, sandboxes and server processes (0: no limit); past it, E2B's 429.
 API_REQUESTS_PER_10S = env.int("API_REQUESTS_PER_10S", default=100)
+# The E2B API's sandbox `domain` (create, connect): `get_host(port)` gives `<port>-<id>.<domain>`,
+# which reaches the port through Sandpit when that name resolves to it (a wildcard DNS record).
+# Empty: no domain (the SDK then names E2B's own).
+API_SANDBOX_DOMAIN = env.str("API_SANDBOX_DOMAIN", default="")

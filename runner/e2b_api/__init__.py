@@ -5,8 +5,11 @@ Addressing (a contract): with E2B_API_URL and E2B_SANDBOX_URL both set to Sandpi
 SDK sends everything to the root and names the target in headers:
 - no `E2b-Sandbox-Port`: the control plane (`X-API-Key`): `/sandboxes`, `/v2/sandboxes`, ... (control.py);
 - `E2b-Sandbox-Port: 49999` + `E2b-Sandbox-Id`: the code interpreter, `/execute`, `/contexts` (interpreter.py);
-- `E2b-Sandbox-Port: 49983` + `E2b-Sandbox-Id`: envd, `/files` and Connect RPCs (envd.py).
+- `E2b-Sandbox-Port: 49983` + `E2b-Sandbox-Id`: envd, `/files` and Connect RPCs (envd.py);
+- any other port + `E2b-Sandbox-Id`: relayed to that port inside the sandbox (ports.py, `get_host`).
 A reverse proxy may instead pass E2B_DOMAIN-style hosts through: `<port>-<sandbox id>.<domain>`.
+A signed `/files?...&signature=` URL (`download_url`, `upload_url`) goes to envd with no header:
+the signature names its sandbox (signing.py).
 Everything else goes to Django. Sandpit's own URLs never start with these paths.
 
 Every sandbox route needs the sandbox's token, handed out at create and connect as both
@@ -27,7 +30,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from runner import selectors, services
-from runner.e2b_api import control, envd, interpreter
+from runner.e2b_api import control, envd, interpreter, ports, signing
 from runner.e2b_api.wire import HttpError, Receive, Request, Scope, Send, StreamCut, api_error
 from runner.models import ApiSandbox
 from runner.services.runtime import api_sandboxes_generation, db
@@ -81,6 +84,8 @@ def _target(scope: Scope) -> tuple[str, str] | None:
         return match.group(1), match.group(2)
     if API_PATH.fullmatch(scope["path"]):
         return "api", ""
+    if scope["path"] == "/files" and b"signature=" in scope.get("query_string", b""):
+        return ENVD_PORT, ""  # a signed URL, opened as it is (the signature names the sandbox)
     return None
 
 
@@ -94,11 +99,16 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
         if port == "api":
             await control.dispatch(request, forget=forget)
             return
+        # A signed /files URL (download_url, upload_url) needs no token: its signature finds and
+        # authenticates the sandbox.
+        signed = port == ENVD_PORT and signing.is_signed(request)
+        if signed:
+            sandbox_id = await signing.signed_sandbox_id(request, sandbox_id)
         sandbox = await _sandbox(sandbox_id)
         tokens = [request.headers[name] for name in TOKEN_HEADERS if name in request.headers]
         if sandbox is None or not all(services.api_sandbox_token_ok(sandbox_id=sandbox_id, token=t) for t in tokens):
             raise _not_found(sandbox_id)
-        if not tokens:
+        if not tokens and not signed:
             raise api_error(401, "missing access token: send X-Access-Token or E2B-Traffic-Access-Token")
         # The key that made it, and its owner, must still be valid (checked on every request, from
         # a row at most RECENT_TTL_S old); revoking or deactivating also ends the sandbox.
@@ -112,8 +122,10 @@ async def _serve(target: tuple[str, str], scope: Scope, receive: Receive, send: 
             await interpreter.dispatch(request, sandbox, sandbox.session.owner)
         elif port == ENVD_PORT:
             await envd.dispatch(request, sandbox, sandbox.session.owner)
+        elif ports.port_of(port) is not None:
+            await ports.relay(request, await envd.handle(sandbox), sandbox_id, int(port))
         else:
-            raise HttpError(502, {"code": 502, "message": f"port {port[:10]} is not open", "sandboxId": sandbox_id[:100]})
+            raise api_error(400, f"{port[:10]!r} is not a TCP port")
     except HttpError as exc:
         if not request.started:
             await request.respond_error(exc)

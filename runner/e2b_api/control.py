@@ -82,7 +82,7 @@ def sandbox_json(sandbox: ApiSandbox, *, detail: bool = False) -> dict[str, Any]
         "envdAccessToken": token,
         # The SDKs send this with every code-interpreter request (/contexts too), as to E2B's proxy.
         "trafficAccessToken": token,
-        "domain": None,
+        "domain": settings.API_SANDBOX_DOMAIN or None,
     }
     if detail:
         body.update({
@@ -222,8 +222,10 @@ def unsupported_create(body: dict[str, Any]) -> str:
 
 async def _list(request: Request, owner_id: int) -> None:
     metadata = dict(parse_qsl(request.query.get("metadata", ""), keep_blank_values=True))
-    state = request.query.get("state", "")
-    if state and "running" not in state.split(","):
+    states = [part.strip() for part in request.query.get("state", "").split(",") if part.strip()]
+    if any(state not in ("running", "paused") for state in states):
+        raise api_error(400, "state must be running, paused, or both (comma-separated)")
+    if states and "running" not in states:
         await request.respond_json(200, [])  # nothing is ever paused here
         return
     rows = await db(selectors.api_sandboxes_for_owner_sync)(owner_id=owner_id, metadata=metadata)

@@ -79,13 +79,13 @@ async def dispatch(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser
             raise rpc_error(403, "permission_denied", message)
         raise api_error(403, message)
     if path == "/files" and method == "GET":
-        await _read(request, await _handle(sandbox))
+        await _read(request, await handle(sandbox))
     elif path == "/files" and method == "POST":
-        await _write(request, await _handle(sandbox))
+        await _write(request, await handle(sandbox))
     elif path.startswith("/filesystem.Filesystem/") and method == "POST":
-        await _filesystem(request, await _handle(sandbox), sandbox.sandbox_id, path.rsplit("/", 1)[1])
+        await _filesystem(request, await handle(sandbox), sandbox.sandbox_id, path.rsplit("/", 1)[1])
     elif path == "/process.Process/Start" and method == "POST":
-        await _process_start(request, sandbox, await _handle(sandbox), user)
+        await _process_start(request, sandbox, await handle(sandbox), user)
     elif path == "/process.Process/Connect" and method == "POST":
         await _process_connect(request, sandbox)
     elif path.startswith("/process.Process/") and method == "POST" and path.rsplit("/", 1)[1] in _PROCESS_UNARY:
@@ -96,7 +96,7 @@ async def dispatch(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser
         raise api_error(404, f"no route {method} {path[:100]}")
 
 
-async def _handle(sandbox: ApiSandbox) -> Sandbox:
+async def handle(sandbox: ApiSandbox) -> Sandbox:
     try:
         return await services.api_sandbox_handle(sandbox=sandbox)
     except services.LiveSandboxLimit as exc:

@@ -155,6 +155,10 @@ class SandboxUnavailable(SandboxError):
         self.reason = reason
 
 
+class PortClosed(SandboxError):
+    """Nothing in the sandbox listens on the port asked for."""
+
+
 class SandboxGone(SandboxError):
     """The sandbox and its state are lost; start a new one and tell the user."""
 

@@ -73,6 +73,7 @@ from runner.selectors.api import (
     api_keys_for_owner,
     api_sandbox_get_sync,
     api_sandbox_id,
+    api_sandbox_ids_live_sync,
     api_sandbox_route_sync,
     api_sandboxes_for_owner_sync,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "api_sandbox_get_sync",
     "api_sandbox_route_sync",
     "api_sandbox_id",
+    "api_sandbox_ids_live_sync",
     "api_sandboxes_for_owner_sync",
     # assignments
     "CheckRow",

@@ -34,6 +34,11 @@ def api_sandbox_route_sync(*, sandbox_id: str) -> ApiSandbox | None:
     return ApiSandbox.objects.select_related("session", "session__owner", "api_key").filter(sandbox_id=sandbox_id).first()
 
 
+def api_sandbox_ids_live_sync() -> list[str]:
+    """The ids of every live API sandbox (not killed, not past its end), any owner's."""
+    return list(ApiSandbox.objects.filter(killed_at__isnull=True, end_at__gt=timezone.now()).values_list("sandbox_id", flat=True))
+
+
 def api_sandboxes_for_owner_sync(*, owner_id: int, metadata: dict[str, str] | None = None) -> list[ApiSandbox]:
     """The owner's live API sandboxes, newest first, whose metadata holds every pair of `metadata`."""
     rows = ApiSandbox.objects.select_related("session").filter(

@@ -39,17 +39,20 @@ def command_argv(argv: list[str], *, cwd: str, envs: dict[str, str]) -> list[str
 
 
 async def run_confined(confine: Callable[..., list[str]], argv: list[str], *, on_event: OnEvent, timeout_s: float,
-                       stdin: asyncio.Queue[bytes | None] | None = None) -> int | None:
+                       stdin: asyncio.Queue[bytes | None] | None = None, pids: set[int] | None = None) -> int | None:
     """Run `confine(command=argv)`, streaming stdout and stderr as events; its exit code (negative:
     killed by that signal), or None when it passed `timeout_s` and was killed. Cancelling the
     caller kills the process tree too. With `stdin`, what is put on the queue is written to the
-    process's stdin as it comes (None closes it: EOF); without, its stdin is /dev/null."""
+    process's stdin as it comes (None closes it: EOF); without, its stdin is /dev/null. Its pid is
+    in `pids` while it runs."""
     with jail.hidden_options(confine(command=argv)) as (confined, fds):
         proc = await asyncio.create_subprocess_exec(
             *confined, env=jail.OUTER_ENV, stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True, pass_fds=fds, cwd="/",
         )
     assert proc.stdout is not None and proc.stderr is not None
+    running = pids if pids is not None else set()
+    running.add(proc.pid)
 
     async def pump(stream: asyncio.StreamReader, make: type[Stdout] | type[Stderr]) -> None:
         while chunk := await stream.read(65536):
@@ -80,6 +83,7 @@ async def run_confined(confine: Callable[..., list[str]], argv: list[str], *, on
     except TimeoutError:
         return None
     finally:
+        running.discard(proc.pid)
         if proc.returncode is None:  # timed out or cancelled: nothing outlives the call
             processes.signal_processes([pid for pid, _ in reversed(processes.process_tree(proc.pid))] + [proc.pid])
             await asyncio.shield(proc.wait())

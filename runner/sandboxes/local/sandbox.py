@@ -16,7 +16,7 @@ from django.conf import settings
 from runner.sandboxes.base import (
     LANGUAGES, Error, FileInfo, OnEvent, OnInput, Outcome, SandboxGone, SandboxUsage, Stderr, Stdout, emit, validate_packages,
 )
-from runner.sandboxes.local import cgroups, commands, files, jail, mounts, processes, quota
+from runner.sandboxes.local import cgroups, commands, files, jail, mounts, ports, processes, quota
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
 from runner.sandboxes.local.watch import Watch
 
@@ -107,6 +107,7 @@ class LocalSandbox:
         self.watches: set[Watch] = set()
         self.cgroup = cgroup
         self.kernels: dict[str, Kernel] = {}
+        self._commands: set[int] = set()  # pids of the running commands' bwraps
         self._starting: dict[str, asyncio.Future[Kernel]] = {}
         self._running: Kernel | None = None
         self._in_run = False
@@ -471,6 +472,15 @@ class LocalSandbox:
         if kernel is not None:
             await kernel.stop()
 
+    async def open_port(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to `port` on the sandbox's loopback, in whichever of its running commands or
+        kernels listens there (each has a network namespace of its own); PortClosed if none."""
+        self._check_open()
+        pids = [*self._commands, *(k.proc.pid for k in self.kernels.values() if k.proc is not None and k.alive)]
+        procs = self.cgroup.procs_files[0] if self.cgroup is not None and self.cgroup.procs_files else None
+        sock = await asyncio.get_running_loop().run_in_executor(None, ports.connect, pids, port, procs)
+        return await asyncio.open_connection(sock=sock)
+
     async def command(self, argv: list[str], *, cwd: str = ".", envs: dict[str, str] | None = None,
                       on_event: OnEvent | None = None, timeout_s: float = 60.0,
                       stdin: asyncio.Queue[bytes | None] | None = None) -> int | None:
@@ -485,7 +495,8 @@ class LocalSandbox:
             return self.host.confined_argv(self, command=command, language="bash", control=None)
 
         running = asyncio.ensure_future(
-            commands.run_confined(confine, full, on_event=on_event or _ignore, timeout_s=timeout_s, stdin=stdin))
+            commands.run_confined(confine, full, on_event=on_event or _ignore, timeout_s=timeout_s, stdin=stdin,
+                                  pids=self._commands))
 
         over_quota: list[int] = []
 
