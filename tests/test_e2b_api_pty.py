@@ -4,6 +4,7 @@ under a pty, in the same confinement as commands, in the process table and a run
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -109,6 +110,24 @@ def test_a_pty_is_a_process_and_a_run_and_kill_ends_its_wait(sandpit: Daphne) ->
         assert run.status in (Execution.Status.CANCELLED, Execution.Status.INTERRUPTED)
         stored = "".join(run.chunks.filter(kind="stdout").order_by("index").values_list("text", flat=True))
         assert "first" in stored and "second" in stored  # its history keeps what the terminal showed
+    finally:
+        sandbox.kill()
+
+
+def test_a_pty_left_by_its_start_client_runs_on_past_daphnes_close_timeout(sandpit: Daphne) -> None:
+    """Daphne cancels a request's handler 10 s after its client went away: the pty's run isn't
+    that handler's, so it is still there to connect to, type at and end."""
+    sandbox = Sandbox.create()
+    try:
+        terminal = sandbox.pty.create(PtySize(cols=80, rows=24), timeout=0)
+        terminal.disconnect()
+        time.sleep(12)
+        followed = sandbox.pty.connect(terminal.pid)
+        sandbox.pty.send_stdin(terminal.pid, b"echo after-the-wait; exit\n")
+        seen: list[bytes] = []
+        assert followed.wait(on_pty=seen.append).exit_code == 0
+        assert "after-the-wait" in b"".join(seen).decode()
+        assert "took too long to shut down" not in sandpit.log_path.read_text()
     finally:
         sandbox.kill()
 

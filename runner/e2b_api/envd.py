@@ -335,10 +335,46 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox,
                                     stdin=bool(message.get("stdin")), terminal=terminal)
     except processes.TooManyProcesses as exc:
         raise rpc_error(429, "resource_exhausted", str(exc)) from None
+    limit_s = float(settings.RUN_TIMEOUT_S)
+    command = services.Command(argv=argv, cwd=cwd, envs=envs, timeout_s=min(asked_s or limit_s, limit_s),
+                               stdin=entry_.stdin, terminal=terminal)
+    # The client's own deadline (shorter than RUN_TIMEOUT_S) is envd's: past it the stream
+    # ends deadline_exceeded (the SDK's TimeoutException). RUN_TIMEOUT_S is Sandpit's cut.
+    deadline = asked_s is not None and asked_s < limit_s
+    if terminal is None:
+        await _run_process(request, sandbox, user, entry_, command, deadline, None)
+        return
+    # A pty outlives its Start client, and Daphne cancels a handler soon after its client went
+    # away: its run is followed in a task of its own, and this handler returns once detached.
+    detached = asyncio.Event()
+    task = asyncio.ensure_future(_run_process(request, sandbox, user, entry_, command, deadline, detached))
+    _detached_runs.add(task)
+    task.add_done_callback(_forget)
+    waiter = asyncio.ensure_future(detached.wait())
     try:
-        limit_s = float(settings.RUN_TIMEOUT_S)
-        command = services.Command(argv=argv, cwd=cwd, envs=envs, timeout_s=min(asked_s or limit_s, limit_s),
-                                   stdin=entry_.stdin, terminal=terminal)
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        task.result()  # its error (a refused run) is this request's
+
+
+# The runs of ptys whose Start clients went away, until they end (a reference keeps each task alive).
+_detached_runs: set[asyncio.Future[None]] = set()
+
+
+def _forget(task: asyncio.Future[None]) -> None:
+    """A pty's run is done: drop it, and read its error (after detaching nobody else would)."""
+    _detached_runs.discard(task)
+    if not task.cancelled():
+        task.exception()
+
+
+async def _run_process(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser, entry_: processes.Process,
+                       command: services.Command, deadline: bool, detached: asyncio.Event | None) -> None:
+    """Start the process's run and stream it (_stream_command); it leaves the table when done."""
+    argv = command.argv
+    try:
         session = sandbox.session
         layer = get_channel_layer()
         channel = await layer.new_channel()
@@ -356,10 +392,7 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox,
                     raise rpc_error(403, "permission_denied", exc.message) from None
                 raise rpc_error(400, "invalid_argument", exc.message) from None
             entry_.execution_id = execution.pk
-            # The client's own deadline (shorter than RUN_TIMEOUT_S) is envd's: past it the stream
-            # ends deadline_exceeded (the SDK's TimeoutException). RUN_TIMEOUT_S is Sandpit's cut.
-            deadline = asked_s is not None and asked_s < limit_s
-            await _stream_command(request, layer, channel, execution, command, sandbox, user, entry_, deadline)
+            await _stream_command(request, layer, channel, execution, command, sandbox, user, entry_, deadline, detached)
         finally:
             await layer.group_discard(group, channel)
     finally:
@@ -367,20 +400,21 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox,
 
 
 async def _stream_command(request: Request, layer: Any, channel: str, execution: Execution, command: services.Command,
-                          sandbox: ApiSandbox, user: AbstractBaseUser, process: processes.Process, deadline: bool) -> None:
+                          sandbox: ApiSandbox, user: AbstractBaseUser, process: processes.Process, deadline: bool,
+                          detached: asyncio.Event | None) -> None:
     """The run's stdout and stderr (a pty's output: `pty`) as Process events, then its end (exit
     code, or why it has none), each also to the Connect streams following `process`. A client that
-    goes away stops a command; a pty goes on (as envd's processes do), for Connect to follow."""
+    goes away stops a command; a pty (`detached` given, set then) goes on, as envd's processes do,
+    for Connect to follow."""
     session = sandbox.session
     gone = request.disconnect_watch()
     incoming: asyncio.Future[dict[str, Any]] | None = None
     refusal: dict[str, Any] | None = None
-    detached = False  # a pty's Start client went away
     kinds = {"stdout": "pty"} if process.terminal is not None else {"stdout": "stdout", "stderr": "stderr"}
 
     async def write(data: bytes, last: bool = False) -> None:
         process.publish(data, last=last)
-        if not detached:
+        if detached is None or not detached.is_set():
             await request.stream_write(data)
 
     try:
@@ -389,12 +423,13 @@ async def _stream_command(request: Request, layer: Any, channel: str, execution:
         while True:
             if incoming is None:
                 incoming = asyncio.ensure_future(layer.receive(channel))
-            await asyncio.wait({incoming} if detached else {incoming, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if gone.done() and not detached:
-                if process.terminal is None:
+            away = detached is not None and detached.is_set()
+            await asyncio.wait({incoming} if away else {incoming, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if gone.done() and not away:
+                if detached is None:
                     await services.execution_cancel(session=session, user=user, execution_id=execution.pk)
                     return
-                detached = True
+                detached.set()
             if not incoming.done():
                 continue
             message, incoming = incoming.result(), None
@@ -419,7 +454,7 @@ async def _stream_command(request: Request, layer: Any, channel: str, execution:
                         f"the command passed its timeout ({command.timeout_s:g} s) and was killed")}}, END_STREAM)
                 ended = ended or _command_end(status, command, refusal)
                 await write(ended, last=True)
-                if not detached:
+                if detached is None or not detached.is_set():
                     await request.stream_end()
                 return
     finally:
