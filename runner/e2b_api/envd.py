@@ -47,6 +47,9 @@ from runner.services.runtime import db
 HOME = "/home/user"
 END_STREAM = 0x02
 COMMAND_TIMEOUT_S = 60.0
+# The longest a pty's Start waits for its shell to be spawned before it answers with the pid anyway
+# (a run waiting its turn in the session, behind a background command, may take longer).
+PTY_START_WAIT_S = 5.0
 # ListDir with depth > 1 stops after this many entries (a deep tree isn't walked without end).
 LIST_MAX_ENTRIES = 10_000
 
@@ -419,6 +422,11 @@ async def _stream_command(request: Request, layer: Any, channel: str, execution:
 
     try:
         await request.stream_start("application/connect+json")
+        if process.terminal is not None:
+            # envd answers once the pty's shell is spawned (input typed from then on is read soon).
+            spawned = asyncio.ensure_future(process.terminal.started.wait())
+            await asyncio.wait({spawned, gone}, timeout=PTY_START_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+            spawned.cancel()
         await request.stream_write(_envelope({"event": {"start": {"pid": process.pid}}}))
         while True:
             if incoming is None:

@@ -106,12 +106,13 @@ TERMINAL_INPUT_CHUNKS = 256
 class Terminal:
     """A pty a command runs under (E2B's `sandbox.pty`): its size, changed with `resize` while it
     runs; what is put on `input` is typed at it (None: nothing more). The backend running it sets
-    `on_resize` to apply a new size."""
+    `on_resize` to apply a new size, and `started` once its process was spawned (or failed to be)."""
 
     cols: int
     rows: int
     input: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(maxsize=TERMINAL_INPUT_CHUNKS))
     on_resize: Callable[[int, int], None] | None = None
+    started: asyncio.Event = field(default_factory=asyncio.Event)
 
     def resize(self, cols: int, rows: int) -> None:
         self.cols, self.rows = cols, rows

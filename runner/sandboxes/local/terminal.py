@@ -102,6 +102,7 @@ async def run_in_terminal(confine: Callable[..., list[str]], argv: list[str], *,
         raise
     finally:
         os.close(slave)  # the sandbox's copies are the only ones left: its end is the master's EIO
+        terminal.started.set()
     terminal.on_resize = lambda cols, rows: set_size(master, cols, rows)
     pump = asyncio.ensure_future(_pump(master, on_event))
     feeder = asyncio.ensure_future(_feed(master, terminal))
