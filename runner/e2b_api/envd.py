@@ -47,7 +47,7 @@ from runner.services.runtime import db
 HOME = "/home/user"
 END_STREAM = 0x02
 COMMAND_TIMEOUT_S = 60.0
-# The longest a pty's Start waits for its shell to be spawned before it answers with the pid anyway
+# The longest a pty's Start waits for its shell to be up before it answers with the pid anyway
 # (a run waiting its turn in the session, behind a background command, may take longer).
 PTY_START_WAIT_S = 5.0
 # ListDir with depth > 1 stops after this many entries (a deep tree isn't walked without end).
@@ -423,7 +423,8 @@ async def _stream_command(request: Request, layer: Any, channel: str, execution:
     try:
         await request.stream_start("application/connect+json")
         if process.terminal is not None:
-            # envd answers once the pty's shell is spawned (input typed from then on is read soon).
+            # envd answers once the pty's shell is spawned; here once it is up (has shown its prompt),
+            # so input typed from then on is read at once, as on E2B.
             spawned = asyncio.ensure_future(process.terminal.started.wait())
             await asyncio.wait({spawned, gone}, timeout=PTY_START_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
             spawned.cancel()

@@ -106,7 +106,8 @@ TERMINAL_INPUT_CHUNKS = 256
 class Terminal:
     """A pty a command runs under (E2B's `sandbox.pty`): its size, changed with `resize` while it
     runs; what is put on `input` is typed at it (None: nothing more). The backend running it sets
-    `on_resize` to apply a new size, and `started` once its process was spawned (or failed to be)."""
+    `on_resize` to apply a new size, and `started` once it is up: its first output (a shell's
+    prompt), its end, or its failure to start."""
 
     cols: int
     rows: int

@@ -49,9 +49,9 @@ async def _ready(fd: int, *, write: bool) -> None:
         remove(fd)
 
 
-async def _pump(master: int, on_event: OnEvent) -> None:
+async def _pump(master: int, on_event: OnEvent, terminal: Terminal) -> None:
     """The pty's output as Stdout events (UTF-8, a character split across reads kept whole) until
-    its end (EIO: no slave is open any more)."""
+    its end (EIO: no slave is open any more); the first sets `terminal.started`."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     while True:
         await _ready(master, write=False)
@@ -63,6 +63,7 @@ async def _pump(master: int, on_event: OnEvent) -> None:
             break
         if not data:
             break
+        terminal.started.set()
         if text := decoder.decode(data):
             await emit(on_event, Stdout(text))
     if text := decoder.decode(b"", final=True):
@@ -99,12 +100,12 @@ async def run_in_terminal(confine: Callable[..., list[str]], argv: list[str], *,
             )
     except BaseException:
         os.close(master)
+        terminal.started.set()
         raise
     finally:
         os.close(slave)  # the sandbox's copies are the only ones left: its end is the master's EIO
-        terminal.started.set()
     terminal.on_resize = lambda cols, rows: set_size(master, cols, rows)
-    pump = asyncio.ensure_future(_pump(master, on_event))
+    pump = asyncio.ensure_future(_pump(master, on_event, terminal))
     feeder = asyncio.ensure_future(_feed(master, terminal))
     try:
         async with asyncio.timeout(timeout_s):
@@ -114,6 +115,7 @@ async def run_in_terminal(confine: Callable[..., list[str]], argv: list[str], *,
         return None
     finally:
         terminal.on_resize = None
+        terminal.started.set()
         if proc.returncode is None:  # timed out or cancelled: nothing outlives the call
             processes.signal_processes([pid for pid, _ in reversed(processes.process_tree(proc.pid))] + [proc.pid])
             await asyncio.shield(proc.wait())
