@@ -15,6 +15,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,23 @@ async def test_pid_1_shows_no_host_path_in_its_environment_or_command_line(local
     host_paths = [str(settings.BASE_DIR), os.getcwd(), str(settings.SANDBOX_STATE_DIR), str(shared.root),  # type: ignore[attr-defined]
                   str(shared.workspace), shared.session_id]  # type: ignore[attr-defined]
     assert [p for p in host_paths if p in seen] == []
+
+
+async def test_no_process_in_a_sandbox_shows_a_host_path_or_its_session_id(local: LocalBackend, shared: Sandbox) -> None:
+    """Every process's command line (what `pgrep -fa .` shows), a command's beside the kernels':
+    bwrap's options are behind `--args FD`, and the sh, prlimit and setpriv before it exec'd away."""
+    listing = "for p in /proc/[0-9]*; do printf '%s ' ${p#/proc/}; tr '\\0' ' ' < $p/cmdline; echo; done"
+    events: list[Any] = []
+    code = await shared.command(["bash", "-c", listing], on_event=events.append, timeout_s=30)  # type: ignore[attr-defined]
+    command_view = "".join(e.text for e in events if isinstance(e, Stdout))
+    kernel_view = await python_says(shared, "import subprocess\nprint(subprocess.run(['pgrep', '-fa', '.'], "
+                                            "capture_output=True, text=True).stdout)")
+    assert code == 0 and command_view.startswith("1 ") and "bwrap --args " in command_view
+    assert "bwrap --args " in kernel_view
+    host = [str(settings.BASE_DIR), os.getcwd(), str(settings.SANDBOX_STATE_DIR), str(shared.root),  # type: ignore[attr-defined]
+            str(shared.workspace), shared.session_id, "setpriv", "prlimit", "/bin/sh -c"]  # type: ignore[attr-defined]
+    for seen in (command_view, kernel_view):
+        assert [p for p in host if p in seen] == [], seen
 
 
 async def test_a_root_server_that_cannot_hide_host_paths_refuses_to_run_code() -> None:

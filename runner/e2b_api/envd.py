@@ -2,8 +2,10 @@
 `files.*` and `commands.*` use: Filesystem ListDir, Stat, MakeDir, Move, Remove (unary JSON),
 WatchDir (a server stream) and CreateWatcher, GetWatcherEvents, RemoveWatcher (watches.py),
 Process Start and Connect (server streams of `application/connect+json` envelopes) and Process
-List, SendSignal, SendInput, CloseStdin (unary JSON) on the sandbox's process table
+List, SendSignal, SendInput, CloseStdin, Update (unary JSON) on the sandbox's process table
 (runner/e2b_api/processes.py: every started command until its stream ends, by pid or tag).
+A Start with `pty` runs its command under a pty (E2B's `sandbox.pty`): output comes as `pty`
+data, SendInput's `input.pty` is typed at it, Update's `pty.size` resizes it.
 
 Paths are the sandbox's (`/home/user/...`, or relative to it, or `/tmp/...`) and stay inside its
 workspace or its /tmp: the local sandbox walks them without following links, and commands run
@@ -14,7 +16,7 @@ session, counts against the user's limits and shows in history and usage. It is 
 RUN_TIMEOUT_S (a longer `Connect-Timeout-Ms` is cut to it; a shorter one is envd's deadline: the
 stream ends `deadline_exceeded`). SendSignal stops the run (its process tree is killed); SendInput
 writes to its stdin when it was started with `stdin: true`. A Start's client going away stops its
-run; a Connect's client going away leaves it running. The files routes' own mkdir, rm and mv are
+command (a pty goes on, as in envd); a Connect's client going away leaves it running. The files routes' own mkdir, rm and mv are
 not runs.
 """
 
@@ -41,11 +43,14 @@ from runner.e2b_api import processes, watches
 from runner.e2b_api.entries import AREAS, HOME, absolute, describe, describe_path, is_dir, stat, upload_metadata
 from runner.e2b_api.wire import HttpError, Request, api_error, rpc_error
 from runner.models import ApiSandbox, Execution
-from runner.sandboxes.base import FileInfo, Sandbox, SandboxError, Stderr
+from runner.sandboxes.base import FileInfo, Sandbox, SandboxError, Stderr, Terminal
 from runner.services.runtime import db
 
 END_STREAM = 0x02
 COMMAND_TIMEOUT_S = 60.0
+# The longest a pty's Start waits for its shell to be up before it answers with the pid anyway
+# (a run waiting its turn in the session, behind a background command, may take longer).
+PTY_START_WAIT_S = 5.0
 # ListDir with depth > 1 stops after this many entries (a deep tree isn't walked without end).
 LIST_MAX_ENTRIES = 10_000
 
@@ -303,8 +308,7 @@ def _request_envelope(raw: bytes) -> dict[str, Any]:
 async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox, user: AbstractBaseUser) -> None:
     message = _request_envelope(await request.body())
     process = message.get("process") or {}
-    if message.get("pty"):
-        raise rpc_error(501, "unimplemented", "a pty (sandbox.pty) is not supported by Sandpit yet")
+    terminal = Terminal(*processes.terminal_size(message["pty"])) if message.get("pty") is not None else None
     if getattr(handle, "command", None) is None:
         raise rpc_error(501, "unimplemented", "this sandbox backend can't run commands")
     asked_args = [str(a) for a in process.get("args") or []]
@@ -319,13 +323,49 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox,
     try:
         entry_ = processes.register(sandbox.sandbox_id, tag=str(message["tag"]) if message.get("tag") is not None else None,
                                     cmd=cmd, args=asked_args, envs=asked_envs, cwd=absolute(cwd),
-                                    stdin=bool(message.get("stdin")))
+                                    stdin=bool(message.get("stdin")), terminal=terminal)
     except processes.TooManyProcesses as exc:
         raise rpc_error(429, "resource_exhausted", str(exc)) from None
+    limit_s = float(settings.RUN_TIMEOUT_S)
+    command = services.Command(argv=argv, cwd=cwd, envs=envs, timeout_s=min(asked_s or limit_s, limit_s),
+                               stdin=entry_.stdin, terminal=terminal)
+    # The client's own deadline (shorter than RUN_TIMEOUT_S) is envd's: past it the stream
+    # ends deadline_exceeded (the SDK's TimeoutException). RUN_TIMEOUT_S is Sandpit's cut.
+    deadline = asked_s is not None and asked_s < limit_s
+    if terminal is None:
+        await _run_process(request, sandbox, user, entry_, command, deadline, None)
+        return
+    # A pty outlives its Start client, and Daphne cancels a handler soon after its client went
+    # away: its run is followed in a task of its own, and this handler returns once detached.
+    detached = asyncio.Event()
+    task = asyncio.ensure_future(_run_process(request, sandbox, user, entry_, command, deadline, detached))
+    _detached_runs.add(task)
+    task.add_done_callback(_forget)
+    waiter = asyncio.ensure_future(detached.wait())
     try:
-        limit_s = float(settings.RUN_TIMEOUT_S)
-        command = services.Command(argv=argv, cwd=cwd, envs=envs, timeout_s=min(asked_s or limit_s, limit_s),
-                                   stdin=entry_.stdin)
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        task.result()  # its error (a refused run) is this request's
+
+
+# The runs of ptys whose Start clients went away, until they end (a reference keeps each task alive).
+_detached_runs: set[asyncio.Future[None]] = set()
+
+
+def _forget(task: asyncio.Future[None]) -> None:
+    """A pty's run is done: drop it, and read its error (after detaching nobody else would)."""
+    _detached_runs.discard(task)
+    if not task.cancelled():
+        task.exception()
+
+
+async def _run_process(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser, entry_: processes.Process,
+                       command: services.Command, deadline: bool, detached: asyncio.Event | None) -> None:
+    """Start the process's run and stream it (_stream_command); it leaves the table when done."""
+    argv = command.argv
+    try:
         session = sandbox.session
         layer = get_channel_layer()
         channel = await layer.new_channel()
@@ -343,10 +383,7 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox,
                     raise rpc_error(403, "permission_denied", exc.message) from None
                 raise rpc_error(400, "invalid_argument", exc.message) from None
             entry_.execution_id = execution.pk
-            # The client's own deadline (shorter than RUN_TIMEOUT_S) is envd's: past it the stream
-            # ends deadline_exceeded (the SDK's TimeoutException). RUN_TIMEOUT_S is Sandpit's cut.
-            deadline = asked_s is not None and asked_s < limit_s
-            await _stream_command(request, layer, channel, execution, command, sandbox, user, entry_, deadline)
+            await _stream_command(request, layer, channel, execution, command, sandbox, user, entry_, deadline, detached)
         finally:
             await layer.group_discard(group, channel)
     finally:
@@ -354,33 +391,50 @@ async def _process_start(request: Request, sandbox: ApiSandbox, handle: Sandbox,
 
 
 async def _stream_command(request: Request, layer: Any, channel: str, execution: Execution, command: services.Command,
-                          sandbox: ApiSandbox, user: AbstractBaseUser, process: processes.Process, deadline: bool) -> None:
-    """The run's stdout and stderr as Process events, then its end (exit code, or why it has none),
-    each also to the Connect streams following `process`. A client that goes away stops the run."""
+                          sandbox: ApiSandbox, user: AbstractBaseUser, process: processes.Process, deadline: bool,
+                          detached: asyncio.Event | None) -> None:
+    """The run's stdout and stderr (a pty's output: `pty`) as Process events, then its end (exit
+    code, or why it has none), each also to the Connect streams following `process`. A client that
+    goes away stops a command; a pty (`detached` given, set then) goes on, as envd's processes do,
+    for Connect to follow."""
     session = sandbox.session
     gone = request.disconnect_watch()
     incoming: asyncio.Future[dict[str, Any]] | None = None
     refusal: dict[str, Any] | None = None
+    kinds = {"stdout": "pty"} if process.terminal is not None else {"stdout": "stdout", "stderr": "stderr"}
 
-    async def write(data: bytes) -> None:
-        process.publish(data)
-        await request.stream_write(data)
+    async def write(data: bytes, last: bool = False) -> None:
+        process.publish(data, last=last)
+        if detached is None or not detached.is_set():
+            await request.stream_write(data)
 
     try:
         await request.stream_start("application/connect+json")
+        if process.terminal is not None:
+            # envd answers once the pty's shell is spawned; here once it is up (has shown its prompt),
+            # so input typed from then on is read at once, as on E2B.
+            spawned = asyncio.ensure_future(process.terminal.started.wait())
+            await asyncio.wait({spawned, gone}, timeout=PTY_START_WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+            spawned.cancel()
         await request.stream_write(_envelope({"event": {"start": {"pid": process.pid}}}))
         while True:
-            incoming = asyncio.ensure_future(layer.receive(channel))
-            await asyncio.wait({incoming, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if gone.done():
-                await services.execution_cancel(session=session, user=user, execution_id=execution.pk)
-                return
-            message = incoming.result()
+            if incoming is None:
+                incoming = asyncio.ensure_future(layer.receive(channel))
+            away = detached is not None and detached.is_set()
+            await asyncio.wait({incoming} if away else {incoming, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if gone.done() and not away:
+                if detached is None:
+                    await services.execution_cancel(session=session, user=user, execution_id=execution.pk)
+                    return
+                detached.set()
+            if not incoming.done():
+                continue
+            message, incoming = incoming.result(), None
             kind = message.get("type")
             if kind == "execution.output" and message.get("execution_id") == execution.pk:
                 out = b"".join(
-                    _envelope({"event": {"data": {chunk["kind"]: base64.b64encode(chunk["text"].encode()).decode()}}})
-                    for chunk in message["chunks"] if chunk["kind"] in ("stdout", "stderr") and chunk.get("text")
+                    _envelope({"event": {"data": {kinds[chunk["kind"]]: base64.b64encode(chunk["text"].encode()).decode()}}})
+                    for chunk in message["chunks"] if chunk["kind"] in kinds and chunk.get("text")
                 )
                 if out:
                     await write(out)
@@ -396,9 +450,9 @@ async def _stream_command(request: Request, layer: Any, channel: str, execution:
                     ended = _envelope({"error": {"code": "deadline_exceeded", "message": (
                         f"the command passed its timeout ({command.timeout_s:g} s) and was killed")}}, END_STREAM)
                 ended = ended or _command_end(status, command, refusal)
-                process.publish(ended, last=True)
-                await request.stream_write(ended)
-                await request.stream_end()
+                await write(ended, last=True)
+                if detached is None or not detached.is_set():
+                    await request.stream_end()
                 return
     finally:
         for future in (incoming, gone):
@@ -406,7 +460,7 @@ async def _stream_command(request: Request, layer: Any, channel: str, execution:
                 future.cancel()
 
 
-_PROCESS_UNARY = ("List", "SendSignal", "SendInput", "CloseStdin")
+_PROCESS_UNARY = ("List", "SendSignal", "SendInput", "CloseStdin", "Update")
 
 
 def _not_found(selector: dict[str, Any]) -> HttpError:
@@ -415,7 +469,7 @@ def _not_found(selector: dict[str, Any]) -> HttpError:
 
 
 async def _process_unary(request: Request, sandbox: ApiSandbox, user: AbstractBaseUser, method: str) -> None:
-    """Process List, SendSignal, SendInput and CloseStdin (unary JSON), on the sandbox's table."""
+    """Process List, SendSignal, SendInput, CloseStdin and Update (unary JSON), on the sandbox's table."""
     body = await request.json(error=lambda status, message: rpc_error(status, "invalid_argument", message))
     if method == "List":
         await request.respond_json(200, {"processes": [p.info() for p in processes.listed(sandbox.sandbox_id)]})
@@ -434,23 +488,47 @@ async def _process_unary(request: Request, sandbox: ApiSandbox, user: AbstractBa
             await services.execution_cancel(session=sandbox.session, user=user, execution_id=process.execution_id)
         await request.respond_json(200, {})
         return
+    if method == "Update":  # a pty's new size (TIOCSWINSZ: its foreground job gets SIGWINCH)
+        if body.get("pty") is not None:
+            if process.terminal is None:
+                raise rpc_error(412, "failed_precondition", f"process with pid {process.pid} has no pty to resize")
+            process.terminal.resize(*processes.terminal_size(body["pty"]))
+        await request.respond_json(200, {})
+        return
+    _process_input(process, method, body)
+    await request.respond_json(200, {})
+
+
+def _process_input(process: processes.Process, method: str, body: dict[str, Any]) -> None:
+    """SendInput (`input.stdin`, or `input.pty` for a pty) and CloseStdin."""
+    given = body.get("input") or {}
+    if not isinstance(given, dict):
+        raise rpc_error(400, "invalid_argument", "input must be a ProcessInput: {\"stdin\": B64} or {\"pty\": B64}")
+    if process.terminal is not None:
+        if method == "SendInput" and "pty" in given:
+            processes.terminal_input(process, _base64(given["pty"], "input.pty"))
+            return
+        # envd's answers: a pty's input is typed at it, and it has no stdin to close.
+        raise rpc_error(412, "failed_precondition", f"process with pid {process.pid} is a pty: send its input as "
+                        "input.pty (sandbox.pty.send_stdin); to end it, send Ctrl+D (0x04) or kill it")
+    if "pty" in given:
+        processes.terminal_input(process, b"")  # it has no pty: that error
     if process.stdin is None:
         # envd's answer when the process was started without stdin.
         raise rpc_error(412, "failed_precondition", f"stdin is not enabled for process with pid {process.pid}")
     if method == "CloseStdin":
         process.stdin.put_nowait(None)
-        await request.respond_json(200, {})
         return
-    given = body.get("input") or {}
-    if "pty" in given:
-        raise rpc_error(501, "unimplemented", "a pty (sandbox.pty) is not supported by Sandpit yet")
-    try:
-        data = base64.b64decode(str(given.get("stdin", "")), validate=True)
-    except ValueError:
-        raise rpc_error(400, "invalid_argument", "input.stdin must be base64") from None
+    data = _base64(given.get("stdin", ""), "input.stdin")
     if data:
         process.stdin.put_nowait(data)
-    await request.respond_json(200, {})
+
+
+def _base64(value: Any, name: str) -> bytes:
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except ValueError:
+        raise rpc_error(400, "invalid_argument", f"{name} must be base64") from None
 
 
 async def _process_connect(request: Request, sandbox: ApiSandbox) -> None:

@@ -30,6 +30,7 @@ Contract, for every backend:
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import re
 from collections.abc import Awaitable, Callable
@@ -93,6 +94,31 @@ OutcomeStatus = Literal["ok", "error", "timeout", "interrupted", "gone"]
 class Outcome:
     status: OutcomeStatus
     duration_ms: int
+
+
+# A pty's size limits (a window size is two unsigned shorts).
+TERMINAL_SIZE_MAX = 65535
+# Chunks of input a pty may have waiting (what it hasn't read yet); more is refused.
+TERMINAL_INPUT_CHUNKS = 256
+
+
+@dataclass(eq=False)
+class Terminal:
+    """A pty a command runs under (E2B's `sandbox.pty`): its size, changed with `resize` while it
+    runs; what is put on `input` is typed at it (None: nothing more). The backend running it sets
+    `on_resize` to apply a new size, and `started` once it is up: its first output (a shell's
+    prompt), its end, or its failure to start."""
+
+    cols: int
+    rows: int
+    input: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(maxsize=TERMINAL_INPUT_CHUNKS))
+    on_resize: Callable[[int, int], None] | None = None
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def resize(self, cols: int, rows: int) -> None:
+        self.cols, self.rows = cols, rows
+        if self.on_resize is not None:
+            self.on_resize(cols, rows)
 
 
 @dataclass(frozen=True, slots=True)

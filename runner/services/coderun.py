@@ -98,7 +98,9 @@ async def _command_run(run: Run, command: Command, sandbox: Sandbox, writer: Out
         await emit(writer.on_event, Error("CommandError", command.error))
         return Outcome("error", 0)
     timeout_s = min(command.timeout_s, settings.RUN_TIMEOUT_S)
-    extra = {"stdin": command.stdin} if command.stdin is not None else {}
+    extra: dict[str, object] = {"stdin": command.stdin} if command.stdin is not None else {}
+    if command.terminal is not None:
+        extra["terminal"] = command.terminal
     task = asyncio.ensure_future(execute(command.argv, cwd=command.cwd, envs=command.envs, on_event=writer.on_event,
                                          timeout_s=timeout_s, **extra))
     stop = asyncio.ensure_future(run.cancel.wait())

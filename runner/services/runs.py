@@ -18,7 +18,7 @@ from django.utils import timezone
 from runner import events
 from runner.events import ErrorCode
 from runner.models import ChatSession, Execution
-from runner.sandboxes.base import Sandbox
+from runner.sandboxes.base import Sandbox, Terminal
 
 ACTIVE = Execution.ACTIVE
 
@@ -44,6 +44,7 @@ class Command:
     exit_code: int | None = None  # negative: killed by that signal; None: it never exited
     error: str = ""  # why it couldn't start (a bad cwd or variable name)
     stdin: asyncio.Queue[bytes | None] | None = None  # its stdin, fed as it runs (None on it: EOF); None: /dev/null
+    terminal: Terminal | None = None  # set: it runs under this pty (E2B's sandbox.pty), all output stdout
 
 
 @dataclass(eq=False)

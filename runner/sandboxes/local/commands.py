@@ -6,6 +6,7 @@ with its stdout and stderr streamed apart and its exit code returned.
 from __future__ import annotations
 
 import asyncio
+import posixpath
 from collections.abc import Callable
 from typing import Protocol
 
@@ -19,23 +20,26 @@ class Confiner(Protocol):
     def __call__(self, *, command: list[str]) -> list[str]: ...
 
 
-def workspace_dir(path: str) -> str:
-    """The absolute in-sandbox path of a directory in the workspace or /tmp; ValueError when it
-    would leave them."""
-    if path == "/tmp" or path.startswith("/tmp/"):
-        return "/".join(["/tmp", *files.parts_of(path[len("/tmp"):].strip("/"))])
+def sandbox_dir(path: str) -> str:
+    """A command's cwd as an absolute in-sandbox path: an absolute one is any folder of the sandbox
+    (env -C resolves it inside the jail, where nothing of the host is), a relative one is in the
+    workspace. ValueError for a NUL byte or a relative path leaving the workspace."""
+    if "\0" in path:
+        raise ValueError("a cwd may not contain a NUL byte")
+    if path.startswith("/"):
+        return posixpath.normpath(path)
     parts = files.parts_of(path)
     return "/".join([jail.HOME, *parts]) if parts else jail.HOME
 
 
 def command_argv(argv: list[str], *, cwd: str, envs: dict[str, str]) -> list[str]:
-    """`argv` run in `cwd` (inside the workspace) with `envs` added. ValueError for a bad name or path."""
+    """`argv` run in `cwd` (a folder of the sandbox) with `envs` added. ValueError for a bad name or path."""
     for name in envs:
         if not name or not set(name) <= ENV_NAME_CHARS or name[0].isdigit():
             raise ValueError(f"{name[:50]!r} is not an environment variable name")
     if not argv or "=" in argv[0]:
         raise ValueError("a command is required (and its name can't contain '=')")
-    return ["/usr/bin/env", "-C", workspace_dir(cwd), "--", *(f"{k}={v}" for k, v in envs.items()), *argv]
+    return ["/usr/bin/env", "-C", sandbox_dir(cwd), "--", *(f"{k}={v}" for k, v in envs.items()), *argv]
 
 
 async def run_confined(confine: Callable[..., list[str]], argv: list[str], *, on_event: OnEvent, timeout_s: float,

@@ -14,9 +14,11 @@ import zmq
 from django.conf import settings
 
 from runner.sandboxes.base import (
-    LANGUAGES, Error, FileInfo, OnEvent, OnInput, Outcome, SandboxGone, SandboxUsage, Stderr, Stdout, emit, validate_packages,
+    LANGUAGES, Error, FileInfo, OnEvent, OnInput, Outcome, SandboxGone, SandboxUsage, Stderr, Stdout, Terminal, emit,
+    validate_packages,
 )
 from runner.sandboxes.local import cgroups, commands, files, jail, mounts, ports, processes, quota
+from runner.sandboxes.local import terminal as terminal_run
 from runner.sandboxes.local.kernel import KERNEL_KIND, Kernel, KernelDied
 from runner.sandboxes.local.watch import Watch
 
@@ -483,20 +485,26 @@ class LocalSandbox:
 
     async def command(self, argv: list[str], *, cwd: str = ".", envs: dict[str, str] | None = None,
                       on_event: OnEvent | None = None, timeout_s: float = 60.0,
-                      stdin: asyncio.Queue[bytes | None] | None = None) -> int | None:
-        """Run `argv` in the sandbox (confined as the kernels: no network, the workspace only) in
+                      stdin: asyncio.Queue[bytes | None] | None = None, terminal: Terminal | None = None) -> int | None:
+        """Run `argv` in the sandbox (confined as the kernels: no network, its own files only) in
         `cwd`, streaming its output; its exit code, or None when it passed `timeout_s` (killed).
         With `stdin`, what is put on it goes to the command's stdin (None: EOF); else /dev/null.
-        Raises ValueError for a cwd outside the workspace or a bad variable name."""
+        With `terminal`, it runs under a pty of that size instead (its output is all Stdout, its
+        input the terminal's). Raises ValueError for a relative cwd leaving the workspace or a bad
+        variable name."""
         self._check_open()
         full = commands.command_argv(argv, cwd=cwd, envs=envs or {})
 
         def confine(*, command: list[str]) -> list[str]:
             return self.host.confined_argv(self, command=command, language="bash", control=None)
 
-        running = asyncio.ensure_future(
-            commands.run_confined(confine, full, on_event=on_event or _ignore, timeout_s=timeout_s, stdin=stdin,
-                                  pids=self._commands))
+        if terminal is not None:
+            started = terminal_run.run_in_terminal(confine, full, terminal=terminal, on_event=on_event or _ignore,
+                                                   timeout_s=timeout_s)
+        else:
+            started = commands.run_confined(confine, full, on_event=on_event or _ignore, timeout_s=timeout_s, stdin=stdin,
+                                            pids=self._commands)
+        running = asyncio.ensure_future(started)
 
         over_quota: list[int] = []
 
