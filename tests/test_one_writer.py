@@ -36,12 +36,16 @@ class Transactions:
     def __init__(self) -> None:
         self.statements: list[str] = []
 
+    # Only SQLite's driver traces statements; on Postgres what needs the trace is skipped.
+    traced = connection.vendor == "sqlite"
+
     def on(self) -> None:
         connection.ensure_connection()
-        connection.connection.set_trace_callback(self.statements.append)
+        if self.traced:
+            connection.connection.set_trace_callback(self.statements.append)
 
     def off(self) -> None:
-        if connection.connection is not None:
+        if self.traced and connection.connection is not None:
             connection.connection.set_trace_callback(None)
 
     def chunk_writes(self) -> list[set[int]]:
@@ -101,6 +105,8 @@ async def test_runs_streaming_at_once_share_commits_keep_their_order_and_replay_
         await receive(later)
         assert _live(await receive_until_finished(later, execution_id)) == live
 
+    if not transactions.traced:
+        pytest.skip("commits are counted with SQLite's trace callback")
     writes = transactions.chunk_writes()
     assert writes and set().union(*writes) == set(streams), writes
     # Shared ticks: commits that stored several runs' chunks together (each run on its own
@@ -139,7 +145,7 @@ async def test_a_run_whose_chunks_cannot_be_stored_does_not_lose_the_others_of_i
     assert await runtime.db(_stored)(kept.id) == [(0, "stdout", "kept 0\nkept 1\nkept 2\n")]
     assert await runtime.db(lambda: OutputChunk.objects.filter(execution_id=gone.id).count())() == 0
     # The first attempt was one transaction for both runs (it failed at its commit).
-    assert any(INSERT_CHUNK.match(s) and int(INSERT_CHUNK.match(s)[1]) == gone.id for s in transactions.statements)
+    assert not transactions.traced or any(INSERT_CHUNK.match(s) and int(INSERT_CHUNK.match(s)[1]) == gone.id for s in transactions.statements)
     published = await asyncio.wait_for(layer.receive(inboxes["kept"]), 5)
     assert [c["text"] for c in published["chunks"]] == ["kept 0\nkept 1\nkept 2\n"]
     with pytest.raises(asyncio.TimeoutError):
