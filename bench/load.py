@@ -103,6 +103,7 @@ async def bench(stack: Stack, users: list[User], rounds: int) -> dict[str, Any]:
     sampler.start()
     stats: dict[str, list] = {"errors": [], "first_output": [], "round_trip": []}
     kernels = [pid for server in stack.servers for pid in descendants(server.proc.pid)]
+    commits0 = await asyncio.to_thread(stack.commits)
     cpu0, t0, client0, kernels0 = stack.cpu_s(), time.perf_counter(), time.process_time(), _cpu_of(kernels)
     gate = t0 + 0.1
     await asyncio.gather(*(_load(ws, n, rounds, stats, gate + random.uniform(0, 5)) for n, ws in sockets.items()))
@@ -110,12 +111,14 @@ async def bench(stack: Stack, users: list[User], rounds: int) -> dict[str, Any]:
     cpu = [(b - a) / wall_s for a, b in zip(cpu0, stack.cpu_s())]
     client_cpu = (time.process_time() - client0) / wall_s
     kernels_cpu = (_cpu_of(kernels) - kernels0) / wall_s
+    commits1 = await asyncio.to_thread(stack.commits)
+    commits = None if commits0 is None or commits1 is None else commits1 - commits0
     done.set()
     sampler.join()
     for ws in sockets.values():
         await ws.close()
     return {"warm_s": warm_s, "floor": floor, "wall_s": wall_s, "cpu": cpu, "client_cpu": client_cpu, "kernels_cpu": kernels_cpu,
-            "load_avg": os.getloadavg()[0], "rss_before": rss_before, "rss_peak": peak, **stats}
+            "load_avg": os.getloadavg()[0], "commits": commits, "rss_before": rss_before, "rss_peak": peak, **stats}
 
 
 def main() -> None:
@@ -152,6 +155,8 @@ def main() -> None:
     print(f"first output of a printing run: p50 {median_ms(fo):7.1f} ms  p99 {percentile_ms(fo, 99):7.1f} ms  ({len(fo)} samples)")
     for n, (cpu, before, peak) in enumerate(zip(r["cpu"], r["rss_before"], r["rss_peak"])):
         print(f"server {n}: CPU {cpu * 100:.0f}% of one core over the load; RSS {before:.0f} MB before, {peak:.0f} MB peak")
+    if r["commits"] is not None:
+        print(f"database commits over the load: {r['commits']} ({r['commits'] / r['wall_s']:.0f}/s; Postgres's pg_stat_database)")
     print(f"elsewhere over the load: kernels (and their bwrap) {r['kernels_cpu'] * 100:.0f}% of one core, this client "
           f"{r['client_cpu'] * 100:.0f}%; machine load average {r['load_avg']:.1f} at the end")
 

@@ -141,6 +141,18 @@ print(json.dumps(out))
     def rss_mb(self) -> list[float]:
         return [_rss_mb(s.proc.pid) for s in self.servers]
 
+    def commits(self) -> int | None:
+        """Transactions committed in this stack's Postgres database so far (Postgres's own
+        counter, pg_stat_database, which lags by up to a second); None on SQLite."""
+        if not self.pg_admin:
+            return None
+        import psycopg
+
+        time.sleep(1.5)  # the statistics a backend holds are flushed at most every second
+        with psycopg.connect(f"{self.pg_admin.rstrip('/')}/postgres".replace("postgres://", "postgresql://", 1), autocommit=True) as conn:
+            row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [self.db_name]).fetchone()
+        return int(row[0]) if row else None
+
     def stop(self) -> None:
         for server in self.servers:
             server.stop()

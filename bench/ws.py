@@ -109,7 +109,7 @@ class Backend:
         if not health.ok:
             print(f"  (local backend unavailable: {health.detail})")
             return False
-        self.sandbox = await backend.create(owner_id=0, session_id="bench")
+        self.sandbox = await backend.create(owner_id=0, session_id=str(uuid.uuid4()))
         return True
 
     async def run(self, code: str) -> tuple[float, int]:

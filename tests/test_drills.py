@@ -90,6 +90,36 @@ async def test_postgres_restarted_mid_run_nothing_written_is_lost_and_the_server
     assert status == "succeeded" and chunks == {0: "after\n"}
 
 
+async def test_postgres_restarted_under_two_streaming_runs_loses_nothing_of_either(daphnes, private_postgres) -> None:
+    """The process's one writer stores both runs' chunks in shared ticks (runner/services/outbox.py):
+    a tick that fails while the database is down is retried whole, and each run's chunks land
+    once, in order, stored and live alike."""
+    env = {"DATABASE_URL": private_postgres.url, "REDIS_URL": ""}
+    logins = [await asyncio.to_thread(login_cookie, server_env(**env), f"pg-drill-{n}") for n in range(2)]
+    server = daphnes(**env)
+    sockets = [await server.open(chat_id, cookie) for cookie, chat_id in logins]
+    runs = [await start_run(ws, STREAM, f"stream-{n}") for n, ws in enumerate(sockets)]
+    seen: list[list[dict]] = [[], []]
+    for ws, got in zip(sockets, seen):
+        while len(got) < 10:
+            got.append(await next_frame(ws, "execution.output"))
+    await asyncio.to_thread(private_postgres.stop)
+    await asyncio.sleep(2)
+    await asyncio.to_thread(private_postgres.start)
+    ends = await asyncio.gather(*(_frames_until_finished(ws, execution_id) for ws, execution_id in zip(sockets, runs)))
+    for ws in sockets:
+        await ws.close()
+
+    whole = "".join(f"{i}\n" for i in range(STREAM_LINES))
+    for execution_id, got, (outputs, finished) in zip(runs, seen, ends):
+        received = got + outputs
+        assert [f["index"] for f in received] == list(range(len(received)))
+        assert "".join(f["text"] for f in received) == whole
+        status, chunks = await asyncio.to_thread(_stored, private_postgres.url, execution_id)
+        assert finished["status"] == status == "succeeded"
+        assert chunks == {f["index"]: f["text"] for f in received}
+
+
 FLOOD_LINES = 3000
 FLOOD = f"for i in range({FLOOD_LINES}):\n    print('line', i)"
 

@@ -30,7 +30,8 @@ from runner.sandboxes.base import Outcome, Sandbox, SandboxError, SandboxGone, S
 from runner.services import sandboxes, waiting
 from runner.services.cancel import INTERRUPT_EVERY_S, interrupt_until_done
 from runner.services.coderun import code_run
-from runner.services.output import OutputWriter, publish, store_chunks_sync
+from runner.services.outbox import store_chunks_sync
+from runner.services.output import OutputWriter, publish
 from runner.services.runs import Command, Run, discard_result, later_run_waits, pass_turn, runs_here, take_turn
 from runner.services.runtime import db, db_retry
 

@@ -1,47 +1,23 @@
-"""Output of a run: numbered, capped, and written then published in adaptive batches."""
+"""Output of a run: numbered, capped, and written then published in adaptive batches (the
+process's one writer, outbox.py, stores every run's batches together)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
 
 from runner import events
 from runner.events import MAIN_RESULT_MARKER, NOTICE_MARKER, Chunk, ChunkKind
-from runner.models import OutputChunk
 from runner.sandboxes.base import Error, Event, OutputLost, Result, Stderr, Stdout
-from runner.services import runtime
-from runner.services.runtime import db_retry
+from runner.services.outbox import outbox
+from runner.services.outbox import publish as publish
 
 log = logging.getLogger(__name__)
-
-# At most this many batches are stored per database write while output floods in.
-WRITE_MAX_BATCHES = 16
-
-
-async def publish(group: str, message: dict[str, Any]) -> None:
-    """Send a group message to every socket of a session.
-
-    Best effort: what a run publishes is stored first, and a socket that misses a message (the
-    channel layer down, say Redis restarting) catches up through replay when it reconnects or sees
-    a gap. So a failed send is logged (at most every PUBLISH_FAILURE_LOG_EVERY_S), never raised:
-    the run goes on and ends as usual.
-    """
-    try:
-        await runtime.channel_layer().group_send(group, message)
-    except Exception as exc:
-        if _publish_failures.due():
-            log.warning("channel layer send failed (%s: %s); sockets catch up through replay", type(exc).__name__, exc)
-
-
-PUBLISH_FAILURE_LOG_EVERY_S = 5.0
-_publish_failures = runtime.LogThrottle(PUBLISH_FAILURE_LOG_EVERY_S)
 
 
 def human_bytes(n: int) -> str:
@@ -79,7 +55,8 @@ class OutputWriter:
     `on_event` is synchronous and never blocks the kernel's reader. An event that arrives when
     nothing is being written starts a write at once (no added latency); events arriving during
     a write coalesce into the next batch (at most RUN_BATCH_MAX_BYTES; adjacent stdout or stderr
-    text merges into one chunk).
+    text merges into one chunk). The process's outbox (outbox.py) stores every run's batches of
+    a tick in one transaction, then calls `stored()`, which publishes this run's in order.
 
     The cap (RUN_OUTPUT_MAX_BYTES) keeps the head and the tail, as Jupyter's and CI logs do: the
     first `cap - tail` bytes stream out live; past them, events are held in a ring of the last
@@ -111,7 +88,9 @@ class OutputWriter:
         self.events_received = 0  # events the code produced (server notes not counted)
         self._pending: list[Chunk] = []
         self._pending_sizes: list[int] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._in_flight = 0  # outbox ticks holding this run's batches (taken, not yet published)
+        self._telling: asyncio.Task[None] | None = None  # `execution.held` being published
+        self._waiters: list[asyncio.Future[None]] = []  # `drain()`s waiting for all to be out
 
     def on_event(self, event: Event) -> None:
         self.events_received += 1
@@ -274,13 +253,30 @@ class OutputWriter:
         self._kick()
 
     def _kick(self) -> None:
-        if self._flusher is None and not self._held and (self._pending or self._held_untold()):
-            self._flusher = asyncio.ensure_future(self._flush())
+        if self._held:
+            return
+        if self._pending:
+            outbox().want(self)
+        elif self._held_untold() and not self._in_flight and self._telling is None:
+            # The head is out: say that the rest is held until the run ends.
+            self._held_told = True
+            self._telling = asyncio.ensure_future(self._tell_held())
+        self._wake()
 
     def _held_untold(self) -> bool:
         return self.tailing and not self._held_told
 
-    def _take_batch(self) -> list[Chunk]:
+    async def _tell_held(self) -> None:
+        try:
+            held: events.HeldMessage = {"type": "execution.held", "frame": {
+                "type": "execution.held", "execution_id": self.execution_id,
+                "head_bytes": self.head_max_bytes, "tail_bytes": self.tail_max_bytes}}
+            await publish(self.group, dict(held))
+        finally:
+            self._telling = None
+            self._wake()
+
+    def _take_batch(self) -> tuple[list[Chunk], int]:
         total, n = 0, 0
         for size in self._pending_sizes:
             if n and total + size > self.batch_max_bytes:
@@ -290,56 +286,55 @@ class OutputWriter:
         batch = self._pending[:n]
         del self._pending[:n]
         del self._pending_sizes[:n]
-        return batch
+        return batch, total
 
-    async def _flush(self) -> None:
-        stored: list[list[Chunk]] = []  # written, not yet published
+    # The outbox's side (outbox.Source).
+
+    def take_batches(self, max_batches: int, max_bytes: int) -> tuple[list[list[Chunk]], int]:
+        batches: list[list[Chunk]] = []
+        total = 0
+        while self._pending and len(batches) < max_batches and (not batches or total < max_bytes):
+            batch, size = self._take_batch()
+            batches.append(batch)
+            total += size
+        if batches:
+            self._in_flight += 1
+        return batches, total
+
+    async def stored(self, batches: list[list[Chunk]]) -> None:
         try:
-            while self._pending or stored or self._held_untold():
-                if not self._pending and not stored:
-                    # The head is out: say that the rest is held until the run ends.
-                    self._held_told = True
-                    held: events.HeldMessage = {"type": "execution.held", "frame": {
-                        "type": "execution.held", "execution_id": self.execution_id,
-                        "head_bytes": self.head_max_bytes, "tail_bytes": self.tail_max_bytes}}
-                    await publish(self.group, dict(held))
-                    continue
-                # Under a flood, one write stores several batches (one thread hop and one commit);
-                # each batch is still published as its own group message of at most 64 KB.
-                batches: list[list[Chunk]] = []
-                while self._pending and len(batches) < WRITE_MAX_BATCHES:
-                    batches.append(self._take_batch())
-                writing = (
-                    asyncio.ensure_future(
-                        db_retry(store_chunks_sync, execution_id=self.execution_id, chunks=[c for batch in batches for c in batch])
-                    )
-                    if batches
-                    else None
-                )
-                try:
-                    # The previous write's batches go out while this one is stored (each only
-                    # after its own write, in order): with Redis that is a round trip per batch.
-                    for batch in stored:
-                        await self.publish(batch)
-                finally:
-                    stored = []
-                    if writing is not None:
-                        await writing
-                stored = batches
+            for batch in batches:
+                await self.publish(batch)
         finally:
-            self._flusher = None
+            self._in_flight -= 1
+            self._kick()
+
+    def lost(self, exc: BaseException) -> None:
+        self._in_flight -= 1
+        self._kick()
+
+    def _idle(self) -> bool:
+        return not (self._pending and not self._held) and not self._in_flight and self._telling is None
+
+    def _wake(self) -> None:
+        if self._waiters and self._idle():
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiters = []
 
     async def publish(self, batch: list[Chunk]) -> None:
         message: events.OutputMessage = {"type": "execution.output", "execution_id": self.execution_id, "chunks": batch}
         await publish(self.group, dict(message))
 
     def take_all_if_idle(self) -> list[list[Chunk]]:
-        """Every pending batch, when no write is in flight (else [] and the flusher keeps them)."""
-        if self._flusher is not None:
+        """Every pending batch, when no write of this run is in flight (else [] and the outbox keeps them)."""
+        if self._in_flight or self._telling is not None:
             return []
+        outbox().forget(self)
         batches = []
         while self._pending:
-            batches.append(self._take_batch())
+            batches.append(self._take_batch()[0])
         return batches
 
     def has_pending(self) -> bool:
@@ -347,11 +342,14 @@ class OutputWriter:
         return bool(self._pending)
 
     async def drain(self) -> None:
-        """Wait until everything received so far is stored and published."""
+        """Wait until everything received so far is stored and published (or, past DB_RETRY_FOR_S
+        of outage, lost and logged)."""
         self._held = False
         self._kick()
-        while self._flusher is not None:
-            await self._flusher
+        while not self._idle():
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
 
 
 def _utf8_boundary(raw: bytes, limit: int) -> int:
@@ -376,32 +374,3 @@ def _line_cut(raw: bytes | bytearray, at_least: int) -> int:
     while cut < len(raw) and (raw[cut] & 0xC0) == 0x80:
         cut += 1
     return cut
-
-
-def store_chunks_sync(*, execution_id: int, chunks: list[Chunk]) -> None:
-    """Insert chunks with one `executemany` on the driver's cursor.
-
-    Not `bulk_create`: with DEBUG on (the embedded default) Django's debug cursor renders every
-    query with its parameters inlined and keeps it in `connection.queries` (up to 9000 entries; a
-    socket never resets it). For a 1 MiB flood write that quoting was a third of the database
-    thread's time, and the kept strings grew the server by megabytes per run.
-    """
-    if not chunks:
-        return
-    runtime.last_output_write_s = time.monotonic()
-    data_field = OutputChunk._meta.get_field("data")
-    rows = [
-        (execution_id, c["index"], c["kind"], c["text"], None if c["data"] is None else data_field.get_db_prep_save(c["data"], connection))
-        for c in chunks
-    ]
-    # One transaction, as bulk_create (a savepoint-free no-op inside the caller's own).
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        # `.cursor` is the backend's own cursor (SQLite's takes %s via Django's wrapper; psycopg natively).
-        cursor.cursor.executemany(_insert_chunk_sql(), rows)
-
-
-def _insert_chunk_sql() -> str:
-    table = connection.ops.quote_name(OutputChunk._meta.db_table)
-    column_of = {field.name: field.column for field in OutputChunk._meta.concrete_fields if field.column}
-    columns = ", ".join(connection.ops.quote_name(column_of[f]) for f in ("execution", "index", "kind", "text", "data"))
-    return f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s)"
