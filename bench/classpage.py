@@ -11,8 +11,8 @@ every 10th run. Then each page is fetched over HTTP as the teacher, `--samples` 
 run: `/sessions/activity.json` for the teacher (no sessions of their own), an authenticated request
 that does next to nothing. Also reported: each page's SQL queries (one request in-process, Django's
 CaptureQueriesContext) and its size.
-Pages: the class page, the grid (`--grid-path`, with `{classroom}`; until the grid exists, the
-class's live roster `live.json`), an assignment's grades.csv, the teacher's assignment page, the
+Pages: the class page, the live grid's `grid.json` (`--grid-path`, with `{classroom}`), an
+assignment's grades.csv, the teacher's assignment page, the
 watch view of one student's session (next/previous student), and that student's own page.
 Goal (issue 19): each <= 300 ms on the embedded stack.
 """
@@ -28,8 +28,8 @@ import urllib.request
 from stack import Stack, median_ms
 
 GOAL_MS = 300
-# The live grid's endpoint once it exists (teach-grid2); live.json (the roster's live dots) stands in.
-DEFAULT_GRID_PATH = "/teach/classrooms/{classroom}/live.json"
+# The live grid's endpoint (views.classroom_grid).
+DEFAULT_GRID_PATH = "/teach/classrooms/{classroom}/grid.json"
 
 SEED = r"""
 import datetime as dt, json, random
@@ -152,8 +152,7 @@ def main() -> None:
         pages = [
             ("floor: activity.json", "/sessions/activity.json", teacher, "teacher"),
             ("class page", f"/teach/classrooms/{classroom}/", teacher, "teacher"),
-            ("grid" if args.grid_path != DEFAULT_GRID_PATH else "grid (stand-in: live.json)",
-             args.grid_path.format(classroom=classroom), teacher, "teacher"),
+            ("grid.json", args.grid_path.format(classroom=classroom), teacher, "teacher"),
             ("grades.csv", f"/teach/assignments/{assignment}/grades.csv", teacher, "teacher"),
             ("assignment page", f"/teach/assignments/{assignment}/", teacher, "teacher"),
             ("watch view", f"/sessions/{session}/", teacher, "teacher"),
