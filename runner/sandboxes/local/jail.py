@@ -39,6 +39,8 @@ SANDPIT = "/opt/sandpit"
 PACKAGES = f"{HOME}/.local/packages"  # where `install` puts Python packages (on PYTHONPATH)
 DENO_DIR = f"{HOME}/.cache/deno"  # the Deno kernel's cache, where `install` puts npm packages
 UNIX_PATH_MAX = 107
+# The processes that hold a kernel's namespaces (bwrap's, or a forked kernel's: zygote.py), by name.
+WRAPPERS = ("bwrap", "sandpit-init")
 # The device nodes in a sandbox's /dev (those bwrap's --dev binds), which the template has too.
 TEMPLATE_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 

@@ -195,7 +195,7 @@ class Kernel:
             self.sockets[name] = sock
         await self._wait_ready()
         tree = processes.process_tree(self.proc.pid)
-        self.protected_pids = {pid for pid, comm in tree if comm != "bwrap"}
+        self.protected_pids = {pid for pid, comm in tree if comm not in jail.WRAPPERS}
         # IRkernel ignores interrupt_request: it stops a cell on SIGINT to R itself (not to bwrap).
         self._sigint_pids = {pid for pid, comm in tree if comm == "R"} if self.kind == "r" else set()
 
@@ -329,14 +329,14 @@ class Kernel:
         if self.proc is None or self.proc.poll() is not None:
             return
         tree = processes.process_tree(self.proc.pid, with_zombies=False)
-        if all(comm == "bwrap" or pid in self.protected_pids for pid, comm in tree):
+        if all(comm in jail.WRAPPERS or pid in self.protected_pids for pid, comm in tree):
             return
         protected = [pid for pid, _ in tree if pid in self.protected_pids]
         processes.signal_processes(protected, signal.SIGSTOP)
         try:
             for _ in range(100):
                 strays = [pid for pid, comm in processes.process_tree(self.proc.pid, with_zombies=False)
-                          if comm != "bwrap" and pid not in self.protected_pids]
+                          if comm not in jail.WRAPPERS and pid not in self.protected_pids]
                 if not strays:
                     return
                 processes.signal_processes(strays, signal.SIGKILL)

@@ -66,7 +66,8 @@ def _preload() -> None:
     import IPython.core.formatters  # noqa: F401
     import matplotlib.backends.backend_agg  # noqa: F401  (the inline backend draws with Agg)
     import matplotlib.pyplot  # noqa: F401  (its backend is chosen at first use, in the kernel)
-    import matplotlib_inline.backend_inline  # noqa: F401
+    import IPython.core.pylabtools  # noqa: F401  (not matplotlib_inline.backend_inline: it hooks into
+    # the shell when first imported, so the kernel imports it itself, once its shell exists)
     import numpy  # noqa: F401
     import pandas  # noqa: F401
 
@@ -165,6 +166,7 @@ def _init(request: dict, fds: list[int]) -> None:
     _drop_capabilities()
     kernel = os.fork()
     if kernel == 0:
+        _libc.prctl(PR_SET_NAME, b"python", 0, 0, 0)
         _kernel(request, stderr_fd)
     os.close(stderr_fd)
     os.closerange(3, 65536)
@@ -222,6 +224,7 @@ def _child(request: dict, fds: list[int]) -> None:
     """The forked child, outside the sandbox's pid namespace: it waits for its cgroup, makes the
     namespaces, and reports the sandbox's exit status."""
     sock = socket.socket(fileno=fds[0])
+    _libc.prctl(PR_SET_NAME, b"sandpit-init", 0, 0, 0)  # the server tells it from the kernel's own
     try:
         creds = struct.pack("3i", os.getpid(), os.getuid(), os.getgid())
         sock.sendmsg([b"pid"], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, creds)])
@@ -270,6 +273,9 @@ def _say(fd: int, exc: BaseException) -> None:
 
 
 def main() -> None:
+    if "PWD" in os.environ:  # bwrap always sets it; pid 1 of every child would show it
+        env = {k: v for k, v in os.environ.items() if k != "PWD"}
+        os.execve(sys.executable, [sys.executable, "-I", os.path.abspath(__file__), *sys.argv[1:]], env)
     control = socket.socket(fileno=int(sys.argv[1]))
     _preload()
     import threading
