@@ -65,7 +65,7 @@ class LocalBackend:
         self._owner_dir: Path | None = None
         self._pid = 0
         self._forkserver: ForkServer | None = None
-        self._fork_problem = ""  # why Python kernels are not forked ("" while they are, or may be)
+        self._fork_failed = ""  # with SANDBOX_KERNEL_FORK=auto: why forking was given up in this process
 
     # --- set-up, once per process -----------------------------------------------------------
 
@@ -307,20 +307,18 @@ class LocalBackend:
 
     def kernel_start(self) -> str:
         """How Python kernels start here: "forked from a template" or "started afresh (why)"."""
-        if self._fork_allowed():
-            return "forked from a template"
-        return f"started afresh ({self._fork_problem})"
+        problem = self._fork_refusal()
+        return f"started afresh ({problem})" if problem else "forked from a template"
 
-    def _fork_allowed(self) -> bool:
+    def _fork_refusal(self) -> str:
+        """Why Python kernels are not forked now ("" when they are)."""
         mode = settings.SANDBOX_KERNEL_FORK
         if mode not in ("auto", "on"):
-            self._fork_problem = "SANDBOX_KERNEL_FORK=off" if mode == "off" else f"SANDBOX_KERNEL_FORK={mode!r} is not auto, on or off"
-            return False
+            return "SANDBOX_KERNEL_FORK=off" if mode == "off" else f"SANDBOX_KERNEL_FORK={mode!r} is not auto, on or off"
         isolation = self.isolation
         if not (isolation.as_root and isolation.cgroup_version):
-            self._fork_problem = "forking needs a root server with cgroups"
-            return False
-        return not self._fork_problem
+            return "forking needs a root server with cgroups"
+        return self._fork_failed if mode == "auto" else ""
 
     def forkserver(self) -> ForkServer:
         if self._forkserver is None:
@@ -336,7 +334,7 @@ class LocalBackend:
                                                 argv=PYTHON_KERNEL_ARGS)
         except (ForkFailed, mounts.MountFailed) as exc:
             if settings.SANDBOX_KERNEL_FORK == "auto":
-                self._fork_problem = f"forking failed: {exc}"
+                self._fork_failed = f"forking failed: {exc}"
                 log.warning("Python kernels start afresh from now on: %s", exc)
             raise
 
@@ -352,7 +350,7 @@ class LocalBackend:
             argv_for=lambda command: self.confined_argv(sandbox, command=command, language=kind, control=control),
             owner=self.kernel_owner,
             fork=(lambda stderr_fd: self._fork_python(sandbox, control, stderr_fd))
-            if kind == "python" and self._fork_allowed() else None,
+            if kind == "python" and not self._fork_refusal() else None,
         )
         return kernel
 

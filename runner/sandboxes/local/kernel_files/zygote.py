@@ -54,6 +54,7 @@ def _mount(source, target, fstype, flags, data=None) -> None:
 def _preload() -> None:
     """What every kernel imports (and the stack a first cell reaches for), once, in the template."""
     os.environ["JUPYTER_CONFIG_DIR"] = "/opt/sandpit/no-jupyter-config"
+    import importlib
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("sandpit_launcher", "/opt/sandpit/launcher.py")
@@ -70,6 +71,13 @@ def _preload() -> None:
     # the shell when first imported, so the kernel imports it itself, once its shell exists)
     import numpy  # noqa: F401
     import pandas  # noqa: F401
+
+    for name in ("pdb", "code", "faulthandler", "resource", "tornado.gen", "tornado.locks", "tornado.queues",
+                 "tornado.platform.asyncio", "IPython.extensions", "ipykernel.debugger"):
+        try:
+            importlib.import_module(name)  # what a kernel's start imports after the fork
+        except ImportError:
+            pass
 
 
 def _reseed() -> None:
@@ -272,12 +280,18 @@ def _say(fd: int, exc: BaseException) -> None:
         pass
 
 
+PRELOADED: frozenset = frozenset()  # the modules the template imported (what a kernel inherits)
+
+
 def main() -> None:
+    global PRELOADED
     if "PWD" in os.environ:  # bwrap always sets it; pid 1 of every child would show it
         env = {k: v for k, v in os.environ.items() if k != "PWD"}
         os.execve(sys.executable, [sys.executable, "-I", os.path.abspath(__file__), *sys.argv[1:]], env)
     control = socket.socket(fileno=int(sys.argv[1]))
     _preload()
+    sys.modules["sandpit_zygote"] = sys.modules[__name__]  # IPython makes __main__ the user's namespace
+    PRELOADED = frozenset(sys.modules)
     import threading
 
     if threading.active_count() != 1 or len(os.listdir("/proc/self/task")) != 1:
