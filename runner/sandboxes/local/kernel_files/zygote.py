@@ -298,6 +298,10 @@ def main() -> None:
         control.send(b"threads: the template started a thread while importing")
         return
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the collector never walks (so never copies) the template's objects in a kernel
     _libc.prctl(PR_SET_NAME, b"sandpit-zygote", 0, 0, 0)
     control.send(b"ready")
     while True:
