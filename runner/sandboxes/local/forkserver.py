@@ -202,6 +202,10 @@ class ForkServer:
                 theirs.close()  # the template's copy (then the child's) is the only one left
             pid = await asyncio.to_thread(_receive_pid, ours)
             pidfd = os.pidfd_open(pid)
+            if not _descends_from(pid, template.pid):
+                # Never write a pid the template did not fork into a cgroup (0 would move this server).
+                os.close(pidfd)
+                raise _TemplateGone(f"the child's pid {pid} is not the template's")
         except BaseException:
             ours.close()
             raise
@@ -295,6 +299,20 @@ def _receive_pid(sock: socket.socket) -> int:
             pid, _uid, _gid = struct.unpack("3i", data[:12])
             return int(pid)
     raise _TemplateGone("the template closed the request unanswered" if not message else f"it said {message!r}")
+
+
+def _descends_from(pid: int, ancestor: int, depth: int = 4) -> bool:
+    """Whether `ancestor` is among the first `depth` parents of `pid` (from /proc)."""
+    for _ in range(depth):
+        if pid <= 1:
+            return False
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False
+        if pid == ancestor:
+            return True
+    return False
 
 
 def _reap(template: _Template) -> None:
