@@ -223,10 +223,6 @@ FILES_UPLOAD_MAX_BYTES = env.int("FILES_UPLOAD_MAX_BYTES", default=40 * 1024 * 1
 HTTP_BODY_MAX_BYTES = env.int("HTTP_BODY_MAX_BYTES", default=FILES_UPLOAD_MAX_BYTES + 1024 * 1024)
 HTTP_ANONYMOUS_BODY_MAX_BYTES = env.int("HTTP_ANONYMOUS_BODY_MAX_BYTES", default=64 * 1024)
 SANDBOX_POOL_SIZE = env.int("SANDBOX_POOL_SIZE", default=1)
-# Python kernels forked from a template process (runner/sandboxes/local/forkserver.py): "on",
-# "off", or "auto" (on where the server is root with cgroups and the template starts). Off by
-# default: a forked sandbox's pid 1 is the template's copy, not bwrap (see docs/architecture-changes.md).
-SANDBOX_KERNEL_FORK = env.str("SANDBOX_KERNEL_FORK", default="off").strip().lower()
 # Kernels one local sandbox may run at once (each E2B API code context is a kernel of its own).
 SANDBOX_KERNELS_MAX = env.int("SANDBOX_KERNELS_MAX", default=8)
 # Processes (E2B API commands, background or not) one API sandbox may run at once.

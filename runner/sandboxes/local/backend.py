@@ -29,8 +29,7 @@ from django.conf import settings
 
 from runner.sandboxes.base import PAGE_LANGUAGES, Health, SandboxGone, SandboxUnavailable
 from runner.sandboxes.local import capacity, cgroups, jail, mounts, processes
-from runner.sandboxes.local.forkserver import ForkedProcess, ForkFailed, ForkServer
-from runner.sandboxes.local.kernel import PYTHON_KERNEL_ARGS, SPAWNER, Kernel, r_available
+from runner.sandboxes.local.kernel import Kernel, r_available
 from runner.sandboxes.local.limits import Isolation, Limits
 from runner.sandboxes.local.sandbox import LocalSandbox
 from runner.sandboxes.local.workspace import LocalWorkspace, prepare, workspace_path, workspaces_dir
@@ -64,8 +63,6 @@ class LocalBackend:
         self._kenv: Path | None = None
         self._owner_dir: Path | None = None
         self._pid = 0
-        self._forkserver: ForkServer | None = None
-        self._fork_failed = ""  # with SANDBOX_KERNEL_FORK=auto: why forking was given up in this process
 
     # --- set-up, once per process -----------------------------------------------------------
 
@@ -206,8 +203,7 @@ class LocalBackend:
             self.fill_pool()
         return Health(
             ok=True,
-            detail=f"{len(self._live)} live sandboxes ({capacity.describe()}), {len(self._pool)} warm; "
-                   f"Python kernels: {self.kernel_start()}",
+            detail=f"{len(self._live)} live sandboxes ({capacity.describe()}), {len(self._pool)} warm",
             isolation=isolation.describe(),
         )
 
@@ -303,41 +299,6 @@ class LocalBackend:
         sandbox.workspace = home
         return sandbox
 
-    # --- Python kernels from a template (forkserver.py) ---------------------------------------
-
-    def kernel_start(self) -> str:
-        """How Python kernels start here: "forked from a template" or "started afresh (why)"."""
-        problem = self._fork_refusal()
-        return f"started afresh ({problem})" if problem else "forked from a template"
-
-    def _fork_refusal(self) -> str:
-        """Why Python kernels are not forked now ("" when they are)."""
-        mode = settings.SANDBOX_KERNEL_FORK
-        if mode not in ("auto", "on"):
-            return "SANDBOX_KERNEL_FORK=off" if mode == "off" else f"SANDBOX_KERNEL_FORK={mode!r} is not auto, on or off"
-        isolation = self.isolation
-        if not (isolation.as_root and isolation.cgroup_version):
-            return "forking needs a root server with cgroups"
-        return self._fork_failed if mode == "auto" else ""
-
-    def forkserver(self) -> ForkServer:
-        if self._forkserver is None:
-            assert self._kfiles is not None and self._kenv is not None
-            loop_spawn = lambda make: asyncio.get_running_loop().run_in_executor(SPAWNER, make)  # noqa: E731
-            self._forkserver = ForkServer(self.isolation, kfiles=self._kfiles, kenv=self._kenv, spawn=loop_spawn)
-        return self._forkserver
-
-    async def _fork_python(self, sandbox: LocalSandbox, control: Path, stderr_fd: int) -> ForkedProcess:
-        try:
-            return await self.forkserver().fork(workspace=sandbox.view(), control=control, cgroup=sandbox.cgroup,
-                                                limits=Limits.from_settings(), stderr_fd=stderr_fd,
-                                                argv=PYTHON_KERNEL_ARGS)
-        except (ForkFailed, mounts.MountFailed) as exc:
-            if settings.SANDBOX_KERNEL_FORK == "auto":
-                self._fork_failed = f"forking failed: {exc}"
-                log.warning("Python kernels start afresh from now on: %s", exc)
-            raise
-
     def new_kernel(self, sandbox: LocalSandbox, kind: str) -> Kernel:
         # A new control dir for every start (never one an earlier kernel's code could have touched).
         prefix = {"python": "py", "bash": "sh", "deno": "js", "r": "r"}[kind]
@@ -349,8 +310,6 @@ class LocalBackend:
             control_dir=control,
             argv_for=lambda command: self.confined_argv(sandbox, command=command, language=kind, control=control),
             owner=self.kernel_owner,
-            fork=(lambda stderr_fd: self._fork_python(sandbox, control, stderr_fd))
-            if kind == "python" and not self._fork_refusal() else None,
         )
         return kernel
 
@@ -421,8 +380,6 @@ class LocalBackend:
         """Tear down every sandbox of this process (at exit)."""
         for sandbox in list(self._live.values()) + list(self._pool):
             sandbox.destroy()
-        if self._forkserver is not None:
-            self._forkserver.close()
         self._live.clear()
         self._pool.clear()
         if self._owner_dir is not None:

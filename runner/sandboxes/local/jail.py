@@ -39,10 +39,6 @@ SANDPIT = "/opt/sandpit"
 PACKAGES = f"{HOME}/.local/packages"  # where `install` puts Python packages (on PYTHONPATH)
 DENO_DIR = f"{HOME}/.cache/deno"  # the Deno kernel's cache, where `install` puts npm packages
 UNIX_PATH_MAX = 107
-# The processes that hold a kernel's namespaces (bwrap's, or a forked kernel's: zygote.py), by name.
-WRAPPERS = ("bwrap", "sandpit-init")
-# The device nodes in a sandbox's /dev (those bwrap's --dev binds), which the template has too.
-TEMPLATE_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 
 # --- what this machine offers ---------------------------------------------------------------
@@ -252,7 +248,7 @@ def sandbox_env(language: str) -> dict[str, str]:
 def bwrap_argv(
     isolation: Isolation,
     *,
-    workspace: Path | None,
+    workspace: Path,
     control: Path | None,
     kfiles: Path,
     kenv: Path,
@@ -263,13 +259,8 @@ def bwrap_argv(
     network: bool = False,
     language: str = "python",
     tmp: Path | None = None,
-    template: bool = False,
 ) -> list[str]:
-    """The full argv that starts `command` confined (run it with a minimal environment).
-
-    `template`: the Python kernels' template (forkserver.py): no workspace or control dir (empty
-    dirs where its children attach theirs) and, within its own user namespace only, the
-    capabilities it needs to make each child's namespaces."""
+    """The full argv that starts `command` confined (run it with a minimal environment)."""
     argv: list[str] = []
     if cgroup is not None and cgroup.procs_files:
         # Join the cgroup before anything else runs, so no child escapes it. sh exports PWD (the
@@ -286,9 +277,6 @@ def bwrap_argv(
         argv += ["setpriv", "--reuid", str(isolation.uid), "--regid", str(isolation.gid), "--clear-groups",
                  "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
     argv += [isolation.bwrap, "--unshare-all"]
-    if template:
-        argv += ["--unshare-user", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_NET_ADMIN",
-                 "--cap-add", "CAP_SETPCAP"]
     if network:
         argv += ["--share-net"]
     argv += ["--die-with-parent", "--new-session", "--clearenv", "--hostname", "sandbox",
@@ -311,22 +299,13 @@ def bwrap_argv(
         "--ro-bind", str(kenv), VENV,
         "--ro-bind", str(kfiles), SANDPIT,
         "--proc", "/proc",
+        "--dev", "/dev",
+        "--bind", str(workspace), HOME,
     ]
-    if template:
-        # Not --dev: it makes bwrap map uid 0 and nest a second user namespace, whose caps would not
-        # reach the mounts. The template's own /dev holds only the nodes children bind into theirs.
-        argv += ["--tmpfs", "/dev"]
-        for node in TEMPLATE_DEVICES:
-            argv += ["--dev-bind", f"/dev/{node}", f"/dev/{node}"]
-    else:
-        argv += ["--dev", "/dev"]
     # The sandbox's own /tmp (one tmpfs for all its processes, as root), else one per process.
     argv += ["--bind", str(tmp), "/tmp"] if tmp is not None else ["--size", str(limits.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp"]
-    argv += ["--bind", str(workspace), HOME] if workspace is not None else ["--dir", HOME]
     if control is not None:
         argv += ["--bind", str(control), CONTROL]
-    elif template:
-        argv += ["--dir", CONTROL]
     # /root exists, as on any Linux box (an E2B context's cwd may name it), read-only like the rest.
     argv += ["--dir", "/root"]
     # The root itself (and /etc, /run, /opt) is bwrap's private tmpfs: make it read-only, so only

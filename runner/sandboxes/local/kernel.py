@@ -20,7 +20,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,6 @@ from zmq.utils.monitor import recv_monitor_message
 
 from runner.sandboxes.base import Error, OnEvent, OnInput, OutputLost, Result, Stderr, Stdout, emit
 from runner.sandboxes.local import jail, processes
-from runner.sandboxes.local.forkserver import ForkedProcess
 
 log = logging.getLogger(__name__)
 
@@ -69,22 +68,19 @@ DENO_BARRIER_MIME = "application/x-sandpit-barrier"
 STDERR_TAIL_BYTES = 4096
 
 
-# ipykernel's options for a Python kernel (started by launcher.py, or forked: forkserver.py).
-PYTHON_KERNEL_ARGS = [
-    "-f", f"{jail.CONTROL}/kernel.json", f"--IPKernelApp.exec_files={jail.SANDPIT}/python_startup.py",
-    # No history database, no output cache; Jupyter's coloured tracebacks (ANSI SGR codes: the
-    # page renders them, the Markdown export strips them, the .ipynb export keeps them).
-    "--HistoryManager.enabled=False", "--InteractiveShell.cache_size=0",
-    "--InteractiveShell.colors=neutral", "--InlineBackend.close_figures=True",
-]
-
-
 def _command(language: str) -> list[str]:
     # python -I: nothing from the workspace (PYTHONPATH's sitecustomize.py, say) runs as the
     # interpreter starts; launcher.py puts PYTHONPATH on sys.path once the socket dir is locked.
     conn = f"{jail.CONTROL}/kernel.json"
     if language == "python":
-        return [f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/launcher.py", "python", *PYTHON_KERNEL_ARGS]
+        return [
+            f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/launcher.py", "python", "-f", conn,
+            f"--IPKernelApp.exec_files={jail.SANDPIT}/python_startup.py",
+            # No history database, no output cache; Jupyter's coloured tracebacks (ANSI SGR codes: the
+            # page renders them, the Markdown export strips them, the .ipynb export keeps them).
+            "--HistoryManager.enabled=False", "--InteractiveShell.cache_size=0",
+            "--InteractiveShell.colors=neutral", "--InlineBackend.close_figures=True",
+        ]
     if language == "bash":
         return [f"{jail.VENV}/bin/python", "-I", f"{jail.SANDPIT}/launcher.py", "bash", "-f", conn]
     if language == "r":
@@ -124,13 +120,12 @@ class Kernel:
     """A kernel process plus its client sockets. Not thread-safe; one run at a time."""
 
     def __init__(self, *, kind: str, control_dir: Path, argv_for: Callable[[list[str]], list[str]],
-                 owner: tuple[int, int], fork: Callable[[int], Awaitable[ForkedProcess]] | None = None) -> None:
+                 owner: tuple[int, int]) -> None:
         self.kind = kind
-        self._fork = fork  # starts the kernel from the template instead (given its stderr fd)
         self.owner = owner  # uid, gid the kernel runs as (its connection file is chowned to them)
         self.control_dir = control_dir
         self._argv_for = argv_for
-        self.proc: subprocess.Popen[bytes] | ForkedProcess | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.protected_pids: set[int] = set()
         self._sigint_pids: set[int] = set()
         self.session = Session(key=secrets.token_hex(32).encode(), signature_scheme="hmac-sha256",
@@ -195,7 +190,7 @@ class Kernel:
             self.sockets[name] = sock
         await self._wait_ready()
         tree = processes.process_tree(self.proc.pid)
-        self.protected_pids = {pid for pid, comm in tree if comm not in jail.WRAPPERS}
+        self.protected_pids = {pid for pid, comm in tree if comm != "bwrap"}
         # IRkernel ignores interrupt_request: it stops a cell on SIGINT to R itself (not to bwrap).
         self._sigint_pids = {pid for pid, comm in tree if comm == "R"} if self.kind == "r" else set()
 
@@ -203,10 +198,12 @@ class Kernel:
         """Start the kernel's process tree (from SPAWNER), its stderr read into self.stderr."""
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
         try:
-            if self._fork is not None:
-                self.proc = await self._fork(write_end)
-            else:
-                await self._popen(write_end)
+            with jail.hidden_options(self._argv_for(_command(self.kind))) as (argv, fds):
+                popen = functools.partial(
+                    subprocess.Popen, argv, env=jail.OUTER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=write_end, start_new_session=True, close_fds=True, pass_fds=fds, cwd="/",
+                )
+                self.proc = await asyncio.get_running_loop().run_in_executor(SPAWNER, popen)
         except BaseException:
             os.close(read_end)
             raise
@@ -214,15 +211,6 @@ class Kernel:
             os.close(write_end)
         self.stderr = StderrTail(read_end, self.kind)
         self._pidfd = os.pidfd_open(self.proc.pid)
-
-    async def _popen(self, write_end: int) -> None:
-        """Start the kernel afresh in bwrap (from SPAWNER), its stderr to `write_end`."""
-        with jail.hidden_options(self._argv_for(_command(self.kind))) as (argv, fds):
-            popen = functools.partial(
-                subprocess.Popen, argv, env=jail.OUTER_ENV, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=write_end, start_new_session=True, close_fds=True, pass_fds=fds, cwd="/",
-            )
-            self.proc = await asyncio.get_running_loop().run_in_executor(SPAWNER, popen)
 
     async def _wait_for_sockets(self, sockets_fd: int) -> None:
         """Until every socket name exists in the (still unlocked) socket dir; looked at through
@@ -329,14 +317,14 @@ class Kernel:
         if self.proc is None or self.proc.poll() is not None:
             return
         tree = processes.process_tree(self.proc.pid, with_zombies=False)
-        if all(comm in jail.WRAPPERS or pid in self.protected_pids for pid, comm in tree):
+        if all(comm == "bwrap" or pid in self.protected_pids for pid, comm in tree):
             return
         protected = [pid for pid, _ in tree if pid in self.protected_pids]
         processes.signal_processes(protected, signal.SIGSTOP)
         try:
             for _ in range(100):
                 strays = [pid for pid, comm in processes.process_tree(self.proc.pid, with_zombies=False)
-                          if comm not in jail.WRAPPERS and pid not in self.protected_pids]
+                          if comm != "bwrap" and pid not in self.protected_pids]
                 if not strays:
                     return
                 processes.signal_processes(strays, signal.SIGKILL)

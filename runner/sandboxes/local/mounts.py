@@ -145,18 +145,3 @@ def remove_tree(path: Path) -> None:
     except MountFailed:
         return  # never walk into a mount: it may be a workspace
     shutil.rmtree(path, ignore_errors=True)
-
-
-SYS_OPEN_TREE = 428  # x86_64 and aarch64 alike
-OPEN_TREE_CLONE = 1
-
-
-def detached_clone(path: Path) -> int:
-    """An fd of a detached copy of the mount at `path` (open_tree OPEN_TREE_CLONE, not following
-    a link): a forked kernel attaches it in its own mount namespace (forkserver.py)."""
-    fd = _libc.syscall(SYS_OPEN_TREE, -100, os.fsencode(path),
-                       OPEN_TREE_CLONE | os.O_CLOEXEC | 0x100)  # 0x100: AT_SYMLINK_NOFOLLOW
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise MountFailed(err, f"cloning the mount at {path} failed: {os.strerror(err)}")
-    return int(fd)

@@ -597,7 +597,7 @@ def _has_strays(kernel: Kernel) -> bool:
     """Whether processes the code started (not the kernel's own) are alive (blocking: reads /proc)."""
     if kernel.proc is None or kernel.proc.poll() is not None:
         return False
-    return any(comm not in jail.WRAPPERS and pid not in kernel.protected_pids
+    return any(comm != "bwrap" and pid not in kernel.protected_pids
                for pid, comm in processes.process_tree(kernel.proc.pid, with_zombies=False))
 
 
